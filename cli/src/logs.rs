@@ -1,0 +1,135 @@
+//! The merged log view of `emporium up`.
+//!
+//! Services write JSON lines; on a terminal each is shown as one readable line
+//! behind a coloured service name, otherwise the JSON is passed through behind the
+//! name so tools can still parse it. Whatever a process writes that is not JSON (a
+//! panic message) is shown as it is.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Child;
+
+/// Keys shown in the prefix or dropped, rather than as `key=value`.
+const SKIPPED: [&str; 6] = [
+    "timestamp",
+    "level",
+    "service",
+    "instance",
+    "target",
+    "message",
+];
+
+#[derive(Clone)]
+pub struct LogSink {
+    pretty: bool,
+    out: Arc<std::sync::Mutex<std::io::Stdout>>,
+}
+
+impl LogSink {
+    pub fn new() -> Self {
+        Self {
+            pretty: std::io::stdout().is_terminal(),
+            out: Arc::new(std::sync::Mutex::new(std::io::stdout())),
+        }
+    }
+
+    /// Forwards a child's stdout and stderr, line by line.
+    pub fn attach(&self, service: &'static str, child: &mut Child) {
+        if let Some(out) = child.stdout.take() {
+            self.pump(service, out);
+        }
+        if let Some(err) = child.stderr.take() {
+            self.pump(service, err);
+        }
+    }
+
+    fn pump(&self, service: &'static str, stream: impl AsyncRead + Unpin + Send + 'static) {
+        let sink = self.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.line(service, &line);
+            }
+        });
+    }
+
+    /// Prints one line from `source`.
+    pub fn line(&self, source: &str, line: &str) {
+        let text = if self.pretty {
+            let body = serde_json::from_str::<Map<String, Value>>(line)
+                .map(|m| human(&m))
+                .unwrap_or_else(|_| line.to_string());
+            format!("\x1b[{}m{source:>9}\x1b[0m | {body}\n", colour(source))
+        } else {
+            format!("{source:>9} | {line}\n")
+        };
+        if let Ok(mut out) = self.out.lock() {
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        }
+    }
+}
+
+/// `12:00:01.123 INFO message key=value ...`
+fn human(m: &Map<String, Value>) -> String {
+    let time = m
+        .get("timestamp")
+        .and_then(Value::as_str)
+        .and_then(|t| t.get(11..23))
+        .unwrap_or("");
+    let level = m.get("level").and_then(Value::as_str).unwrap_or("");
+    let message = m.get("message").and_then(Value::as_str).unwrap_or("");
+    let mut s = format!("{time} {} {message}", level_colour(level));
+    for (k, v) in m {
+        if SKIPPED.contains(&k.as_str()) {
+            continue;
+        }
+        match v {
+            Value::String(text) => s.push_str(&format!(" \x1b[2m{k}=\x1b[0m{text}")),
+            other => s.push_str(&format!(" \x1b[2m{k}=\x1b[0m{other}")),
+        }
+    }
+    s
+}
+
+fn level_colour(level: &str) -> String {
+    let code = match level {
+        "ERROR" => "31",
+        "WARN" => "33",
+        "INFO" => "32",
+        _ => "2",
+    };
+    format!("\x1b[{code}m{level:<5}\x1b[0m")
+}
+
+fn colour(source: &str) -> u8 {
+    // A stable colour per name, from the six non-grey ANSI colours.
+    31 + (source
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % 6) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_become_readable() {
+        let m: Map<String, Value> = serde_json::from_str(
+            r#"{"timestamp":"2026-11-22T10:00:01.123456Z","level":"INFO","service":"catalog","message":"request","status":200,"path":"/x"}"#,
+        )
+        .expect("json");
+        let h = human(&m);
+        assert!(h.starts_with("10:00:01.123 "));
+        assert!(h.contains("request"));
+        assert!(h.contains("status=\x1b[0m200"));
+        assert!(
+            !h.contains("catalog"),
+            "the service is in the prefix, not the line"
+        );
+    }
+}

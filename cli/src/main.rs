@@ -1,0 +1,62 @@
+//! `emporium`: run the whole shop, one service, or ask the registry what is running.
+//!
+//! - `emporium up` (the default, what `cargo run --release` runs) supervises every
+//!   service as its own OS process: see [`up`];
+//! - `emporium serve <service>` runs one service, as a container would;
+//! - `emporium status` prints what the registry knows.
+
+mod logs;
+mod services;
+mod status;
+mod up;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "emporium",
+    version,
+    about = "An online shop built as microservices"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the registry, every service and the gateway, and supervise them.
+    Up(up::UpArgs),
+    /// Run one service in this process.
+    Serve {
+        #[arg(value_enum)]
+        service: services::Service,
+    },
+    /// Show the instances the registry knows.
+    Status {
+        /// The registry's URL; by default the one a running `emporium up` recorded.
+        #[arg(long, env = "EMPORIUM__REGISTRY_URL")]
+        registry: Option<String>,
+        /// The data folder of the `emporium up` to ask.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    match cli.command.unwrap_or(Command::Up(up::UpArgs::default())) {
+        Command::Up(args) => runtime.block_on(up::run(args)),
+        Command::Serve { service } => {
+            services::die_with_parent();
+            runtime.block_on(service.serve())
+        }
+        Command::Status { registry, data_dir } => runtime.block_on(status::run(registry, data_dir)),
+    }
+}

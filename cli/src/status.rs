@@ -1,0 +1,67 @@
+//! `emporium status`: what the registry knows.
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use emporium_client::RegistryClient;
+
+pub async fn run(registry: Option<String>, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let url = match registry {
+        Some(url) => url,
+        None => {
+            let dir = data_dir.unwrap_or_else(|| emporium_config::Common::default().data_dir);
+            let file = dir.join("run").join("registry.url");
+            std::fs::read_to_string(&file)
+                .with_context(|| {
+                    format!(
+                        "no registry URL given and none recorded in {} (is `emporium up` running?)",
+                        file.display()
+                    )
+                })?
+                .trim()
+                .to_string()
+        }
+    };
+    let snapshot = RegistryClient::new(&url)
+        .instances()
+        .await
+        .with_context(|| format!("asking the registry at {url}"))?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    println!(
+        "registry {url} (epoch {}, index {})\n",
+        snapshot.epoch, snapshot.index
+    );
+    println!(
+        "  {:<10} {:<18} {:<22} {:<8} {:<8} {:>10} {:>10}",
+        "SERVICE", "INSTANCE", "ADDRESS", "VERSION", "HEALTH", "UPTIME", "HEARTBEAT"
+    );
+    for i in &snapshot.instances {
+        println!(
+            "  {:<10} {:<18} {:<22} {:<8} {:<8} {:>10} {:>10}",
+            i.service,
+            i.instance_id,
+            i.address,
+            i.version,
+            if i.healthy { "healthy" } else { "unready" },
+            duration(now.saturating_sub(i.registered_at_ms)),
+            format!("{} ago", duration(now.saturating_sub(i.last_heartbeat_ms))),
+        );
+    }
+    if snapshot.instances.is_empty() {
+        println!("  (no instances registered)");
+    }
+    Ok(())
+}
+
+fn duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}

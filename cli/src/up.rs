@@ -1,0 +1,358 @@
+//! `emporium up`: the whole shop as separate OS processes on this machine.
+//!
+//! Starts the registry on a free loopback port, then users and catalog on free ports
+//! and the gateway on `--port`, each as `emporium serve <service>` (this binary,
+//! re-executed). Waits until every one answers `/readyz`, prints where they are, and
+//! then supervises: logs of all processes are merged with a service prefix, a process
+//! that dies is restarted with exponential backoff on the same address, and Ctrl-C or
+//! SIGTERM stops the gateway first, the services next and the registry last, each
+//! within a bounded time.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use emporium_runtime::ADDR_FILE_ENV;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tokio::sync::Notify;
+
+use crate::logs::LogSink;
+use crate::services::{SUPERVISED_ENV, Service};
+
+/// How long a service may take to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long each group of processes gets to stop before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// A process that ran this long before dying starts its backoff afresh.
+const HEALTHY_RUN: Duration = Duration::from_secs(30);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    /// The gateway's port on 127.0.0.1; 0 picks a free one and prints it.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Where the services keep their data.
+    #[arg(long, default_value = "./data", env = "EMPORIUM__DATA_DIR")]
+    pub data_dir: PathBuf,
+}
+
+impl Default for UpArgs {
+    fn default() -> Self {
+        Self {
+            port: 8080,
+            data_dir: PathBuf::from("./data"),
+        }
+    }
+}
+
+/// One supervised process.
+struct Supervised {
+    service: Service,
+    /// Where it listens; fixed after its first start so restarts keep the address.
+    listen: SocketAddr,
+    pid: AtomicU32,
+    stopping: AtomicBool,
+    exited: Notify,
+    finished: AtomicBool,
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let exe = std::env::current_exe().context("locating the emporium binary")?;
+    let run_dir = args.data_dir.join("run");
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    let data_dir = std::fs::canonicalize(&args.data_dir)?;
+    let logs = LogSink::new();
+    let env = Env {
+        exe,
+        data_dir: data_dir.clone(),
+        run_dir: run_dir.clone(),
+        logs: logs.clone(),
+    };
+
+    let registry = env
+        .start(Service::Registry, "127.0.0.1:0".parse()?, None)
+        .await?;
+    let registry_url = format!("http://{}", registry.listen);
+    std::fs::write(run_dir.join("registry.url"), &registry_url)?;
+
+    let mut all = vec![registry.clone()];
+    let starts = Service::BEHIND_REGISTRY.iter().map(|&service| {
+        let listen: SocketAddr = if service == Service::Gateway {
+            SocketAddr::from(([127, 0, 0, 1], args.port))
+        } else {
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        };
+        env.start(service, listen, Some(&registry_url))
+    });
+    for started in futures::future::join_all(starts).await {
+        all.push(started?);
+    }
+    let readiness = all.iter().map(|s| async move {
+        wait_ready(s.listen)
+            .await
+            .with_context(|| format!("{} did not become ready", s.service.name()))
+    });
+    for ready in futures::future::join_all(readiness).await {
+        ready?;
+    }
+    let gateway = all
+        .iter()
+        .find(|s| s.service == Service::Gateway)
+        .map(|s| s.listen)
+        .context("no gateway")?;
+    print_table(&all, gateway, started.elapsed(), &data_dir);
+
+    crate::services::wait_for_signal().await;
+    logs.line(
+        "emporium",
+        "stopping: gateway, then services, then registry",
+    );
+    for group in [
+        vec![Service::Gateway],
+        vec![Service::Users, Service::Catalog],
+        vec![Service::Registry],
+    ] {
+        let members: Vec<_> = all
+            .iter()
+            .filter(|s| group.contains(&s.service))
+            .cloned()
+            .collect();
+        stop_group(&members).await;
+    }
+    logs.line("emporium", "stopped");
+    Ok(())
+}
+
+#[derive(Clone)]
+struct Env {
+    exe: PathBuf,
+    data_dir: PathBuf,
+    run_dir: PathBuf,
+    logs: LogSink,
+}
+
+impl Env {
+    /// Starts `service`, learns its address, and keeps it running until stopped.
+    async fn start(
+        &self,
+        service: Service,
+        listen: SocketAddr,
+        registry_url: Option<&str>,
+    ) -> anyhow::Result<Arc<Supervised>> {
+        let addr_file = self.run_dir.join(format!("{}.addr", service.name()));
+        let _ = std::fs::remove_file(&addr_file);
+        let child = self.spawn(service, listen, registry_url, &addr_file)?;
+        let actual = wait_for_addr(&addr_file, service).await?;
+        let supervised = Arc::new(Supervised {
+            service,
+            listen: actual,
+            pid: AtomicU32::new(child.id().unwrap_or_default()),
+            stopping: AtomicBool::new(false),
+            exited: Notify::new(),
+            finished: AtomicBool::new(false),
+        });
+        let env = self.clone();
+        let registry_url = registry_url.map(String::from);
+        let s = supervised.clone();
+        tokio::spawn(async move { env.supervise(s, child, registry_url, addr_file).await });
+        Ok(supervised)
+    }
+
+    fn spawn(
+        &self,
+        service: Service,
+        listen: SocketAddr,
+        registry_url: Option<&str>,
+        addr_file: &Path,
+    ) -> anyhow::Result<Child> {
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("serve")
+            .arg(service.name())
+            .env(SUPERVISED_ENV, "1")
+            .env(ADDR_FILE_ENV, addr_file)
+            .env("EMPORIUM__DATA_DIR", &self.data_dir)
+            .env("EMPORIUM__LOG__FORMAT", "json")
+            .env(
+                format!("EMPORIUM__{}__LISTEN", service.name().to_uppercase()),
+                listen.to_string(),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(false);
+        if let Some(url) = registry_url {
+            cmd.env("EMPORIUM__REGISTRY_URL", url);
+        }
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", service.name()))?;
+        self.logs.attach(service.name(), &mut child);
+        Ok(child)
+    }
+
+    /// Waits for the process to exit; restarts it with backoff unless stopping.
+    async fn supervise(
+        self,
+        s: Arc<Supervised>,
+        mut child: Child,
+        registry_url: Option<String>,
+        addr_file: PathBuf,
+    ) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let ran_from = Instant::now();
+            let status = child.wait().await;
+            if s.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            let how = match status {
+                Ok(st) => st.to_string(),
+                Err(e) => e.to_string(),
+            };
+            if ran_from.elapsed() > HEALTHY_RUN {
+                backoff = Duration::from_millis(200);
+            }
+            self.logs.line(
+                "emporium",
+                &format!(
+                    "{} died ({how}); restarting in {} ms",
+                    s.service.name(),
+                    backoff.as_millis()
+                ),
+            );
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            if s.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            match self.spawn(s.service, s.listen, registry_url.as_deref(), &addr_file) {
+                Ok(c) => {
+                    s.pid.store(c.id().unwrap_or_default(), Ordering::SeqCst);
+                    child = c;
+                    self.logs.line(
+                        "emporium",
+                        &format!(
+                            "{} restarted (pid {})",
+                            s.service.name(),
+                            s.pid.load(Ordering::SeqCst)
+                        ),
+                    );
+                }
+                Err(e) => {
+                    self.logs.line(
+                        "emporium",
+                        &format!("cannot restart {}: {e:#}", s.service.name()),
+                    );
+                    // Try again after the next backoff.
+                    child = match Command::new("true").spawn() {
+                        Ok(c) => c,
+                        Err(_) => break,
+                    };
+                }
+            }
+        }
+        s.finished.store(true, Ordering::SeqCst);
+        s.exited.notify_waiters();
+    }
+}
+
+/// SIGTERM to every member, then waits up to the grace period; SIGKILL after that.
+async fn stop_group(members: &[Arc<Supervised>]) {
+    for s in members {
+        s.stopping.store(true, Ordering::SeqCst);
+        signal(s, Signal::SIGTERM);
+    }
+    let deadline = tokio::time::Instant::now() + STOP_GRACE;
+    for s in members {
+        loop {
+            let notified = s.exited.notified();
+            if s.finished.load(Ordering::SeqCst) {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                signal(s, Signal::SIGKILL);
+                break;
+            }
+        }
+    }
+}
+
+fn signal(s: &Supervised, sig: Signal) {
+    let pid = s.pid.load(Ordering::SeqCst);
+    if pid > 0 {
+        let _ = kill(Pid::from_raw(pid as i32), sig);
+    }
+}
+
+/// The address a freshly started process wrote to its address file.
+async fn wait_for_addr(path: &Path, service: Service) -> anyhow::Result<SocketAddr> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Ok(addr) = text.trim().parse()
+        {
+            return Ok(addr);
+        }
+        if Instant::now() > deadline {
+            bail!("{} did not report its address", service.name());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Polls `/readyz` until it answers 200.
+async fn wait_ready(addr: SocketAddr) -> anyhow::Result<()> {
+    let client = emporium_client::http_client();
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let req = http_get(&format!("http://{addr}/readyz"))?;
+        if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(1), client.request(req)).await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("not ready after {READY_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn http_get(url: &str) -> anyhow::Result<http::Request<axum::body::Body>> {
+    Ok(http::Request::get(url).body(axum::body::Body::empty())?)
+}
+
+fn print_table(all: &[Arc<Supervised>], gateway: SocketAddr, took: Duration, data_dir: &Path) {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "\nEmporium is up in {} ms. Data: {}\n\n",
+        took.as_millis(),
+        data_dir.display()
+    ));
+    out.push_str(&format!(
+        "  {:<10} {:<22} {:>8}\n",
+        "SERVICE", "ADDRESS", "PID"
+    ));
+    for s in all {
+        out.push_str(&format!(
+            "  {:<10} {:<22} {:>8}\n",
+            s.service.name(),
+            s.listen.to_string(),
+            s.pid.load(Ordering::SeqCst)
+        ));
+    }
+    out.push_str(&format!(
+        "\n  Open http://{gateway}/   (API docs: http://{gateway}/docs/)\n"
+    ));
+    out.push_str("  Ctrl-C stops everything.\n\n");
+    print!("{out}");
+}

@@ -1,0 +1,76 @@
+//! What can go wrong calling another service.
+
+use emporium_http::{ApiError, Problem};
+use http::StatusCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The registry lists no healthy instance of the service.
+    #[error("no instance of {0} is available")]
+    NoInstances(String),
+    /// Every instance refused the connection.
+    #[error("cannot reach {service}")]
+    Unreachable {
+        service: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The call did not finish before its deadline.
+    #[error("{0} did not answer before the deadline")]
+    Timeout(String),
+    /// The connection broke during the call.
+    #[error("call to {service} failed")]
+    Transport {
+        service: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The service answered with an error status.
+    #[error("{service} answered {status}")]
+    Status {
+        service: String,
+        status: StatusCode,
+        problem: Option<Box<Problem>>,
+    },
+    /// The answer was not what the contract says.
+    #[error("unexpected answer from {service}")]
+    Decode {
+        service: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl ClientError {
+    /// The status a proxying or calling service answers with when this happens:
+    /// 503 when nobody is there, 504 on the deadline, 502 otherwise.
+    pub fn upstream_status(&self) -> StatusCode {
+        match self {
+            ClientError::NoInstances(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ClientError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ClientError::Unreachable { .. } => StatusCode::BAD_GATEWAY,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+impl From<ClientError> for ApiError {
+    /// A dependency's failure as seen by our caller: no internals in the body.
+    fn from(e: ClientError) -> Self {
+        let detail = match &e {
+            ClientError::NoInstances(s) => format!("{s} is unavailable; retry shortly"),
+            ClientError::Timeout(s) => format!("{s} did not answer in time"),
+            ClientError::Unreachable { service, .. } => format!("{service} cannot be reached"),
+            ClientError::Transport { service, .. }
+            | ClientError::Decode { service, .. }
+            | ClientError::Status { service, .. } => format!("{service} failed"),
+        };
+        let status = e.upstream_status();
+        let code = match status {
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            StatusCode::GATEWAY_TIMEOUT => "timeout",
+            _ => "bad_gateway",
+        };
+        ApiError::new(status, code, detail).with_source(e)
+    }
+}

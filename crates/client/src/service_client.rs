@@ -1,0 +1,224 @@
+//! Typed JSON calls to a named service.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use emporium_contracts::headers;
+use emporium_http::context;
+use http::{HeaderValue, Method, Request, Response, header};
+use http_body_util::BodyExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::ClientError;
+use crate::transport::Transport;
+
+/// Calls one service through a transport.
+///
+/// Every call has a deadline: the smaller of the client's timeout and what is left of
+/// the current request's budget. The request id, the remaining budget and the trace
+/// context of the request being served travel with the call.
+#[derive(Clone)]
+pub struct ServiceClient {
+    service: String,
+    transport: Arc<dyn Transport>,
+    timeout: Duration,
+}
+
+impl ServiceClient {
+    pub fn new(service: &str, transport: Arc<dyn Transport>, timeout: Duration) -> Self {
+        Self {
+            service: service.to_string(),
+            transport,
+            timeout,
+        }
+    }
+
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// GET `path`, decoding a JSON answer.
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let request = self.request(Method::GET, path, Bytes::new())?;
+        self.json(request).await
+    }
+
+    /// Sends `body` as JSON with `method`, decoding a JSON answer.
+    pub async fn send_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| self.decode(e.into()))?;
+        let mut request = self.request(method, path, Bytes::from(bytes))?;
+        request.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        self.json(request).await
+    }
+
+    /// Sends a prepared request with the deadline and propagation headers applied;
+    /// the response streams and its status is not checked.
+    pub async fn send(&self, mut request: Request<Bytes>) -> Result<Response<Body>, ClientError> {
+        let ctx = context::current();
+        let budget = ctx
+            .as_ref()
+            .map_or(self.timeout, |c| c.remaining().min(self.timeout));
+        let h = request.headers_mut();
+        if let Some(ctx) = &ctx {
+            if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+                h.insert(headers::REQUEST_ID, v);
+            }
+            if let Some(tp) = &ctx.traceparent {
+                h.insert(headers::TRACEPARENT, tp.clone());
+            }
+        }
+        h.insert(
+            headers::TIMEOUT_MS,
+            HeaderValue::from(budget.as_millis() as u64),
+        );
+        tokio::time::timeout(budget, self.transport.send(&self.service, request))
+            .await
+            .map_err(|_| ClientError::Timeout(self.service.clone()))?
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<Request<Bytes>, ClientError> {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::ACCEPT, "application/json")
+            .body(body)
+            .map_err(|e| self.decode(e.into()))
+    }
+
+    async fn json<T: DeserializeOwned>(&self, request: Request<Bytes>) -> Result<T, ClientError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let response = self.send(request).await?;
+        let status = response.status();
+        let bytes = tokio::time::timeout_at(deadline, response.into_body().collect())
+            .await
+            .map_err(|_| ClientError::Timeout(self.service.clone()))?
+            .map_err(|e| ClientError::Transport {
+                service: self.service.clone(),
+                source: e.into(),
+            })?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(ClientError::Status {
+                service: self.service.clone(),
+                status,
+                problem: serde_json::from_slice(&bytes).ok().map(Box::new),
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| self.decode(e.into()))
+    }
+
+    fn decode(&self, source: Box<dyn std::error::Error + Send + Sync>) -> ClientError {
+        ClientError::Decode {
+            service: self.service.clone(),
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LocalTransport;
+    use axum::Router;
+    use axum::routing::get;
+
+    #[tokio::test]
+    async fn calls_carry_request_id_and_budget() {
+        let echo = Router::new().route(
+            "/echo",
+            get(|h: http::HeaderMap| async move {
+                let get = |n: &str| {
+                    h.get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string()
+                };
+                axum::Json(serde_json::json!({
+                    "request_id": get(headers::REQUEST_ID),
+                    "budget": get(headers::TIMEOUT_MS),
+                }))
+            }),
+        );
+        let client = ServiceClient::new(
+            "echo",
+            Arc::new(LocalTransport::new().with("echo", echo)),
+            Duration::from_secs(5),
+        );
+        let ctx = context::RequestContext {
+            request_id: "req-7".into(),
+            deadline: std::time::Instant::now() + Duration::from_millis(800),
+            traceparent: None,
+        };
+        let v: serde_json::Value = context::scope(ctx, client.get_json("/echo"))
+            .await
+            .expect("call");
+        assert_eq!(v["request_id"], "req-7");
+        let budget: u64 = v["budget"]
+            .as_str()
+            .and_then(|b| b.parse().ok())
+            .expect("budget");
+        assert!(
+            budget <= 800 && budget > 500,
+            "remaining budget propagated: {budget}"
+        );
+    }
+
+    #[tokio::test]
+    async fn deadline_applies_to_slow_services() {
+        let slow = Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        );
+        let client = ServiceClient::new(
+            "slow",
+            Arc::new(LocalTransport::new().with("slow", slow)),
+            Duration::from_millis(100),
+        );
+        let err = client
+            .get_json::<String>("/slow")
+            .await
+            .expect_err("timeout");
+        assert!(matches!(err, ClientError::Timeout(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn error_statuses_carry_the_problem() {
+        let router = Router::new().route(
+            "/missing",
+            get(|| async { emporium_http::ApiError::not_found("no such thing") }),
+        );
+        let client = ServiceClient::new(
+            "svc",
+            Arc::new(LocalTransport::new().with("svc", router)),
+            Duration::from_secs(1),
+        );
+        match client.get_json::<String>("/missing").await {
+            Err(ClientError::Status {
+                status, problem, ..
+            }) => {
+                assert_eq!(status, 404);
+                assert_eq!(problem.map(|p| p.code), Some("not_found".into()));
+            }
+            other => panic!("expected a status error, got {other:?}"),
+        }
+    }
+}

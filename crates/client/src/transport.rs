@@ -1,0 +1,144 @@
+//! How a request reaches a service: over the network, or to a router in-process.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http::{Request, Response, Uri};
+use tower::ServiceExt;
+
+use crate::discovery::Discovery;
+use crate::error::ClientError;
+use crate::http_client::{HttpClient, http_client};
+
+/// Sends a request to some instance of a named service.
+///
+/// Requests are buffered (`Bytes`) so a transport may retry a request that never
+/// reached an instance; responses stream. The request's URI is path and query only:
+/// the transport picks the instance.
+pub trait Transport: Send + Sync + 'static {
+    fn send(
+        &self,
+        service: &str,
+        request: Request<Bytes>,
+    ) -> BoxFuture<'static, Result<Response<Body>, ClientError>>;
+}
+
+/// Over HTTP to instances found by [`Discovery`].
+///
+/// A connection refused by one instance is retried on the next (the request did not
+/// reach it, so this is safe for any method) and that instance is tried last for a
+/// few seconds. Nothing else is retried here.
+#[derive(Clone)]
+pub struct HttpTransport {
+    discovery: Arc<Discovery>,
+    http: HttpClient,
+}
+
+impl HttpTransport {
+    pub fn new(discovery: Arc<Discovery>) -> Self {
+        Self {
+            discovery,
+            http: http_client(),
+        }
+    }
+
+    pub fn discovery(&self) -> &Arc<Discovery> {
+        &self.discovery
+    }
+}
+
+impl Transport for HttpTransport {
+    fn send(
+        &self,
+        service: &str,
+        request: Request<Bytes>,
+    ) -> BoxFuture<'static, Result<Response<Body>, ClientError>> {
+        let this = self.clone();
+        let service = service.to_string();
+        Box::pin(async move {
+            let candidates = this.discovery.candidates(&service).await?;
+            let (parts, body) = request.into_parts();
+            let path = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into());
+            let mut last_error = None;
+            for address in candidates.iter().take(3) {
+                let uri: Uri = format!("http://{address}{path}").parse().map_err(
+                    |e: http::uri::InvalidUri| ClientError::Decode {
+                        service: service.clone(),
+                        source: e.into(),
+                    },
+                )?;
+                let mut req = Request::new(Body::from(body.clone()));
+                *req.method_mut() = parts.method.clone();
+                *req.uri_mut() = uri;
+                *req.headers_mut() = parts.headers.clone();
+                match this.http.request(req).await {
+                    Ok(response) => return Ok(response.map(Body::new)),
+                    Err(e) if e.is_connect() => {
+                        tracing::debug!(%service, %address, error = %e, "instance refused; trying the next");
+                        this.discovery.report_failure(&service, address);
+                        last_error = Some(e);
+                    }
+                    Err(e) => {
+                        return Err(ClientError::Transport {
+                            service,
+                            source: e.into(),
+                        });
+                    }
+                }
+            }
+            Err(match last_error {
+                Some(e) => ClientError::Unreachable {
+                    service,
+                    source: e.into(),
+                },
+                None => ClientError::NoInstances(service),
+            })
+        })
+    }
+}
+
+/// To routers in this process, by service name: no sockets, no registry.
+#[derive(Clone, Default)]
+pub struct LocalTransport {
+    routers: HashMap<String, Router>,
+}
+
+impl LocalTransport {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with(mut self, service: &str, router: Router) -> Self {
+        self.routers.insert(service.to_string(), router);
+        self
+    }
+}
+
+impl Transport for LocalTransport {
+    fn send(
+        &self,
+        service: &str,
+        request: Request<Bytes>,
+    ) -> BoxFuture<'static, Result<Response<Body>, ClientError>> {
+        let router = self.routers.get(service).cloned();
+        let service = service.to_string();
+        Box::pin(async move {
+            let router = router.ok_or_else(|| ClientError::NoInstances(service.clone()))?;
+            router
+                .oneshot(request.map(Body::from))
+                .await
+                .map_err(|e| ClientError::Transport {
+                    service,
+                    source: Box::new(e),
+                })
+        })
+    }
+}

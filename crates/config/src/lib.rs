@@ -1,0 +1,289 @@
+//! Typed, layered settings for every Emporium process.
+//!
+//! Layers, later wins: the defaults compiled into each settings struct, then the TOML
+//! file (`emporium.toml` in the working directory, or the file named by
+//! `EMPORIUM_CONFIG`), then environment variables `EMPORIUM__KEY` and
+//! `EMPORIUM__SERVICE__KEY` (`__` separates levels; keys are case-insensitive).
+//!
+//! Top-level keys are [`Common`] to every process (registry URL, data folder, logs);
+//! each service reads its own table (`[catalog]`, `[users]`, ...) into its own type.
+//! Secrets are wrapped in [`Secret`], which never prints its value.
+
+mod secret;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use figment::value::{Dict, Value};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+pub use secret::Secret;
+
+/// Environment variable naming the config file.
+pub const CONFIG_FILE_ENV: &str = "EMPORIUM_CONFIG";
+/// Prefix of every settings environment variable.
+pub const ENV_PREFIX: &str = "EMPORIUM__";
+
+/// Errors while loading settings: which key, which layer, what was wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid settings: {0}")]
+    Figment(#[from] Box<figment::Error>),
+    #[error("invalid settings: {key}: {message}")]
+    Key { key: String, message: String },
+}
+
+/// Settings shared by every process.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct Common {
+    /// Base URL of the registry; `None` runs a service without discovery (tests).
+    pub registry_url: Option<String>,
+    /// Root of the services' data; each service keeps its files in `<data_dir>/<service>/`.
+    pub data_dir: PathBuf,
+    /// A stable name for this instance; generated when unset.
+    pub instance_id: Option<String>,
+    /// The host other services reach this instance at, when it listens on a wildcard
+    /// address (in a container: its pod IP or DNS name).
+    pub advertise_host: Option<String>,
+    /// Milliseconds the registry keeps listing this instance without a heartbeat.
+    pub registry_ttl_ms: u64,
+    pub log: LogSettings,
+    pub http: HttpSettings,
+}
+
+impl Default for Common {
+    fn default() -> Self {
+        Self {
+            registry_url: Some("http://127.0.0.1:7070".into()),
+            data_dir: PathBuf::from("./data"),
+            instance_id: None,
+            advertise_host: None,
+            registry_ttl_ms: 6_000,
+            log: LogSettings::default(),
+            http: HttpSettings::default(),
+        }
+    }
+}
+
+impl Common {
+    /// The data folder of one service.
+    pub fn service_dir(&self, service: &str) -> PathBuf {
+        self.data_dir.join(service)
+    }
+}
+
+/// Limits of the HTTP server every service runs (the `[http]` table).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Longest a request may take; a shorter budget from the caller wins.
+    pub request_timeout_ms: u64,
+    /// Requests served at once; more are refused with 503 rather than queued.
+    pub concurrency_limit: usize,
+    /// Largest request body accepted, in bytes.
+    pub body_limit_bytes: usize,
+    /// How long in-flight requests may finish after shutdown starts.
+    pub grace_period_ms: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            request_timeout_ms: 10_000,
+            concurrency_limit: 1024,
+            body_limit_bytes: 64 * 1024,
+            grace_period_ms: 5_000,
+        }
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct LogSettings {
+    /// `auto` (human on a terminal, JSON otherwise), `json` or `pretty`.
+    pub format: LogFormat,
+    /// An `EnvFilter` directive such as `info` or `info,emporium_gateway=debug`;
+    /// `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Auto,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Pretty,
+}
+
+/// Everything one service process needs: the common part, where it listens, and its
+/// own table.
+#[derive(Debug, Clone)]
+pub struct Settings<S> {
+    pub common: Common,
+    pub listen: SocketAddr,
+    pub service: S,
+}
+
+impl<S: Default> Settings<S> {
+    /// Defaults only, for tests: no registry, data in `data_dir`, port 0.
+    pub fn for_test(data_dir: &Path) -> Self {
+        Self {
+            common: Common {
+                registry_url: None,
+                data_dir: data_dir.to_path_buf(),
+                ..Common::default()
+            },
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            service: S::default(),
+        }
+    }
+}
+
+/// Deserializes `value`, naming the full key of whatever is wrong.
+fn typed<T: DeserializeOwned>(value: &Value, prefix: &str) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let key = if path == "." {
+            prefix.to_string()
+        } else {
+            format!("{prefix}.{path}")
+        };
+        ConfigError::Key {
+            key,
+            message: e.into_inner().to_string(),
+        }
+    })
+}
+
+/// The layered configuration source: file, then environment.
+pub fn figment() -> Figment {
+    let file = std::env::var(CONFIG_FILE_ENV).unwrap_or_else(|_| "emporium.toml".into());
+    Figment::new()
+        .merge(Toml::file(file))
+        .merge(Env::prefixed(ENV_PREFIX).split("__"))
+}
+
+/// Loads the settings of `service` from the standard layers.
+///
+/// `default_listen` is where the service listens unless `<service>.listen` says
+/// otherwise (port 0 asks the OS for a free port).
+pub fn load<S: DeserializeOwned + Default>(
+    service: &str,
+    default_listen: SocketAddr,
+) -> Result<Settings<S>, ConfigError> {
+    from_figment(&figment(), service, default_listen)
+}
+
+/// Extracts the settings of `service` from an already layered source.
+pub fn from_figment<S: DeserializeOwned + Default>(
+    figment: &Figment,
+    service: &str,
+    default_listen: SocketAddr,
+) -> Result<Settings<S>, ConfigError> {
+    let common: Common = figment.extract().map_err(Box::new)?;
+    // `listen` sits in the service's table but belongs to the host, not to `S`,
+    // so it is taken out before `S` (which may deny unknown keys) sees the table.
+    let (listen, service) = match figment.find_value(service) {
+        Ok(_) => {
+            let mut table: Dict = figment.extract_inner(service).map_err(Box::new)?;
+            let listen = table
+                .remove("listen")
+                .map(|v| typed::<SocketAddr>(&v, &format!("{service}.listen")))
+                .transpose()?;
+            let service_settings = typed::<S>(&Value::from(table), service)?;
+            (listen, service_settings)
+        }
+        Err(_) => (None, S::default()),
+    };
+    Ok(Settings {
+        common,
+        listen: listen.unwrap_or(default_listen),
+        service,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    struct Demo {
+        page_size: u32,
+        password: Secret<String>,
+    }
+
+    fn addr() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    }
+
+    #[test]
+    fn layers_defaults_then_file_then_env() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "emporium.toml",
+                r#"
+                data_dir = "/srv/emporium"
+                [demo]
+                page_size = 20
+                listen = "127.0.0.1:9000"
+                password = "from-file"
+                "#,
+            )?;
+            jail.set_env("EMPORIUM__DEMO__PAGE_SIZE", "50");
+            jail.set_env("EMPORIUM__LOG__LEVEL", "debug");
+            let s: Settings<Demo> = load("demo", addr()).map_err(|e| e.to_string())?;
+            assert_eq!(s.common.data_dir, PathBuf::from("/srv/emporium"));
+            assert_eq!(s.common.log.level, "debug");
+            assert_eq!(s.service.page_size, 50, "env wins over the file");
+            assert_eq!(s.listen, "127.0.0.1:9000".parse().map_err(|_| "addr")?);
+            assert_eq!(s.service.password.expose(), "from-file");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_table_gives_defaults() {
+        figment::Jail::expect_with(|_| {
+            let s: Settings<Demo> = load("demo", addr()).map_err(|e| e.to_string())?;
+            assert_eq!(s.service, Demo::default());
+            assert_eq!(s.listen, addr());
+            assert_eq!(s.common, Common::default());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("EMPORIUM__DEMO__PAGE_SIZE", "many");
+            let err = load::<Demo>("demo", addr()).expect_err("must fail");
+            assert!(err.to_string().contains("page_size"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_in_a_service_table_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("EMPORIUM__DEMO__PAGE_SISE", "5");
+            let err = load::<Demo>("demo", addr()).expect_err("typo must fail");
+            assert!(err.to_string().contains("page_sise"), "{err}");
+            Ok(())
+        });
+    }
+}

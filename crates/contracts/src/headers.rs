@@ -1,0 +1,15 @@
+//! Header names shared by the gateway, the services and their clients.
+
+/// Correlates every log line of one request across services.
+pub const REQUEST_ID: &str = "x-request-id";
+/// Remaining time budget of a request in milliseconds, propagated on every hop.
+pub const TIMEOUT_MS: &str = "x-request-timeout-ms";
+/// W3C trace context, passed through unchanged until tracing lands.
+pub const TRACEPARENT: &str = "traceparent";
+/// The verified user id, set only by the gateway after it checked the JWT.
+pub const USER_ID: &str = "x-user-id";
+/// The verified roles (comma separated), set only by the gateway.
+pub const USER_ROLES: &str = "x-user-roles";
+
+/// Identity headers a client must never be able to set: the gateway strips them.
+pub const IDENTITY_HEADERS: [&str; 2] = [USER_ID, USER_ROLES];

@@ -1,0 +1,15 @@
+//! Contracts shared by Emporium services.
+//!
+//! Every type that crosses a service boundary is defined here exactly once, so the
+//! producer and the consumer cannot drift apart (eShop copies its event classes per
+//! service; Online Boutique copies `money.go`). Modules:
+//!
+//! - [`headers`]: names of the headers the gateway and the service clients agree on;
+//! - [`registry`]: the registry's internal API (registration, heartbeat, resolve, config);
+//! - [`money`]: amounts in integer minor units with a currency;
+//! - [`auth`]: the claims inside the access tokens users issues and the gateway verifies.
+
+pub mod auth;
+pub mod headers;
+pub mod money;
+pub mod registry;

@@ -1,0 +1,80 @@
+//! The registry's internal API. Only services and operators call it; the gateway
+//! never routes it.
+
+use serde::{Deserialize, Serialize};
+
+/// Base path of the registry's API.
+pub const BASE: &str = "/internal/registry";
+
+/// What a service instance tells the registry about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    pub service: String,
+    pub instance_id: String,
+    /// `host:port` where the instance serves HTTP.
+    pub address: String,
+    pub version: String,
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, String>,
+    /// How long the instance stays listed without a heartbeat.
+    pub ttl_ms: u64,
+}
+
+/// A heartbeat: the instance is alive and says whether it can take traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    pub ready: bool,
+}
+
+/// An instance as the registry knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub service: String,
+    pub instance_id: String,
+    pub address: String,
+    pub version: String,
+    pub metadata: std::collections::BTreeMap<String, String>,
+    /// Ready to take traffic (the last heartbeat said so and it is within its TTL).
+    pub healthy: bool,
+    /// Milliseconds since the epoch when the instance registered.
+    pub registered_at_ms: u64,
+    /// Milliseconds since the epoch of the last heartbeat.
+    pub last_heartbeat_ms: u64,
+}
+
+/// The answer to a resolve or watch: the instances and the registry's change index.
+///
+/// `epoch` changes when the registry restarts; together with `index` it lets a
+/// watcher tell "nothing changed" from "the registry forgot everything".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub epoch: String,
+    pub index: u64,
+    pub instances: Vec<Instance>,
+}
+
+/// One config value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigEntry {
+    pub key: String,
+    pub value: String,
+    /// The change index at which the value was last written.
+    pub index: u64,
+}
+
+/// Body of a config write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigValue {
+    pub value: String,
+}
+
+/// The answer to a config list or watch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigSnapshot {
+    pub epoch: String,
+    pub index: u64,
+    pub entries: Vec<ConfigEntry>,
+}

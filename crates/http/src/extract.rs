@@ -1,0 +1,186 @@
+//! Extractors that turn request parts into typed values, with problem+json rejections
+//! that name the offending field. Handlers use these instead of axum's own, whose
+//! rejections are plain text.
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use bytes::Bytes;
+use http::request::Parts;
+use http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use crate::problem::{ApiError, FieldError};
+
+/// A JSON body: `Content-Type: application/json` (or `+json`), at most the configured
+/// body limit, well-formed (else 400) and of the right shape (else 422 with the field).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|mime| {
+                let mime = mime.trim().to_ascii_lowercase();
+                mime == "application/json" || mime.ends_with("+json")
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON (Content-Type: application/json)",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+fn body_rejection(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is too large",
+        )
+    } else {
+        ApiError::bad_request("the request body could not be read")
+    }
+}
+
+/// Parses JSON, mapping serde's error to a problem that names the field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let result: Result<T, _> = serde_path_to_error::deserialize(de);
+    let value = result.map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = strip_position(&inner.to_string());
+        match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                ApiError::bad_request(format!("malformed JSON: {message}"))
+            }
+            serde_json::error::Category::Io => ApiError::bad_request("the body could not be read"),
+            serde_json::error::Category::Data => {
+                ApiError::validation(vec![FieldError::new(field_name(&path, &message), message)])
+            }
+        }
+    })?;
+    Ok(value)
+}
+
+/// serde_json appends " at line 1 column 12"; the field path says more.
+fn strip_position(message: &str) -> String {
+    match message.rsplit_once(" at line ") {
+        Some((head, _)) => head.to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// The field an error is about: the path serde was at (for an unknown field, that
+/// is the field itself), or for a missing field the parent path plus the name serde
+/// quotes in its message.
+fn field_name(path: &str, message: &str) -> String {
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match (path, missing) {
+        (".", Some(name)) => name.to_string(),
+        (p, Some(name)) => format!("{p}.{name}"),
+        (".", None) => "body".to_string(),
+        (p, None) => p.to_string(),
+    }
+}
+
+/// A query string parsed into `T`; a value of the wrong type is a 400 naming the
+/// parameter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        let value: Result<T, _> = serde_path_to_error::deserialize(de);
+        value.map(ApiQuery).map_err(|e| {
+            let path = e.path().to_string();
+            let message = e.into_inner().to_string();
+            let field = field_name(&path, &message);
+            ApiError::invalid_query(vec![FieldError::new(field, message)])
+        })
+    }
+}
+
+/// Path parameters parsed into `T`; a malformed one is a 400.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| ApiPath(v))
+            .map_err(|e| {
+                ApiError::bad_request(format!("invalid path parameter: {}", e.body_text()))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        email: String,
+        age: u8,
+        address: Option<Address>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Address {
+        city: String,
+    }
+
+    #[test]
+    fn malformed_json_is_400() {
+        let e = parse_json::<Body>(b"{\"email\": ").expect_err("malformed");
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let e = parse_json::<Body>(br#"{"email":"a@b.co","age":"old"}"#).expect_err("type");
+        assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(e.problem().errors[0].field, "age");
+    }
+
+    #[test]
+    fn unknown_and_missing_fields_are_named() {
+        let e =
+            parse_json::<Body>(br#"{"email":"a@b.co","age":3,"admin":true}"#).expect_err("unknown");
+        assert_eq!(e.problem().errors[0].field, "admin");
+        let e = parse_json::<Body>(br#"{"email":"a@b.co"}"#).expect_err("missing");
+        assert_eq!(e.problem().errors[0].field, "age");
+        let e = parse_json::<Body>(br#"{"email":"a@b.co","age":3,"address":{"town":"x"}}"#)
+            .expect_err("nested unknown");
+        assert_eq!(e.problem().errors[0].field, "address.town");
+    }
+}

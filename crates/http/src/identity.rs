@@ -1,0 +1,61 @@
+//! The caller's identity as verified by the gateway.
+//!
+//! The gateway checks the access token and forwards the user id and roles in
+//! headers it strips from client requests; services trust those headers and nothing
+//! else. (Service-to-service authentication of that hop is a later step; services
+//! listen on loopback or inside the cluster network only.)
+
+use axum::extract::FromRequestParts;
+use emporium_contracts::headers;
+use http::request::Parts;
+use uuid::Uuid;
+
+use crate::problem::ApiError;
+
+/// The authenticated user making the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: Uuid,
+    pub roles: Vec<String>,
+}
+
+impl Caller {
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
+    /// 403 unless the caller has `role`.
+    pub fn require_role(&self, role: &str) -> Result<(), ApiError> {
+        if self.has_role(role) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!("this needs the {role} role")))
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let user_id = parts
+            .headers
+            .get(headers::USER_ID)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Uuid::parse_str(v).ok())
+            .ok_or_else(|| ApiError::unauthorized("sign in to do this"))?;
+        let roles = parts
+            .headers
+            .get(headers::USER_ROLES)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Caller { user_id, roles })
+    }
+}

@@ -1,0 +1,26 @@
+//! The HTTP chassis every Emporium service is served with.
+//!
+//! - [`server::serve`] runs a service's `Router` behind the one default middleware
+//!   stack ([`middleware`]): request id → deadline → access log → problem mapping →
+//!   load shedding over a concurrency limit → body limit; adds `/livez` and `/readyz`;
+//!   and shuts down gracefully within a bounded grace period.
+//! - [`ApiError`] is the only error type handlers return; it renders RFC 9457
+//!   `application/problem+json`, with field-level details for validation errors and
+//!   an opaque body for 5xx (the cause is logged once, with the request id).
+//! - [`extract`] parses JSON bodies, query strings and paths into typed values with
+//!   problem+json rejections; [`Caller`] is the identity the gateway verified.
+//! - [`context`] carries the request id and deadline of the request being served, so
+//!   outbound calls propagate them without threading them through every function.
+
+pub mod context;
+pub mod extract;
+pub mod identity;
+pub mod middleware;
+pub mod openapi;
+pub mod problem;
+pub mod server;
+
+pub use extract::{ApiJson, ApiPath, ApiQuery};
+pub use identity::Caller;
+pub use problem::{ApiError, FieldError, Problem};
+pub use server::{Readiness, serve, shutdown_signal};

@@ -1,0 +1,176 @@
+//! The default middleware stack, declared once.
+//!
+//! Outermost first, as a request meets them:
+//! 1. [`request_context`]: take or mint the request id, fix the deadline (the
+//!    caller's remaining budget, capped by our own timeout), open the request span,
+//!    enforce the deadline (504), write the access log line, and make sure every error
+//!    response is problem+json;
+//! 2. load shedding over a concurrency limit: past the limit, 503 at once rather than
+//!    a queue that turns overload into timeouts;
+//! 3. the request body limit (413), enforced by the body extractors.
+//!
+//! Health probes sit inside 1 but outside 2 and 3, so an overloaded service still
+//! answers its liveness probe.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use emporium_config::HttpSettings;
+use emporium_contracts::headers;
+use http::{HeaderValue, StatusCode, header};
+use tower::ServiceBuilder;
+use tracing::Instrument;
+
+use crate::context::{self, RequestContext};
+use crate::problem::{ApiError, PROBLEM_JSON};
+
+/// Longest request id accepted from a caller; longer or odd ones are replaced.
+const MAX_REQUEST_ID_LEN: usize = 64;
+
+/// Applies layers 2 and 3 to a service's routes.
+pub fn limits(router: Router, settings: &HttpSettings) -> Router {
+    router
+        .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                    ApiError::unavailable("the service is overloaded; retry shortly")
+                        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+                }))
+                .load_shed()
+                .concurrency_limit(settings.concurrency_limit.max(1)),
+        )
+}
+
+/// Applies layer 1.
+pub fn context(router: Router, settings: &HttpSettings) -> Router {
+    let timeout = Duration::from_millis(settings.request_timeout_ms.max(1));
+    router.layer(axum::middleware::from_fn_with_state(
+        Arc::new(timeout),
+        request_context,
+    ))
+}
+
+/// Layer 1; see the module docs.
+pub async fn request_context(
+    State(timeout): State<Arc<Duration>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let request_id = req
+        .headers()
+        .get(headers::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| is_valid_request_id(v))
+        .map(String::from)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let budget = req
+        .headers()
+        .get(headers::TIMEOUT_MS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis)
+        .map_or(*timeout, |b| b.min(*timeout));
+    let ctx = RequestContext {
+        request_id: request_id.clone(),
+        deadline: started + budget,
+        traceparent: req.headers().get(headers::TRACEPARENT).cloned(),
+    };
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    // Probes and registry traffic would drown the access log; they log at debug.
+    let quiet = path == "/livez" || path == "/readyz" || path.starts_with("/internal/");
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let mut response = context::scope(ctx, async move {
+        match tokio::time::timeout(budget, next.run(req)).await {
+            Ok(response) => ensure_problem(response),
+            Err(_) => {
+                ApiError::timeout("the request did not finish before its deadline").into_response()
+            }
+        }
+    })
+    .instrument(span.clone())
+    .await;
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(headers::REQUEST_ID, value);
+    }
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        if quiet && status < 500 {
+            tracing::debug!(%method, %path, status, latency_ms, "request");
+        } else {
+            tracing::info!(%method, %path, status, latency_ms, "request");
+        }
+    });
+    response
+}
+
+fn is_valid_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// Turns an error response that is not problem+json (axum's own 404 and 405, a
+/// plain-text rejection) into one, keeping its status and headers such as `Allow`.
+fn ensure_problem(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if is_problem {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let error = match status {
+        StatusCode::NOT_FOUND => ApiError::not_found("no such resource"),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
+            status,
+            "method_not_allowed",
+            "this method is not allowed on this resource",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(status, "payload_too_large", "the request body is too large")
+        }
+        s if s.is_server_error() => ApiError::new(s, "internal", "an internal error occurred"),
+        s => ApiError::new(
+            s,
+            "bad_request",
+            s.canonical_reason().unwrap_or("bad request"),
+        ),
+    };
+    let mut fresh = error.into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_TYPE);
+    for (name, value) in parts.headers.iter() {
+        fresh.headers_mut().insert(name.clone(), value.clone());
+    }
+    fresh
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_from_callers_are_checked() {
+        assert!(is_valid_request_id("0190c7a2-6f0e-7c3e-9a8b-1234567890ab"));
+        assert!(!is_valid_request_id(""));
+        assert!(!is_valid_request_id("has space"));
+        assert!(!is_valid_request_id(&"a".repeat(65)));
+        assert!(!is_valid_request_id("new\nline"));
+    }
+}

@@ -1,0 +1,155 @@
+//! Serving a router: health endpoints, the middleware stack, graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use emporium_config::HttpSettings;
+use futures::future::BoxFuture;
+use tokio::net::TcpListener;
+
+use crate::middleware;
+use crate::problem::ApiError;
+
+type Check = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// What `/readyz` checks: named checks (a database ping) and whether the server is
+/// draining. Cheap to clone; all clones share state.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    checks: Arc<std::sync::RwLock<Vec<(&'static str, Check)>>>,
+    draining: Arc<AtomicBool>,
+}
+
+impl Readiness {
+    /// Adds a check; `/readyz` is 503 while any check fails.
+    pub fn add<F, Fut>(&self, name: &'static str, check: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let check: Check = Arc::new(move || Box::pin(check()));
+        if let Ok(mut checks) = self.checks.write() {
+            checks.push((name, check));
+        }
+    }
+
+    /// Runs every check; the names of the failing ones, with why.
+    pub async fn failures(&self) -> Vec<String> {
+        if self.draining.load(Ordering::Relaxed) {
+            return vec!["shutting down".into()];
+        }
+        let checks: Vec<_> = match self.checks.read() {
+            Ok(c) => c.clone(),
+            Err(_) => return vec!["readiness state poisoned".into()],
+        };
+        let mut failed = Vec::new();
+        for (name, check) in checks {
+            if let Err(why) = check().await {
+                failed.push(format!("{name}: {why}"));
+            }
+        }
+        failed
+    }
+
+    pub async fn is_ready(&self) -> bool {
+        self.failures().await.is_empty()
+    }
+
+    /// Marks the server as shutting down: `/readyz` fails from now on.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn livez() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(readiness): State<Readiness>) -> Response {
+    let failures = readiness.failures().await;
+    if failures.is_empty() {
+        "ready".into_response()
+    } else {
+        ApiError::unavailable(format!("not ready: {}", failures.join("; "))).into_response()
+    }
+}
+
+/// The full application: the service's routes behind the default stack, plus health.
+pub fn app(routes: Router, settings: &HttpSettings, readiness: Readiness) -> Router {
+    let health = Router::new()
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .with_state(readiness);
+    middleware::context(middleware::limits(routes, settings).merge(health), settings)
+}
+
+/// Serves `routes` on `listener` until `shutdown` resolves, then lets in-flight
+/// requests finish for at most the grace period.
+pub async fn serve(
+    routes: Router,
+    listener: TcpListener,
+    settings: &HttpSettings,
+    readiness: Readiness,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = Duration::from_millis(settings.grace_period_ms);
+    let app = app(routes, settings, readiness.clone());
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        readiness.drain();
+        tracing::info!("shutting down");
+        let _ = started_tx.send(());
+    };
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal)
+    .into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result,
+        _ = async {
+            if started_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; dropping open connections");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// The shutdown future `emporium serve` hands a service.
+pub type Shutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>;

@@ -1,0 +1,238 @@
+//! Database access for Emporium services.
+//!
+//! Each service owns one database: by default a SQLite file under its data folder
+//! (`<data_dir>/<service>/<service>.db`), or the URL in its `database_url` setting.
+//! Services talk to it through [`Db`], which wraps an sqlx `Any` pool, so the SQL a
+//! service writes (with `$1` placeholders, `i64` money and timestamps, `TEXT` ids) runs
+//! unchanged on another engine; only migrations are per dialect
+//! (`migrations/<dialect>/`).
+//!
+//! SQLite is opened in WAL mode with a busy timeout, and [`Db::begin`] starts writes
+//! with `BEGIN IMMEDIATE`: a deferred transaction that later upgrades to a write lock
+//! fails with `SQLITE_BUSY` under concurrency instead of waiting.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{Any, AnyPool, Executor, Transaction};
+
+pub use sqlx;
+
+/// Errors of the store: opening, migrating, querying.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database url `{0}` (expected sqlite:...)")]
+    UnsupportedUrl(String),
+    #[error("cannot create the data folder {path}")]
+    DataDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("migrations failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error")]
+    Sqlx(#[from] sqlx::Error),
+}
+
+/// The database engine behind a [`Db`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+}
+
+/// A service's database: a connection pool and the engine it talks to.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// Opens the database of `service`: `url` when given, otherwise a SQLite file in
+    /// `dir` (created if missing).
+    pub async fn open_service(
+        service: &str,
+        dir: &Path,
+        url: Option<&str>,
+    ) -> Result<Self, StoreError> {
+        match url {
+            Some(url) => Self::open(url).await,
+            None => {
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+                let file = dir.join(format!("{service}.db"));
+                Self::open(&format!("sqlite://{}?mode=rwc", file.display())).await
+            }
+        }
+    }
+
+    /// Opens a database by URL.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        if !url.starts_with("sqlite:") {
+            return Err(StoreError::UnsupportedUrl(redact(url)));
+        }
+        let options = AnyConnectOptions::from_str(url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL persists in the file; these two are per connection.
+                    conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        pool.execute("PRAGMA journal_mode = WAL").await?;
+        Ok(Self {
+            pool,
+            backend: Backend::Sqlite,
+        })
+    }
+
+    /// Applies the service's embedded migrations.
+    pub async fn migrate(&self, migrator: &Migrator) -> Result<(), StoreError> {
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a transaction that will write.
+    pub async fn begin(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+        }
+    }
+
+    /// A round trip to the database, for readiness.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// True when `err` is a unique-constraint violation (a duplicate key).
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|e| e.is_unique_violation())
+}
+
+/// A URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***{}", &url[..scheme], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_file_in_wal_mode_with_immediate_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open_service("demo", dir.path(), None)
+            .await
+            .expect("open");
+        assert!(dir.path().join("demo.db").exists());
+        let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+            .fetch_one(db.pool())
+            .await
+            .expect("pragma");
+        assert_eq!(mode, "wal");
+        sqlx::query("CREATE TABLE t (k TEXT PRIMARY KEY, v BIGINT NOT NULL)")
+            .execute(db.pool())
+            .await
+            .expect("create");
+        let mut tx = db.begin().await.expect("begin");
+        sqlx::query("INSERT INTO t (k, v) VALUES ($1, $2)")
+            .bind("a")
+            .bind(1_i64)
+            .execute(&mut *tx)
+            .await
+            .expect("insert");
+        tx.commit().await.expect("commit");
+        let dup = sqlx::query("INSERT INTO t (k, v) VALUES ($1, $2)")
+            .bind("a")
+            .bind(2_i64)
+            .execute(db.pool())
+            .await
+            .expect_err("duplicate");
+        assert!(is_unique_violation(&dup));
+        db.ping().await.expect("ping");
+    }
+
+    #[tokio::test]
+    async fn concurrent_writers_do_not_fail_busy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open_service("demo", dir.path(), None)
+            .await
+            .expect("open");
+        sqlx::query("CREATE TABLE c (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)")
+            .execute(db.pool())
+            .await
+            .expect("create");
+        sqlx::query("INSERT INTO c (id, n) VALUES (1, 0)")
+            .execute(db.pool())
+            .await
+            .expect("seed");
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let db = db.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tx = db.begin().await?;
+                let (n,): (i64,) = sqlx::query_as("SELECT n FROM c WHERE id = 1")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE c SET n = $1 WHERE id = 1")
+                    .bind(n + 1)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await
+            }));
+        }
+        for t in tasks {
+            t.await.expect("join").expect("no SQLITE_BUSY");
+        }
+        let (n,): (i64,) = sqlx::query_as("SELECT n FROM c WHERE id = 1")
+            .fetch_one(db.pool())
+            .await
+            .expect("read");
+        assert_eq!(
+            n, 16,
+            "read-modify-write under BEGIN IMMEDIATE loses no update"
+        );
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact("postgres://u:pw@h/db"), "postgres://***@h/db");
+    }
+}

@@ -1,0 +1,69 @@
+//! Logging for every Emporium process.
+//!
+//! [`init`] installs one global `tracing` subscriber. On a terminal the output is
+//! human-readable; otherwise (under `emporium up`, in a container) it is one JSON
+//! object per line with `timestamp`, `level`, `target`, `service`, `instance`,
+//! `message`, the event's fields and the fields of the spans it happened in (such as
+//! `request_id`, set by the HTTP middleware). `emporium up` reads those lines to print
+//! its merged, coloured view.
+
+mod json;
+
+use std::io::IsTerminal;
+
+use emporium_config::{LogFormat, LogSettings};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+pub use json::JsonLayer;
+
+/// Who is logging: written into every JSON line.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub service: String,
+    pub instance: String,
+}
+
+/// Installs the global subscriber. Calling it again (tests) is harmless.
+pub fn init(identity: Identity, settings: &LogSettings) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match settings.format {
+        LogFormat::Json => true,
+        LogFormat::Pretty => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = if json {
+        registry.with(JsonLayer::stdout(identity)).try_init()
+    } else {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .compact()
+                    .with_target(false)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()
+    };
+    // A second init (several services in one test process) keeps the first.
+    let _ = result;
+}
+
+/// Logs for tests: silent unless `TEST_LOG` is set.
+pub fn init_for_tests() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        init(
+            Identity {
+                service: "test".into(),
+                instance: "test".into(),
+            },
+            &LogSettings {
+                format: LogFormat::Pretty,
+                level: std::env::var("TEST_LOG").unwrap_or_else(|_| "info".into()),
+            },
+        );
+    }
+}

@@ -1,0 +1,140 @@
+//! Spawning Emporium services inside tests.
+//!
+//! A [`TestEnv`] owns a fresh temporary data folder; [`TestEnv::spawn`] runs a
+//! service's `run` on a port-0 listener in this process and waits until its `/readyz`
+//! answers. [`Spawned::crash`] aborts a service without any shutdown (a stand-in for
+//! SIGKILL at the task level); the system tests kill real processes.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use emporium_config::Settings;
+use emporium_http::Problem;
+use emporium_http::server::Shutdown;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A temporary world for one test: a data folder, removed at the end.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for TestEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        emporium_telemetry::init_for_tests();
+        Self {
+            dir: tempfile::tempdir().expect("temporary data folder"),
+        }
+    }
+
+    /// Default settings with data in this env and, optionally, a registry.
+    pub fn settings<S: Default>(&self, registry: Option<&Spawned>) -> Settings<S> {
+        let mut settings = Settings::<S>::for_test(self.dir.path());
+        settings.common.registry_url = registry.map(|r| r.url.clone());
+        settings.common.registry_ttl_ms = 1_500;
+        settings
+    }
+
+    /// Runs a service and waits until it is ready.
+    pub async fn spawn<S, F, Fut>(&self, settings: Settings<S>, run: F) -> Spawned
+    where
+        F: FnOnce(Settings<S>, TcpListener, Shutdown) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let listener = TcpListener::bind(settings.listen).await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let shutdown: Shutdown = Box::pin(async move {
+            let _ = stop_rx.await;
+        });
+        let task = tokio::spawn(run(settings, listener, shutdown));
+        let spawned = Spawned {
+            addr,
+            url: format!("http://{addr}"),
+            stop: Some(stop_tx),
+            task,
+        };
+        spawned.wait_ready().await;
+        spawned
+    }
+}
+
+/// A service running inside the test.
+pub struct Spawned {
+    pub addr: SocketAddr,
+    pub url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Spawned {
+    /// Waits (up to 15 s) until `/readyz` says 200.
+    pub async fn wait_ready(&self) {
+        let client = client();
+        for _ in 0..300 {
+            if self.task.is_finished() {
+                panic!("the service stopped while starting");
+            }
+            if let Ok(r) = client.get(format!("{}/readyz", self.url)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{} did not become ready", self.url);
+    }
+
+    /// Graceful shutdown; returns what `run` returned.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await?
+    }
+
+    /// Stops the service at once, with no shutdown at all.
+    pub fn crash(self) {
+        self.task.abort();
+    }
+
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+}
+
+/// An HTTP client for tests.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("http client")
+}
+
+/// Asserts that `response` is a problem+json with `status`, and returns it.
+pub async fn problem(response: reqwest::Response, status: u16) -> Problem {
+    assert_eq!(
+        response.status().as_u16(),
+        status,
+        "unexpected status for {}",
+        response.url()
+    );
+    let ct = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(ct, "application/problem+json", "errors are problem+json");
+    let problem: Problem = response.json().await.expect("problem body");
+    assert_eq!(problem.status, status);
+    problem
+}

@@ -1,0 +1,145 @@
+//! Verifying access tokens against users' JWKS.
+//!
+//! Keys are cached by `kid`. A token with an unknown `kid` triggers a refetch (users
+//! rotated its key), at most once per `refetch_interval`, so a flood of forged key ids
+//! cannot turn into a flood of JWKS requests. Only EdDSA is accepted: a token with
+//! `alg: none`, an HMAC algorithm or anything else fails before any key is looked at.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use emporium_client::ServiceClient;
+use emporium_contracts::auth::{AUDIENCE, AccessClaims, ISSUER};
+use emporium_http::ApiError;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use uuid::Uuid;
+
+/// Seconds of clock skew tolerated on `exp`.
+const LEEWAY_SECS: u64 = 30;
+
+/// A verified caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub user_id: Uuid,
+    pub roles: Vec<String>,
+}
+
+pub struct Verifier {
+    users: ServiceClient,
+    keys: RwLock<HashMap<String, DecodingKey>>,
+    last_fetch: Mutex<Option<Instant>>,
+    refetch_interval: Duration,
+    validation: Validation,
+}
+
+impl Verifier {
+    pub fn new(users: ServiceClient, refetch_interval: Duration) -> Self {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = LEEWAY_SECS;
+        Self {
+            users,
+            keys: RwLock::new(HashMap::new()),
+            last_fetch: Mutex::new(None),
+            refetch_interval,
+            validation,
+        }
+    }
+
+    /// Verifies a bearer token: the signature, `alg`, `iss`, `aud`, `exp`, `sub`.
+    pub async fn verify(&self, token: &str) -> Result<Verified, ApiError> {
+        let invalid = |why: &str| ApiError::unauthorized(format!("invalid access token: {why}"));
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed"))?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(invalid("unsupported algorithm"));
+        }
+        let kid = header.kid.ok_or_else(|| invalid("no key id"))?;
+        let key = self
+            .key(&kid)
+            .await?
+            .ok_or_else(|| invalid("unknown key id"))?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation).map_err(
+            |e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => invalid("expired"),
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => invalid("bad signature"),
+                _ => invalid("rejected"),
+            },
+        )?;
+        let user_id = Uuid::parse_str(&data.claims.sub).map_err(|_| invalid("bad subject"))?;
+        Ok(Verified {
+            user_id,
+            roles: data.claims.roles,
+        })
+    }
+
+    /// The key for `kid`, fetching the JWKS when it is unknown (rate-limited).
+    async fn key(&self, kid: &str) -> Result<Option<DecodingKey>, ApiError> {
+        if let Some(key) = self.cached(kid) {
+            return Ok(Some(key));
+        }
+        let may_fetch = {
+            let mut last = self.last_fetch.lock().unwrap_or_else(|p| p.into_inner());
+            let due = last.is_none_or(|t| t.elapsed() >= self.refetch_interval);
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        };
+        if may_fetch {
+            self.refresh().await?;
+        }
+        Ok(self.cached(kid))
+    }
+
+    fn cached(&self, kid: &str) -> Option<DecodingKey> {
+        self.keys.read().ok().and_then(|k| k.get(kid).cloned())
+    }
+
+    async fn refresh(&self) -> Result<(), ApiError> {
+        let set: JwkSet = self
+            .users
+            .get_json("/.well-known/jwks.json")
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "cannot fetch the JWKS");
+                ApiError::unavailable("tokens cannot be verified right now; retry shortly")
+                    .with_source(e)
+            })?;
+        let mut fresh = HashMap::new();
+        for jwk in &set.keys {
+            if let (Some(kid), Ok(key)) = (&jwk.common.key_id, DecodingKey::from_jwk(jwk)) {
+                fresh.insert(kid.clone(), key);
+            }
+        }
+        tracing::info!(keys = fresh.len(), "fetched the JWKS");
+        if let Ok(mut keys) = self.keys.write() {
+            // Merge: a key seen before stays valid until its tokens expire.
+            keys.extend(fresh);
+        }
+        Ok(())
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer "), None);
+        assert_eq!(bearer("Bearer"), None);
+    }
+}

@@ -1,0 +1,171 @@
+//! gateway: the only public entry point.
+//!
+//! Every request passes, in order: the chassis stack (request id, deadline, access
+//! log, load shedding), the per-IP rate limit ([`ratelimit`], GCRA via governor: 429
+//! with `Retry-After`), the route table ([`routes`]: `/api/<area>/...` → the service
+//! that owns the area; `/internal/...` never), authentication ([`auth`]: EdDSA JWTs
+//! verified against users' JWKS; the verified user id and roles are forwarded in
+//! headers that clients cannot set), and the proxy ([`proxy`]: load-balanced across
+//! the service's instances by the registry; 502/503/504 as problem+json).
+//!
+//! It also serves the combined OpenAPI document at `/api/openapi.json`, Swagger UI at
+//! `/docs`, the JWKS at `/.well-known/jwks.json`, and a landing page at `/`.
+
+mod auth;
+mod openapi;
+mod pages;
+mod proxy;
+mod ratelimit;
+mod routes;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{any, get};
+use emporium_config::Settings;
+use emporium_runtime::Host;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+
+pub const NAME: &str = "gateway";
+
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
+
+/// The `[gateway]` settings table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// `/api/<area>/...` is served by the service named here.
+    pub routes: BTreeMap<String, String>,
+    /// `METHOD /path/prefix` entries anyone may call without a token.
+    pub public_routes: Vec<String>,
+    pub rate_limit: RateLimitSettings,
+    /// Deadline of a call to a service.
+    pub upstream_timeout_ms: u64,
+    /// Least time between two JWKS fetches triggered by unknown key ids.
+    pub jwks_refetch_interval_ms: u64,
+}
+
+/// Requests per client IP: a sustained rate and a burst (GCRA).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            per_second: 100,
+            burst: 200,
+        }
+    }
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        let areas = [
+            "users",
+            "catalog",
+            "inventory",
+            "cart",
+            "orders",
+            "payments",
+            "notifications",
+            "search",
+            "reviews",
+        ];
+        Self {
+            routes: areas
+                .iter()
+                .map(|a| (a.to_string(), a.to_string()))
+                .collect(),
+            public_routes: [
+                "POST /api/users/register",
+                "POST /api/users/login",
+                "GET /api/catalog/",
+                "GET /api/inventory/",
+                "GET /api/search",
+                "GET /api/reviews",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            rate_limit: RateLimitSettings::default(),
+            upstream_timeout_ms: 10_000,
+            jwks_refetch_interval_ms: 5_000,
+        }
+    }
+}
+
+/// What every gateway handler shares.
+#[derive(Clone)]
+pub(crate) struct Gateway {
+    pub host: Host,
+    pub table: Arc<routes::RouteTable>,
+    pub verifier: Arc<auth::Verifier>,
+    pub limiter: Option<Arc<ratelimit::Limiter>>,
+    pub upstream_timeout: Duration,
+    pub body_limit: usize,
+    pub docs: Arc<openapi::Combined>,
+}
+
+/// The gateway's router.
+pub fn router(host: Host, settings: &GatewaySettings) -> anyhow::Result<Router> {
+    let table = routes::RouteTable::new(&settings.routes, &settings.public_routes)?;
+    let upstream_timeout = Duration::from_millis(settings.upstream_timeout_ms);
+    let users = host.client(emporium_users_service(), upstream_timeout);
+    let limiter = settings
+        .rate_limit
+        .enabled
+        .then(|| ratelimit::Limiter::new(&settings.rate_limit))
+        .transpose()?
+        .map(Arc::new);
+    let gateway = Gateway {
+        table: Arc::new(table),
+        verifier: Arc::new(auth::Verifier::new(
+            users,
+            Duration::from_millis(settings.jwks_refetch_interval_ms),
+        )),
+        limiter,
+        upstream_timeout,
+        body_limit: host.common.http.body_limit_bytes,
+        docs: Arc::new(openapi::Combined::default()),
+        host,
+    };
+    Ok(Router::new()
+        .route("/", get(pages::landing))
+        .route("/api/openapi.json", get(openapi::serve))
+        .route("/.well-known/jwks.json", get(proxy::jwks))
+        .route("/api", any(proxy::proxy))
+        .route("/api/{*rest}", any(proxy::proxy))
+        .merge(openapi::swagger_ui())
+        .layer(axum::middleware::from_fn_with_state(
+            gateway.clone(),
+            proxy::rate_limit,
+        ))
+        .with_state(gateway))
+}
+
+/// The service that issues tokens and serves the JWKS.
+fn emporium_users_service() -> &'static str {
+    "users"
+}
+
+/// Runs the gateway until `shutdown`.
+pub async fn run(
+    settings: Settings<GatewaySettings>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let host = Host::new(NAME, &settings.common);
+    let routes = router(host.clone(), &settings.service)?;
+    host.serve(routes, listener, shutdown).await
+}

@@ -1,0 +1,194 @@
+//! Forwarding a request to the service that owns it.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use emporium_contracts::headers;
+use emporium_http::ApiError;
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use crate::Gateway;
+use crate::auth::{self, Verified};
+use crate::routes::Route;
+
+/// Headers that describe one connection and must not be forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Rate limiting, as a layer over every gateway route (health probes sit outside).
+pub async fn rate_limit(State(gw): State<Gateway>, req: Request, next: Next) -> Response {
+    if let (Some(limiter), Some(ip)) = (&gw.limiter, client_ip(&req)) {
+        if let Err(retry_after) = limiter.check(ip) {
+            return ApiError::too_many_requests(retry_after).into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn client_ip(req: &Request) -> Option<std::net::IpAddr> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}
+
+/// `/api/...`: route, authenticate, forward.
+pub async fn proxy(State(gw): State<Gateway>, req: Request) -> Result<Response, ApiError> {
+    let (service, public) = match gw.table.route(req.method(), req.uri().path()) {
+        Route::Service { service, public } => (service.to_string(), public),
+        Route::NotFound => return Err(ApiError::not_found("no such resource")),
+        Route::Malformed => return Err(ApiError::bad_request("malformed path")),
+    };
+    let verified = match req.headers().get(header::AUTHORIZATION) {
+        Some(value) => {
+            let token = value
+                .to_str()
+                .ok()
+                .and_then(auth::bearer)
+                .ok_or_else(|| ApiError::unauthorized("use Authorization: Bearer <token>"))?;
+            Some(gw.verifier.verify(token).await?)
+        }
+        None if public => None,
+        None => return Err(ApiError::unauthorized("sign in to do this")),
+    };
+    forward(&gw, &service, req, verified.as_ref()).await
+}
+
+/// `/.well-known/jwks.json`: users' public keys, for anyone.
+pub async fn jwks(State(gw): State<Gateway>, req: Request) -> Result<Response, ApiError> {
+    forward(&gw, "users", req, None).await
+}
+
+async fn forward(
+    gw: &Gateway,
+    service: &str,
+    req: Request,
+    verified: Option<&Verified>,
+) -> Result<Response, ApiError> {
+    let peer = client_ip(&req);
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(body, gw.body_limit).await?;
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let mut upstream = http::Request::builder()
+        .method(parts.method)
+        .uri(path)
+        .body(bytes)
+        .map_err(|_| ApiError::bad_request("malformed request"))?;
+    *upstream.headers_mut() = forwarded_headers(&parts.headers, peer, verified);
+    let client = gw.host.client(service, gw.upstream_timeout);
+    let mut response = client.send(upstream).await.map_err(ApiError::from)?;
+    strip_hop_by_hop(response.headers_mut());
+    Ok(response.map(Body::new))
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::payload_too_large(limit))
+        }
+        Err(_) => Err(ApiError::bad_request("the request body could not be read")),
+    }
+}
+
+/// The client's headers minus hop-by-hop and identity headers, plus the verified
+/// identity and `X-Forwarded-For`. `Authorization` stays at the gateway: services
+/// trust the identity headers, and tokens do not spread into their logs.
+fn forwarded_headers(
+    incoming: &HeaderMap,
+    peer: Option<std::net::IpAddr>,
+    verified: Option<&Verified>,
+) -> HeaderMap {
+    let mut out = incoming.clone();
+    strip_hop_by_hop(&mut out);
+    out.remove(header::HOST);
+    out.remove(header::AUTHORIZATION);
+    for name in headers::IDENTITY_HEADERS {
+        out.remove(name);
+    }
+    if let Some(v) = verified {
+        if let Ok(id) = HeaderValue::from_str(&v.user_id.to_string()) {
+            out.insert(headers::USER_ID, id);
+        }
+        if let Ok(roles) = HeaderValue::from_str(&v.roles.join(",")) {
+            out.insert(headers::USER_ROLES, roles);
+        }
+    }
+    if let Some(ip) = peer {
+        let xff = match incoming
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(prior) => format!("{prior}, {ip}"),
+            None => ip.to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&xff) {
+            out.insert("x-forwarded-for", v);
+        }
+    }
+    out
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Headers named in `Connection` are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::try_from(n.trim()).ok())
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(&named) {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_headers_from_clients_are_replaced() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            headers::USER_ID,
+            HeaderValue::from_static("00000000-0000-0000-0000-000000000001"),
+        );
+        h.insert(headers::USER_ROLES, HeaderValue::from_static("admin"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("x-secret-hop"));
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("accept", HeaderValue::from_static("application/json"));
+        let out = forwarded_headers(&h, Some("127.0.0.9".parse().expect("ip")), None);
+        assert!(out.get(headers::USER_ID).is_none());
+        assert!(out.get(headers::USER_ROLES).is_none());
+        assert!(out.get(header::AUTHORIZATION).is_none());
+        assert!(out.get("x-secret-hop").is_none());
+        assert_eq!(out["accept"], "application/json");
+        assert_eq!(out["x-forwarded-for"], "127.0.0.9");
+
+        let v = Verified {
+            user_id: uuid::Uuid::nil(),
+            roles: vec!["customer".into()],
+        };
+        let out = forwarded_headers(&h, None, Some(&v));
+        assert_eq!(out[headers::USER_ID], uuid::Uuid::nil().to_string());
+        assert_eq!(out[headers::USER_ROLES], "customer");
+    }
+}

@@ -1,0 +1,169 @@
+//! Which service serves a path, and which paths need a signed-in user.
+
+use std::collections::BTreeMap;
+
+use anyhow::bail;
+use http::Method;
+
+/// The gateway's route table, checked at start.
+pub struct RouteTable {
+    areas: BTreeMap<String, String>,
+    public: Vec<(Method, String)>,
+}
+
+/// Where a request goes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// To `service`; `public` when no token is needed.
+    Service {
+        service: &'a str,
+        public: bool,
+    },
+    /// Nowhere: an unknown area, an internal path, or a malformed path.
+    NotFound,
+    Malformed,
+}
+
+impl RouteTable {
+    pub fn new(areas: &BTreeMap<String, String>, public: &[String]) -> anyhow::Result<Self> {
+        let mut parsed = Vec::new();
+        for entry in public {
+            let Some((method, prefix)) = entry.split_once(' ') else {
+                bail!("public route `{entry}` must look like `GET /api/catalog/`");
+            };
+            let method: Method = method.parse()?;
+            if !prefix.starts_with("/api/") {
+                bail!("public route `{entry}` must be under /api/");
+            }
+            parsed.push((method, prefix.to_string()));
+        }
+        Ok(Self {
+            areas: areas.clone(),
+            public: parsed,
+        })
+    }
+
+    /// Every service some area routes to, once each.
+    pub fn services(&self) -> Vec<&str> {
+        let mut s: Vec<&str> = self.areas.values().map(String::as_str).collect();
+        s.sort_unstable();
+        s.dedup();
+        s
+    }
+
+    /// Routes `method path`. Paths with empty, `.` or `..` segments are malformed
+    /// (they could escape the area after normalisation somewhere downstream), and no
+    /// segment may be `internal`: internal endpoints are never reachable from outside.
+    pub fn route(&self, method: &Method, path: &str) -> Route<'_> {
+        let Some(rest) = path.strip_prefix("/api/") else {
+            return Route::NotFound;
+        };
+        let segments: Vec<&str> = rest.split('/').collect();
+        let last = segments.len() - 1;
+        for (i, s) in segments.iter().enumerate() {
+            if (s.is_empty() && i != last)
+                || *s == "."
+                || *s == ".."
+                || s.contains('%') && decodes_to_dot(s)
+            {
+                return Route::Malformed;
+            }
+            if s.eq_ignore_ascii_case("internal") {
+                return Route::NotFound;
+            }
+        }
+        let Some(service) = self.areas.get(segments[0]) else {
+            return Route::NotFound;
+        };
+        let method = if method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
+        let public = self.public.iter().any(|(m, prefix)| {
+            m == method
+                && (path == prefix.trim_end_matches('/') || path.starts_with(prefix.as_str()))
+        });
+        Route::Service { service, public }
+    }
+}
+
+/// `%2e`, `%2E%2e` and friends: a percent-encoded dot segment.
+fn decodes_to_dot(segment: &str) -> bool {
+    let lower = segment.to_ascii_lowercase().replace("%2e", ".");
+    lower == "." || lower == ".." || lower.contains("%2f") || lower.contains("%5c")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> RouteTable {
+        let s = crate::GatewaySettings::default();
+        RouteTable::new(&s.routes, &s.public_routes).expect("valid defaults")
+    }
+
+    #[test]
+    fn areas_map_to_services() {
+        let t = table();
+        assert_eq!(
+            t.route(&Method::GET, "/api/catalog/products"),
+            Route::Service {
+                service: "catalog",
+                public: true
+            }
+        );
+        assert_eq!(
+            t.route(&Method::POST, "/api/catalog/products"),
+            Route::Service {
+                service: "catalog",
+                public: false
+            }
+        );
+        assert_eq!(
+            t.route(&Method::GET, "/api/users/me"),
+            Route::Service {
+                service: "users",
+                public: false
+            }
+        );
+        assert_eq!(
+            t.route(&Method::POST, "/api/users/login"),
+            Route::Service {
+                service: "users",
+                public: true
+            }
+        );
+        assert_eq!(t.route(&Method::GET, "/api/nope/x"), Route::NotFound);
+    }
+
+    #[test]
+    fn internal_and_tricky_paths_never_route() {
+        let t = table();
+        assert_eq!(
+            t.route(&Method::GET, "/api/catalog/internal/events"),
+            Route::NotFound
+        );
+        assert_eq!(
+            t.route(&Method::GET, "/api/catalog/INTERNAL/x"),
+            Route::NotFound
+        );
+        assert_eq!(
+            t.route(&Method::GET, "/api/catalog/../internal"),
+            Route::Malformed
+        );
+        assert_eq!(
+            t.route(&Method::GET, "/api/catalog/%2e%2e/x"),
+            Route::Malformed
+        );
+        assert_eq!(t.route(&Method::GET, "/api/catalog//x"), Route::Malformed);
+        assert_eq!(t.route(&Method::GET, "/internal/registry"), Route::NotFound);
+    }
+
+    #[test]
+    fn bad_public_routes_are_refused_at_start() {
+        let areas = BTreeMap::new();
+        assert!(RouteTable::new(&areas, &["GET".into()]).is_err());
+        assert!(RouteTable::new(&areas, &["GET /internal/x".into()]).is_err());
+    }
+}

@@ -1,0 +1,242 @@
+//! The registry's HTTP handlers.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, put};
+use emporium_contracts::registry::{BASE, ConfigValue, Heartbeat, Registration};
+use emporium_http::{ApiError, ApiJson, ApiPath, ApiQuery, FieldError};
+use serde::Deserialize;
+
+use crate::state::{Beat, Registry};
+
+/// Longest a long poll may hold a request.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+const MAX_KEY_LEN: usize = 256;
+const MAX_VALUE_LEN: usize = 64 * 1024;
+
+pub fn router(registry: Registry) -> Router {
+    Router::new()
+        .route(&format!("{BASE}/instances"), get(all))
+        .route(
+            &format!("{BASE}/instances/{{id}}"),
+            put(register).delete(deregister),
+        )
+        .route(
+            &format!("{BASE}/instances/{{id}}/heartbeat"),
+            put(heartbeat),
+        )
+        .route(&format!("{BASE}/services/{{name}}"), get(resolve))
+        .route(&format!("{BASE}/config"), get(config_list))
+        .route(
+            &format!("{BASE}/config/{{*key}}"),
+            get(config_get).put(config_put).delete(config_delete),
+        )
+        .with_state(registry)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Watch {
+    epoch: Option<String>,
+    index: Option<u64>,
+    wait_ms: Option<u64>,
+    prefix: Option<String>,
+}
+
+impl Watch {
+    /// `(epoch, index, wait)` when this is a long poll.
+    fn poll(&self) -> Option<(&str, u64, Duration)> {
+        match (&self.epoch, self.index) {
+            (Some(epoch), Some(index)) => Some((
+                epoch,
+                index,
+                Duration::from_millis(self.wait_ms.unwrap_or(30_000)).min(MAX_WAIT),
+            )),
+            _ => None,
+        }
+    }
+}
+
+fn check_name(field: &str, value: &str) -> Result<(), FieldError> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            "1-64 characters of letters, digits, '-', '_' or '.'",
+        ))
+    }
+}
+
+async fn register(
+    State(registry): State<Registry>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(registration): ApiJson<Registration>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut errors = Vec::new();
+    if registration.instance_id != id {
+        errors.push(FieldError::new("instance_id", "must match the path"));
+    }
+    errors.extend(check_name("service", &registration.service).err());
+    errors.extend(check_name("instance_id", &registration.instance_id).err());
+    if registration
+        .address
+        .parse::<std::net::SocketAddr>()
+        .is_err()
+        && !registration.address.contains(':')
+    {
+        errors.push(FieldError::new("address", "must be host:port"));
+    }
+    if !(100..=600_000).contains(&registration.ttl_ms) {
+        errors.push(FieldError::new("ttl_ms", "must be between 100 and 600000"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let index = registry.register(registration);
+    Ok(Json(serde_json::json!({ "index": index })))
+}
+
+async fn heartbeat(
+    State(registry): State<Registry>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(beat): ApiJson<Heartbeat>,
+) -> Result<impl IntoResponse, ApiError> {
+    match registry.heartbeat(&id, beat.ready) {
+        Beat::Ok => Ok(Json(serde_json::json!({ "ok": true }))),
+        Beat::Unknown => Err(ApiError::not_found("unknown instance; register again")),
+    }
+}
+
+async fn deregister(
+    State(registry): State<Registry>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    if registry.deregister(&id) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("unknown instance"))
+    }
+}
+
+async fn all(State(registry): State<Registry>) -> impl IntoResponse {
+    Json(registry.all())
+}
+
+async fn resolve(
+    State(registry): State<Registry>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(watch): ApiQuery<Watch>,
+) -> Result<impl IntoResponse, ApiError> {
+    check_name("name", &name).map_err(|e| ApiError::invalid_query(vec![e]))?;
+    let snapshot = match watch.poll() {
+        Some((epoch, index, wait)) => {
+            registry
+                .wait_for(
+                    epoch,
+                    wait,
+                    |r| {
+                        let s = r.healthy(&name);
+                        (s.index, s)
+                    },
+                    index,
+                )
+                .await
+        }
+        None => registry.healthy(&name),
+    };
+    Ok(Json(snapshot))
+}
+
+fn check_key(key: &str) -> Result<(), ApiError> {
+    let ok = !key.is_empty()
+        && key.len() <= MAX_KEY_LEN
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::validation(vec![FieldError::new(
+            "key",
+            "1-256 characters of letters, digits, '-', '_', '.' or '/'",
+        )]))
+    }
+}
+
+async fn config_list(
+    State(registry): State<Registry>,
+    ApiQuery(watch): ApiQuery<Watch>,
+) -> Result<impl IntoResponse, ApiError> {
+    let prefix = watch.prefix.clone().unwrap_or_default();
+    if let Some((epoch, index, wait)) = watch.poll() {
+        registry
+            .wait_for(epoch, wait, |r| (r.config_index(), ()), index)
+            .await;
+    }
+    let snapshot = registry
+        .config_list(&prefix)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(snapshot))
+}
+
+async fn config_get(
+    State(registry): State<Registry>,
+    ApiPath(key): ApiPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    check_key(&key)?;
+    match registry
+        .config_get(&key)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Some(entry) => Ok(Json(entry)),
+        None => Err(ApiError::not_found("no such config key")),
+    }
+}
+
+async fn config_put(
+    State(registry): State<Registry>,
+    ApiPath(key): ApiPath<String>,
+    ApiJson(body): ApiJson<ConfigValue>,
+) -> Result<impl IntoResponse, ApiError> {
+    check_key(&key)?;
+    if body.value.len() > MAX_VALUE_LEN {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "value",
+            format!("at most {MAX_VALUE_LEN} bytes"),
+        )]));
+    }
+    let entry = registry
+        .config_put(&key, &body.value)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(entry))
+}
+
+async fn config_delete(
+    State(registry): State<Registry>,
+    ApiPath(key): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    check_key(&key)?;
+    if registry
+        .config_delete(&key)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("no such config key"))
+    }
+}
