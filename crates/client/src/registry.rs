@@ -187,7 +187,9 @@ impl RegistryClient {
                 problem: serde_json::from_slice(&bytes).ok().map(Box::new),
             });
         }
-        serde_json::from_slice(&bytes).map_err(|e| decode(e.into()))
+        // 204 No Content (a delete) decodes as JSON null.
+        let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        serde_json::from_slice(body).map_err(|e| decode(e.into()))
     }
 }
 
