@@ -16,9 +16,6 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use uuid::Uuid;
 
-/// Seconds of clock skew tolerated on `exp`.
-const LEEWAY_SECS: u64 = 30;
-
 /// A verified caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
@@ -35,12 +32,12 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    pub fn new(users: ServiceClient, refetch_interval: Duration) -> Self {
+    pub fn new(users: ServiceClient, refetch_interval: Duration, leeway_secs: u64) -> Self {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = LEEWAY_SECS;
+        validation.leeway = leeway_secs;
         Self {
             users,
             keys: RwLock::new(HashMap::new()),

@@ -48,6 +48,8 @@ pub struct GatewaySettings {
     pub upstream_timeout_ms: u64,
     /// Least time between two JWKS fetches triggered by unknown key ids.
     pub jwks_refetch_interval_ms: u64,
+    /// Clock skew tolerated when checking a token's expiry.
+    pub jwt_leeway_secs: u64,
 }
 
 /// Requests per client IP: a sustained rate and a burst (GCRA).
@@ -101,6 +103,7 @@ impl Default for GatewaySettings {
             rate_limit: RateLimitSettings::default(),
             upstream_timeout_ms: 10_000,
             jwks_refetch_interval_ms: 5_000,
+            jwt_leeway_secs: 30,
         }
     }
 }
@@ -133,6 +136,7 @@ pub fn router(host: Host, settings: &GatewaySettings) -> anyhow::Result<Router> 
         verifier: Arc::new(auth::Verifier::new(
             users,
             Duration::from_millis(settings.jwks_refetch_interval_ms),
+            settings.jwt_leeway_secs,
         )),
         limiter,
         upstream_timeout,

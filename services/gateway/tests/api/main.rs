@@ -1,0 +1,478 @@
+//! The gateway in front of real users, catalog and registry services (in-process,
+//! over real sockets): routing, authentication, identity forwarding, rate limits,
+//! size limits, upstream failures and the combined API document.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use emporium_catalog::CatalogSettings;
+use emporium_client::RegistryClient;
+use emporium_contracts::headers;
+use emporium_contracts::registry::Registration;
+use emporium_gateway::GatewaySettings;
+use emporium_registry::RegistrySettings;
+use emporium_testkit::{Spawned, TestEnv, client, problem};
+use emporium_users::{TokenResponse, UserView, UsersSettings};
+use serde_json::{Value, json};
+
+struct Shop {
+    env: TestEnv,
+    registry: Spawned,
+    catalog: Option<Spawned>,
+    gateway: Spawned,
+    _users: Spawned,
+}
+
+async fn shop(configure: impl FnOnce(&mut GatewaySettings, &mut UsersSettings)) -> Shop {
+    let env = TestEnv::new();
+    let registry = env
+        .spawn(
+            env.settings::<RegistrySettings>(None),
+            emporium_registry::run,
+        )
+        .await;
+    let mut users = env.settings::<UsersSettings>(Some(&registry));
+    users.service.admin_emails = vec!["boss@example.com".into()];
+    let mut gateway = env.settings::<GatewaySettings>(Some(&registry));
+    configure(&mut gateway.service, &mut users.service);
+    let users = env.spawn(users, emporium_users::run).await;
+    let catalog = env
+        .spawn(
+            env.settings::<CatalogSettings>(Some(&registry)),
+            emporium_catalog::run,
+        )
+        .await;
+    let gateway = env.spawn(gateway, emporium_gateway::run).await;
+    let shop = Shop {
+        env,
+        registry,
+        catalog: Some(catalog),
+        gateway,
+        _users: users,
+    };
+    shop.until_status("/api/catalog/categories", 200).await;
+    shop.until_status("/.well-known/jwks.json", 200).await;
+    shop
+}
+
+impl Shop {
+    fn at(&self, path: &str) -> String {
+        self.gateway.at(path)
+    }
+
+    /// Polls `path` through the gateway until it answers `status` (10 s at most).
+    async fn until_status(&self, path: &str, status: u16) -> reqwest::Response {
+        for _ in 0..200 {
+            let r = client().get(self.at(path)).send().await.expect("send");
+            if r.status().as_u16() == status {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{path} never answered {status}");
+    }
+
+    async fn account(&self, email: &str) -> (UserView, String) {
+        let r = client()
+            .post(self.at("/api/users/register"))
+            .json(&json!({"email": email, "password": "correct horse battery", "name": "Test"}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 201);
+        let user: UserView = r.json().await.expect("user");
+        let token: TokenResponse = client()
+            .post(self.at("/api/users/login"))
+            .json(&json!({"email": email, "password": "correct horse battery"}))
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("token");
+        (user, token.access_token)
+    }
+}
+
+fn product() -> Value {
+    json!({"sku": "GW-00001", "name": "Gateway Mug", "description": "Holds coffee.", "category": "home-kitchen",
+           "price": {"amount": 1200, "currency": "USD"}})
+}
+
+#[tokio::test]
+async fn shoppers_and_admins_through_the_gateway() {
+    let shop = shop(|_, _| {}).await;
+    let (ada, token) = shop.account("ada@example.com").await;
+    let me: UserView = client()
+        .get(shop.at("/api/users/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("me");
+    assert_eq!(me.id, ada.id);
+
+    // An identity header from a client is never believed.
+    let (bob, _) = shop.account("bob@example.com").await;
+    let spoofed: UserView = client()
+        .get(shop.at("/api/users/me"))
+        .bearer_auth(&token)
+        .header(headers::USER_ID, &bob.id)
+        .header(headers::USER_ROLES, "admin")
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("me");
+    assert_eq!(spoofed.id, ada.id);
+    let no_token = client()
+        .get(shop.at("/api/users/me"))
+        .header(headers::USER_ID, &bob.id)
+        .send()
+        .await
+        .expect("send");
+    problem(no_token, 401).await;
+
+    // Browsing needs no account.
+    let page: Value = client()
+        .get(shop.at("/api/catalog/products?category=toys&limit=5"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("page");
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(5));
+
+    // Changing the catalog needs the admin role.
+    let as_customer = client()
+        .post(shop.at("/api/catalog/products"))
+        .bearer_auth(&token)
+        .json(&product())
+        .send()
+        .await
+        .expect("send");
+    problem(as_customer, 403).await;
+    let spoofed_admin = client()
+        .post(shop.at("/api/catalog/products"))
+        .bearer_auth(&token)
+        .header(headers::USER_ROLES, "admin")
+        .json(&product())
+        .send()
+        .await
+        .expect("send");
+    problem(spoofed_admin, 403).await;
+    let (_, admin_token) = shop.account("boss@example.com").await;
+    let created = client()
+        .post(shop.at("/api/catalog/products"))
+        .bearer_auth(&admin_token)
+        .json(&product())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(created.status(), 201);
+    let anonymous = client()
+        .post(shop.at("/api/catalog/products"))
+        .json(&product())
+        .send()
+        .await
+        .expect("send");
+    problem(anonymous, 401).await;
+}
+
+fn b64(v: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).expect("json"))
+}
+
+#[tokio::test]
+async fn bad_tokens_are_401() {
+    let shop = shop(|_, _| {}).await;
+    let (user, token) = shop.account("eve@example.com").await;
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut sig = parts[2].to_string();
+    let flipped = if sig.ends_with('A') { 'B' } else { 'A' };
+    sig.pop();
+    sig.push(flipped);
+    let tampered_signature = format!("{}.{}.{sig}", parts[0], parts[1]);
+    let now = 4_000_000_000u64;
+    let claims = json!({"sub": user.id, "iss": "emporium-users", "aud": "emporium", "iat": 1, "exp": now, "jti": "x", "roles": ["admin"]});
+    let tampered_claims = format!("{}.{}.{}", parts[0], b64(&claims), parts[2]);
+    let alg_none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(&claims)
+    );
+    let hs256 = format!(
+        "{}.{}.{}",
+        b64(&json!({"alg": "HS256", "typ": "JWT", "kid": "x"})),
+        b64(&claims),
+        parts[2]
+    );
+    let unknown_kid = format!(
+        "{}.{}.{}",
+        b64(&json!({"alg": "EdDSA", "typ": "JWT", "kid": "forged"})),
+        parts[1],
+        parts[2]
+    );
+    for bad in [
+        tampered_signature,
+        tampered_claims,
+        alg_none,
+        hs256,
+        unknown_kid,
+        "garbage".into(),
+        "a.b.c".into(),
+    ] {
+        let r = client()
+            .get(shop.at("/api/users/me"))
+            .bearer_auth(&bad)
+            .send()
+            .await
+            .expect("send");
+        let p = problem(r, 401).await;
+        assert!(
+            p.detail.starts_with("invalid access token"),
+            "{bad}: {}",
+            p.detail
+        );
+    }
+    let basic = client()
+        .get(shop.at("/api/users/me"))
+        .header("authorization", "Basic YTpi")
+        .send()
+        .await
+        .expect("send");
+    problem(basic, 401).await;
+    // A bad token is refused even on a public route.
+    let r = client()
+        .get(shop.at("/api/catalog/categories"))
+        .bearer_auth("garbage")
+        .send()
+        .await
+        .expect("send");
+    problem(r, 401).await;
+}
+
+#[tokio::test]
+async fn expired_tokens_are_401() {
+    let shop = shop(|gateway, users| {
+        gateway.jwt_leeway_secs = 0;
+        users.access_token_ttl_secs = 1;
+    })
+    .await;
+    let (_, token) = shop.account("old@example.com").await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let r = client()
+        .get(shop.at("/api/users/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        problem(r, 401).await.detail,
+        "invalid access token: expired"
+    );
+}
+
+#[tokio::test]
+async fn internal_and_unknown_paths_are_never_routed() {
+    let shop = shop(|_, _| {}).await;
+    for path in [
+        "/internal/registry/instances",
+        "/internal/openapi.json",
+        "/api/catalog/internal/openapi.json",
+        "/api/registry/internal/registry/instances",
+        "/api/nowhere/at/all",
+        "/api",
+    ] {
+        let r = client().get(shop.at(path)).send().await.expect("send");
+        problem(r, 404).await;
+    }
+    let r = client()
+        .get(shop.at("/api/catalog/%2e%2e/internal/openapi.json"))
+        .send()
+        .await
+        .expect("send");
+    assert!(r.status().is_client_error(), "{}", r.status());
+}
+
+#[tokio::test]
+async fn rate_limits_per_client_ip() {
+    let shop = shop(|gateway, _| {
+        gateway.rate_limit.per_second = 1;
+        gateway.rate_limit.burst = 3;
+    })
+    .await;
+    // The setup already spent some of the burst; drain it.
+    let mut limited = None;
+    for _ in 0..10 {
+        let r = client()
+            .get(shop.at("/api/catalog/categories"))
+            .send()
+            .await
+            .expect("send");
+        if r.status() == 429 {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("the burst runs out");
+    let retry_after: u64 = r.headers()["retry-after"]
+        .to_str()
+        .expect("header")
+        .parse()
+        .expect("seconds");
+    assert!(retry_after >= 1);
+    problem(r, 429).await;
+    // Health probes are not rate limited.
+    assert_eq!(
+        client()
+            .get(shop.at("/livez"))
+            .send()
+            .await
+            .expect("send")
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413() {
+    let shop = shop(|_, _| {}).await;
+    let body = json!({"email": "x@example.com", "password": "y".repeat(100_000), "name": "X"});
+    let r = client()
+        .post(shop.at("/api/users/register"))
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    problem(r, 413).await;
+}
+
+#[tokio::test]
+async fn upstream_failures_are_502_503_504() {
+    let shop = shop(|gateway, _| {
+        gateway.upstream_timeout_ms = 300;
+    })
+    .await;
+    let rc = RegistryClient::new(&shop.registry.url);
+    // A service that answers too slowly.
+    let slow = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let slow_addr = slow.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let app = axum::Router::new().fallback(|| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            "late"
+        });
+        let _ = axum::serve(slow, app).await;
+    });
+    // A service whose only instance refuses connections.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let closed_addr = closed.local_addr().expect("addr");
+    drop(closed);
+    for (service, addr) in [("search", slow_addr), ("reviews", closed_addr)] {
+        rc.register(&Registration {
+            service: service.into(),
+            instance_id: format!("{service}-fake"),
+            address: addr.to_string(),
+            version: "0".into(),
+            metadata: Default::default(),
+            ttl_ms: 60_000,
+        })
+        .await
+        .expect("register");
+    }
+    let p = problem(
+        client()
+            .get(shop.at("/api/search?q=mug"))
+            .send()
+            .await
+            .expect("send"),
+        504,
+    )
+    .await;
+    assert_eq!(p.code, "timeout");
+    problem(
+        client()
+            .get(shop.at("/api/reviews?product_id=x"))
+            .send()
+            .await
+            .expect("send"),
+        502,
+    )
+    .await;
+    // Nobody registered cart at all.
+    let (_, token) = shop.account("c@example.com").await;
+    problem(
+        client()
+            .get(shop.at("/api/cart"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("send"),
+        503,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_crashed_service_is_dropped_and_its_routes_come_back() {
+    let mut shop = shop(|_, _| {}).await;
+    let catalog = shop.catalog.take().expect("catalog");
+    let catalog_addr = catalog.addr;
+    catalog.crash();
+    // Refused connections, then (after the TTL) no instance at all: never a 200, never a 500.
+    let r = client()
+        .get(shop.at("/api/catalog/categories"))
+        .send()
+        .await
+        .expect("send");
+    assert!([502, 503].contains(&r.status().as_u16()), "{}", r.status());
+    shop.until_status("/api/catalog/categories", 503).await;
+    let mut settings = shop.env.settings::<CatalogSettings>(Some(&shop.registry));
+    settings.listen = catalog_addr;
+    let _back = shop.env.spawn(settings, emporium_catalog::run).await;
+    shop.until_status("/api/catalog/categories", 200).await;
+}
+
+#[tokio::test]
+async fn one_api_document_and_a_browsable_ui() {
+    let shop = shop(|_, _| {}).await;
+    let doc: Value = client()
+        .get(shop.at("/api/openapi.json"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("doc");
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1"))
+    );
+    for path in [
+        "/api/users/register",
+        "/api/users/login",
+        "/api/users/me",
+        "/api/catalog/products",
+        "/api/catalog/products/{id}",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} is documented");
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+    let ui = client().get(shop.at("/docs/")).send().await.expect("send");
+    assert_eq!(ui.status(), 200);
+    assert!(ui.text().await.expect("html").contains("swagger"));
+    let landing = client().get(shop.at("/")).send().await.expect("send");
+    assert!(landing.text().await.expect("html").contains("Emporium"));
+}
