@@ -1,0 +1,396 @@
+//! The whole shop as a newcomer runs it: the real `emporium up` process tree on
+//! ephemeral ports, driven through the gateway, with services killed by SIGKILL.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+struct Up {
+    child: Child,
+    base: String,
+    lines: Arc<Mutex<Vec<String>>>,
+    data: std::path::PathBuf,
+}
+
+impl Up {
+    /// `emporium up` on a free port with its data in `data`.
+    fn start(data: &std::path::Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_emporium"))
+            .args(["up", "--port", "0", "--data-dir"])
+            .arg(data)
+            .env("EMPORIUM__USERS__ADMIN_EMAILS", r#"["boss@example.com"]"#)
+            .env("EMPORIUM__GATEWAY__RATE_LIMIT__PER_SECOND", "10000")
+            .env("EMPORIUM__GATEWAY__RATE_LIMIT__BURST", "10000")
+            .env("EMPORIUM__REGISTRY_TTL_MS", "2000")
+            .env_remove("EMPORIUM__REGISTRY_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("emporium up starts");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().expect("stdout");
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if std::env::var_os("TEST_LOG").is_some() {
+                    eprintln!("{line}");
+                }
+                sink.lock().expect("lock").push(line);
+            }
+        });
+        let mut up = Up {
+            child,
+            base: String::new(),
+            lines,
+            data: data.to_path_buf(),
+        };
+        let open = up.wait_for_line("Open http://", Duration::from_secs(60));
+        let url = open
+            .split_whitespace()
+            .nth(1)
+            .expect("url")
+            .trim_end_matches('/');
+        up.base = url.to_string();
+        up
+    }
+
+    fn wait_for_line(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self
+                .lines
+                .lock()
+                .expect("lock")
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return l.clone();
+            }
+            assert!(Instant::now() < deadline, "no line with {needle:?} in time");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The PID `emporium up` printed for `service`.
+    fn pid(&self, service: &str) -> i32 {
+        let lines = self.lines.lock().expect("lock");
+        let row = lines
+            .iter()
+            .find(|l| {
+                let mut cols = l.split_whitespace();
+                cols.next() == Some(service)
+                    && cols.next().is_some_and(|a| a.starts_with("127.0.0.1:"))
+            })
+            .expect("a table row");
+        row.split_whitespace()
+            .nth(2)
+            .and_then(|p| p.parse().ok())
+            .expect("pid")
+    }
+
+    fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGTERM, then waits (30 s at most) for a clean exit.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).expect("sigterm");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "emporium up did not stop in time"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    kill(Pid::from_raw(pid), None).is_ok()
+}
+
+/// Processes still running with `data` as their data folder (children of that `up`).
+fn leftovers(data: &std::path::Path) -> Vec<String> {
+    let needle = format!(
+        "EMPORIUM__DATA_DIR={}",
+        std::fs::canonicalize(data)
+            .unwrap_or(data.to_path_buf())
+            .display()
+    );
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+        if !zombie && environ.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
+            found.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    found
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+async fn until_ok(url: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(r) = http().get(url).send().await
+            && r.status() == 200
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} did not come back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn status_of(up: &Up, path: &str) -> u16 {
+    http()
+        .get(up.at(path))
+        .send()
+        .await
+        .expect("send")
+        .status()
+        .as_u16()
+}
+
+async fn token(up: &Up, email: &str) -> String {
+    let r = http()
+        .post(up.at("/api/users/register"))
+        .json(&json!({"email": email, "password": "correct horse battery", "name": "System Test"}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(r.status(), 201);
+    let t: Value = http()
+        .post(up.at("/api/users/login"))
+        .json(&json!({"email": email, "password": "correct horse battery"}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("token");
+    t["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_shop_survives_sigkill_of_a_service_and_of_the_registry() {
+    let data = tempfile::tempdir().expect("data dir");
+    let mut up = Up::start(data.path());
+
+    // Register, log in, see yourself.
+    let customer = token(&up, "shopper@example.com").await;
+    let me: Value = http()
+        .get(up.at("/api/users/me"))
+        .bearer_auth(&customer)
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["email"], "shopper@example.com");
+
+    // Browse: categories, filters, sorting, pages.
+    let cats: Value = http()
+        .get(up.at("/api/catalog/categories"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert!(cats["items"].as_array().expect("items").len() >= 10);
+    let mut url =
+        up.at("/api/catalog/products?category=sports&sort=-price&limit=30&max_price=20000");
+    let mut seen = 0;
+    let mut last = i64::MAX;
+    let mut total;
+    loop {
+        let page: Value = http()
+            .get(&url)
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("page");
+        total = page["total"].as_i64().expect("total");
+        for p in page["items"].as_array().expect("items") {
+            let price = p["price"]["amount"].as_i64().expect("price");
+            assert!(price <= last && price <= 20000);
+            assert_eq!(p["category"], "sports");
+            last = price;
+            seen += 1;
+        }
+        match page["next"].as_str() {
+            Some(next) => url = up.at(&format!("/api/catalog/products?category=sports&sort=-price&limit=30&max_price=20000&cursor={next}")),
+            None => break,
+        }
+    }
+    assert_eq!(seen, total);
+    assert!(seen > 30, "more than one page");
+
+    // Refused where it should be.
+    assert_eq!(status_of(&up, "/api/users/me").await, 401);
+    assert_eq!(
+        status_of(&up, "/api/catalog/products?limit=1000").await,
+        400
+    );
+    assert_eq!(status_of(&up, "/internal/registry/instances").await, 404);
+    let forbidden = http()
+        .post(up.at("/api/catalog/products"))
+        .bearer_auth(&customer)
+        .json(&json!({"sku": "SYS-1", "name": "n", "description": "d", "category": "books", "price": {"amount": 100, "currency": "USD"}}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(forbidden.status(), 403);
+
+    // SIGKILL catalog: the supervisor restarts it and the routes come back.
+    let catalog = up.pid("catalog");
+    kill(Pid::from_raw(catalog), Signal::SIGKILL).expect("kill catalog");
+    up.wait_for_line("catalog died", Duration::from_secs(10));
+    until_ok(&up.at("/api/catalog/categories"), Duration::from_secs(20)).await;
+
+    // SIGKILL the registry: browsing keeps working from the clients' caches...
+    let registry = up.pid("registry");
+    kill(Pid::from_raw(registry), Signal::SIGKILL).expect("kill registry");
+    for _ in 0..20 {
+        assert_eq!(
+            status_of(&up, "/api/catalog/products?limit=5").await,
+            200,
+            "served from the discovery cache"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    up.wait_for_line("registry died", Duration::from_secs(10));
+    // ...and the restarted registry learns every service again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_emporium"))
+            .args(["status", "--data-dir"])
+            .arg(&up.data)
+            .env_remove("EMPORIUM__REGISTRY_URL")
+            .output()
+            .expect("emporium status");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let healthy = ["users", "catalog", "gateway"].iter().all(|s| {
+            text.lines()
+                .any(|l| l.trim_start().starts_with(s) && l.contains("healthy"))
+        });
+        if out.status.success() && healthy {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the registry did not recover its view:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(status_of(&up, "/api/catalog/categories").await, 200);
+    let me_again = http()
+        .get(up.at("/api/users/me"))
+        .bearer_auth(&customer)
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(me_again.status(), 200, "tokens still verify");
+
+    // Logs of every process are merged behind a service prefix.
+    {
+        let lines = up.lines.lock().expect("lock");
+        for service in ["registry", "users", "catalog", "gateway"] {
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.trim_start().starts_with(&format!("{service} | {{"))),
+                "{service} logs"
+            );
+        }
+    }
+
+    // SIGTERM: everything stops, in bounded time, and nothing is left behind.
+    let pids: Vec<i32> = ["registry", "users", "gateway"]
+        .iter()
+        .map(|s| up.pid(s))
+        .collect();
+    assert_eq!(
+        leftovers(&up.data).len(),
+        4,
+        "the four service processes are found while running"
+    );
+    let status = up.stop();
+    assert!(status.success(), "{status}");
+    for pid in pids {
+        if pid != registry {
+            assert!(!alive(pid), "pid {pid} outlived emporium up");
+        }
+    }
+    assert!(
+        up.lines
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|l| l.contains("stopped"))
+    );
+    assert!(
+        leftovers(data.path()).is_empty(),
+        "no process outlived emporium up"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_survives_a_restart_of_the_whole_shop() {
+    let data = tempfile::tempdir().expect("data dir");
+    let mut first = Up::start(data.path());
+    let _ = token(&first, "returning@example.com").await;
+    assert!(first.stop().success());
+    let second = Up::start(data.path());
+    let login = http()
+        .post(second.at("/api/users/login"))
+        .json(&json!({"email": "returning@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), 200, "the account survived");
+    let page: Value = http()
+        .get(second.at("/api/catalog/products"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("page");
+    assert_eq!(page["total"], 1200, "seeded once, not twice");
+}
