@@ -217,6 +217,8 @@ pub fn from_figment<S: DeserializeOwned + Default>(
 }
 
 #[cfg(test)]
+// figment's Jail closures return figment::Error by design.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 

@@ -16,14 +16,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use emporium_config::HttpSettings;
 use emporium_contracts::headers;
 use http::{HeaderValue, StatusCode, header};
-use tower::ServiceBuilder;
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::context::{self, RequestContext};
@@ -34,17 +33,25 @@ const MAX_REQUEST_ID_LEN: usize = 64;
 
 /// Applies layers 2 and 3 to a service's routes.
 pub fn limits(router: Router, settings: &HttpSettings) -> Router {
+    let permits = Arc::new(Semaphore::new(settings.concurrency_limit.max(1)));
     router
         .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-                    ApiError::unavailable("the service is overloaded; retry shortly")
-                        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
-                }))
-                .load_shed()
-                .concurrency_limit(settings.concurrency_limit.max(1)),
-        )
+        .layer(axum::middleware::from_fn_with_state(permits, shed_load))
+}
+
+/// Layer 2: one permit per request in flight, shared by every route; none left means
+/// 503 at once. A queue would only turn overload into timeouts.
+async fn shed_load(State(permits): State<Arc<Semaphore>>, req: Request, next: Next) -> Response {
+    match permits.try_acquire_owned() {
+        Ok(permit) => {
+            let response = next.run(req).await;
+            drop(permit);
+            response
+        }
+        Err(_) => ApiError::unavailable("the service is overloaded; retry shortly")
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+            .into_response(),
+    }
 }
 
 /// Applies layer 1.

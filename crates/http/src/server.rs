@@ -153,3 +153,129 @@ pub async fn shutdown_signal() {
 
 /// The shutdown future `emporium serve` hands a service.
 pub type Shutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use emporium_contracts::headers;
+    use http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    fn slow_app(settings: &HttpSettings, readiness: Readiness) -> Router {
+        let routes = Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                "done"
+            }),
+        );
+        app(routes, settings, readiness)
+    }
+
+    async fn problem_code(r: Response) -> String {
+        assert_eq!(
+            r.headers()[http::header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let body = r.into_body().collect().await.expect("body").to_bytes();
+        let p: crate::Problem = serde_json::from_slice(&body).expect("problem");
+        p.code
+    }
+
+    #[tokio::test]
+    async fn the_callers_deadline_is_enforced_with_504() {
+        let app = slow_app(&HttpSettings::default(), Readiness::default());
+        let r = app
+            .oneshot(
+                Request::get("/slow")
+                    .header(headers::TIMEOUT_MS, "50")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert!(r.headers().contains_key(headers::REQUEST_ID));
+        assert_eq!(problem_code(r).await, "timeout");
+    }
+
+    #[tokio::test]
+    async fn past_the_concurrency_limit_requests_are_shed_with_503() {
+        let settings = HttpSettings {
+            concurrency_limit: 1,
+            ..HttpSettings::default()
+        };
+        let app = slow_app(&settings, Readiness::default());
+        let first = tokio::spawn(
+            app.clone()
+                .oneshot(Request::get("/slow").body(Body::empty()).expect("request")),
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let second = app
+            .clone()
+            .oneshot(Request::get("/slow").body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(second.headers()[http::header::RETRY_AFTER], "1");
+        assert_eq!(problem_code(second).await, "unavailable");
+        // Probes are outside the limit.
+        let live = app
+            .oneshot(Request::get("/livez").body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        assert_eq!(live.status(), StatusCode::OK);
+        assert_eq!(
+            first.await.expect("join").expect("response").status(),
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_checks_and_draining() {
+        let readiness = Readiness::default();
+        let healthy = Arc::new(AtomicBool::new(false));
+        let flag = healthy.clone();
+        readiness.add("database", move || {
+            let ok = flag.load(Ordering::Relaxed);
+            async move { if ok { Ok(()) } else { Err("down".into()) } }
+        });
+        let app = slow_app(&HttpSettings::default(), readiness.clone());
+        let get = |app: Router| async move {
+            app.oneshot(
+                Request::get("/readyz")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response")
+            .status()
+        };
+        assert_eq!(get(app.clone()).await, StatusCode::SERVICE_UNAVAILABLE);
+        healthy.store(true, Ordering::Relaxed);
+        assert_eq!(get(app.clone()).await, StatusCode::OK);
+        readiness.drain();
+        assert_eq!(get(app).await, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_and_methods_are_problems() {
+        let app = slow_app(&HttpSettings::default(), Readiness::default());
+        let r = app
+            .clone()
+            .oneshot(Request::get("/nope").body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert_eq!(problem_code(r).await, "not_found");
+        let r = app
+            .oneshot(Request::post("/slow").body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert!(r.headers().contains_key(http::header::ALLOW));
+        assert_eq!(problem_code(r).await, "method_not_allowed");
+    }
+}

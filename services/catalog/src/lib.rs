@@ -26,7 +26,7 @@ use emporium_store::Db;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
-pub use api::{CategoryList, ProductPage, ProductView};
+pub use api::{AppState, CategoryList, ProductPage, ProductView, router};
 
 pub const NAME: &str = "catalog";
 

@@ -32,6 +32,9 @@ use tokio::net::TcpListener;
 
 pub const NAME: &str = "gateway";
 
+/// The service that issues tokens and serves the JWKS.
+const USERS: &str = "users";
+
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
 
@@ -124,7 +127,7 @@ pub(crate) struct Gateway {
 pub fn router(host: Host, settings: &GatewaySettings) -> anyhow::Result<Router> {
     let table = routes::RouteTable::new(&settings.routes, &settings.public_routes)?;
     let upstream_timeout = Duration::from_millis(settings.upstream_timeout_ms);
-    let users = host.client(emporium_users_service(), upstream_timeout);
+    let users = host.client(USERS, upstream_timeout);
     let limiter = settings
         .rate_limit
         .enabled
@@ -156,11 +159,6 @@ pub fn router(host: Host, settings: &GatewaySettings) -> anyhow::Result<Router> 
             proxy::rate_limit,
         ))
         .with_state(gateway))
-}
-
-/// The service that issues tokens and serves the JWKS.
-fn emporium_users_service() -> &'static str {
-    "users"
 }
 
 /// Runs the gateway until `shutdown`.

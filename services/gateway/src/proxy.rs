@@ -30,10 +30,10 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Rate limiting, as a layer over every gateway route (health probes sit outside).
 pub async fn rate_limit(State(gw): State<Gateway>, req: Request, next: Next) -> Response {
-    if let (Some(limiter), Some(ip)) = (&gw.limiter, client_ip(&req)) {
-        if let Err(retry_after) = limiter.check(ip) {
-            return ApiError::too_many_requests(retry_after).into_response();
-        }
+    if let (Some(limiter), Some(ip)) = (&gw.limiter, client_ip(&req))
+        && let Err(retry_after) = limiter.check(ip)
+    {
+        return ApiError::too_many_requests(retry_after).into_response();
     }
     next.run(req).await
 }
@@ -68,7 +68,7 @@ pub async fn proxy(State(gw): State<Gateway>, req: Request) -> Result<Response, 
 
 /// `/.well-known/jwks.json`: users' public keys, for anyone.
 pub async fn jwks(State(gw): State<Gateway>, req: Request) -> Result<Response, ApiError> {
-    forward(&gw, "users", req, None).await
+    forward(&gw, crate::USERS, req, None).await
 }
 
 async fn forward(

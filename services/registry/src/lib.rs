@@ -27,6 +27,7 @@ use emporium_store::Db;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
+pub use api::router;
 pub use state::Registry;
 
 /// The service name.

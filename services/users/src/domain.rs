@@ -126,7 +126,7 @@ impl Password {
         if COMMON.contains(&lower.as_str()) {
             return Err("is too common; choose another".into());
         }
-        if input.chars().all(|c| Some(c) == input.chars().next()) {
+        if input.chars().all(|c| input.starts_with(c)) {
             return Err("must not repeat one character".into());
         }
         if let Some(email) = email

@@ -21,7 +21,7 @@ struct Shop {
     registry: Spawned,
     catalog: Option<Spawned>,
     gateway: Spawned,
-    _users: Spawned,
+    users: Option<Spawned>,
 }
 
 async fn shop(configure: impl FnOnce(&mut GatewaySettings, &mut UsersSettings)) -> Shop {
@@ -49,7 +49,7 @@ async fn shop(configure: impl FnOnce(&mut GatewaySettings, &mut UsersSettings)) 
         registry,
         catalog: Some(catalog),
         gateway,
-        _users: users,
+        users: Some(users),
     };
     shop.until_status("/api/catalog/categories", 200).await;
     shop.until_status("/.well-known/jwks.json", 200).await;
@@ -475,4 +475,48 @@ async fn one_api_document_and_a_browsable_ui() {
     assert!(ui.text().await.expect("html").contains("swagger"));
     let landing = client().get(shop.at("/")).send().await.expect("send");
     assert!(landing.text().await.expect("html").contains("Emporium"));
+}
+
+#[tokio::test]
+async fn a_new_signing_key_is_fetched_when_its_first_token_arrives() {
+    let mut shop = shop(|gateway, _| {
+        gateway.jwks_refetch_interval_ms = 0;
+    })
+    .await;
+    let (_, first) = shop.account("first@example.com").await;
+    let r = client()
+        .get(shop.at("/api/users/me"))
+        .bearer_auth(&first)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200, "the gateway has fetched the first key");
+
+    // users comes back with a new key (its data is gone).
+    shop.users.take().expect("users").crash();
+    std::fs::remove_dir_all(shop.env.dir.path().join("users")).expect("wipe users data");
+    let mut settings = shop.env.settings::<UsersSettings>(Some(&shop.registry));
+    settings.service.admin_emails = vec![];
+    shop.users = Some(shop.env.spawn(settings, emporium_users::run).await);
+    let (_, second) = shop.account("second@example.com").await;
+    let kid = |t: &str| jsonwebtoken_kid(t);
+    assert_ne!(kid(&first), kid(&second), "a new key");
+    let r = client()
+        .get(shop.at("/api/users/me"))
+        .bearer_auth(&second)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        r.status(),
+        200,
+        "the unknown kid made the gateway refetch the JWKS"
+    );
+}
+
+fn jsonwebtoken_kid(token: &str) -> String {
+    let header = token.split('.').next().expect("header");
+    let v: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).expect("b64")).expect("json");
+    v["kid"].as_str().expect("kid").to_string()
 }

@@ -217,14 +217,14 @@ async fn services_register_reregister_after_a_registry_restart_and_deregister_on
     let discovery = Arc::new(Discovery::new(Some(RegistryClient::new(&registry.url))));
     assert_eq!(
         discovery.candidates("catalog").await.expect("resolve"),
-        [catalog_addr.clone()]
+        vec![catalog_addr.clone()]
     );
     let registry_addr = registry.addr;
     registry.crash();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         discovery.candidates("catalog").await.expect("from cache"),
-        [catalog_addr.clone()]
+        vec![catalog_addr.clone()]
     );
 
     // A new registry on the same address knows nothing; catalog's heartbeat finds out
@@ -243,7 +243,7 @@ async fn services_register_reregister_after_a_registry_restart_and_deregister_on
             .candidates("catalog")
             .await
             .expect("still resolves"),
-        [catalog_addr.clone()]
+        vec![catalog_addr.clone()]
     );
 
     catalog.stop().await.expect("clean stop");
