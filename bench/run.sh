@@ -34,7 +34,7 @@ export EMPORIUM__LOG__LEVEL=warn
 export EMPORIUM__GATEWAY__RATE_LIMIT__PER_SECOND=100000000
 export EMPORIUM__GATEWAY__RATE_LIMIT__BURST=100000000
 
-# Starts `emporium up` on data dir $1; sets UP_PID, UP_LOG; prints ms until ready.
+# Starts `emporium up` on data dir $1; sets UP_PID, UP_LOG and READY_MS (ms until ready).
 start_up() {
   UP_LOG="$WORK/up-$RANDOM.log"
   local t0 t1
@@ -47,7 +47,7 @@ start_up() {
     sleep 0.005
   done
   t1=$(date +%s%N)
-  echo $(((t1 - t0) / 1000000))
+  READY_MS=$(((t1 - t0) / 1000000))
 }
 stop_up() { kill -TERM "$UP_PID"; wait "$UP_PID" 2>/dev/null || true; }
 addr_of() { awk -v s="$1" '$1 == s && $2 ~ /^127\.0\.0\.1:/ {print $2; exit}' "$UP_LOG"; }
@@ -58,15 +58,15 @@ echo "## Startup (emporium up → every /readyz 200), 5 runs each"
 fresh=(); warm=()
 for i in 1 2 3 4 5; do
   d="$WORK/data-$i"
-  fresh+=("$(start_up "$d")"); stop_up
-  warm+=("$(start_up "$d")"); stop_up
+  start_up "$d"; fresh+=("$READY_MS"); stop_up
+  start_up "$d"; warm+=("$READY_MS"); stop_up
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "- fresh data dir (migrations, 1,200-product seed, key generation): median $(median "${fresh[@]}") ms (runs: ${fresh[*]})"
 echo "- existing data dir: median $(median "${warm[@]}") ms (runs: ${warm[*]})"
 
 DATA="$WORK/data-bench"
-start_up "$DATA" >/dev/null
+start_up "$DATA"
 sleep 3
 echo
 echo "## Idle resident memory, 3 s after ready"

@@ -27,7 +27,7 @@ const AMNESIA_GRACE: Duration = Duration::from_secs(15);
 /// (round-robin); instances that refused a connection recently go last.
 pub struct Discovery {
     registry: Option<RegistryClient>,
-    fixed: HashMap<String, Vec<String>>,
+    fixed: HashMap<String, Vec<Arc<str>>>,
     entries: RwLock<HashMap<String, Arc<Entry>>>,
 }
 
@@ -42,15 +42,19 @@ struct Entry {
 struct EntryState {
     epoch: String,
     index: u64,
-    addresses: Vec<String>,
+    addresses: Vec<Arc<str>>,
     /// Addresses known before the registry restarted, and until when to keep them.
-    carried: Vec<String>,
+    carried: Vec<Arc<str>>,
     carried_until: Option<Instant>,
 }
 
 impl EntryState {
     fn apply(&mut self, snapshot: Snapshot) {
-        let addresses: Vec<String> = snapshot.instances.into_iter().map(|i| i.address).collect();
+        let addresses: Vec<Arc<str>> = snapshot
+            .instances
+            .into_iter()
+            .map(|i| Arc::from(i.address))
+            .collect();
         if !self.epoch.is_empty() && self.epoch != snapshot.epoch {
             self.carried = std::mem::take(&mut self.addresses);
             self.carried_until = Some(Instant::now() + AMNESIA_GRACE);
@@ -60,7 +64,7 @@ impl EntryState {
         self.addresses = addresses;
     }
 
-    fn current(&self) -> Vec<String> {
+    fn current(&self) -> Vec<Arc<str>> {
         let mut all = self.addresses.clone();
         if self
             .carried_until
@@ -88,7 +92,10 @@ impl Discovery {
 
     /// Pins `service` to fixed addresses, bypassing the registry.
     pub fn with_fixed(mut self, service: &str, addresses: Vec<String>) -> Self {
-        self.fixed.insert(service.to_string(), addresses);
+        self.fixed.insert(
+            service.to_string(),
+            addresses.into_iter().map(Arc::from).collect(),
+        );
         self
     }
 
@@ -97,7 +104,7 @@ impl Discovery {
     }
 
     /// The addresses to try for one call, in order.
-    pub async fn candidates(self: &Arc<Self>, service: &str) -> Result<Vec<String>, ClientError> {
+    pub async fn candidates(self: &Arc<Self>, service: &str) -> Result<Vec<Arc<str>>, ClientError> {
         let (entry, addresses) = match self.fixed.get(service) {
             Some(fixed) => (self.entry_for_fixed(service), fixed.clone()),
             None => {
@@ -110,7 +117,7 @@ impl Discovery {
             return Err(ClientError::NoInstances(service.to_string()));
         }
         let start = entry.cursor.fetch_add(1, Ordering::Relaxed) % addresses.len();
-        let mut rotated: Vec<String> = addresses[start..]
+        let mut rotated: Vec<Arc<str>> = addresses[start..]
             .iter()
             .chain(&addresses[..start])
             .cloned()
@@ -120,7 +127,7 @@ impl Discovery {
             ejected.retain(|_, until| *until > now);
             if !ejected.is_empty() {
                 // Stable partition: healthy first, recently failed last.
-                rotated.sort_by_key(|a| ejected.contains_key(a));
+                rotated.sort_by_key(|a| ejected.contains_key(&**a));
             }
         }
         Ok(rotated)
@@ -273,14 +280,14 @@ mod tests {
             futures::future::join_all((0..6).map(|_| d.candidates("catalog")))
                 .await
                 .into_iter()
-                .map(|c| c.expect("candidates")[0].clone())
+                .map(|c| c.expect("candidates")[0].to_string())
                 .collect();
         assert_eq!(firsts, ["a:1", "b:1", "c:1", "a:1", "b:1", "c:1"]);
         d.report_failure("catalog", "a:1");
         for _ in 0..3 {
             let c = d.candidates("catalog").await.expect("candidates");
             assert_eq!(c.len(), 3, "a failed instance is still tried, last");
-            assert_eq!(c[2], "a:1");
+            assert_eq!(&*c[2], "a:1");
         }
     }
 
@@ -293,22 +300,26 @@ mod tests {
         ));
     }
 
+    fn names(list: Vec<Arc<str>>) -> Vec<String> {
+        list.iter().map(|a| a.to_string()).collect()
+    }
+
     #[test]
     fn a_restarted_registry_does_not_empty_the_cache() {
         let mut s = EntryState::default();
         s.apply(snapshot("e1", 5, &["a:1", "b:1"]));
-        assert_eq!(s.current(), ["a:1", "b:1"]);
+        assert_eq!(names(s.current()), ["a:1", "b:1"]);
         s.apply(snapshot("e2", 1, &[]));
         assert_eq!(
-            s.current(),
+            names(s.current()),
             ["a:1", "b:1"],
             "amnesia grace keeps the old view"
         );
         s.apply(snapshot("e2", 2, &["b:1"]));
-        assert_eq!(s.current(), ["b:1", "a:1"]);
+        assert_eq!(names(s.current()), ["b:1", "a:1"]);
         s.carried_until = Some(Instant::now());
         assert_eq!(
-            s.current(),
+            names(s.current()),
             ["b:1"],
             "after the grace only the new view counts"
         );

@@ -68,17 +68,29 @@ impl Transport for HttpTransport {
                 .map(|p| p.as_str().to_string())
                 .unwrap_or_else(|| "/".into());
             let mut last_error = None;
-            for address in candidates.iter().take(3) {
+            let attempts = candidates.len().min(3);
+            let mut parts = Some(parts);
+            for (i, address) in candidates.iter().take(attempts).enumerate() {
                 let uri: Uri = format!("http://{address}{path}").parse().map_err(
                     |e: http::uri::InvalidUri| ClientError::Decode {
                         service: service.clone(),
                         source: e.into(),
                     },
                 )?;
-                let mut req = Request::new(Body::from(body.clone()));
-                *req.method_mut() = parts.method.clone();
-                *req.uri_mut() = uri;
-                *req.headers_mut() = parts.headers.clone();
+                // The last attempt takes the request's parts; earlier ones copy them.
+                let mut head = if i + 1 == attempts {
+                    parts.take()
+                } else {
+                    parts.as_ref().map(|p| {
+                        let mut copy = Request::new(()).into_parts().0;
+                        copy.method = p.method.clone();
+                        copy.headers = p.headers.clone();
+                        copy
+                    })
+                }
+                .ok_or_else(|| ClientError::NoInstances(service.clone()))?;
+                head.uri = uri;
+                let req = Request::from_parts(head, Body::from(body.clone()));
                 match this.http.request(req).await {
                     Ok(response) => return Ok(response.map(Body::new)),
                     Err(e) if e.is_connect() => {

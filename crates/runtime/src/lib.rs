@@ -18,12 +18,19 @@ use emporium_client::{Discovery, HttpTransport, RegistryClient, ServiceClient, T
 use emporium_config::{Common, Settings};
 use emporium_contracts::registry::Registration;
 use emporium_http::Readiness;
+use emporium_store::Db;
+use emporium_store::sqlx::migrate::Migrator;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 
 /// Environment variable naming a file where the bound address is written, for a
 /// supervisor that started the process on port 0.
 pub const ADDR_FILE_ENV: &str = "EMPORIUM_ADDR_FILE";
+
+/// Listen on a free loopback port: the default of every service but the gateway and
+/// the registry.
+pub const LOOPBACK_ANY_PORT: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 
 /// The version every service reports to the registry.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -64,6 +71,23 @@ impl Host {
     /// This service's data folder.
     pub fn data_dir(&self) -> PathBuf {
         self.common.service_dir(self.service)
+    }
+
+    /// Opens this service's database (`url`, or a SQLite file in its data folder),
+    /// applies its migrations, and makes `/readyz` depend on reaching it.
+    pub async fn open_db(&self, url: Option<&str>, migrator: &Migrator) -> anyhow::Result<Db> {
+        let db = Db::open_service(self.service, &self.data_dir(), url)
+            .await
+            .with_context(|| format!("opening the {} database", self.service))?;
+        db.migrate(migrator)
+            .await
+            .with_context(|| format!("migrating the {} database", self.service))?;
+        let ping = db.clone();
+        self.readiness.add("database", move || {
+            let db = ping.clone();
+            async move { db.ping().await.map_err(|e| e.to_string()) }
+        });
+        Ok(db)
     }
 
     /// A client for calling `service` with a per-call timeout.

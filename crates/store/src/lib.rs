@@ -19,6 +19,9 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
+mod clock;
+
+pub use clock::{now_ms, rfc3339};
 pub use sqlx;
 
 /// Errors of the store: opening, migrating, querying.

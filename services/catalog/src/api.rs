@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -12,10 +11,8 @@ use emporium_contracts::auth::ROLE_ADMIN;
 use emporium_contracts::money::Money;
 use emporium_http::openapi::spec_router;
 use emporium_http::{ApiError, ApiJson, ApiPath, ApiQuery, Caller, FieldError, Problem};
-use emporium_store::{Db, is_unique_violation};
+use emporium_store::{Db, is_unique_violation, now_ms, rfc3339};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -56,23 +53,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().into_openapi()
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
 /// Where a product's generated image is served.
 pub fn image_path(sku: &str) -> String {
     format!("/api/catalog/images/{sku}")
-}
-
-fn rfc3339(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
 }
 
 /// A product as shoppers see it.

@@ -22,7 +22,6 @@ use std::net::SocketAddr;
 
 use emporium_config::Settings;
 use emporium_runtime::Host;
-use emporium_store::Db;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
@@ -30,8 +29,7 @@ pub use api::{AppState, CategoryList, ProductPage, ProductView, router};
 
 pub const NAME: &str = "catalog";
 
-pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+pub const DEFAULT_LISTEN: SocketAddr = emporium_runtime::LOOPBACK_ANY_PORT;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -63,24 +61,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let host = Host::new(NAME, &settings.common);
-    let db = Db::open_service(
-        NAME,
-        &host.data_dir(),
-        settings.service.database_url.as_deref(),
-    )
-    .await?;
-    db.migrate(&MIGRATOR).await?;
+    let db = host
+        .open_db(settings.service.database_url.as_deref(), &MIGRATOR)
+        .await?;
     if settings.service.seed {
-        let added = store::seed_if_empty(&db, &settings.service.currency, api::now_ms()).await?;
+        let added =
+            store::seed_if_empty(&db, &settings.service.currency, emporium_store::now_ms()).await?;
         if added > 0 {
             tracing::info!(products = added, "seeded the demo catalog");
         }
     }
-    let ping = db.clone();
-    host.readiness.add("database", move || {
-        let db = ping.clone();
-        async move { db.ping().await.map_err(|e| e.to_string()) }
-    });
     let state = api::AppState {
         db,
         currency: settings.service.currency.as_str().into(),

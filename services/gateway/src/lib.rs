@@ -18,13 +18,14 @@ mod proxy;
 mod ratelimit;
 mod routes;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{any, get};
+use emporium_client::ServiceClient;
 use emporium_config::Settings;
 use emporium_runtime::Host;
 use serde::Deserialize;
@@ -111,42 +112,60 @@ impl Default for GatewaySettings {
     }
 }
 
-/// What every gateway handler shares.
-#[derive(Clone)]
-pub(crate) struct Gateway {
+/// What every gateway handler shares; cloned per request, so it is one `Arc`.
+pub(crate) type Gateway = Arc<GatewayState>;
+
+pub(crate) struct GatewayState {
     pub host: Host,
-    pub table: Arc<routes::RouteTable>,
-    pub verifier: Arc<auth::Verifier>,
-    pub limiter: Option<Arc<ratelimit::Limiter>>,
+    pub table: routes::RouteTable,
+    /// One client per routed service, made once.
+    pub clients: HashMap<String, ServiceClient>,
+    pub verifier: auth::Verifier,
+    pub limiter: Option<ratelimit::Limiter>,
     pub upstream_timeout: Duration,
     pub body_limit: usize,
-    pub docs: Arc<openapi::Combined>,
+    pub docs: openapi::Combined,
+}
+
+impl GatewayState {
+    /// The client for `service`.
+    pub fn client(&self, service: &str) -> ServiceClient {
+        self.clients
+            .get(service)
+            .cloned()
+            .unwrap_or_else(|| self.host.client(service, self.upstream_timeout))
+    }
 }
 
 /// The gateway's router.
 pub fn router(host: Host, settings: &GatewaySettings) -> anyhow::Result<Router> {
     let table = routes::RouteTable::new(&settings.routes, &settings.public_routes)?;
     let upstream_timeout = Duration::from_millis(settings.upstream_timeout_ms);
-    let users = host.client(USERS, upstream_timeout);
+    let clients = table
+        .services()
+        .into_iter()
+        .chain([USERS])
+        .map(|s| (s.to_string(), host.client(s, upstream_timeout)))
+        .collect();
     let limiter = settings
         .rate_limit
         .enabled
         .then(|| ratelimit::Limiter::new(&settings.rate_limit))
-        .transpose()?
-        .map(Arc::new);
-    let gateway = Gateway {
-        table: Arc::new(table),
-        verifier: Arc::new(auth::Verifier::new(
-            users,
+        .transpose()?;
+    let gateway: Gateway = Arc::new(GatewayState {
+        verifier: auth::Verifier::new(
+            host.client(USERS, upstream_timeout),
             Duration::from_millis(settings.jwks_refetch_interval_ms),
             settings.jwt_leeway_secs,
-        )),
+        ),
+        table,
+        clients,
         limiter,
         upstream_timeout,
         body_limit: host.common.http.body_limit_bytes,
-        docs: Arc::new(openapi::Combined::default()),
+        docs: openapi::Combined::default(),
         host,
-    };
+    });
     Ok(Router::new()
         .route("/", get(pages::landing))
         .route("/api/openapi.json", get(openapi::serve))

@@ -78,7 +78,7 @@ async fn forward(
     verified: Option<&Verified>,
 ) -> Result<Response, ApiError> {
     let peer = client_ip(&req);
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let bytes = read_body(body, gw.body_limit).await?;
     let path = parts
         .uri
@@ -90,8 +90,8 @@ async fn forward(
         .uri(path)
         .body(bytes)
         .map_err(|_| ApiError::bad_request("malformed request"))?;
-    *upstream.headers_mut() = forwarded_headers(&parts.headers, peer, verified);
-    let client = gw.host.client(service, gw.upstream_timeout);
+    *upstream.headers_mut() = forwarded_headers(std::mem::take(&mut parts.headers), peer, verified);
+    let client = gw.client(service);
     let mut response = client.send(upstream).await.map_err(ApiError::from)?;
     strip_hop_by_hop(response.headers_mut());
     Ok(response.map(Body::new))
@@ -111,11 +111,10 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
 /// identity and `X-Forwarded-For`. `Authorization` stays at the gateway: services
 /// trust the identity headers, and tokens do not spread into their logs.
 fn forwarded_headers(
-    incoming: &HeaderMap,
+    mut out: HeaderMap,
     peer: Option<std::net::IpAddr>,
     verified: Option<&Verified>,
 ) -> HeaderMap {
-    let mut out = incoming.clone();
     strip_hop_by_hop(&mut out);
     out.remove(header::HOST);
     out.remove(header::AUTHORIZATION);
@@ -131,10 +130,7 @@ fn forwarded_headers(
         }
     }
     if let Some(ip) = peer {
-        let xff = match incoming
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-        {
+        let xff = match out.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
             Some(prior) => format!("{prior}, {ip}"),
             None => ip.to_string(),
         };
@@ -175,7 +171,7 @@ mod tests {
         h.insert(header::CONNECTION, HeaderValue::from_static("x-secret-hop"));
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("accept", HeaderValue::from_static("application/json"));
-        let out = forwarded_headers(&h, Some("127.0.0.9".parse().expect("ip")), None);
+        let out = forwarded_headers(h.clone(), Some("127.0.0.9".parse().expect("ip")), None);
         assert!(out.get(headers::USER_ID).is_none());
         assert!(out.get(headers::USER_ROLES).is_none());
         assert!(out.get(header::AUTHORIZATION).is_none());
@@ -187,7 +183,7 @@ mod tests {
             user_id: uuid::Uuid::nil(),
             roles: vec!["customer".into()],
         };
-        let out = forwarded_headers(&h, None, Some(&v));
+        let out = forwarded_headers(h, None, Some(&v));
         assert_eq!(out[headers::USER_ID], uuid::Uuid::nil().to_string());
         assert_eq!(out[headers::USER_ROLES], "customer");
     }

@@ -23,7 +23,6 @@ use std::net::SocketAddr;
 
 use emporium_config::Settings;
 use emporium_runtime::Host;
-use emporium_store::Db;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
@@ -55,19 +54,10 @@ pub async fn run(
     let mut common = settings.common.clone();
     common.registry_url = None;
     let host = Host::new(NAME, &common);
-    let db = Db::open_service(
-        NAME,
-        &host.data_dir(),
-        settings.service.database_url.as_deref(),
-    )
-    .await?;
-    db.migrate(&MIGRATOR).await?;
+    let db = host
+        .open_db(settings.service.database_url.as_deref(), &MIGRATOR)
+        .await?;
     let registry = Registry::start(db.clone()).await?;
-    let ping = db.clone();
-    host.readiness.add("database", move || {
-        let db = ping.clone();
-        async move { db.ping().await.map_err(|e| e.to_string()) }
-    });
     host.serve(api::router(registry), listener, shutdown).await
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use emporium_contracts::registry::{ConfigEntry, ConfigSnapshot, Instance, Registration, Snapshot};
 use emporium_store::Db;
@@ -74,11 +74,9 @@ pub enum Beat {
     Unknown,
 }
 
+/// Now in milliseconds since the epoch, as the registry's API reports times.
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
+    emporium_store::now_ms().max(0) as u64
 }
 
 impl Registry {

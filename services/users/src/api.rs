@@ -1,7 +1,6 @@
 //! users' HTTP handlers: parse input into domain types, call the store, map errors.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -10,10 +9,8 @@ use axum::{Json, Router};
 use emporium_contracts::auth::{ROLE_ADMIN, ROLE_CUSTOMER};
 use emporium_http::openapi::spec_router;
 use emporium_http::{ApiError, ApiJson, Caller, FieldError, Problem};
-use emporium_store::{Db, is_unique_violation};
+use emporium_store::{Db, is_unique_violation, now_ms, rfc3339};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -61,13 +58,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().into_openapi()
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
 /// A new account.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -110,11 +100,7 @@ pub struct UserView {
 
 impl From<&UserRow> for UserView {
     fn from(u: &UserRow) -> Self {
-        let created_at =
-            OffsetDateTime::from_unix_timestamp_nanos(i128::from(u.created_at_ms) * 1_000_000)
-                .ok()
-                .and_then(|t| t.format(&Rfc3339).ok())
-                .unwrap_or_default();
+        let created_at = rfc3339(u.created_at_ms);
         Self {
             id: u.id.clone(),
             email: u.email.clone(),

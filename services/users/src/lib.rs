@@ -24,7 +24,6 @@ use std::sync::Arc;
 
 use emporium_config::Settings;
 use emporium_runtime::Host;
-use emporium_store::Db;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
@@ -32,8 +31,7 @@ pub use api::{LoginRequest, RegisterRequest, TokenResponse, UserView};
 
 pub const NAME: &str = "users";
 
-pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+pub const DEFAULT_LISTEN: SocketAddr = emporium_runtime::LOOPBACK_ANY_PORT;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -65,19 +63,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let host = Host::new(NAME, &settings.common);
-    let db = Db::open_service(
-        NAME,
-        &host.data_dir(),
-        settings.service.database_url.as_deref(),
-    )
-    .await?;
-    db.migrate(&MIGRATOR).await?;
-    let keys = keys::Keys::load_or_create(&db, api::now_ms()).await?;
-    let ping = db.clone();
-    host.readiness.add("database", move || {
-        let db = ping.clone();
-        async move { db.ping().await.map_err(|e| e.to_string()) }
-    });
+    let db = host
+        .open_db(settings.service.database_url.as_deref(), &MIGRATOR)
+        .await?;
+    let keys = keys::Keys::load_or_create(&db, emporium_store::now_ms()).await?;
     let state = api::AppState {
         db,
         keys: Arc::new(keys),
