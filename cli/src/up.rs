@@ -93,16 +93,28 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         };
         env.start(service, listen, Some(&registry_url))
     });
+    let mut failure = None;
     for started in futures::future::join_all(starts).await {
-        all.push(started?);
+        match started {
+            Ok(s) => all.push(s),
+            Err(e) => failure = failure.or(Some(e)),
+        }
     }
-    let readiness = all.iter().map(|s| async move {
-        wait_ready(s.listen)
+    if failure.is_none() {
+        let readiness = all.iter().map(|s| async move {
+            wait_ready(s.listen)
+                .await
+                .with_context(|| format!("{} did not become ready", s.service.name()))
+        });
+        failure = futures::future::join_all(readiness)
             .await
-            .with_context(|| format!("{} did not become ready", s.service.name()))
-    });
-    for ready in futures::future::join_all(readiness).await {
-        ready?;
+            .into_iter()
+            .find_map(Result::err);
+    }
+    if let Some(error) = failure {
+        // Stop what did start before reporting why the shop cannot run.
+        stop_group(&all).await;
+        return Err(error);
     }
     let gateway = all
         .iter()
@@ -150,8 +162,8 @@ impl Env {
     ) -> anyhow::Result<Arc<Supervised>> {
         let addr_file = self.run_dir.join(format!("{}.addr", service.name()));
         let _ = std::fs::remove_file(&addr_file);
-        let child = self.spawn(service, listen, registry_url, &addr_file)?;
-        let actual = wait_for_addr(&addr_file, service).await?;
+        let mut child = self.spawn(service, listen, registry_url, &addr_file)?;
+        let actual = wait_for_addr(&addr_file, service, &mut child).await?;
         let supervised = Arc::new(Supervised {
             service,
             listen: actual,
@@ -293,10 +305,21 @@ fn signal(s: &Supervised, sig: Signal) {
     }
 }
 
-/// The address a freshly started process wrote to its address file.
-async fn wait_for_addr(path: &Path, service: Service) -> anyhow::Result<SocketAddr> {
+/// The address a freshly started process wrote to its address file; an error at
+/// once if the process exits first (a port in use, bad settings: its log says why).
+async fn wait_for_addr(
+    path: &Path,
+    service: Service,
+    child: &mut Child,
+) -> anyhow::Result<SocketAddr> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "{} exited while starting ({status}); see its log above",
+                service.name()
+            );
+        }
         if let Ok(text) = std::fs::read_to_string(path)
             && let Ok(addr) = text.trim().parse()
         {

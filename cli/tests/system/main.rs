@@ -394,3 +394,34 @@ async fn data_survives_a_restart_of_the_whole_shop() {
         .expect("page");
     assert_eq!(page["total"], 1200, "seeded once, not twice");
 }
+
+#[test]
+fn a_gateway_port_in_use_fails_fast_and_leaves_nothing_behind() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = busy.local_addr().expect("addr").port();
+    let data = tempfile::tempdir().expect("data dir");
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_emporium"))
+        .args(["up", "--port", &port.to_string(), "--data-dir"])
+        .arg(data.path())
+        .env_remove("EMPORIUM__REGISTRY_URL")
+        .output()
+        .expect("emporium up runs");
+    assert!(!out.status.success());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "no waiting for a dead process"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("gateway exited while starting"), "{stderr}");
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        logs.contains("binding 127.0.0.1:"),
+        "the gateway's own log says why:\n{logs}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        leftovers(data.path()).is_empty(),
+        "the services started so far are stopped"
+    );
+}
