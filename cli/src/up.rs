@@ -197,6 +197,9 @@ impl Env {
                 format!("EMPORIUM__{}__LISTEN", service.name().to_uppercase()),
                 listen.to_string(),
             )
+            // A process group of its own: Ctrl-C reaches only the supervisor, which
+            // then stops the processes in order.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -223,6 +226,8 @@ impl Env {
         loop {
             let ran_from = Instant::now();
             let status = child.wait().await;
+            // The pid is free for reuse from now on: never signal it again.
+            s.pid.store(0, Ordering::SeqCst);
             if s.stopping.load(Ordering::SeqCst) {
                 break;
             }

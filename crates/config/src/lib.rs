@@ -88,6 +88,9 @@ pub struct HttpSettings {
     pub body_limit_bytes: usize,
     /// How long in-flight requests may finish after shutdown starts.
     pub grace_period_ms: u64,
+    /// Take a shorter deadline from the caller's `x-request-timeout-ms`. Off at the
+    /// gateway, where callers are the public.
+    pub honour_caller_timeout: bool,
 }
 
 impl Default for HttpSettings {
@@ -97,6 +100,7 @@ impl Default for HttpSettings {
             concurrency_limit: 1024,
             body_limit_bytes: 64 * 1024,
             grace_period_ms: 5_000,
+            honour_caller_timeout: true,
         }
     }
 }

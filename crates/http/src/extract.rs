@@ -58,8 +58,8 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
 
 /// Parses JSON, mapping serde's error to a problem that names the field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let result: Result<T, _> = serde_path_to_error::deserialize(de);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     let value = result.map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -73,6 +73,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 ApiError::validation(vec![FieldError::new(field_name(&path, &message), message)])
             }
         }
+    })?;
+    // Nothing but whitespace may follow the value.
+    de.end().map_err(|e| {
+        ApiError::bad_request(format!(
+            "malformed JSON: {}",
+            strip_position(&e.to_string())
+        ))
     })?;
     Ok(value)
 }
@@ -163,6 +170,13 @@ mod tests {
     fn malformed_json_is_400() {
         let e = parse_json::<Body>(b"{\"email\": ").expect_err("malformed");
         assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn trailing_garbage_is_400() {
+        let e = parse_json::<Address>(br#"{"city":"Oslo"} xyz"#).expect_err("trailing");
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert!(parse_json::<Address>(b"{\"city\":\"Oslo\"}  \n").is_ok());
     }
 
     #[test]

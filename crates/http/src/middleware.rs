@@ -54,18 +54,30 @@ async fn shed_load(State(permits): State<Arc<Semaphore>>, req: Request, next: Ne
     }
 }
 
+/// How layer 1 sets deadlines.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// Our own cap on every request.
+    pub timeout: Duration,
+    /// Whether a caller may ask for less.
+    pub honour_caller: bool,
+}
+
 /// Applies layer 1.
 pub fn context(router: Router, settings: &HttpSettings) -> Router {
-    let timeout = Duration::from_millis(settings.request_timeout_ms.max(1));
+    let deadlines = Deadlines {
+        timeout: Duration::from_millis(settings.request_timeout_ms.max(1)),
+        honour_caller: settings.honour_caller_timeout,
+    };
     router.layer(axum::middleware::from_fn_with_state(
-        Arc::new(timeout),
+        deadlines,
         request_context,
     ))
 }
 
 /// Layer 1; see the module docs.
 pub async fn request_context(
-    State(timeout): State<Arc<Duration>>,
+    State(deadlines): State<Deadlines>,
     req: Request,
     next: Next,
 ) -> Response {
@@ -80,10 +92,11 @@ pub async fn request_context(
     let budget = req
         .headers()
         .get(headers::TIMEOUT_MS)
+        .filter(|_| deadlines.honour_caller)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .map(Duration::from_millis)
-        .map_or(*timeout, |b| b.min(*timeout));
+        .map_or(deadlines.timeout, |b| b.min(deadlines.timeout));
     let ctx = RequestContext {
         request_id: request_id.clone(),
         deadline: started + budget,

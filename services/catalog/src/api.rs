@@ -405,7 +405,10 @@ async fn update_product(
 ) -> Result<Json<ProductView>, ApiError> {
     caller.require_role(ROLE_ADMIN)?;
     let id = parse_id(&id)?;
-    let mut row = store::by_id(&state.db, &id)
+    // Read, change and write in one write transaction: concurrent edits of different
+    // fields both survive.
+    let mut tx = state.db.begin().await.map_err(ApiError::internal)?;
+    let mut row = store::by_id_in(&mut tx, &id)
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found("no product with this id"))?;
@@ -449,12 +452,13 @@ async fn update_product(
     }
     c.finish()?;
     row.updated_at_ms = now_ms();
-    if !store::update(&state.db, &row)
+    if !store::update(&mut tx, &row)
         .await
         .map_err(ApiError::internal)?
     {
         return Err(ApiError::not_found("no product with this id"));
     }
+    tx.commit().await.map_err(ApiError::internal)?;
     tracing::info!(product_id = %row.id, "product updated");
     Ok(Json(row.into()))
 }

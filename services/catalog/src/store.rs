@@ -92,12 +92,26 @@ pub async fn count(db: &Db, q: &Listing) -> Result<i64, sqlx::Error> {
 }
 
 pub async fn by_id(db: &Db, id: &str) -> Result<Option<ProductRow>, sqlx::Error> {
+    by_id_on(db.pool(), id).await
+}
+
+/// A product read inside a write transaction, for read-modify-write.
+pub async fn by_id_in(tx: &mut Tx, id: &str) -> Result<Option<ProductRow>, sqlx::Error> {
+    by_id_on(&mut **tx, id).await
+}
+
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+async fn by_id_on<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    id: &str,
+) -> Result<Option<ProductRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, sku, name, description, category_id, price_minor, currency, image_url, attributes, created_at_ms, updated_at_ms
          FROM products WHERE id = $1",
     )
     .bind(id)
-    .fetch_optional(db.pool())
+    .fetch_optional(executor)
     .await
 }
 
@@ -160,7 +174,7 @@ async fn insert_in(
 }
 
 /// Replaces a product's editable fields. False when there is no such product.
-pub async fn update(db: &Db, p: &ProductRow) -> Result<bool, sqlx::Error> {
+pub async fn update(tx: &mut Tx, p: &ProductRow) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE products SET name = $2, description = $3, category_id = $4, price_minor = $5,
                 image_url = $6, attributes = $7, updated_at_ms = $8
@@ -174,7 +188,7 @@ pub async fn update(db: &Db, p: &ProductRow) -> Result<bool, sqlx::Error> {
     .bind(&p.image_url)
     .bind(&p.attributes)
     .bind(p.updated_at_ms)
-    .execute(db.pool())
+    .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -1,12 +1,15 @@
 //! Verifying access tokens against users' JWKS.
 //!
 //! Keys are cached by `kid`. A token with an unknown `kid` triggers a refetch (users
-//! rotated its key), at most once per `refetch_interval`, so a flood of forged key ids
-//! cannot turn into a flood of JWKS requests. Only EdDSA is accepted: a token with
+//! rotated its key), at most once per `refetch_interval` after a successful fetch, so a
+//! flood of forged key ids cannot turn into a flood of JWKS requests. Concurrent
+//! misses wait for one fetch instead of each failing; until a first fetch succeeds,
+//! tokens get 503 (we cannot tell), not 401. Each fetch replaces the key set: the JWKS
+//! is the truth, so a key users withdrew stops verifying. Only EdDSA is accepted: a token with
 //! `alg: none`, an HMAC algorithm or anything else fails before any key is looked at.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, RwLock};
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use emporium_client::ServiceClient;
@@ -26,7 +29,8 @@ pub struct Verified {
 pub struct Verifier {
     users: ServiceClient,
     keys: RwLock<HashMap<String, DecodingKey>>,
-    last_fetch: Mutex<Option<Instant>>,
+    /// When the JWKS was last fetched successfully; held while fetching.
+    last_fetch: tokio::sync::Mutex<Option<Instant>>,
     refetch_interval: Duration,
     validation: Validation,
 }
@@ -41,7 +45,7 @@ impl Verifier {
         Self {
             users,
             keys: RwLock::new(HashMap::new()),
-            last_fetch: Mutex::new(None),
+            last_fetch: tokio::sync::Mutex::new(None),
             refetch_interval,
             validation,
         }
@@ -78,16 +82,14 @@ impl Verifier {
         if let Some(key) = self.cached(kid) {
             return Ok(Some(key));
         }
-        let may_fetch = {
-            let mut last = self.last_fetch.lock().unwrap_or_else(|p| p.into_inner());
-            let due = last.is_none_or(|t| t.elapsed() >= self.refetch_interval);
-            if due {
-                *last = Some(Instant::now());
-            }
-            due
-        };
-        if may_fetch {
+        let mut last = self.last_fetch.lock().await;
+        // Another request may have fetched while this one waited for the lock.
+        if let Some(key) = self.cached(kid) {
+            return Ok(Some(key));
+        }
+        if last.is_none_or(|t| t.elapsed() >= self.refetch_interval) {
             self.refresh().await?;
+            *last = Some(Instant::now());
         }
         Ok(self.cached(kid))
     }
@@ -114,8 +116,7 @@ impl Verifier {
         }
         tracing::info!(keys = fresh.len(), "fetched the JWKS");
         if let Ok(mut keys) = self.keys.write() {
-            // Merge: a key seen before stays valid until its tokens expire.
-            keys.extend(fresh);
+            *keys = fresh;
         }
         Ok(())
     }

@@ -186,7 +186,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let host = Host::new(NAME, &settings.common);
+    let mut common = settings.common.clone();
+    // The public sets no deadlines here; the gateway's own timeout applies.
+    common.http.honour_caller_timeout = false;
+    let host = Host::new(NAME, &common);
     let routes = router(host.clone(), &settings.service)?;
     host.serve(routes, listener, shutdown).await
 }

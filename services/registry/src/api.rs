@@ -16,6 +16,8 @@ use crate::state::{Beat, Registry};
 
 /// Longest a long poll may hold a request.
 const MAX_WAIT: Duration = Duration::from_secs(60);
+/// Time left before a long poll's deadline to answer in.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 const MAX_KEY_LEN: usize = 256;
 const MAX_VALUE_LEN: usize = 64 * 1024;
 
@@ -49,13 +51,18 @@ struct Watch {
 }
 
 impl Watch {
-    /// `(epoch, index, wait)` when this is a long poll.
+    /// `(epoch, index, wait)` when this is a long poll. The wait ends before the
+    /// request's own deadline, so a long poll answers "no change" rather than 504.
     fn poll(&self) -> Option<(&str, u64, Duration)> {
+        let budget = emporium_http::context::current()
+            .map_or(MAX_WAIT, |c| c.remaining().saturating_sub(DEADLINE_MARGIN));
         match (&self.epoch, self.index) {
             (Some(epoch), Some(index)) => Some((
                 epoch,
                 index,
-                Duration::from_millis(self.wait_ms.unwrap_or(30_000)).min(MAX_WAIT),
+                Duration::from_millis(self.wait_ms.unwrap_or(30_000))
+                    .min(MAX_WAIT)
+                    .min(budget),
             )),
             _ => None,
         }

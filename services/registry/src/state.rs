@@ -65,6 +65,8 @@ pub struct Registry {
     inner: Arc<Mutex<Inner>>,
     changes: watch::Sender<u64>,
     db: Db,
+    /// Config writes one at a time, so the stored value always has the highest index.
+    config_writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The result of a heartbeat.
@@ -92,6 +94,7 @@ impl Registry {
             })),
             changes: watch::channel(config_index).0,
             db,
+            config_writes: Arc::new(tokio::sync::Mutex::new(())),
         };
         let weak = Arc::downgrade(&registry.inner);
         let sweeper = registry.clone_without_strong();
@@ -128,10 +131,12 @@ impl Registry {
         let now = Instant::now();
         let mut inner = self.lock();
         let service = registration.service.clone();
-        let registered_at_ms = inner
-            .instances
-            .get(&registration.instance_id)
-            .map_or_else(now_ms, |e| e.registered_at_ms);
+        let previous = inner.instances.get(&registration.instance_id);
+        let registered_at_ms = previous.map_or_else(now_ms, |e| e.registered_at_ms);
+        // An instance id that moved to another service leaves its old service too.
+        let moved_from = previous
+            .map(|e| e.registration.service.clone())
+            .filter(|old| *old != service);
         tracing::info!(service = %service, instance = %registration.instance_id, address = %registration.address, "instance registered");
         inner.instances.insert(
             registration.instance_id.clone(),
@@ -144,6 +149,9 @@ impl Registry {
                 ready: true,
             },
         );
+        if let Some(old) = moved_from {
+            inner.bump(&old);
+        }
         let index = inner.bump(&service);
         drop(inner);
         self.changes.send_replace(index);
@@ -249,16 +257,13 @@ impl Registry {
         self.lock().config_index
     }
 
-    /// Writes a config value; the change index orders writes.
+    /// Writes a config value; the change index orders writes. Watchers see the new
+    /// index only once the value is committed.
     pub async fn config_put(&self, key: &str, value: &str) -> Result<ConfigEntry, sqlx::Error> {
-        let index = {
-            let mut inner = self.lock();
-            inner.index += 1;
-            inner.config_index = inner.index;
-            inner.index
-        };
+        let _write = self.config_writes.lock().await;
+        let index = self.reserve_index();
         store::put(&self.db, key, value, index, now_ms()).await?;
-        self.changes.send_replace(index);
+        self.publish_config(index);
         Ok(ConfigEntry {
             key: key.to_string(),
             value: value.to_string(),
@@ -267,17 +272,25 @@ impl Registry {
     }
 
     pub async fn config_delete(&self, key: &str) -> Result<bool, sqlx::Error> {
+        let _write = self.config_writes.lock().await;
+        let index = self.reserve_index();
         let removed = store::delete(&self.db, key).await?;
         if removed {
-            let index = {
-                let mut inner = self.lock();
-                inner.index += 1;
-                inner.config_index = inner.index;
-                inner.index
-            };
-            self.changes.send_replace(index);
+            self.publish_config(index);
         }
         Ok(removed)
+    }
+
+    /// The next change index, not yet visible to config watchers.
+    fn reserve_index(&self) -> u64 {
+        let mut inner = self.lock();
+        inner.index += 1;
+        inner.index
+    }
+
+    fn publish_config(&self, index: u64) {
+        self.lock().config_index = index;
+        self.changes.send_replace(index);
     }
 
     /// The services with at least one instance, by name.
@@ -356,6 +369,21 @@ mod tests {
         assert!(after.index > before, "readiness flips are changes");
         assert_eq!(r.heartbeat("nope", true), Beat::Unknown);
         assert_eq!(r.all().instances.len(), 2, "all lists unhealthy ones too");
+    }
+
+    #[tokio::test]
+    async fn an_instance_moving_to_another_service_leaves_the_old_one() {
+        let (_d, r) = registry().await;
+        r.register(reg("catalog", "x1", 10_000));
+        let before = r.healthy("catalog").index;
+        r.register(reg("users", "x1", 10_000));
+        let catalog = r.healthy("catalog");
+        assert!(catalog.instances.is_empty());
+        assert!(
+            catalog.index > before,
+            "watchers of the old service are woken"
+        );
+        assert_eq!(r.healthy("users").instances.len(), 1);
     }
 
     #[tokio::test]

@@ -8,10 +8,12 @@
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use tokio::sync::{OnceCell, Semaphore};
+use std::sync::Arc;
+
+use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
 pub struct Passwords {
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     dummy: OnceCell<String>,
 }
 
@@ -23,19 +25,26 @@ impl Passwords {
     pub fn new() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
-            permits: Semaphore::new(cores),
+            permits: Arc::new(Semaphore::new(cores)),
             dummy: OnceCell::new(),
         }
     }
 
+    async fn permit(&self) -> Result<OwnedSemaphorePermit, HashError> {
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| HashError(e.to_string()))
+    }
+
     /// A PHC string (`$argon2id$v=19$...`) for `password`.
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| HashError(e.to_string()))?;
+        let permit = self.permit().await?;
         tokio::task::spawn_blocking(move || {
+            // The permit lives as long as the hashing, not as the request: a caller
+            // that gives up does not free a slot while its hash still runs.
+            let _permit = permit;
             Argon2::default()
                 .hash_password(password.as_bytes())
                 .map(|h| h.to_string())
@@ -57,12 +66,9 @@ impl Passwords {
                 .await?
                 .clone(),
         };
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| HashError(e.to_string()))?;
+        let permit = self.permit().await?;
         let matched = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let parsed = PasswordHash::new(&hash).map_err(|e| HashError(e.to_string()))?;
             Ok::<_, HashError>(
                 Argon2::default()

@@ -413,3 +413,39 @@ async fn data_survives_a_restart_and_is_not_seeded_twice() {
     let again = spawn(&env).await;
     assert_eq!(page(&again, "").await.total, total + 1);
 }
+
+#[tokio::test]
+async fn concurrent_edits_of_different_fields_both_survive() {
+    let env = TestEnv::new();
+    let app = spawn(&env).await;
+    let r = as_user(client().post(app.at("/api/catalog/products")), "admin")
+        .json(&new_product())
+        .send()
+        .await
+        .expect("send");
+    let created: ProductView = r.json().await.expect("json");
+    let url = app.at(&format!("/api/catalog/products/{}", created.id));
+    for i in 1..=10_i64 {
+        let name = as_user(client().patch(&url), "admin")
+            .json(&json!({"name": format!("Lamp {i}")}))
+            .send();
+        let price = as_user(client().patch(&url), "admin")
+            .json(&json!({"price": {"amount": 1000 + i, "currency": "USD"}}))
+            .send();
+        let (a, b) = tokio::join!(name, price);
+        assert_eq!(a.expect("send").status(), 200);
+        assert_eq!(b.expect("send").status(), 200);
+        let now: ProductView = client()
+            .get(&url)
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(
+            (now.name.as_str(), now.price.amount),
+            (format!("Lamp {i}").as_str(), 1000 + i)
+        );
+    }
+}

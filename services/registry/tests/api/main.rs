@@ -147,6 +147,31 @@ async fn long_poll_returns_on_change() {
 }
 
 #[tokio::test]
+async fn a_long_poll_ends_before_the_request_deadline() {
+    let env = TestEnv::new();
+    let mut settings = env.settings::<RegistrySettings>(None);
+    settings.common.http.request_timeout_ms = 1_000;
+    let registry = env.spawn(settings, run).await;
+    let rc = RegistryClient::new(&registry.url);
+    let first = healthy(&registry, "demo").await;
+    let started = std::time::Instant::now();
+    let snap = rc
+        .resolve(
+            "demo",
+            Some((&first.epoch, first.index)),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("an unchanged answer, not a 504");
+    assert_eq!(snap.index, first.index);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn config_values_persist_and_can_be_watched() {
     let env = TestEnv::new();
     let registry = spawn_registry(&env, None).await;
