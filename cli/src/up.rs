@@ -223,7 +223,7 @@ impl Env {
         addr_file: PathBuf,
     ) {
         let mut backoff = Duration::from_millis(200);
-        loop {
+        'running: loop {
             let ran_from = Instant::now();
             let status = child.wait().await;
             // The pid is free for reuse from now on: never signal it again.
@@ -240,40 +240,30 @@ impl Env {
             }
             self.logs.line(
                 "emporium",
-                &format!(
-                    "{} died ({how}); restarting in {} ms",
-                    s.service.name(),
-                    backoff.as_millis()
-                ),
+                &format!("{} died ({how}); restarting", s.service.name()),
             );
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-            if s.stopping.load(Ordering::SeqCst) {
-                break;
-            }
-            match self.spawn(s.service, s.listen, registry_url.as_deref(), &addr_file) {
-                Ok(c) => {
-                    s.pid.store(c.id().unwrap_or_default(), Ordering::SeqCst);
-                    child = c;
-                    self.logs.line(
-                        "emporium",
-                        &format!(
-                            "{} restarted (pid {})",
-                            s.service.name(),
-                            s.pid.load(Ordering::SeqCst)
-                        ),
-                    );
+            // Until a new process is running: wait out the backoff, try, double it.
+            loop {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                if s.stopping.load(Ordering::SeqCst) {
+                    break 'running;
                 }
-                Err(e) => {
-                    self.logs.line(
+                match self.spawn(s.service, s.listen, registry_url.as_deref(), &addr_file) {
+                    Ok(c) => {
+                        let pid = c.id().unwrap_or_default();
+                        s.pid.store(pid, Ordering::SeqCst);
+                        child = c;
+                        self.logs.line(
+                            "emporium",
+                            &format!("{} restarted (pid {pid})", s.service.name()),
+                        );
+                        break;
+                    }
+                    Err(e) => self.logs.line(
                         "emporium",
                         &format!("cannot restart {}: {e:#}", s.service.name()),
-                    );
-                    // Try again after the next backoff.
-                    child = match Command::new("true").spawn() {
-                        Ok(c) => c,
-                        Err(_) => break,
-                    };
+                    ),
                 }
             }
         }

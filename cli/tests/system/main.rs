@@ -181,26 +181,7 @@ async fn status_of(up: &Up, path: &str) -> u16 {
 }
 
 async fn token(up: &Up, email: &str) -> String {
-    let r = http()
-        .post(up.at("/api/users/register"))
-        .json(&json!({"email": email, "password": "correct horse battery", "name": "System Test"}))
-        .send()
-        .await
-        .expect("register");
-    assert_eq!(r.status(), 201);
-    let t: Value = http()
-        .post(up.at("/api/users/login"))
-        .json(&json!({"email": email, "password": "correct horse battery"}))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("token");
-    t["access_token"]
-        .as_str()
-        .expect("access_token")
-        .to_string()
+    emporium_testkit::sign_up(&up.base, email).await.1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -379,7 +360,7 @@ async fn data_survives_a_restart_of_the_whole_shop() {
     let second = Up::start(data.path());
     let login = http()
         .post(second.at("/api/users/login"))
-        .json(&json!({"email": "returning@example.com", "password": "correct horse battery"}))
+        .json(&json!({"email": "returning@example.com", "password": emporium_testkit::PASSWORD}))
         .send()
         .await
         .expect("login");

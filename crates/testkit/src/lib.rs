@@ -138,3 +138,34 @@ pub async fn problem(response: reqwest::Response, status: u16) -> Problem {
     assert_eq!(problem.status, status);
     problem
 }
+
+/// The password [`sign_up`] gives every account.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Registers `email` at `base` (the gateway, or users itself) and signs in: the new
+/// account's id and an access token. Panics unless both steps succeed.
+pub async fn sign_up(base: &str, email: &str) -> (String, String) {
+    let r = client()
+        .post(format!("{base}/api/users/register"))
+        .json(&serde_json::json!({"email": email, "password": PASSWORD, "name": "Test User"}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(r.status(), 201, "register {email}");
+    let user: serde_json::Value = r.json().await.expect("user");
+    let r = client()
+        .post(format!("{base}/api/users/login"))
+        .json(&serde_json::json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 200, "login {email}");
+    let token: serde_json::Value = r.json().await.expect("token");
+    (
+        user["id"].as_str().expect("id").to_string(),
+        token["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string(),
+    )
+}
