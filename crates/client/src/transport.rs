@@ -45,10 +45,6 @@ impl HttpTransport {
             http: http_client(),
         }
     }
-
-    pub fn discovery(&self) -> &Arc<Discovery> {
-        &self.discovery
-    }
 }
 
 impl Transport for HttpTransport {

@@ -132,10 +132,6 @@ impl Db {
             .await
             .map(|_| ())
     }
-
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
 }
 
 /// True when `err` is a unique-constraint violation (a duplicate key).

@@ -1,6 +1,6 @@
 //! The registry's state: instances with TTLs, config values, change indexes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -291,16 +291,6 @@ impl Registry {
     fn publish_config(&self, index: u64) {
         self.lock().config_index = index;
         self.changes.send_replace(index);
-    }
-
-    /// The services with at least one instance, by name.
-    pub fn services(&self) -> BTreeMap<String, usize> {
-        let inner = self.lock();
-        let mut out = BTreeMap::new();
-        for e in inner.instances.values() {
-            *out.entry(e.registration.service.clone()).or_insert(0) += 1;
-        }
-        out
     }
 }
 
