@@ -169,3 +169,8 @@ pub async fn sign_up(base: &str, email: &str) -> (String, String) {
             .to_string(),
     )
 }
+
+/// GETs `url` and asserts the answer is a problem+json with `status`.
+pub async fn get_problem(url: &str, status: u16) -> Problem {
+    problem(client().get(url).send().await.expect("send"), status).await
+}

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use emporium_catalog::{CatalogSettings, ProductPage, ProductView, run};
 use emporium_contracts::headers;
-use emporium_testkit::{Spawned, TestEnv, client, problem};
+use emporium_testkit::{Spawned, TestEnv, client, get_problem, problem};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "0190c7a2-6f0e-7c3e-9a8b-1234567890ab";
@@ -169,42 +169,10 @@ async fn products_by_id_and_sku() {
         .expect("json");
     assert_eq!(by_sku.id, any.id);
     let missing = uuid::Uuid::now_v7();
-    problem(
-        client()
-            .get(app.at(&format!("/api/catalog/products/{missing}")))
-            .send()
-            .await
-            .expect("send"),
-        404,
-    )
-    .await;
-    problem(
-        client()
-            .get(app.at("/api/catalog/products/not-a-uuid"))
-            .send()
-            .await
-            .expect("send"),
-        400,
-    )
-    .await;
-    problem(
-        client()
-            .get(app.at("/api/catalog/products/sku/ZZZ-99999"))
-            .send()
-            .await
-            .expect("send"),
-        404,
-    )
-    .await;
-    problem(
-        client()
-            .get(app.at("/api/catalog/products/sku/!!"))
-            .send()
-            .await
-            .expect("send"),
-        400,
-    )
-    .await;
+    get_problem(&app.at(&format!("/api/catalog/products/{missing}")), 404).await;
+    get_problem(&app.at("/api/catalog/products/not-a-uuid"), 400).await;
+    get_problem(&app.at("/api/catalog/products/sku/ZZZ-99999"), 404).await;
+    get_problem(&app.at("/api/catalog/products/sku/!!"), 400).await;
     let img = client()
         .get(app.at(&format!("/api/catalog/images/{}", any.sku)))
         .send()
@@ -387,15 +355,7 @@ async fn bad_products_are_refused_with_the_field() {
         .await
         .expect("send");
     problem(wrong_method, 405).await;
-    problem(
-        client()
-            .get(app.at("/nothing/here"))
-            .send()
-            .await
-            .expect("send"),
-        404,
-    )
-    .await;
+    get_problem(&app.at("/nothing/here"), 404).await;
 }
 
 #[tokio::test]
