@@ -53,6 +53,7 @@ pub struct Common {
     pub registry_ttl_ms: u64,
     pub log: LogSettings,
     pub http: HttpSettings,
+    pub events: EventsSettings,
 }
 
 impl Default for Common {
@@ -65,6 +66,7 @@ impl Default for Common {
             registry_ttl_ms: 6_000,
             log: LogSettings::default(),
             http: HttpSettings::default(),
+            events: EventsSettings::default(),
         }
     }
 }
@@ -101,6 +103,33 @@ impl Default for HttpSettings {
             body_limit_bytes: 64 * 1024,
             grace_period_ms: 5_000,
             honour_caller_timeout: true,
+        }
+    }
+}
+
+/// How events are delivered to consumers (the `[events]` table).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsSettings {
+    /// Attempts at handling one event before it is parked as a dead letter.
+    pub max_attempts: u32,
+    /// First retry delay; it doubles per attempt up to `retry_max_ms`.
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    /// How long one feed request waits for new events (long poll).
+    pub feed_wait_ms: u64,
+    /// Events fetched per feed request.
+    pub batch_size: u32,
+}
+
+impl Default for EventsSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            retry_base_ms: 100,
+            retry_max_ms: 5_000,
+            feed_wait_ms: 20_000,
+            batch_size: 200,
         }
     }
 }

@@ -13,3 +13,6 @@ pub const USER_ROLES: &str = "x-user-roles";
 
 /// Identity headers a client must never be able to set: the gateway strips them.
 pub const IDENTITY_HEADERS: [&str; 2] = [USER_ID, USER_ROLES];
+
+/// Makes a retried `POST` safe: the same key gives the same result.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";

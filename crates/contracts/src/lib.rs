@@ -7,9 +7,15 @@
 //! - [`headers`]: names of the headers the gateway and the service clients agree on;
 //! - [`registry`]: the registry's internal API (registration, heartbeat, resolve, config);
 //! - [`money`]: amounts in integer minor units with a currency;
-//! - [`auth`]: the claims inside the access tokens users issues and the gateway verifies.
+//! - [`auth`]: the claims inside the access tokens users issues and the gateway verifies;
+//! - [`events`]: the data of every domain event, with its CloudEvents type and source;
+//! - [`card`]: payment cards and their validation (Luhn, expiry), never logged in full;
+//! - [`checkout`]: the internal calls of the checkout saga (cart, inventory, payments).
 
 pub mod auth;
+pub mod card;
+pub mod checkout;
+pub mod events;
 pub mod headers;
 pub mod money;
 pub mod registry;

@@ -41,6 +41,9 @@ pub enum StoreError {
     Sqlx(#[from] sqlx::Error),
 }
 
+/// A write transaction on a service's database.
+pub type Tx = Transaction<'static, Any>;
+
 /// The database engine behind a [`Db`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -119,7 +122,7 @@ impl Db {
     }
 
     /// Starts a transaction that will write.
-    pub async fn begin(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
         }

@@ -1,0 +1,155 @@
+//! The events' operator endpoints: `/internal/status` (outbox head, consumer lag),
+//! `/internal/events/dead` (parked events) and their replay.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use emporium_http::{ApiError, ApiPath};
+use emporium_store::rfc3339;
+use serde::{Deserialize, Serialize};
+
+use crate::consumer::{Consumer, ReplayOutcome, Subscription, load_cursor};
+use crate::feed::head;
+
+#[derive(Clone)]
+pub(crate) struct AdminState {
+    pub service: &'static str,
+    pub instance: String,
+    pub consumer: Arc<Consumer>,
+    pub subscriptions: Arc<Vec<Arc<Subscription>>>,
+}
+
+/// `GET /internal/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub service: String,
+    pub instance: String,
+    /// The newest sequence number in this service's outbox.
+    pub outbox_head: i64,
+    pub subscriptions: Vec<SubscriptionStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubscriptionStatus {
+    pub name: String,
+    pub source: String,
+    pub cursor: i64,
+    /// The producer's head as last seen.
+    pub head: i64,
+    /// `head - cursor`: events published and not yet applied here.
+    pub lag: i64,
+    pub connected: bool,
+    pub dead_letters: i64,
+}
+
+/// `GET /internal/events/dead`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadLetters {
+    pub items: Vec<DeadLetter>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+pub struct DeadLetter {
+    pub event_id: String,
+    pub subscription: String,
+    #[serde(rename = "type")]
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub subject: String,
+    pub error: String,
+    pub attempts: i64,
+    #[sqlx(skip)]
+    pub parked_at: String,
+    #[serde(skip)]
+    pub parked_ms: i64,
+}
+
+/// `POST /internal/events/dead/{id}/replay` on success.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Replayed {
+    pub event_id: String,
+    pub status: String,
+}
+
+pub(crate) fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/internal/status", get(status))
+        .route("/internal/events/dead", get(dead_letters))
+        .route("/internal/events/dead/{id}/replay", post(replay))
+        .with_state(state)
+}
+
+async fn status(State(s): State<AdminState>) -> Result<Json<Status>, ApiError> {
+    let db = &s.consumer.db;
+    let mut subscriptions = Vec::new();
+    for sub in s.subscriptions.iter() {
+        let cursor = load_cursor(db, &sub.name)
+            .await
+            .map_err(ApiError::internal)?;
+        let (dead,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM dead_letters WHERE subscription = $1")
+                .bind(&sub.name)
+                .fetch_one(db.pool())
+                .await
+                .map_err(ApiError::internal)?;
+        let head = sub.head.load(Ordering::Relaxed);
+        subscriptions.push(SubscriptionStatus {
+            name: sub.name.clone(),
+            source: sub.source.to_string(),
+            cursor,
+            head,
+            lag: (head - cursor).max(0),
+            connected: sub.connected.load(Ordering::Relaxed),
+            dead_letters: dead,
+        });
+    }
+    Ok(Json(Status {
+        service: s.service.to_string(),
+        instance: s.instance.clone(),
+        outbox_head: head(db).await.map_err(ApiError::internal)?,
+        subscriptions,
+    }))
+}
+
+async fn dead_letters(State(s): State<AdminState>) -> Result<Json<DeadLetters>, ApiError> {
+    let mut items: Vec<DeadLetter> = sqlx::query_as(
+        "SELECT event_id, subscription, type, subject, error, attempts, parked_ms \
+         FROM dead_letters ORDER BY parked_ms, event_id LIMIT 1000",
+    )
+    .fetch_all(s.consumer.db.pool())
+    .await
+    .map_err(ApiError::internal)?;
+    for item in &mut items {
+        item.parked_at = rfc3339(item.parked_ms);
+    }
+    Ok(Json(DeadLetters { items }))
+}
+
+async fn replay(
+    State(s): State<AdminState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Replayed>, ApiError> {
+    match s
+        .consumer
+        .replay(&s.subscriptions, &id)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        ReplayOutcome::Replayed => Ok(Json(Replayed {
+            event_id: id,
+            status: "replayed".into(),
+        })),
+        ReplayOutcome::NotFound => Err(ApiError::not_found(format!(
+            "no dead letter {id} in {}",
+            s.service
+        ))),
+        ReplayOutcome::Failed(error) => Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "replay_failed",
+            format!("the handler failed again and the event stays parked: {error}"),
+        )),
+    }
+}

@@ -1,0 +1,441 @@
+//! The consumer side: handlers, the feed subscription loop, processed ids, dead letters.
+//!
+//! A consumer applies an event and advances its cursor in one transaction of its own
+//! database, and records the event id in `processed_events` in that same
+//! transaction: a redelivered event (a retried page, a replay, a second transport)
+//! finds its id and has no second effect. A handler that keeps failing is retried
+//! with exponential backoff, then parked in `dead_letters` and the cursor moves on.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use emporium_config::EventsSettings;
+use emporium_contracts::events::EventData;
+use emporium_store::{Db, Tx, now_ms};
+use futures::future::BoxFuture;
+use tokio::sync::{Notify, watch};
+
+use crate::envelope::{Envelope, FeedEvent, FeedPage, Received};
+
+/// Handles one type of event inside the consumer's transaction.
+///
+/// Implemented by any `fn(&mut Tx, Received<E>) -> BoxFuture<'_, anyhow::Result<()>>`.
+/// Everything the handler writes through `tx` commits together with the cursor; it
+/// must not have effects outside the database (send mail from a loop woken by
+/// [`crate::Events::on_commit`] instead).
+pub trait Handler<E>: Send + Sync + 'static {
+    fn handle<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        event: Received<E>,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
+}
+
+impl<E, F> Handler<E> for F
+where
+    F: for<'a> Fn(&'a mut Tx, Received<E>) -> BoxFuture<'a, anyhow::Result<()>>
+        + Send
+        + Sync
+        + 'static,
+{
+    fn handle<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        event: Received<E>,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        self(tx, event)
+    }
+}
+
+/// Why applying an event failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The data does not decode: retrying cannot help.
+    Poison(String),
+    /// The handler or the database failed: worth retrying.
+    Failed(String),
+}
+
+pub(crate) trait ErasedHandler: Send + Sync {
+    fn handle<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        event: &'a Envelope,
+    ) -> BoxFuture<'a, Result<(), Failure>>;
+}
+
+pub(crate) struct Typed<E, H> {
+    pub handler: H,
+    pub _event: PhantomData<fn() -> E>,
+}
+
+impl<E: EventData, H: Handler<E>> ErasedHandler for Typed<E, H> {
+    fn handle<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        event: &'a Envelope,
+    ) -> BoxFuture<'a, Result<(), Failure>> {
+        Box::pin(async move {
+            let received = event.decode::<E>().map_err(|e| {
+                Failure::Poison(format!("data does not decode as {}: {e}", E::TYPE))
+            })?;
+            self.handler
+                .handle(tx, received)
+                .await
+                .map_err(|e| Failure::Failed(format!("{e:#}")))
+        })
+    }
+}
+
+/// One subscription: this service reading one producer's events.
+pub(crate) struct Subscription {
+    /// `<consumer>.<producer>`: the cursor's key.
+    pub name: String,
+    pub source: &'static str,
+    pub handlers: HashMap<&'static str, Arc<dyn ErasedHandler>>,
+    /// The producer's head as last seen.
+    pub head: AtomicI64,
+    pub connected: AtomicBool,
+}
+
+/// What every subscription loop shares.
+pub(crate) struct Consumer {
+    pub db: Db,
+    pub settings: EventsSettings,
+    pub hooks: Vec<Arc<Notify>>,
+    pub transport: Arc<dyn emporium_client::Transport>,
+}
+
+enum Cursor {
+    Advance(i64),
+    /// A replay from the dead letters: the cursor is already past it.
+    Unpark,
+}
+
+impl Consumer {
+    fn after_commit(&self) {
+        for hook in &self.hooks {
+            hook.notify_one();
+        }
+    }
+
+    /// Applies one event in one transaction; returns false when it was a redelivery.
+    async fn apply(
+        &self,
+        sub: &Subscription,
+        handler: &dyn ErasedHandler,
+        event: &Envelope,
+        cursor: Cursor,
+    ) -> Result<bool, Failure> {
+        let db_failure = |e: sqlx::Error| Failure::Failed(format!("database: {e}"));
+        let mut tx = self.db.begin().await.map_err(db_failure)?;
+        let fresh = sqlx::query(
+            "INSERT INTO processed_events (event_id, subscription, processed_ms) \
+             VALUES ($1, $2, $3) ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(&event.id)
+        .bind(&sub.name)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_failure)?
+        .rows_affected()
+            == 1;
+        if fresh {
+            handler.handle(&mut tx, event).await?;
+        }
+        match cursor {
+            Cursor::Advance(seq) => save_cursor(&mut tx, &sub.name, seq).await,
+            Cursor::Unpark => sqlx::query("DELETE FROM dead_letters WHERE event_id = $1")
+                .bind(&event.id)
+                .execute(&mut *tx)
+                .await
+                .map(|_| ()),
+        }
+        .map_err(db_failure)?;
+        tx.commit().await.map_err(db_failure)?;
+        self.after_commit();
+        Ok(fresh)
+    }
+
+    /// Delivers one event with retries, parking it when they run out. Returns false
+    /// if shutdown interrupted it (the cursor has not moved past it).
+    async fn deliver(
+        &self,
+        sub: &Subscription,
+        handler: &dyn ErasedHandler,
+        fe: &FeedEvent,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let mut attempt = 0;
+        let error = loop {
+            attempt += 1;
+            match self
+                .apply(sub, handler, &fe.event, Cursor::Advance(fe.seq))
+                .await
+            {
+                Ok(fresh) => {
+                    if !fresh {
+                        tracing::debug!(event_id = %fe.event.id, "already processed; skipped");
+                    }
+                    return true;
+                }
+                Err(Failure::Poison(error)) => break error,
+                Err(Failure::Failed(error)) if attempt >= self.settings.max_attempts => {
+                    break error;
+                }
+                Err(Failure::Failed(error)) => {
+                    tracing::warn!(
+                        subscription = %sub.name, event_id = %fe.event.id, kind = %fe.event.kind,
+                        attempt, error, "event handler failed; retrying"
+                    );
+                    if !pause(self.backoff(attempt), stop).await {
+                        return false;
+                    }
+                }
+            }
+        };
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.park(sub, fe, &error, attempt).await {
+                Ok(()) => {
+                    tracing::error!(
+                        subscription = %sub.name, event_id = %fe.event.id, kind = %fe.event.kind,
+                        attempts = attempt, error, "event parked as a dead letter"
+                    );
+                    return true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot park a dead letter yet");
+                    if !pause(self.backoff(tries), stop).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn park(
+        &self,
+        sub: &Subscription,
+        fe: &FeedEvent,
+        error: &str,
+        attempts: u32,
+    ) -> Result<(), sqlx::Error> {
+        let envelope = serde_json::to_string(&fe.event).unwrap_or_default();
+        let mut tx = self.db.begin().await?;
+        sqlx::query(
+            "INSERT INTO dead_letters \
+             (event_id, subscription, type, subject, envelope, error, attempts, parked_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (event_id) DO UPDATE SET error = excluded.error, \
+             attempts = dead_letters.attempts + excluded.attempts, parked_ms = excluded.parked_ms",
+        )
+        .bind(&fe.event.id)
+        .bind(&sub.name)
+        .bind(&fe.event.kind)
+        .bind(&fe.event.subject)
+        .bind(envelope)
+        .bind(error)
+        .bind(i64::from(attempts))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        save_cursor(&mut tx, &sub.name, fe.seq).await?;
+        tx.commit().await
+    }
+
+    /// Retries one parked event; on failure it stays parked with one more attempt.
+    pub(crate) async fn replay(
+        &self,
+        subs: &[Arc<Subscription>],
+        event_id: &str,
+    ) -> Result<ReplayOutcome, sqlx::Error> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT subscription, envelope FROM dead_letters WHERE event_id = $1")
+                .bind(event_id)
+                .fetch_optional(self.db.pool())
+                .await?;
+        let Some((name, envelope)) = row else {
+            return Ok(ReplayOutcome::NotFound);
+        };
+        let failed = |error: String| async move {
+            sqlx::query(
+                "UPDATE dead_letters SET attempts = attempts + 1, error = $2, parked_ms = $3 \
+                 WHERE event_id = $1",
+            )
+            .bind(event_id)
+            .bind(&error)
+            .bind(now_ms())
+            .execute(self.db.pool())
+            .await?;
+            Ok(ReplayOutcome::Failed(error))
+        };
+        let event: Envelope = match serde_json::from_str(&envelope) {
+            Ok(event) => event,
+            Err(e) => return failed(format!("stored envelope does not decode: {e}")).await,
+        };
+        let Some((sub, handler)) = subs
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.handlers.get(event.kind.as_str()).map(|h| (s, h)))
+        else {
+            return failed(format!("no handler for {} in {name}", event.kind)).await;
+        };
+        match self
+            .apply(sub, handler.as_ref(), &event, Cursor::Unpark)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(event_id, subscription = %name, "dead letter replayed");
+                Ok(ReplayOutcome::Replayed)
+            }
+            Err(Failure::Poison(e) | Failure::Failed(e)) => failed(e).await,
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let ms = self
+            .settings
+            .retry_base_ms
+            .saturating_mul(1 << attempt.saturating_sub(1).min(20))
+            .min(self.settings.retry_max_ms);
+        Duration::from_millis(ms)
+    }
+
+    /// Reads one producer's feed until `stop`.
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        sub: Arc<Subscription>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let wait = self.settings.feed_wait_ms;
+        let client = emporium_client::ServiceClient::new(
+            sub.source,
+            self.transport.clone(),
+            Duration::from_millis(wait + 5_000),
+        );
+        let mut failures = 0;
+        let mut cursor = loop {
+            match load_cursor(&self.db, &sub.name).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(subscription = %sub.name, error = %e, "cannot read the cursor");
+                    if !pause(self.backoff(failures), &mut stop).await {
+                        return;
+                    }
+                }
+            }
+        };
+        failures = 0;
+        tracing::info!(subscription = %sub.name, cursor, "subscribed");
+        while !*stop.borrow() {
+            let path = format!(
+                "/internal/events?after={cursor}&limit={}&wait={wait}",
+                self.settings.batch_size
+            );
+            let page: FeedPage = tokio::select! {
+                page = client.get_json(&path) => match page {
+                    Ok(page) => page,
+                    Err(e) => {
+                        failures += 1;
+                        if sub.connected.swap(false, Ordering::Relaxed) || failures == 1 {
+                            tracing::warn!(subscription = %sub.name, error = %e, "feed unreachable; retrying");
+                        }
+                        if !pause(self.backoff(failures), &mut stop).await {
+                            return;
+                        }
+                        continue;
+                    }
+                },
+                _ = stop.changed() => return,
+            };
+            failures = 0;
+            if !sub.connected.swap(true, Ordering::Relaxed) {
+                tracing::info!(subscription = %sub.name, cursor, head = page.head, "feed connected");
+            }
+            sub.head.store(page.head, Ordering::Relaxed);
+            if page.head < cursor {
+                tracing::warn!(
+                    subscription = %sub.name, cursor, head = page.head,
+                    "the producer's outbox is behind this cursor (was its database reset?)"
+                );
+            }
+            let mut skipped = None;
+            for fe in &page.events {
+                match sub.handlers.get(fe.event.kind.as_str()) {
+                    None => skipped = Some(fe.seq),
+                    Some(handler) => {
+                        if !self.deliver(&sub, handler.as_ref(), fe, &mut stop).await {
+                            return;
+                        }
+                        skipped = None;
+                    }
+                }
+                cursor = fe.seq;
+            }
+            if let Some(seq) = skipped {
+                // Only events nobody here handles: move the cursor past them.
+                let mut tries = 0;
+                while let Err(e) = self.skip_to(&sub.name, seq).await {
+                    tries += 1;
+                    tracing::warn!(error = %e, "cannot save the cursor yet");
+                    if !pause(self.backoff(tries), &mut stop).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn skip_to(&self, name: &str, seq: i64) -> Result<(), sqlx::Error> {
+        let mut tx = self.db.begin().await?;
+        save_cursor(&mut tx, name, seq).await?;
+        tx.commit().await
+    }
+}
+
+pub(crate) enum ReplayOutcome {
+    Replayed,
+    NotFound,
+    Failed(String),
+}
+
+/// Sleeps for `d` unless `stop` fires first; false means stop.
+async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    if *stop.borrow() {
+        return false;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(d) => true,
+        _ = stop.changed() => false,
+    }
+}
+
+pub(crate) async fn load_cursor(db: &Db, name: &str) -> Result<i64, sqlx::Error> {
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT position FROM event_cursors WHERE subscription = $1")
+            .bind(name)
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(row.map_or(0, |(p,)| p))
+}
+
+async fn save_cursor(tx: &mut Tx, name: &str, seq: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO event_cursors (subscription, position, updated_ms) VALUES ($1, $2, $3) \
+         ON CONFLICT (subscription) DO UPDATE SET position = excluded.position, \
+         updated_ms = excluded.updated_ms",
+    )
+    .bind(name)
+    .bind(seq)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+}

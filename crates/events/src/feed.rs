@@ -1,0 +1,127 @@
+//! The feed transport's producer side: the outbox served as an ordered feed.
+//!
+//! `GET /internal/events?after=SEQ&limit=N&wait=MS` answers the events after `SEQ` in
+//! commit order. With nothing new and `wait` > 0 it holds the request until a commit
+//! wakes it (or `wait`, capped by the request's deadline, runs out).
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use emporium_http::{ApiError, ApiQuery, FieldError};
+use emporium_store::Db;
+use serde::Deserialize;
+
+use crate::envelope::FeedPage;
+use crate::outbox::{Outbox, OutboxRow, envelope_of};
+
+pub const MAX_LIMIT: u32 = 1_000;
+pub const MAX_WAIT_MS: u64 = 30_000;
+/// A long poll also re-reads this often, in case a commit happened without a wake
+/// (another process writing the same database).
+const RECHECK: Duration = Duration::from_millis(250);
+
+#[derive(Clone)]
+pub(crate) struct FeedState {
+    pub service: &'static str,
+    pub db: Db,
+    pub outbox: Outbox,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedQuery {
+    #[serde(default)]
+    after: i64,
+    #[serde(default = "default_limit")]
+    limit: u32,
+    #[serde(default)]
+    wait: u64,
+}
+
+fn default_limit() -> u32 {
+    100
+}
+
+pub(crate) fn router(state: FeedState) -> Router {
+    Router::new()
+        .route("/internal/events", get(feed))
+        .with_state(state)
+}
+
+async fn feed(
+    State(state): State<FeedState>,
+    ApiQuery(q): ApiQuery<FeedQuery>,
+) -> Result<Json<FeedPage>, ApiError> {
+    let mut errors = Vec::new();
+    if q.after < 0 {
+        errors.push(FieldError::new("after", "must be 0 or more"));
+    }
+    if !(1..=MAX_LIMIT).contains(&q.limit) {
+        errors.push(FieldError::new(
+            "limit",
+            format!("must be 1 to {MAX_LIMIT}"),
+        ));
+    }
+    if q.wait > MAX_WAIT_MS {
+        errors.push(FieldError::new(
+            "wait",
+            format!("must be at most {MAX_WAIT_MS}"),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid_query(errors));
+    }
+    // Answer a little before the caller's deadline rather than time out.
+    let budget = emporium_http::context::current().map_or(Duration::MAX, |c| {
+        c.remaining().saturating_sub(Duration::from_millis(200))
+    });
+    let until = tokio::time::Instant::now() + Duration::from_millis(q.wait).min(budget);
+    let mut commits = state.outbox.subscribe();
+    loop {
+        commits.borrow_and_update();
+        let page = read(&state, q.after, q.limit).await?;
+        if !page.events.is_empty() || tokio::time::Instant::now() >= until {
+            return Ok(Json(page));
+        }
+        let recheck = (tokio::time::Instant::now() + RECHECK).min(until);
+        tokio::select! {
+            _ = commits.changed() => {}
+            () = tokio::time::sleep_until(recheck) => {}
+        }
+    }
+}
+
+async fn read(state: &FeedState, after: i64, limit: u32) -> Result<FeedPage, ApiError> {
+    let rows: Vec<OutboxRow> = sqlx::query_as(
+        "SELECT seq, id, type, subject, time_ms, traceparent, data FROM outbox \
+         WHERE seq > $1 ORDER BY seq LIMIT $2",
+    )
+    .bind(after)
+    .bind(i64::from(limit))
+    .fetch_all(state.db.pool())
+    .await
+    .map_err(ApiError::internal)?;
+    let head = match rows.last() {
+        Some(last) => last
+            .seq
+            .max(head(&state.db).await.map_err(ApiError::internal)?),
+        None => head(&state.db).await.map_err(ApiError::internal)?,
+    };
+    Ok(FeedPage {
+        events: rows
+            .into_iter()
+            .map(|r| envelope_of(state.service, r))
+            .collect(),
+        head,
+    })
+}
+
+/// The newest sequence number in the outbox (0 when empty).
+pub(crate) async fn head(db: &Db) -> Result<i64, sqlx::Error> {
+    let (head,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM outbox")
+        .fetch_one(db.pool())
+        .await?;
+    Ok(head)
+}

@@ -1,0 +1,188 @@
+//! Domain events for Emporium services: envelope, outbox, transport, consumers.
+//!
+//! - Publishing is an insert into the producer's own `outbox` table in the same
+//!   transaction as the state change ([`Outbox::publish`]); there is no other way.
+//! - The embedded transport is the **feed**: each producer serves its outbox at
+//!   `GET /internal/events?after=SEQ&limit=N&wait=MS` (long poll, woken on commit), and
+//!   each consumer reads it through the registry, applying every event and advancing
+//!   its cursor in one transaction of its own database, with the event id recorded so
+//!   a redelivery has no second effect. Failing handlers are retried with backoff, then
+//!   parked in `dead_letters` (`/internal/events/dead`, replay by id).
+//! - Service code only sees [`Events`] (declare handlers, get the [`Outbox`], merge the
+//!   routes, start and stop): a different transport (NATS JetStream: a relay publishing
+//!   the outbox, durable pull consumers) slots in behind it without touching services.
+//!
+//! ```ignore
+//! let events = Events::open(&host, &db).await?
+//!     .on::<ProductCreated>(handlers::product_created);
+//! let outbox = events.outbox();
+//! let running = events.start();
+//! host.serve(api::router(state).merge(running.router()), listener, shutdown).await?;
+//! running.stop().await;
+//! ```
+
+mod admin;
+mod consumer;
+mod envelope;
+mod feed;
+mod outbox;
+
+use std::collections::{BTreeMap, HashMap};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64};
+use std::time::Duration;
+
+use axum::Router;
+use emporium_contracts::events::EventData;
+use emporium_runtime::Host;
+use emporium_store::Db;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+pub use admin::{DeadLetter, DeadLetters, Replayed, Status, SubscriptionStatus};
+pub use consumer::Handler;
+pub use envelope::{Envelope, FeedEvent, FeedPage, Received, source_of};
+pub use outbox::Outbox;
+
+use consumer::{Consumer, ErasedHandler, Subscription, Typed};
+
+/// Errors of publishing.
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    #[error("{service} cannot publish {kind}: services publish only their own events")]
+    ForeignEvent {
+        service: &'static str,
+        kind: &'static str,
+    },
+    #[error("event data does not serialize")]
+    Encode(#[source] serde_json::Error),
+    #[error("database error")]
+    Db(#[from] sqlx::Error),
+}
+
+/// A service's events: its outbox, its feed, and the events it consumes.
+pub struct Events {
+    host: Host,
+    db: Db,
+    outbox: Outbox,
+    handlers: BTreeMap<&'static str, HashMap<&'static str, Arc<dyn ErasedHandler>>>,
+    hooks: Vec<Arc<Notify>>,
+}
+
+impl Events {
+    /// Prepares the events of the service hosted by `host`, creating the chassis'
+    /// tables (`outbox`, `event_cursors`, `processed_events`, `dead_letters`) in `db`.
+    pub async fn open(host: &Host, db: &Db) -> anyhow::Result<Self> {
+        let mut migrator = sqlx::migrate!("./migrations/sqlite");
+        migrator.dangerous_set_table_name("_events_migrations");
+        db.migrate(&migrator).await?;
+        Ok(Self {
+            host: host.clone(),
+            db: db.clone(),
+            outbox: Outbox::new(host.service),
+            handlers: BTreeMap::new(),
+            hooks: Vec::new(),
+        })
+    }
+
+    /// The outbox to publish through.
+    pub fn outbox(&self) -> Outbox {
+        self.outbox.clone()
+    }
+
+    /// Consumes events of type `E` with `handler`. Handlers of one producer share one
+    /// subscription, so its events are applied in the order they were published.
+    pub fn on<E: EventData>(mut self, handler: impl Handler<E>) -> Self {
+        let typed = Typed::<E, _> {
+            handler,
+            _event: PhantomData,
+        };
+        self.handlers
+            .entry(E::SOURCE)
+            .or_default()
+            .insert(E::TYPE, Arc::new(typed));
+        self
+    }
+
+    /// Wakes `notify` after every committed event: for work that follows an event's
+    /// effect outside the database (sending mail).
+    pub fn on_commit(mut self, notify: Arc<Notify>) -> Self {
+        self.hooks.push(notify);
+        self
+    }
+
+    /// Starts consuming; the returned handle serves the internal routes.
+    pub fn start(self) -> RunningEvents {
+        let service = self.host.service;
+        let subscriptions: Vec<Arc<Subscription>> = self
+            .handlers
+            .into_iter()
+            .map(|(source, handlers)| {
+                Arc::new(Subscription {
+                    name: format!("{service}.{source}"),
+                    source,
+                    handlers,
+                    head: AtomicI64::new(0),
+                    connected: AtomicBool::new(false),
+                })
+            })
+            .collect();
+        let consumer = Arc::new(Consumer {
+            db: self.db.clone(),
+            settings: self.host.common.events.clone(),
+            hooks: self.hooks,
+            transport: self.host.transport.clone(),
+        });
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        for sub in &subscriptions {
+            tasks.spawn(consumer.clone().run(sub.clone(), stopped.clone()));
+        }
+        let subscriptions = Arc::new(subscriptions);
+        let router = feed::router(feed::FeedState {
+            service,
+            db: self.db,
+            outbox: self.outbox,
+        })
+        .merge(admin::router(admin::AdminState {
+            service,
+            instance: self.host.instance_id.clone(),
+            consumer,
+            subscriptions,
+        }));
+        RunningEvents {
+            router,
+            stop,
+            tasks,
+        }
+    }
+}
+
+/// Consumers at work; serve [`RunningEvents::router`] and call
+/// [`RunningEvents::stop`] at shutdown.
+pub struct RunningEvents {
+    router: Router,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl RunningEvents {
+    /// `/internal/events` (the feed), `/internal/events/dead[/{id}/replay]`,
+    /// `/internal/status`.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Stops the consumers after the transaction in flight, if any.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        let all = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(5), all)
+            .await
+            .is_err()
+        {
+            self.tasks.abort_all();
+        }
+    }
+}

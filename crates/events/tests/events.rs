@@ -1,0 +1,358 @@
+//! The events chassis end to end in one process: a producer's outbox served as a
+//! feed, a consumer applying it through a real transport stack (in-process router),
+//! redelivery, retries, dead letters and replay.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use emporium_client::LocalTransport;
+use emporium_config::Common;
+use emporium_contracts::events::{EventData, OrderConfirmed, ProductCreated};
+use emporium_events::{DeadLetters, Events, FeedPage, Handler, Received, RunningEvents, Status};
+use emporium_runtime::Host;
+use emporium_store::{Db, Tx};
+use futures::future::BoxFuture;
+use tower::ServiceExt;
+
+fn product(n: u32) -> ProductCreated {
+    ProductCreated {
+        product_id: format!("p-{n}"),
+        sku: format!("SKU-{n}"),
+        name: format!("Product {n}"),
+        category: "tools".into(),
+        price: 100 + i64::from(n),
+        currency: "USD".into(),
+    }
+}
+
+/// Records each product once per delivery; fails while the SKU is listed in `failing`.
+fn record<'a>(
+    tx: &'a mut Tx,
+    event: Received<ProductCreated>,
+) -> BoxFuture<'a, anyhow::Result<()>> {
+    Box::pin(async move {
+        let (failing,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM failing WHERE sku = $1")
+            .bind(&event.data.sku)
+            .fetch_one(&mut **tx)
+            .await?;
+        anyhow::ensure!(failing == 0, "{} is marked failing", event.data.sku);
+        sqlx::query("INSERT INTO effects (event_id, sku) VALUES ($1, $2)")
+            .bind(&event.id)
+            .bind(&event.data.sku)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    })
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    producer_db: Db,
+    producer: Events,
+    consumer_db: Db,
+    consumer_host: Host,
+}
+
+async fn world() -> (World, RunningEvents) {
+    emporium_telemetry::init_for_tests();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut common = Common {
+        registry_url: None,
+        data_dir: dir.path().to_path_buf(),
+        ..Common::default()
+    };
+    common.events.retry_base_ms = 10;
+    common.events.retry_max_ms = 20;
+    common.events.max_attempts = 3;
+    common.events.feed_wait_ms = 1_000;
+    let producer_host = Host::new("catalog", &common);
+    let producer_db = Db::open_service("catalog", &dir.path().join("catalog"), None)
+        .await
+        .expect("producer db");
+    let producer = Events::open(&producer_host, &producer_db)
+        .await
+        .expect("open");
+    let running_producer = Events::open(&producer_host, &producer_db)
+        .await
+        .expect("open")
+        .start();
+    let transport = LocalTransport::new().with("catalog", running_producer.router());
+    let consumer_host = Host::new("inventory", &common).with_transport(Arc::new(transport));
+    let consumer_db = Db::open_service("inventory", &dir.path().join("inventory"), None)
+        .await
+        .expect("consumer db");
+    for ddl in [
+        "CREATE TABLE effects (event_id TEXT NOT NULL, sku TEXT NOT NULL)",
+        "CREATE TABLE failing (sku TEXT PRIMARY KEY)",
+    ] {
+        sqlx::query(ddl)
+            .execute(consumer_db.pool())
+            .await
+            .expect("ddl");
+    }
+    (
+        World {
+            _dir: dir,
+            producer_db,
+            producer,
+            consumer_db,
+            consumer_host,
+        },
+        running_producer,
+    )
+}
+
+impl World {
+    async fn publish(&self, n: u32) {
+        let outbox = self.producer.outbox();
+        let mut tx = self.producer_db.begin().await.expect("begin");
+        outbox.publish(&mut tx, &product(n)).await.expect("publish");
+        outbox.commit(tx).await.expect("commit");
+    }
+
+    async fn consumer(&self) -> RunningEvents {
+        Events::open(&self.consumer_host, &self.consumer_db)
+            .await
+            .expect("open")
+            .on::<ProductCreated>(record)
+            .start()
+    }
+
+    async fn effects(&self) -> Vec<String> {
+        sqlx::query_as::<_, (String,)>("SELECT sku FROM effects ORDER BY rowid")
+            .fetch_all(self.consumer_db.pool())
+            .await
+            .expect("effects")
+            .into_iter()
+            .map(|(s,)| s)
+            .collect()
+    }
+
+    async fn wait_for_effects(&self, n: usize) -> Vec<String> {
+        for _ in 0..200 {
+            let effects = self.effects().await;
+            if effects.len() >= n {
+                return effects;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("expected {n} effects, have {:?}", self.effects().await);
+    }
+}
+
+async fn get<T: serde::de::DeserializeOwned>(router: axum::Router, uri: &str) -> (u16, T) {
+    let response = router
+        .oneshot(
+            axum::http::Request::builder()
+                .method(if uri.ends_with("/replay") {
+                    "POST"
+                } else {
+                    "GET"
+                })
+                .uri(uri)
+                .body(axum::body::Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    let status = response.status().as_u16();
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, serde_json::from_slice(&bytes).expect("json"))
+}
+
+#[tokio::test]
+async fn feed_serves_the_outbox_in_order_as_cloudevents() {
+    let (w, running) = world().await;
+    for n in 1..=3 {
+        w.publish(n).await;
+    }
+    let (status, page): (u16, FeedPage) =
+        get(running.router(), "/internal/events?after=1&limit=10").await;
+    assert_eq!(status, 200);
+    assert_eq!(page.head, 3);
+    let seqs: Vec<i64> = page.events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [2, 3]);
+    let first = &page.events[0].event;
+    assert_eq!(first.specversion, "1.0");
+    assert_eq!(first.kind, ProductCreated::TYPE);
+    assert_eq!(first.source, "/emporium/catalog");
+    assert_eq!(first.subject, "p-2");
+    assert_eq!(first.data["sku"], "SKU-2");
+    assert_eq!(
+        uuid::Uuid::parse_str(&first.id)
+            .expect("uuid")
+            .get_version_num(),
+        7
+    );
+
+    // A long poll returns as soon as a commit lands.
+    let router = running.router();
+    let waiting = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let (_, page): (u16, FeedPage) = get(router, "/internal/events?after=3&wait=5000").await;
+        (page, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    w.publish(4).await;
+    let (page, took) = waiting.await.expect("join");
+    assert_eq!(page.events.len(), 1, "woken with the new event");
+    assert!(
+        took < Duration::from_secs(2),
+        "woken on commit, not at the timeout: {took:?}"
+    );
+
+    // Bad parameters are a 400, not an empty page.
+    let (status, _): (u16, serde_json::Value) =
+        get(running.router(), "/internal/events?limit=0").await;
+    assert_eq!(status, 400);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn publishing_is_transactional_and_only_for_own_events() {
+    let (w, running) = world().await;
+    let outbox = w.producer.outbox();
+    let mut tx = w.producer_db.begin().await.expect("begin");
+    outbox.publish(&mut tx, &product(1)).await.expect("publish");
+    tx.rollback().await.expect("rollback");
+    let (_, page): (u16, FeedPage) = get(running.router(), "/internal/events").await;
+    assert!(
+        page.events.is_empty(),
+        "a rolled back event was never published"
+    );
+
+    let foreign = OrderConfirmed {
+        order_id: "o".into(),
+        user_id: "u".into(),
+        total: 1,
+        currency: "USD".into(),
+        lines: vec![],
+    };
+    let mut tx = w.producer_db.begin().await.expect("begin");
+    let err = outbox
+        .publish(&mut tx, &foreign)
+        .await
+        .expect_err("foreign");
+    assert!(err.to_string().contains("only their own"), "{err}");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn consumer_applies_each_event_once_even_when_redelivered() {
+    let (w, producer) = world().await;
+    for n in 1..=5 {
+        w.publish(n).await;
+    }
+    let consumer = w.consumer().await;
+    let effects = w.wait_for_effects(5).await;
+    assert_eq!(effects, ["SKU-1", "SKU-2", "SKU-3", "SKU-4", "SKU-5"]);
+    let (_, status): (u16, Status) = get(consumer.router(), "/internal/status").await;
+    let sub = &status.subscriptions[0];
+    assert_eq!(sub.name, "inventory.catalog");
+    assert_eq!((sub.cursor, sub.head, sub.lag), (5, 5, 0));
+    consumer.stop().await;
+
+    // Rewind the cursor: the feed delivers all five again, none has a second effect.
+    sqlx::query("UPDATE event_cursors SET position = 0")
+        .execute(w.consumer_db.pool())
+        .await
+        .expect("rewind");
+    let consumer = w.consumer().await;
+    w.publish(6).await;
+    let effects = w.wait_for_effects(6).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(w.effects().await, effects, "nothing after the sixth");
+    assert_eq!(
+        effects.len(),
+        6,
+        "redelivered events had no second effect: {effects:?}"
+    );
+    consumer.stop().await;
+    producer.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_handler_is_retried_then_parked_and_replayed() {
+    let (w, producer) = world().await;
+    sqlx::query("INSERT INTO failing (sku) VALUES ('SKU-2')")
+        .execute(w.consumer_db.pool())
+        .await
+        .expect("mark");
+    for n in 1..=3 {
+        w.publish(n).await;
+    }
+    let consumer = w.consumer().await;
+    let effects = w.wait_for_effects(2).await;
+    assert_eq!(
+        effects,
+        ["SKU-1", "SKU-3"],
+        "the poison event did not block the rest"
+    );
+    let (_, dead): (u16, DeadLetters) = get(consumer.router(), "/internal/events/dead").await;
+    assert_eq!(dead.items.len(), 1);
+    let parked = &dead.items[0];
+    assert_eq!(parked.subject, "p-2");
+    assert_eq!(parked.attempts, 3, "max_attempts tries before parking");
+    assert!(parked.error.contains("marked failing"), "{}", parked.error);
+    let (_, status): (u16, Status) = get(consumer.router(), "/internal/status").await;
+    assert_eq!(status.subscriptions[0].dead_letters, 1);
+    assert_eq!(status.subscriptions[0].lag, 0);
+
+    // Replaying while it still fails keeps it parked, with one more attempt.
+    let uri = format!("/internal/events/dead/{}/replay", parked.event_id);
+    let (code, problem): (u16, serde_json::Value) = get(consumer.router(), &uri).await;
+    assert_eq!(code, 409);
+    assert_eq!(problem["code"], "replay_failed");
+    let (_, dead): (u16, DeadLetters) = get(consumer.router(), "/internal/events/dead").await;
+    assert_eq!(dead.items[0].attempts, 4);
+
+    // Fixed: the replay applies it once and unparks it; a second replay finds nothing.
+    sqlx::query("DELETE FROM failing")
+        .execute(w.consumer_db.pool())
+        .await
+        .expect("fix");
+    let (code, _): (u16, serde_json::Value) = get(consumer.router(), &uri).await;
+    assert_eq!(code, 200);
+    assert_eq!(w.effects().await, ["SKU-1", "SKU-3", "SKU-2"]);
+    let (code, _): (u16, serde_json::Value) = get(consumer.router(), &uri).await;
+    assert_eq!(code, 404);
+    let (_, dead): (u16, DeadLetters) = get(consumer.router(), "/internal/events/dead").await;
+    assert!(dead.items.is_empty());
+    consumer.stop().await;
+    producer.stop().await;
+}
+
+/// Handlers may be values too, not only functions.
+struct Counting;
+
+impl Handler<ProductCreated> for Counting {
+    fn handle<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        event: Received<ProductCreated>,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        record(tx, event)
+    }
+}
+
+#[tokio::test]
+async fn handler_values_and_commit_hooks() {
+    let (w, producer) = world().await;
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let consumer = Events::open(&w.consumer_host, &w.consumer_db)
+        .await
+        .expect("open")
+        .on::<ProductCreated>(Counting)
+        .on_commit(notify.clone())
+        .start();
+    w.publish(1).await;
+    tokio::time::timeout(Duration::from_secs(5), notify.notified())
+        .await
+        .expect("woken after the commit");
+    assert_eq!(w.effects().await, ["SKU-1"]);
+    consumer.stop().await;
+    producer.stop().await;
+}
