@@ -8,7 +8,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::{Json, Router};
 use emporium_contracts::auth::ROLE_ADMIN;
+use emporium_contracts::events::PriceChanged;
 use emporium_contracts::money::Money;
+use emporium_events::{EventsError, Outbox};
 use emporium_http::openapi::spec_router;
 use emporium_http::{ApiError, ApiJson, ApiPath, ApiQuery, Caller, FieldError, Problem};
 use emporium_store::{Db, is_unique_violation, now_ms, rfc3339};
@@ -24,6 +26,7 @@ use crate::store::{self, ProductRow};
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
+    pub outbox: Outbox,
     /// The shop's currency; every price is in it.
     pub currency: Arc<str>,
 }
@@ -368,9 +371,9 @@ async fn create_product(
         created_at_ms: now,
         updated_at_ms: now,
     };
-    match store::insert(&state.db, &row).await {
+    match store::insert(&state.db, &state.outbox, &row).await {
         Ok(()) => {}
-        Err(e) if is_unique_violation(&e) => {
+        Err(EventsError::Db(e)) if is_unique_violation(&e) => {
             return Err(ApiError::conflict("a product with this SKU exists"));
         }
         Err(e) => return Err(ApiError::internal(e)),
@@ -412,6 +415,7 @@ async fn update_product(
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found("no product with this id"))?;
+    let old_price = row.price_minor;
     let mut c = Checker {
         state: &state,
         errors: Vec::new(),
@@ -458,7 +462,21 @@ async fn update_product(
     {
         return Err(ApiError::not_found("no product with this id"));
     }
-    tx.commit().await.map_err(ApiError::internal)?;
+    if row.price_minor != old_price {
+        let changed = PriceChanged {
+            product_id: row.id.clone(),
+            sku: row.sku.clone(),
+            old_price,
+            new_price: row.price_minor,
+            currency: row.currency.clone(),
+        };
+        state
+            .outbox
+            .publish(&mut tx, &changed)
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    state.outbox.commit(tx).await.map_err(ApiError::internal)?;
     tracing::info!(product_id = %row.id, "product updated");
     Ok(Json(row.into()))
 }

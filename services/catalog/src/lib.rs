@@ -10,7 +10,8 @@
 //! - `POST /api/catalog/products`, `PATCH /api/catalog/products/{id}` (admin role);
 //! - `GET /api/catalog/images/{sku}`: a generated picture.
 //!
-//! On first start it seeds a deterministic demo catalog ([`seed`]).
+//! On first start it seeds a deterministic demo catalog ([`seed`]). Publishes
+//! `ProductCreated` (seeded and created products) and `PriceChanged` through its outbox.
 
 mod api;
 mod domain;
@@ -21,6 +22,7 @@ mod store;
 use std::net::SocketAddr;
 
 use emporium_config::Settings;
+use emporium_events::Events;
 use emporium_runtime::Host;
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -64,18 +66,31 @@ pub async fn run(
     let db = host
         .open_db(settings.service.database_url.as_deref(), &MIGRATOR)
         .await?;
+    let events = Events::open(&host, &db).await?;
+    let outbox = events.outbox();
     if settings.service.seed {
-        let added =
-            store::seed_if_empty(&db, &settings.service.currency, emporium_store::now_ms()).await?;
+        let added = store::seed_if_empty(
+            &db,
+            &outbox,
+            &settings.service.currency,
+            emporium_store::now_ms(),
+        )
+        .await?;
         if added > 0 {
             tracing::info!(products = added, "seeded the demo catalog");
         }
     }
     let state = api::AppState {
         db,
+        outbox,
         currency: settings.service.currency.as_str().into(),
     };
-    host.serve(api::router(state), listener, shutdown).await
+    let events = events.start();
+    let result = host
+        .serve(api::router(state).merge(events.router()), listener, shutdown)
+        .await;
+    events.stop().await;
+    result
 }
 
 /// The OpenAPI document of the public API.

@@ -1,5 +1,7 @@
 //! SQL for the catalog's own tables.
 
+use emporium_contracts::events::ProductCreated;
+use emporium_events::{EventsError, Outbox};
 use emporium_store::Db;
 use sqlx::FromRow;
 
@@ -100,7 +102,7 @@ pub async fn by_id_in(tx: &mut Tx, id: &str) -> Result<Option<ProductRow>, sqlx:
     by_id_on(&mut **tx, id).await
 }
 
-pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+pub use emporium_store::Tx;
 
 async fn by_id_on<'e>(
     executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
@@ -143,16 +145,27 @@ pub async fn category_exists(db: &Db, id: &str) -> Result<bool, sqlx::Error> {
     Ok(row.is_some())
 }
 
-pub async fn insert(db: &Db, p: &ProductRow) -> Result<(), sqlx::Error> {
+/// Adds a product and publishes `ProductCreated`, in one transaction.
+pub async fn insert(db: &Db, outbox: &Outbox, p: &ProductRow) -> Result<(), EventsError> {
     let mut tx = db.begin().await?;
-    insert_in(&mut tx, p).await?;
-    tx.commit().await
+    insert_in(&mut tx, outbox, p).await?;
+    outbox.commit(tx).await?;
+    Ok(())
 }
 
-async fn insert_in(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    p: &ProductRow,
-) -> Result<(), sqlx::Error> {
+/// The event announcing `p`.
+fn created(p: &ProductRow) -> ProductCreated {
+    ProductCreated {
+        product_id: p.id.clone(),
+        sku: p.sku.clone(),
+        name: p.name.clone(),
+        category: p.category_id.clone(),
+        price: p.price_minor,
+        currency: p.currency.clone(),
+    }
+}
+
+async fn insert_in(tx: &mut Tx, outbox: &Outbox, p: &ProductRow) -> Result<(), EventsError> {
     sqlx::query(
         "INSERT INTO products (id, sku, name, description, category_id, price_minor, currency, image_url, attributes, created_at_ms, updated_at_ms)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -170,6 +183,7 @@ async fn insert_in(
     .bind(p.updated_at_ms)
     .execute(&mut **tx)
     .await?;
+    outbox.publish(tx, &created(p)).await?;
     Ok(())
 }
 
@@ -194,8 +208,14 @@ pub async fn update(tx: &mut Tx, p: &ProductRow) -> Result<bool, sqlx::Error> {
 }
 
 /// Seeds the demo catalog into an empty database, in one transaction. Returns how many
-/// products it added (0 when the catalog already had categories).
-pub async fn seed_if_empty(db: &Db, currency: &str, now_ms: i64) -> Result<usize, sqlx::Error> {
+/// products it added (0 when the catalog already had categories). Each product is
+/// announced with `ProductCreated`, which is how inventory learns of it.
+pub async fn seed_if_empty(
+    db: &Db,
+    outbox: &Outbox,
+    currency: &str,
+    now_ms: i64,
+) -> Result<usize, EventsError> {
     let mut tx = db.begin().await?;
     let (existing,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM categories")
         .fetch_one(&mut *tx)
@@ -226,8 +246,8 @@ pub async fn seed_if_empty(db: &Db, currency: &str, now_ms: i64) -> Result<usize
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
         };
-        insert_in(&mut tx, &row).await?;
+        insert_in(&mut tx, outbox, &row).await?;
     }
-    tx.commit().await?;
+    outbox.commit(tx).await?;
     Ok(products.len())
 }

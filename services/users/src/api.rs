@@ -28,6 +28,7 @@ const MAX_LOGIN_PASSWORD_BYTES: usize = 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
+    pub outbox: emporium_events::Outbox,
     pub keys: Arc<Keys>,
     pub passwords: Arc<Passwords>,
     pub settings: Arc<UsersSettings>,
@@ -159,9 +160,9 @@ async fn register(
         roles: roles.join(","),
         created_at_ms: now_ms(),
     };
-    match store::insert(&state.db, &user).await {
+    match store::insert(&state.db, &state.outbox, &user).await {
         Ok(()) => {}
-        Err(e) if is_unique_violation(&e) => {
+        Err(emporium_events::EventsError::Db(e)) if is_unique_violation(&e) => {
             return Err(ApiError::conflict(
                 "an account with this email already exists",
             ));

@@ -11,7 +11,8 @@
 //! - `GET /api/users/me` → the caller's account;
 //! - `GET /.well-known/jwks.json` → the public keys the gateway verifies tokens with.
 //!
-//! Users whose email is listed in `admin_emails` get the `admin` role.
+//! Users whose email is listed in `admin_emails` get the `admin` role. Publishes
+//! `UserRegistered` (with email and name, for notifications) through its outbox.
 
 mod api;
 mod domain;
@@ -67,14 +68,21 @@ pub async fn run(
         .open_db(settings.service.database_url.as_deref(), &MIGRATOR)
         .await?;
     let keys = keys::Keys::load_or_create(&db, emporium_store::now_ms()).await?;
+    let events = emporium_events::Events::open(&host, &db).await?;
     let state = api::AppState {
+        outbox: events.outbox(),
         db,
         keys: Arc::new(keys),
         passwords: Arc::new(passwords::Passwords::new()),
         settings: Arc::new(settings.service),
     };
     let (routes, _) = api::router(state);
-    host.serve(routes, listener, shutdown).await
+    let events = events.start();
+    let result = host
+        .serve(routes.merge(events.router()), listener, shutdown)
+        .await;
+    events.stop().await;
+    result
 }
 
 /// The OpenAPI document of the public API.

@@ -1,5 +1,7 @@
 //! SQL for the users table.
 
+use emporium_contracts::events::UserRegistered;
+use emporium_events::{EventsError, Outbox};
 use emporium_store::Db;
 use sqlx::FromRow;
 
@@ -23,8 +25,10 @@ impl UserRow {
     }
 }
 
-/// Inserts a user; a duplicate email is a unique violation.
-pub async fn insert(db: &Db, user: &UserRow) -> Result<(), sqlx::Error> {
+/// Inserts a user and publishes `UserRegistered`, in one transaction; a duplicate
+/// email is a unique violation.
+pub async fn insert(db: &Db, outbox: &Outbox, user: &UserRow) -> Result<(), EventsError> {
+    let mut tx = db.begin().await?;
     sqlx::query(
         "INSERT INTO users (id, email, name, password_hash, roles, created_at_ms)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -35,8 +39,15 @@ pub async fn insert(db: &Db, user: &UserRow) -> Result<(), sqlx::Error> {
     .bind(&user.password_hash)
     .bind(&user.roles)
     .bind(user.created_at_ms)
-    .execute(db.pool())
+    .execute(&mut *tx)
     .await?;
+    let registered = UserRegistered {
+        user_id: user.id.clone(),
+        email: user.email.clone(),
+        name: user.name.clone(),
+    };
+    outbox.publish(&mut tx, &registered).await?;
+    outbox.commit(tx).await?;
     Ok(())
 }
 
