@@ -16,9 +16,8 @@
 //! let events = Events::open(&host, &db).await?
 //!     .on::<ProductCreated>(handlers::product_created);
 //! let outbox = events.outbox();
-//! let running = events.start();
-//! host.serve(api::router(state).merge(running.router()), listener, shutdown).await?;
-//! running.stop().await;
+//! events.serve(host, api::router(state), listener, shutdown).await
+//! // or: let running = events.start(); ...serve running.router()...; running.stop().await;
 //! ```
 
 mod admin;
@@ -110,6 +109,23 @@ impl Events {
     pub fn on_commit(mut self, notify: Arc<Notify>) -> Self {
         self.hooks.push(notify);
         self
+    }
+
+    /// Starts consuming and serves `routes` with the events' internal routes through
+    /// `host` until `shutdown`; then stops the consumers.
+    pub async fn serve(
+        self,
+        host: Host,
+        routes: Router,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let running = self.start();
+        let result = host
+            .serve(routes.merge(running.router()), listener, shutdown)
+            .await;
+        running.stop().await;
+        result
     }
 
     /// Starts consuming; the returned handle serves the internal routes.

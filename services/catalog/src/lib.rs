@@ -85,12 +85,9 @@ pub async fn run(
         outbox,
         currency: settings.service.currency.as_str().into(),
     };
-    let events = events.start();
-    let result = host
-        .serve(api::router(state).merge(events.router()), listener, shutdown)
-        .await;
-    events.stop().await;
-    result
+    events
+        .serve(host, api::router(state), listener, shutdown)
+        .await
 }
 
 /// The OpenAPI document of the public API.

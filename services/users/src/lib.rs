@@ -77,12 +77,7 @@ pub async fn run(
         settings: Arc::new(settings.service),
     };
     let (routes, _) = api::router(state);
-    let events = events.start();
-    let result = host
-        .serve(routes.merge(events.router()), listener, shutdown)
-        .await;
-    events.stop().await;
-    result
+    events.serve(host, routes, listener, shutdown).await
 }
 
 /// The OpenAPI document of the public API.

@@ -1,0 +1,390 @@
+//! Stock and reservations: every change in one write transaction, conditional on the
+//! counts, so no interleaving of requests can oversell or lose a unit.
+
+use std::collections::BTreeMap;
+
+use emporium_contracts::checkout::{Reservation, StockLine};
+use emporium_store::{Db, Tx, now_ms};
+
+pub const RESERVED: &str = "reserved";
+pub const REJECTED: &str = "rejected";
+pub const COMMITTED: &str = "committed";
+pub const RELEASED: &str = "released";
+
+/// The stock a new product starts with, derived from its SKU so every fresh shop
+/// looks the same: about 4% sold out, 16% scarce (1–5 units), the rest 20–219.
+pub fn initial_stock(sku: &str) -> i64 {
+    // FNV-1a: stable across platforms and releases, unlike `DefaultHasher`.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in sku.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    match h % 100 {
+        0..4 => 0,
+        4..20 => 1 + (h / 100 % 5) as i64,
+        _ => 20 + (h / 100 % 200) as i64,
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct StockRow {
+    pub sku: String,
+    pub available: i64,
+}
+
+pub async fn available(db: &Db, sku: &str) -> Result<Option<StockRow>, sqlx::Error> {
+    sqlx::query_as("SELECT sku, available FROM stock WHERE sku = $1")
+        .bind(sku)
+        .fetch_optional(db.pool())
+        .await
+}
+
+/// Sets the available count of `sku` (restock or correction). None when unknown.
+pub async fn set_available(
+    db: &Db,
+    sku: &str,
+    count: i64,
+) -> Result<Option<StockRow>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let done = sqlx::query(
+        "UPDATE stock SET adjusted = adjusted + ($2 - available), available = $2, updated_ms = $3 \
+         WHERE sku = $1",
+    )
+    .bind(sku)
+    .bind(count)
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    if done.rows_affected() == 0 {
+        return Ok(None);
+    }
+    available(db, sku).await
+}
+
+pub async fn reservation(db: &Db, order_id: &str) -> Result<Option<Reservation>, sqlx::Error> {
+    reservation_on(db.pool(), order_id).await
+}
+
+async fn reservation_in(tx: &mut Tx, order_id: &str) -> Result<Option<Reservation>, sqlx::Error> {
+    reservation_on(&mut **tx, order_id).await
+}
+
+async fn reservation_on<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    order_id: &str,
+) -> Result<Option<Reservation>, sqlx::Error> {
+    let row: Option<(String, String)> =
+        sqlx::query_as("SELECT status, unavailable FROM reservations WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_optional(executor)
+            .await?;
+    Ok(row.map(|(status, unavailable)| Reservation {
+        order_id: order_id.to_string(),
+        status,
+        unavailable: unavailable
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+    }))
+}
+
+async fn insert_reservation(
+    tx: &mut Tx,
+    order_id: &str,
+    status: &str,
+    unavailable: &[String],
+) -> Result<(), sqlx::Error> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO reservations (order_id, status, unavailable, created_ms, updated_ms) \
+         VALUES ($1, $2, $3, $4, $4)",
+    )
+    .bind(order_id)
+    .bind(status)
+    .bind(unavailable.join(","))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Reserves every line for `order_id`, or none of them. Asking again answers the
+/// first outcome; an order released before it was ever reserved stays released.
+pub async fn reserve(
+    db: &Db,
+    order_id: &str,
+    lines: &[StockLine],
+) -> Result<Reservation, sqlx::Error> {
+    // Merge duplicate SKUs and lock rows in a stable order.
+    let mut wanted: BTreeMap<&str, i64> = BTreeMap::new();
+    for l in lines {
+        *wanted.entry(l.sku.as_str()).or_default() += l.quantity;
+    }
+    let mut tx = db.begin().await?;
+    if let Some(existing) = reservation_in(&mut tx, order_id).await? {
+        return Ok(existing);
+    }
+    let now = now_ms();
+    let mut unavailable = Vec::new();
+    for (sku, quantity) in &wanted {
+        let done = sqlx::query(
+            "UPDATE stock SET available = available - $2, reserved = reserved + $2, updated_ms = $3 \
+             WHERE sku = $1 AND available >= $2",
+        )
+        .bind(*sku)
+        .bind(*quantity)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            unavailable.push((*sku).to_string());
+        }
+    }
+    if !unavailable.is_empty() {
+        // Undo the lines that fit, and remember the refusal.
+        tx.rollback().await?;
+        let mut tx = db.begin().await?;
+        if let Some(existing) = reservation_in(&mut tx, order_id).await? {
+            return Ok(existing);
+        }
+        insert_reservation(&mut tx, order_id, REJECTED, &unavailable).await?;
+        tx.commit().await?;
+        return Ok(Reservation {
+            order_id: order_id.to_string(),
+            status: REJECTED.into(),
+            unavailable,
+        });
+    }
+    insert_reservation(&mut tx, order_id, RESERVED, &[]).await?;
+    for (sku, quantity) in &wanted {
+        sqlx::query("INSERT INTO reservation_lines (order_id, sku, quantity) VALUES ($1, $2, $3)")
+            .bind(order_id)
+            .bind(*sku)
+            .bind(*quantity)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(Reservation {
+        order_id: order_id.to_string(),
+        status: RESERVED.into(),
+        unavailable: Vec::new(),
+    })
+}
+
+/// What commit or release found.
+pub enum Transition {
+    Done(Reservation),
+    /// No reservation for this order.
+    Unknown,
+}
+
+/// Turns a reservation into a sale. Idempotent; other states are answered as they are.
+pub async fn commit(db: &Db, order_id: &str) -> Result<Transition, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let Some(r) = reservation_in(&mut tx, order_id).await? else {
+        return Ok(Transition::Unknown);
+    };
+    if r.status != RESERVED {
+        return Ok(Transition::Done(r));
+    }
+    move_lines(
+        &mut tx,
+        order_id,
+        "UPDATE stock SET reserved = reserved - $2, sold = sold + $2, updated_ms = $3 WHERE sku = $1",
+    )
+    .await?;
+    set_status(&mut tx, order_id, COMMITTED).await?;
+    tx.commit().await?;
+    Ok(Transition::Done(Reservation {
+        status: COMMITTED.into(),
+        ..r
+    }))
+}
+
+/// Gives reserved (or sold) units back. Idempotent. Releasing an order never
+/// reserved leaves a `released` mark, so a reserve arriving late is refused.
+pub async fn release(db: &Db, order_id: &str) -> Result<Reservation, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let Some(r) = reservation_in(&mut tx, order_id).await? else {
+        insert_reservation(&mut tx, order_id, RELEASED, &[]).await?;
+        tx.commit().await?;
+        return Ok(Reservation {
+            order_id: order_id.to_string(),
+            status: RELEASED.into(),
+            unavailable: Vec::new(),
+        });
+    };
+    let sql = match r.status.as_str() {
+        RESERVED => {
+            "UPDATE stock SET reserved = reserved - $2, available = available + $2, updated_ms = $3 \
+             WHERE sku = $1"
+        }
+        COMMITTED => {
+            "UPDATE stock SET sold = sold - $2, available = available + $2, updated_ms = $3 \
+             WHERE sku = $1"
+        }
+        _ => return Ok(r),
+    };
+    move_lines(&mut tx, order_id, sql).await?;
+    set_status(&mut tx, order_id, RELEASED).await?;
+    tx.commit().await?;
+    Ok(Reservation {
+        status: RELEASED.into(),
+        ..r
+    })
+}
+
+async fn move_lines(tx: &mut Tx, order_id: &str, sql: &'static str) -> Result<(), sqlx::Error> {
+    let lines: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT sku, quantity FROM reservation_lines WHERE order_id = $1 ORDER BY sku",
+    )
+    .bind(order_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    let now = now_ms();
+    for (sku, quantity) in lines {
+        sqlx::query(sql)
+            .bind(sku)
+            .bind(quantity)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn set_status(tx: &mut Tx, order_id: &str, status: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE reservations SET status = $2, updated_ms = $3 WHERE order_id = $1")
+        .bind(order_id)
+        .bind(status)
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_stock_is_deterministic_and_varied() {
+        assert_eq!(initial_stock("EMP-0001"), initial_stock("EMP-0001"));
+        let counts: Vec<i64> = (0..1200)
+            .map(|i| initial_stock(&format!("EMP-{i:04}")))
+            .collect();
+        let sold_out = counts.iter().filter(|&&c| c == 0).count();
+        let scarce = counts.iter().filter(|&&c| (1..=5).contains(&c)).count();
+        assert!((20..=80).contains(&sold_out), "a few sold out: {sold_out}");
+        assert!((120..=300).contains(&scarce), "some scarce: {scarce}");
+    }
+
+    async fn db_with(sku: &str, available: i64) -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open_service("inventory", dir.path(), None)
+            .await
+            .expect("db");
+        db.migrate(&crate::MIGRATOR).await.expect("migrate");
+        sqlx::query(
+            "INSERT INTO stock (sku, product_id, available, initial, updated_ms) VALUES ($1, 'p', $2, $2, 0)",
+        )
+        .bind(sku)
+        .bind(available)
+        .execute(db.pool())
+        .await
+        .expect("stock");
+        (dir, db)
+    }
+
+    fn line(sku: &str, quantity: i64) -> Vec<StockLine> {
+        vec![StockLine {
+            sku: sku.into(),
+            quantity,
+        }]
+    }
+
+    #[tokio::test]
+    async fn concurrent_reservations_never_oversell() {
+        let (_dir, db) = db_with("S", 10).await;
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let db = db.clone();
+            tasks.push(tokio::spawn(async move {
+                reserve(&db, &format!("o{i}"), &line("S", 1)).await
+            }));
+        }
+        let mut reserved = 0;
+        for t in tasks {
+            if t.await.expect("join").expect("reserve").status == RESERVED {
+                reserved += 1;
+            }
+        }
+        assert_eq!(reserved, 10);
+        assert_eq!(
+            available(&db, "S")
+                .await
+                .expect("read")
+                .expect("row")
+                .available,
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn every_step_is_idempotent_and_conserves_units() {
+        let (_dir, db) = db_with("S", 5).await;
+        let two = line("S", 2);
+        assert_eq!(reserve(&db, "a", &two).await.expect("r").status, RESERVED);
+        assert_eq!(reserve(&db, "a", &two).await.expect("r").status, RESERVED);
+        assert_eq!(
+            available(&db, "S")
+                .await
+                .expect("r")
+                .expect("row")
+                .available,
+            3
+        );
+        let rejected = reserve(&db, "b", &line("S", 4)).await.expect("r");
+        assert_eq!(
+            (rejected.status.as_str(), rejected.unavailable),
+            (REJECTED, vec!["S".to_string()])
+        );
+        assert!(
+            matches!(commit(&db, "a").await.expect("c"), Transition::Done(r) if r.status == COMMITTED)
+        );
+        assert!(
+            matches!(commit(&db, "a").await.expect("c"), Transition::Done(r) if r.status == COMMITTED)
+        );
+        assert!(matches!(
+            commit(&db, "zzz").await.expect("c"),
+            Transition::Unknown
+        ));
+        // A committed sale released (compensation after commit) goes back on the shelf.
+        assert_eq!(release(&db, "a").await.expect("rel").status, RELEASED);
+        assert_eq!(release(&db, "a").await.expect("rel").status, RELEASED);
+        assert_eq!(
+            available(&db, "S")
+                .await
+                .expect("r")
+                .expect("row")
+                .available,
+            5
+        );
+        // Released first: a late reserve is refused.
+        assert_eq!(release(&db, "late").await.expect("rel").status, RELEASED);
+        assert_eq!(
+            reserve(&db, "late", &two).await.expect("r").status,
+            RELEASED
+        );
+        let (a, r, s): (i64, i64, i64) =
+            sqlx::query_as("SELECT available, reserved, sold FROM stock WHERE sku = 'S'")
+                .fetch_one(db.pool())
+                .await
+                .expect("row");
+        assert_eq!((a, r, s), (5, 0, 0));
+    }
+}
