@@ -1,0 +1,104 @@
+//! payments' internal API, called by the orders saga; each call keyed by order id.
+
+use axum::extract::State;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use emporium_contracts::checkout::{AuthorizeRequest, Payment};
+use emporium_http::{ApiError, ApiJson, ApiPath, FieldError};
+
+use crate::ledger::{Ledger, LedgerError};
+
+pub fn router(ledger: Ledger) -> Router {
+    Router::new()
+        .route("/internal/payments/{order_id}", get(get_payment))
+        .route(
+            "/internal/payments/{order_id}/authorization",
+            put(authorize),
+        )
+        .route("/internal/payments/{order_id}/capture", post(capture))
+        .route("/internal/payments/{order_id}/cancel", post(cancel))
+        .with_state(ledger)
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::NotFound => ApiError::not_found(e.to_string()),
+            LedgerError::InProgress => ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "in_progress",
+                e.to_string(),
+            ),
+            LedgerError::InvalidState(_) => ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "invalid_state",
+                e.to_string(),
+            ),
+            LedgerError::Processor(_) => ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "processor_unavailable",
+                e.to_string(),
+            ),
+            LedgerError::Db(source) => ApiError::internal(source),
+        }
+    }
+}
+
+async fn get_payment(
+    State(ledger): State<Ledger>,
+    ApiPath(order_id): ApiPath<String>,
+) -> Result<Json<Payment>, ApiError> {
+    Ok(Json(ledger.get(&order_id).await?))
+}
+
+async fn authorize(
+    State(ledger): State<Ledger>,
+    ApiPath(order_id): ApiPath<String>,
+    ApiJson(request): ApiJson<AuthorizeRequest>,
+) -> Result<Json<Payment>, ApiError> {
+    let mut errors = Vec::new();
+    if request.amount <= 0 {
+        errors.push(FieldError::new("amount", "must be more than 0"));
+    }
+    if request.currency.len() != 3 || !request.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        errors.push(FieldError::new("currency", "must be an ISO 4217 code"));
+    }
+    let summary = match request.card.validate(crate::today()) {
+        Ok(summary) => Some(summary),
+        Err(problems) => {
+            errors.extend(
+                problems
+                    .into_iter()
+                    .map(|p| FieldError::new(p.field, p.message)),
+            );
+            None
+        }
+    };
+    let Some(summary) = summary.filter(|_| errors.is_empty()) else {
+        return Err(ApiError::validation(errors));
+    };
+    let payment = ledger
+        .authorize(
+            &order_id,
+            request.amount,
+            &request.currency,
+            &request.card,
+            &summary,
+        )
+        .await?;
+    Ok(Json(payment))
+}
+
+async fn capture(
+    State(ledger): State<Ledger>,
+    ApiPath(order_id): ApiPath<String>,
+) -> Result<Json<Payment>, ApiError> {
+    Ok(Json(ledger.capture(&order_id).await?))
+}
+
+async fn cancel(
+    State(ledger): State<Ledger>,
+    ApiPath(order_id): ApiPath<String>,
+) -> Result<Json<Payment>, ApiError> {
+    Ok(Json(ledger.cancel(&order_id).await?))
+}

@@ -1,0 +1,295 @@
+//! Payments by order: a small state machine kept in the database, driven by the
+//! processor's answers. Every operation is idempotent by order id.
+//!
+//! ```text
+//! (none) ─authorize→ authorizing ─approved→ authorized ─capture→ captured ─cancel→ refunded
+//!                        │   └─declined→ declined            └─cancel→ voided
+//!                        └─transient→ retryable ─authorize→ authorizing …
+//! (none) ─cancel→ voided   (a tombstone: a late authorize for the order is refused)
+//! ```
+
+use std::sync::Arc;
+
+use emporium_contracts::card::{Card, CardSummary};
+use emporium_contracts::checkout::Payment;
+use emporium_store::{Db, now_ms};
+
+use crate::processor::{Outcome, Processor};
+
+pub const AUTHORIZING: &str = "authorizing";
+pub const AUTHORIZED: &str = "authorized";
+pub const DECLINED: &str = "declined";
+pub const RETRYABLE: &str = "retryable";
+pub const CAPTURED: &str = "captured";
+pub const VOIDED: &str = "voided";
+pub const REFUNDED: &str = "refunded";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("no payment for this order")]
+    NotFound,
+    /// Another call for this order is being processed.
+    #[error("a payment operation for this order is in progress")]
+    InProgress,
+    #[error("the payment is {0}")]
+    InvalidState(String),
+    #[error("the card processor failed: {0}")]
+    Processor(String),
+    #[error("database error")]
+    Db(#[from] sqlx::Error),
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct Row {
+    order_id: String,
+    status: String,
+    amount: i64,
+    currency: String,
+    brand: Option<String>,
+    last4: Option<String>,
+    attempts: i64,
+    reason: Option<String>,
+    reference: Option<String>,
+}
+
+impl From<Row> for Payment {
+    fn from(r: Row) -> Self {
+        Payment {
+            order_id: r.order_id,
+            status: r.status,
+            amount: r.amount,
+            currency: r.currency,
+            brand: r.brand,
+            last4: r.last4,
+            attempts: r.attempts,
+            reason: r.reason,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Ledger {
+    pub db: Db,
+    pub processor: Arc<dyn Processor>,
+}
+
+impl Ledger {
+    async fn row(&self, order_id: &str) -> Result<Option<Row>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT order_id, status, amount, currency, brand, last4, attempts, reason, reference \
+             FROM payments WHERE order_id = $1",
+        )
+        .bind(order_id)
+        .fetch_optional(self.db.pool())
+        .await
+    }
+
+    pub async fn get(&self, order_id: &str) -> Result<Payment, LedgerError> {
+        self.row(order_id)
+            .await?
+            .map(Payment::from)
+            .ok_or(LedgerError::NotFound)
+    }
+
+    /// Moves `order_id` from one of `from` to `to`; false when it was not in `from`.
+    async fn transition(
+        &self,
+        order_id: &str,
+        from: &[&str],
+        to: &str,
+        reason: Option<&str>,
+        reference: Option<&str>,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.db.begin().await?;
+        let current: Option<(String,)> =
+            sqlx::query_as("SELECT status FROM payments WHERE order_id = $1")
+                .bind(order_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((status,)) = current else {
+            return Ok(false);
+        };
+        if !from.contains(&status.as_str()) {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE payments SET status = $2, reason = COALESCE($3, reason), \
+             reference = COALESCE($4, reference), updated_ms = $5 WHERE order_id = $1",
+        )
+        .bind(order_id)
+        .bind(to)
+        .bind(reason)
+        .bind(reference)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Authorizes `amount` on `card` for `order_id`. Asking again answers the
+    /// outcome of the first call (a retryable failure is tried again).
+    pub async fn authorize(
+        &self,
+        order_id: &str,
+        amount: i64,
+        currency: &str,
+        card: &Card,
+        summary: &CardSummary,
+    ) -> Result<Payment, LedgerError> {
+        // Claim the order: create it, or take it back from `retryable`.
+        let now = now_ms();
+        let mut tx = self.db.begin().await?;
+        let existing: Option<(String,)> =
+            sqlx::query_as("SELECT status FROM payments WHERE order_id = $1")
+                .bind(order_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match existing.as_ref().map(|(s,)| s.as_str()) {
+            None => {
+                sqlx::query(
+                    "INSERT INTO payments (order_id, status, amount, currency, brand, last4, attempts, \
+                     created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)",
+                )
+                .bind(order_id)
+                .bind(AUTHORIZING)
+                .bind(amount)
+                .bind(currency)
+                .bind(&summary.brand)
+                .bind(&summary.last4)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Some(RETRYABLE) => {
+                sqlx::query(
+                    "UPDATE payments SET status = $2, attempts = attempts + 1, updated_ms = $3 \
+                     WHERE order_id = $1",
+                )
+                .bind(order_id)
+                .bind(AUTHORIZING)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Some(AUTHORIZING) => return Err(LedgerError::InProgress),
+            Some(_) => {
+                drop(tx);
+                return self.get(order_id).await;
+            }
+        }
+        tx.commit().await?;
+
+        let outcome = self.processor.authorize(order_id, amount, card).await;
+        let (to, reason, reference) = match &outcome {
+            Outcome::Approved(reference) => (AUTHORIZED, None, Some(reference.as_str())),
+            Outcome::Declined(reason) => (DECLINED, Some(reason.as_str()), None),
+            Outcome::Transient(reason) => (RETRYABLE, Some(reason.as_str()), None),
+        };
+        let applied = self
+            .transition(order_id, &[AUTHORIZING], to, reason, reference)
+            .await?;
+        if !applied && let Outcome::Approved(reference) = &outcome {
+            // Cancelled while the processor was deciding: let the hold go.
+            tracing::info!(order_id, "authorization arrived after a cancel; voiding it");
+            self.processor
+                .void(reference)
+                .await
+                .map_err(LedgerError::Processor)?;
+        }
+        tracing::info!(order_id, status = to, brand = %summary.brand, last4 = %summary.last4, "authorization");
+        if let Outcome::Transient(reason) = outcome {
+            return Err(LedgerError::Processor(reason));
+        }
+        self.get(order_id).await
+    }
+
+    /// Captures an authorized payment.
+    pub async fn capture(&self, order_id: &str) -> Result<Payment, LedgerError> {
+        let row = self.row(order_id).await?.ok_or(LedgerError::NotFound)?;
+        match row.status.as_str() {
+            CAPTURED => return Ok(row.into()),
+            AUTHORIZED => {}
+            other => return Err(LedgerError::InvalidState(other.to_string())),
+        }
+        let reference = row.reference.clone().unwrap_or_default();
+        self.processor
+            .capture(&reference, row.amount)
+            .await
+            .map_err(LedgerError::Processor)?;
+        if !self
+            .transition(order_id, &[AUTHORIZED], CAPTURED, None, None)
+            .await?
+        {
+            let now = self.get(order_id).await?;
+            if now.status != CAPTURED {
+                return Err(LedgerError::InvalidState(now.status));
+            }
+        }
+        tracing::info!(order_id, amount = row.amount, "captured");
+        self.get(order_id).await
+    }
+
+    /// Undoes whatever the order's payment reached: voids an authorization, refunds
+    /// a capture, or leaves a `voided` mark when there was nothing yet.
+    pub async fn cancel(&self, order_id: &str) -> Result<Payment, LedgerError> {
+        let Some(row) = self.row(order_id).await? else {
+            let now = now_ms();
+            sqlx::query(
+                "INSERT INTO payments (order_id, status, amount, currency, reason, created_ms, updated_ms) \
+                 VALUES ($1, $2, 0, '', 'cancelled before authorization', $3, $3) \
+                 ON CONFLICT (order_id) DO NOTHING",
+            )
+            .bind(order_id)
+            .bind(VOIDED)
+            .bind(now)
+            .execute(self.db.pool())
+            .await?;
+            return Box::pin(self.cancel(order_id)).await;
+        };
+        let reference = row.reference.clone().unwrap_or_default();
+        match row.status.as_str() {
+            AUTHORIZED => {
+                self.processor
+                    .void(&reference)
+                    .await
+                    .map_err(LedgerError::Processor)?;
+                self.transition(order_id, &[AUTHORIZED], VOIDED, None, None)
+                    .await?;
+            }
+            AUTHORIZING | RETRYABLE => {
+                // The authorizing call sees the change and voids what it gets.
+                self.transition(order_id, &[AUTHORIZING, RETRYABLE], VOIDED, None, None)
+                    .await?;
+            }
+            CAPTURED => {
+                self.processor
+                    .refund(&reference, row.amount)
+                    .await
+                    .map_err(LedgerError::Processor)?;
+                self.transition(order_id, &[CAPTURED], REFUNDED, None, None)
+                    .await?;
+                tracing::info!(order_id, amount = row.amount, "refunded");
+            }
+            _ => return Ok(row.into()),
+        }
+        let now = self.get(order_id).await?;
+        if matches!(now.status.as_str(), AUTHORIZED | CAPTURED) {
+            // Moved under us (an authorization landed): go again.
+            return Box::pin(self.cancel(order_id)).await;
+        }
+        Ok(now)
+    }
+
+    /// At start: authorizations a crash left half-done can be tried again.
+    pub async fn recover(&self) -> Result<u64, sqlx::Error> {
+        let done =
+            sqlx::query("UPDATE payments SET status = $1, updated_ms = $2 WHERE status = $3")
+                .bind(RETRYABLE)
+                .bind(now_ms())
+                .bind(AUTHORIZING)
+                .execute(self.db.pool())
+                .await?;
+        Ok(done.rows_affected())
+    }
+}
