@@ -10,7 +10,8 @@
 //! - [`auth`]: the claims inside the access tokens users issues and the gateway verifies;
 //! - [`events`]: the data of every domain event, with its CloudEvents type and source;
 //! - [`card`]: payment cards and their validation (Luhn, expiry), never logged in full;
-//! - [`checkout`]: the internal calls of the checkout saga (cart, inventory, payments).
+//! - [`checkout`]: the internal calls of the checkout saga (cart, inventory, payments);
+//! - [`sku`]: the stock-keeping unit format.
 
 pub mod auth;
 pub mod card;
@@ -19,3 +20,4 @@ pub mod events;
 pub mod headers;
 pub mod money;
 pub mod registry;
+pub mod sku;

@@ -19,31 +19,7 @@ pub const MAX_IMAGE_URL_LEN: usize = 2_048;
 pub const DEFAULT_LIMIT: u32 = 20;
 pub const MAX_LIMIT: u32 = 100;
 
-/// A stock-keeping unit: 3–32 characters of `A-Z`, `0-9` and `-`, normalised to
-/// upper case.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sku(String);
-
-impl Sku {
-    pub fn parse(input: &str) -> Result<Self, &'static str> {
-        let sku = input.trim().to_ascii_uppercase();
-        let ok = (3..=32).contains(&sku.len())
-            && sku
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-')
-            && !sku.starts_with('-')
-            && !sku.ends_with('-');
-        if ok {
-            Ok(Self(sku))
-        } else {
-            Err("must be 3-32 characters of A-Z, 0-9 and '-'")
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+pub use emporium_contracts::sku::Sku;
 
 /// A price in minor units: positive and at most [`MAX_PRICE_MINOR`].
 pub fn check_price(amount: i64) -> Result<i64, String> {

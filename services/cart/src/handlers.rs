@@ -1,0 +1,59 @@
+//! Events cart consumes.
+
+use emporium_contracts::events::{OrderConfirmed, PriceChanged};
+use emporium_events::Received;
+use emporium_store::{Tx, now_ms};
+use futures::future::BoxFuture;
+
+/// Every cart holding the product shows its new price.
+pub fn price_changed(
+    tx: &mut Tx,
+    event: Received<PriceChanged>,
+) -> BoxFuture<'_, anyhow::Result<()>> {
+    Box::pin(async move {
+        let e = event.data;
+        sqlx::query(
+            "UPDATE cart_items SET unit_price = $2, currency = $3, updated_ms = $4 WHERE sku = $1",
+        )
+        .bind(&e.sku)
+        .bind(e.new_price)
+        .bind(&e.currency)
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    })
+}
+
+/// What was ordered leaves the cart; anything added since the checkout stays.
+pub fn order_confirmed(
+    tx: &mut Tx,
+    event: Received<OrderConfirmed>,
+) -> BoxFuture<'_, anyhow::Result<()>> {
+    Box::pin(async move {
+        let e = event.data;
+        for line in &e.lines {
+            // Delete first: a line the order used up must not be decremented and then
+            // deleted for being small.
+            sqlx::query(
+                "DELETE FROM cart_items WHERE user_id = $1 AND sku = $2 AND quantity <= $3",
+            )
+            .bind(&e.user_id)
+            .bind(&line.sku)
+            .bind(line.quantity)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query(
+                "UPDATE cart_items SET quantity = quantity - $3, updated_ms = $4 \
+                 WHERE user_id = $1 AND sku = $2 AND quantity > $3",
+            )
+            .bind(&e.user_id)
+            .bind(&line.sku)
+            .bind(line.quantity)
+            .bind(now_ms())
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    })
+}

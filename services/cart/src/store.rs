@@ -1,0 +1,125 @@
+//! SQL for carts.
+
+use emporium_store::{Db, now_ms};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LineRow {
+    pub sku: String,
+    pub product_id: String,
+    pub name: String,
+    pub unit_price: i64,
+    pub currency: String,
+    pub quantity: i64,
+}
+
+pub async fn lines(db: &Db, user_id: &str) -> Result<Vec<LineRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT sku, product_id, name, unit_price, currency, quantity FROM cart_items \
+         WHERE user_id = $1 ORDER BY added_ms, sku",
+    )
+    .bind(user_id)
+    .fetch_all(db.pool())
+    .await
+}
+
+/// Why a line could not be added.
+pub enum AddRefused {
+    /// The line would exceed the per-line maximum; the quantity it has now.
+    TooMany(i64),
+    /// The cart already has the most lines allowed.
+    Full,
+}
+
+/// Adds `line.quantity` units of a product (a new line or more of an existing one),
+/// refreshing the name and price from catalog.
+pub async fn add(
+    db: &Db,
+    user_id: &str,
+    line: &LineRow,
+    max_quantity: i64,
+    max_lines: usize,
+) -> Result<Result<(), AddRefused>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let existing: Option<(i64,)> =
+        sqlx::query_as("SELECT quantity FROM cart_items WHERE user_id = $1 AND sku = $2")
+            .bind(user_id)
+            .bind(&line.sku)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let now = now_ms();
+    match existing {
+        Some((have,)) if have + line.quantity > max_quantity => {
+            return Ok(Err(AddRefused::TooMany(have)));
+        }
+        Some(_) => {
+            sqlx::query(
+                "UPDATE cart_items SET quantity = quantity + $3, name = $4, unit_price = $5, \
+                 currency = $6, updated_ms = $7 WHERE user_id = $1 AND sku = $2",
+            )
+            .bind(user_id)
+            .bind(&line.sku)
+            .bind(line.quantity)
+            .bind(&line.name)
+            .bind(line.unit_price)
+            .bind(&line.currency)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        None => {
+            let (count,): (i64,) =
+                sqlx::query_as("SELECT COUNT(*) FROM cart_items WHERE user_id = $1")
+                    .bind(user_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if count as usize >= max_lines {
+                return Ok(Err(AddRefused::Full));
+            }
+            sqlx::query(
+                "INSERT INTO cart_items (user_id, sku, product_id, name, unit_price, currency, \
+                 quantity, added_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+            )
+            .bind(user_id)
+            .bind(&line.sku)
+            .bind(&line.product_id)
+            .bind(&line.name)
+            .bind(line.unit_price)
+            .bind(&line.currency)
+            .bind(line.quantity)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(Ok(()))
+}
+
+/// Sets a line's quantity; false when the cart has no such line.
+pub async fn set_quantity(
+    db: &Db,
+    user_id: &str,
+    sku: &str,
+    quantity: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE cart_items SET quantity = $3, updated_ms = $4 WHERE user_id = $1 AND sku = $2",
+    )
+    .bind(user_id)
+    .bind(sku)
+    .bind(quantity)
+    .bind(now_ms())
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Removes a line; false when the cart had no such line.
+pub async fn remove(db: &Db, user_id: &str, sku: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM cart_items WHERE user_id = $1 AND sku = $2")
+        .bind(user_id)
+        .bind(sku)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
