@@ -22,6 +22,12 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Today's `(year, month)` in UTC: what card expiry dates are checked against.
+pub fn year_month_utc() -> (u32, u32) {
+    let now = OffsetDateTime::now_utc();
+    (now.year().max(0) as u32, u32::from(u8::from(now.month())))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

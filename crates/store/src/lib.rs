@@ -21,7 +21,7 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 
 mod clock;
 
-pub use clock::{now_ms, rfc3339};
+pub use clock::{now_ms, rfc3339, year_month_utc};
 pub use sqlx;
 
 /// Errors of the store: opening, migrating, querying.

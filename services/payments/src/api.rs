@@ -63,7 +63,7 @@ async fn authorize(
     if request.currency.len() != 3 || !request.currency.bytes().all(|b| b.is_ascii_uppercase()) {
         errors.push(FieldError::new("currency", "must be an ISO 4217 code"));
     }
-    let summary = match request.card.validate(crate::today()) {
+    let summary = match request.card.validate(emporium_store::year_month_utc()) {
         Ok(summary) => Some(summary),
         Err(problems) => {
             errors.extend(

@@ -48,12 +48,6 @@ impl Default for PaymentsSettings {
     }
 }
 
-/// Today as `(year, month)` in UTC, for card expiry.
-pub(crate) fn today() -> (u32, u32) {
-    let now = time::OffsetDateTime::now_utc();
-    (now.year().max(0) as u32, u32::from(u8::from(now.month())))
-}
-
 /// Runs payments until `shutdown`.
 pub async fn run(
     settings: Settings<PaymentsSettings>,

@@ -1,0 +1,414 @@
+//! orders' public API: checkout, order history, one order with its timeline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use emporium_client::ServiceClient;
+use emporium_contracts::checkout::CartSnapshot;
+use emporium_contracts::events::{OrderLine, OrderPlaced};
+use emporium_contracts::headers::IDEMPOTENCY_KEY;
+use emporium_contracts::money::Money;
+use emporium_events::{EventsError, Outbox};
+use emporium_http::openapi::spec_router;
+use emporium_http::{ApiError, ApiJson, ApiPath, ApiQuery, Caller, FieldError, Problem};
+use emporium_store::{Db, is_unique_violation, now_ms, rfc3339};
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::domain::{self, CheckoutRequest, ShippingAddress};
+use crate::saga::Saga;
+use crate::store::{self, OrderRow, step};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub outbox: Outbox,
+    pub cart: ServiceClient,
+    pub saga: Arc<Saga>,
+    /// How long a checkout request waits for its saga before answering PENDING.
+    pub wait: Duration,
+    /// How long a saga may take to reach its payment authorization.
+    pub saga_timeout: Duration,
+}
+
+#[derive(OpenApi)]
+#[openapi(info(title = "Emporium orders", description = "Checkout and order history"))]
+struct ApiDoc;
+
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(checkout, list_orders))
+        .routes(routes!(get_order))
+}
+
+pub fn router(state: AppState) -> Router {
+    let (routes, api) = routes().split_for_parts();
+    routes.with_state(state).merge(spec_router(api))
+}
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().into_openapi()
+}
+
+/// One line of an order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OrderLineView {
+    pub sku: String,
+    pub product_id: String,
+    pub name: String,
+    pub unit_price: Money,
+    pub quantity: i64,
+}
+
+/// Something that happened to an order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TimelineEntry {
+    pub at: String,
+    /// `placed`, `stock_reserved`, `payment_authorized`, `confirmed`, `out_of_stock`, …
+    pub event: String,
+    pub detail: String,
+}
+
+/// The card an order is paid with.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CardView {
+    pub brand: String,
+    pub last4: String,
+}
+
+/// An order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OrderView {
+    pub id: String,
+    /// `PENDING`, `CONFIRMED` or `CANCELLED`.
+    pub status: String,
+    /// Why it was cancelled: `out_of_stock`, `payment_declined`, `deadline_exceeded`,
+    /// `interrupted`, …
+    pub reason: Option<String>,
+    pub detail: Option<String>,
+    pub total: Money,
+    pub lines: Vec<OrderLineView>,
+    pub shipping_address: ShippingAddress,
+    pub card: CardView,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Present on `GET /api/orders/{id}` and the checkout answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<Vec<TimelineEntry>>,
+}
+
+/// A page of orders, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OrderPage {
+    pub items: Vec<OrderView>,
+    pub total: i64,
+    pub next: Option<String>,
+}
+
+async fn view(db: &Db, o: OrderRow, with_timeline: bool) -> Result<OrderView, ApiError> {
+    let lines = store::lines(db, &o.id).await.map_err(ApiError::internal)?;
+    let timeline = if with_timeline {
+        Some(
+            store::timeline(db, &o.id)
+                .await
+                .map_err(ApiError::internal)?
+                .into_iter()
+                .map(|t| TimelineEntry {
+                    at: rfc3339(t.at_ms),
+                    event: t.event,
+                    detail: t.detail,
+                })
+                .collect(),
+        )
+    } else {
+        None
+    };
+    Ok(OrderView {
+        lines: lines
+            .into_iter()
+            .map(|l| OrderLineView {
+                unit_price: Money::new(l.unit_price, &o.currency),
+                sku: l.sku,
+                product_id: l.product_id,
+                name: l.name,
+                quantity: l.quantity,
+            })
+            .collect(),
+        shipping_address: serde_json::from_str(&o.shipping).map_err(ApiError::internal)?,
+        total: Money::new(o.total, &o.currency),
+        card: CardView {
+            brand: o.card_brand,
+            last4: o.card_last4,
+        },
+        created_at: rfc3339(o.created_ms),
+        updated_at: rfc3339(o.updated_ms),
+        id: o.id,
+        status: o.status,
+        reason: o.reason,
+        detail: o.detail,
+        timeline,
+    })
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    let value = headers.get(IDEMPOTENCY_KEY).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "idempotency_key_missing",
+            "an Idempotency-Key header (a UUID you generate per checkout) is required",
+        )
+    })?;
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok())
+        .map(|u| u.hyphenated().to_string())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "idempotency_key_invalid",
+                "the Idempotency-Key header must be a UUID",
+            )
+        })
+}
+
+/// The answer for an order that already exists under this key.
+async fn replay(
+    state: &AppState,
+    existing: OrderRow,
+    fingerprint: &str,
+) -> Result<axum::response::Response, ApiError> {
+    if existing.request_hash != fingerprint {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different checkout; use a new key",
+        ));
+    }
+    let status = if existing.step == step::DONE {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    respond(state, existing, status).await
+}
+
+async fn respond(
+    state: &AppState,
+    order: OrderRow,
+    status: StatusCode,
+) -> Result<axum::response::Response, ApiError> {
+    let location =
+        HeaderValue::from_str(&format!("/api/orders/{}", order.id)).map_err(ApiError::internal)?;
+    let body = view(&state.db, order, true).await?;
+    Ok((status, [(header::LOCATION, location)], Json(body)).into_response())
+}
+
+/// Check out your cart.
+///
+/// Snapshots the cart and its prices into a PENDING order and runs the checkout saga:
+/// reserve stock, authorize the card, commit stock and capture the payment. Answers
+/// `202` with the order as it stands after a short wait (usually already CONFIRMED
+/// or CANCELLED); poll `GET /api/orders/{id}` while it is PENDING. Retrying with the
+/// same `Idempotency-Key` and body returns the same order.
+#[utoipa::path(post, path = "/api/orders", tag = "orders", security(("bearer" = [])),
+    params(("Idempotency-Key" = String, Header, description = "A UUID per checkout attempt")),
+    request_body = CheckoutRequest,
+    responses(
+        (status = 202, description = "Accepted; the order and its status", body = OrderView),
+        (status = 200, description = "The same key and body again: the order, finished", body = OrderView),
+        (status = 400, description = "Missing or invalid Idempotency-Key, malformed JSON", body = Problem),
+        (status = 401, description = "Not signed in", body = Problem),
+        (status = 422, description = "Invalid card or address, empty cart, key reused", body = Problem),
+    ))]
+async fn checkout(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<CheckoutRequest>,
+) -> Result<axum::response::Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let checkout =
+        domain::check(request, emporium_store::year_month_utc()).map_err(ApiError::validation)?;
+    let user_id = caller.user_id.to_string();
+    if let Some(existing) = store::by_key(&state.db, &user_id, &key)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        return replay(&state, existing, &checkout.fingerprint).await;
+    }
+    let cart: CartSnapshot = state
+        .cart
+        .get_json(&format!("/internal/carts/{user_id}"))
+        .await?;
+    if cart.lines.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cart_empty",
+            "the cart is empty; add something before checking out",
+        ));
+    }
+    let now = now_ms();
+    let order = OrderRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        user_id: user_id.clone(),
+        idempotency_key: key.clone(),
+        request_hash: checkout.fingerprint.clone(),
+        status: store::PENDING.into(),
+        step: step::RESERVE.into(),
+        reason: None,
+        detail: None,
+        total: cart.total,
+        currency: cart.currency.clone(),
+        card_brand: checkout.summary.brand.clone(),
+        card_last4: checkout.summary.last4.clone(),
+        shipping: serde_json::to_string(&checkout.shipping).map_err(ApiError::internal)?,
+        created_ms: now,
+        updated_ms: now,
+        deadline_ms: now + state.saga_timeout.as_millis() as i64,
+    };
+    let claim = state.saga.claim(&order.id).ok_or_else(|| {
+        ApiError::internal(std::io::Error::other("fresh order id already claimed"))
+    })?;
+    match place(&state, &order, &cart.lines).await {
+        Ok(()) => {}
+        Err(EventsError::Db(e)) if is_unique_violation(&e) => {
+            // The same key raced in from another request: answer with that order.
+            drop(claim);
+            let existing = store::by_key(&state.db, &user_id, &key)
+                .await
+                .map_err(ApiError::internal)?
+                .ok_or_else(|| ApiError::internal(e))?;
+            return replay(&state, existing, &checkout.fingerprint).await;
+        }
+        Err(e) => return Err(ApiError::internal(e)),
+    }
+    tracing::info!(order_id = %order.id, total = order.total, lines = cart.lines.len(), "order placed");
+    let request_id = emporium_http::context::current().map(|c| c.request_id);
+    let mut saga = state.saga.spawn(claim, Some(checkout.card), request_id);
+    let _ = tokio::time::timeout(state.wait, &mut saga).await;
+    let order = store::get(&state.db, &order.id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::internal(std::io::Error::other("order vanished")))?;
+    respond(&state, order, StatusCode::ACCEPTED).await
+}
+
+async fn place(state: &AppState, order: &OrderRow, lines: &[OrderLine]) -> Result<(), EventsError> {
+    let mut tx = state.db.begin().await?;
+    store::insert(&mut tx, order, lines).await?;
+    let placed = OrderPlaced {
+        order_id: order.id.clone(),
+        user_id: order.user_id.clone(),
+        total: order.total,
+        currency: order.currency.clone(),
+    };
+    state.outbox.publish(&mut tx, &placed).await?;
+    state.outbox.commit(tx).await?;
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+fn encode_cursor(o: &OrderRow) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}|{}", o.created_ms, o.id))
+}
+
+fn decode_cursor(c: &str) -> Option<(i64, String)> {
+    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(c).ok()?).ok()?;
+    let (ms, id) = raw.split_once('|')?;
+    Some((ms.parse().ok()?, id.to_string()))
+}
+
+/// Your orders, newest first.
+#[utoipa::path(get, path = "/api/orders", tag = "orders", security(("bearer" = [])),
+    params(
+        ("limit" = Option<u32>, Query, description = "1–100, default 20"),
+        ("cursor" = Option<String>, Query, description = "`next` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of orders", body = OrderPage),
+        (status = 400, description = "Bad limit or cursor", body = Problem),
+        (status = 401, description = "Not signed in", body = Problem),
+    ))]
+async fn list_orders(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<OrderPage>, ApiError> {
+    let limit = q.limit.unwrap_or(20);
+    let mut errors = Vec::new();
+    if !(1..=100).contains(&limit) {
+        errors.push(FieldError::new("limit", "must be 1 to 100"));
+    }
+    let cursor = match &q.cursor {
+        Some(c) => match decode_cursor(c) {
+            Some(c) => Some(c),
+            None => {
+                errors.push(FieldError::new(
+                    "cursor",
+                    "is not a cursor this API gave out",
+                ));
+                None
+            }
+        },
+        None => None,
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::invalid_query(errors));
+    }
+    let user_id = caller.user_id.to_string();
+    let rows = store::page(&state.db, &user_id, cursor, limit + 1)
+        .await
+        .map_err(ApiError::internal)?;
+    let total = store::count(&state.db, &user_id)
+        .await
+        .map_err(ApiError::internal)?;
+    let more = rows.len() > limit as usize;
+    let rows: Vec<OrderRow> = rows.into_iter().take(limit as usize).collect();
+    let next = if more {
+        rows.last().map(encode_cursor)
+    } else {
+        None
+    };
+    let mut items = Vec::with_capacity(rows.len());
+    for row in rows {
+        items.push(view(&state.db, row, false).await?);
+    }
+    Ok(Json(OrderPage { items, total, next }))
+}
+
+/// One of your orders, with its timeline.
+#[utoipa::path(get, path = "/api/orders/{id}", tag = "orders", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 401, description = "Not signed in", body = Problem),
+        (status = 404, description = "No such order of yours", body = Problem),
+    ))]
+async fn get_order(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<OrderView>, ApiError> {
+    let order = store::get(&state.db, &id)
+        .await
+        .map_err(ApiError::internal)?
+        // Another user's order is as unknown as a missing one.
+        .filter(|o| o.user_id == caller.user_id.to_string())
+        .ok_or_else(|| ApiError::not_found("no such order"))?;
+    Ok(Json(view(&state.db, order, true).await?))
+}

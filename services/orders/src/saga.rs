@@ -1,0 +1,532 @@
+//! The checkout saga, orchestrated here and persisted at every step.
+//!
+//! ```text
+//! reserve ──reserved──▶ authorize ──authorized──▶ complete ──▶ done (CONFIRMED)
+//!    │ rejected / deadline    │ declined / deadline / interrupted
+//!    └──────────────▶ compensate ──▶ done (CANCELLED)
+//! ```
+//!
+//! Steps before the payment authorization can be compensated (release the stock,
+//! void the payment); the authorization is the pivot, after which the saga only rolls
+//! forward: commit the stock and capture the payment, retried until they succeed.
+//! Every call is idempotent by order id, so a step repeated after a crash is harmless.
+//!
+//! The card number is never stored: it lives in the memory of the task that runs the
+//! saga. A saga resumed by recovery after a crash has no card; if payments never saw
+//! the authorization, the order is cancelled as `interrupted` (nothing was charged);
+//! if it did, recovery carries on from what payments recorded.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use emporium_client::{ClientError, ServiceClient};
+use emporium_contracts::card::Card;
+use emporium_contracts::checkout::{
+    AuthorizeRequest, Payment, Reservation, ReserveRequest, StockLine,
+};
+use emporium_contracts::events::{OrderCancelled, OrderConfirmed};
+use emporium_events::Outbox;
+use emporium_http::context::{self, RequestContext};
+use emporium_store::{Db, now_ms};
+use http::{Method, StatusCode};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::store::{self, OrderRow, step};
+
+/// How a saga's time and retries are bounded.
+#[derive(Debug, Clone)]
+pub struct SagaSettings {
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+}
+
+pub struct Saga {
+    pub db: Db,
+    pub outbox: Outbox,
+    pub inventory: ServiceClient,
+    pub payments: ServiceClient,
+    pub settings: SagaSettings,
+    running: Mutex<HashSet<String>>,
+}
+
+/// What a step asks for next.
+enum Next {
+    Continue,
+    /// Nothing to do yet: try the step again after a pause.
+    Wait,
+    Done,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Call(#[from] ClientError),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("publishing: {0}")]
+    Events(#[from] emporium_events::EventsError),
+}
+
+/// This process drives the saga of one order while it lives.
+pub struct Claim {
+    saga: Arc<Saga>,
+    order_id: String,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.saga
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.order_id);
+    }
+}
+
+impl Saga {
+    pub fn new(
+        db: Db,
+        outbox: Outbox,
+        inventory: ServiceClient,
+        payments: ServiceClient,
+        settings: SagaSettings,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            db,
+            outbox,
+            inventory,
+            payments,
+            settings,
+            running: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Claims `order_id` for this process; None when it is being driven already.
+    /// Claim before committing a new order, so recovery never picks it up first.
+    pub fn claim(self: &Arc<Self>, order_id: &str) -> Option<Claim> {
+        let fresh = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(order_id.to_string());
+        fresh.then(|| Claim {
+            saga: self.clone(),
+            order_id: order_id.to_string(),
+        })
+    }
+
+    /// Drives a claimed order to a terminal state on its own task.
+    pub fn spawn(
+        self: &Arc<Self>,
+        claim: Claim,
+        card: Option<Card>,
+        request_id: Option<String>,
+    ) -> JoinHandle<()> {
+        let saga = self.clone();
+        let span = tracing::info_span!("saga", order_id = %claim.order_id);
+        let ctx = RequestContext {
+            request_id: request_id.unwrap_or_else(|| format!("saga-{}", claim.order_id)),
+            // Each call has its own timeout; the saga's deadline is in the database.
+            deadline: std::time::Instant::now() + Duration::from_secs(24 * 3600),
+            traceparent: context::current().and_then(|c| c.traceparent),
+        };
+        tokio::spawn(context::scope(
+            ctx,
+            async move {
+                saga.drive(&claim.order_id, card.as_ref()).await;
+                drop(claim);
+            }
+            .instrument(span),
+        ))
+    }
+
+    /// Resumes every saga in flight that no task here drives, every `interval`,
+    /// until `stop` fires.
+    pub async fn recover(
+        self: Arc<Self>,
+        interval: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            match store::in_flight(&self.db, 500).await {
+                Ok(ids) => {
+                    for id in ids {
+                        if let Some(claim) = self.claim(&id) {
+                            tracing::warn!(order_id = %id, "resuming a saga left in flight");
+                            self.spawn(claim, None, None);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot list sagas in flight"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    fn backoff(&self, failures: u32) -> Duration {
+        let factor = 1u32 << failures.saturating_sub(1).min(16);
+        (self.settings.retry_base * factor).min(self.settings.retry_max)
+    }
+
+    async fn drive(&self, order_id: &str, card: Option<&Card>) {
+        let mut waits = 0;
+        loop {
+            match self.step(order_id, card).await {
+                Ok(Next::Continue) => waits = 0,
+                Ok(Next::Done) => return,
+                Ok(Next::Wait) => waits += 1,
+                Err(e) => {
+                    waits += 1;
+                    if waits <= 3 || waits % 10 == 0 {
+                        tracing::warn!(error = %e, attempt = waits, "saga step failed; retrying");
+                    }
+                }
+            }
+            tokio::time::sleep(self.backoff(waits)).await;
+        }
+    }
+
+    async fn step(&self, order_id: &str, card: Option<&Card>) -> Result<Next, StepError> {
+        let Some(order) = store::get(&self.db, order_id).await? else {
+            tracing::error!("no such order");
+            return Ok(Next::Done);
+        };
+        let past_deadline = now_ms() > order.deadline_ms;
+        match order.step.as_str() {
+            step::RESERVE => {
+                if card.is_none() {
+                    return self
+                        .compensate(
+                            &order,
+                            "interrupted",
+                            "the checkout was interrupted before payment; nothing was charged",
+                        )
+                        .await;
+                }
+                if past_deadline {
+                    return self
+                        .compensate(
+                            &order,
+                            "deadline_exceeded",
+                            "stock was not reserved in time",
+                        )
+                        .await;
+                }
+                let lines = store::lines(&self.db, order_id)
+                    .await?
+                    .into_iter()
+                    .map(|l| StockLine {
+                        sku: l.sku,
+                        quantity: l.quantity,
+                    })
+                    .collect();
+                let r: Reservation = self
+                    .inventory
+                    .send_json(
+                        Method::PUT,
+                        &format!("/internal/reservations/{order_id}"),
+                        &ReserveRequest { lines },
+                    )
+                    .await?;
+                match r.status.as_str() {
+                    "reserved" => {
+                        self.advance(&order, step::AUTHORIZE, "stock_reserved", "")
+                            .await
+                    }
+                    "rejected" => {
+                        let detail = format!("not enough stock of {}", r.unavailable.join(", "));
+                        self.compensate(&order, "out_of_stock", &detail).await
+                    }
+                    other => {
+                        self.compensate(
+                            &order,
+                            "interrupted",
+                            &format!("the reservation is {other}"),
+                        )
+                        .await
+                    }
+                }
+            }
+            step::AUTHORIZE => {
+                match card {
+                    Some(card) => {
+                        if past_deadline {
+                            return self
+                                .compensate(
+                                    &order,
+                                    "deadline_exceeded",
+                                    "the payment was not authorized in time",
+                                )
+                                .await;
+                        }
+                        let request = AuthorizeRequest {
+                            amount: order.total,
+                            currency: order.currency.clone(),
+                            card: card.clone(),
+                        };
+                        let path = format!("/internal/payments/{order_id}/authorization");
+                        match self
+                            .payments
+                            .send_json::<_, Payment>(Method::PUT, &path, &request)
+                            .await
+                        {
+                            Ok(payment) => self.after_authorization(&order, &payment, false).await,
+                            Err(e) if problem_code(&e) == Some("processor_unavailable") => {
+                                self.note(
+                                    &order,
+                                    "payment_retry",
+                                    "the card processor failed; retrying",
+                                )
+                                .await?;
+                                Ok(Next::Wait)
+                            }
+                            Err(e) if status(&e) == Some(StatusCode::UNPROCESSABLE_ENTITY) => {
+                                self.compensate(
+                                    &order,
+                                    "payment_invalid",
+                                    "the card was refused as invalid",
+                                )
+                                .await
+                            }
+                            Err(e) => Err(e.into()),
+                        }
+                    }
+                    None => {
+                        let path = format!("/internal/payments/{order_id}");
+                        match self.payments.get_json::<Payment>(&path).await {
+                        Ok(payment) => self.after_authorization(&order, &payment, past_deadline).await,
+                        Err(e) if status(&e) == Some(StatusCode::NOT_FOUND) => {
+                            self.compensate(&order, "interrupted", "the checkout was interrupted before payment; nothing was charged")
+                                .await
+                        }
+                        Err(e) => Err(e.into()),
+                    }
+                    }
+                }
+            }
+            step::COMPLETE => {
+                let r: Reservation = self
+                    .inventory
+                    .send_json(
+                        Method::POST,
+                        &format!("/internal/reservations/{order_id}/commit"),
+                        &(),
+                    )
+                    .await?;
+                if r.status != "committed" {
+                    tracing::error!(status = %r.status, "stock could not be committed after payment");
+                    return self
+                        .compensate(&order, "interrupted", "the stock was no longer held")
+                        .await;
+                }
+                let p: Payment = self
+                    .payments
+                    .send_json(
+                        Method::POST,
+                        &format!("/internal/payments/{order_id}/capture"),
+                        &(),
+                    )
+                    .await?;
+                if p.status != "captured" {
+                    tracing::error!(status = %p.status, "payment could not be captured");
+                    return self
+                        .compensate(
+                            &order,
+                            "payment_failed",
+                            "the payment could not be captured",
+                        )
+                        .await;
+                }
+                self.confirm(&order).await
+            }
+            step::COMPENSATE => {
+                let r: Reservation = self
+                    .inventory
+                    .send_json(
+                        Method::POST,
+                        &format!("/internal/reservations/{order_id}/release"),
+                        &(),
+                    )
+                    .await?;
+                let p: Payment = self
+                    .payments
+                    .send_json(
+                        Method::POST,
+                        &format!("/internal/payments/{order_id}/cancel"),
+                        &(),
+                    )
+                    .await?;
+                self.cancel(&order, &format!("stock {}, payment {}", r.status, p.status))
+                    .await
+            }
+            _ => Ok(Next::Done),
+        }
+    }
+
+    async fn after_authorization(
+        &self,
+        order: &OrderRow,
+        p: &Payment,
+        past_deadline: bool,
+    ) -> Result<Next, StepError> {
+        match p.status.as_str() {
+            "authorized" | "captured" => {
+                let card = format!(
+                    "{} ending {}",
+                    p.brand.as_deref().unwrap_or("card"),
+                    p.last4.as_deref().unwrap_or("????")
+                );
+                self.advance(order, step::COMPLETE, "payment_authorized", &card)
+                    .await
+            }
+            "declined" => {
+                let why = p.reason.clone().unwrap_or_else(|| "declined".into());
+                self.compensate(
+                    order,
+                    "payment_declined",
+                    &format!("the card was declined: {why}"),
+                )
+                .await
+            }
+            // Still deciding: wait, unless time is up (the cancel voids whatever comes).
+            "authorizing" if !past_deadline => Ok(Next::Wait),
+            "authorizing" => {
+                self.compensate(
+                    order,
+                    "deadline_exceeded",
+                    "the payment was not authorized in time",
+                )
+                .await
+            }
+            "retryable" if !past_deadline => Ok(Next::Wait),
+            _ => {
+                self.compensate(
+                    order,
+                    "interrupted",
+                    "the checkout was interrupted before payment; nothing was charged",
+                )
+                .await
+            }
+        }
+    }
+
+    async fn note(&self, order: &OrderRow, event: &str, detail: &str) -> Result<(), StepError> {
+        let mut tx = self.db.begin().await?;
+        store::note(&mut tx, &order.id, event, detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn advance(
+        &self,
+        order: &OrderRow,
+        to: &str,
+        event: &str,
+        detail: &str,
+    ) -> Result<Next, StepError> {
+        let mut tx = self.db.begin().await?;
+        if store::advance(&mut tx, &order.id, &order.step, to, None).await? {
+            store::note(&mut tx, &order.id, event, detail).await?;
+            tx.commit().await?;
+        }
+        Ok(Next::Continue)
+    }
+
+    async fn compensate(
+        &self,
+        order: &OrderRow,
+        reason: &str,
+        detail: &str,
+    ) -> Result<Next, StepError> {
+        let mut tx = self.db.begin().await?;
+        if store::start_compensation(&mut tx, &order.id, &order.step, reason, detail).await? {
+            store::note(&mut tx, &order.id, reason, detail).await?;
+            tx.commit().await?;
+            tracing::info!(reason, detail, "compensating");
+        }
+        Ok(Next::Continue)
+    }
+
+    async fn confirm(&self, order: &OrderRow) -> Result<Next, StepError> {
+        let lines = store::lines(&self.db, &order.id).await?;
+        let mut tx = self.db.begin().await?;
+        if store::advance(
+            &mut tx,
+            &order.id,
+            step::COMPLETE,
+            step::DONE,
+            Some(store::CONFIRMED),
+        )
+        .await?
+        {
+            store::note(
+                &mut tx,
+                &order.id,
+                "confirmed",
+                "stock committed, payment captured",
+            )
+            .await?;
+            let event = OrderConfirmed {
+                order_id: order.id.clone(),
+                user_id: order.user_id.clone(),
+                total: order.total,
+                currency: order.currency.clone(),
+                lines,
+            };
+            self.outbox.publish(&mut tx, &event).await?;
+            self.outbox.commit(tx).await?;
+            tracing::info!(total = order.total, "order confirmed");
+        }
+        Ok(Next::Done)
+    }
+
+    async fn cancel(&self, order: &OrderRow, undone: &str) -> Result<Next, StepError> {
+        let mut tx = self.db.begin().await?;
+        if store::advance(
+            &mut tx,
+            &order.id,
+            step::COMPENSATE,
+            step::DONE,
+            Some(store::CANCELLED),
+        )
+        .await?
+        {
+            store::note(&mut tx, &order.id, "cancelled", undone).await?;
+            let event = OrderCancelled {
+                order_id: order.id.clone(),
+                user_id: order.user_id.clone(),
+                reason: order.reason.clone().unwrap_or_default(),
+                detail: order.detail.clone().unwrap_or_default(),
+            };
+            self.outbox.publish(&mut tx, &event).await?;
+            self.outbox.commit(tx).await?;
+            tracing::info!(
+                reason = order.reason.as_deref().unwrap_or(""),
+                undone,
+                "order cancelled"
+            );
+        }
+        Ok(Next::Done)
+    }
+}
+
+fn status(e: &ClientError) -> Option<StatusCode> {
+    match e {
+        ClientError::Status { status, .. } => Some(*status),
+        _ => None,
+    }
+}
+
+fn problem_code(e: &ClientError) -> Option<&str> {
+    match e {
+        ClientError::Status {
+            problem: Some(p), ..
+        } => Some(p.code.as_str()),
+        _ => None,
+    }
+}

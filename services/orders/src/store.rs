@@ -1,0 +1,257 @@
+//! SQL for orders, their lines and timelines. Every saga transition is one
+//! transaction: the new step, a timeline entry, and (at the end) the outbox event.
+
+use emporium_contracts::events::OrderLine;
+use emporium_store::{Db, Tx, now_ms};
+
+pub const PENDING: &str = "PENDING";
+pub const CONFIRMED: &str = "CONFIRMED";
+pub const CANCELLED: &str = "CANCELLED";
+
+/// Saga steps.
+pub mod step {
+    pub const RESERVE: &str = "reserve";
+    pub const AUTHORIZE: &str = "authorize";
+    pub const COMPLETE: &str = "complete";
+    pub const COMPENSATE: &str = "compensate";
+    pub const DONE: &str = "done";
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OrderRow {
+    pub id: String,
+    pub user_id: String,
+    pub idempotency_key: String,
+    pub request_hash: String,
+    pub status: String,
+    pub step: String,
+    pub reason: Option<String>,
+    pub detail: Option<String>,
+    pub total: i64,
+    pub currency: String,
+    pub card_brand: String,
+    pub card_last4: String,
+    pub shipping: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub deadline_ms: i64,
+}
+
+macro_rules! select_orders {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, user_id, idempotency_key, request_hash, status, step, reason, detail, \
+             total, currency, card_brand, card_last4, shipping, created_ms, updated_ms, \
+             deadline_ms FROM orders ",
+            $rest
+        )
+    };
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TimelineRow {
+    pub at_ms: i64,
+    pub event: String,
+    pub detail: String,
+}
+
+pub async fn insert(tx: &mut Tx, order: &OrderRow, lines: &[OrderLine]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO orders (id, user_id, idempotency_key, request_hash, status, step, total, \
+         currency, card_brand, card_last4, shipping, created_ms, updated_ms, deadline_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13)",
+    )
+    .bind(&order.id)
+    .bind(&order.user_id)
+    .bind(&order.idempotency_key)
+    .bind(&order.request_hash)
+    .bind(&order.status)
+    .bind(&order.step)
+    .bind(order.total)
+    .bind(&order.currency)
+    .bind(&order.card_brand)
+    .bind(&order.card_last4)
+    .bind(&order.shipping)
+    .bind(order.created_ms)
+    .bind(order.deadline_ms)
+    .execute(&mut **tx)
+    .await?;
+    for l in lines {
+        sqlx::query(
+            "INSERT INTO order_lines (order_id, sku, product_id, name, unit_price, quantity) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&order.id)
+        .bind(&l.sku)
+        .bind(&l.product_id)
+        .bind(&l.name)
+        .bind(l.unit_price)
+        .bind(l.quantity)
+        .execute(&mut **tx)
+        .await?;
+    }
+    note(tx, &order.id, "placed", "").await
+}
+
+/// Adds a timeline entry.
+pub async fn note(
+    tx: &mut Tx,
+    order_id: &str,
+    event: &str,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO order_timeline (order_id, seq, at_ms, event, detail) \
+         VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM order_timeline WHERE order_id = $1), $2, $3, $4)",
+    )
+    .bind(order_id)
+    .bind(now_ms())
+    .bind(event)
+    .bind(detail)
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+}
+
+/// Moves the saga of `order_id` from step `from` to `to`. False when it was not at
+/// `from` (someone else moved it).
+pub async fn advance(
+    tx: &mut Tx,
+    order_id: &str,
+    from: &str,
+    to: &str,
+    status: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE orders SET step = $3, status = COALESCE($4, status), updated_ms = $5 \
+         WHERE id = $1 AND step = $2",
+    )
+    .bind(order_id)
+    .bind(from)
+    .bind(to)
+    .bind(status)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Starts compensating, with the reason the order will be cancelled for.
+pub async fn start_compensation(
+    tx: &mut Tx,
+    order_id: &str,
+    from: &str,
+    reason: &str,
+    detail: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE orders SET step = $3, reason = $4, detail = $5, updated_ms = $6 \
+         WHERE id = $1 AND step = $2",
+    )
+    .bind(order_id)
+    .bind(from)
+    .bind(crate::store::step::COMPENSATE)
+    .bind(reason)
+    .bind(detail)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn get(db: &Db, id: &str) -> Result<Option<OrderRow>, sqlx::Error> {
+    sqlx::query_as(select_orders!("WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await
+}
+
+pub async fn by_key(db: &Db, user_id: &str, key: &str) -> Result<Option<OrderRow>, sqlx::Error> {
+    sqlx::query_as(select_orders!(
+        "WHERE user_id = $1 AND idempotency_key = $2"
+    ))
+    .bind(user_id)
+    .bind(key)
+    .fetch_optional(db.pool())
+    .await
+}
+
+/// A user's orders, newest first, after the keyset cursor `(created_ms, id)`.
+pub async fn page(
+    db: &Db,
+    user_id: &str,
+    before: Option<(i64, String)>,
+    limit: u32,
+) -> Result<Vec<OrderRow>, sqlx::Error> {
+    match before {
+        None => {
+            sqlx::query_as(select_orders!(
+                "WHERE user_id = $1 ORDER BY created_ms DESC, id DESC LIMIT $2"
+            ))
+            .bind(user_id)
+            .bind(i64::from(limit))
+            .fetch_all(db.pool())
+            .await
+        }
+        Some((ms, id)) => {
+            sqlx::query_as(select_orders!(
+                "WHERE user_id = $1 AND (created_ms < $2 OR (created_ms = $2 AND id < $3)) \
+                 ORDER BY created_ms DESC, id DESC LIMIT $4"
+            ))
+            .bind(user_id)
+            .bind(ms)
+            .bind(id)
+            .bind(i64::from(limit))
+            .fetch_all(db.pool())
+            .await
+        }
+    }
+}
+
+pub async fn count(db: &Db, user_id: &str) -> Result<i64, sqlx::Error> {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM orders WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_one(db.pool())
+        .await?;
+    Ok(n)
+}
+
+pub async fn lines(db: &Db, order_id: &str) -> Result<Vec<OrderLine>, sqlx::Error> {
+    let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
+        "SELECT sku, product_id, name, unit_price, quantity FROM order_lines \
+         WHERE order_id = $1 ORDER BY sku",
+    )
+    .bind(order_id)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(sku, product_id, name, unit_price, quantity)| OrderLine {
+            sku,
+            product_id,
+            name,
+            unit_price,
+            quantity,
+        })
+        .collect())
+}
+
+pub async fn timeline(db: &Db, order_id: &str) -> Result<Vec<TimelineRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT at_ms, event, detail FROM order_timeline WHERE order_id = $1 ORDER BY seq",
+    )
+    .bind(order_id)
+    .fetch_all(db.pool())
+    .await
+}
+
+/// Orders whose saga has not finished.
+pub async fn in_flight(db: &Db, limit: u32) -> Result<Vec<String>, sqlx::Error> {
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT id FROM orders WHERE step <> $1 ORDER BY updated_ms LIMIT $2")
+            .bind(step::DONE)
+            .bind(i64::from(limit))
+            .fetch_all(db.pool())
+            .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
