@@ -6,64 +6,69 @@ use emporium_runtime::run_process;
 /// Set by `emporium up` on the processes it starts.
 pub const SUPERVISED_ENV: &str = "EMPORIUM_SUPERVISED";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Service {
-    Registry,
-    Gateway,
-    Users,
-    Catalog,
+/// Declares the services: the enum, their names, and how each one is served.
+macro_rules! services {
+    ($($variant:ident => $krate:ident),+ $(,)?) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+        pub enum Service {
+            $($variant),+
+        }
+
+        impl Service {
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Service::$variant => $krate::NAME),+
+                }
+            }
+
+            /// Runs the service in this process until SIGTERM or Ctrl-C.
+            pub async fn serve(self) -> anyhow::Result<()> {
+                match self {
+                    $(Service::$variant => {
+                        run_process($krate::NAME, $krate::DEFAULT_LISTEN, $krate::run).await
+                    })+
+                }
+            }
+        }
+    };
+}
+
+services! {
+    Registry => emporium_registry,
+    Gateway => emporium_gateway,
+    Users => emporium_users,
+    Catalog => emporium_catalog,
+    Inventory => emporium_inventory,
+    Payments => emporium_payments,
+    Cart => emporium_cart,
+    Orders => emporium_orders,
+    Notifications => emporium_notifications,
 }
 
 impl Service {
+    /// The services behind the gateway, started together after the registry and
+    /// stopped together before it.
+    pub const BACKENDS: [Service; 7] = [
+        Service::Users,
+        Service::Catalog,
+        Service::Inventory,
+        Service::Payments,
+        Service::Cart,
+        Service::Orders,
+        Service::Notifications,
+    ];
+
     /// Every service but the registry, in start order; the gateway last.
-    pub const BEHIND_REGISTRY: [Service; 3] = [Service::Users, Service::Catalog, Service::Gateway];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Service::Registry => emporium_registry::NAME,
-            Service::Gateway => emporium_gateway::NAME,
-            Service::Users => emporium_users::NAME,
-            Service::Catalog => emporium_catalog::NAME,
-        }
-    }
-
-    /// Runs the service in this process until SIGTERM or Ctrl-C.
-    pub async fn serve(self) -> anyhow::Result<()> {
-        match self {
-            Service::Registry => {
-                run_process(
-                    emporium_registry::NAME,
-                    emporium_registry::DEFAULT_LISTEN,
-                    emporium_registry::run,
-                )
-                .await
-            }
-            Service::Gateway => {
-                run_process(
-                    emporium_gateway::NAME,
-                    emporium_gateway::DEFAULT_LISTEN,
-                    emporium_gateway::run,
-                )
-                .await
-            }
-            Service::Users => {
-                run_process(
-                    emporium_users::NAME,
-                    emporium_users::DEFAULT_LISTEN,
-                    emporium_users::run,
-                )
-                .await
-            }
-            Service::Catalog => {
-                run_process(
-                    emporium_catalog::NAME,
-                    emporium_catalog::DEFAULT_LISTEN,
-                    emporium_catalog::run,
-                )
-                .await
-            }
-        }
-    }
+    pub const BEHIND_REGISTRY: [Service; 8] = [
+        Service::Users,
+        Service::Catalog,
+        Service::Inventory,
+        Service::Payments,
+        Service::Cart,
+        Service::Orders,
+        Service::Notifications,
+        Service::Gateway,
+    ];
 }
 
 /// Under `emporium up`, ask the kernel to send SIGTERM when the supervisor dies, so

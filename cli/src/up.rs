@@ -130,7 +130,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     for group in [
         vec![Service::Gateway],
-        vec![Service::Users, Service::Catalog],
+        Service::BACKENDS.to_vec(),
         vec![Service::Registry],
     ] {
         let members: Vec<_> = all

@@ -1,0 +1,196 @@
+//! Sending recorded messages: SMTP or `.eml` files, retried until delivered.
+//!
+//! Woken after every consumed event commits (and once a second regardless), the loop
+//! sends each pending message whose recipient is known. A message is marked sent
+//! only after the server accepted it (or the file is in place); a failure is retried
+//! with exponential backoff. Each message has a stable `Message-ID` and file name
+//! (`<id>.eml`), so a crash between sending and marking at worst repeats a send a
+//! receiver can recognise as the same message.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use emporium_store::{Db, now_ms};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use tokio::sync::{Notify, watch};
+
+use crate::{NotificationsSettings, SmtpSettings};
+
+/// Where mail goes.
+pub enum Mailer {
+    Files(PathBuf),
+    Smtp {
+        transport: AsyncSmtpTransport<Tokio1Executor>,
+        server: String,
+    },
+}
+
+impl Mailer {
+    pub fn new(settings: &NotificationsSettings, mail_dir: PathBuf) -> anyhow::Result<Self> {
+        settings
+            .from
+            .parse::<Mailbox>()
+            .with_context(|| format!("notifications.from `{}` is not a mailbox", settings.from))?;
+        let Some(smtp) = &settings.smtp else {
+            std::fs::create_dir_all(&mail_dir)
+                .with_context(|| format!("creating {}", mail_dir.display()))?;
+            tracing::info!(dir = %mail_dir.display(), "mail is written as .eml files");
+            return Ok(Self::Files(mail_dir));
+        };
+        let transport = smtp_transport(smtp)?;
+        let server = format!("{}:{}", smtp.host, smtp.port);
+        tracing::info!(%server, tls = %smtp.tls, "mail is sent through SMTP");
+        Ok(Self::Smtp { transport, server })
+    }
+
+    async fn send(&self, id: &str, message: Message) -> anyhow::Result<()> {
+        match self {
+            Self::Files(dir) => {
+                let tmp = dir.join(format!(".{id}.eml.tmp"));
+                tokio::fs::write(&tmp, message.formatted()).await?;
+                tokio::fs::rename(&tmp, dir.join(format!("{id}.eml"))).await?;
+                Ok(())
+            }
+            Self::Smtp { transport, server } => {
+                transport
+                    .send(message)
+                    .await
+                    .with_context(|| format!("SMTP {server}"))?;
+                Ok(())
+            }
+        }
+    }
+}
+
+fn smtp_transport(s: &SmtpSettings) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
+    let builder = match s.tls.as_str() {
+        "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host),
+        "starttls" => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&s.host)?,
+        "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(&s.host)?,
+        other => anyhow::bail!("notifications.smtp.tls: `{other}` is not none, starttls or tls"),
+    };
+    let mut builder = builder
+        .port(s.port)
+        .timeout(Some(Duration::from_millis(s.timeout_ms)));
+    if let (Some(user), Some(password)) = (&s.username, &s.password) {
+        builder = builder.credentials(Credentials::new(user.clone(), password.expose().clone()));
+    }
+    Ok(builder.build())
+}
+
+#[derive(sqlx::FromRow)]
+struct Due {
+    id: String,
+    subject: String,
+    text_body: String,
+    html_body: String,
+    attempts: i64,
+    email: String,
+    name: String,
+}
+
+/// Sends due messages until `stop`.
+pub async fn run(
+    db: Db,
+    mailer: Mailer,
+    settings: NotificationsSettings,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let from: Mailbox = match settings.from.parse() {
+        Ok(from) => from,
+        Err(_) => return,
+    };
+    loop {
+        let full = match deliver_due(&db, &mailer, &from, &settings).await {
+            Ok(n) => n == BATCH,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read pending messages");
+                false
+            }
+        };
+        if full {
+            continue;
+        }
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+const BATCH: usize = 100;
+
+async fn deliver_due(
+    db: &Db,
+    mailer: &Mailer,
+    from: &Mailbox,
+    settings: &NotificationsSettings,
+) -> Result<usize, sqlx::Error> {
+    let due: Vec<Due> = sqlx::query_as(
+        "SELECT m.id, m.subject, m.text_body, m.html_body, m.attempts, r.email, r.name \
+         FROM messages m JOIN recipients r ON r.user_id = m.user_id \
+         WHERE m.status = 'pending' AND m.next_try_ms <= $1 ORDER BY m.created_ms LIMIT $2",
+    )
+    .bind(now_ms())
+    .bind(BATCH as i64)
+    .fetch_all(db.pool())
+    .await?;
+    let n = due.len();
+    for m in due {
+        match send_one(mailer, from, &m).await {
+            Ok(()) => {
+                sqlx::query(
+                    "UPDATE messages SET status = 'sent', sent_ms = $2, attempts = attempts + 1, \
+                     last_error = NULL WHERE id = $1",
+                )
+                .bind(&m.id)
+                .bind(now_ms())
+                .execute(db.pool())
+                .await?;
+                tracing::info!(message_id = %m.id, "mail sent");
+            }
+            Err(e) => {
+                let attempts = m.attempts + 1;
+                let delay = settings
+                    .retry_base_ms
+                    .saturating_mul(1 << (attempts - 1).clamp(0, 20))
+                    .min(settings.retry_max_ms);
+                let error = format!("{e:#}");
+                tracing::warn!(message_id = %m.id, attempts, error, "mail not delivered; will retry");
+                sqlx::query(
+                    "UPDATE messages SET attempts = $2, last_error = $3, next_try_ms = $4 WHERE id = $1",
+                )
+                .bind(&m.id)
+                .bind(attempts)
+                .bind(error)
+                .bind(now_ms() + delay as i64)
+                .execute(db.pool())
+                .await?;
+            }
+        }
+    }
+    Ok(n)
+}
+
+async fn send_one(mailer: &Mailer, from: &Mailbox, m: &Due) -> anyhow::Result<()> {
+    let to = Mailbox::new(
+        Some(m.name.clone()),
+        m.email.parse().context("recipient address")?,
+    );
+    let message = Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(&m.subject)
+        .message_id(Some(format!("<{}@emporium>", m.id)))
+        .multipart(MultiPart::alternative_plain_html(
+            m.text_body.clone(),
+            m.html_body.clone(),
+        ))?;
+    mailer.send(&m.id, message).await
+}

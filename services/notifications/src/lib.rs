@@ -1,0 +1,127 @@
+//! notifications: email on account and order events.
+//!
+//! Consumes users' `UserRegistered` (the recipient's address, and a welcome mail)
+//! and orders' `OrderConfirmed` and `OrderCancelled`. A handler only records the
+//! message, in the consumer's transaction; a [`delivery`] loop woken after each
+//! commit sends it: through SMTP (lettre) when `[notifications.smtp]` is set, otherwise
+//! as an `.eml` file under `<data_dir>/notifications/mail/`. Delivery failures are
+//! retried with backoff until they succeed, so a mail outage never reaches the
+//! checkout and no mail is lost. Public API: `GET /api/notifications` (your messages).
+
+mod api;
+mod delivery;
+mod handlers;
+mod render;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use emporium_config::{Secret, Settings};
+use emporium_contracts::events::{OrderCancelled, OrderConfirmed, UserRegistered};
+use emporium_events::Events;
+use emporium_runtime::Host;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+
+pub use api::{MessagePage, MessageView};
+
+pub const NAME: &str = "notifications";
+
+pub const DEFAULT_LISTEN: SocketAddr = emporium_runtime::LOOPBACK_ANY_PORT;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The `[notifications]` settings table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotificationsSettings {
+    pub database_url: Option<String>,
+    /// The sender of every mail.
+    pub from: String,
+    /// Send through this SMTP server; without it, mail is written to `mail_dir`.
+    pub smtp: Option<SmtpSettings>,
+    /// Where `.eml` files go (default: `<data_dir>/notifications/mail`).
+    pub mail_dir: Option<PathBuf>,
+    /// First retry delay of a failed delivery; doubles up to `retry_max_ms`.
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+impl Default for NotificationsSettings {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            from: "Emporium <orders@emporium.localhost>".into(),
+            smtp: None,
+            mail_dir: None,
+            retry_base_ms: 500,
+            retry_max_ms: 60_000,
+        }
+    }
+}
+
+/// An SMTP server (`[notifications.smtp]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// `none` (plain, for a local relay), `starttls` or `tls`.
+    #[serde(default = "default_tls")]
+    pub tls: String,
+    pub username: Option<String>,
+    pub password: Option<Secret<String>>,
+    /// Give up on one connection attempt after this long.
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+fn default_tls() -> String {
+    "starttls".into()
+}
+
+fn default_smtp_timeout() -> u64 {
+    10_000
+}
+
+/// Runs notifications until `shutdown`.
+pub async fn run(
+    settings: Settings<NotificationsSettings>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let host = Host::new(NAME, &settings.common);
+    let s = settings.service;
+    let db = host.open_db(s.database_url.as_deref(), &MIGRATOR).await?;
+    let mail_dir = s
+        .mail_dir
+        .clone()
+        .unwrap_or_else(|| host.data_dir().join("mail"));
+    let mailer = delivery::Mailer::new(&s, mail_dir)?;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let events = Events::open(&host, &db)
+        .await?
+        .on::<UserRegistered>(handlers::user_registered)
+        .on::<OrderConfirmed>(handlers::order_confirmed)
+        .on::<OrderCancelled>(handlers::order_cancelled)
+        .on_commit(wake.clone());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let sender = tokio::spawn(delivery::run(db.clone(), mailer, s.clone(), wake, stopped));
+    let result = events
+        .serve(host, api::router(api::AppState { db }), listener, shutdown)
+        .await;
+    let _ = stop.send(true);
+    let _ = sender.await;
+    result
+}
+
+/// The OpenAPI document of the public API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api::openapi()
+}
