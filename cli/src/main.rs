@@ -3,8 +3,10 @@
 //! - `emporium up` (the default, what `cargo run --release` runs) supervises every
 //!   service as its own OS process: see [`up`];
 //! - `emporium serve <service>` runs one service, as a container would;
-//! - `emporium status` prints what the registry knows.
+//! - `emporium status` prints what the registry knows;
+//! - `emporium events dead|replay|lag` inspects event delivery: [`events`].
 
+mod events;
 mod logs;
 mod services;
 mod status;
@@ -43,6 +45,17 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Inspect event delivery: dead letters, replays, consumer lag.
+    Events {
+        #[command(subcommand)]
+        command: events::EventsCommand,
+        /// The registry's URL; by default the one a running `emporium up` recorded.
+        #[arg(long, env = "EMPORIUM__REGISTRY_URL", global = true)]
+        registry: Option<String>,
+        /// The data folder of the `emporium up` to ask.
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,5 +71,13 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(service.serve())
         }
         Command::Status { registry, data_dir } => runtime.block_on(status::run(registry, data_dir)),
+        Command::Events {
+            command,
+            registry,
+            data_dir,
+        } => {
+            let url = status::registry_url(registry, data_dir)?;
+            runtime.block_on(events::run(command, &url))
+        }
     }
 }

@@ -6,8 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use emporium_client::RegistryClient;
 
-pub async fn run(registry: Option<String>, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let url = match registry {
+/// The registry to ask: `registry`, or the one a running `emporium up` recorded.
+pub fn registry_url(registry: Option<String>, data_dir: Option<PathBuf>) -> anyhow::Result<String> {
+    Ok(match registry {
         Some(url) => url,
         None => {
             let dir = data_dir.unwrap_or_else(|| emporium_config::Common::default().data_dir);
@@ -22,7 +23,11 @@ pub async fn run(registry: Option<String>, data_dir: Option<PathBuf>) -> anyhow:
                 .trim()
                 .to_string()
         }
-    };
+    })
+}
+
+pub async fn run(registry: Option<String>, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let url = registry_url(registry, data_dir)?;
     let snapshot = RegistryClient::new(&url)
         .instances()
         .await

@@ -357,12 +357,12 @@ fn print_table(all: &[Arc<Supervised>], gateway: SocketAddr, took: Duration, dat
         data_dir.display()
     ));
     out.push_str(&format!(
-        "  {:<10} {:<22} {:>8}\n",
+        "  {:<14} {:<22} {:>8}\n",
         "SERVICE", "ADDRESS", "PID"
     ));
     for s in all {
         out.push_str(&format!(
-            "  {:<10} {:<22} {:>8}\n",
+            "  {:<14} {:<22} {:>8}\n",
             s.service.name(),
             s.listen.to_string(),
             s.pid.load(Ordering::SeqCst)
