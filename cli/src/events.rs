@@ -99,7 +99,11 @@ pub async fn run(command: EventsCommand, registry: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn get<T: serde::de::DeserializeOwned>(http: &reqwest::Client, i: &Instance, path: &str) -> Option<T> {
+async fn get<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    i: &Instance,
+    path: &str,
+) -> Option<T> {
     let response = http
         .get(format!("http://{}{path}", i.address))
         .send()
