@@ -10,6 +10,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
+mod checkout;
+
 struct Up {
     child: Child,
     base: String,
@@ -20,6 +22,11 @@ struct Up {
 impl Up {
     /// `emporium up` on a free port with its data in `data`.
     fn start(data: &std::path::Path) -> Self {
+        Self::start_with(data, &[])
+    }
+
+    /// `emporium up` with extra settings in the environment.
+    fn start_with(data: &std::path::Path, settings: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_emporium"))
             .args(["up", "--port", "0", "--data-dir"])
             .arg(data)
@@ -28,6 +35,7 @@ impl Up {
             .env("EMPORIUM__GATEWAY__RATE_LIMIT__BURST", "10000")
             .env("EMPORIUM__REGISTRY_TTL_MS", "2000")
             .env_remove("EMPORIUM__REGISTRY_URL")
+            .envs(settings.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -328,8 +336,8 @@ async fn the_whole_shop_survives_sigkill_of_a_service_and_of_the_registry() {
         .collect();
     assert_eq!(
         leftovers(&up.data).len(),
-        4,
-        "the four service processes are found while running"
+        9,
+        "the nine service processes are found while running"
     );
     let status = up.stop();
     assert!(status.success(), "{status}");

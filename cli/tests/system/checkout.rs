@@ -1,0 +1,686 @@
+//! Checkout through real processes: cart, inventory, payments, orders and
+//! notifications under `emporium up`, with bad input, contention, a crash of orders
+//! in the middle of sagas, and notifications stopped while orders flow.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use super::{Up, http};
+
+const APPROVE: &str = "4242424242424242";
+const DECLINE: &str = "4000000000000002";
+const TRANSIENT: &str = "4000000000000119";
+const SLOW: &str = "4000000000003055";
+
+struct Shopper {
+    token: String,
+}
+
+async fn shopper(up: &Up, email: &str) -> Shopper {
+    Shopper {
+        token: emporium_testkit::sign_up(&up.base, email).await.1,
+    }
+}
+
+fn body(card: &str, city: &str) -> Value {
+    json!({
+        "card": {"number": card, "exp_month": 12, "exp_year": 2035, "cvc": "123"},
+        "shipping_address": {"name": "Ada Lovelace", "line1": "1 Analytical Way",
+                             "city": city, "postal_code": "10001", "country": "US"},
+    })
+}
+
+fn key() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+impl Shopper {
+    async fn add(&self, up: &Up, sku: &str, quantity: i64) -> reqwest::Response {
+        http()
+            .post(up.at("/api/cart/items"))
+            .bearer_auth(&self.token)
+            .json(&json!({"sku": sku, "quantity": quantity}))
+            .send()
+            .await
+            .expect("add to cart")
+    }
+
+    async fn cart(&self, up: &Up) -> Value {
+        http()
+            .get(up.at("/api/cart"))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("cart")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    async fn checkout(&self, up: &Up, key: Option<&str>, body: &Value) -> reqwest::Response {
+        let mut req = http()
+            .post(up.at("/api/orders"))
+            .bearer_auth(&self.token)
+            .json(body);
+        if let Some(key) = key {
+            req = req.header("idempotency-key", key);
+        }
+        req.send().await.expect("checkout")
+    }
+
+    async fn order(&self, up: &Up, id: &str) -> reqwest::Response {
+        http()
+            .get(up.at(&format!("/api/orders/{id}")))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("order")
+    }
+
+    /// Polls the order until its saga finished (through restarts of orders).
+    async fn settled(&self, up: &Up, id: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(r) = http()
+                .get(up.at(&format!("/api/orders/{id}")))
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                && r.status() == 200
+            {
+                let order: Value = r.json().await.expect("json");
+                if order["status"] != "PENDING" {
+                    return order;
+                }
+            }
+            assert!(Instant::now() < deadline, "order {id} did not settle");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A SKU with stock, once inventory has learnt the catalog.
+async fn stocked_sku(up: &Up, skip: usize) -> String {
+    let page: Value = http()
+        .get(up.at("/api/catalog/products?limit=100&sort=price"))
+        .send()
+        .await
+        .expect("products")
+        .json()
+        .await
+        .expect("json");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut found = 0;
+    for p in page["items"].as_array().expect("items") {
+        let sku = p["sku"].as_str().expect("sku");
+        loop {
+            let r = http()
+                .get(up.at(&format!("/api/inventory/{sku}")))
+                .send()
+                .await
+                .expect("stock");
+            if r.status() == 200 {
+                let stock: Value = r.json().await.expect("json");
+                if stock["available"].as_i64().expect("available") >= 20 {
+                    if found == skip {
+                        return sku.to_string();
+                    }
+                    found += 1;
+                }
+                break;
+            }
+            assert!(Instant::now() < deadline, "inventory never learnt {sku}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    panic!("no stocked SKU");
+}
+
+async fn set_stock(up: &Up, admin: &Shopper, sku: &str, available: i64) {
+    let r = http()
+        .put(up.at(&format!("/api/inventory/{sku}")))
+        .bearer_auth(&admin.token)
+        .json(&json!({"available": available}))
+        .send()
+        .await
+        .expect("restock");
+    assert_eq!(r.status(), 200, "admin sets stock");
+}
+
+async fn available(up: &Up, sku: &str) -> i64 {
+    let stock: Value = http()
+        .get(up.at(&format!("/api/inventory/{sku}")))
+        .send()
+        .await
+        .expect("stock")
+        .json()
+        .await
+        .expect("json");
+    stock["available"].as_i64().expect("available")
+}
+
+async fn open(data: &Path, service: &str) -> sqlx::SqlitePool {
+    let file = data.join(service).join(format!("{service}.db"));
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("sqlite://{}?mode=ro", file.display()))
+        .await
+        .expect("open a service database read-only")
+}
+
+/// The checkout invariants, read from each service's own database once every saga
+/// is terminal. Returns `(confirmed, cancelled)`.
+async fn assert_invariants(data: &Path) -> (usize, usize) {
+    let orders = open(data, "orders").await;
+    let payments = open(data, "payments").await;
+    let inventory = open(data, "inventory").await;
+    let rows = sqlx::query("SELECT id, status, step, reason FROM orders")
+        .fetch_all(&orders)
+        .await
+        .expect("orders");
+    let payment: HashMap<String, String> = sqlx::query("SELECT order_id, status FROM payments")
+        .fetch_all(&payments)
+        .await
+        .expect("payments")
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let reservation: HashMap<String, String> =
+        sqlx::query("SELECT order_id, status FROM reservations")
+            .fetch_all(&inventory)
+            .await
+            .expect("reservations")
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+    let (mut confirmed, mut cancelled) = (0, 0);
+    for r in rows {
+        let id: String = r.get(0);
+        let status: String = r.get(1);
+        let step: String = r.get(2);
+        assert_eq!(step, "done", "order {id} is terminal");
+        let paid = payment.get(&id).map(String::as_str);
+        let held = reservation.get(&id).map(String::as_str);
+        match status.as_str() {
+            "CONFIRMED" => {
+                confirmed += 1;
+                assert_eq!(
+                    paid,
+                    Some("captured"),
+                    "confirmed {id} has a captured payment"
+                );
+                assert_eq!(
+                    held,
+                    Some("committed"),
+                    "confirmed {id} has committed stock"
+                );
+            }
+            "CANCELLED" => {
+                cancelled += 1;
+                assert!(
+                    !matches!(paid, Some("captured" | "authorized" | "authorizing")),
+                    "cancelled {id} holds no money: payment {paid:?}"
+                );
+                assert!(
+                    !matches!(held, Some("reserved" | "committed")),
+                    "cancelled {id} holds no stock: {held:?}"
+                );
+            }
+            other => panic!("order {id} is {other}"),
+        }
+    }
+    // Stock is conserved and nothing stays reserved.
+    let bad: Vec<(String, i64, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT sku, available, reserved, sold, initial, adjusted FROM stock \
+         WHERE available < 0 OR reserved <> 0 OR available + reserved + sold <> initial + adjusted",
+    )
+    .fetch_all(&inventory)
+    .await
+    .expect("stock");
+    assert!(bad.is_empty(), "stock not conserved: {bad:?}");
+    let sold: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(sold), 0) FROM stock")
+        .fetch_one(&inventory)
+        .await
+        .expect("sold");
+    let ordered: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(SUM(l.quantity), 0) FROM order_lines l JOIN orders o ON o.id = l.order_id \
+         WHERE o.status = 'CONFIRMED'",
+    )
+    .fetch_one(&orders)
+    .await
+    .expect("ordered");
+    assert_eq!(
+        sold, ordered,
+        "every unit sold belongs to a confirmed order"
+    );
+    (confirmed, cancelled)
+}
+
+/// `.eml` files written for `order_id` (found by their subject line).
+fn mails_for(data: &Path, order_id: &str) -> usize {
+    let subject = format!(
+        "Subject: Order {} confirmed",
+        &order_id[order_id.len() - 8..]
+    );
+    std::fs::read_dir(data.join("notifications").join("mail"))
+        .map(|dir| {
+            dir.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".eml"))
+                .filter(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(&subject)))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+async fn wait_for_mails(data: &Path, order_ids: &[String], timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let missing: Vec<&String> = order_ids
+            .iter()
+            .filter(|id| mails_for(data, id) == 0)
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no mail for {missing:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for id in order_ids {
+        assert_eq!(mails_for(data, id), 1, "exactly one mail for {id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shopper_checks_out_and_bad_input_is_refused_clearly() {
+    let data = tempfile::tempdir().expect("data dir");
+    let up = Up::start(data.path());
+    let ada = shopper(&up, "ada@example.com").await;
+    let sku = stocked_sku(&up, 0).await;
+    let before = available(&up, &sku).await;
+
+    // Cart: bad input is a 4xx problem, never a 5xx.
+    for (sku, quantity, field) in [
+        (sku.as_str(), 0, "quantity"),
+        (sku.as_str(), 100, "quantity"),
+        ("NOPE-404", 1, "sku"),
+        ("not a sku!", 1, "sku"),
+    ] {
+        let r = ada.add(&up, sku, quantity).await;
+        let p = emporium_testkit::problem(r, 422).await;
+        assert_eq!(p.errors[0].field, field, "{sku} x {quantity}");
+    }
+    let big = "x".repeat(100_000);
+    let r = http()
+        .post(up.at("/api/cart/items"))
+        .bearer_auth(&ada.token)
+        .json(&json!({"sku": big, "quantity": 1}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 413, "oversized body");
+    assert_eq!(
+        http()
+            .get(up.at("/api/cart"))
+            .send()
+            .await
+            .expect("send")
+            .status(),
+        401
+    );
+
+    // An empty cart cannot be checked out.
+    let r = ada
+        .checkout(&up, Some(&key()), &body(APPROVE, "Springfield"))
+        .await;
+    assert_eq!(emporium_testkit::problem(r, 422).await.code, "cart_empty");
+
+    // Fill the cart: add, add more, change, price from catalog, totals in minor units.
+    assert_eq!(ada.add(&up, &sku, 1).await.status(), 200);
+    assert_eq!(ada.add(&up, &sku, 2).await.status(), 200);
+    let cart = ada.cart(&up).await;
+    assert_eq!(cart["items"][0]["quantity"], 3);
+    let unit = cart["items"][0]["unit_price"]["amount"]
+        .as_i64()
+        .expect("price");
+    assert_eq!(cart["total"]["amount"].as_i64(), Some(unit * 3));
+    let r = http()
+        .patch(up.at(&format!("/api/cart/items/{sku}")))
+        .bearer_auth(&ada.token)
+        .json(&json!({"quantity": 2}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        ada.add(&up, &sku, 98).await.status(),
+        422,
+        "a line holds 99 at most"
+    );
+
+    // Checkout refusals.
+    let good = body(APPROVE, "Springfield");
+    let r = ada.checkout(&up, None, &good).await;
+    assert_eq!(
+        emporium_testkit::problem(r, 400).await.code,
+        "idempotency_key_missing"
+    );
+    let r = ada.checkout(&up, Some("not-a-uuid"), &good).await;
+    assert_eq!(
+        emporium_testkit::problem(r, 400).await.code,
+        "idempotency_key_invalid"
+    );
+    let r = ada
+        .checkout(&up, Some(&key()), &body("4242424242424241", "Springfield"))
+        .await;
+    assert_eq!(
+        emporium_testkit::problem(r, 422).await.errors[0].field,
+        "card.number"
+    );
+    let mut expired = good.clone();
+    expired["card"]["exp_year"] = json!(2020);
+    let r = ada.checkout(&up, Some(&key()), &expired).await;
+    assert_eq!(
+        emporium_testkit::problem(r, 422).await.errors[0].field,
+        "card.exp_year"
+    );
+
+    // Checkout.
+    let k = key();
+    let r = ada.checkout(&up, Some(&k), &good).await;
+    assert_eq!(r.status(), 202);
+    let order: Value = r.json().await.expect("order");
+    let id = order["id"].as_str().expect("id").to_string();
+    let order = ada.settled(&up, &id, Duration::from_secs(20)).await;
+    assert_eq!(order["status"], "CONFIRMED", "{order}");
+    assert_eq!(order["total"]["amount"].as_i64(), Some(unit * 2));
+    assert_eq!(order["card"]["last4"], "4242");
+    let events: Vec<&str> = order["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .map(|t| t["event"].as_str().expect("event"))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "placed",
+            "stock_reserved",
+            "payment_authorized",
+            "confirmed"
+        ]
+    );
+    assert_eq!(available(&up, &sku).await, before - 2, "stock taken");
+
+    // The same key and body: the same order. A different body: 422.
+    let again = ada.checkout(&up, Some(&k), &good).await;
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.expect("json");
+    assert_eq!(again["id"], id.as_str());
+    let r = ada
+        .checkout(&up, Some(&k), &body(APPROVE, "Shelbyville"))
+        .await;
+    assert_eq!(
+        emporium_testkit::problem(r, 422).await.code,
+        "idempotency_key_reused"
+    );
+
+    // The cart empties on OrderConfirmed; the email is written once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ada.cart(&up).await["items"]
+        .as_array()
+        .is_some_and(|i| !i.is_empty())
+    {
+        assert!(Instant::now() < deadline, "cart not cleared");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_for_mails(
+        data.path(),
+        std::slice::from_ref(&id),
+        Duration::from_secs(10),
+    )
+    .await;
+    let inbox: Value = http()
+        .get(up.at("/api/notifications"))
+        .bearer_auth(&ada.token)
+        .send()
+        .await
+        .expect("inbox")
+        .json()
+        .await
+        .expect("json");
+    let kinds: Vec<&str> = inbox["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|m| m["kind"].as_str().expect("kind"))
+        .collect();
+    assert!(
+        kinds.contains(&"order_confirmed") && kinds.contains(&"welcome"),
+        "{kinds:?}"
+    );
+
+    // History: own orders only; another shopper's order is a 404.
+    let list: Value = http()
+        .get(up.at("/api/orders"))
+        .bearer_auth(&ada.token)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["total"], 1);
+    assert_eq!(list["items"][0]["id"], id.as_str());
+    let eve = shopper(&up, "eve@example.com").await;
+    let p = emporium_testkit::problem(eve.order(&up, &id).await, 404).await;
+    assert_eq!(p.code, "not_found");
+
+    // A declined card: stock released, order cancelled, nothing captured.
+    assert_eq!(eve.add(&up, &sku, 3).await.status(), 200);
+    let stock = available(&up, &sku).await;
+    let r = eve
+        .checkout(&up, Some(&key()), &body(DECLINE, "Springfield"))
+        .await;
+    let declined: Value = r.json().await.expect("json");
+    let declined_id = declined["id"].as_str().expect("id").to_string();
+    let declined = eve
+        .settled(&up, &declined_id, Duration::from_secs(20))
+        .await;
+    assert_eq!(declined["status"], "CANCELLED");
+    assert_eq!(declined["reason"], "payment_declined");
+    assert_eq!(
+        available(&up, &sku).await,
+        stock,
+        "the reserved units came back"
+    );
+
+    // A card the processor fails on twice: retried, then confirmed.
+    let r = eve
+        .checkout(&up, Some(&key()), &body(TRANSIENT, "Springfield"))
+        .await;
+    let retried: Value = r.json().await.expect("json");
+    let retried = eve
+        .settled(
+            &up,
+            retried["id"].as_str().expect("id"),
+            Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(retried["status"], "CONFIRMED", "{retried}");
+    let retries = retried["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter(|t| t["event"] == "payment_retry")
+        .count();
+    assert_eq!(retries, 2);
+    let (confirmed, cancelled) = assert_invariants(data.path()).await;
+    assert_eq!((confirmed, cancelled), (2, 1));
+
+    // No card number in any log line of any service.
+    let lines = up.lines.lock().expect("lock");
+    for number in [APPROVE, DECLINE, TRANSIENT] {
+        assert!(
+            !lines.iter().any(|l| l.contains(number)),
+            "{number} was logged"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("order confirmed")),
+        "the logs were captured"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_checkouts_race_for_the_last_ten_units() {
+    let data = tempfile::tempdir().expect("data dir");
+    let up = Up::start(data.path());
+    let admin = shopper(&up, "boss@example.com").await;
+    let sku = stocked_sku(&up, 1).await;
+    let mut shoppers = Vec::new();
+    for i in 0..50 {
+        let s = shopper(&up, &format!("racer{i}@example.com")).await;
+        assert_eq!(s.add(&up, &sku, 1).await.status(), 200);
+        shoppers.push(s);
+    }
+    set_stock(&up, &admin, &sku, 10).await;
+    let up = std::sync::Arc::new(up);
+    let mut tasks = Vec::new();
+    for s in shoppers {
+        let up = up.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = s
+                .checkout(&up, Some(&key()), &body(APPROVE, "Springfield"))
+                .await;
+            assert_eq!(r.status(), 202);
+            let order: Value = r.json().await.expect("json");
+            s.settled(
+                &up,
+                order["id"].as_str().expect("id"),
+                Duration::from_secs(60),
+            )
+            .await
+        }));
+    }
+    let mut outcomes: HashMap<String, usize> = HashMap::new();
+    for t in tasks {
+        let order = t.await.expect("join");
+        let key = format!(
+            "{} {}",
+            order["status"].as_str().expect("status"),
+            order["reason"].as_str().unwrap_or("")
+        );
+        *outcomes.entry(key.trim().to_string()).or_default() += 1;
+    }
+    assert_eq!(outcomes.get("CONFIRMED"), Some(&10), "{outcomes:?}");
+    assert_eq!(
+        outcomes.get("CANCELLED out_of_stock"),
+        Some(&40),
+        "{outcomes:?}"
+    );
+    assert_eq!(available(&up, &sku).await, 0);
+    assert_eq!(assert_invariants(data.path()).await, (10, 40));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_killed_mid_saga_recovers_every_saga_without_breaking_invariants() {
+    let data = tempfile::tempdir().expect("data dir");
+    let up = Up::start_with(
+        data.path(),
+        &[
+            // Answer PENDING at once, so the kill lands while sagas are in flight.
+            ("EMPORIUM__ORDERS__CHECKOUT_WAIT_MS", "50"),
+            ("EMPORIUM__PAYMENTS__SLOW_CARD_DELAY_MS", "1500"),
+        ],
+    );
+    let sku = stocked_sku(&up, 2).await;
+    let mut placed = Vec::new();
+    for i in 0..12 {
+        let s = shopper(&up, &format!("crash{i}@example.com")).await;
+        assert_eq!(s.add(&up, &sku, 1).await.status(), 200);
+        let k = key();
+        let card = if i % 3 == 0 { APPROVE } else { SLOW };
+        let r = s.checkout(&up, Some(&k), &body(card, "Springfield")).await;
+        assert_eq!(r.status(), 202);
+        let order: Value = r.json().await.expect("json");
+        placed.push((s, k, card, order["id"].as_str().expect("id").to_string()));
+    }
+    let orders = up.pid("orders");
+    kill(Pid::from_raw(orders), Signal::SIGKILL).expect("kill orders");
+    up.wait_for_line("orders died", Duration::from_secs(10));
+
+    let mut terminal = 0;
+    for (s, k, card, id) in &placed {
+        let order = s.settled(&up, id, Duration::from_secs(60)).await;
+        assert!(["CONFIRMED", "CANCELLED"].contains(&order["status"].as_str().expect("status")));
+        terminal += 1;
+        // One order per key, also after the crash.
+        let again = s.checkout(&up, Some(k), &body(card, "Springfield")).await;
+        assert_eq!(again.status(), 200);
+        let again: Value = again.json().await.expect("json");
+        assert_eq!(again["id"].as_str(), Some(id.as_str()));
+    }
+    assert_eq!(terminal, placed.len());
+    let (confirmed, cancelled) = assert_invariants(data.path()).await;
+    assert_eq!(confirmed + cancelled, placed.len());
+    assert!(
+        up.lines
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|l| l.contains("resuming a saga left in flight")),
+        "recovery resumed sagas"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkouts_go_on_while_notifications_is_stopped_and_every_mail_arrives_once() {
+    let data = tempfile::tempdir().expect("data dir");
+    let up = Up::start(data.path());
+    let sku = stocked_sku(&up, 3).await;
+    let mut shoppers = Vec::new();
+    for i in 0..5 {
+        let s = shopper(&up, &format!("mail{i}@example.com")).await;
+        assert_eq!(s.add(&up, &sku, 1).await.status(), 200);
+        shoppers.push(s);
+    }
+    let notifications = Pid::from_raw(up.pid("notifications"));
+    kill(notifications, Signal::SIGSTOP).expect("stop notifications");
+    let mut ids = Vec::new();
+    for s in &shoppers {
+        let r = s
+            .checkout(&up, Some(&key()), &body(APPROVE, "Springfield"))
+            .await;
+        let order: Value = r.json().await.expect("json");
+        let order = s
+            .settled(
+                &up,
+                order["id"].as_str().expect("id"),
+                Duration::from_secs(20),
+            )
+            .await;
+        assert_eq!(
+            order["status"], "CONFIRMED",
+            "checkout does not wait for mail"
+        );
+        ids.push(order["id"].as_str().expect("id").to_string());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        ids.iter().all(|id| mails_for(data.path(), id) == 0),
+        "nothing sent while stopped"
+    );
+    kill(notifications, Signal::SIGCONT).expect("continue notifications");
+    wait_for_mails(data.path(), &ids, Duration::from_secs(30)).await;
+    // And nothing more arrives later.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for id in &ids {
+        assert_eq!(mails_for(data.path(), id), 1);
+    }
+}
