@@ -523,6 +523,27 @@ async fn a_shopper_checks_out_and_bad_input_is_refused_clearly() {
     let (confirmed, cancelled) = assert_invariants(data.path()).await;
     assert_eq!((confirmed, cancelled), (2, 1));
 
+    // A price change at catalog reaches the carts holding the product.
+    let boss = shopper(&up, "boss@example.com").await;
+    assert_eq!(eve.add(&up, &sku, 1).await.status(), 200);
+    let product_id = eve.cart(&up).await["items"][0]["product_id"]
+        .as_str()
+        .expect("product id")
+        .to_string();
+    let r = http()
+        .patch(up.at(&format!("/api/catalog/products/{product_id}")))
+        .bearer_auth(&boss.token)
+        .json(&json!({"price": {"amount": unit + 100, "currency": "USD"}}))
+        .send()
+        .await
+        .expect("patch price");
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while eve.cart(&up).await["items"][0]["unit_price"]["amount"].as_i64() != Some(unit + 100) {
+        assert!(Instant::now() < deadline, "the cart was not repriced");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // No card number in any log line of any service.
     let lines = up.lines.lock().expect("lock");
     for number in [APPROVE, DECLINE, TRANSIENT] {
@@ -683,4 +704,162 @@ async fn checkouts_go_on_while_notifications_is_stopped_and_every_mail_arrives_o
     for id in &ids {
         assert_eq!(mails_for(data.path(), id), 1);
     }
+}
+
+/// A real SMTP server (aiosmtpd) delivering into a maildir; killed on drop.
+struct SmtpSink {
+    child: std::process::Child,
+    maildir: std::path::PathBuf,
+}
+
+impl SmtpSink {
+    fn start(port: u16, maildir: &Path) -> Self {
+        let child = std::process::Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs (scripts/test installs aiosmtpd)");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "aiosmtpd did not listen on {port}: is it installed? (scripts/test installs it: \
+                 python3 -m pip install aiosmtpd)"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            maildir: maildir.to_path_buf(),
+        }
+    }
+
+    /// The messages delivered so far.
+    fn messages(&self) -> Vec<String> {
+        std::fs::read_dir(self.maildir.join("new"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_goes_through_smtp_and_an_outage_delays_it_without_losing_it() {
+    let data = tempfile::tempdir().expect("data dir");
+    let port = free_port();
+    let port_text = port.to_string();
+    let up = Up::start_with(
+        data.path(),
+        &[
+            ("EMPORIUM__NOTIFICATIONS__SMTP__HOST", "127.0.0.1"),
+            ("EMPORIUM__NOTIFICATIONS__SMTP__PORT", &port_text),
+            ("EMPORIUM__NOTIFICATIONS__SMTP__TLS", "none"),
+            ("EMPORIUM__NOTIFICATIONS__RETRY_BASE_MS", "100"),
+            ("EMPORIUM__NOTIFICATIONS__RETRY_MAX_MS", "500"),
+        ],
+    );
+    // The SMTP server is down: checkout is not affected.
+    let ada = shopper(&up, "smtp@example.com").await;
+    let sku = stocked_sku(&up, 4).await;
+    assert_eq!(ada.add(&up, &sku, 1).await.status(), 200);
+    let r = ada
+        .checkout(&up, Some(&key()), &body(APPROVE, "Springfield"))
+        .await;
+    let order: Value = r.json().await.expect("json");
+    let id = order["id"].as_str().expect("id").to_string();
+    let order = ada.settled(&up, &id, Duration::from_secs(20)).await;
+    assert_eq!(order["status"], "CONFIRMED");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let inbox: Value = http()
+        .get(up.at("/api/notifications"))
+        .bearer_auth(&ada.token)
+        .send()
+        .await
+        .expect("inbox")
+        .json()
+        .await
+        .expect("json");
+    let statuses: Vec<&str> = inbox["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|m| m["status"].as_str().expect("status"))
+        .collect();
+    assert_eq!(
+        statuses,
+        ["pending", "pending"],
+        "queued while SMTP is down"
+    );
+
+    // The server comes up: both mails (welcome, confirmation) arrive, once each.
+    let maildir = data.path().join("maildir");
+    let sink = SmtpSink::start(port, &maildir);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sink.messages().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "mail was not delivered after the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 2, "each mail once");
+    let confirmation = messages
+        .iter()
+        .find(|m| m.contains(&format!("Subject: Order {} confirmed", &id[id.len() - 8..])))
+        .expect("the order confirmation");
+    assert!(
+        confirmation.contains("smtp@example.com"),
+        "addressed to the shopper"
+    );
+    assert!(
+        confirmation.contains("multipart/alternative"),
+        "plain text and HTML"
+    );
+    assert!(!confirmation.contains(APPROVE), "no card number in mail");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_past_its_deadline_compensates() {
+    let data = tempfile::tempdir().expect("data dir");
+    let up = Up::start_with(data.path(), &[("EMPORIUM__ORDERS__SAGA_TIMEOUT_MS", "0")]);
+    let ada = shopper(&up, "late@example.com").await;
+    let sku = stocked_sku(&up, 5).await;
+    let stock = available(&up, &sku).await;
+    assert_eq!(ada.add(&up, &sku, 2).await.status(), 200);
+    let r = ada
+        .checkout(&up, Some(&key()), &body(APPROVE, "Springfield"))
+        .await;
+    let order: Value = r.json().await.expect("json");
+    let order = ada
+        .settled(
+            &up,
+            order["id"].as_str().expect("id"),
+            Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(order["status"], "CANCELLED");
+    assert_eq!(order["reason"], "deadline_exceeded");
+    assert_eq!(available(&up, &sku).await, stock);
+    assert_eq!(assert_invariants(data.path()).await, (0, 1));
 }

@@ -196,7 +196,7 @@ impl Saga {
             tracing::error!("no such order");
             return Ok(Next::Done);
         };
-        let past_deadline = now_ms() > order.deadline_ms;
+        let past_deadline = now_ms() >= order.deadline_ms;
         match order.step.as_str() {
             step::RESERVE => {
                 if card.is_none() {
