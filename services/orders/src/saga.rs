@@ -177,7 +177,10 @@ impl Saga {
         let mut waits = 0;
         loop {
             match self.step(order_id, card).await {
-                Ok(Next::Continue) => waits = 0,
+                Ok(Next::Continue) => {
+                    waits = 0;
+                    continue;
+                }
                 Ok(Next::Done) => return,
                 Ok(Next::Wait) => waits += 1,
                 Err(e) => {

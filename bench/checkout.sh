@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Checkout benchmarks, on a release build with the embedded defaults (SQLite, feed):
+#   1. saturation: closed-loop shoppers checking out through the gateway (add to cart,
+#      POST /api/orders, which answers when the saga finished) → confirmed checkouts/s;
+#   2. latency at half that rate: open loop, latency measured from when each checkout
+#      was due → p50 / p99;
+#   3. event delivery: for every order confirmed in (1) and (2), the time from the
+#      OrderConfirmed outbox row (its CloudEvents time) to the mail written → p50 / p99.
+# Usage: bench/checkout.sh [seconds per run, default 15] [shoppers, default 64]
+# Traffic goes to 127.0.0.1 only; every process started here is stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER_RUN=${1:-15}
+USERS=${2:-64}
+
+cargo build --release -p emporium -p emporium-bench >/dev/null
+BIN=target/release/emporium
+LOAD=target/release/checkout-load
+WORK=$(mktemp -d)
+UP_PID=
+cleanup() {
+  [ -n "$UP_PID" ] && kill -TERM "$UP_PID" 2>/dev/null && wait "$UP_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+export EMPORIUM__LOG__LEVEL=warn
+export EMPORIUM__GATEWAY__RATE_LIMIT__PER_SECOND=100000000
+export EMPORIUM__GATEWAY__RATE_LIMIT__BURST=100000000
+export EMPORIUM__USERS__ADMIN_EMAILS='["bench-admin@example.com"]'
+
+LOG="$WORK/up.log"
+"$BIN" up --port 0 --data-dir "$WORK/data" >"$LOG" 2>&1 &
+UP_PID=$!
+until grep -q "Open http://" "$LOG"; do
+  kill -0 "$UP_PID" 2>/dev/null || { cat "$LOG"; exit 1; }
+  sleep 0.05
+done
+BASE=$(grep -o "Open http://[0-9.:]*" "$LOG" | head -1 | cut -d' ' -f2)
+
+echo "## Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+echo "## Saturation: $USERS closed-loop shoppers, ${SECONDS_PER_RUN}s"
+SAT=$("$LOAD" --base "$BASE" --users "$USERS" --seconds "$SECONDS_PER_RUN")
+echo "$SAT"
+RATE=$(python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['checkouts_per_s'] / 2, 1))" "$SAT")
+echo "## Half load: open loop at $RATE checkouts/s, ${SECONDS_PER_RUN}s"
+"$LOAD" --base "$BASE" --users "$USERS" --seconds "$SECONDS_PER_RUN" --rate "$RATE"
+
+sleep 2
+echo "## Event delivery: OrderConfirmed committed → mail written (.eml)"
+python3 - "$WORK/data/notifications/notifications.db" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+rows = sorted(r[0] for r in db.execute(
+    "SELECT sent_ms - event_ms FROM messages WHERE kind = 'order_confirmed' AND status = 'sent'"))
+pending = db.execute("SELECT COUNT(*) FROM messages WHERE status <> 'sent'").fetchone()[0]
+def pct(p):
+    return rows[min(len(rows) - 1, max(0, int(len(rows) * p + 0.999999) - 1))] if rows else 0
+print(f'{{"mails": {len(rows)}, "pending": {pending}, "p50_ms": {pct(0.5)}, "p99_ms": {pct(0.99)}, "max_ms": {rows[-1] if rows else 0}}}')
+PY
+echo "## RSS after the run (KiB)"
+awk '$1 ~ /^[a-z]+$/ && $2 ~ /^127\.0\.0\.1:/ {print $1, $3}' "$LOG" | while read -r name pid; do
+  printf "%-14s %s\n" "$name" "$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null)"
+done
