@@ -175,8 +175,10 @@ impl Saga {
 
     async fn drive(&self, order_id: &str, card: Option<&Card>) {
         let mut waits = 0;
+        // The order as this task last wrote it: read again only after a retry.
+        let mut cached: Option<OrderRow> = None;
         loop {
-            match self.step(order_id, card).await {
+            match self.step(order_id, &mut cached, card).await {
                 Ok(Next::Continue) => {
                     waits = 0;
                     continue;
@@ -190,15 +192,36 @@ impl Saga {
                     }
                 }
             }
+            cached = None;
             tokio::time::sleep(self.backoff(waits)).await;
         }
     }
 
-    async fn step(&self, order_id: &str, card: Option<&Card>) -> Result<Next, StepError> {
-        let Some(order) = store::get(&self.db, order_id).await? else {
-            tracing::error!("no such order");
-            return Ok(Next::Done);
+    async fn step(
+        &self,
+        order_id: &str,
+        cached: &mut Option<OrderRow>,
+        card: Option<&Card>,
+    ) -> Result<Next, StepError> {
+        let order = match cached.take() {
+            Some(order) => order,
+            None => match store::get(&self.db, order_id).await? {
+                Some(order) => order,
+                None => {
+                    tracing::error!("no such order");
+                    return Ok(Next::Done);
+                }
+            },
         };
+        let (next, order) = self.step_from(order, card).await?;
+        *cached = order;
+        Ok(next)
+    }
+
+    /// Takes one step from `order`'s current state; returns what to do next and the
+    /// order as it now stands, when known.
+    async fn step_from(&self, order: OrderRow, card: Option<&Card>) -> Result<(Next, Option<OrderRow>), StepError> {
+        let order_id = order.id.as_str();
         let past_deadline = now_ms() >= order.deadline_ms;
         match order.step.as_str() {
             step::RESERVE => {
@@ -286,7 +309,7 @@ impl Saga {
                                     "the card processor failed; retrying",
                                 )
                                 .await?;
-                                Ok(Next::Wait)
+                                Ok((Next::Wait, None))
                             }
                             Err(e) if status(&e) == Some(StatusCode::UNPROCESSABLE_ENTITY) => {
                                 self.compensate(
@@ -367,7 +390,7 @@ impl Saga {
                 self.cancel(&order, &format!("stock {}, payment {}", r.status, p.status))
                     .await
             }
-            _ => Ok(Next::Done),
+            _ => Ok((Next::Done, None)),
         }
     }
 
@@ -376,7 +399,7 @@ impl Saga {
         order: &OrderRow,
         p: &Payment,
         past_deadline: bool,
-    ) -> Result<Next, StepError> {
+    ) -> Result<(Next, Option<OrderRow>), StepError> {
         match p.status.as_str() {
             "authorized" | "captured" => {
                 let card = format!(
@@ -397,7 +420,7 @@ impl Saga {
                 .await
             }
             // Still deciding: wait, unless time is up (the cancel voids whatever comes).
-            "authorizing" if !past_deadline => Ok(Next::Wait),
+            "authorizing" if !past_deadline => Ok((Next::Wait, None)),
             "authorizing" => {
                 self.compensate(
                     order,
@@ -406,7 +429,7 @@ impl Saga {
                 )
                 .await
             }
-            "retryable" if !past_deadline => Ok(Next::Wait),
+            "retryable" if !past_deadline => Ok((Next::Wait, None)),
             _ => {
                 self.compensate(
                     order,
@@ -431,13 +454,20 @@ impl Saga {
         to: &str,
         event: &str,
         detail: &str,
-    ) -> Result<Next, StepError> {
+    ) -> Result<(Next, Option<OrderRow>), StepError> {
         let mut tx = self.db.begin().await?;
-        if store::advance(&mut tx, &order.id, &order.step, to, None).await? {
-            store::note(&mut tx, &order.id, event, detail).await?;
-            tx.commit().await?;
+        if !store::advance(&mut tx, &order.id, &order.step, to, None).await? {
+            // Moved by someone else: read it again.
+            tx.rollback().await?;
+            return Ok((Next::Continue, None));
         }
-        Ok(Next::Continue)
+        store::note(&mut tx, &order.id, event, detail).await?;
+        tx.commit().await?;
+        let moved = OrderRow {
+            step: to.to_string(),
+            ..order.clone()
+        };
+        Ok((Next::Continue, Some(moved)))
     }
 
     async fn compensate(
@@ -445,17 +475,25 @@ impl Saga {
         order: &OrderRow,
         reason: &str,
         detail: &str,
-    ) -> Result<Next, StepError> {
+    ) -> Result<(Next, Option<OrderRow>), StepError> {
         let mut tx = self.db.begin().await?;
-        if store::start_compensation(&mut tx, &order.id, &order.step, reason, detail).await? {
-            store::note(&mut tx, &order.id, reason, detail).await?;
-            tx.commit().await?;
-            tracing::info!(reason, detail, "compensating");
+        if !store::start_compensation(&mut tx, &order.id, &order.step, reason, detail).await? {
+            tx.rollback().await?;
+            return Ok((Next::Continue, None));
         }
-        Ok(Next::Continue)
+        store::note(&mut tx, &order.id, reason, detail).await?;
+        tx.commit().await?;
+        tracing::info!(reason, detail, "compensating");
+        let moved = OrderRow {
+            step: step::COMPENSATE.to_string(),
+            reason: Some(reason.to_string()),
+            detail: Some(detail.to_string()),
+            ..order.clone()
+        };
+        Ok((Next::Continue, Some(moved)))
     }
 
-    async fn confirm(&self, order: &OrderRow) -> Result<Next, StepError> {
+    async fn confirm(&self, order: &OrderRow) -> Result<(Next, Option<OrderRow>), StepError> {
         let lines = store::lines(&self.db, &order.id).await?;
         let mut tx = self.db.begin().await?;
         if store::advance(
@@ -484,11 +522,13 @@ impl Saga {
             self.outbox.publish(&mut tx, &event).await?;
             self.outbox.commit(tx).await?;
             tracing::info!(total = order.total, "order confirmed");
+        } else {
+            tx.rollback().await?;
         }
-        Ok(Next::Done)
+        Ok((Next::Done, None))
     }
 
-    async fn cancel(&self, order: &OrderRow, undone: &str) -> Result<Next, StepError> {
+    async fn cancel(&self, order: &OrderRow, undone: &str) -> Result<(Next, Option<OrderRow>), StepError> {
         let mut tx = self.db.begin().await?;
         if store::advance(
             &mut tx,
@@ -513,8 +553,10 @@ impl Saga {
                 undone,
                 "order cancelled"
             );
+        } else {
+            tx.rollback().await?;
         }
-        Ok(Next::Done)
+        Ok((Next::Done, None))
     }
 }
 

@@ -91,7 +91,8 @@ impl Ledger {
             .ok_or(LedgerError::NotFound)
     }
 
-    /// Moves `order_id` from one of `from` to `to`; false when it was not in `from`.
+    /// Moves `order_id` from one of `from` to `to`, in one conditional statement;
+    /// false when it was not in `from`.
     async fn transition(
         &self,
         order_id: &str,
@@ -100,31 +101,26 @@ impl Ledger {
         reason: Option<&str>,
         reference: Option<&str>,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.db.begin().await?;
-        let current: Option<(String,)> =
-            sqlx::query_as("SELECT status FROM payments WHERE order_id = $1")
-                .bind(order_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some((status,)) = current else {
-            return Ok(false);
+        let [a, b] = match from {
+            [a] => [*a, *a],
+            [a, b] => [*a, *b],
+            _ => return Ok(false),
         };
-        if !from.contains(&status.as_str()) {
-            return Ok(false);
-        }
-        sqlx::query(
+        let done = sqlx::query(
             "UPDATE payments SET status = $2, reason = COALESCE($3, reason), \
-             reference = COALESCE($4, reference), updated_ms = $5 WHERE order_id = $1",
+             reference = COALESCE($4, reference), updated_ms = $5 \
+             WHERE order_id = $1 AND status IN ($6, $7)",
         )
         .bind(order_id)
         .bind(to)
         .bind(reason)
         .bind(reference)
         .bind(now_ms())
-        .execute(&mut *tx)
+        .bind(a)
+        .bind(b)
+        .execute(self.db.pool())
         .await?;
-        tx.commit().await?;
-        Ok(true)
+        Ok(done.rows_affected() == 1)
     }
 
     /// Authorizes `amount` on `card` for `order_id`. Asking again answers the
@@ -137,48 +133,48 @@ impl Ledger {
         card: &Card,
         summary: &CardSummary,
     ) -> Result<Payment, LedgerError> {
-        // Claim the order: create it, or take it back from `retryable`.
+        // Claim the order: create it, or take it back from `retryable`; each a single
+        // statement, so two calls for one order cannot both win.
         let now = now_ms();
-        let mut tx = self.db.begin().await?;
-        let existing: Option<(String,)> =
-            sqlx::query_as("SELECT status FROM payments WHERE order_id = $1")
-                .bind(order_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        match existing.as_ref().map(|(s,)| s.as_str()) {
-            None => {
-                sqlx::query(
-                    "INSERT INTO payments (order_id, status, amount, currency, brand, last4, attempts, \
-                     created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)",
-                )
-                .bind(order_id)
-                .bind(AUTHORIZING)
-                .bind(amount)
-                .bind(currency)
-                .bind(&summary.brand)
-                .bind(&summary.last4)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+        let created = sqlx::query(
+            "INSERT INTO payments (order_id, status, amount, currency, brand, last4, attempts, \
+             created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7) \
+             ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(order_id)
+        .bind(AUTHORIZING)
+        .bind(amount)
+        .bind(currency)
+        .bind(&summary.brand)
+        .bind(&summary.last4)
+        .bind(now)
+        .execute(self.db.pool())
+        .await?
+        .rows_affected()
+            == 1;
+        let mut attempts = 1;
+        if !created {
+            let retried = sqlx::query(
+                "UPDATE payments SET status = $2, attempts = attempts + 1, updated_ms = $3 \
+                 WHERE order_id = $1 AND status = $4",
+            )
+            .bind(order_id)
+            .bind(AUTHORIZING)
+            .bind(now)
+            .bind(RETRYABLE)
+            .execute(self.db.pool())
+            .await?
+            .rows_affected()
+                == 1;
+            let current = self.row(order_id).await?.ok_or(LedgerError::NotFound)?;
+            if !retried {
+                return match current.status.as_str() {
+                    AUTHORIZING => Err(LedgerError::InProgress),
+                    _ => Ok(current.into()),
+                };
             }
-            Some(RETRYABLE) => {
-                sqlx::query(
-                    "UPDATE payments SET status = $2, attempts = attempts + 1, updated_ms = $3 \
-                     WHERE order_id = $1",
-                )
-                .bind(order_id)
-                .bind(AUTHORIZING)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
-            Some(AUTHORIZING) => return Err(LedgerError::InProgress),
-            Some(_) => {
-                drop(tx);
-                return self.get(order_id).await;
-            }
+            attempts = current.attempts;
         }
-        tx.commit().await?;
 
         let outcome = self.processor.authorize(order_id, amount, card).await;
         let (to, reason, reference) = match &outcome {
@@ -198,10 +194,20 @@ impl Ledger {
                 .map_err(LedgerError::Processor)?;
         }
         tracing::info!(order_id, status = to, brand = %summary.brand, last4 = %summary.last4, "authorization");
-        if let Outcome::Transient(reason) = outcome {
-            return Err(LedgerError::Processor(reason));
+        match outcome {
+            Outcome::Transient(reason) => Err(LedgerError::Processor(reason)),
+            Outcome::Approved(_) | Outcome::Declined(_) if applied => Ok(Payment {
+                order_id: order_id.to_string(),
+                status: to.to_string(),
+                amount,
+                currency: currency.to_string(),
+                brand: Some(summary.brand.clone()),
+                last4: Some(summary.last4.clone()),
+                attempts,
+                reason: reason.map(str::to_string),
+            }),
+            _ => self.get(order_id).await,
         }
-        self.get(order_id).await
     }
 
     /// Captures an authorized payment.
@@ -225,9 +231,13 @@ impl Ledger {
             if now.status != CAPTURED {
                 return Err(LedgerError::InvalidState(now.status));
             }
+            return Ok(now);
         }
         tracing::info!(order_id, amount = row.amount, "captured");
-        self.get(order_id).await
+        Ok(Payment {
+            status: CAPTURED.into(),
+            ..row.into()
+        })
     }
 
     /// Undoes whatever the order's payment reached: voids an authorization, refunds
