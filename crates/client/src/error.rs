@@ -42,6 +42,24 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// The status the called service answered with, when it answered.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ClientError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The `code` of the problem the called service answered with, if any.
+    pub fn problem_code(&self) -> Option<&str> {
+        match self {
+            ClientError::Status {
+                problem: Some(p), ..
+            } => Some(p.code.as_str()),
+            _ => None,
+        }
+    }
+
     /// The status a proxying or calling service answers with when this happens:
     /// 503 when nobody is there, 504 on the deadline, 502 otherwise.
     pub fn upstream_status(&self) -> StatusCode {

@@ -55,8 +55,11 @@ where
 pub(crate) enum Failure {
     /// The data does not decode: retrying cannot help.
     Poison(String),
-    /// The handler or the database failed: worth retrying.
+    /// The handler failed: worth retrying, a few times.
     Failed(String),
+    /// This service's own database failed (busy, full, down): retried until it
+    /// works, never counted against the event.
+    Db(String),
 }
 
 pub(crate) trait ErasedHandler: Send + Sync {
@@ -130,7 +133,7 @@ impl Consumer {
         event: &Envelope,
         cursor: Cursor,
     ) -> Result<bool, Failure> {
-        let db_failure = |e: sqlx::Error| Failure::Failed(format!("database: {e}"));
+        let db_failure = |e: sqlx::Error| Failure::Db(format!("database: {e}"));
         let mut tx = self.db.begin().await.map_err(db_failure)?;
         let fresh = sqlx::query(
             "INSERT INTO processed_events (event_id, subscription, processed_ms) \
@@ -171,6 +174,7 @@ impl Consumer {
         stop: &mut watch::Receiver<bool>,
     ) -> bool {
         let mut attempt = 0;
+        let mut db_failures = 0;
         let error = loop {
             attempt += 1;
             match self
@@ -184,6 +188,16 @@ impl Consumer {
                     return true;
                 }
                 Err(Failure::Poison(error)) => break error,
+                Err(Failure::Db(error)) => {
+                    attempt -= 1;
+                    db_failures += 1;
+                    if db_failures <= 3 || db_failures % 20 == 0 {
+                        tracing::warn!(subscription = %sub.name, error, "database unavailable; retrying");
+                    }
+                    if !pause(self.backoff(db_failures), stop).await {
+                        return false;
+                    }
+                }
                 Err(Failure::Failed(error)) if attempt >= self.settings.max_attempts => {
                     break error;
                 }
@@ -294,17 +308,16 @@ impl Consumer {
                 tracing::info!(event_id, subscription = %name, "dead letter replayed");
                 Ok(ReplayOutcome::Replayed)
             }
-            Err(Failure::Poison(e) | Failure::Failed(e)) => failed(e).await,
+            Err(Failure::Poison(e) | Failure::Failed(e) | Failure::Db(e)) => failed(e).await,
         }
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let ms = self
-            .settings
-            .retry_base_ms
-            .saturating_mul(1 << attempt.saturating_sub(1).min(20))
-            .min(self.settings.retry_max_ms);
-        Duration::from_millis(ms)
+        emporium_runtime::backoff(
+            Duration::from_millis(self.settings.retry_base_ms),
+            Duration::from_millis(self.settings.retry_max_ms),
+            attempt,
+        )
     }
 
     /// Reads one producer's feed until `stop`.
@@ -361,10 +374,15 @@ impl Consumer {
             }
             sub.head.store(page.head, Ordering::Relaxed);
             if page.head < cursor {
+                // Sequence numbers only grow, so the producer's database was replaced
+                // (reset, restored): read it again from the start. Events already
+                // applied are recognised by id and have no second effect.
                 tracing::warn!(
                     subscription = %sub.name, cursor, head = page.head,
-                    "the producer's outbox is behind this cursor (was its database reset?)"
+                    "the producer's outbox is behind this cursor; reading it again from the start"
                 );
+                cursor = 0;
+                continue;
             }
             if page.events.is_empty() {
                 continue;
@@ -413,7 +431,7 @@ impl Consumer {
         let Some(last) = events.last() else {
             return Ok(());
         };
-        let db_failure = |e: sqlx::Error| Failure::Failed(format!("database: {e}"));
+        let db_failure = |e: sqlx::Error| Failure::Db(format!("database: {e}"));
         let mut tx = self.db.begin().await.map_err(db_failure)?;
         let mut applied = false;
         for fe in events {

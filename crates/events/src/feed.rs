@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use emporium_http::{ApiError, ApiQuery, FieldError};
 use emporium_store::Db;
 use serde::Deserialize;
+use tokio::sync::watch;
 
 use crate::envelope::FeedPage;
 use crate::outbox::{Outbox, OutboxRow, envelope_of};
@@ -27,6 +28,8 @@ pub(crate) struct FeedState {
     pub service: &'static str,
     pub db: Db,
     pub outbox: Outbox,
+    /// True once the server is shutting down.
+    pub closing: watch::Receiver<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,15 +82,22 @@ async fn feed(
     });
     let until = tokio::time::Instant::now() + Duration::from_millis(q.wait).min(budget);
     let mut commits = state.outbox.subscribe();
+    let mut closing = state.closing.clone();
+    let mut closed = false;
     loop {
         commits.borrow_and_update();
         let page = read(&state, q.after, q.limit).await?;
-        if !page.events.is_empty() || tokio::time::Instant::now() >= until {
+        if !page.events.is_empty()
+            || tokio::time::Instant::now() >= until
+            || closed
+            || *closing.borrow()
+        {
             return Ok(Json(page));
         }
         let recheck = (tokio::time::Instant::now() + RECHECK).min(until);
         tokio::select! {
             _ = commits.changed() => {}
+            changed = closing.changed() => closed = changed.is_err(),
             () = tokio::time::sleep_until(recheck) => {}
         }
     }

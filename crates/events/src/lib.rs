@@ -73,6 +73,21 @@ impl Events {
     /// Prepares the events of the service hosted by `host`, creating the chassis'
     /// tables (`outbox`, `event_cursors`, `processed_events`, `dead_letters`) in `db`.
     pub async fn open(host: &Host, db: &Db) -> anyhow::Result<Self> {
+        let settings = &host.common.events;
+        anyhow::ensure!(
+            (1..=feed::MAX_LIMIT).contains(&settings.batch_size),
+            "events.batch_size must be 1 to {}",
+            feed::MAX_LIMIT
+        );
+        anyhow::ensure!(
+            settings.feed_wait_ms <= feed::MAX_WAIT_MS,
+            "events.feed_wait_ms must be at most {}",
+            feed::MAX_WAIT_MS
+        );
+        anyhow::ensure!(
+            settings.max_attempts >= 1 && settings.retry_base_ms >= 1,
+            "events.max_attempts and events.retry_base_ms must be at least 1"
+        );
         let mut migrator = sqlx::migrate!("./migrations/sqlite");
         migrator.dangerous_set_table_name("_events_migrations");
         db.migrate(&migrator).await?;
@@ -121,6 +136,13 @@ impl Events {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let running = self.start();
+        // Long polls on the feed end as soon as shutdown starts, not at the grace
+        // period's end.
+        let closing = running.closing.clone();
+        let shutdown = async move {
+            shutdown.await;
+            let _ = closing.send(true);
+        };
         let result = host
             .serve(routes.merge(running.router()), listener, shutdown)
             .await;
@@ -156,10 +178,12 @@ impl Events {
             tasks.spawn(consumer.clone().run(sub.clone(), stopped.clone()));
         }
         let subscriptions = Arc::new(subscriptions);
+        let (closing, closed) = watch::channel(false);
         let router = feed::router(feed::FeedState {
             service,
             db: self.db,
             outbox: self.outbox,
+            closing: closed,
         })
         .merge(admin::router(admin::AdminState {
             service,
@@ -170,6 +194,7 @@ impl Events {
         RunningEvents {
             router,
             stop,
+            closing: Arc::new(closing),
             tasks,
         }
     }
@@ -180,6 +205,8 @@ impl Events {
 pub struct RunningEvents {
     router: Router,
     stop: watch::Sender<bool>,
+    /// Ends the feed's long polls.
+    closing: Arc<watch::Sender<bool>>,
     tasks: JoinSet<()>,
 }
 
@@ -192,6 +219,7 @@ impl RunningEvents {
 
     /// Stops the consumers after the transaction in flight, if any.
     pub async fn stop(mut self) {
+        let _ = self.closing.send(true);
         let _ = self.stop.send(true);
         let all = async { while self.tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(Duration::from_secs(5), all)

@@ -6,6 +6,8 @@
 //! what `emporium serve <service>` calls: load settings, start logs, bind the
 //! listener, report the bound address to a supervisor, and run until SIGTERM/SIGINT.
 
+mod backoff;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +24,8 @@ use emporium_store::Db;
 use emporium_store::sqlx::migrate::Migrator;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
+
+pub use backoff::backoff;
 
 /// Environment variable naming a file where the bound address is written, for a
 /// supervisor that started the process on port 0.

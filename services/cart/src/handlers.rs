@@ -5,7 +5,9 @@ use emporium_events::Received;
 use emporium_store::{Tx, now_ms};
 use futures::future::BoxFuture;
 
-/// Every cart holding the product shows its new price.
+/// Every cart holding the product at its old price shows the new one. Guarded by the
+/// old price, so a late or replayed event never overwrites a newer price (a line
+/// added since the change already has the new price from catalog).
 pub fn price_changed(
     tx: &mut Tx,
     event: Received<PriceChanged>,
@@ -13,12 +15,14 @@ pub fn price_changed(
     Box::pin(async move {
         let e = event.data;
         sqlx::query(
-            "UPDATE cart_items SET unit_price = $2, currency = $3, updated_ms = $4 WHERE sku = $1",
+            "UPDATE cart_items SET unit_price = $2, currency = $3, updated_ms = $4 \
+             WHERE sku = $1 AND unit_price = $5",
         )
         .bind(&e.sku)
         .bind(e.new_price)
         .bind(&e.currency)
         .bind(now_ms())
+        .bind(e.old_price)
         .execute(&mut **tx)
         .await?;
         Ok(())

@@ -43,7 +43,7 @@ pub struct MessageView {
     pub kind: String,
     pub subject: String,
     pub body: String,
-    /// `pending` until delivered, then `sent`.
+    /// `pending` until delivered, then `sent` (or `failed` when the mail server refused it for good).
     pub status: String,
     pub created_at: String,
     pub sent_at: Option<String>,

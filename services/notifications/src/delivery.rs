@@ -47,21 +47,25 @@ impl Mailer {
         Ok(Self::Smtp { transport, server })
     }
 
-    async fn send(&self, id: &str, message: Message) -> anyhow::Result<()> {
+    async fn send(&self, id: &str, message: Message) -> Result<(), SendError> {
         match self {
             Self::Files(dir) => {
                 let tmp = dir.join(format!(".{id}.eml.tmp"));
-                tokio::fs::write(&tmp, message.formatted()).await?;
-                tokio::fs::rename(&tmp, dir.join(format!("{id}.eml"))).await?;
-                Ok(())
-            }
-            Self::Smtp { transport, server } => {
-                transport
-                    .send(message)
+                let write = async {
+                    tokio::fs::write(&tmp, message.formatted()).await?;
+                    tokio::fs::rename(&tmp, dir.join(format!("{id}.eml"))).await
+                };
+                write
                     .await
-                    .with_context(|| format!("SMTP {server}"))?;
-                Ok(())
+                    .map_err(|e| SendError::Transient(format!("writing {}: {e}", dir.display())))
             }
+            Self::Smtp { transport, server } => match transport.send(message).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.is_permanent() => {
+                    Err(SendError::Permanent(format!("SMTP {server}: {e}")))
+                }
+                Err(e) => Err(SendError::Transient(format!("SMTP {server}: {e}"))),
+            },
         }
     }
 }
@@ -93,6 +97,14 @@ struct Due {
     name: String,
 }
 
+/// Why a message was not delivered.
+#[derive(Debug)]
+enum SendError {
+    /// Trying again will not help (a malformed address, a 5xx from the server).
+    Permanent(String),
+    Transient(String),
+}
+
 /// Sends due messages until `stop`.
 pub async fn run(
     db: Db,
@@ -106,8 +118,8 @@ pub async fn run(
         Err(_) => return,
     };
     loop {
-        let full = match deliver_due(&db, &mailer, &from, &settings).await {
-            Ok(n) => n == BATCH,
+        let full = match deliver_due(&db, &mailer, &from, &settings, &stop).await {
+            Ok(n) => n == BATCH && !*stop.borrow(),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read pending messages");
                 false
@@ -131,6 +143,7 @@ async fn deliver_due(
     mailer: &Mailer,
     from: &Mailbox,
     settings: &NotificationsSettings,
+    stop: &watch::Receiver<bool>,
 ) -> Result<usize, sqlx::Error> {
     let due: Vec<Due> = sqlx::query_as(
         "SELECT m.id, m.subject, m.text_body, m.html_body, m.attempts, r.email, r.name \
@@ -143,7 +156,16 @@ async fn deliver_due(
     .await?;
     let n = due.len();
     for m in due {
-        match send_one(mailer, from, &m).await {
+        if *stop.borrow() {
+            break;
+        }
+        let mut stopping = stop.clone();
+        let sent = tokio::select! {
+            sent = send_one(mailer, from, &m) => sent,
+            // Shutting down: the message stays pending for the next start.
+            _ = stopping.changed() => break,
+        };
+        match sent {
             Ok(()) => {
                 sqlx::query(
                     "UPDATE messages SET status = 'sent', sent_ms = $2, attempts = attempts + 1, \
@@ -155,13 +177,24 @@ async fn deliver_due(
                 .await?;
                 tracing::info!(message_id = %m.id, "mail sent");
             }
-            Err(e) => {
+            Err(SendError::Permanent(error)) => {
+                tracing::error!(message_id = %m.id, error, "mail refused for good; not retried");
+                sqlx::query(
+                    "UPDATE messages SET status = 'failed', attempts = attempts + 1, last_error = $2 \
+                     WHERE id = $1",
+                )
+                .bind(&m.id)
+                .bind(error)
+                .execute(db.pool())
+                .await?;
+            }
+            Err(SendError::Transient(error)) => {
                 let attempts = m.attempts + 1;
-                let delay = settings
-                    .retry_base_ms
-                    .saturating_mul(1 << (attempts - 1).clamp(0, 20))
-                    .min(settings.retry_max_ms);
-                let error = format!("{e:#}");
+                let delay = emporium_runtime::backoff(
+                    Duration::from_millis(settings.retry_base_ms),
+                    Duration::from_millis(settings.retry_max_ms),
+                    attempts as u32,
+                );
                 tracing::warn!(message_id = %m.id, attempts, error, "mail not delivered; will retry");
                 sqlx::query(
                     "UPDATE messages SET attempts = $2, last_error = $3, next_try_ms = $4 WHERE id = $1",
@@ -169,7 +202,7 @@ async fn deliver_due(
                 .bind(&m.id)
                 .bind(attempts)
                 .bind(error)
-                .bind(now_ms() + delay as i64)
+                .bind(now_ms() + delay.as_millis() as i64)
                 .execute(db.pool())
                 .await?;
             }
@@ -178,19 +211,20 @@ async fn deliver_due(
     Ok(n)
 }
 
-async fn send_one(mailer: &Mailer, from: &Mailbox, m: &Due) -> anyhow::Result<()> {
-    let to = Mailbox::new(
-        Some(m.name.clone()),
-        m.email.parse().context("recipient address")?,
-    );
+async fn send_one(mailer: &Mailer, from: &Mailbox, m: &Due) -> Result<(), SendError> {
+    let address = m
+        .email
+        .parse()
+        .map_err(|e| SendError::Permanent(format!("recipient address: {e}")))?;
     let message = Message::builder()
         .from(from.clone())
-        .to(to)
+        .to(Mailbox::new(Some(m.name.clone()), address))
         .subject(&m.subject)
         .message_id(Some(format!("<{}@emporium>", m.id)))
         .multipart(MultiPart::alternative_plain_html(
             m.text_body.clone(),
             m.html_body.clone(),
-        ))?;
+        ))
+        .map_err(|e| SendError::Permanent(format!("building the message: {e}")))?;
     mailer.send(&m.id, message).await
 }

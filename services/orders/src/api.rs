@@ -278,11 +278,25 @@ async fn checkout(
     let claim = state.saga.claim(&order.id).ok_or_else(|| {
         ApiError::internal(std::io::Error::other("fresh order id already claimed"))
     })?;
-    match place(&state, &order, &cart.lines).await {
-        Ok(()) => {}
+    // Placing the order and starting its saga happen on their own task: if this
+    // request is dropped (the client or the gateway gave up), the order still goes
+    // through rather than being left to recovery, which has no card.
+    let request_id = emporium_http::context::current().map(|c| c.request_id);
+    let placing = {
+        let state = state.clone();
+        let order = order.clone();
+        let lines = cart.lines.clone();
+        let card = checkout.card.clone();
+        tokio::spawn(async move {
+            place(&state, &order, &lines).await?;
+            tracing::info!(order_id = %order.id, total = order.total, lines = lines.len(), "order placed");
+            Ok::<_, EventsError>(state.saga.spawn(claim, Some(card), request_id))
+        })
+    };
+    let mut saga = match placing.await.map_err(ApiError::internal)? {
+        Ok(saga) => saga,
         Err(EventsError::Db(e)) if is_unique_violation(&e) => {
             // The same key raced in from another request: answer with that order.
-            drop(claim);
             let existing = store::by_key(&state.db, &user_id, &key)
                 .await
                 .map_err(ApiError::internal)?
@@ -290,10 +304,7 @@ async fn checkout(
             return replay(&state, existing, &checkout.fingerprint).await;
         }
         Err(e) => return Err(ApiError::internal(e)),
-    }
-    tracing::info!(order_id = %order.id, total = order.total, lines = cart.lines.len(), "order placed");
-    let request_id = emporium_http::context::current().map(|c| c.request_id);
-    let mut saga = state.saga.spawn(claim, Some(checkout.card), request_id);
+    };
     let _ = tokio::time::timeout(state.wait, &mut saga).await;
     let order = store::get(&state.db, &order.id)
         .await

@@ -169,8 +169,7 @@ impl Saga {
     }
 
     fn backoff(&self, failures: u32) -> Duration {
-        let factor = 1u32 << failures.saturating_sub(1).min(16);
-        (self.settings.retry_base * factor).min(self.settings.retry_max)
+        emporium_runtime::backoff(self.settings.retry_base, self.settings.retry_max, failures)
     }
 
     async fn drive(&self, order_id: &str, card: Option<&Card>) {
@@ -220,7 +219,11 @@ impl Saga {
 
     /// Takes one step from `order`'s current state; returns what to do next and the
     /// order as it now stands, when known.
-    async fn step_from(&self, order: OrderRow, card: Option<&Card>) -> Result<(Next, Option<OrderRow>), StepError> {
+    async fn step_from(
+        &self,
+        order: OrderRow,
+        card: Option<&Card>,
+    ) -> Result<(Next, Option<OrderRow>), StepError> {
         let order_id = order.id.as_str();
         let past_deadline = now_ms() >= order.deadline_ms;
         match order.step.as_str() {
@@ -302,7 +305,7 @@ impl Saga {
                             .await
                         {
                             Ok(payment) => self.after_authorization(&order, &payment, false).await,
-                            Err(e) if problem_code(&e) == Some("processor_unavailable") => {
+                            Err(e) if e.problem_code() == Some("processor_unavailable") => {
                                 self.note(
                                     &order,
                                     "payment_retry",
@@ -311,7 +314,7 @@ impl Saga {
                                 .await?;
                                 Ok((Next::Wait, None))
                             }
-                            Err(e) if status(&e) == Some(StatusCode::UNPROCESSABLE_ENTITY) => {
+                            Err(e) if e.status() == Some(StatusCode::UNPROCESSABLE_ENTITY) => {
                                 self.compensate(
                                     &order,
                                     "payment_invalid",
@@ -326,7 +329,7 @@ impl Saga {
                         let path = format!("/internal/payments/{order_id}");
                         match self.payments.get_json::<Payment>(&path).await {
                         Ok(payment) => self.after_authorization(&order, &payment, past_deadline).await,
-                        Err(e) if status(&e) == Some(StatusCode::NOT_FOUND) => {
+                        Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => {
                             self.compensate(&order, "interrupted", "the checkout was interrupted before payment; nothing was charged")
                                 .await
                         }
@@ -528,7 +531,11 @@ impl Saga {
         Ok((Next::Done, None))
     }
 
-    async fn cancel(&self, order: &OrderRow, undone: &str) -> Result<(Next, Option<OrderRow>), StepError> {
+    async fn cancel(
+        &self,
+        order: &OrderRow,
+        undone: &str,
+    ) -> Result<(Next, Option<OrderRow>), StepError> {
         let mut tx = self.db.begin().await?;
         if store::advance(
             &mut tx,
@@ -557,21 +564,5 @@ impl Saga {
             tx.rollback().await?;
         }
         Ok((Next::Done, None))
-    }
-}
-
-fn status(e: &ClientError) -> Option<StatusCode> {
-    match e {
-        ClientError::Status { status, .. } => Some(*status),
-        _ => None,
-    }
-}
-
-fn problem_code(e: &ClientError) -> Option<&str> {
-    match e {
-        ClientError::Status {
-            problem: Some(p), ..
-        } => Some(p.code.as_str()),
-        _ => None,
     }
 }

@@ -38,6 +38,13 @@ pub enum Outcome {
 }
 
 /// A card processor.
+///
+/// The contract payments relies on, as real processors offer it through idempotency
+/// keys: every call is idempotent by order id (authorize) or by the authorization's
+/// reference (capture, void, refund). Payments records an outcome only after the
+/// processor gave it, so a crash between the two is healed by calling again: a
+/// repeated authorize returns the first authorization instead of placing a second
+/// hold, and a repeated capture or refund does not move money twice.
 pub trait Processor: Send + Sync + 'static {
     /// Holds `amount` on `card` for `order_id`.
     fn authorize<'a>(
