@@ -270,6 +270,21 @@ async fn consumer_applies_each_event_once_even_when_redelivered() {
         6,
         "redelivered events had no second effect: {effects:?}"
     );
+
+    // The producer's database is replaced (sequence numbers start again): the
+    // consumer notices its cursor is past the head and reads from the start.
+    for sql in [
+        "DELETE FROM outbox",
+        "DELETE FROM sqlite_sequence WHERE name = 'outbox'",
+    ] {
+        sqlx::query(sql)
+            .execute(w.producer_db.pool())
+            .await
+            .expect("reset the producer");
+    }
+    w.publish(7).await;
+    let effects = w.wait_for_effects(7).await;
+    assert_eq!(effects.last().map(String::as_str), Some("SKU-7"));
     consumer.stop().await;
     producer.stop().await;
 }
