@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Foundation benchmarks, on a release build:
+# Platform benchmarks (checkout has its own: bench/checkout.sh), on a release build:
 #   1. time from `emporium up` to every service ready (fresh data, then existing data);
 #   2. idle resident memory of each process and of the whole system;
 #   3. GET /api/catalog/products/{id} with wrk against (a) catalog directly,
@@ -71,7 +71,7 @@ sleep 3
 echo
 echo "## Idle resident memory, 3 s after ready"
 total=0
-for s in registry users catalog gateway; do
+for s in registry users catalog inventory payments cart orders notifications gateway; do
   kib=$(rss_kib "$(pid_of $s)"); total=$((total + kib))
   echo "- $s: $((kib / 1024)).$(((kib % 1024) * 10 / 1024)) MiB"
 done

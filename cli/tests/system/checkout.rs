@@ -74,6 +74,19 @@ impl Shopper {
         req.send().await.expect("checkout")
     }
 
+    /// `GET /api/notifications`.
+    async fn inbox(&self, up: &Up) -> Value {
+        http()
+            .get(up.at("/api/notifications"))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("inbox")
+            .json()
+            .await
+            .expect("json")
+    }
+
     async fn order(&self, up: &Up, id: &str) -> reqwest::Response {
         http()
             .get(up.at(&format!("/api/orders/{id}")))
@@ -445,15 +458,7 @@ async fn a_shopper_checks_out_and_bad_input_is_refused_clearly() {
         Duration::from_secs(10),
     )
     .await;
-    let inbox: Value = http()
-        .get(up.at("/api/notifications"))
-        .bearer_auth(&ada.token)
-        .send()
-        .await
-        .expect("inbox")
-        .json()
-        .await
-        .expect("json");
+    let inbox = ada.inbox(&up).await;
     let kinds: Vec<&str> = inbox["items"]
         .as_array()
         .expect("items")
@@ -789,15 +794,7 @@ async fn mail_goes_through_smtp_and_an_outage_delays_it_without_losing_it() {
     let order = ada.settled(&up, &id, Duration::from_secs(20)).await;
     assert_eq!(order["status"], "CONFIRMED");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let inbox: Value = http()
-        .get(up.at("/api/notifications"))
-        .bearer_auth(&ada.token)
-        .send()
-        .await
-        .expect("inbox")
-        .json()
-        .await
-        .expect("json");
+    let inbox = ada.inbox(&up).await;
     let statuses: Vec<&str> = inbox["items"]
         .as_array()
         .expect("items")

@@ -135,18 +135,9 @@ impl Consumer {
     ) -> Result<bool, Failure> {
         let db_failure = |e: sqlx::Error| Failure::Db(format!("database: {e}"));
         let mut tx = self.db.begin().await.map_err(db_failure)?;
-        let fresh = sqlx::query(
-            "INSERT INTO processed_events (event_id, subscription, processed_ms) \
-             VALUES ($1, $2, $3) ON CONFLICT (event_id) DO NOTHING",
-        )
-        .bind(&event.id)
-        .bind(&sub.name)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_failure)?
-        .rows_affected()
-            == 1;
+        let fresh = mark_processed(&mut tx, &sub.name, &event.id)
+            .await
+            .map_err(db_failure)?;
         if fresh {
             handler.handle(&mut tx, event).await?;
         }
@@ -438,18 +429,9 @@ impl Consumer {
             let Some(handler) = sub.handlers.get(fe.event.kind.as_str()) else {
                 continue;
             };
-            let fresh = sqlx::query(
-                "INSERT INTO processed_events (event_id, subscription, processed_ms) \
-                 VALUES ($1, $2, $3) ON CONFLICT (event_id) DO NOTHING",
-            )
-            .bind(&fe.event.id)
-            .bind(&sub.name)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_failure)?
-            .rows_affected()
-                == 1;
+            let fresh = mark_processed(&mut tx, &sub.name, &fe.event.id)
+                .await
+                .map_err(db_failure)?;
             if fresh {
                 handler.handle(&mut tx, &fe.event).await?;
                 applied = true;
@@ -496,6 +478,24 @@ pub(crate) async fn load_cursor(db: &Db, name: &str) -> Result<i64, sqlx::Error>
             .fetch_optional(db.pool())
             .await?;
     Ok(row.map_or(0, |(p,)| p))
+}
+
+/// Records `event_id` as applied by `subscription`; false when it already was.
+async fn mark_processed(
+    tx: &mut Tx,
+    subscription: &str,
+    event_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO processed_events (event_id, subscription, processed_ms) \
+         VALUES ($1, $2, $3) ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(event_id)
+    .bind(subscription)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 async fn save_cursor(tx: &mut Tx, name: &str, seq: i64) -> Result<(), sqlx::Error> {
