@@ -860,3 +860,105 @@ async fn a_saga_past_its_deadline_compensates() {
     assert_eq!(available(&up, &sku).await, stock);
     assert_eq!(assert_invariants(data.path()).await, (0, 1));
 }
+
+fn emporium(data: &Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_emporium"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("EMPORIUM__REGISTRY_URL")
+        .output()
+        .expect("emporium runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_events_are_listed_and_replayed_from_the_cli() {
+    let data = tempfile::tempdir().expect("data dir");
+    let up = Up::start(data.path());
+    let _ada = shopper(&up, "parked@example.com").await;
+
+    // Park an event in notifications' own database, as its consumer does when a
+    // handler keeps failing: a UserRegistered for an account it never heard of.
+    let id = uuid::Uuid::now_v7().to_string();
+    let envelope = json!({
+        "specversion": "1.0", "id": id, "source": "/emporium/users",
+        "type": "emporium.users.UserRegistered.v1", "time": "2026-11-22T00:00:00Z",
+        "subject": "ghost", "datacontenttype": "application/json",
+        "data": {"user_id": "ghost", "email": "ghost@example.com", "name": "Ghost"},
+    });
+    let file = data.path().join("notifications").join("notifications.db");
+    let db = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("sqlite://{}", file.display()))
+        .await
+        .expect("open notifications' database");
+    sqlx::query(
+        "INSERT INTO dead_letters (event_id, subscription, type, subject, envelope, error, \
+         attempts, parked_ms) VALUES ($1, 'notifications.users', \
+         'emporium.users.UserRegistered.v1', 'ghost', $2, 'smtp exploded', 8, 0)",
+    )
+    .bind(&id)
+    .bind(envelope.to_string())
+    .execute(&db)
+    .await
+    .expect("park an event");
+    db.close().await;
+
+    let (ok, listed) = emporium(data.path(), &["events", "dead"]);
+    assert!(ok, "{listed}");
+    let row = listed
+        .lines()
+        .find(|l| l.contains(&id))
+        .unwrap_or_else(|| panic!("the parked event is listed:\n{listed}"));
+    assert!(
+        row.contains("notifications") && row.contains("smtp exploded"),
+        "{row}"
+    );
+
+    let (ok, lag) = emporium(data.path(), &["events", "lag"]);
+    assert!(ok, "{lag}");
+    let sub = lag
+        .lines()
+        .find(|l| l.contains("notifications.users"))
+        .unwrap_or_else(|| panic!("the subscription is shown:\n{lag}"));
+    assert!(sub.contains("true"), "connected: {sub}");
+
+    let (ok, replayed) = emporium(data.path(), &["events", "replay", &id]);
+    assert!(ok, "{replayed}");
+    assert!(replayed.contains("replayed by notifications"), "{replayed}");
+    // Its effect: the welcome mail for the account it announced.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mail_dir = data.path().join("notifications").join("mail");
+    loop {
+        let ghost = std::fs::read_dir(&mail_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("ghost@example.com"))
+            })
+            .count();
+        if ghost == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replayed event had no effect"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, after) = emporium(data.path(), &["events", "dead"]);
+    assert!(after.contains("(no dead letters)"), "{after}");
+    let (ok, again) = emporium(data.path(), &["events", "replay", &id]);
+    assert!(!ok, "a second replay finds nothing: {again}");
+    assert!(
+        again.contains("no running service has this dead letter"),
+        "{again}"
+    );
+}
