@@ -275,6 +275,17 @@ async fn assert_invariants(data: &Path) -> (usize, usize) {
     (confirmed, cancelled)
 }
 
+/// `(status, attempts)` of every message in notifications' database.
+async fn message_states(data: &Path) -> Vec<(String, i64)> {
+    let db = open(data, "notifications").await;
+    let rows = sqlx::query_as("SELECT status, attempts FROM messages ORDER BY created_ms")
+        .fetch_all(&db)
+        .await
+        .expect("messages");
+    db.close().await;
+    rows
+}
+
 /// `.eml` files written for `order_id` (found by their subject line).
 fn mails_for(data: &Path, order_id: &str) -> usize {
     let subject = format!(
@@ -704,11 +715,26 @@ async fn checkouts_go_on_while_notifications_is_stopped_and_every_mail_arrives_o
     );
     kill(notifications, Signal::SIGCONT).expect("continue notifications");
     wait_for_mails(data.path(), &ids, Duration::from_secs(30)).await;
-    // And nothing more arrives later.
+    // Each was sent exactly once (a file of the same name would hide a second send,
+    // so count the delivery attempts).
     tokio::time::sleep(Duration::from_secs(1)).await;
     for id in &ids {
         assert_eq!(mails_for(data.path(), id), 1);
     }
+    let db = open(data.path(), "notifications").await;
+    let sends: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT subject, status, attempts FROM messages WHERE kind = 'order_confirmed'",
+    )
+    .fetch_all(&db)
+    .await
+    .expect("messages");
+    assert_eq!(sends.len(), ids.len(), "{sends:?}");
+    assert!(
+        sends
+            .iter()
+            .all(|(_, status, attempts)| status == "sent" && *attempts == 1),
+        "{sends:?}"
+    );
 }
 
 /// A real SMTP server (aiosmtpd) delivering into a maildir; killed on drop.
@@ -793,7 +819,23 @@ async fn mail_goes_through_smtp_and_an_outage_delays_it_without_losing_it() {
     let id = order["id"].as_str().expect("id").to_string();
     let order = ada.settled(&up, &id, Duration::from_secs(20)).await;
     assert_eq!(order["status"], "CONFIRMED");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Both mails (welcome, confirmation) are tried, fail, and stay queued.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rows = message_states(data.path()).await;
+        if rows.len() == 2
+            && rows
+                .iter()
+                .all(|(status, attempts)| status == "pending" && *attempts >= 1)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not queued after failed attempts: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let inbox = ada.inbox(&up).await;
     let statuses: Vec<&str> = inbox["items"]
         .as_array()
@@ -804,7 +846,7 @@ async fn mail_goes_through_smtp_and_an_outage_delays_it_without_losing_it() {
     assert_eq!(
         statuses,
         ["pending", "pending"],
-        "queued while SMTP is down"
+        "shown as pending while SMTP is down"
     );
 
     // The server comes up: both mails (welcome, confirmation) arrive, once each.
@@ -839,25 +881,50 @@ async fn mail_goes_through_smtp_and_an_outage_delays_it_without_losing_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saga_past_its_deadline_compensates() {
     let data = tempfile::tempdir().expect("data dir");
-    let up = Up::start_with(data.path(), &[("EMPORIUM__ORDERS__SAGA_TIMEOUT_MS", "0")]);
+    // Stock is reserved at once; the processor fails the first authorization and the
+    // retry comes after the deadline: the reservation must be released and the
+    // payment voided.
+    let up = Up::start_with(
+        data.path(),
+        &[
+            ("EMPORIUM__ORDERS__SAGA_TIMEOUT_MS", "300"),
+            ("EMPORIUM__ORDERS__RETRY_BASE_MS", "400"),
+        ],
+    );
     let ada = shopper(&up, "late@example.com").await;
     let sku = stocked_sku(&up, 5).await;
     let stock = available(&up, &sku).await;
     assert_eq!(ada.add(&up, &sku, 2).await.status(), 200);
     let r = ada
-        .checkout(&up, Some(&key()), &body(APPROVE, "Springfield"))
+        .checkout(&up, Some(&key()), &body(TRANSIENT, "Springfield"))
         .await;
     let order: Value = r.json().await.expect("json");
-    let order = ada
-        .settled(
-            &up,
-            order["id"].as_str().expect("id"),
-            Duration::from_secs(20),
-        )
-        .await;
+    let id = order["id"].as_str().expect("id").to_string();
+    let order = ada.settled(&up, &id, Duration::from_secs(20)).await;
     assert_eq!(order["status"], "CANCELLED");
     assert_eq!(order["reason"], "deadline_exceeded");
-    assert_eq!(available(&up, &sku).await, stock);
+    let events: Vec<&str> = order["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .map(|t| t["event"].as_str().expect("event"))
+        .collect();
+    assert!(
+        events.starts_with(&["placed", "stock_reserved", "payment_retry"]),
+        "the deadline struck after the reservation: {events:?}"
+    );
+    assert_eq!(
+        available(&up, &sku).await,
+        stock,
+        "the reservation was released"
+    );
+    let payments = open(data.path(), "payments").await;
+    let status: String = sqlx::query_scalar("SELECT status FROM payments WHERE order_id = $1")
+        .bind(&id)
+        .fetch_one(&payments)
+        .await
+        .expect("payment");
+    assert_eq!(status, "voided");
     assert_eq!(assert_invariants(data.path()).await, (0, 1));
 }
 

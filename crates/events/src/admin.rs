@@ -146,6 +146,9 @@ async fn replay(
             "no dead letter {id} in {}",
             s.service
         ))),
+        ReplayOutcome::Unavailable(error) => Err(ApiError::unavailable(format!(
+            "the database is unavailable; try again: {error}"
+        ))),
         ReplayOutcome::Failed(error) => Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,
             "replay_failed",

@@ -85,10 +85,14 @@ impl<E: EventData, H: Handler<E>> ErasedHandler for Typed<E, H> {
             let received = event.decode::<E>().map_err(|e| {
                 Failure::Poison(format!("data does not decode as {}: {e}", E::TYPE))
             })?;
-            self.handler
-                .handle(tx, received)
-                .await
-                .map_err(|e| Failure::Failed(format!("{e:#}")))
+            self.handler.handle(tx, received).await.map_err(|e| {
+                match e.downcast_ref::<sqlx::Error>() {
+                    // The database itself failing (busy, I/O, pool) is not the
+                    // event's fault; a broken constraint is.
+                    Some(db) if !is_constraint(db) => Failure::Db(format!("{e:#}")),
+                    _ => Failure::Failed(format!("{e:#}")),
+                }
+            })
         })
     }
 }
@@ -299,7 +303,8 @@ impl Consumer {
                 tracing::info!(event_id, subscription = %name, "dead letter replayed");
                 Ok(ReplayOutcome::Replayed)
             }
-            Err(Failure::Poison(e) | Failure::Failed(e) | Failure::Db(e)) => failed(e).await,
+            Err(Failure::Db(e)) => Ok(ReplayOutcome::Unavailable(e)),
+            Err(Failure::Poison(e) | Failure::Failed(e)) => failed(e).await,
         }
     }
 
@@ -458,6 +463,8 @@ pub(crate) enum ReplayOutcome {
     Replayed,
     NotFound,
     Failed(String),
+    /// This service's database failed; the event stays parked as it was.
+    Unavailable(String),
 }
 
 /// Sleeps for `d` unless `stop` fires first; false means stop.
@@ -478,6 +485,12 @@ pub(crate) async fn load_cursor(db: &Db, name: &str) -> Result<i64, sqlx::Error>
             .fetch_optional(db.pool())
             .await?;
     Ok(row.map_or(0, |(p,)| p))
+}
+
+fn is_constraint(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|d| {
+        d.is_unique_violation() || d.is_foreign_key_violation() || d.is_check_violation()
+    })
 }
 
 /// Records `event_id` as applied by `subscription`; false when it already was.

@@ -21,7 +21,7 @@ pub const MAX_LIMIT: u32 = 1_000;
 pub const MAX_WAIT_MS: u64 = 30_000;
 /// A long poll also re-reads this often, in case a commit happened without a wake
 /// (another process writing the same database).
-const RECHECK: Duration = Duration::from_millis(250);
+const RECHECK: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub(crate) struct FeedState {

@@ -80,8 +80,8 @@ impl Events {
             feed::MAX_LIMIT
         );
         anyhow::ensure!(
-            settings.feed_wait_ms <= feed::MAX_WAIT_MS,
-            "events.feed_wait_ms must be at most {}",
+            (100..=feed::MAX_WAIT_MS).contains(&settings.feed_wait_ms),
+            "events.feed_wait_ms must be 100 to {}",
             feed::MAX_WAIT_MS
         );
         anyhow::ensure!(

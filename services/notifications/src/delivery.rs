@@ -61,7 +61,7 @@ impl Mailer {
             }
             Self::Smtp { transport, server } => match transport.send(message).await {
                 Ok(_) => Ok(()),
-                Err(e) if e.is_permanent() => {
+                Err(e) if refuses_recipient(&e) => {
                     Err(SendError::Permanent(format!("SMTP {server}: {e}")))
                 }
                 Err(e) => Err(SendError::Transient(format!("SMTP {server}: {e}"))),
@@ -95,6 +95,15 @@ struct Due {
     attempts: i64,
     email: String,
     name: String,
+}
+
+/// True when the server refused this recipient for good (550, 551, 553). Other
+/// permanent replies (authentication, TLS required, policy) concern the server or our
+/// account, not the message: they are retried until someone fixes the setup.
+fn refuses_recipient(e: &lettre::transport::smtp::Error) -> bool {
+    e.is_permanent()
+        && e.status()
+            .is_some_and(|code| matches!(code.to_string().as_str(), "550" | "551" | "553"))
 }
 
 /// Why a message was not delivered.

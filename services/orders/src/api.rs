@@ -19,6 +19,7 @@ use emporium_http::openapi::spec_router;
 use emporium_http::{ApiError, ApiJson, ApiPath, ApiQuery, Caller, FieldError, Problem};
 use emporium_store::{Db, is_unique_violation, now_ms, rfc3339};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -281,17 +282,24 @@ async fn checkout(
     // Placing the order and starting its saga happen on their own task: if this
     // request is dropped (the client or the gateway gave up), the order still goes
     // through rather than being left to recovery, which has no card.
-    let request_id = emporium_http::context::current().map(|c| c.request_id);
+    let ctx = emporium_http::context::current();
+    let request_id = ctx.as_ref().map(|c| c.request_id.clone());
     let placing = {
         let state = state.clone();
         let order = order.clone();
         let lines = cart.lines.clone();
         let card = checkout.card.clone();
-        tokio::spawn(async move {
+        let place_and_start = async move {
             place(&state, &order, &lines).await?;
             tracing::info!(order_id = %order.id, total = order.total, lines = lines.len(), "order placed");
             Ok::<_, EventsError>(state.saga.spawn(claim, Some(card), request_id))
-        })
+        }
+        .instrument(tracing::Span::current());
+        // The request's context (request id, trace) goes along for the outbox row.
+        match ctx {
+            Some(ctx) => tokio::spawn(emporium_http::context::scope(ctx, place_and_start)),
+            None => tokio::spawn(place_and_start),
+        }
     };
     let mut saga = match placing.await.map_err(ApiError::internal)? {
         Ok(saga) => saga,
