@@ -96,6 +96,17 @@ impl Shopper {
             .expect("order")
     }
 
+    /// Checks out with a fresh key and `card`, and waits until the order settled.
+    async fn check_out(&self, up: &Up, card: &str, timeout: Duration) -> Value {
+        let r = self
+            .checkout(up, Some(&key()), &body(card, "Springfield"))
+            .await;
+        assert_eq!(r.status(), 202);
+        let order: Value = r.json().await.expect("json");
+        self.settled(up, order["id"].as_str().expect("id"), timeout)
+            .await
+    }
+
     /// Polls the order until its saga finished (through restarts of orders).
     async fn settled(&self, up: &Up, id: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
@@ -500,14 +511,7 @@ async fn a_shopper_checks_out_and_bad_input_is_refused_clearly() {
     // A declined card: stock released, order cancelled, nothing captured.
     assert_eq!(eve.add(&up, &sku, 3).await.status(), 200);
     let stock = available(&up, &sku).await;
-    let r = eve
-        .checkout(&up, Some(&key()), &body(DECLINE, "Springfield"))
-        .await;
-    let declined: Value = r.json().await.expect("json");
-    let declined_id = declined["id"].as_str().expect("id").to_string();
-    let declined = eve
-        .settled(&up, &declined_id, Duration::from_secs(20))
-        .await;
+    let declined = eve.check_out(&up, DECLINE, Duration::from_secs(20)).await;
     assert_eq!(declined["status"], "CANCELLED");
     assert_eq!(declined["reason"], "payment_declined");
     assert_eq!(
@@ -517,17 +521,7 @@ async fn a_shopper_checks_out_and_bad_input_is_refused_clearly() {
     );
 
     // A card the processor fails on twice: retried, then confirmed.
-    let r = eve
-        .checkout(&up, Some(&key()), &body(TRANSIENT, "Springfield"))
-        .await;
-    let retried: Value = r.json().await.expect("json");
-    let retried = eve
-        .settled(
-            &up,
-            retried["id"].as_str().expect("id"),
-            Duration::from_secs(20),
-        )
-        .await;
+    let retried = eve.check_out(&up, TRANSIENT, Duration::from_secs(20)).await;
     assert_eq!(retried["status"], "CONFIRMED", "{retried}");
     let retries = retried["timeline"]
         .as_array()
@@ -592,17 +586,7 @@ async fn fifty_checkouts_race_for_the_last_ten_units() {
     for s in shoppers {
         let up = up.clone();
         tasks.push(tokio::spawn(async move {
-            let r = s
-                .checkout(&up, Some(&key()), &body(APPROVE, "Springfield"))
-                .await;
-            assert_eq!(r.status(), 202);
-            let order: Value = r.json().await.expect("json");
-            s.settled(
-                &up,
-                order["id"].as_str().expect("id"),
-                Duration::from_secs(60),
-            )
-            .await
+            s.check_out(&up, APPROVE, Duration::from_secs(60)).await
         }));
     }
     let mut outcomes: HashMap<String, usize> = HashMap::new();
@@ -691,17 +675,7 @@ async fn checkouts_go_on_while_notifications_is_stopped_and_every_mail_arrives_o
     kill(notifications, Signal::SIGSTOP).expect("stop notifications");
     let mut ids = Vec::new();
     for s in &shoppers {
-        let r = s
-            .checkout(&up, Some(&key()), &body(APPROVE, "Springfield"))
-            .await;
-        let order: Value = r.json().await.expect("json");
-        let order = s
-            .settled(
-                &up,
-                order["id"].as_str().expect("id"),
-                Duration::from_secs(20),
-            )
-            .await;
+        let order = s.check_out(&up, APPROVE, Duration::from_secs(20)).await;
         assert_eq!(
             order["status"], "CONFIRMED",
             "checkout does not wait for mail"
@@ -812,12 +786,8 @@ async fn mail_goes_through_smtp_and_an_outage_delays_it_without_losing_it() {
     let ada = shopper(&up, "smtp@example.com").await;
     let sku = stocked_sku(&up, 4).await;
     assert_eq!(ada.add(&up, &sku, 1).await.status(), 200);
-    let r = ada
-        .checkout(&up, Some(&key()), &body(APPROVE, "Springfield"))
-        .await;
-    let order: Value = r.json().await.expect("json");
+    let order = ada.check_out(&up, APPROVE, Duration::from_secs(20)).await;
     let id = order["id"].as_str().expect("id").to_string();
-    let order = ada.settled(&up, &id, Duration::from_secs(20)).await;
     assert_eq!(order["status"], "CONFIRMED");
     // Both mails (welcome, confirmation) are tried, fail, and stay queued.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -895,12 +865,8 @@ async fn a_saga_past_its_deadline_compensates() {
     let sku = stocked_sku(&up, 5).await;
     let stock = available(&up, &sku).await;
     assert_eq!(ada.add(&up, &sku, 2).await.status(), 200);
-    let r = ada
-        .checkout(&up, Some(&key()), &body(TRANSIENT, "Springfield"))
-        .await;
-    let order: Value = r.json().await.expect("json");
+    let order = ada.check_out(&up, TRANSIENT, Duration::from_secs(20)).await;
     let id = order["id"].as_str().expect("id").to_string();
-    let order = ada.settled(&up, &id, Duration::from_secs(20)).await;
     assert_eq!(order["status"], "CANCELLED");
     assert_eq!(order["reason"], "deadline_exceeded");
     let events: Vec<&str> = order["timeline"]

@@ -29,6 +29,23 @@ impl FieldError {
             message: message.into(),
         }
     }
+
+    /// The value of a check that passed, or `None` with its problems added to
+    /// `errors`: for checks that report every problem at once.
+    pub fn collect<T, P: Into<FieldError>>(
+        checked: Result<T, Vec<P>>,
+        errors: &mut Vec<FieldError>,
+    ) -> Option<T> {
+        checked
+            .map_err(|problems| errors.extend(problems.into_iter().map(Into::into)))
+            .ok()
+    }
+}
+
+impl From<emporium_contracts::card::CardProblem> for FieldError {
+    fn from(p: emporium_contracts::card::CardProblem) -> Self {
+        Self::new(p.field, p.message)
+    }
 }
 
 /// The body of an error response (RFC 9457), as served and as parsed by clients.

@@ -81,17 +81,7 @@ pub fn check(request: CheckoutRequest, today: (u32, u32)) -> Result<Checkout, Ve
             "must be a two-letter ISO 3166 code",
         ));
     }
-    let summary = match request.card.validate(today) {
-        Ok(s) => Some(s),
-        Err(problems) => {
-            errors.extend(
-                problems
-                    .into_iter()
-                    .map(|p| FieldError::new(p.field, p.message)),
-            );
-            None
-        }
-    };
+    let summary = FieldError::collect(request.card.validate(today), &mut errors);
     match summary {
         Some(summary) if errors.is_empty() => {
             let fingerprint = fingerprint(&summary, &request.card, &shipping);

@@ -63,17 +63,10 @@ async fn authorize(
     if request.currency.len() != 3 || !request.currency.bytes().all(|b| b.is_ascii_uppercase()) {
         errors.push(FieldError::new("currency", "must be an ISO 4217 code"));
     }
-    let summary = match request.card.validate(emporium_store::year_month_utc()) {
-        Ok(summary) => Some(summary),
-        Err(problems) => {
-            errors.extend(
-                problems
-                    .into_iter()
-                    .map(|p| FieldError::new(p.field, p.message)),
-            );
-            None
-        }
-    };
+    let summary = FieldError::collect(
+        request.card.validate(emporium_store::year_month_utc()),
+        &mut errors,
+    );
     let Some(summary) = summary.filter(|_| errors.is_empty()) else {
         return Err(ApiError::validation(errors));
     };
