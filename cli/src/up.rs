@@ -7,6 +7,11 @@
 //! that dies is restarted with exponential backoff on the same address, and Ctrl-C or
 //! SIGTERM stops the gateway first, the services next and the registry last, each
 //! within a bounded time.
+//!
+//! `--replicas orders=2,inventory=2` runs more than one instance of a backend, each
+//! with a stable instance id (`orders-1`, `orders-2`, kept across restarts);
+//! `--database-url` and `--nats-url` point every service at PostgreSQL and NATS
+//! JetStream (the same as `EMPORIUM__DATABASE_URL` and `EMPORIUM__EVENTS__NATS_URL`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -42,6 +47,16 @@ pub struct UpArgs {
     /// Where the services keep their data.
     #[arg(long, default_value = "./data", env = "EMPORIUM__DATA_DIR")]
     pub data_dir: PathBuf,
+    /// Instances per backend service, e.g. `orders=2,inventory=2` (default 1 each).
+    #[arg(long, value_delimiter = ',', value_parser = parse_replicas)]
+    pub replicas: Vec<(Service, u32)>,
+    /// PostgreSQL for every service, each in a schema of its own
+    /// (`postgres://user:password@host/db`); default: a SQLite file per service.
+    #[arg(long, env = "EMPORIUM__DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// NATS JetStream as the event transport (`nats://host:4222`); default: the feed.
+    #[arg(long, env = "EMPORIUM__EVENTS__NATS_URL", hide_env_values = true)]
+    pub nats_url: Option<String>,
 }
 
 impl Default for UpArgs {
@@ -49,13 +64,47 @@ impl Default for UpArgs {
         Self {
             port: 8080,
             data_dir: PathBuf::from("./data"),
+            replicas: Vec::new(),
+            database_url: None,
+            nats_url: None,
         }
     }
+}
+
+/// Most instances of one service `emporium up` starts.
+const MAX_REPLICAS: u32 = 16;
+
+fn parse_replicas(text: &str) -> Result<(Service, u32), String> {
+    let (name, count) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}`: expected SERVICE=COUNT, e.g. orders=2"))?;
+    let service = Service::BACKENDS
+        .into_iter()
+        .find(|s| s.name() == name.trim())
+        .ok_or_else(|| {
+            let names: Vec<_> = Service::BACKENDS.iter().map(|s| s.name()).collect();
+            format!(
+                "`{name}` cannot be replicated; one of: {}",
+                names.join(", ")
+            )
+        })?;
+    let count: u32 = count
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{count}`: expected a number of instances"))?;
+    if !(1..=MAX_REPLICAS).contains(&count) {
+        return Err(format!("{name}={count}: 1 to {MAX_REPLICAS} instances"));
+    }
+    Ok((service, count))
 }
 
 /// One supervised process.
 struct Supervised {
     service: Service,
+    /// `<service>-<n>`: its instance id.
+    label: &'static str,
+    /// Its name in logs and tables.
+    display: &'static str,
     /// Where it listens; fixed after its first start so restarts keep the address.
     listen: SocketAddr,
     pid: AtomicU32,
@@ -71,27 +120,50 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
     let logs = LogSink::new();
+    let mut backends = Vec::new();
+    if let Some(url) = &args.database_url {
+        backends.push(("EMPORIUM__DATABASE_URL", url.clone()));
+    }
+    if let Some(url) = &args.nats_url {
+        backends.push(("EMPORIUM__EVENTS__NATS_URL", url.clone()));
+    }
     let env = Env {
         exe,
         data_dir: data_dir.clone(),
         run_dir: run_dir.clone(),
         logs: logs.clone(),
+        backends,
+        replicated: args
+            .replicas
+            .iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(s, _)| *s)
+            .collect(),
     };
 
     let registry = env
-        .start(Service::Registry, "127.0.0.1:0".parse()?, None)
+        .start(Service::Registry, 1, "127.0.0.1:0".parse()?, None)
         .await?;
     let registry_url = format!("http://{}", registry.listen);
     std::fs::write(run_dir.join("registry.url"), &registry_url)?;
 
     let mut all = vec![registry.clone()];
-    let starts = Service::BEHIND_REGISTRY.iter().map(|&service| {
+    let instances = Service::BEHIND_REGISTRY.iter().flat_map(|&service| {
+        let count = args
+            .replicas
+            .iter()
+            .rev()
+            .find(|(s, _)| *s == service)
+            .map_or(1, |&(_, n)| n);
+        (1..=count).map(move |replica| (service, replica))
+    });
+    let starts = instances.map(|(service, replica)| {
         let listen: SocketAddr = if service == Service::Gateway {
             SocketAddr::from(([127, 0, 0, 1], args.port))
         } else {
             SocketAddr::from(([127, 0, 0, 1], 0))
         };
-        env.start(service, listen, Some(&registry_url))
+        env.start(service, replica, listen, Some(&registry_url))
     });
     let mut failure = None;
     for started in futures::future::join_all(starts).await {
@@ -104,7 +176,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let readiness = all.iter().map(|s| async move {
             wait_ready(s.listen)
                 .await
-                .with_context(|| format!("{} did not become ready", s.service.name()))
+                .with_context(|| format!("{} did not become ready", s.display))
         });
         failure = futures::future::join_all(readiness)
             .await
@@ -158,22 +230,41 @@ struct Env {
     data_dir: PathBuf,
     run_dir: PathBuf,
     logs: LogSink,
+    /// Settings naming PostgreSQL and NATS, passed to every process.
+    backends: Vec<(&'static str, String)>,
+    /// Services running more than one instance.
+    replicated: Vec<Service>,
 }
 
 impl Env {
+    /// How an instance is named in logs and tables: the service's name, or its
+    /// label when it has several instances.
+    fn display(&self, service: Service, label: &'static str) -> &'static str {
+        if self.replicated.contains(&service) {
+            label
+        } else {
+            service.name()
+        }
+    }
+
     /// Starts `service`, learns its address, and keeps it running until stopped.
     async fn start(
         &self,
         service: Service,
+        replica: u32,
         listen: SocketAddr,
         registry_url: Option<&str>,
     ) -> anyhow::Result<Arc<Supervised>> {
-        let addr_file = self.run_dir.join(format!("{}.addr", service.name()));
+        // One per instance for the life of the supervisor.
+        let label: &'static str = String::leak(format!("{}-{replica}", service.name()));
+        let addr_file = self.run_dir.join(format!("{label}.addr"));
         let _ = std::fs::remove_file(&addr_file);
-        let mut child = self.spawn(service, listen, registry_url, &addr_file)?;
-        let actual = wait_for_addr(&addr_file, service, &mut child).await?;
+        let mut child = self.spawn(service, label, listen, registry_url, &addr_file)?;
+        let actual = wait_for_addr(&addr_file, self.display(service, label), &mut child).await?;
         let supervised = Arc::new(Supervised {
             service,
+            label,
+            display: self.display(service, label),
             listen: actual,
             pid: AtomicU32::new(child.id().unwrap_or_default()),
             stopping: AtomicBool::new(false),
@@ -190,6 +281,7 @@ impl Env {
     fn spawn(
         &self,
         service: Service,
+        label: &'static str,
         listen: SocketAddr,
         registry_url: Option<&str>,
         addr_file: &Path,
@@ -198,6 +290,8 @@ impl Env {
         cmd.arg("serve")
             .arg(service.name())
             .env(SUPERVISED_ENV, "1")
+            .env("EMPORIUM__INSTANCE_ID", label)
+            .envs(self.backends.iter().map(|(k, v)| (k, v)))
             .env(ADDR_FILE_ENV, addr_file)
             .env("EMPORIUM__DATA_DIR", &self.data_dir)
             .env("EMPORIUM__LOG__FORMAT", "json")
@@ -218,10 +312,8 @@ impl Env {
         if std::env::var_os(MMAP_THRESHOLD_ENV).is_none() {
             cmd.env(MMAP_THRESHOLD_ENV, MMAP_THRESHOLD);
         }
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", service.name()))?;
-        self.logs.attach(service.name(), &mut child);
+        let mut child = cmd.spawn().with_context(|| format!("starting {label}"))?;
+        self.logs.attach(self.display(service, label), &mut child);
         Ok(child)
     }
 
@@ -251,7 +343,7 @@ impl Env {
             }
             self.logs.line(
                 "emporium",
-                &format!("{} died ({how}); restarting", s.service.name()),
+                &format!("{} died ({how}); restarting", s.display),
             );
             // Until a new process is running: wait out the backoff, try, double it.
             loop {
@@ -260,21 +352,24 @@ impl Env {
                 if s.stopping.load(Ordering::SeqCst) {
                     break 'running;
                 }
-                match self.spawn(s.service, s.listen, registry_url.as_deref(), &addr_file) {
+                match self.spawn(
+                    s.service,
+                    s.label,
+                    s.listen,
+                    registry_url.as_deref(),
+                    &addr_file,
+                ) {
                     Ok(c) => {
                         let pid = c.id().unwrap_or_default();
                         s.pid.store(pid, Ordering::SeqCst);
                         child = c;
-                        self.logs.line(
-                            "emporium",
-                            &format!("{} restarted (pid {pid})", s.service.name()),
-                        );
+                        self.logs
+                            .line("emporium", &format!("{} restarted (pid {pid})", s.display));
                         break;
                     }
-                    Err(e) => self.logs.line(
-                        "emporium",
-                        &format!("cannot restart {}: {e:#}", s.service.name()),
-                    ),
+                    Err(e) => self
+                        .logs
+                        .line("emporium", &format!("cannot restart {}: {e:#}", s.display)),
                 }
             }
         }
@@ -313,18 +408,11 @@ fn signal(s: &Supervised, sig: Signal) {
 
 /// The address a freshly started process wrote to its address file; an error at
 /// once if the process exits first (a port in use, bad settings: its log says why).
-async fn wait_for_addr(
-    path: &Path,
-    service: Service,
-    child: &mut Child,
-) -> anyhow::Result<SocketAddr> {
+async fn wait_for_addr(path: &Path, label: &str, child: &mut Child) -> anyhow::Result<SocketAddr> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         if let Some(status) = child.try_wait()? {
-            bail!(
-                "{} exited while starting ({status}); see its log above",
-                service.name()
-            );
+            bail!("{label} exited while starting ({status}); see its log above");
         }
         if let Ok(text) = std::fs::read_to_string(path)
             && let Ok(addr) = text.trim().parse()
@@ -332,7 +420,7 @@ async fn wait_for_addr(
             return Ok(addr);
         }
         if Instant::now() > deadline {
-            bail!("{} did not report its address", service.name());
+            bail!("{label} did not report its address");
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -374,7 +462,7 @@ fn print_table(all: &[Arc<Supervised>], gateway: SocketAddr, took: Duration, dat
     for s in all {
         out.push_str(&format!(
             "  {:<14} {:<22} {:>8}\n",
-            s.service.name(),
+            s.display,
             s.listen.to_string(),
             s.pid.load(Ordering::SeqCst)
         ));

@@ -13,22 +13,22 @@ use sqlx::Row;
 
 use super::{Up, http};
 
-const APPROVE: &str = "4242424242424242";
-const DECLINE: &str = "4000000000000002";
-const TRANSIENT: &str = "4000000000000119";
-const SLOW: &str = "4000000000003055";
+pub(crate) const APPROVE: &str = "4242424242424242";
+pub(crate) const DECLINE: &str = "4000000000000002";
+pub(crate) const TRANSIENT: &str = "4000000000000119";
+pub(crate) const SLOW: &str = "4000000000003055";
 
-struct Shopper {
+pub(crate) struct Shopper {
     token: String,
 }
 
-async fn shopper(up: &Up, email: &str) -> Shopper {
+pub(crate) async fn shopper(up: &Up, email: &str) -> Shopper {
     Shopper {
         token: emporium_testkit::sign_up(&up.base, email).await.1,
     }
 }
 
-fn body(card: &str, city: &str) -> Value {
+pub(crate) fn body(card: &str, city: &str) -> Value {
     json!({
         "card": {"number": card, "exp_month": 12, "exp_year": 2035, "cvc": "123"},
         "shipping_address": {"name": "Ada Lovelace", "line1": "1 Analytical Way",
@@ -36,12 +36,12 @@ fn body(card: &str, city: &str) -> Value {
     })
 }
 
-fn key() -> String {
+pub(crate) fn key() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
 impl Shopper {
-    async fn add(&self, up: &Up, sku: &str, quantity: i64) -> reqwest::Response {
+    pub(crate) async fn add(&self, up: &Up, sku: &str, quantity: i64) -> reqwest::Response {
         http()
             .post(up.at("/api/cart/items"))
             .bearer_auth(&self.token)
@@ -51,7 +51,7 @@ impl Shopper {
             .expect("add to cart")
     }
 
-    async fn cart(&self, up: &Up) -> Value {
+    pub(crate) async fn cart(&self, up: &Up) -> Value {
         http()
             .get(up.at("/api/cart"))
             .bearer_auth(&self.token)
@@ -63,7 +63,12 @@ impl Shopper {
             .expect("json")
     }
 
-    async fn checkout(&self, up: &Up, key: Option<&str>, body: &Value) -> reqwest::Response {
+    pub(crate) async fn checkout(
+        &self,
+        up: &Up,
+        key: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
         let mut req = http()
             .post(up.at("/api/orders"))
             .bearer_auth(&self.token)
@@ -75,7 +80,7 @@ impl Shopper {
     }
 
     /// `GET /api/notifications`.
-    async fn inbox(&self, up: &Up) -> Value {
+    pub(crate) async fn inbox(&self, up: &Up) -> Value {
         http()
             .get(up.at("/api/notifications"))
             .bearer_auth(&self.token)
@@ -87,7 +92,7 @@ impl Shopper {
             .expect("json")
     }
 
-    async fn order(&self, up: &Up, id: &str) -> reqwest::Response {
+    pub(crate) async fn order(&self, up: &Up, id: &str) -> reqwest::Response {
         http()
             .get(up.at(&format!("/api/orders/{id}")))
             .bearer_auth(&self.token)
@@ -97,7 +102,7 @@ impl Shopper {
     }
 
     /// Checks out with a fresh key and `card`, and waits until the order settled.
-    async fn check_out(&self, up: &Up, card: &str, timeout: Duration) -> Value {
+    pub(crate) async fn check_out(&self, up: &Up, card: &str, timeout: Duration) -> Value {
         let r = self
             .checkout(up, Some(&key()), &body(card, "Springfield"))
             .await;
@@ -108,7 +113,7 @@ impl Shopper {
     }
 
     /// Polls the order until its saga finished (through restarts of orders).
-    async fn settled(&self, up: &Up, id: &str, timeout: Duration) -> Value {
+    pub(crate) async fn settled(&self, up: &Up, id: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(r) = http()
@@ -130,7 +135,7 @@ impl Shopper {
 }
 
 /// A SKU with stock, once inventory has learnt the catalog.
-async fn stocked_sku(up: &Up, skip: usize) -> String {
+pub(crate) async fn stocked_sku(up: &Up, skip: usize) -> String {
     let page: Value = http()
         .get(up.at("/api/catalog/products?limit=100&sort=price"))
         .send()
@@ -166,7 +171,7 @@ async fn stocked_sku(up: &Up, skip: usize) -> String {
     panic!("no stocked SKU");
 }
 
-async fn set_stock(up: &Up, admin: &Shopper, sku: &str, available: i64) {
+pub(crate) async fn set_stock(up: &Up, admin: &Shopper, sku: &str, available: i64) {
     let r = http()
         .put(up.at(&format!("/api/inventory/{sku}")))
         .bearer_auth(&admin.token)
@@ -177,7 +182,7 @@ async fn set_stock(up: &Up, admin: &Shopper, sku: &str, available: i64) {
     assert_eq!(r.status(), 200, "admin sets stock");
 }
 
-async fn available(up: &Up, sku: &str) -> i64 {
+pub(crate) async fn available(up: &Up, sku: &str) -> i64 {
     let stock: Value = http()
         .get(up.at(&format!("/api/inventory/{sku}")))
         .send()
@@ -189,27 +194,18 @@ async fn available(up: &Up, sku: &str) -> i64 {
     stock["available"].as_i64().expect("available")
 }
 
-async fn open(data: &Path, service: &str) -> sqlx::SqlitePool {
-    let file = data.join(service).join(format!("{service}.db"));
-    sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect(&format!("sqlite://{}?mode=ro", file.display()))
-        .await
-        .expect("open a service database read-only")
-}
-
 /// The checkout invariants, read from each service's own database once every saga
 /// is terminal. Returns `(confirmed, cancelled)`.
-async fn assert_invariants(data: &Path) -> (usize, usize) {
-    let orders = open(data, "orders").await;
-    let payments = open(data, "payments").await;
-    let inventory = open(data, "inventory").await;
+pub(crate) async fn assert_invariants(up: &Up) -> (usize, usize) {
+    let orders = up.db("orders").await;
+    let payments = up.db("payments").await;
+    let inventory = up.db("inventory").await;
     let rows = sqlx::query("SELECT id, status, step, reason FROM orders")
-        .fetch_all(&orders)
+        .fetch_all(orders.pool())
         .await
         .expect("orders");
     let payment: HashMap<String, String> = sqlx::query("SELECT order_id, status FROM payments")
-        .fetch_all(&payments)
+        .fetch_all(payments.pool())
         .await
         .expect("payments")
         .into_iter()
@@ -217,7 +213,7 @@ async fn assert_invariants(data: &Path) -> (usize, usize) {
         .collect();
     let reservation: HashMap<String, String> =
         sqlx::query("SELECT order_id, status FROM reservations")
-            .fetch_all(&inventory)
+            .fetch_all(inventory.pool())
             .await
             .expect("reservations")
             .into_iter()
@@ -264,19 +260,19 @@ async fn assert_invariants(data: &Path) -> (usize, usize) {
         "SELECT sku, available, reserved, sold, initial, adjusted FROM stock \
          WHERE available < 0 OR reserved <> 0 OR available + reserved + sold <> initial + adjusted",
     )
-    .fetch_all(&inventory)
+    .fetch_all(inventory.pool())
     .await
     .expect("stock");
     assert!(bad.is_empty(), "stock not conserved: {bad:?}");
-    let sold: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(sold), 0) FROM stock")
-        .fetch_one(&inventory)
+    let sold: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(SUM(sold), 0) AS BIGINT) FROM stock")
+        .fetch_one(inventory.pool())
         .await
         .expect("sold");
     let ordered: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(SUM(l.quantity), 0) FROM order_lines l JOIN orders o ON o.id = l.order_id \
+        "SELECT CAST(COALESCE(SUM(l.quantity), 0) AS BIGINT) FROM order_lines l JOIN orders o ON o.id = l.order_id \
          WHERE o.status = 'CONFIRMED'",
     )
-    .fetch_one(&orders)
+    .fetch_one(orders.pool())
     .await
     .expect("ordered");
     assert_eq!(
@@ -287,18 +283,17 @@ async fn assert_invariants(data: &Path) -> (usize, usize) {
 }
 
 /// `(status, attempts)` of every message in notifications' database.
-async fn message_states(data: &Path) -> Vec<(String, i64)> {
-    let db = open(data, "notifications").await;
+pub(crate) async fn message_states(up: &Up) -> Vec<(String, i64)> {
+    let db = up.db("notifications").await;
     let rows = sqlx::query_as("SELECT status, attempts FROM messages ORDER BY created_ms")
-        .fetch_all(&db)
+        .fetch_all(db.pool())
         .await
         .expect("messages");
-    db.close().await;
     rows
 }
 
 /// `.eml` files written for `order_id` (found by their subject line).
-fn mails_for(data: &Path, order_id: &str) -> usize {
+pub(crate) fn mails_for(data: &Path, order_id: &str) -> usize {
     let subject = format!(
         "Subject: Order {} confirmed",
         &order_id[order_id.len() - 8..]
@@ -313,7 +308,7 @@ fn mails_for(data: &Path, order_id: &str) -> usize {
         .unwrap_or(0)
 }
 
-async fn wait_for_mails(data: &Path, order_ids: &[String], timeout: Duration) {
+pub(crate) async fn wait_for_mails(data: &Path, order_ids: &[String], timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
         let missing: Vec<&String> = order_ids
@@ -530,7 +525,7 @@ async fn a_shopper_checks_out_and_bad_input_is_refused_clearly() {
         .filter(|t| t["event"] == "payment_retry")
         .count();
     assert_eq!(retries, 2);
-    let (confirmed, cancelled) = assert_invariants(data.path()).await;
+    let (confirmed, cancelled) = assert_invariants(&up).await;
     assert_eq!((confirmed, cancelled), (2, 1));
 
     // A price change at catalog reaches the carts holding the product.
@@ -606,7 +601,7 @@ async fn fifty_checkouts_race_for_the_last_ten_units() {
         "{outcomes:?}"
     );
     assert_eq!(available(&up, &sku).await, 0);
-    assert_eq!(assert_invariants(data.path()).await, (10, 40));
+    assert_eq!(assert_invariants(&up).await, (10, 40));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -648,7 +643,7 @@ async fn orders_killed_mid_saga_recovers_every_saga_without_breaking_invariants(
         assert_eq!(again["id"].as_str(), Some(id.as_str()));
     }
     assert_eq!(terminal, placed.len());
-    let (confirmed, cancelled) = assert_invariants(data.path()).await;
+    let (confirmed, cancelled) = assert_invariants(&up).await;
     assert_eq!(confirmed + cancelled, placed.len());
     assert!(
         up.lines
@@ -695,11 +690,11 @@ async fn checkouts_go_on_while_notifications_is_stopped_and_every_mail_arrives_o
     for id in &ids {
         assert_eq!(mails_for(data.path(), id), 1);
     }
-    let db = open(data.path(), "notifications").await;
+    let db = up.db("notifications").await;
     let sends: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT subject, status, attempts FROM messages WHERE kind = 'order_confirmed'",
     )
-    .fetch_all(&db)
+    .fetch_all(db.pool())
     .await
     .expect("messages");
     assert_eq!(sends.len(), ids.len(), "{sends:?}");
@@ -792,7 +787,7 @@ async fn mail_goes_through_smtp_and_an_outage_delays_it_without_losing_it() {
     // Both mails (welcome, confirmation) are tried, fail, and stay queued.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let rows = message_states(data.path()).await;
+        let rows = message_states(&up).await;
         if rows.len() == 2
             && rows
                 .iter()
@@ -884,14 +879,14 @@ async fn a_saga_past_its_deadline_compensates() {
         stock,
         "the reservation was released"
     );
-    let payments = open(data.path(), "payments").await;
+    let payments = up.db("payments").await;
     let status: String = sqlx::query_scalar("SELECT status FROM payments WHERE order_id = $1")
         .bind(&id)
-        .fetch_one(&payments)
+        .fetch_one(payments.pool())
         .await
         .expect("payment");
     assert_eq!(status, "voided");
-    assert_eq!(assert_invariants(data.path()).await, (0, 1));
+    assert_eq!(assert_invariants(&up).await, (0, 1));
 }
 
 fn emporium(data: &Path, args: &[&str]) -> (bool, String) {
@@ -925,12 +920,7 @@ async fn parked_events_are_listed_and_replayed_from_the_cli() {
         "subject": "ghost", "datacontenttype": "application/json",
         "data": {"user_id": "ghost", "email": "ghost@example.com", "name": "Ghost"},
     });
-    let file = data.path().join("notifications").join("notifications.db");
-    let db = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect(&format!("sqlite://{}", file.display()))
-        .await
-        .expect("open notifications' database");
+    let db = up.db("notifications").await;
     sqlx::query(
         "INSERT INTO dead_letters (event_id, subscription, type, subject, envelope, error, \
          attempts, parked_ms) VALUES ($1, 'notifications.users', \
@@ -938,10 +928,9 @@ async fn parked_events_are_listed_and_replayed_from_the_cli() {
     )
     .bind(&id)
     .bind(envelope.to_string())
-    .execute(&db)
+    .execute(db.pool())
     .await
     .expect("park an event");
-    db.close().await;
 
     let (ok, listed) = emporium(data.path(), &["events", "dead"]);
     assert!(ok, "{listed}");

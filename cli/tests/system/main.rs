@@ -1,5 +1,10 @@
 //! The whole shop as a newcomer runs it: the real `emporium up` process tree on
 //! ephemeral ports, driven through the gateway, with services killed by SIGKILL.
+//!
+//! Every test runs on the embedded defaults (SQLite, the feed), or with
+//! `EMPORIUM_TEST_BACKENDS=postgres-nats` on PostgreSQL + NATS JetStream started for
+//! the test (`scripts/test` runs both). The tests in `production` always run on
+//! PostgreSQL + NATS.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -10,13 +15,76 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
+use emporium_testkit::servers::{self, Nats, Postgres};
+
 mod checkout;
+mod production;
+
+/// PostgreSQL (one database, a schema per service) and NATS of one test.
+struct Backends {
+    pg: Postgres,
+    /// Restarted by tests while the shop runs.
+    nats: Mutex<Nats>,
+    database_url: String,
+}
+
+impl Backends {
+    /// Starts both servers; None when they are missing and not required (the test
+    /// then says so and passes without running).
+    fn start(test: &str) -> Option<Self> {
+        match Self::launch() {
+            Ok(backends) => Some(backends),
+            Err(missing) if servers::required() => {
+                panic!("{test} needs PostgreSQL and NATS: {missing}")
+            }
+            Err(missing) => {
+                eprintln!("SKIPPED {test}: {missing}");
+                None
+            }
+        }
+    }
+
+    /// For the tests that run on either engine: PostgreSQL + NATS when this run asks
+    /// for them (`EMPORIUM_TEST_BACKENDS=postgres-nats`), else the embedded defaults.
+    fn if_requested() -> Option<Self> {
+        match std::env::var("EMPORIUM_TEST_BACKENDS").as_deref() {
+            Ok("postgres-nats") => Some(Self::launch().unwrap_or_else(|missing| {
+                panic!("EMPORIUM_TEST_BACKENDS=postgres-nats, but: {missing}")
+            })),
+            Ok("") | Err(_) => None,
+            Ok(other) => panic!("EMPORIUM_TEST_BACKENDS={other}: expected postgres-nats"),
+        }
+    }
+
+    fn launch() -> Result<Self, servers::Unavailable> {
+        let pg = Postgres::start()?;
+        let nats = Nats::start()?;
+        let database_url = pg.create_database("shop");
+        Ok(Self {
+            pg,
+            nats: Mutex::new(nats),
+            database_url,
+        })
+    }
+
+    fn settings(&self) -> Vec<(String, String)> {
+        vec![
+            ("EMPORIUM__DATABASE_URL".into(), self.database_url.clone()),
+            (
+                "EMPORIUM__EVENTS__NATS_URL".into(),
+                self.nats.lock().expect("lock").url(),
+            ),
+        ]
+    }
+}
 
 struct Up {
     child: Child,
     base: String,
     lines: Arc<Mutex<Vec<String>>>,
     data: std::path::PathBuf,
+    /// Dropped after the shop stopped.
+    backends: Option<Backends>,
 }
 
 impl Up {
@@ -27,9 +95,29 @@ impl Up {
 
     /// `emporium up` with extra settings in the environment.
     fn start_with(data: &std::path::Path, settings: &[(&str, &str)]) -> Self {
+        Self::start_on(data, Backends::if_requested(), settings, &[])
+    }
+
+    /// `emporium up` on `backends` (None: the embedded defaults), with extra
+    /// settings and arguments.
+    fn start_on(
+        data: &std::path::Path,
+        backends: Option<Backends>,
+        settings: &[(&str, &str)],
+        args: &[&str],
+    ) -> Self {
+        let backend_settings = backends
+            .as_ref()
+            .map(Backends::settings)
+            .unwrap_or_default();
         let mut child = Command::new(env!("CARGO_BIN_EXE_emporium"))
-            .args(["up", "--port", "0", "--data-dir"])
+            .args(["up", "--port", "0"])
+            .args(args)
+            .arg("--data-dir")
             .arg(data)
+            .env_remove("EMPORIUM__DATABASE_URL")
+            .env_remove("EMPORIUM__EVENTS__NATS_URL")
+            .envs(backend_settings)
             .env("EMPORIUM__USERS__ADMIN_EMAILS", r#"["boss@example.com"]"#)
             .env("EMPORIUM__GATEWAY__RATE_LIMIT__PER_SECOND", "10000")
             .env("EMPORIUM__GATEWAY__RATE_LIMIT__BURST", "10000")
@@ -56,6 +144,7 @@ impl Up {
             base: String::new(),
             lines,
             data: data.to_path_buf(),
+            backends,
         };
         let open = up.wait_for_line("Open http://", Duration::from_secs(60));
         let url = open
@@ -103,6 +192,44 @@ impl Up {
 
     fn at(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The test's NATS server.
+    fn nats(&self) -> std::sync::MutexGuard<'_, Nats> {
+        self.backends
+            .as_ref()
+            .expect("running on PostgreSQL + NATS")
+            .nats
+            .lock()
+            .expect("lock")
+    }
+
+    /// The address `emporium up` printed for `service`.
+    fn addr(&self, service: &str) -> String {
+        let lines = self.lines.lock().expect("lock");
+        lines
+            .iter()
+            .find_map(|l| {
+                let mut cols = l.split_whitespace();
+                (cols.next() == Some(service))
+                    .then(|| cols.next())
+                    .flatten()
+                    .filter(|a| a.starts_with("127.0.0.1:"))
+                    .map(str::to_string)
+            })
+            .expect("a table row")
+    }
+
+    /// A service's own database, as the service opens it (read and write).
+    async fn db(&self, service: &str) -> emporium_store::Db {
+        match &self.backends {
+            Some(b) => emporium_store::Db::open_in(&b.database_url, Some(service)).await,
+            None => {
+                let file = self.data.join(service).join(format!("{service}.db"));
+                emporium_store::Db::open(&format!("sqlite://{}?mode=rw", file.display())).await
+            }
+        }
+        .expect("open a service's database")
     }
 
     /// SIGTERM, then waits (30 s at most) for a clean exit.
@@ -365,7 +492,7 @@ async fn data_survives_a_restart_of_the_whole_shop() {
     let mut first = Up::start(data.path());
     let _ = token(&first, "returning@example.com").await;
     assert!(first.stop().success());
-    let second = Up::start(data.path());
+    let second = Up::start_on(data.path(), first.backends.take(), &[], &[]);
     let login = http()
         .post(second.at("/api/users/login"))
         .json(&json!({"email": "returning@example.com", "password": emporium_testkit::PASSWORD}))

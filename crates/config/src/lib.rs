@@ -51,6 +51,9 @@ pub struct Common {
     pub advertise_host: Option<String>,
     /// Milliseconds the registry keeps listing this instance without a heartbeat.
     pub registry_ttl_ms: u64,
+    /// The database every service uses when its own `database_url` is unset, each in
+    /// a schema named after it (`postgres://...`); unset: a SQLite file per service.
+    pub database_url: Option<String>,
     pub log: LogSettings,
     pub http: HttpSettings,
     pub events: EventsSettings,
@@ -64,6 +67,7 @@ impl Default for Common {
             instance_id: None,
             advertise_host: None,
             registry_ttl_ms: 6_000,
+            database_url: None,
             log: LogSettings::default(),
             http: HttpSettings::default(),
             events: EventsSettings::default(),
@@ -120,6 +124,9 @@ pub struct EventsSettings {
     pub feed_wait_ms: u64,
     /// Events fetched per feed request.
     pub batch_size: u32,
+    /// NATS JetStream instead of the feed (`nats://127.0.0.1:4222`): an outbox relay
+    /// publishes each service's events to its stream; consumers are durable.
+    pub nats_url: Option<String>,
 }
 
 impl Default for EventsSettings {
@@ -130,6 +137,7 @@ impl Default for EventsSettings {
             retry_max_ms: 5_000,
             feed_wait_ms: 20_000,
             batch_size: 200,
+            nats_url: None,
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::feed::head;
 pub(crate) struct AdminState {
     pub service: &'static str,
     pub instance: String,
+    pub transport: &'static str,
     pub consumer: Arc<Consumer>,
     pub subscriptions: Arc<Vec<Arc<Subscription>>>,
 }
@@ -27,8 +28,14 @@ pub(crate) struct AdminState {
 pub struct Status {
     pub service: String,
     pub instance: String,
+    /// `feed` or `jetstream`.
+    #[serde(default)]
+    pub transport: String,
     /// The newest sequence number in this service's outbox.
     pub outbox_head: i64,
+    /// Outbox rows the relay has not yet published (JetStream only).
+    #[serde(default)]
+    pub outbox_unsent: i64,
     pub subscriptions: Vec<SubscriptionStatus>,
 }
 
@@ -106,10 +113,21 @@ async fn status(State(s): State<AdminState>) -> Result<Json<Status>, ApiError> {
             dead_letters: dead,
         });
     }
+    let outbox_unsent = if s.transport == "jetstream" {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL")
+            .fetch_one(db.pool())
+            .await
+            .map_err(ApiError::internal)?;
+        n
+    } else {
+        0
+    };
     Ok(Json(Status {
         service: s.service.to_string(),
         instance: s.instance.clone(),
+        transport: s.transport.to_string(),
         outbox_head: head(db).await.map_err(ApiError::internal)?,
+        outbox_unsent,
         subscriptions,
     }))
 }

@@ -1,4 +1,5 @@
-//! The consumer side: handlers, the feed subscription loop, processed ids, dead letters.
+//! The consumer side, whatever the transport: handlers, batches, processed ids,
+//! retries and dead letters.
 //!
 //! A consumer applies an event and advances its cursor in one transaction of its own
 //! database, and records the event id in `processed_events` in that same
@@ -9,7 +10,7 @@
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::time::Duration;
 
 use emporium_config::EventsSettings;
@@ -18,7 +19,7 @@ use emporium_store::{Db, Tx, now_ms};
 use futures::future::BoxFuture;
 use tokio::sync::{Notify, watch};
 
-use crate::envelope::{Envelope, FeedEvent, FeedPage, Received};
+use crate::envelope::{Envelope, FeedEvent, Received};
 
 /// Handles one type of event inside the consumer's transaction.
 ///
@@ -113,7 +114,8 @@ pub(crate) struct Consumer {
     pub db: Db,
     pub settings: EventsSettings,
     pub hooks: Vec<Arc<Notify>>,
-    pub transport: Arc<dyn emporium_client::Transport>,
+    /// Where parked events are also published (the JetStream transport).
+    pub dead_sink: Option<async_nats::jetstream::Context>,
 }
 
 enum Cursor {
@@ -216,6 +218,9 @@ impl Consumer {
                         subscription = %sub.name, event_id = %fe.event.id, kind = %fe.event.kind,
                         attempts = attempt, error, "event parked as a dead letter"
                     );
+                    if let Some(js) = &self.dead_sink {
+                        crate::jetstream::publish_dead(js, &sub.name, &fe.event, &error).await;
+                    }
                     return true;
                 }
                 Err(e) => {
@@ -308,7 +313,7 @@ impl Consumer {
         }
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         emporium_runtime::backoff(
             Duration::from_millis(self.settings.retry_base_ms),
             Duration::from_millis(self.settings.retry_max_ms),
@@ -316,109 +321,45 @@ impl Consumer {
         )
     }
 
-    /// Reads one producer's feed until `stop`.
-    pub(crate) async fn run(
-        self: Arc<Self>,
-        sub: Arc<Subscription>,
-        mut stop: watch::Receiver<bool>,
-    ) {
-        let wait = self.settings.feed_wait_ms;
-        let client = emporium_client::ServiceClient::new(
-            sub.source,
-            self.transport.clone(),
-            Duration::from_millis(wait + 5_000),
-        );
-        let mut failures = 0;
-        let mut cursor = loop {
-            match load_cursor(&self.db, &sub.name).await {
-                Ok(c) => break c,
-                Err(e) => {
-                    failures += 1;
-                    tracing::warn!(subscription = %sub.name, error = %e, "cannot read the cursor");
-                    if !pause(self.backoff(failures), &mut stop).await {
-                        return;
+    /// Applies `events` in order: all in one transaction, or, when one of them
+    /// fails, event by event with retries and parking. False when `stop`
+    /// interrupted it (nothing after the interruption is applied or skipped).
+    pub(crate) async fn apply_batch(
+        &self,
+        sub: &Subscription,
+        events: &[FeedEvent],
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        match self.apply_page(sub, events).await {
+            Ok(()) => return true,
+            Err(error) => {
+                tracing::debug!(subscription = %sub.name, error = ?error, "page failed; applying event by event");
+            }
+        }
+        let mut skipped = None;
+        for fe in events {
+            match sub.handlers.get(fe.event.kind.as_str()) {
+                None => skipped = Some(fe.seq),
+                Some(handler) => {
+                    if !self.deliver(sub, handler.as_ref(), fe, stop).await {
+                        return false;
                     }
-                }
-            }
-        };
-        failures = 0;
-        tracing::info!(subscription = %sub.name, cursor, "subscribed");
-        while !*stop.borrow() {
-            let path = format!(
-                "/internal/events?after={cursor}&limit={}&wait={wait}",
-                self.settings.batch_size
-            );
-            let page: FeedPage = tokio::select! {
-                page = client.get_json(&path) => match page {
-                    Ok(page) => page,
-                    Err(e) => {
-                        failures += 1;
-                        if sub.connected.swap(false, Ordering::Relaxed) || failures == 1 {
-                            tracing::warn!(subscription = %sub.name, error = %e, "feed unreachable; retrying");
-                        }
-                        if !pause(self.backoff(failures), &mut stop).await {
-                            return;
-                        }
-                        continue;
-                    }
-                },
-                _ = stop.changed() => return,
-            };
-            failures = 0;
-            if !sub.connected.swap(true, Ordering::Relaxed) {
-                tracing::info!(subscription = %sub.name, cursor, head = page.head, "feed connected");
-            }
-            sub.head.store(page.head, Ordering::Relaxed);
-            if page.head < cursor {
-                // Sequence numbers only grow, so the producer's database was replaced
-                // (reset, restored): read it again from the start. Events already
-                // applied are recognised by id and have no second effect.
-                tracing::warn!(
-                    subscription = %sub.name, cursor, head = page.head,
-                    "the producer's outbox is behind this cursor; reading it again from the start"
-                );
-                cursor = 0;
-                continue;
-            }
-            if page.events.is_empty() {
-                continue;
-            }
-            // The whole page in one transaction; if any handler fails, event by event
-            // with retries and parking.
-            match self.apply_page(&sub, &page.events).await {
-                Ok(()) => {
-                    cursor = page.events.last().map_or(cursor, |e| e.seq);
-                    continue;
-                }
-                Err(error) => {
-                    tracing::debug!(subscription = %sub.name, error = ?error, "page failed; applying event by event");
-                }
-            }
-            let mut skipped = None;
-            for fe in &page.events {
-                match sub.handlers.get(fe.event.kind.as_str()) {
-                    None => skipped = Some(fe.seq),
-                    Some(handler) => {
-                        if !self.deliver(&sub, handler.as_ref(), fe, &mut stop).await {
-                            return;
-                        }
-                        skipped = None;
-                    }
-                }
-                cursor = fe.seq;
-            }
-            if let Some(seq) = skipped {
-                // Only events nobody here handles: move the cursor past them.
-                let mut tries = 0;
-                while let Err(e) = self.skip_to(&sub.name, seq).await {
-                    tries += 1;
-                    tracing::warn!(error = %e, "cannot save the cursor yet");
-                    if !pause(self.backoff(tries), &mut stop).await {
-                        return;
-                    }
+                    skipped = None;
                 }
             }
         }
+        if let Some(seq) = skipped {
+            // Only events nobody here handles: move the cursor past them.
+            let mut tries = 0;
+            while let Err(e) = self.skip_to(&sub.name, seq).await {
+                tries += 1;
+                tracing::warn!(error = %e, "cannot save the cursor yet");
+                if !pause(self.backoff(tries), stop).await {
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// Applies a whole page in one transaction: fewer commits when events arrive
@@ -468,7 +409,7 @@ pub(crate) enum ReplayOutcome {
 }
 
 /// Sleeps for `d` unless `stop` fires first; false means stop.
-async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+pub(crate) async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     if *stop.borrow() {
         return false;
     }

@@ -8,9 +8,11 @@
 //!   its cursor in one transaction of its own database, with the event id recorded so
 //!   a redelivery has no second effect. Failing handlers are retried with backoff, then
 //!   parked in `dead_letters` (`/internal/events/dead`, replay by id).
+//! - With `events.nats_url` set the transport is **NATS JetStream** instead
+//!   ([`jetstream`]): a relay publishes each service's outbox to its stream, and
+//!   consumers are durable pull consumers shared by a service's instances.
 //! - Service code only sees [`Events`] (declare handlers, get the [`Outbox`], merge the
-//!   routes, start and stop): a different transport (NATS JetStream: a relay publishing
-//!   the outbox, durable pull consumers) slots in behind it without touching services.
+//!   routes, start and stop): the transport is configuration, not code.
 //!
 //! ```ignore
 //! let events = Events::open(&host, &db).await?
@@ -24,6 +26,9 @@ mod admin;
 mod consumer;
 mod envelope;
 mod feed;
+mod feed_reader;
+pub mod jetstream;
+mod lease;
 mod outbox;
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,13 +40,14 @@ use std::time::Duration;
 use axum::Router;
 use emporium_contracts::events::EventData;
 use emporium_runtime::Host;
-use emporium_store::Db;
+use emporium_store::{Backend, Db};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 pub use admin::{DeadLetter, DeadLetters, Replayed, Status, SubscriptionStatus};
 pub use consumer::Handler;
 pub use envelope::{Envelope, FeedEvent, FeedPage, Received, source_of};
+pub use lease::Lease;
 pub use outbox::Outbox;
 
 use consumer::{Consumer, ErasedHandler, Subscription, Typed};
@@ -67,6 +73,8 @@ pub struct Events {
     outbox: Outbox,
     handlers: BTreeMap<&'static str, HashMap<&'static str, Arc<dyn ErasedHandler>>>,
     hooks: Vec<Arc<Notify>>,
+    /// Set when the transport is NATS JetStream.
+    js: Option<async_nats::jetstream::Context>,
 }
 
 impl Events {
@@ -88,15 +96,23 @@ impl Events {
             settings.max_attempts >= 1 && settings.retry_base_ms >= 1,
             "events.max_attempts and events.retry_base_ms must be at least 1"
         );
-        let mut migrator = sqlx::migrate!("./migrations/sqlite");
+        let mut migrator = match db.backend() {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
         migrator.dangerous_set_table_name("_events_migrations");
         db.migrate(&migrator).await?;
+        let js = match &settings.nats_url {
+            Some(url) => Some(jetstream::connect(url, &host.instance_id).await?),
+            None => None,
+        };
         Ok(Self {
             host: host.clone(),
             db: db.clone(),
-            outbox: Outbox::new(host.service),
+            outbox: Outbox::new(host.service, db.backend()),
             handlers: BTreeMap::new(),
             hooks: Vec::new(),
+            js,
         })
     }
 
@@ -166,16 +182,45 @@ impl Events {
                 })
             })
             .collect();
+        let settings = self.host.common.events.clone();
         let consumer = Arc::new(Consumer {
             db: self.db.clone(),
-            settings: self.host.common.events.clone(),
+            settings: settings.clone(),
             hooks: self.hooks,
-            transport: self.host.transport.clone(),
+            dead_sink: self.js.clone(),
         });
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         for sub in &subscriptions {
-            tasks.spawn(consumer.clone().run(sub.clone(), stopped.clone()));
+            match &self.js {
+                Some(js) => tasks.spawn(jetstream::read(
+                    consumer.clone(),
+                    js.clone(),
+                    service,
+                    sub.clone(),
+                    stopped.clone(),
+                )),
+                None => tasks.spawn(feed_reader::read(
+                    consumer.clone(),
+                    self.host.transport.clone(),
+                    self.host.instance_id.clone(),
+                    sub.clone(),
+                    stopped.clone(),
+                )),
+            };
+        }
+        if let Some(js) = &self.js {
+            let relay = jetstream::Relay {
+                service,
+                instance: self.host.instance_id.clone(),
+                db: self.db.clone(),
+                js: js.clone(),
+                outbox: self.outbox.clone(),
+                batch: settings.batch_size,
+                retry_base: Duration::from_millis(settings.retry_base_ms),
+                retry_max: Duration::from_millis(settings.retry_max_ms),
+            };
+            tasks.spawn(relay.run(stopped.clone()));
         }
         let subscriptions = Arc::new(subscriptions);
         let (closing, closed) = watch::channel(false);
@@ -188,6 +233,11 @@ impl Events {
         .merge(admin::router(admin::AdminState {
             service,
             instance: self.host.instance_id.clone(),
+            transport: if self.js.is_some() {
+                "jetstream"
+            } else {
+                "feed"
+            },
             consumer,
             subscriptions,
         }));

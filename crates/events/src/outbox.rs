@@ -3,11 +3,17 @@
 //! [`Outbox::publish`] inserts the event into the producer's `outbox` table inside the
 //! caller's transaction, so the event exists if and only if the state change it
 //! describes committed. [`Outbox::commit`] commits and wakes the feed's long polls.
+//!
+//! Sequence numbers must follow commit order, or a feed reader moves its cursor past
+//! a row that commits later and never sees it. SQLite has one writer at a time; on
+//! PostgreSQL a publishing transaction first takes a transaction-scoped advisory lock
+//! of this service's outbox, so publishers commit one after another (readers and
+//! transactions that publish nothing are not held up).
 
 use std::sync::Arc;
 
 use emporium_contracts::events::EventData;
-use emporium_store::{Tx, now_ms, rfc3339};
+use emporium_store::{Backend, Tx, now_ms, rfc3339};
 use tokio::sync::watch;
 
 use crate::EventsError;
@@ -16,13 +22,15 @@ use crate::EventsError;
 #[derive(Clone)]
 pub struct Outbox {
     service: &'static str,
+    backend: Backend,
     commits: Arc<watch::Sender<u64>>,
 }
 
 impl Outbox {
-    pub(crate) fn new(service: &'static str) -> Self {
+    pub(crate) fn new(service: &'static str, backend: Backend) -> Self {
         Self {
             service,
+            backend,
             commits: Arc::new(watch::channel(0).0),
         }
     }
@@ -42,6 +50,13 @@ impl Outbox {
         }
         let id = uuid::Uuid::now_v7().to_string();
         let data = serde_json::to_string(event).map_err(EventsError::Encode)?;
+        if self.backend == Backend::Postgres {
+            // Held until this transaction ends: the next publisher's row gets a
+            // later sequence number and commits later.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.outbox'))")
+                .execute(&mut **tx)
+                .await?;
+        }
         let traceparent = emporium_http::context::current()
             .and_then(|c| c.traceparent)
             .and_then(|v| v.to_str().ok().map(str::to_string));

@@ -20,8 +20,7 @@ use emporium_client::{Discovery, HttpTransport, RegistryClient, ServiceClient, T
 use emporium_config::{Common, Settings};
 use emporium_contracts::registry::Registration;
 use emporium_http::Readiness;
-use emporium_store::Db;
-use emporium_store::sqlx::migrate::Migrator;
+use emporium_store::{Db, Migrations};
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 
@@ -77,13 +76,15 @@ impl Host {
         self.common.service_dir(self.service)
     }
 
-    /// Opens this service's database (`url`, or a SQLite file in its data folder),
-    /// applies its migrations, and makes `/readyz` depend on reaching it.
-    pub async fn open_db(&self, url: Option<&str>, migrator: &Migrator) -> anyhow::Result<Db> {
+    /// Opens this service's database (its own `url`, else the shared
+    /// `database_url`, else a SQLite file in its data folder), applies its
+    /// migrations, and makes `/readyz` depend on reaching it.
+    pub async fn open_db(&self, url: Option<&str>, migrations: &Migrations) -> anyhow::Result<Db> {
+        let url = url.or(self.common.database_url.as_deref());
         let db = Db::open_service(self.service, &self.data_dir(), url)
             .await
             .with_context(|| format!("opening the {} database", self.service))?;
-        db.migrate(migrator)
+        db.migrate_all(migrations)
             .await
             .with_context(|| format!("migrating the {} database", self.service))?;
         let ping = db.clone();

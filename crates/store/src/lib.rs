@@ -1,15 +1,20 @@
 //! Database access for Emporium services.
 //!
 //! Each service owns one database: by default a SQLite file under its data folder
-//! (`<data_dir>/<service>/<service>.db`), or the URL in its `database_url` setting.
-//! Services talk to it through [`Db`], which wraps an sqlx `Any` pool, so the SQL a
-//! service writes (with `$1` placeholders, `i64` money and timestamps, `TEXT` ids) runs
-//! unchanged on another engine; only migrations are per dialect
-//! (`migrations/<dialect>/`).
+//! (`<data_dir>/<service>/<service>.db`), or PostgreSQL when a `postgres://` URL is
+//! configured, where each service lives in a schema named after it (its own
+//! `database_url`, or one shared URL: the schemas keep them apart). Services talk to
+//! it through [`Db`], which wraps an sqlx `Any` pool, so the SQL a service writes
+//! (with `$1` placeholders, `i64` money and timestamps, `TEXT` ids) runs unchanged on
+//! both engines; only migrations are per dialect (`migrations/<dialect>/`, embedded
+//! with [`migrations!`]).
 //!
 //! SQLite is opened in WAL mode with a busy timeout, and [`Db::begin`] starts writes
 //! with `BEGIN IMMEDIATE`: a deferred transaction that later upgrades to a write lock
-//! fails with `SQLITE_BUSY` under concurrency instead of waiting.
+//! fails with `SQLITE_BUSY` under concurrency instead of waiting. On PostgreSQL
+//! writes run at READ COMMITTED, so service SQL makes every read-modify-write a
+//! single conditional statement (or locks the row) rather than relying on SQLite's
+//! one-writer-at-a-time.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -27,7 +32,7 @@ pub use sqlx;
 /// Errors of the store: opening, migrating, querying.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("unsupported database url `{0}` (expected sqlite:...)")]
+    #[error("unsupported database url `{0}` (expected sqlite:... or postgres://...)")]
     UnsupportedUrl(String),
     #[error("cannot create the data folder {path}")]
     DataDir {
@@ -48,6 +53,36 @@ pub type Tx = Transaction<'static, Any>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
+    Postgres,
+}
+
+/// A service's migrations, one folder per dialect; see [`migrations!`].
+#[derive(Debug)]
+pub struct Migrations {
+    pub sqlite: Migrator,
+    pub postgres: Migrator,
+}
+
+impl Migrations {
+    /// The migrations for `backend`.
+    pub fn for_backend(&self, backend: Backend) -> &Migrator {
+        match backend {
+            Backend::Sqlite => &self.sqlite,
+            Backend::Postgres => &self.postgres,
+        }
+    }
+}
+
+/// Embeds the calling crate's `migrations/sqlite` and `migrations/postgres` folders:
+/// `static MIGRATIONS: Migrations = emporium_store::migrations!();`
+#[macro_export]
+macro_rules! migrations {
+    () => {
+        $crate::Migrations {
+            sqlite: $crate::sqlx::migrate!("./migrations/sqlite"),
+            postgres: $crate::sqlx::migrate!("./migrations/postgres"),
+        }
+    };
 }
 
 /// A service's database: a connection pool and the engine it talks to.
@@ -58,15 +93,16 @@ pub struct Db {
 }
 
 impl Db {
-    /// Opens the database of `service`: `url` when given, otherwise a SQLite file in
-    /// `dir` (created if missing).
+    /// Opens the database of `service`: `url` when given (on PostgreSQL, in the
+    /// schema `service`, created if missing), otherwise a SQLite file in `dir`
+    /// (created if missing).
     pub async fn open_service(
         service: &str,
         dir: &Path,
         url: Option<&str>,
     ) -> Result<Self, StoreError> {
         match url {
-            Some(url) => Self::open(url).await,
+            Some(url) => Self::open_in(url, Some(service)).await,
             None => {
                 std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
                     path: dir.display().to_string(),
@@ -78,12 +114,24 @@ impl Db {
         }
     }
 
-    /// Opens a database by URL.
+    /// Opens a database by URL (PostgreSQL: its default schema).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_in(url, None).await
+    }
+
+    /// Opens a database by URL; on PostgreSQL every connection works in `schema`.
+    pub async fn open_in(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
-        if !url.starts_with("sqlite:") {
-            return Err(StoreError::UnsupportedUrl(redact(url)));
+        if url.starts_with("sqlite:") {
+            Self::open_sqlite(url).await
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::open_postgres(url, schema).await
+        } else {
+            Err(StoreError::UnsupportedUrl(redact(url)))
         }
+    }
+
+    async fn open_sqlite(url: &str) -> Result<Self, StoreError> {
         let options = AnyConnectOptions::from_str(url)?;
         let pool = AnyPoolOptions::new()
             .max_connections(8)
@@ -107,7 +155,64 @@ impl Db {
         })
     }
 
-    /// Applies the service's embedded migrations.
+    async fn open_postgres(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
+        let options = AnyConnectOptions::from_str(url)?;
+        let set_path: Option<&'static str> = match schema {
+            Some(schema) => {
+                if !is_identifier(schema) {
+                    return Err(StoreError::UnsupportedUrl(format!(
+                        "{} (schema `{schema}` is not a plain identifier)",
+                        redact(url)
+                    )));
+                }
+                // One string per pool for the life of the process.
+                Some(String::leak(format!("SET search_path TO \"{schema}\"")))
+            }
+            None => None,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            // Connections come back after a restart of the server: none is kept
+            // idle forever, and each is checked before use.
+            .min_connections(0)
+            .idle_timeout(Duration::from_secs(60))
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if let Some(set_path) = set_path {
+                        conn.execute(set_path).await?;
+                    }
+                    // A row lock held too long fails the statement (retried by the
+                    // caller) instead of waiting forever, as SQLite's busy timeout.
+                    conn.execute("SET lock_timeout = '5s'").await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        if let Some(schema) = schema {
+            let create: &'static str =
+                String::leak(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""));
+            // Instances starting together race on the catalog: the loser sees a
+            // unique violation for a schema that now exists.
+            if let Err(e) = pool.execute(create).await
+                && !is_unique_violation(&e)
+            {
+                return Err(e.into());
+            }
+        }
+        Ok(Self {
+            pool,
+            backend: Backend::Postgres,
+        })
+    }
+
+    /// Applies a service's embedded migrations for this engine.
+    pub async fn migrate_all(&self, migrations: &Migrations) -> Result<(), StoreError> {
+        self.migrate(migrations.for_backend(self.backend)).await
+    }
+
+    /// Applies one folder of migrations.
     pub async fn migrate(&self, migrator: &Migrator) -> Result<(), StoreError> {
         migrator.run(&self.pool).await?;
         Ok(())
@@ -125,6 +230,7 @@ impl Db {
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
         }
     }
 
@@ -143,8 +249,15 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
         .is_some_and(|e| e.is_unique_violation())
 }
 
+/// Letters, digits and `_`, not starting with a digit: safe to quote as a name.
+fn is_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// A URL without its password, for error messages.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}://***{}", &url[..scheme], &url[at..])

@@ -5,6 +5,8 @@
 //! answers. [`Spawned::crash`] aborts a service without any shutdown (a stand-in for
 //! SIGKILL at the task level); the system tests kill real processes.
 
+pub mod servers;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -40,32 +40,22 @@ pub async fn add(
     max_lines: usize,
 ) -> Result<Result<(), AddRefused>, sqlx::Error> {
     let mut tx = db.begin().await?;
-    let existing: Option<(i64,)> =
-        sqlx::query_as("SELECT quantity FROM cart_items WHERE user_id = $1 AND sku = $2")
-            .bind(user_id)
-            .bind(&line.sku)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let now = now_ms();
+    // A locking read (a no-op UPDATE ... RETURNING, on both engines): on PostgreSQL a
+    // concurrent add of the same line waits here and then sees this one's quantity,
+    // so the per-line maximum is answered as TooMany rather than a CHECK violation.
+    let existing: Option<(i64,)> = sqlx::query_as(
+        "UPDATE cart_items SET updated_ms = updated_ms WHERE user_id = $1 AND sku = $2 \
+         RETURNING quantity",
+    )
+    .bind(user_id)
+    .bind(&line.sku)
+    .fetch_optional(&mut *tx)
+    .await?;
     match existing {
         Some((have,)) if have + line.quantity > max_quantity => {
             return Ok(Err(AddRefused::TooMany(have)));
         }
-        Some(_) => {
-            sqlx::query(
-                "UPDATE cart_items SET quantity = quantity + $3, name = $4, unit_price = $5, \
-                 currency = $6, updated_ms = $7 WHERE user_id = $1 AND sku = $2",
-            )
-            .bind(user_id)
-            .bind(&line.sku)
-            .bind(line.quantity)
-            .bind(&line.name)
-            .bind(line.unit_price)
-            .bind(&line.currency)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
+        Some(_) => {}
         None => {
             let (count,): (i64,) =
                 sqlx::query_as("SELECT COUNT(*) FROM cart_items WHERE user_id = $1")
@@ -75,21 +65,44 @@ pub async fn add(
             if count as usize >= max_lines {
                 return Ok(Err(AddRefused::Full));
             }
-            sqlx::query(
-                "INSERT INTO cart_items (user_id, sku, product_id, name, unit_price, currency, \
-                 quantity, added_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
-            )
-            .bind(user_id)
-            .bind(&line.sku)
-            .bind(&line.product_id)
-            .bind(&line.name)
-            .bind(line.unit_price)
-            .bind(&line.currency)
-            .bind(line.quantity)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
         }
+    }
+    // One upsert for both cases: a line that did not exist above may have been added
+    // by a concurrent request since (a row lock cannot cover a missing row), and then
+    // the insert turns into adding to it, within the per-line maximum, instead of a
+    // primary-key error. On PostgreSQL the conflict waits for the other transaction
+    // and the WHERE is evaluated against the row it committed.
+    let now = now_ms();
+    let done = sqlx::query(
+        "INSERT INTO cart_items (user_id, sku, product_id, name, unit_price, currency, \
+         quantity, added_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+         ON CONFLICT (user_id, sku) DO UPDATE SET \
+         quantity = cart_items.quantity + excluded.quantity, name = excluded.name, \
+         unit_price = excluded.unit_price, currency = excluded.currency, \
+         updated_ms = excluded.updated_ms \
+         WHERE cart_items.quantity + excluded.quantity <= $9",
+    )
+    .bind(user_id)
+    .bind(&line.sku)
+    .bind(&line.product_id)
+    .bind(&line.name)
+    .bind(line.unit_price)
+    .bind(&line.currency)
+    .bind(line.quantity)
+    .bind(now)
+    .bind(max_quantity)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        // The line exists (the upsert's conflict locked it) and would exceed the
+        // maximum: report the quantity it has now.
+        let (have,): (i64,) =
+            sqlx::query_as("SELECT quantity FROM cart_items WHERE user_id = $1 AND sku = $2")
+                .bind(user_id)
+                .bind(&line.sku)
+                .fetch_one(&mut *tx)
+                .await?;
+        return Ok(Err(AddRefused::TooMany(have)));
     }
     tx.commit().await?;
     Ok(Ok(()))

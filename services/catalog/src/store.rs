@@ -94,28 +94,31 @@ pub async fn count(db: &Db, q: &Listing) -> Result<i64, sqlx::Error> {
 }
 
 pub async fn by_id(db: &Db, id: &str) -> Result<Option<ProductRow>, sqlx::Error> {
-    by_id_on(db.pool(), id).await
-}
-
-/// A product read inside a write transaction, for read-modify-write.
-pub async fn by_id_in(tx: &mut Tx, id: &str) -> Result<Option<ProductRow>, sqlx::Error> {
-    by_id_on(&mut **tx, id).await
-}
-
-pub use emporium_store::Tx;
-
-async fn by_id_on<'e>(
-    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
-    id: &str,
-) -> Result<Option<ProductRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, sku, name, description, category_id, price_minor, currency, image_url, attributes, created_at_ms, updated_at_ms
          FROM products WHERE id = $1",
     )
     .bind(id)
-    .fetch_optional(executor)
+    .fetch_optional(db.pool())
     .await
 }
+
+/// A product read inside a write transaction, for read-modify-write, with its row
+/// locked: a no-op `UPDATE ... RETURNING` (no `FOR UPDATE`, which SQLite rejects). On
+/// PostgreSQL a concurrent edit of the same product waits here until this transaction
+/// ends and then reads what it wrote, so no update is lost and the old price published
+/// is the one really replaced; on SQLite `BEGIN IMMEDIATE` already serialises writers.
+pub async fn by_id_in(tx: &mut Tx, id: &str) -> Result<Option<ProductRow>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE products SET updated_at_ms = updated_at_ms WHERE id = $1
+         RETURNING id, sku, name, description, category_id, price_minor, currency, image_url, attributes, created_at_ms, updated_at_ms",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+pub use emporium_store::Tx;
 
 pub async fn by_sku(db: &Db, sku: &str) -> Result<Option<ProductRow>, sqlx::Error> {
     sqlx::query_as(
@@ -223,13 +226,26 @@ pub async fn seed_if_empty(
     if existing > 0 {
         return Ok(0);
     }
-    for c in seed::CATEGORIES {
-        sqlx::query("INSERT INTO categories (id, name, description) VALUES ($1, $2, $3)")
+    // Several instances may start on one fresh PostgreSQL database and all count no
+    // categories. The first category is the claim: its insert waits for any other
+    // seeding transaction holding that key and then does nothing, and whoever inserted
+    // nothing leaves the seeding (all of it, in that transaction) to the other.
+    for (i, c) in seed::CATEGORIES.iter().enumerate() {
+        let sql = if i == 0 {
+            "INSERT INTO categories (id, name, description) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO NOTHING"
+        } else {
+            "INSERT INTO categories (id, name, description) VALUES ($1, $2, $3)"
+        };
+        let done = sqlx::query(sql)
             .bind(c.id)
             .bind(c.name)
             .bind(c.description)
             .execute(&mut *tx)
             .await?;
+        if i == 0 && done.rows_affected() == 0 {
+            return Ok(0);
+        }
     }
     let products = seed::products();
     for p in &products {

@@ -33,7 +33,7 @@ pub const NAME: &str = "inventory";
 
 pub const DEFAULT_LISTEN: SocketAddr = emporium_runtime::LOOPBACK_ANY_PORT;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static MIGRATIONS: emporium_store::Migrations = emporium_store::migrations!();
 
 /// The `[inventory]` settings table.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -50,7 +50,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let host = Host::new(NAME, &settings.common);
     let db = host
-        .open_db(settings.service.database_url.as_deref(), &MIGRATOR)
+        .open_db(settings.service.database_url.as_deref(), &MIGRATIONS)
         .await?;
     let events = Events::open(&host, &db)
         .await?

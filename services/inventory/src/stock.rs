@@ -64,23 +64,32 @@ pub async fn set_available(
 }
 
 pub async fn reservation(db: &Db, order_id: &str) -> Result<Option<Reservation>, sqlx::Error> {
-    reservation_on(db.pool(), order_id).await
-}
-
-async fn reservation_in(tx: &mut Tx, order_id: &str) -> Result<Option<Reservation>, sqlx::Error> {
-    reservation_on(&mut **tx, order_id).await
-}
-
-async fn reservation_on<'e>(
-    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
-    order_id: &str,
-) -> Result<Option<Reservation>, sqlx::Error> {
     let row: Option<(String, String)> =
         sqlx::query_as("SELECT status, unavailable FROM reservations WHERE order_id = $1")
             .bind(order_id)
-            .fetch_optional(executor)
+            .fetch_optional(db.pool())
             .await?;
-    Ok(row.map(|(status, unavailable)| Reservation {
+    Ok(row.map(|row| to_reservation(order_id, row)))
+}
+
+/// The reservation as seen inside a write transaction, with its row locked: a no-op
+/// `UPDATE ... RETURNING` (no `FOR UPDATE`, which SQLite rejects). On PostgreSQL a
+/// concurrent commit or release of the same order waits here until this transaction
+/// ends and then reads the status it left, so units are never moved twice; on SQLite
+/// `BEGIN IMMEDIATE` already serialises writers and this is an ordinary read.
+async fn reservation_in(tx: &mut Tx, order_id: &str) -> Result<Option<Reservation>, sqlx::Error> {
+    let row: Option<(String, String)> = sqlx::query_as(
+        "UPDATE reservations SET updated_ms = updated_ms WHERE order_id = $1 \
+         RETURNING status, unavailable",
+    )
+    .bind(order_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|row| to_reservation(order_id, row)))
+}
+
+fn to_reservation(order_id: &str, (status, unavailable): (String, String)) -> Reservation {
+    Reservation {
         order_id: order_id.to_string(),
         status,
         unavailable: unavailable
@@ -88,7 +97,7 @@ async fn reservation_on<'e>(
             .filter(|s| !s.is_empty())
             .map(String::from)
             .collect(),
-    }))
+    }
 }
 
 async fn insert_reservation(
@@ -288,7 +297,7 @@ mod tests {
         let db = Db::open_service("inventory", dir.path(), None)
             .await
             .expect("db");
-        db.migrate(&crate::MIGRATOR).await.expect("migrate");
+        db.migrate_all(&crate::MIGRATIONS).await.expect("migrate");
         sqlx::query(
             "INSERT INTO stock (sku, product_id, available, initial, updated_ms) VALUES ($1, 'p', $2, $2, 0)",
         )

@@ -164,15 +164,48 @@ async fn deliver_due(
     .fetch_all(db.pool())
     .await?;
     let n = due.len();
-    for m in due {
+    let claim_ms = claim_period(settings).as_millis() as i64;
+    for mut m in due {
         if *stop.borrow() {
             break;
         }
+        // Several instances may share the database: claim the message before sending
+        // it, by moving its next try past the longest a send can take. Only the
+        // instance whose claim changed the row sends; the others skip it, and should
+        // this one die mid-send the message is due again when the claim runs out.
+        // (`attempts` is read again: another instance may have tried it meanwhile.)
+        let now = now_ms();
+        let claimed_until = now + claim_ms;
+        let claimed: Option<(i64,)> = sqlx::query_as(
+            "UPDATE messages SET next_try_ms = $1 \
+             WHERE id = $2 AND status = 'pending' AND next_try_ms <= $3 RETURNING attempts",
+        )
+        .bind(claimed_until)
+        .bind(&m.id)
+        .bind(now)
+        .fetch_optional(db.pool())
+        .await?;
+        let Some((attempts,)) = claimed else {
+            continue;
+        };
+        m.attempts = attempts;
         let mut stopping = stop.clone();
         let sent = tokio::select! {
             sent = send_one(mailer, from, &m) => sent,
-            // Shutting down: the message stays pending for the next start.
-            _ = stopping.changed() => break,
+            _ = stopping.changed() => {
+                // Shutting down: the message stays pending, and is due again at once
+                // (for the next start or another instance) unless it changed since.
+                sqlx::query(
+                    "UPDATE messages SET next_try_ms = $1 \
+                     WHERE id = $2 AND status = 'pending' AND next_try_ms = $3",
+                )
+                .bind(now_ms())
+                .bind(&m.id)
+                .bind(claimed_until)
+                .execute(db.pool())
+                .await?;
+                break;
+            }
         };
         match sent {
             Ok(()) => {
@@ -218,6 +251,19 @@ async fn deliver_due(
         }
     }
     Ok(n)
+}
+
+/// How long a claimed message is left to its sender before it is due again: longer
+/// than a send can take (the SMTP timeout, or the default one for `.eml` files, plus a
+/// margin), so a live send is never repeated by another instance.
+fn claim_period(settings: &NotificationsSettings) -> Duration {
+    const MARGIN: Duration = Duration::from_secs(30);
+    const FILES: Duration = Duration::from_secs(10);
+    let send = settings
+        .smtp
+        .as_ref()
+        .map_or(FILES, |smtp| Duration::from_millis(smtp.timeout_ms));
+    send + MARGIN
 }
 
 async fn send_one(mailer: &Mailer, from: &Mailbox, m: &Due) -> Result<(), SendError> {

@@ -30,7 +30,7 @@ pub const NAME: &str = "notifications";
 
 pub const DEFAULT_LISTEN: SocketAddr = emporium_runtime::LOOPBACK_ANY_PORT;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static MIGRATIONS: emporium_store::Migrations = emporium_store::migrations!();
 
 /// The `[notifications]` settings table.
 #[derive(Debug, Clone, Deserialize)]
@@ -98,7 +98,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let host = Host::new(NAME, &settings.common);
     let s = settings.service;
-    let db = host.open_db(s.database_url.as_deref(), &MIGRATOR).await?;
+    let db = host.open_db(s.database_url.as_deref(), &MIGRATIONS).await?;
     let mail_dir = s
         .mail_dir
         .clone()

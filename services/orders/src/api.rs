@@ -323,7 +323,8 @@ async fn checkout(
 
 async fn place(state: &AppState, order: &OrderRow, lines: &[OrderLine]) -> Result<(), EventsError> {
     let mut tx = state.db.begin().await?;
-    store::insert(&mut tx, order, lines).await?;
+    let (owner, until) = state.saga.ownership();
+    store::insert(&mut tx, order, lines, owner, until).await?;
     let placed = OrderPlaced {
         order_id: order.id.clone(),
         user_id: order.user_id.clone(),

@@ -33,7 +33,7 @@ pub const NAME: &str = "orders";
 
 pub const DEFAULT_LISTEN: SocketAddr = emporium_runtime::LOOPBACK_ANY_PORT;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static MIGRATIONS: emporium_store::Migrations = emporium_store::migrations!();
 
 /// The `[orders]` settings table.
 #[derive(Debug, Clone, Deserialize)]
@@ -51,6 +51,9 @@ pub struct OrdersSettings {
     /// First retry delay of a saga step; doubles up to `retry_max_ms`.
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
+    /// How long an order stays with the instance driving it without a renewal:
+    /// after a crash, another instance resumes it this much later.
+    pub saga_lease_ms: u64,
 }
 
 impl Default for OrdersSettings {
@@ -63,6 +66,7 @@ impl Default for OrdersSettings {
             call_timeout_ms: 5_000,
             retry_base_ms: 50,
             retry_max_ms: 2_000,
+            saga_lease_ms: 10_000,
         }
     }
 }
@@ -74,8 +78,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let s = &settings.service;
+    anyhow::ensure!(
+        s.saga_lease_ms >= 1_000,
+        "orders.saga_lease_ms must be at least 1000"
+    );
     let host = Host::new(NAME, &settings.common);
-    let db = host.open_db(s.database_url.as_deref(), &MIGRATOR).await?;
+    let db = host.open_db(s.database_url.as_deref(), &MIGRATIONS).await?;
     let events = Events::open(&host, &db).await?;
     let calls = Duration::from_millis(s.call_timeout_ms);
     let saga = saga::Saga::new(
@@ -86,7 +94,9 @@ pub async fn run(
         saga::SagaSettings {
             retry_base: Duration::from_millis(s.retry_base_ms),
             retry_max: Duration::from_millis(s.retry_max_ms),
+            lease: Duration::from_millis(s.saga_lease_ms),
         },
+        host.instance_id.clone(),
     );
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let recovery = tokio::spawn(

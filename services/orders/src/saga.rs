@@ -15,6 +15,12 @@
 //! saga. A saga resumed by recovery after a crash has no card; if payments never saw
 //! the authorization, the order is cancelled as `interrupted` (nothing was charged);
 //! if it did, recovery carries on from what payments recorded.
+//!
+//! Several orders instances may run side by side. Each order records its owner (the
+//! instance driving it) and a lease the owner renews while it works; recovery takes
+//! over only orders whose owner's lease ran out, or its own after a restart (instance
+//! ids are stable under `emporium up`). Every transition is conditional on the step it
+//! leaves, so even a takeover racing a slow owner moves each order once.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -40,6 +46,8 @@ use crate::store::{self, OrderRow, step};
 pub struct SagaSettings {
     pub retry_base: Duration,
     pub retry_max: Duration,
+    /// How long an order stays owned by its instance without a renewal.
+    pub lease: Duration,
 }
 
 pub struct Saga {
@@ -48,6 +56,8 @@ pub struct Saga {
     pub inventory: ServiceClient,
     pub payments: ServiceClient,
     pub settings: SagaSettings,
+    /// This instance: the owner it records on the orders it drives.
+    pub instance: String,
     running: Mutex<HashSet<String>>,
 }
 
@@ -92,6 +102,7 @@ impl Saga {
         inventory: ServiceClient,
         payments: ServiceClient,
         settings: SagaSettings,
+        instance: String,
     ) -> Arc<Self> {
         Arc::new(Self {
             db,
@@ -99,8 +110,18 @@ impl Saga {
             inventory,
             payments,
             settings,
+            instance,
             running: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// The owner and lease end to record on an order this instance is to drive.
+    pub fn ownership(&self) -> (&str, i64) {
+        (&self.instance, self.lease_end())
+    }
+
+    fn lease_end(&self) -> i64 {
+        now_ms() + i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX / 2)
     }
 
     /// Claims `order_id` for this process; None when it is being driven already.
@@ -150,12 +171,27 @@ impl Saga {
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
         loop {
-            match store::in_flight(&self.db, 500).await {
+            match store::in_flight(&self.db, &self.instance, now_ms(), 500).await {
                 Ok(ids) => {
                     for id in ids {
-                        if let Some(claim) = self.claim(&id) {
-                            tracing::warn!(order_id = %id, "resuming a saga left in flight");
-                            self.spawn(claim, None, None);
+                        let Some(claim) = self.claim(&id) else {
+                            continue;
+                        };
+                        match store::take_over(
+                            &self.db,
+                            &id,
+                            &self.instance,
+                            self.lease_end(),
+                            now_ms(),
+                        )
+                        .await
+                        {
+                            Ok(true) => {
+                                tracing::warn!(order_id = %id, "resuming a saga left in flight");
+                                self.spawn(claim, None, None);
+                            }
+                            Ok(false) => {}
+                            Err(e) => tracing::warn!(error = %e, "cannot take over a saga"),
                         }
                     }
                 }
@@ -176,7 +212,20 @@ impl Saga {
         let mut waits = 0;
         // The order as this task last wrote it: read again only after a retry.
         let mut cached: Option<OrderRow> = None;
+        // Ownership was just recorded (placed or taken over); renew it when a third
+        // of the lease has gone.
+        let mut renewed = std::time::Instant::now();
         loop {
+            if renewed.elapsed() > self.settings.lease / 3 {
+                match store::renew(&self.db, order_id, &self.instance, self.lease_end()).await {
+                    Ok(true) => renewed = std::time::Instant::now(),
+                    Ok(false) => {
+                        tracing::warn!("another instance took this saga over; leaving it");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot renew the saga's lease"),
+                }
+            }
             match self.step(order_id, &mut cached, card).await {
                 Ok(Next::Continue) => {
                     waits = 0;

@@ -55,11 +55,20 @@ pub struct TimelineRow {
     pub detail: String,
 }
 
-pub async fn insert(tx: &mut Tx, order: &OrderRow, lines: &[OrderLine]) -> Result<(), sqlx::Error> {
+/// Inserts a new order owned by `owner` (the instance that will drive its saga)
+/// until `owner_until`.
+pub async fn insert(
+    tx: &mut Tx,
+    order: &OrderRow,
+    lines: &[OrderLine],
+    owner: &str,
+    owner_until: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO orders (id, user_id, idempotency_key, request_hash, status, step, total, \
-         currency, card_brand, card_last4, shipping, created_ms, updated_ms, deadline_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13)",
+         currency, card_brand, card_last4, shipping, created_ms, updated_ms, deadline_ms, \
+         owner, owner_until) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15)",
     )
     .bind(&order.id)
     .bind(&order.user_id)
@@ -74,6 +83,8 @@ pub async fn insert(tx: &mut Tx, order: &OrderRow, lines: &[OrderLine]) -> Resul
     .bind(&order.shipping)
     .bind(order.created_ms)
     .bind(order.deadline_ms)
+    .bind(owner)
+    .bind(owner_until)
     .execute(&mut **tx)
     .await?;
     for l in lines {
@@ -245,13 +256,57 @@ pub async fn timeline(db: &Db, order_id: &str) -> Result<Vec<TimelineRow>, sqlx:
     .await
 }
 
-/// Orders whose saga has not finished.
-pub async fn in_flight(db: &Db, limit: u32) -> Result<Vec<String>, sqlx::Error> {
-    let rows: Vec<(String,)> =
-        sqlx::query_as("SELECT id FROM orders WHERE step <> $1 ORDER BY updated_ms LIMIT $2")
-            .bind(step::DONE)
-            .bind(i64::from(limit))
-            .fetch_all(db.pool())
-            .await?;
+/// Orders whose saga has not finished and that `me` may drive: their owner's
+/// lease ran out (it crashed or stopped), or `me` owned them before a restart.
+pub async fn in_flight(
+    db: &Db,
+    me: &str,
+    now: i64,
+    limit: u32,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT id FROM orders WHERE step <> $1 AND (owner_until < $2 OR owner = $3) \
+         ORDER BY updated_ms LIMIT $4",
+    )
+    .bind(step::DONE)
+    .bind(now)
+    .bind(me)
+    .bind(i64::from(limit))
+    .fetch_all(db.pool())
+    .await?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+/// Makes `me` the owner of an unfinished order whose owner's lease ran out (or
+/// that `me` owned already); false when another instance holds it.
+pub async fn take_over(
+    db: &Db,
+    id: &str,
+    me: &str,
+    until: i64,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE orders SET owner = $2, owner_until = $3 \
+         WHERE id = $1 AND step <> $5 AND (owner_until < $4 OR owner = $2)",
+    )
+    .bind(id)
+    .bind(me)
+    .bind(until)
+    .bind(now)
+    .bind(step::DONE)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Extends `me`'s ownership of an order; false when `me` no longer owns it.
+pub async fn renew(db: &Db, id: &str, me: &str, until: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE orders SET owner_until = $3 WHERE id = $1 AND owner = $2")
+        .bind(id)
+        .bind(me)
+        .bind(until)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected() == 1)
 }

@@ -9,6 +9,7 @@
 //! ```
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use emporium_contracts::card::{Card, CardSummary};
 use emporium_contracts::checkout::Payment;
@@ -71,6 +72,10 @@ impl From<Row> for Payment {
 pub struct Ledger {
     pub db: Db,
     pub processor: Arc<dyn Processor>,
+    /// How long an `authorizing` payment may go unchanged before its call is presumed
+    /// dead (its process crashed, or its request was dropped at the deadline): longer
+    /// than any live processor call, so another instance's call is never taken over.
+    pub stale_after: Duration,
 }
 
 impl Ledger {
@@ -133,7 +138,8 @@ impl Ledger {
         card: &Card,
         summary: &CardSummary,
     ) -> Result<Payment, LedgerError> {
-        // Claim the order: create it, or take it back from `retryable`; each a single
+        // Claim the order: create it, or take it back from `retryable` (or from an
+        // `authorizing` whose call is presumed dead, see `stale_after`); each a single
         // statement, so two calls for one order cannot both win.
         let now = now_ms();
         let created = sqlx::query(
@@ -156,12 +162,13 @@ impl Ledger {
         if !created {
             let retried = sqlx::query(
                 "UPDATE payments SET status = $2, attempts = attempts + 1, updated_ms = $3 \
-                 WHERE order_id = $1 AND status = $4",
+                 WHERE order_id = $1 AND (status = $4 OR (status = $2 AND updated_ms < $5))",
             )
             .bind(order_id)
             .bind(AUTHORIZING)
             .bind(now)
             .bind(RETRYABLE)
+            .bind(self.stale_cutoff(now))
             .execute(self.db.pool())
             .await?
             .rows_affected()
@@ -291,15 +298,25 @@ impl Ledger {
         Ok(now)
     }
 
-    /// At start: authorizations a crash left half-done can be tried again.
+    /// At start: authorizations a crash left half-done can be tried again. Only stale
+    /// ones (see `stale_after`): other instances sharing the database may be in the
+    /// middle of theirs. Fresher ones are taken over by `authorize` once stale.
     pub async fn recover(&self) -> Result<u64, sqlx::Error> {
-        let done =
-            sqlx::query("UPDATE payments SET status = $1, updated_ms = $2 WHERE status = $3")
-                .bind(RETRYABLE)
-                .bind(now_ms())
-                .bind(AUTHORIZING)
-                .execute(self.db.pool())
-                .await?;
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE payments SET status = $1, updated_ms = $2 WHERE status = $3 AND updated_ms < $4",
+        )
+        .bind(RETRYABLE)
+        .bind(now)
+        .bind(AUTHORIZING)
+        .bind(self.stale_cutoff(now))
+        .execute(self.db.pool())
+        .await?;
         Ok(done.rows_affected())
+    }
+
+    /// `updated_ms` before which an `authorizing` payment is stale.
+    fn stale_cutoff(&self, now: i64) -> i64 {
+        now.saturating_sub(i64::try_from(self.stale_after.as_millis()).unwrap_or(i64::MAX))
     }
 }

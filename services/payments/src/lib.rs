@@ -28,7 +28,7 @@ pub const NAME: &str = "payments";
 
 pub const DEFAULT_LISTEN: SocketAddr = emporium_runtime::LOOPBACK_ANY_PORT;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static MIGRATIONS: emporium_store::Migrations = emporium_store::migrations!();
 
 /// The `[payments]` settings table.
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +48,9 @@ impl Default for PaymentsSettings {
     }
 }
 
+/// Added to the request deadline to tell an abandoned authorization from a live one.
+const STALE_MARGIN: Duration = Duration::from_secs(30);
+
 /// Runs payments until `shutdown`.
 pub async fn run(
     settings: Settings<PaymentsSettings>,
@@ -56,7 +59,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let host = Host::new(NAME, &settings.common);
     let db = host
-        .open_db(settings.service.database_url.as_deref(), &MIGRATOR)
+        .open_db(settings.service.database_url.as_deref(), &MIGRATIONS)
         .await?;
     let events = Events::open(&host, &db).await?;
     let ledger = ledger::Ledger {
@@ -64,6 +67,9 @@ pub async fn run(
         processor: Arc::new(processor::Simulated::new(Duration::from_millis(
             settings.service.slow_card_delay_ms,
         ))),
+        // An authorize call lives at most as long as its request: the HTTP deadline
+        // drops it. With a margin, an older `authorizing` row has no live call.
+        stale_after: Duration::from_millis(settings.common.http.request_timeout_ms) + STALE_MARGIN,
     };
     let recovered = ledger.recover().await?;
     if recovered > 0 {

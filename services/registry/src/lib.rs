@@ -55,10 +55,10 @@ pub async fn run(
     common.registry_url = None;
     let host = Host::new(NAME, &common);
     let db = host
-        .open_db(settings.service.database_url.as_deref(), &MIGRATOR)
+        .open_db(settings.service.database_url.as_deref(), &MIGRATIONS)
         .await?;
     let registry = Registry::start(db.clone()).await?;
     host.serve(api::router(registry), listener, shutdown).await
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static MIGRATIONS: emporium_store::Migrations = emporium_store::migrations!();

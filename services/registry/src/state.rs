@@ -331,7 +331,7 @@ mod tests {
         let db = Db::open_service("registry", dir.path(), None)
             .await
             .expect("db");
-        db.migrate(&crate::MIGRATOR).await.expect("migrate");
+        db.migrate_all(&crate::MIGRATIONS).await.expect("migrate");
         (dir, Registry::start(db).await.expect("start"))
     }
 
@@ -453,7 +453,7 @@ mod tests {
         let db = Db::open_service("registry", dir.path(), None)
             .await
             .expect("db");
-        db.migrate(&crate::MIGRATOR).await.expect("migrate");
+        db.migrate_all(&crate::MIGRATIONS).await.expect("migrate");
         let r = Registry::start(db.clone()).await.expect("start");
         let e = r.config_put("catalog/page_size", "40").await.expect("put");
         assert!(e.index > 0);

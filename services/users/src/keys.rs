@@ -31,31 +31,22 @@ pub enum KeyError {
     Sign(#[from] jsonwebtoken::errors::Error),
 }
 
+/// The key of a row that exists only inside the transaction creating the first key,
+/// never committed: a lock both engines take the same way (see `create_first`).
+const FIRST_KEY_GUARD: &str = "first-key-guard";
+
 impl Keys {
     /// Loads the signing key, generating and storing one on first start.
     pub async fn load_or_create(db: &Db, now_ms: i64) -> Result<Self, KeyError> {
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT kid, private_pkcs8, public_x FROM signing_keys ORDER BY created_at_ms DESC, kid",
-        )
-        .fetch_all(db.pool())
-        .await?;
-        let rows = if rows.is_empty() {
-            let (kid, pkcs8, x) = generate()?;
-            sqlx::query(
-                "INSERT INTO signing_keys (kid, private_pkcs8, public_x, created_at_ms) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(&kid)
-            .bind(STANDARD.encode(pkcs8.expose()))
-            .bind(&x)
-            .bind(now_ms)
-            .execute(db.pool())
-            .await?;
-            tracing::info!(%kid, "generated a new token signing key");
-            vec![(kid, STANDARD.encode(pkcs8.expose()), x)]
-        } else {
-            rows
+        let mut rows = stored(db).await?;
+        if rows.is_empty() {
+            create_first(db, now_ms).await?;
+            // Whoever created it: every instance signs with what is stored.
+            rows = stored(db).await?;
+        }
+        let Some((kid, private_b64, _)) = rows.first() else {
+            return Err(KeyError::Invalid("no signing key was stored".into()));
         };
-        let (kid, private_b64, _) = &rows[0];
         let pkcs8 = Secret::new(
             STANDARD
                 .decode(private_b64)
@@ -96,6 +87,57 @@ impl Keys {
             .collect();
         json!({ "keys": keys })
     }
+}
+
+/// Every stored key, the signing one (the newest) first: (kid, PKCS#8 base64, x).
+async fn stored(db: &Db) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT kid, private_pkcs8, public_x FROM signing_keys ORDER BY created_at_ms DESC, kid",
+    )
+    .fetch_all(db.pool())
+    .await
+}
+
+/// Stores a first key unless another instance, starting at the same time, already
+/// did. Several instances may share one database, and with PostgreSQL's plain `BEGIN`
+/// (READ COMMITTED) each would see no key and store its own, then sign with a key
+/// the others neither use nor publish. So the transaction first inserts a guard row
+/// under a fixed kid: a second instance's insert of the same kid waits until the
+/// first commits (SQLite's `BEGIN IMMEDIATE` serialises them anyway), and then reads
+/// the key the first stored. The guard is deleted before commit, so it is never seen
+/// outside its transaction; the table's contents are unchanged.
+async fn create_first(db: &Db, now_ms: i64) -> Result<(), KeyError> {
+    let mut tx = db.begin().await?;
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, private_pkcs8, public_x, created_at_ms) \
+         VALUES ($1, '', '', 0) ON CONFLICT (kid) DO NOTHING",
+    )
+    .bind(FIRST_KEY_GUARD)
+    .execute(&mut *tx)
+    .await?;
+    let (existing,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM signing_keys WHERE kid <> $1")
+        .bind(FIRST_KEY_GUARD)
+        .fetch_one(&mut *tx)
+        .await?;
+    if existing == 0 {
+        let (kid, pkcs8, x) = generate()?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, private_pkcs8, public_x, created_at_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&kid)
+        .bind(STANDARD.encode(pkcs8.expose()))
+        .bind(&x)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        tracing::info!(%kid, "generated a new token signing key");
+    }
+    sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
+        .bind(FIRST_KEY_GUARD)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Claims for a token of `user_id` with `roles`, valid for `ttl_secs` from `now_secs`.
@@ -141,7 +183,7 @@ mod tests {
         let db = Db::open_service("users", dir.path(), None)
             .await
             .expect("db");
-        db.migrate(&crate::MIGRATOR).await.expect("migrate");
+        db.migrate_all(&crate::MIGRATIONS).await.expect("migrate");
         let keys = Keys::load_or_create(&db, 1).await.expect("create");
         let again = Keys::load_or_create(&db, 2).await.expect("load");
         assert_eq!(keys.kid(), again.kid(), "the key survives a restart");

@@ -34,7 +34,7 @@ pub const NAME: &str = "users";
 
 pub const DEFAULT_LISTEN: SocketAddr = emporium_runtime::LOOPBACK_ANY_PORT;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static MIGRATIONS: emporium_store::Migrations = emporium_store::migrations!();
 
 /// The `[users]` settings table.
 #[derive(Debug, Clone, Deserialize)]
@@ -65,7 +65,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let host = Host::new(NAME, &settings.common);
     let db = host
-        .open_db(settings.service.database_url.as_deref(), &MIGRATOR)
+        .open_db(settings.service.database_url.as_deref(), &MIGRATIONS)
         .await?;
     let keys = keys::Keys::load_or_create(&db, emporium_store::now_ms()).await?;
     let events = emporium_events::Events::open(&host, &db).await?;

@@ -1,0 +1,148 @@
+//! The feed transport's consumer side: long-polling a producer's feed through the
+//! registry, with the cursor kept in this service's own database.
+//!
+//! When a service runs several instances they share the cursor, so one of them at a
+//! time reads each subscription: it holds a [`Lease`] named after the subscription,
+//! renewed between polls (which are kept shorter than the renewal period), and the
+//! others wait to take over if it stops.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::consumer::{Consumer, Subscription, load_cursor, pause};
+use crate::envelope::FeedPage;
+use crate::lease::Lease;
+
+/// How long a reader keeps a subscription without renewing its lease.
+const READER_LEASE: Duration = Duration::from_secs(15);
+
+/// Reads one producer's feed until `stop`.
+pub(crate) async fn read(
+    consumer: Arc<Consumer>,
+    transport: Arc<dyn emporium_client::Transport>,
+    instance: String,
+    sub: Arc<Subscription>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let lease = Lease::new(
+        consumer.db.clone(),
+        format!("feed:{}", sub.name),
+        instance,
+        READER_LEASE,
+    );
+    let mut failures = 0;
+    // Wait for the subscription: another instance may be reading it.
+    loop {
+        match lease.acquire().await {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(subscription = %sub.name, error = %e, "cannot take the reader lease");
+            }
+        }
+        if !pause(lease.renew_every(), &mut stop).await {
+            return;
+        }
+    }
+    let mut renewed = tokio::time::Instant::now();
+    let wait = consumer
+        .settings
+        .feed_wait_ms
+        .min(lease.renew_every().as_millis() as u64);
+    let client = emporium_client::ServiceClient::new(
+        sub.source,
+        transport.clone(),
+        Duration::from_millis(wait + 5_000),
+    );
+    let mut cursor = loop {
+        match load_cursor(&consumer.db, &sub.name).await {
+            Ok(c) => break c,
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(subscription = %sub.name, error = %e, "cannot read the cursor");
+                if !pause(consumer.backoff(failures), &mut stop).await {
+                    return;
+                }
+            }
+        }
+    };
+    failures = 0;
+    tracing::info!(subscription = %sub.name, cursor, "subscribed");
+    while !*stop.borrow() {
+        if renewed.elapsed() >= lease.renew_every() {
+            match lease.acquire().await {
+                Ok(true) => renewed = tokio::time::Instant::now(),
+                Ok(false) => {
+                    // Lost it while away (paused past the lease): the cursor is the
+                    // other reader's now; start over as a waiting instance.
+                    tracing::warn!(subscription = %sub.name, "another instance took over this subscription");
+                    sub.connected.store(false, Ordering::Relaxed);
+                    return Box::pin(read(
+                        consumer,
+                        transport,
+                        lease.holder().to_string(),
+                        sub,
+                        stop,
+                    ))
+                    .await;
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(subscription = %sub.name, error = %e, "cannot renew the reader lease");
+                    if !pause(consumer.backoff(failures), &mut stop).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        let path = format!(
+            "/internal/events?after={cursor}&limit={}&wait={wait}",
+            consumer.settings.batch_size
+        );
+        let page: FeedPage = tokio::select! {
+            page = client.get_json(&path) => match page {
+                Ok(page) => page,
+                Err(e) => {
+                    failures += 1;
+                    if sub.connected.swap(false, Ordering::Relaxed) || failures == 1 {
+                        tracing::warn!(subscription = %sub.name, error = %e, "feed unreachable; retrying");
+                    }
+                    if !pause(consumer.backoff(failures), &mut stop).await {
+                        return;
+                    }
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        failures = 0;
+        if !sub.connected.swap(true, Ordering::Relaxed) {
+            tracing::info!(subscription = %sub.name, cursor, head = page.head, "feed connected");
+        }
+        sub.head.store(page.head, Ordering::Relaxed);
+        if page.head < cursor {
+            // Sequence numbers only grow, so the producer's database was replaced
+            // (reset, restored): read it again from the start. Events already
+            // applied are recognised by id and have no second effect.
+            tracing::warn!(
+                subscription = %sub.name, cursor, head = page.head,
+                "the producer's outbox is behind this cursor; reading it again from the start"
+            );
+            cursor = 0;
+            continue;
+        }
+        let Some(last) = page.events.last() else {
+            continue;
+        };
+        let last = last.seq;
+        if !consumer.apply_batch(&sub, &page.events, &mut stop).await {
+            return;
+        }
+        cursor = last;
+    }
+}

@@ -1,0 +1,408 @@
+//! The NATS JetStream transport: an outbox relay per producer, durable pull consumers.
+//!
+//! - Each producing service has one stream, `EVENTS_<SERVICE>`, holding the subjects
+//!   `events.emporium.<service>.>`; an event of type `T` travels on `events.T` as its
+//!   CloudEvents JSON envelope, with the event id as `Nats-Msg-Id` so JetStream drops
+//!   a republished copy inside its duplicate window.
+//! - The **relay** publishes outbox rows not yet sent, oldest first, and marks them
+//!   sent only after JetStream acknowledged them; anything else is retried. One
+//!   instance of a service relays at a time (a [`Lease`]). It reads unsent rows, not
+//!   "rows after a position", so a transaction that commits after a later one (on
+//!   PostgreSQL sequence order is not commit order) is still relayed.
+//! - Each consuming service has one **durable pull consumer** per producer, named
+//!   after the service: its instances share it, so each event goes to one of them.
+//!   Messages are acknowledged only after the consumer's own transaction committed;
+//!   what is not acknowledged comes back. Parked events are also published on
+//!   `dead.<consumer>.<producer>` (stream `DEAD_LETTERS`) for outside tools.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull, message::PublishMessage, stream};
+use emporium_store::{Db, now_ms};
+use futures::StreamExt;
+use tokio::sync::watch;
+
+use crate::consumer::{Consumer, Subscription, pause};
+use crate::envelope::{Envelope, FeedEvent};
+use crate::lease::Lease;
+use crate::outbox::{Outbox, OutboxRow, envelope_of};
+
+/// How long a relay keeps its lease without renewing it.
+const RELAY_LEASE: Duration = Duration::from_secs(10);
+/// The relay looks for rows committed by other instances this often.
+const RELAY_RECHECK: Duration = Duration::from_secs(1);
+/// Events stay in a stream this long, for consumers that were away.
+const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// JetStream drops a message whose id it saw this recently.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// A delivered message not acknowledged in this time is delivered again.
+const ACK_WAIT: Duration = Duration::from_secs(60);
+const DEAD_STREAM: &str = "DEAD_LETTERS";
+
+/// Connects to NATS; the client keeps reconnecting on its own, from the start too.
+pub(crate) async fn connect(url: &str, instance: &str) -> anyhow::Result<jetstream::Context> {
+    let client = async_nats::ConnectOptions::new()
+        .name(instance)
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to NATS at {url}: {e}"))?;
+    Ok(jetstream::new(client))
+}
+
+/// `EVENTS_<SERVICE>`.
+pub fn stream_name(service: &str) -> String {
+    format!("EVENTS_{}", service.to_ascii_uppercase())
+}
+
+/// The subject an event of type `kind` travels on.
+pub fn subject_of(kind: &str) -> String {
+    format!("events.{kind}")
+}
+
+/// The subject a subscription's parked events are published on.
+pub fn dead_subject(subscription: &str) -> String {
+    format!("dead.{subscription}")
+}
+
+/// Creates `service`'s stream unless it exists. Producer and consumers both call
+/// it, with the same settings, so either may start first.
+pub(crate) async fn ensure_stream(
+    js: &jetstream::Context,
+    service: &str,
+) -> anyhow::Result<stream::Stream> {
+    js.get_or_create_stream(stream::Config {
+        name: stream_name(service),
+        subjects: vec![format!("events.emporium.{service}.>")],
+        storage: stream::StorageType::File,
+        max_age: RETENTION,
+        duplicate_window: DUPLICATE_WINDOW,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("stream {}: {e}", stream_name(service)))
+}
+
+/// Publishes the outbox of one service to its stream.
+pub(crate) struct Relay {
+    pub service: &'static str,
+    pub instance: String,
+    pub db: Db,
+    pub js: jetstream::Context,
+    pub outbox: Outbox,
+    pub batch: u32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+}
+
+impl Relay {
+    pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
+        let lease = Lease::new(
+            self.db.clone(),
+            "outbox-relay",
+            self.instance.clone(),
+            RELAY_LEASE,
+        );
+        let mut commits = self.outbox.subscribe();
+        let mut leader = false;
+        let mut stream_ready = false;
+        let mut failures = 0;
+        while !*stop.borrow() {
+            match lease.acquire().await {
+                Ok(true) if !leader => {
+                    leader = true;
+                    tracing::info!(stream = %stream_name(self.service), "relaying the outbox to JetStream");
+                }
+                Ok(true) => {}
+                Ok(false) => {
+                    if leader {
+                        tracing::warn!("another instance took over relaying the outbox");
+                    }
+                    leader = false;
+                    if !pause(lease.renew_every(), &mut stop).await {
+                        break;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures <= 3 || failures % 20 == 0 {
+                        tracing::warn!(error = %e, "cannot take the relay lease; retrying");
+                    }
+                    if !pause(self.backoff(failures), &mut stop).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            let renew_at = tokio::time::Instant::now() + lease.renew_every();
+            while tokio::time::Instant::now() < renew_at && !*stop.borrow() {
+                if !stream_ready {
+                    match ensure_stream(&self.js, self.service).await {
+                        Ok(_) => stream_ready = true,
+                        Err(e) => {
+                            failures += 1;
+                            if failures <= 3 || failures % 20 == 0 {
+                                tracing::warn!(error = %e, "JetStream unavailable; retrying");
+                            }
+                            pause(self.backoff(failures), &mut stop).await;
+                            break;
+                        }
+                    }
+                }
+                commits.borrow_and_update();
+                match self.relay_once().await {
+                    Ok(0) => {
+                        failures = 0;
+                        let until = (tokio::time::Instant::now() + RELAY_RECHECK).min(renew_at);
+                        tokio::select! {
+                            _ = commits.changed() => {}
+                            () = tokio::time::sleep_until(until) => {}
+                            _ = stop.changed() => {}
+                        }
+                    }
+                    Ok(_) => failures = 0,
+                    Err(e) => {
+                        failures += 1;
+                        if failures <= 3 || failures % 20 == 0 {
+                            tracing::warn!(error = %e, attempt = failures, "relaying failed; retrying");
+                        }
+                        // The stream may be gone (a server that lost its data).
+                        stream_ready = false;
+                        pause(self.backoff(failures), &mut stop).await;
+                        break;
+                    }
+                }
+            }
+        }
+        if leader && let Err(e) = lease.release().await {
+            tracing::debug!(error = %e, "cannot release the relay lease; it expires");
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        emporium_runtime::backoff(self.retry_base, self.retry_max, attempt)
+    }
+
+    /// Publishes one batch of unsent rows; returns how many JetStream acknowledged.
+    async fn relay_once(&self) -> anyhow::Result<usize> {
+        let rows: Vec<OutboxRow> = sqlx::query_as(
+            "SELECT seq, id, type, subject, time_ms, traceparent, data FROM outbox \
+             WHERE sent_ms IS NULL ORDER BY seq LIMIT $1",
+        )
+        .bind(i64::from(self.batch))
+        .fetch_all(self.db.pool())
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // Send them all, then wait for the acknowledgements: one round trip per batch.
+        let mut pending = Vec::with_capacity(rows.len());
+        let mut failure = None;
+        for row in rows {
+            let seq = row.seq;
+            let id = row.id.clone();
+            let subject = subject_of(&row.kind);
+            let event = envelope_of(self.service, row).event;
+            let payload = serde_json::to_vec(&event)?;
+            let message = PublishMessage::build()
+                .message_id(&id)
+                .payload(payload.into());
+            match self.js.send_publish(subject, message).await {
+                Ok(ack) => pending.push((seq, ack)),
+                Err(e) => {
+                    failure = Some(anyhow::anyhow!("publishing {id}: {e}"));
+                    break;
+                }
+            }
+        }
+        let mut sent = Vec::with_capacity(pending.len());
+        for (seq, ack) in pending {
+            match ack.await {
+                Ok(_) => sent.push(seq),
+                Err(e) => {
+                    failure.get_or_insert_with(|| anyhow::anyhow!("JetStream refused: {e}"));
+                }
+            }
+        }
+        if !sent.is_empty() {
+            let mut tx = self.db.begin().await?;
+            let now = now_ms();
+            for seq in &sent {
+                sqlx::query("UPDATE outbox SET sent_ms = $1 WHERE seq = $2")
+                    .bind(now)
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(sent.len()),
+        }
+    }
+}
+
+/// Reads one producer's stream through this service's durable consumer until `stop`.
+pub(crate) async fn read(
+    consumer: Arc<Consumer>,
+    js: jetstream::Context,
+    durable: &'static str,
+    sub: Arc<Subscription>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let batch = consumer.settings.batch_size as usize;
+    let mut failures = 0;
+    while !*stop.borrow() {
+        let messages = match subscribe(&js, durable, &sub, batch).await {
+            Ok(messages) => messages,
+            Err(e) => {
+                failures += 1;
+                if failures <= 3 || failures % 20 == 0 {
+                    tracing::warn!(subscription = %sub.name, error = %e, "JetStream unavailable; retrying");
+                }
+                if !pause(consumer.backoff(failures), &mut stop).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        sub.connected.store(true, Ordering::Relaxed);
+        tracing::info!(subscription = %sub.name, consumer = durable, "consuming from JetStream");
+        let mut chunks = messages.ready_chunks(batch.max(1));
+        let mut broken = false;
+        while !broken {
+            let chunk = tokio::select! {
+                chunk = chunks.next() => chunk,
+                _ = stop.changed() => return,
+            };
+            let Some(chunk) = chunk else { break };
+            let mut received = Vec::with_capacity(chunk.len());
+            let mut events = Vec::with_capacity(chunk.len());
+            for item in chunk {
+                let message = match item {
+                    Ok(message) => message,
+                    Err(e) => {
+                        tracing::warn!(subscription = %sub.name, error = %e, "JetStream consumer failed; subscribing again");
+                        broken = true;
+                        continue;
+                    }
+                };
+                let Ok(info) = message.info() else {
+                    tracing::warn!(subject = %message.subject, "not a JetStream message; ignored");
+                    continue;
+                };
+                let seq = i64::try_from(info.stream_sequence).unwrap_or(i64::MAX);
+                let pending = i64::try_from(info.pending).unwrap_or(0);
+                sub.head.store(seq + pending, Ordering::Relaxed);
+                match serde_json::from_slice::<Envelope>(&message.payload) {
+                    Ok(event) => {
+                        events.push(FeedEvent { seq, event });
+                        received.push(message);
+                    }
+                    Err(e) => {
+                        // Not an envelope at all: nothing to retry or replay.
+                        tracing::error!(subscription = %sub.name, seq, error = %e, "undecodable message dropped");
+                        if let Err(e) = message.ack_with(jetstream::AckKind::Term).await {
+                            tracing::debug!(error = %e, "cannot terminate the message");
+                        }
+                    }
+                }
+            }
+            if events.is_empty() {
+                continue;
+            }
+            if !consumer.apply_batch(&sub, &events, &mut stop).await {
+                // Stopped before they were applied: not acknowledged, they come back.
+                return;
+            }
+            failures = 0;
+            for message in received {
+                if let Err(e) = message.ack().await {
+                    // Delivered again after ACK_WAIT and recognised by id.
+                    tracing::debug!(error = %e, "acknowledgement lost");
+                }
+            }
+        }
+        sub.connected.store(false, Ordering::Relaxed);
+        failures += 1;
+        if !pause(consumer.backoff(failures), &mut stop).await {
+            return;
+        }
+    }
+}
+
+async fn subscribe(
+    js: &jetstream::Context,
+    durable: &str,
+    sub: &Subscription,
+    batch: usize,
+) -> anyhow::Result<pull::Stream> {
+    let stream = ensure_stream(js, sub.source).await?;
+    let consumer = stream
+        .get_or_create_consumer(
+            durable,
+            pull::Config {
+                durable_name: Some(durable.to_string()),
+                description: Some(format!("{durable} consuming {} events", sub.source)),
+                filter_subject: format!("events.emporium.{}.>", sub.source),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: ACK_WAIT,
+                // Retries and parking are the consumer's own; the server never gives up.
+                max_deliver: -1,
+                max_ack_pending: 10_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("consumer {durable} on {}: {e}", stream_name(sub.source)))?;
+    consumer
+        .stream()
+        .max_messages_per_batch(batch)
+        .heartbeat(Duration::from_secs(5))
+        .expires(Duration::from_secs(30))
+        .messages()
+        .await
+        .map_err(|e| anyhow::anyhow!("pulling from {}: {e}", stream_name(sub.source)))
+}
+
+/// Publishes a parked event on its dead-letter subject, best effort: the database
+/// row is what `emporium events dead` reads and replays.
+pub(crate) async fn publish_dead(
+    js: &jetstream::Context,
+    subscription: &str,
+    event: &Envelope,
+    error: &str,
+) {
+    let result = async {
+        js.get_or_create_stream(stream::Config {
+            name: DEAD_STREAM.to_string(),
+            subjects: vec!["dead.>".to_string()],
+            storage: stream::StorageType::File,
+            max_age: RETENTION,
+            duplicate_window: DUPLICATE_WINDOW,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let payload = serde_json::to_vec(event)?;
+        let message = PublishMessage::build()
+            .message_id(format!("{}:{subscription}", event.id))
+            .header("Emporium-Error", error.replace(['\r', '\n'], " "))
+            .payload(payload.into());
+        js.send_publish(dead_subject(subscription), message)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(subscription, event_id = %event.id, error = %e, "dead letter not published to NATS");
+    }
+}
