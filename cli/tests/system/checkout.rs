@@ -285,11 +285,10 @@ pub(crate) async fn assert_invariants(up: &Up) -> (usize, usize) {
 /// `(status, attempts)` of every message in notifications' database.
 pub(crate) async fn message_states(up: &Up) -> Vec<(String, i64)> {
     let db = up.db("notifications").await;
-    let rows = sqlx::query_as("SELECT status, attempts FROM messages ORDER BY created_ms")
+    sqlx::query_as("SELECT status, attempts FROM messages ORDER BY created_ms")
         .fetch_all(db.pool())
         .await
-        .expect("messages");
-    rows
+        .expect("messages")
 }
 
 /// `.eml` files written for `order_id` (found by their subject line).

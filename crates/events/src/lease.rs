@@ -74,3 +74,35 @@ impl Lease {
         self.period / 3
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_holder_at_a_time_until_it_stops_renewing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open_service("demo", dir.path(), None)
+            .await
+            .expect("open");
+        sqlx::query("CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until_ms BIGINT NOT NULL)")
+            .execute(db.pool())
+            .await
+            .expect("table");
+        let a = Lease::new(db.clone(), "job", "a", Duration::from_millis(300));
+        let b = Lease::new(db.clone(), "job", "b", Duration::from_millis(300));
+        assert!(a.acquire().await.expect("a"), "free: a takes it");
+        assert!(!b.acquire().await.expect("b"), "held by a");
+        assert!(a.acquire().await.expect("a renews"), "the holder renews");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(
+            b.acquire().await.expect("b"),
+            "a stopped renewing: b takes over"
+        );
+        assert!(!a.acquire().await.expect("a"), "and a cannot take it back");
+        b.release().await.expect("release");
+        assert!(a.acquire().await.expect("a"), "released: free at once");
+        let other = Lease::new(db, "other-job", "b", Duration::from_millis(300));
+        assert!(other.acquire().await.expect("other"), "leases are per name");
+    }
+}
