@@ -39,7 +39,7 @@ mkdir -p "$WORK/pg" "$WORK/sock"
 [ "$(id -u)" -eq 0 ] && chown postgres: "$WORK/pg" "$WORK/sock"
 as_pg "$PG_BIN/initdb" -D "$WORK/pg" -A trust -U postgres -E UTF8 >/dev/null
 # Durable settings (fsync on): the numbers are what a production server would do.
-as_pg "$PG_BIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w \
+as_pg "$PG_BIN/pg_ctl" -D "$WORK/pg" -l "$WORK/sock/pg.log" -w \
   -o "-p $PG_PORT -k $WORK/sock -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
 nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MON" -sd "$WORK/nats" 2>"$WORK/nats.log" &
 NATS_PID=$!
