@@ -194,6 +194,20 @@ pub(crate) async fn available(up: &Up, sku: &str) -> i64 {
     stock["available"].as_i64().expect("available")
 }
 
+/// How many orders ended how: `CONFIRMED`, `CANCELLED <reason>`.
+pub(crate) fn tally(orders: &[Value]) -> HashMap<String, usize> {
+    let mut outcomes = HashMap::new();
+    for order in orders {
+        let key = format!(
+            "{} {}",
+            order["status"].as_str().expect("status"),
+            order["reason"].as_str().unwrap_or("")
+        );
+        *outcomes.entry(key.trim().to_string()).or_default() += 1;
+    }
+    outcomes
+}
+
 /// The checkout invariants, read from each service's own database once every saga
 /// is terminal. Returns `(confirmed, cancelled)`.
 pub(crate) async fn assert_invariants(up: &Up) -> (usize, usize) {
@@ -583,16 +597,11 @@ async fn fifty_checkouts_race_for_the_last_ten_units() {
             s.check_out(&up, APPROVE, Duration::from_secs(60)).await
         }));
     }
-    let mut outcomes: HashMap<String, usize> = HashMap::new();
+    let mut orders = Vec::new();
     for t in tasks {
-        let order = t.await.expect("join");
-        let key = format!(
-            "{} {}",
-            order["status"].as_str().expect("status"),
-            order["reason"].as_str().unwrap_or("")
-        );
-        *outcomes.entry(key.trim().to_string()).or_default() += 1;
+        orders.push(t.await.expect("join"));
     }
+    let outcomes = tally(&orders);
     assert_eq!(outcomes.get("CONFIRMED"), Some(&10), "{outcomes:?}");
     assert_eq!(
         outcomes.get("CANCELLED out_of_stock"),

@@ -2,7 +2,6 @@
 //! each test), under the failures they bring: several instances of a service, the
 //! broker restarting, the database restarting.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +9,7 @@ use serde_json::Value;
 
 use crate::checkout::{
     APPROVE, Shopper, assert_invariants, available, message_states, set_stock, shopper,
-    stocked_sku, wait_for_mails,
+    stocked_sku, tally, wait_for_mails,
 };
 use crate::{Backends, Up, http};
 
@@ -28,19 +27,6 @@ async fn check_out_all(up: &Arc<Up>, shoppers: Vec<Shopper>, timeout: Duration) 
         orders.push(t.await.expect("join"));
     }
     orders
-}
-
-fn tally(orders: &[Value]) -> HashMap<String, usize> {
-    let mut outcomes = HashMap::new();
-    for order in orders {
-        let key = format!(
-            "{} {}",
-            order["status"].as_str().expect("status"),
-            order["reason"].as_str().unwrap_or("")
-        );
-        *outcomes.entry(key.trim().to_string()).or_default() += 1;
-    }
-    outcomes
 }
 
 /// Every event of `producer` applied by `consumer` exactly once: each outbox id

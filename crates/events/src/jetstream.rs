@@ -74,16 +74,24 @@ pub(crate) async fn ensure_stream(
     js: &jetstream::Context,
     service: &str,
 ) -> anyhow::Result<stream::Stream> {
-    js.get_or_create_stream(stream::Config {
-        name: stream_name(service),
-        subjects: vec![format!("events.emporium.{service}.>")],
+    js.get_or_create_stream(stream_config(
+        stream_name(service),
+        format!("events.emporium.{service}.>"),
+    ))
+    .await
+    .map_err(|e| anyhow::anyhow!("stream {}: {e}", stream_name(service)))
+}
+
+/// The settings of every stream here: files, kept `RETENTION`, deduplicated by id.
+fn stream_config(name: String, subjects: String) -> stream::Config {
+    stream::Config {
+        name,
+        subjects: vec![subjects],
         storage: stream::StorageType::File,
         max_age: RETENTION,
         duplicate_window: DUPLICATE_WINDOW,
         ..Default::default()
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("stream {}: {e}", stream_name(service)))
+    }
 }
 
 /// Publishes the outbox of one service to its stream.
@@ -379,16 +387,9 @@ pub(crate) async fn publish_dead(
     error: &str,
 ) {
     let result = async {
-        js.get_or_create_stream(stream::Config {
-            name: DEAD_STREAM.to_string(),
-            subjects: vec!["dead.>".to_string()],
-            storage: stream::StorageType::File,
-            max_age: RETENTION,
-            duplicate_window: DUPLICATE_WINDOW,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        js.get_or_create_stream(stream_config(DEAD_STREAM.to_string(), "dead.>".to_string()))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let payload = serde_json::to_vec(event)?;
         let message = PublishMessage::build()
             .message_id(format!("{}:{subscription}", event.id))
