@@ -1,38 +1,46 @@
-//! The merged log view of `emporium up`.
+//! The merged log view of `emporium up`, and `emporium logs`.
 //!
 //! Services write JSON lines; on a terminal each is shown as one readable line
 //! behind a coloured service name, otherwise the JSON is passed through behind the
 //! name so tools can still parse it. Whatever a process writes that is not JSON (a
-//! panic message) is shown as it is.
+//! panic message) is shown as it is. Every line also goes to the rotated log file
+//! under the data folder ([`crate::logfile`]), which `emporium logs` reads back,
+//! filtered by service, trace id and level, and follows.
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
+
+use crate::logfile::RotatingFile;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Child;
 
 /// Keys shown in the prefix or dropped, rather than as `key=value`.
-const SKIPPED: [&str; 6] = [
+const SKIPPED: [&str; 7] = [
     "timestamp",
     "level",
     "service",
     "instance",
     "target",
     "message",
+    "span_id",
 ];
 
 #[derive(Clone)]
 pub struct LogSink {
     pretty: bool,
     out: Arc<std::sync::Mutex<std::io::Stdout>>,
+    file: Option<Arc<std::sync::Mutex<RotatingFile>>>,
 }
 
 impl LogSink {
-    pub fn new() -> Self {
+    /// Prints to stdout and, when given, keeps every line in `file`.
+    pub fn new(file: Option<RotatingFile>) -> Self {
         Self {
             pretty: std::io::stdout().is_terminal(),
             out: Arc::new(std::sync::Mutex::new(std::io::stdout())),
+            file: file.map(|f| Arc::new(std::sync::Mutex::new(f))),
         }
     }
 
@@ -56,12 +64,23 @@ impl LogSink {
         });
     }
 
-    /// Prints one line from `source`.
+    /// Prints one line from `source` and keeps it on disk.
     pub fn line(&self, source: &str, line: &str) {
+        let parsed = serde_json::from_str::<Map<String, Value>>(line).ok();
+        if let Some(file) = &self.file {
+            let stored = match &parsed {
+                Some(_) => line.to_string(),
+                None => wrap(source, line),
+            };
+            if let Ok(mut file) = file.lock()
+                && let Err(e) = file.write_line(&stored)
+            {
+                // Say it once on the terminal, then keep going without the file.
+                eprintln!("emporium: cannot write the log file: {e}");
+            }
+        }
         let text = if self.pretty {
-            let body = serde_json::from_str::<Map<String, Value>>(line)
-                .map(|m| human(&m))
-                .unwrap_or_else(|_| line.to_string());
+            let body = parsed.as_ref().map_or_else(|| line.to_string(), human);
             format!("\x1b[{}m{source:>9}\x1b[0m | {body}\n", colour(source))
         } else {
             format!("{source:>9} | {line}\n")
@@ -70,6 +89,54 @@ impl LogSink {
             let _ = out.write_all(text.as_bytes());
             let _ = out.flush();
         }
+    }
+}
+
+/// A line that is not JSON (a panic, the supervisor's own notes) as a JSON line.
+fn wrap(source: &str, line: &str) -> String {
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    serde_json::json!({
+        "timestamp": now,
+        "level": "INFO",
+        "service": source,
+        "instance": source,
+        "message": line,
+    })
+    .to_string()
+}
+
+/// Prints stored lines for `emporium logs` and `emporium trace`: readable on a
+/// terminal, the JSON lines themselves otherwise (for jq and friends).
+pub struct Printer {
+    pretty: bool,
+}
+
+impl Printer {
+    pub fn new() -> Self {
+        Self {
+            pretty: std::io::stdout().is_terminal(),
+        }
+    }
+
+    pub fn print(&self, line: &str, m: &Map<String, Value>) {
+        let text = if self.pretty {
+            let source = m
+                .get("instance")
+                .or_else(|| m.get("service"))
+                .and_then(Value::as_str)
+                .unwrap_or("?");
+            format!(
+                "\x1b[{}m{source:>12}\x1b[0m | {}\n",
+                colour(source),
+                human(m)
+            )
+        } else {
+            format!("{line}\n")
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
     }
 }
 

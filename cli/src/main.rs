@@ -4,10 +4,14 @@
 //!   service as its own OS process: see [`up`];
 //! - `emporium serve <service>` runs one service, as a container would;
 //! - `emporium status` prints what the registry knows;
-//! - `emporium events dead|replay|lag` inspects event delivery: [`events`].
+//! - `emporium events dead|replay|lag` inspects event delivery: [`events`];
+//! - `emporium logs` and `emporium trace ORDER_ID` read the logs `emporium up` keeps:
+//!   [`logview`].
 
 mod events;
+mod logfile;
 mod logs;
+mod logview;
 mod services;
 mod status;
 mod up;
@@ -56,6 +60,30 @@ enum Command {
         #[arg(long, global = true)]
         data_dir: Option<PathBuf>,
     },
+    /// Print the merged logs of `emporium up`, filtered; `--follow` keeps going.
+    Logs {
+        /// Only these services or instance ids (`orders`, `orders-2`).
+        services: Vec<String>,
+        /// Keep printing new lines until Ctrl-C.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only the lines of this trace (the `trace_id` of any line).
+        #[arg(long)]
+        trace: Option<String>,
+        /// Only lines at this level or above.
+        #[arg(long, value_enum)]
+        level: Option<logview::Level>,
+        /// The data folder of the `emporium up` whose logs to read.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Print the timeline of one order across services, from the logs.
+    Trace {
+        order_id: String,
+        /// The data folder of the `emporium up` whose logs to read.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,5 +107,20 @@ fn main() -> anyhow::Result<()> {
             let url = status::registry_url(registry, data_dir)?;
             runtime.block_on(events::run(command, &url))
         }
+        Command::Logs {
+            services,
+            follow,
+            trace,
+            level,
+            data_dir,
+        } => {
+            let filter = logview::Filter {
+                services,
+                trace,
+                min_level: level,
+            };
+            runtime.block_on(logview::logs(filter, follow, data_dir))
+        }
+        Command::Trace { order_id, data_dir } => logview::trace(&order_id, data_dir),
     }
 }

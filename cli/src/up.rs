@@ -6,7 +6,8 @@
 //! then supervises: logs of all processes are merged with a service prefix, a process
 //! that dies is restarted with exponential backoff on the same address, and Ctrl-C or
 //! SIGTERM stops the gateway first, the services next and the registry last, each
-//! within a bounded time.
+//! within a bounded time. The merged logs are also kept, rotated, in
+//! `<data>/logs/emporium.log` for `emporium logs` and `emporium trace`.
 //!
 //! `--replicas orders=2,inventory=2` runs more than one instance of a backend, each
 //! with a stable instance id (`orders-1`, `orders-2`, kept across restarts);
@@ -119,7 +120,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let run_dir = args.data_dir.join("run");
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
-    let logs = LogSink::new();
+    let log_file = crate::logfile::RotatingFile::open(
+        crate::logfile::current(&data_dir),
+        crate::logfile::DEFAULT_MAX_BYTES,
+        crate::logfile::DEFAULT_KEEP,
+    )
+    .with_context(|| format!("opening the log file in {}", data_dir.display()))?;
+    let logs = LogSink::new(Some(log_file));
     let mut backends = Vec::new();
     if let Some(url) = &args.database_url {
         backends.push(("EMPORIUM__DATABASE_URL", url.clone()));
@@ -470,6 +477,13 @@ fn print_table(all: &[Arc<Supervised>], gateway: SocketAddr, took: Duration, dat
     out.push_str(&format!(
         "\n  Open http://{gateway}/   (API docs: http://{gateway}/docs/)\n"
     ));
+    out.push_str(&format!(
+        "  Logs: {} (emporium logs [SERVICE] --follow --trace ID --level L)\n",
+        crate::logfile::current(data_dir).display()
+    ));
+    out.push_str(
+        "  Metrics: GET /metrics on every service; Prometheus targets from the registry.\n",
+    );
     out.push_str("  Ctrl-C stops everything.\n\n");
     print!("{out}");
 }

@@ -763,7 +763,7 @@ impl Drop for SmtpSink {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -897,7 +897,7 @@ async fn a_saga_past_its_deadline_compensates() {
     assert_eq!(assert_invariants(&up).await, (0, 1));
 }
 
-fn emporium(data: &Path, args: &[&str]) -> (bool, String) {
+pub(crate) fn emporium(data: &Path, args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_emporium"))
         .args(args)
         .arg("--data-dir")

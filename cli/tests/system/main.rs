@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use emporium_testkit::servers::{self, Nats, Postgres};
 
 mod checkout;
+mod observability;
 mod production;
 
 /// PostgreSQL (one database, a schema per service) and NATS of one test.
@@ -123,6 +124,8 @@ impl Up {
             .env("EMPORIUM__GATEWAY__RATE_LIMIT__BURST", "10000")
             .env("EMPORIUM__REGISTRY_TTL_MS", "2000")
             .env_remove("EMPORIUM__REGISTRY_URL")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
             .envs(settings.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

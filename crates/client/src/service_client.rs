@@ -1,5 +1,6 @@
 //! Typed JSON calls to a named service.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,6 +8,8 @@ use axum::body::Body;
 use bytes::Bytes;
 use emporium_contracts::headers;
 use emporium_http::context;
+use emporium_telemetry::metrics;
+use emporium_telemetry::trace::{self, Kind, Span};
 use http::{HeaderValue, Method, Request, Response, header};
 use http_body_util::BodyExt;
 use serde::Serialize;
@@ -19,7 +22,9 @@ use crate::transport::Transport;
 ///
 /// Every call has a deadline: the smaller of the client's timeout and what is left of
 /// the current request's budget. The request id, the remaining budget and the trace
-/// context of the request being served travel with the call.
+/// context (`traceparent` of a client span, a child of the current one) travel with
+/// the call, and every call is counted and timed per target service and outcome
+/// (`http_client_requests_total`, `http_client_request_duration_seconds`).
 #[derive(Clone)]
 pub struct ServiceClient {
     service: String,
@@ -65,26 +70,70 @@ impl ServiceClient {
     /// Sends a prepared request with the deadline and propagation headers applied;
     /// the response streams and its status is not checked.
     pub async fn send(&self, mut request: Request<Bytes>) -> Result<Response<Body>, ClientError> {
+        let started = std::time::Instant::now();
         let ctx = context::current();
         let budget = ctx
             .as_ref()
             .map_or(self.timeout, |c| c.remaining().min(self.timeout));
+        // A client span only inside traced work: background polling starts no trace.
+        let mut span = ctx.as_ref().and_then(|c| c.trace.as_ref()).map(|parent| {
+            let name = if trace::exporting() {
+                Cow::Owned(format!("{} {}", request.method(), self.service))
+            } else {
+                Cow::Borrowed("call")
+            };
+            let mut span = Span::start(name, Kind::Client, Some(parent));
+            if span.is_recording() {
+                span.set_attribute("http.request.method", request.method().to_string());
+                span.set_attribute("server.address", self.service.clone());
+                span.set_attribute("url.path", request.uri().path().to_owned());
+            }
+            span
+        });
         let h = request.headers_mut();
-        if let Some(ctx) = &ctx {
-            if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
-                h.insert(headers::REQUEST_ID, v);
-            }
-            if let Some(tp) = &ctx.traceparent {
-                h.insert(headers::TRACEPARENT, tp.clone());
-            }
+        if let Some(ctx) = &ctx
+            && let Ok(v) = HeaderValue::from_str(&ctx.request_id)
+        {
+            h.insert(headers::REQUEST_ID, v);
+        }
+        if let Some(span) = &span {
+            trace::inject(span.context(), h);
         }
         h.insert(
             headers::TIMEOUT_MS,
             HeaderValue::from(budget.as_millis() as u64),
         );
-        tokio::time::timeout(budget, self.transport.send(&self.service, request))
+        let method = emporium_http::middleware::method_label(request.method());
+        let result = tokio::time::timeout(budget, self.transport.send(&self.service, request))
             .await
-            .map_err(|_| ClientError::Timeout(self.service.clone()))?
+            .map_err(|_| ClientError::Timeout(self.service.clone()))
+            .and_then(|r| r);
+        let outcome = match &result {
+            Ok(response) => response.status().as_str().to_owned(),
+            Err(ClientError::Timeout(_)) => "timeout".to_owned(),
+            Err(_) => "error".to_owned(),
+        };
+        if let Some(span) = &mut span {
+            match &result {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    span.set_attribute("http.response.status_code", i64::from(status));
+                    if status >= 500 {
+                        span.set_error(format!("HTTP {status}"));
+                    }
+                }
+                Err(e) => span.set_error(e.to_string()),
+            }
+        }
+        let labels = [
+            ("target", self.service.clone()),
+            ("method", method.to_owned()),
+            ("outcome", outcome),
+        ];
+        metrics::counter!("http_client_requests_total", &labels).increment(1);
+        metrics::histogram!("http_client_request_duration_seconds", &labels)
+            .record(started.elapsed().as_secs_f64());
+        result
     }
 
     fn request(
@@ -163,7 +212,7 @@ mod tests {
         let ctx = context::RequestContext {
             request_id: "req-7".into(),
             deadline: std::time::Instant::now() + Duration::from_millis(800),
-            traceparent: None,
+            trace: None,
         };
         let v: serde_json::Value = context::scope(ctx, client.get_json("/echo"))
             .await

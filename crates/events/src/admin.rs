@@ -90,18 +90,41 @@ pub(crate) fn router(state: AdminState) -> Router {
 }
 
 async fn status(State(s): State<AdminState>) -> Result<Json<Status>, ApiError> {
+    collect(&s).await.map(Json).map_err(ApiError::internal)
+}
+
+/// Sets the event gauges from [`collect`]; run before every scrape of `/metrics`.
+pub(crate) async fn export_gauges(s: AdminState) {
+    use emporium_telemetry::metrics::gauge;
+    let status = match collect(&s).await {
+        Ok(status) => status,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the event status for /metrics");
+            return;
+        }
+    };
+    gauge!("emporium_outbox_head_sequence").set(status.outbox_head as f64);
+    gauge!("emporium_outbox_unsent_events").set(status.outbox_unsent as f64);
+    for sub in status.subscriptions {
+        let name = sub.name;
+        gauge!("emporium_consumer_lag_events", "subscription" => name.clone()).set(sub.lag as f64);
+        gauge!("emporium_consumer_connected", "subscription" => name.clone())
+            .set(if sub.connected { 1.0 } else { 0.0 });
+        gauge!("emporium_dead_letters", "subscription" => name).set(sub.dead_letters as f64);
+    }
+}
+
+/// This instance's outbox and subscriptions, read now.
+async fn collect(s: &AdminState) -> Result<Status, sqlx::Error> {
     let db = &s.consumer.db;
     let mut subscriptions = Vec::new();
     for sub in s.subscriptions.iter() {
-        let cursor = load_cursor(db, &sub.name)
-            .await
-            .map_err(ApiError::internal)?;
+        let cursor = load_cursor(db, &sub.name).await?;
         let (dead,): (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM dead_letters WHERE subscription = $1")
                 .bind(&sub.name)
                 .fetch_one(db.pool())
-                .await
-                .map_err(ApiError::internal)?;
+                .await?;
         let head = sub.head.load(Ordering::Relaxed);
         subscriptions.push(SubscriptionStatus {
             name: sub.name.clone(),
@@ -116,20 +139,19 @@ async fn status(State(s): State<AdminState>) -> Result<Json<Status>, ApiError> {
     let outbox_unsent = if s.transport == "jetstream" {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL")
             .fetch_one(db.pool())
-            .await
-            .map_err(ApiError::internal)?;
+            .await?;
         n
     } else {
         0
     };
-    Ok(Json(Status {
+    Ok(Status {
         service: s.service.to_string(),
         instance: s.instance.clone(),
         transport: s.transport.to_string(),
-        outbox_head: head(db).await.map_err(ApiError::internal)?,
+        outbox_head: head(db).await?,
         outbox_unsent,
         subscriptions,
-    }))
+    })
 }
 
 async fn dead_letters(State(s): State<AdminState>) -> Result<Json<DeadLetters>, ApiError> {

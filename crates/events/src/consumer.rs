@@ -7,6 +7,7 @@
 //! finds its id and has no second effect. A handler that keeps failing is retried
 //! with exponential backoff, then parked in `dead_letters` and the cursor moves on.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -16,8 +17,12 @@ use std::time::Duration;
 use emporium_config::EventsSettings;
 use emporium_contracts::events::EventData;
 use emporium_store::{Db, Tx, now_ms};
+use emporium_telemetry::context;
+use emporium_telemetry::metrics;
+use emporium_telemetry::trace::{self, Kind, Span};
 use futures::future::BoxFuture;
 use tokio::sync::{Notify, watch};
+use tracing::Instrument;
 
 use crate::envelope::{Envelope, FeedEvent, Received};
 
@@ -139,6 +144,21 @@ impl Consumer {
         event: &Envelope,
         cursor: Cursor,
     ) -> Result<bool, Failure> {
+        let mut span = event_span(sub, event);
+        let result = context::in_span(&span, self.apply_in_span(sub, handler, event, cursor))
+            .instrument(log_span(&span, sub, event))
+            .await;
+        outcome(&mut span, sub, event, result.as_ref().map(|_| ()));
+        result
+    }
+
+    async fn apply_in_span(
+        &self,
+        sub: &Subscription,
+        handler: &dyn ErasedHandler,
+        event: &Envelope,
+        cursor: Cursor,
+    ) -> Result<bool, Failure> {
         let db_failure = |e: sqlx::Error| Failure::Db(format!("database: {e}"));
         let mut tx = self.db.begin().await.map_err(db_failure)?;
         let fresh = mark_processed(&mut tx, &sub.name, &event.id)
@@ -218,6 +238,8 @@ impl Consumer {
                         subscription = %sub.name, event_id = %fe.event.id, kind = %fe.event.kind,
                         attempts = attempt, error, "event parked as a dead letter"
                     );
+                    metrics::counter!("emporium_events_parked_total", "subscription" => sub.name.clone())
+                        .increment(1);
                     if let Some(js) = &self.dead_sink {
                         crate::jetstream::publish_dead(js, &sub.name, &fe.event, &error).await;
                     }
@@ -379,7 +401,12 @@ impl Consumer {
                 .await
                 .map_err(db_failure)?;
             if fresh {
-                handler.handle(&mut tx, &fe.event).await?;
+                let mut span = event_span(sub, &fe.event);
+                let result = context::in_span(&span, handler.handle(&mut tx, &fe.event))
+                    .instrument(log_span(&span, sub, &fe.event))
+                    .await;
+                outcome(&mut span, sub, &fe.event, result.as_ref().map(|_| ()));
+                result?;
                 applied = true;
             }
         }
@@ -409,6 +436,74 @@ pub(crate) enum ReplayOutcome {
 }
 
 /// Sleeps for `d` unless `stop` fires first; false means stop.
+/// The consumer span of one event: a child of the span that published it (its
+/// `traceparent`), so a checkout's trace runs on into every service that reacts.
+fn event_span(sub: &Subscription, event: &Envelope) -> Span {
+    let producer = event
+        .traceparent
+        .as_deref()
+        .and_then(trace::parse_traceparent);
+    let name = if trace::exporting() {
+        Cow::Owned(format!("process {}", event.kind))
+    } else {
+        Cow::Borrowed("process")
+    };
+    let mut span = Span::start(name, Kind::Consumer, producer.as_ref());
+    if span.is_recording() {
+        if let Some(producer) = &producer {
+            span.add_link(producer);
+        }
+        span.set_attribute("messaging.operation.type", "process");
+        span.set_attribute("messaging.destination.name", event.kind.clone());
+        span.set_attribute("messaging.message.id", event.id.clone());
+        span.set_attribute("messaging.consumer.group.name", sub.name.clone());
+        span.set_attribute("cloudevents.event_subject", event.subject.clone());
+    }
+    span
+}
+
+/// The `tracing` span of handling one event: its lines carry the trace.
+fn log_span(span: &Span, sub: &Subscription, event: &Envelope) -> tracing::Span {
+    tracing::info_span!(
+        "event",
+        subscription = %sub.name,
+        event_id = %event.id,
+        subject = %event.subject,
+        trace_id = %span.context().trace_id(),
+        span_id = %span.context().span_id()
+    )
+}
+
+/// Ends an event's span with its outcome, logs and counts it.
+fn outcome(span: &mut Span, sub: &Subscription, event: &Envelope, result: Result<(), &Failure>) {
+    let outcome = match result {
+        Ok(()) => "applied",
+        Err(Failure::Db(_)) => "db_error",
+        Err(Failure::Failed(_)) | Err(Failure::Poison(_)) => "failed",
+    };
+    if let Err(Failure::Db(e) | Failure::Failed(e) | Failure::Poison(e)) = result {
+        span.set_error(e.clone());
+    }
+    if result.is_ok() {
+        tracing::info!(
+            subscription = %sub.name,
+            event_id = %event.id,
+            subject = %event.subject,
+            event_type = %event.kind,
+            trace_id = %span.context().trace_id(),
+            span_id = %span.context().span_id(),
+            "event handled"
+        );
+    }
+    metrics::counter!(
+        "emporium_events_handled_total",
+        "subscription" => sub.name.clone(),
+        "type" => event.kind.clone(),
+        "outcome" => outcome,
+    )
+    .increment(1);
+}
+
 pub(crate) async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     if *stop.borrow() {
         return false;

@@ -229,8 +229,8 @@ impl Events {
             db: self.db,
             outbox: self.outbox,
             closing: closed,
-        })
-        .merge(admin::router(admin::AdminState {
+        });
+        let admin = admin::AdminState {
             service,
             instance: self.host.instance_id.clone(),
             transport: if self.js.is_some() {
@@ -240,7 +240,18 @@ impl Events {
             },
             consumer,
             subscriptions,
-        }));
+        };
+        for sub in admin.subscriptions.iter() {
+            // From zero at startup, so "parked since start" is a series to alert on.
+            emporium_telemetry::metrics::counter!(
+                "emporium_events_parked_total",
+                "subscription" => sub.name.clone()
+            )
+            .absolute(0);
+        }
+        let gauges = admin.clone();
+        emporium_telemetry::metrics::on_scrape(move || admin::export_gauges(gauges.clone()));
+        let router = router.merge(admin::router(admin));
         RunningEvents {
             router,
             stop,

@@ -57,9 +57,7 @@ impl Outbox {
                 .execute(&mut **tx)
                 .await?;
         }
-        let traceparent = emporium_http::context::current()
-            .and_then(|c| c.traceparent)
-            .and_then(|v| v.to_str().ok().map(str::to_string));
+        let traceparent = emporium_telemetry::context::current_traceparent();
         sqlx::query(
             "INSERT INTO outbox (id, type, subject, time_ms, traceparent, data) \
              VALUES ($1, $2, $3, $4, $5, $6)",

@@ -2,17 +2,20 @@
 //!
 //! - [`server::serve`] runs a service's `Router` behind the one default middleware
 //!   stack ([`middleware`]): request id → deadline → access log → problem mapping →
-//!   load shedding over a concurrency limit → body limit; adds `/livez` and `/readyz`;
-//!   and shuts down gracefully within a bounded grace period.
+//!   load shedding over a concurrency limit → body limit; adds `/livez`, `/readyz`
+//!   and `/metrics` (Prometheus); and shuts down gracefully within a bounded grace
+//!   period. The first layer also starts each request's server span and counts it
+//!   per route and status.
 //! - [`ApiError`] is the only error type handlers return; it renders RFC 9457
 //!   `application/problem+json`, with field-level details for validation errors and
 //!   an opaque body for 5xx (the cause is logged once, with the request id).
 //! - [`extract`] parses JSON bodies, query strings and paths into typed values with
 //!   problem+json rejections; [`Caller`] is the identity the gateway verified.
-//! - [`context`] carries the request id and deadline of the request being served, so
-//!   outbound calls propagate them without threading them through every function.
+//! - [`context`] (from the telemetry crate) carries the request id, deadline and
+//!   trace of the work being done, so outbound calls propagate them without
+//!   threading them through every function.
 
-pub mod context;
+pub use emporium_telemetry::context;
 pub mod extract;
 pub mod identity;
 pub mod middleware;

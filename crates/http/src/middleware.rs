@@ -2,9 +2,10 @@
 //!
 //! Outermost first, as a request meets them:
 //! 1. [`request_context`]: take or mint the request id, fix the deadline (the
-//!    caller's remaining budget, capped by our own timeout), open the request span,
-//!    enforce the deadline (504), write the access log line, and make sure every error
-//!    response is problem+json;
+//!    caller's remaining budget, capped by our own timeout), start the server span
+//!    (a child of the caller's `traceparent`), enforce the deadline (504), write the
+//!    access log line, count the request and its duration per route and status, and
+//!    make sure every error response is problem+json;
 //! 2. load shedding over a concurrency limit: past the limit, 503 at once rather than
 //!    a queue that turns overload into timeouts;
 //! 3. the request body limit (413), enforced by the body extractors.
@@ -12,15 +13,18 @@
 //! Health probes sit inside 1 but outside 2 and 3, so an overloaded service still
 //! answers its liveness probe.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use emporium_config::HttpSettings;
 use emporium_contracts::headers;
+use emporium_telemetry::metrics;
+use emporium_telemetry::trace::{self, Kind, Span};
 use http::{HeaderValue, StatusCode, header};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
@@ -97,39 +101,117 @@ pub async fn request_context(
         .and_then(|v| v.parse::<u64>().ok())
         .map(Duration::from_millis)
         .map_or(deadlines.timeout, |b| b.min(deadlines.timeout));
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    // The route template (`/v1/orders/{id}`), never the path: bounded label values.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    // Probes, scrapes and registry traffic would drown the access log; they log at
+    // debug, and start no trace unless the caller sent one.
+    let quiet = is_quiet(&path);
+    let parent = trace::extract(req.headers());
+    let mut span = (!quiet || parent.is_some()).then(|| {
+        let name = if trace::exporting() {
+            Cow::Owned(format!("{method} {route}"))
+        } else {
+            Cow::Borrowed("request")
+        };
+        let mut span = Span::start(name, Kind::Server, parent.as_ref());
+        if span.is_recording() {
+            span.set_attribute("http.request.method", method.to_string());
+            span.set_attribute("http.route", route.clone());
+            span.set_attribute("url.path", path.clone());
+            span.set_attribute("emporium.request_id", request_id.clone());
+        }
+        span
+    });
+    let log_span = match &span {
+        Some(s) => tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            trace_id = %s.context().trace_id(),
+            span_id = %s.context().span_id()
+        ),
+        None => tracing::info_span!("request", request_id = %request_id),
+    };
     let ctx = RequestContext {
         request_id: request_id.clone(),
         deadline: started + budget,
-        traceparent: req.headers().get(headers::TRACEPARENT).cloned(),
+        trace: span.as_ref().map(|s| s.context().clone()),
     };
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    // Probes and registry traffic would drown the access log; they log at debug.
-    let quiet = path == "/livez" || path == "/readyz" || path.starts_with("/internal/");
-    let span = tracing::info_span!("request", request_id = %request_id);
-    let mut response = context::scope(ctx, async move {
+    let (mut response, label) = context::scope(ctx, async move {
         match tokio::time::timeout(budget, next.run(req)).await {
-            Ok(response) => ensure_problem(response),
-            Err(_) => {
-                ApiError::timeout("the request did not finish before its deadline").into_response()
+            Ok(mut response) => {
+                let label = response.extensions_mut().remove::<RouteLabel>();
+                (ensure_problem(response), label)
             }
+            Err(_) => (
+                ApiError::timeout("the request did not finish before its deadline").into_response(),
+                None,
+            ),
         }
     })
-    .instrument(span.clone())
+    .instrument(log_span.clone())
     .await;
+    let route = label.map_or(route, |RouteLabel(label)| label);
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(headers::REQUEST_ID, value);
     }
     let status = response.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    span.in_scope(|| {
+    let elapsed = started.elapsed();
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    log_span.in_scope(|| {
         if quiet && status < 500 {
             tracing::debug!(%method, %path, status, latency_ms, "request");
         } else {
             tracing::info!(%method, %path, status, latency_ms, "request");
         }
     });
+    if let Some(span) = &mut span {
+        span.set_attribute("http.response.status_code", i64::from(status));
+        span.set_name(format!("{method} {route}"));
+        if status >= 500 {
+            span.set_error(format!("HTTP {status}"));
+        }
+    }
+    let labels = [
+        ("method", method_label(&method).to_owned()),
+        ("route", route),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!("http_server_requests_total", &labels).increment(1);
+    metrics::histogram!("http_server_request_duration_seconds", &labels)
+        .record(elapsed.as_secs_f64());
     response
+}
+
+/// A route label set by a handler on its response, for routers whose templates say
+/// little (the gateway's one `/api/{*rest}` becomes `/api/orders`). It must come
+/// from a small fixed set, like a template.
+#[derive(Debug, Clone)]
+pub struct RouteLabel(pub String);
+
+/// Paths that are not the service's business: health, metrics, internal traffic.
+pub fn is_quiet(path: &str) -> bool {
+    path == "/livez" || path == "/readyz" || path == "/metrics" || path.starts_with("/internal/")
+}
+
+/// The method as a label: the standard ones, else `_OTHER` (any string could be a
+/// method, and label values must stay few).
+pub fn method_label(method: &http::Method) -> &'static str {
+    use http::Method as M;
+    match *method {
+        M::GET => "GET",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::PATCH => "PATCH",
+        M::DELETE => "DELETE",
+        M::HEAD => "HEAD",
+        M::OPTIONS => "OPTIONS",
+        _ => "_OTHER",
+    }
 }
 
 fn is_valid_request_id(id: &str) -> bool {

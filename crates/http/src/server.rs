@@ -80,12 +80,26 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
     }
 }
 
-/// The full application: the service's routes behind the default stack, plus health.
+/// `GET /metrics`: this process's metrics in Prometheus text format.
+async fn metrics() -> Response {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            emporium_telemetry::metrics::CONTENT_TYPE,
+        )],
+        emporium_telemetry::metrics::render().await,
+    )
+        .into_response()
+}
+
+/// The full application: the service's routes behind the default stack, plus
+/// health and metrics.
 pub fn app(routes: Router, settings: &HttpSettings, readiness: Readiness) -> Router {
     let health = Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
-        .with_state(readiness);
+        .with_state(readiness)
+        .route("/metrics", get(metrics));
     middleware::context(middleware::limits(routes, settings).merge(health), settings)
 }
 

@@ -144,7 +144,7 @@ fn instance_id(service: &str, common: &Common) -> String {
 }
 
 /// The address others use to reach a listener bound to `local`.
-fn advertised(local: SocketAddr, host: Option<&str>) -> String {
+pub fn advertised(local: SocketAddr, host: Option<&str>) -> String {
     match host {
         Some(host) => format!("{host}:{}", local.port()),
         None if local.ip().is_unspecified() => format!("127.0.0.1:{}", local.port()),
@@ -193,5 +193,8 @@ where
     if let Err(error) = &result {
         tracing::error!(error = format!("{error:#}"), "service failed");
     }
+    // Spans still queued go out before the process ends (blocking, bounded by the
+    // exporter's timeout).
+    tokio::task::block_in_place(emporium_telemetry::trace::shutdown);
     result
 }

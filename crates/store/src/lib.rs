@@ -22,12 +22,14 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::{AnyPool, Executor};
 
 mod clock;
+mod tx;
 
 pub use clock::{now_ms, rfc3339, year_month_utc};
 pub use sqlx;
+pub use tx::Tx;
 
 /// Errors of the store: opening, migrating, querying.
 #[derive(Debug, thiserror::Error)]
@@ -45,9 +47,6 @@ pub enum StoreError {
     #[error("database error")]
     Sqlx(#[from] sqlx::Error),
 }
-
-/// A write transaction on a service's database.
-pub type Tx = Transaction<'static, Any>;
 
 /// The database engine behind a [`Db`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,10 +227,11 @@ impl Db {
 
     /// Starts a transaction that will write.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
-        }
+        let inner = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(Tx::new(inner, self.backend))
     }
 
     /// A round trip to the database, for readiness.

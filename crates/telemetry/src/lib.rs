@@ -1,4 +1,10 @@
-//! Logging for every Emporium process.
+//! Logs, traces and metrics for every Emporium process.
+//!
+//! - [`init`] installs one global `tracing` subscriber for logs (below), the
+//!   Prometheus recorder ([`metrics`]) and span export when asked ([`trace`]).
+//! - [`trace::Span`] is one traced operation; its ids go into log lines and
+//!   `traceparent` headers.
+//! - [`metrics::render`] is what `GET /metrics` serves.
 //!
 //! [`init`] installs one global `tracing` subscriber. On a terminal the output is
 //! human-readable; otherwise (under `emporium up`, in a container) it is one JSON
@@ -7,7 +13,11 @@
 //! `request_id`, set by the HTTP middleware). `emporium up` reads those lines to print
 //! its merged, coloured view.
 
+pub mod context;
 mod json;
+pub mod metrics;
+mod process;
+pub mod trace;
 
 use std::io::IsTerminal;
 
@@ -25,8 +35,11 @@ pub struct Identity {
     pub instance: String,
 }
 
-/// Installs the global subscriber. Calling it again (tests) is harmless.
+/// Installs the global subscriber, the metrics recorder and span export (when the
+/// OTel environment asks for it). Calling it again (tests) is harmless.
 pub fn init(identity: Identity, settings: &LogSettings) {
+    metrics::install();
+    trace::init(&identity);
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));

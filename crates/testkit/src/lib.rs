@@ -5,6 +5,8 @@
 //! answers. [`Spawned::crash`] aborts a service without any shutdown (a stand-in for
 //! SIGKILL at the task level); the system tests kill real processes.
 
+pub mod otlp;
+pub mod prom;
 pub mod servers;
 
 use std::future::Future;

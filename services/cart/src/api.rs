@@ -195,7 +195,9 @@ async fn add_item(
         .await
         .map_err(ApiError::internal)?
     {
-        Ok(()) => {}
+        Ok(()) => {
+            emporium_telemetry::metrics::counter!("emporium_cart_items_added_total").increment(1);
+        }
         Err(AddRefused::TooMany(have)) => {
             return Err(ApiError::validation(vec![FieldError::new(
                 "quantity",

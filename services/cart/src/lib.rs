@@ -62,6 +62,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let host = Host::new(NAME, &settings.common);
+    emporium_telemetry::metrics::describe_counter!(
+        "emporium_cart_items_added_total",
+        "Items put into carts (the top of the checkout funnel)."
+    );
+    emporium_telemetry::metrics::counter!("emporium_cart_items_added_total").absolute(0);
     let db = host
         .open_db(settings.service.database_url.as_deref(), &MIGRATIONS)
         .await?;

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use emporium_contracts::headers;
 use emporium_http::ApiError;
+use emporium_http::middleware::RouteLabel;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
@@ -44,9 +45,28 @@ fn client_ip(req: &Request) -> Option<std::net::IpAddr> {
         .map(|ConnectInfo(addr)| addr.ip())
 }
 
-/// `/api/...`: route, authenticate, forward.
-pub async fn proxy(State(gw): State<Gateway>, req: Request) -> Result<Response, ApiError> {
-    let (service, public) = match gw.table.route(req.method(), req.uri().path()) {
+/// `/api/...`: route, authenticate, forward. Metrics see the area
+/// (`/api/orders`) as the route: one of the route table's few entries.
+pub async fn proxy(State(gw): State<Gateway>, req: Request) -> Response {
+    let routed = gw.table.route(req.method(), req.uri().path());
+    let label = match routed {
+        Route::Service { .. } => req
+            .uri()
+            .path()
+            .strip_prefix("/api/")
+            .and_then(|rest| rest.split('/').next())
+            .map(|area| format!("/api/{area}")),
+        Route::NotFound | Route::Malformed => None,
+    };
+    let mut response = route(&gw, routed, req).await.into_response();
+    if let Some(label) = label {
+        response.extensions_mut().insert(RouteLabel(label));
+    }
+    response
+}
+
+async fn route(gw: &Gateway, routed: Route<'_>, req: Request) -> Result<Response, ApiError> {
+    let (service, public) = match routed {
         Route::Service { service, public } => (service.to_string(), public),
         Route::NotFound => return Err(ApiError::not_found("no such resource")),
         Route::Malformed => return Err(ApiError::bad_request("malformed path")),
@@ -63,7 +83,7 @@ pub async fn proxy(State(gw): State<Gateway>, req: Request) -> Result<Response, 
         None if public => None,
         None => return Err(ApiError::unauthorized("sign in to do this")),
     };
-    forward(&gw, &service, req, verified.as_ref()).await
+    forward(gw, &service, req, verified.as_ref()).await
 }
 
 /// `/.well-known/jwks.json`: users' public keys, for anyone.

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use emporium_store::{Db, now_ms};
+use emporium_telemetry::metrics::counter;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -217,9 +218,11 @@ async fn deliver_due(
                 .bind(now_ms())
                 .execute(db.pool())
                 .await?;
+                counter!("emporium_mails_sent_total").increment(1);
                 tracing::info!(message_id = %m.id, "mail sent");
             }
             Err(SendError::Permanent(error)) => {
+                counter!("emporium_mail_failures_total", "kind" => "permanent").increment(1);
                 tracing::error!(message_id = %m.id, error, "mail refused for good; not retried");
                 sqlx::query(
                     "UPDATE messages SET status = 'failed', attempts = attempts + 1, last_error = $2 \
@@ -237,6 +240,7 @@ async fn deliver_due(
                     Duration::from_millis(settings.retry_max_ms),
                     attempts as u32,
                 );
+                counter!("emporium_mail_failures_total", "kind" => "transient").increment(1);
                 tracing::warn!(message_id = %m.id, attempts, error, "mail not delivered; will retry");
                 sqlx::query(
                     "UPDATE messages SET attempts = $2, last_error = $3, next_try_ms = $4 WHERE id = $1",

@@ -97,6 +97,21 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let host = Host::new(NAME, &settings.common);
+    {
+        use emporium_telemetry::metrics::{counter, describe_counter};
+        describe_counter!(
+            "emporium_mails_sent_total",
+            "Mails handed to the SMTP server."
+        );
+        describe_counter!(
+            "emporium_mail_failures_total",
+            "Mail deliveries that failed, transient (retried) or permanent."
+        );
+        counter!("emporium_mails_sent_total").absolute(0);
+        for kind in ["transient", "permanent"] {
+            counter!("emporium_mail_failures_total", "kind" => kind).absolute(0);
+        }
+    }
     let s = settings.service;
     let db = host.open_db(s.database_url.as_deref(), &MIGRATIONS).await?;
     let mail_dir = s

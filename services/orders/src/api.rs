@@ -291,6 +291,7 @@ async fn checkout(
         let card = checkout.card.clone();
         let place_and_start = async move {
             place(&state, &order, &lines).await?;
+            crate::metrics::placed();
             tracing::info!(order_id = %order.id, total = order.total, lines = lines.len(), "order placed");
             Ok::<_, EventsError>(state.saga.spawn(claim, Some(card), request_id))
         }

@@ -15,6 +15,7 @@
 
 mod api;
 mod domain;
+mod metrics;
 mod saga;
 mod store;
 
@@ -83,6 +84,7 @@ pub async fn run(
         "orders.saga_lease_ms must be at least 1000"
     );
     let host = Host::new(NAME, &settings.common);
+    metrics::describe();
     let db = host.open_db(s.database_url.as_deref(), &MIGRATIONS).await?;
     let events = Events::open(&host, &db).await?;
     let calls = Duration::from_millis(s.call_timeout_ms);

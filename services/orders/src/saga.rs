@@ -35,6 +35,7 @@ use emporium_contracts::events::{OrderCancelled, OrderConfirmed};
 use emporium_events::Outbox;
 use emporium_http::context::{self, RequestContext};
 use emporium_store::{Db, now_ms};
+use emporium_telemetry::trace::{Kind, Span};
 use http::{Method, StatusCode};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -146,18 +147,28 @@ impl Saga {
         request_id: Option<String>,
     ) -> JoinHandle<()> {
         let saga = self.clone();
-        let span = tracing::info_span!("saga", order_id = %claim.order_id);
+        // The saga is a span of the checkout's trace (a new trace when recovery
+        // resumes it), and every call and transaction of it is a child.
+        let mut trace_span = Span::start("saga", Kind::Internal, context::current_trace().as_ref());
+        trace_span.set_attribute("emporium.order_id", claim.order_id.clone());
+        let span = tracing::info_span!(
+            "saga",
+            order_id = %claim.order_id,
+            trace_id = %trace_span.context().trace_id(),
+            span_id = %trace_span.context().span_id()
+        );
         let ctx = RequestContext {
             request_id: request_id.unwrap_or_else(|| format!("saga-{}", claim.order_id)),
             // Each call has its own timeout; the saga's deadline is in the database.
             deadline: std::time::Instant::now() + Duration::from_secs(24 * 3600),
-            traceparent: context::current().and_then(|c| c.traceparent),
+            trace: Some(trace_span.context().clone()),
         };
         tokio::spawn(context::scope(
             ctx,
             async move {
                 saga.drive(&claim.order_id, card.as_ref()).await;
                 drop(claim);
+                drop(trace_span);
             }
             .instrument(span),
         ))
@@ -235,6 +246,7 @@ impl Saga {
                 Ok(Next::Wait) => waits += 1,
                 Err(e) => {
                     waits += 1;
+                    crate::metrics::step_failed();
                     if waits <= 3 || waits % 10 == 0 {
                         tracing::warn!(error = %e, attempt = waits, "saga step failed; retrying");
                     }
@@ -573,6 +585,7 @@ impl Saga {
             };
             self.outbox.publish(&mut tx, &event).await?;
             self.outbox.commit(tx).await?;
+            crate::metrics::confirmed(order.total, &order.currency, order.created_ms, now_ms());
             tracing::info!(total = order.total, "order confirmed");
         } else {
             tx.rollback().await?;
@@ -604,6 +617,7 @@ impl Saga {
             };
             self.outbox.publish(&mut tx, &event).await?;
             self.outbox.commit(tx).await?;
+            crate::metrics::cancelled(order.reason.as_deref(), order.created_ms, now_ms());
             tracing::info!(
                 reason = order.reason.as_deref().unwrap_or(""),
                 undone,

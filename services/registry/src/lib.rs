@@ -11,11 +11,13 @@
 //! - `GET    /services/{name}`           healthy instances; `?epoch=&index=&wait_ms=` long-polls
 //! - `GET    /config?prefix=`            config entries; long-polls like services
 //! - `GET|PUT|DELETE /config/{key}`      one config value
+//! - `GET    /prometheus/targets`        Prometheus HTTP service discovery
 //!
 //! Every change bumps a change index; `epoch` is new at every start, so a watcher can
 //! tell that the registry restarted and forgot its instances.
 
 mod api;
+mod prometheus;
 mod state;
 mod store;
 
@@ -58,7 +60,15 @@ pub async fn run(
         .open_db(settings.service.database_url.as_deref(), &MIGRATIONS)
         .await?;
     let registry = Registry::start(db.clone()).await?;
-    host.serve(api::router(registry), listener, shutdown).await
+    let own = prometheus::TargetGroupSeed {
+        address: emporium_runtime::advertised(
+            listener.local_addr()?,
+            common.advertise_host.as_deref(),
+        ),
+        instance_id: host.instance_id.clone(),
+    };
+    let routes = api::router(registry.clone()).merge(prometheus::router(registry, own));
+    host.serve(routes, listener, shutdown).await
 }
 
 static MIGRATIONS: emporium_store::Migrations = emporium_store::migrations!();

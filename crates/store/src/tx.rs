@@ -1,0 +1,71 @@
+//! [`Tx`]: a write transaction that is also a span of the current trace.
+
+use std::ops::{Deref, DerefMut};
+
+use emporium_telemetry::context;
+use emporium_telemetry::trace::{Kind, Span};
+use sqlx::AnyConnection;
+use sqlx::{Any, Transaction};
+
+use crate::Backend;
+
+/// A write transaction on a service's database.
+///
+/// It dereferences to the connection, so `&mut *tx` is an executor as with sqlx's
+/// own transaction. Inside traced work (a request, an event, a saga step) it is a
+/// `db.transaction` span from `BEGIN` to `COMMIT` or rollback; elsewhere (background
+/// loops) it starts no trace.
+pub struct Tx {
+    inner: Transaction<'static, Any>,
+    span: Option<Span>,
+}
+
+impl Tx {
+    pub(crate) fn new(inner: Transaction<'static, Any>, backend: Backend) -> Self {
+        let span = context::current_trace().map(|parent| {
+            let mut span = Span::start("db.transaction", Kind::Internal, Some(&parent));
+            span.set_attribute(
+                "db.system.name",
+                match backend {
+                    Backend::Sqlite => "sqlite",
+                    Backend::Postgres => "postgresql",
+                },
+            );
+            span
+        });
+        Self { inner, span }
+    }
+
+    /// Commits; the span ends with the outcome.
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let result = self.inner.commit().await;
+        if let Some(span) = &mut self.span {
+            match &result {
+                Ok(()) => span.set_attribute("db.outcome", "commit"),
+                Err(e) => span.set_error(e.to_string()),
+            }
+        }
+        result
+    }
+
+    /// Rolls back; the span ends marked as rolled back.
+    pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        if let Some(span) = &mut self.span {
+            span.set_attribute("db.outcome", "rollback");
+        }
+        self.inner.rollback().await
+    }
+}
+
+impl Deref for Tx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.inner
+    }
+}
+
+impl DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.inner
+    }
+}

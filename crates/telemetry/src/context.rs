@@ -1,0 +1,72 @@
+//! The context of the work being done: its request id, deadline and trace.
+//!
+//! The middleware sets it as a task-local for the handler's future, an event
+//! consumer for each handler, the orders saga for each order; the service client
+//! reads it to propagate the request id, the remaining time budget and the trace on
+//! every outbound call, the database opens transaction spans under it, and the
+//! outbox stamps events with its trace. Work spawned onto other tasks does not
+//! inherit it, by design.
+
+use std::time::{Duration, Instant};
+
+use crate::trace::TraceContext;
+
+tokio::task_local! {
+    static CONTEXT: RequestContext;
+}
+
+/// What an inbound request carries to every outbound call it makes.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub request_id: String,
+    /// When the caller stops waiting.
+    pub deadline: Instant,
+    /// The span this work runs in: the parent of the spans it starts.
+    pub trace: Option<TraceContext>,
+}
+
+impl RequestContext {
+    /// Time left before the deadline (zero once passed).
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+/// The context of the current request, if running inside one.
+pub fn current() -> Option<RequestContext> {
+    CONTEXT.try_with(Clone::clone).ok()
+}
+
+/// The trace of the current work, if any (cheaper than cloning the whole context).
+pub fn current_trace() -> Option<TraceContext> {
+    CONTEXT.try_with(|c| c.trace.clone()).ok().flatten()
+}
+
+/// The current trace as a `traceparent` value, for an event being published.
+pub fn current_traceparent() -> Option<String> {
+    CONTEXT
+        .try_with(|c| c.trace.as_ref().map(crate::trace::traceparent))
+        .ok()
+        .flatten()
+}
+
+/// Runs `f` as the work of `span`: same request as now (if any), new trace parent.
+pub async fn in_span<F: Future>(span: &crate::trace::Span, f: F) -> F::Output {
+    let ctx = match current() {
+        Some(mut ctx) => {
+            ctx.trace = Some(span.context().clone());
+            ctx
+        }
+        None => RequestContext {
+            request_id: span.trace_id(),
+            deadline: Instant::now() + Duration::from_secs(24 * 3600),
+            trace: Some(span.context().clone()),
+        },
+    };
+    scope(ctx, f).await
+}
+
+/// Runs `f` with `ctx` as the current request context.
+pub async fn scope<F: Future>(ctx: RequestContext, f: F) -> F::Output {
+    CONTEXT.scope(ctx, f).await
+}

@@ -1,0 +1,422 @@
+//! Distributed traces: W3C trace context everywhere, OpenTelemetry spans exported
+//! over OTLP when asked.
+//!
+//! Every inbound request, outbound call, database transaction and handled event gets
+//! a [`Span`]: a trace id and span id that go into log lines and `traceparent`
+//! headers. That part is always on, because logs need it. Export is separate:
+//! [`init`] installs an OTLP/HTTP exporter only when `OTEL_EXPORTER_OTLP_ENDPOINT`
+//! (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set. Without it no span data is ever
+//! built, so tracing costs two random ids per span.
+//!
+//! Why not `tracing-opentelemetry`? It builds an OpenTelemetry span for every
+//! `tracing` span and attaches its context on every poll, and its ids only exist
+//! while it is installed. With it off, logs would have no trace id, and with it on,
+//! every span of every library would pay for it. Emporium traces four kinds of
+//! operations, named here, and writes the finished spans straight to the SDK's batch
+//! processor.
+//!
+//! Standard variables honoured: `OTEL_EXPORTER_OTLP_*` (endpoint, headers, timeout),
+//! `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (default
+//! `parentbased_always_on`), `OTEL_BSP_*` (batching), `OTEL_RESOURCE_ATTRIBUTES`,
+//! `OTEL_SDK_DISABLED` and `OTEL_TRACES_EXPORTER=none`.
+
+use std::borrow::Cow;
+use std::sync::OnceLock;
+use std::time::SystemTime;
+
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{
+    Link, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState,
+};
+use opentelemetry::{Context, InstrumentationScope, KeyValue, Value};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{
+    BatchSpanProcessor, Config, IdGenerator, SamplingDecision, ShouldSample, SpanData, SpanEvents,
+    SpanLinks, SpanProcessor,
+};
+
+pub use opentelemetry::trace::SpanKind as Kind;
+
+/// Which spans are kept and how ids are made: from the OTel environment variables.
+struct Tracing {
+    sampler: Box<dyn ShouldSample>,
+    ids: Box<dyn IdGenerator>,
+    export: Option<Export>,
+}
+
+struct Export {
+    processor: BatchSpanProcessor,
+    scope: InstrumentationScope,
+}
+
+static TRACING: OnceLock<Tracing> = OnceLock::new();
+
+fn tracing_state() -> &'static Tracing {
+    TRACING.get_or_init(|| configure(None))
+}
+
+/// Is span export asked for by the environment?
+pub fn export_requested() -> bool {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
+        || std::env::var("OTEL_TRACES_EXPORTER").is_ok_and(|v| v.trim() == "none");
+    !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+}
+
+fn configure(identity: Option<&crate::Identity>) -> Tracing {
+    let config = Config::default();
+    let export = identity
+        .filter(|_| export_requested())
+        .and_then(|identity| match exporter(identity) {
+            Ok(export) => Some(export),
+            Err(e) => {
+                eprintln!("emporium: span export is off: {e}");
+                None
+            }
+        });
+    Tracing {
+        sampler: config.sampler,
+        ids: config.id_generator,
+        export,
+    }
+}
+
+fn exporter(identity: &crate::Identity) -> Result<Export, String> {
+    if let Ok(protocol) = std::env::var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL"))
+        && protocol != "http/protobuf"
+    {
+        return Err(format!(
+            "OTLP protocol {protocol:?} is not supported; use http/protobuf"
+        ));
+    }
+    use opentelemetry_otlp::WithExportConfig as _;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut processor = BatchSpanProcessor::builder(exporter).build();
+    let resource = Resource::builder()
+        .with_service_name(identity.service.clone())
+        .with_attributes([
+            KeyValue::new("service.namespace", "emporium"),
+            KeyValue::new("service.instance.id", identity.instance.clone()),
+            KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+        ])
+        .build();
+    processor.set_resource(&resource);
+    Ok(Export {
+        processor,
+        scope: InstrumentationScope::builder("emporium")
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build(),
+    })
+}
+
+/// Sets up tracing for this process; exports spans when the environment asks for it.
+/// Returns whether spans are exported. Only the first call counts.
+pub fn init(identity: &crate::Identity) -> bool {
+    let state = TRACING.get_or_init(|| configure(Some(identity)));
+    state.export.is_some()
+}
+
+/// Are finished spans exported?
+pub fn exporting() -> bool {
+    tracing_state().export.is_some()
+}
+
+/// Sends the spans still queued and stops the exporter (at process exit).
+pub fn shutdown() {
+    if let Some(export) = TRACING.get().and_then(|t| t.export.as_ref())
+        && let Err(e) = export.processor.shutdown()
+    {
+        eprintln!("emporium: flushing spans failed: {e}");
+    }
+}
+
+/// A W3C trace context: trace id, span id, sampled flag and `tracestate`.
+pub type TraceContext = SpanContext;
+
+/// Reads `traceparent` and `tracestate` from request headers (or any text map).
+pub fn extract(headers: &http::HeaderMap) -> Option<TraceContext> {
+    struct Headers<'a>(&'a http::HeaderMap);
+    impl Extractor for Headers<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.get(key).and_then(|v| v.to_str().ok())
+        }
+        fn keys(&self) -> Vec<&str> {
+            self.0.keys().map(|k| k.as_str()).collect()
+        }
+    }
+    headers.get("traceparent")?;
+    valid(
+        TraceContextPropagator::new()
+            .extract(&Headers(headers))
+            .span()
+            .span_context(),
+    )
+}
+
+/// Parses a `traceparent` value (as carried inside an event).
+pub fn parse_traceparent(value: &str) -> Option<TraceContext> {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("traceparent", http::HeaderValue::from_str(value).ok()?);
+    extract(&headers)
+}
+
+fn valid(cx: &SpanContext) -> Option<SpanContext> {
+    cx.is_valid().then(|| cx.clone())
+}
+
+/// Writes `traceparent` (and `tracestate` when not empty) into request headers.
+pub fn inject(cx: &TraceContext, headers: &mut http::HeaderMap) {
+    struct Headers<'a>(&'a mut http::HeaderMap);
+    impl Injector for Headers<'_> {
+        fn set(&mut self, key: &str, value: String) {
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(key.as_bytes()),
+                http::HeaderValue::from_str(&value),
+            ) {
+                self.0.insert(name, value);
+            }
+        }
+    }
+    if !cx.is_valid() {
+        return;
+    }
+    if let Ok(value) = http::HeaderValue::from_str(&traceparent(cx)) {
+        headers.insert("traceparent", value);
+    }
+    if cx.trace_state() != &TraceState::NONE {
+        let context = Context::new().with_remote_span_context(cx.clone());
+        TraceContextPropagator::new().inject_context(&context, &mut Headers(headers));
+    }
+}
+
+/// `00-<trace id>-<span id>-<flags>`.
+pub fn traceparent(cx: &TraceContext) -> String {
+    format!(
+        "00-{}-{}-{:02x}",
+        cx.trace_id(),
+        cx.span_id(),
+        cx.trace_flags().to_u8()
+    )
+}
+
+/// One timed operation of a trace. Ends (and is exported, if sampled and export is
+/// on) when dropped.
+pub struct Span {
+    context: SpanContext,
+    recording: Option<Box<Recording>>,
+}
+
+struct Recording {
+    parent: SpanId,
+    parent_remote: bool,
+    name: Cow<'static, str>,
+    kind: SpanKind,
+    start: SystemTime,
+    attributes: Vec<KeyValue>,
+    links: Vec<Link>,
+    status: Status,
+}
+
+impl Span {
+    /// Starts a span, the child of `parent` or the root of a new trace.
+    pub fn start(
+        name: impl Into<Cow<'static, str>>,
+        kind: SpanKind,
+        parent: Option<&TraceContext>,
+    ) -> Span {
+        let state = tracing_state();
+        let parent = parent.filter(|p| p.is_valid());
+        let trace_id = parent.map_or_else(|| state.ids.new_trace_id(), |p| p.trace_id());
+        let span_id = state.ids.new_span_id();
+        let name = name.into();
+        let sampled = sampled(state, parent, trace_id, &name, &kind);
+        let flags = if sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
+        let trace_state = parent.map_or(TraceState::NONE, |p| p.trace_state().clone());
+        let context = SpanContext::new(trace_id, span_id, flags, false, trace_state);
+        let recording = (sampled && state.export.is_some()).then(|| {
+            Box::new(Recording {
+                parent: parent.map_or(SpanId::INVALID, |p| p.span_id()),
+                parent_remote: parent.is_some_and(|p| p.is_remote()),
+                name,
+                kind,
+                start: SystemTime::now(),
+                attributes: Vec::new(),
+                links: Vec::new(),
+                status: Status::Unset,
+            })
+        });
+        Span { context, recording }
+    }
+
+    /// This span's context: what children and `traceparent` headers carry.
+    pub fn context(&self) -> &TraceContext {
+        &self.context
+    }
+
+    /// The trace id, as 32 hex digits.
+    pub fn trace_id(&self) -> String {
+        self.context.trace_id().to_string()
+    }
+
+    /// The span id, as 16 hex digits.
+    pub fn span_id(&self) -> String {
+        self.context.span_id().to_string()
+    }
+
+    /// Will this span be exported? Skip building costly attributes when not.
+    pub fn is_recording(&self) -> bool {
+        self.recording.is_some()
+    }
+
+    /// Adds an attribute (kept only when recording).
+    pub fn set_attribute(&mut self, key: &'static str, value: impl Into<Value>) {
+        if let Some(r) = &mut self.recording {
+            r.attributes.push(KeyValue::new(key, value));
+        }
+    }
+
+    /// Renames the span (when recording), e.g. once the route is known.
+    pub fn set_name(&mut self, name: impl Into<Cow<'static, str>>) {
+        if let Some(r) = &mut self.recording {
+            r.name = name.into();
+        }
+    }
+
+    /// Links this span to another trace's span (an event's producer).
+    pub fn add_link(&mut self, cx: &TraceContext) {
+        if let Some(r) = &mut self.recording
+            && cx.is_valid()
+        {
+            r.links.push(Link::with_context(cx.clone()));
+        }
+    }
+
+    /// Marks the operation as failed.
+    pub fn set_error(&mut self, description: impl Into<Cow<'static, str>>) {
+        if let Some(r) = &mut self.recording {
+            r.status = Status::error(description);
+        }
+    }
+
+    /// Ends the span now (dropping it does the same).
+    pub fn end(self) {}
+}
+
+fn sampled(
+    state: &Tracing,
+    parent: Option<&TraceContext>,
+    trace_id: TraceId,
+    name: &str,
+    kind: &SpanKind,
+) -> bool {
+    let parent_cx = parent.map(|p| Context::new().with_remote_span_context(p.clone()));
+    let decision = state
+        .sampler
+        .should_sample(parent_cx.as_ref(), trace_id, name, kind, &[], &[])
+        .decision;
+    decision == SamplingDecision::RecordAndSample
+}
+
+impl Drop for Span {
+    fn drop(&mut self) {
+        let Some(r) = self.recording.take() else {
+            return;
+        };
+        let Some(export) = tracing_state().export.as_ref() else {
+            return;
+        };
+        let mut links = SpanLinks::default();
+        links.links = r.links;
+        export.processor.on_end(SpanData {
+            span_context: self.context.clone(),
+            parent_span_id: r.parent,
+            parent_span_is_remote: r.parent_remote,
+            span_kind: r.kind,
+            name: r.name,
+            start_time: r.start,
+            end_time: SystemTime::now(),
+            attributes: r.attributes,
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links,
+            status: r.status,
+            instrumentation_scope: export.scope.clone(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_round_trips_and_children_share_the_trace() {
+        let parent = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .expect("valid traceparent");
+        assert!(parent.is_sampled());
+        let child = Span::start("child", SpanKind::Server, Some(&parent));
+        assert_eq!(child.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(child.span_id(), "00f067aa0ba902b7");
+        let header = traceparent(child.context());
+        assert!(header.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(
+            header.ends_with("-01"),
+            "parent's sampled flag kept: {header}"
+        );
+        let again = parse_traceparent(&header).expect("parses");
+        assert_eq!(again.span_id(), child.context().span_id());
+    }
+
+    #[test]
+    fn bad_traceparents_are_ignored_and_roots_get_fresh_ids() {
+        for bad in [
+            "",
+            "garbage",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert!(parse_traceparent(bad).is_none(), "{bad:?} refused");
+        }
+        let a = Span::start("a", SpanKind::Server, None);
+        let b = Span::start("b", SpanKind::Server, None);
+        assert_ne!(a.trace_id(), b.trace_id());
+        assert_eq!(a.trace_id().len(), 32);
+        assert_eq!(a.span_id().len(), 16);
+        // Nothing is exported in unit tests, so nothing is recorded.
+        assert!(!a.is_recording());
+    }
+
+    #[test]
+    fn tracestate_travels_with_the_context() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            http::HeaderValue::from_static(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+            ),
+        );
+        headers.insert("tracestate", http::HeaderValue::from_static("vendor=abc"));
+        let parent = extract(&headers).expect("valid");
+        let child = Span::start("c", SpanKind::Client, Some(&parent));
+        let mut out = http::HeaderMap::new();
+        inject(child.context(), &mut out);
+        assert_eq!(out["tracestate"], "vendor=abc");
+        assert!(
+            out["traceparent"]
+                .to_str()
+                .is_ok_and(|v| v.ends_with("-00")),
+            "unsampled parent, unsampled child"
+        );
+    }
+}

@@ -1,0 +1,79 @@
+//! The shop's business metrics, counted where the saga commits an outcome: orders
+//! placed, confirmed, cancelled by reason, revenue in minor units, and how long
+//! sagas take. Every series exists from startup (at zero), so dashboards and alerts
+//! have something to read before the first order.
+
+use emporium_telemetry::metrics::{Unit, counter, describe_counter, describe_histogram, histogram};
+
+/// Why orders are cancelled: the saga's compensation reasons. Anything else is
+/// counted as `other`, so the label stays a small fixed set.
+pub const CANCEL_REASONS: &[&str] = &[
+    "out_of_stock",
+    "payment_declined",
+    "payment_failed",
+    "deadline_exceeded",
+    "interrupted",
+];
+
+pub fn describe() {
+    describe_counter!(
+        "emporium_orders_placed_total",
+        "Orders accepted at checkout (each then runs a saga)."
+    );
+    describe_counter!(
+        "emporium_orders_confirmed_total",
+        "Orders confirmed: stock committed and payment captured."
+    );
+    describe_counter!(
+        "emporium_orders_cancelled_total",
+        "Orders cancelled, by reason."
+    );
+    describe_counter!(
+        "emporium_revenue_minor_units_total",
+        "Revenue of confirmed orders in minor units (cents) of the currency."
+    );
+    describe_histogram!(
+        "emporium_saga_duration_seconds",
+        Unit::Seconds,
+        "Time from placing an order to its saga's outcome."
+    );
+    describe_counter!(
+        "emporium_saga_step_failures_total",
+        "Saga steps that failed and will be retried."
+    );
+    counter!("emporium_orders_placed_total").absolute(0);
+    counter!("emporium_orders_confirmed_total").absolute(0);
+    counter!("emporium_saga_step_failures_total").absolute(0);
+    for reason in CANCEL_REASONS.iter().chain(&["other"]) {
+        counter!("emporium_orders_cancelled_total", "reason" => *reason).absolute(0);
+    }
+}
+
+pub fn placed() {
+    counter!("emporium_orders_placed_total").increment(1);
+}
+
+pub fn confirmed(total: i64, currency: &str, created_ms: i64, now_ms: i64) {
+    counter!("emporium_orders_confirmed_total").increment(1);
+    counter!("emporium_revenue_minor_units_total", "currency" => currency.to_owned())
+        .increment(u64::try_from(total).unwrap_or(0));
+    saga_took("confirmed", created_ms, now_ms);
+}
+
+pub fn cancelled(reason: Option<&str>, created_ms: i64, now_ms: i64) {
+    let reason = reason
+        .and_then(|r| CANCEL_REASONS.iter().find(|known| **known == r))
+        .copied()
+        .unwrap_or("other");
+    counter!("emporium_orders_cancelled_total", "reason" => reason).increment(1);
+    saga_took("cancelled", created_ms, now_ms);
+}
+
+pub fn step_failed() {
+    counter!("emporium_saga_step_failures_total").increment(1);
+}
+
+fn saga_took(outcome: &'static str, created_ms: i64, now_ms: i64) {
+    let seconds = (now_ms - created_ms).max(0) as f64 / 1000.0;
+    histogram!("emporium_saga_duration_seconds", "outcome" => outcome).record(seconds);
+}
