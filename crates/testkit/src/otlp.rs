@@ -65,7 +65,12 @@ struct Shared {
 
 impl OtlpReceiver {
     pub async fn start() -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(0).await
+    }
+
+    /// Listens on a given loopback port (0: any).
+    pub async fn start_on(port: u16) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let port = listener.local_addr()?.port();
         let shared = Shared {
             spans: Arc::default(),
@@ -93,6 +98,11 @@ impl OtlpReceiver {
     /// Every span received so far.
     pub fn spans(&self) -> Vec<ReceivedSpan> {
         self.spans.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// How many spans were received.
+    pub fn count(&self) -> usize {
+        self.spans.lock().map(|s| s.len()).unwrap_or_default()
     }
 
     /// All bytes received, concatenated.

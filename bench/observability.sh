@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The cost of tracing: catalog reads and checkouts with span export off, and on at
+# 10% sampling to an OTLP receiver on this machine, interleaved in one run.
+#   off  no OTEL_* variables: trace ids for logs and traceparent only, nothing built
+#   on   OTEL_EXPORTER_OTLP_ENDPOINT=<local receiver>,
+#        OTEL_TRACES_SAMPLER=parentbased_traceidratio, OTEL_TRACES_SAMPLER_ARG=0.1
+# Each round starts a fresh `emporium up` (release, embedded defaults) per mode and
+# measures: GET /api/catalog/products?limit=20 through the gateway with wrk
+# (requests/s, p99), then closed-loop checkouts with checkout-load (checkouts/s, p99).
+# Metrics (/metrics) are on in both: they are not optional.
+# Usage: bench/observability.sh [seconds per measurement, default 10] [rounds, default 2]
+# Traffic goes to 127.0.0.1 only; every process started here is stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-10}
+ROUNDS=${2:-2}
+USERS=64
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+cargo build --release -p emporium -p emporium-bench >/dev/null
+BIN=target/release/emporium
+LOAD=target/release/checkout-load
+SINK=target/release/otlp-sink
+WORK=$(mktemp -d)
+UP_PID=
+SINK_PID=
+cleanup() {
+  [ -n "$UP_PID" ] && kill -TERM "$UP_PID" 2>/dev/null && wait "$UP_PID" 2>/dev/null || true
+  [ -n "$SINK_PID" ] && kill -TERM "$SINK_PID" 2>/dev/null && wait "$SINK_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+export EMPORIUM__LOG__LEVEL=warn
+export EMPORIUM__GATEWAY__RATE_LIMIT__PER_SECOND=100000000
+export EMPORIUM__GATEWAY__RATE_LIMIT__BURST=100000000
+export EMPORIUM__USERS__ADMIN_EMAILS='["bench-admin@example.com"]'
+unset OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_TRACES_ENDPOINT OTEL_TRACES_SAMPLER OTEL_TRACES_SAMPLER_ARG
+
+"$SINK" --port 0 >"$WORK/sink.out" &
+SINK_PID=$!
+until [ -s "$WORK/sink.out" ]; do sleep 0.05; done
+ENDPOINT=$(head -1 "$WORK/sink.out")
+
+# Starts `emporium up` on fresh data with mode $1; sets UP_PID and BASE.
+start_up() {
+  local log="$WORK/up-$1-$RANDOM.log"
+  local env=()
+  if [ "$1" = on ]; then
+    env=(OTEL_EXPORTER_OTLP_ENDPOINT="$ENDPOINT" OTEL_TRACES_SAMPLER=parentbased_traceidratio
+         OTEL_TRACES_SAMPLER_ARG=0.1)
+  fi
+  env "${env[@]}" "$BIN" up --port 0 --data-dir "$WORK/data-$RANDOM" >"$log" 2>&1 &
+  UP_PID=$!
+  until grep -q "Open http://" "$log"; do
+    kill -0 "$UP_PID" 2>/dev/null || { cat "$log"; exit 1; }
+    sleep 0.05
+  done
+  BASE=$(grep -o "Open http://[0-9.:]*" "$log" | head -1 | cut -d' ' -f2)
+}
+
+stop_up() {
+  kill -TERM "$UP_PID" 2>/dev/null && wait "$UP_PID" 2>/dev/null || true
+  UP_PID=
+}
+
+# wrk's requests/s and p99 (ms) as "RPS P99".
+catalog() {
+  local out
+  out=$(wrk -t2 -c32 -d"${DURATION}s" --latency "$BASE/api/catalog/products?limit=20")
+  python3 - "$out" <<'PY'
+import re, sys
+out = sys.argv[1]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+m = re.search(r"\s99%\s+([\d.]+)(us|ms|s)", out)
+p99 = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+print(f"{rps:.0f} {p99:.2f} {errors.group(1) if errors else 0}")
+PY
+}
+
+echo "## Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+echo "## ${DURATION}s per measurement, $ROUNDS rounds, modes interleaved; receiver $ENDPOINT"
+RESULTS="$WORK/results"
+: >"$RESULTS"
+for round in $(seq "$ROUNDS"); do
+  for mode in off on; do
+    start_up "$mode"
+    read -r rps p99 non2xx < <(catalog)
+    sat=$("$LOAD" --base "$BASE" --users "$USERS" --seconds "$DURATION")
+    stop_up
+    cps=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['checkouts_per_s'])" "$sat")
+    cp99=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['p99_ms'])" "$sat")
+    errs=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['errors'])" "$sat")
+    echo "round $round $mode: catalog $rps req/s p99 $p99 ms (non-2xx $non2xx); checkout $cps/s p99 $cp99 ms (errors $errs)"
+    echo "$mode $rps $p99 $cps $cp99" >>"$RESULTS"
+  done
+done
+kill -TERM "$SINK_PID"
+wait "$SINK_PID" 2>/dev/null || true
+SINK_PID=
+echo "## Spans received by the OTLP receiver: $(tail -1 "$WORK/sink.out")"
+python3 - "$RESULTS" <<'PY'
+import sys, statistics as st
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+def col(mode, i):
+    return st.mean(float(r[i]) for r in rows if r[0] == mode)
+print("## Means over rounds (on / off)")
+for name, i, unit in [("catalog read", 1, "req/s"), ("catalog p99", 2, "ms"),
+                      ("checkout", 3, "checkouts/s"), ("checkout p99", 4, "ms")]:
+    off, on = col("off", i), col("on", i)
+    print(f"{name:<14} off {off:>9.1f}  on {on:>9.1f} {unit:<12} ratio {on / off:.3f}")
+PY
