@@ -32,6 +32,8 @@ pub struct LogSink {
     pretty: bool,
     out: Arc<std::sync::Mutex<std::io::Stdout>>,
     file: Option<Arc<std::sync::Mutex<RotatingFile>>>,
+    /// Whether writing the file has failed (said once).
+    file_failed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl LogSink {
@@ -41,41 +43,56 @@ impl LogSink {
             pretty: std::io::stdout().is_terminal(),
             out: Arc::new(std::sync::Mutex::new(std::io::stdout())),
             file: file.map(|f| Arc::new(std::sync::Mutex::new(f))),
+            file_failed: Arc::default(),
         }
     }
 
-    /// Forwards a child's stdout and stderr, line by line.
+    /// Forwards a child's stdout and stderr, line by line. What is not JSON is kept
+    /// as `INFO` from stdout and `ERROR` from stderr (a panic).
     pub fn attach(&self, service: &'static str, child: &mut Child) {
         if let Some(out) = child.stdout.take() {
-            self.pump(service, out);
+            self.pump(service, out, "INFO");
         }
         if let Some(err) = child.stderr.take() {
-            self.pump(service, err);
+            self.pump(service, err, "ERROR");
         }
     }
 
-    fn pump(&self, service: &'static str, stream: impl AsyncRead + Unpin + Send + 'static) {
+    fn pump(
+        &self,
+        service: &'static str,
+        stream: impl AsyncRead + Unpin + Send + 'static,
+        level: &'static str,
+    ) {
         let sink = self.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stream).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                sink.line(service, &line);
+                sink.line_at(service, &line, level);
             }
         });
     }
 
-    /// Prints one line from `source` and keeps it on disk.
+    /// Prints one line from `source` (the supervisor's own notes) and keeps it.
     pub fn line(&self, source: &str, line: &str) {
+        self.line_at(source, line, "INFO");
+    }
+
+    /// Prints one line and keeps it on disk; `level` is for a line that is not JSON.
+    fn line_at(&self, source: &str, line: &str, level: &str) {
         let parsed = serde_json::from_str::<Map<String, Value>>(line).ok();
         if let Some(file) = &self.file {
             let stored = match &parsed {
                 Some(_) => line.to_string(),
-                None => wrap(source, line),
+                None => wrap(source, line, level),
             };
             if let Ok(mut file) = file.lock()
                 && let Err(e) = file.write_line(&stored)
+                && !self
+                    .file_failed
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
             {
-                // Say it once on the terminal, then keep going without the file.
+                // Said once; later lines are still tried (the disk may recover).
                 eprintln!("emporium: cannot write the log file: {e}");
             }
         }
@@ -93,13 +110,13 @@ impl LogSink {
 }
 
 /// A line that is not JSON (a panic, the supervisor's own notes) as a JSON line.
-fn wrap(source: &str, line: &str) -> String {
+fn wrap(source: &str, line: &str, level: &str) -> String {
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     serde_json::json!({
         "timestamp": now,
-        "level": "INFO",
+        "level": level,
         "service": source,
         "instance": source,
         "message": line,

@@ -149,10 +149,12 @@ pub fn timeline(path: &Path, order_id: &str) -> anyhow::Result<Vec<Entry>> {
         };
         let in_trace = text(&m, "trace_id").is_some_and(|t| traces.contains(t));
         if in_trace || names_order(&m, order_id) {
-            let at = text(&m, "timestamp")
-                .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
-                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-            lines.push((at, line.to_string(), m));
+            // A line without a readable time cannot be placed on the timeline.
+            if let Some(at) =
+                text(&m, "timestamp").and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+            {
+                lines.push((at, line.to_string(), m));
+            }
         }
     })?;
     lines.sort_by_key(|(at, _, _)| *at);

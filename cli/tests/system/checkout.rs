@@ -19,7 +19,7 @@ pub(crate) const TRANSIENT: &str = "4000000000000119";
 pub(crate) const SLOW: &str = "4000000000003055";
 
 pub(crate) struct Shopper {
-    token: String,
+    pub(crate) token: String,
 }
 
 pub(crate) async fn shopper(up: &Up, email: &str) -> Shopper {

@@ -32,6 +32,9 @@ const SERVICES: [&str; 9] = [
     "notifications",
 ];
 
+/// A trace id sent by a caller outside the shop.
+const OUTSIDE_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+
 const SERVER: i32 = 2;
 const CLIENT: i32 = 3;
 const CONSUMER: i32 = 5;
@@ -74,13 +77,24 @@ async fn one_checkout_is_one_trace_from_the_gateway_to_the_mail_and_logs_follow_
             ("OTEL_TRACES_SAMPLER", "parentbased_always_on"),
         ],
     );
-    let (_, token) = emporium_testkit::sign_up(&up.base, "tracy@example.com").await;
-    let tracy = shopper(&up, "tracy2@example.com").await;
+    let tracy = shopper(&up, "tracy@example.com").await;
     let sku = stocked_sku(&up, 0).await;
     assert_eq!(tracy.add(&up, &sku, 1).await.status(), 200);
-    let r = tracy
-        .checkout(&up, Some(&key()), &body(APPROVE, "Springfield"))
-        .await;
+    // A caller from outside sends a trace context of its own: the gateway starts a
+    // trace of its own instead, linked to the caller's.
+    let r = http()
+        .post(up.at("/api/orders"))
+        .bearer_auth(&tracy.token)
+        .header("idempotency-key", key())
+        .header(
+            "traceparent",
+            format!("00-{OUTSIDE_TRACE}-b7ad6b7169203331-01"),
+        )
+        .header("tracestate", "outside=1")
+        .json(&body(APPROVE, "Springfield"))
+        .send()
+        .await
+        .expect("checkout");
     assert_eq!(r.status(), 202);
     let placed: Value = r.json().await.expect("json");
     let order_id = placed["id"].as_str().expect("id").to_string();
@@ -96,7 +110,7 @@ async fn one_checkout_is_one_trace_from_the_gateway_to_the_mail_and_logs_follow_
                 return false;
             };
             spans.iter().any(|s| {
-                s.trace_id == saga.trace_id && s.service == "notifications" && s.kind == CONSUMER
+                s.trace_id == saga.trace_id && s.service == "notifications" && s.name == "send mail"
             })
         })
         .await;
@@ -129,6 +143,15 @@ async fn one_checkout_is_one_trace_from_the_gateway_to_the_mail_and_logs_follow_
     assert_eq!(roots.len(), 1, "one root: {roots:#?}");
     assert_eq!(roots[0].service, "gateway");
     assert_eq!(roots[0].kind, SERVER);
+    assert_ne!(trace, OUTSIDE_TRACE, "the public does not pick trace ids");
+    assert!(
+        roots[0]
+            .links
+            .contains(&(OUTSIDE_TRACE.to_string(), "b7ad6b7169203331".to_string())),
+        "the gateway's span links to the caller's: {:?}",
+        roots[0].links
+    );
+    assert!(spans.iter().all(|s| s.trace_id != OUTSIDE_TRACE));
     // Every other span's parent is in the trace.
     for s in &in_trace {
         if !s.parent_span_id.is_empty() {
@@ -181,6 +204,11 @@ async fn one_checkout_is_one_trace_from_the_gateway_to_the_mail_and_logs_follow_
             .links
             .contains(&(trace.clone(), saga.span_id.clone()))
     );
+    // Sending the mail, later, on the delivery loop, is a child of that consumer span.
+    let sent = find(&spans, &trace, "notifications", |s| s.name == "send mail")
+        .expect("the mail's sending is in the trace");
+    assert_eq!(sent.parent_span_id, consumed.span_id);
+    assert!(!sent.error);
     // Database transactions are spans too.
     assert!(
         find(&spans, &trace, "orders", |s| s.name == "db.transaction").is_some(),
@@ -238,12 +266,22 @@ async fn one_checkout_is_one_trace_from_the_gateway_to_the_mail_and_logs_follow_
         traced.len(),
         "every line of the trace, nothing else"
     );
-    let (ok, out) = emporium(data.path(), &["logs", "payments", "--level", "warn"]);
+    let (ok, out) = emporium(data.path(), &["logs", "payments", "--level", "info"]);
     assert!(ok, "{out}");
+    assert!(
+        out.lines().count() >= 2,
+        "payments logged its requests:\n{out}"
+    );
     assert!(out.lines().all(|l| {
         let v: Value = serde_json::from_str(l).expect("json");
-        v["service"] == "payments" && (v["level"] == "WARN" || v["level"] == "ERROR")
+        v["service"] == "payments"
+            && ["INFO", "WARN", "ERROR"].contains(&v["level"].as_str().unwrap_or(""))
     }));
+    let (ok, out) = emporium(data.path(), &["logs", "--level", "error"]);
+    assert!(
+        ok && out.lines().count() < lines.len(),
+        "levels filter:\n{out}"
+    );
     // `emporium trace ORDER_ID`: the saga's timeline across services.
     let (ok, out) = emporium(data.path(), &["trace", &order_id]);
     assert!(ok, "{out}");
@@ -254,6 +292,7 @@ async fn one_checkout_is_one_trace_from_the_gateway_to_the_mail_and_logs_follow_
         "notifications",
         "order confirmed",
         "event handled",
+        "mail sent",
     ] {
         assert!(out.contains(needle), "{needle} in the timeline:\n{out}");
     }
@@ -263,14 +302,56 @@ async fn one_checkout_is_one_trace_from_the_gateway_to_the_mail_and_logs_follow_
     // Secrets: no password, token or card number in any log line or span.
     let exported = receiver.raw_bytes();
     let exported = String::from_utf8_lossy(&exported);
+    let token = tracy.token.as_str();
     for secret in [
         APPROVE,
         emporium_testkit::PASSWORD,
-        token.as_str(),
-        token.split('.').nth(2).unwrap_or("signature"),
+        token,
+        token.split('.').nth(2).unwrap_or(token),
     ] {
         assert!(!log.contains(secret), "a secret is in the logs");
         assert!(!exported.contains(secret), "a secret is in the spans");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_not_sampled_is_exported_by_no_service_yet_logged_with_its_id() {
+    let receiver = OtlpReceiver::start().await.expect("otlp receiver");
+    let endpoint = receiver.endpoint();
+    let data = tempfile::tempdir().expect("data dir");
+    // The gateway samples no new trace; every service behind it follows its
+    // caller's (unsampled) decision rather than sampling on its own.
+    let up = Up::start_with(
+        data.path(),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0"),
+        ],
+    );
+    let shopper = shopper(&up, "unsampled@example.com").await;
+    let sku = stocked_sku(&up, 0).await;
+    assert_eq!(shopper.add(&up, &sku, 1).await.status(), 200);
+    let order = shopper
+        .check_out(&up, APPROVE, Duration::from_secs(30))
+        .await;
+    assert_eq!(order["status"], "CONFIRMED");
+    let id = order["id"].as_str().expect("id");
+    super::checkout::wait_for_mails(data.path(), &[id.to_string()], Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(receiver.count(), 0, "nothing sampled, nothing exported");
+    // The logs still tie the checkout together.
+    let (ok, out) = emporium(data.path(), &["trace", id]);
+    assert!(ok, "{out}");
+    for service in [
+        "gateway",
+        "orders",
+        "inventory",
+        "payments",
+        "notifications",
+    ] {
+        assert!(out.contains(service), "{service} in the timeline:\n{out}");
     }
 }
 
@@ -397,6 +478,20 @@ async fn every_service_serves_metrics_that_move_with_a_checkout() {
         ) >= 2.0
     );
     assert!(moved("cart", "http_server_requests_total", &[("status", "200")]) >= 2.0);
+    assert!(after["gateway"].sum("process_cpu_seconds_total", &[]) > 0.0);
+    // Services label by their route templates, never by the path with its id.
+    assert!(
+        moved(
+            "orders",
+            "http_server_requests_total",
+            &[("route", "/api/orders/{id}"), ("method", "GET")]
+        ) >= 2.0
+    );
+    assert!(after["orders"].samples.iter().all(|s| {
+        s.labels
+            .get("route")
+            .is_none_or(|r| !r.contains(confirmed["id"].as_str().unwrap_or("-")))
+    }));
     // Outbound calls per target.
     assert!(
         moved(
@@ -481,12 +576,14 @@ async fn every_service_serves_metrics_that_move_with_a_checkout() {
         // Process metrics everywhere.
         for name in [
             "process_resident_memory_bytes",
-            "process_cpu_seconds_total",
             "process_open_fds",
             "process_max_fds",
+            "process_start_time_seconds",
         ] {
             assert!(scrape.sum(name, &[]) > 0.0, "{service}: {name}");
         }
+        // CPU counts in 10 ms ticks: an idle service may still be at zero.
+        assert!(scrape.has("process_cpu_seconds_total"), "{service}: CPU");
         // No label value is an id: bounded label sets only.
         for s in &scrape.samples {
             for (k, v) in &s.labels {

@@ -1,6 +1,5 @@
 //! Typed JSON calls to a named service.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,13 +76,9 @@ impl ServiceClient {
             .map_or(self.timeout, |c| c.remaining().min(self.timeout));
         // A client span only inside traced work: background polling starts no trace.
         let mut span = ctx.as_ref().and_then(|c| c.trace.as_ref()).map(|parent| {
-            let name = if trace::exporting() {
-                Cow::Owned(format!("{} {}", request.method(), self.service))
-            } else {
-                Cow::Borrowed("call")
-            };
-            let mut span = Span::start(name, Kind::Client, Some(parent));
+            let mut span = Span::start("call", Kind::Client, Some(parent));
             if span.is_recording() {
+                span.set_name(format!("{} {}", request.method(), self.service));
                 span.set_attribute("http.request.method", request.method().to_string());
                 span.set_attribute("server.address", self.service.clone());
                 span.set_attribute("url.path", request.uri().path().to_owned());

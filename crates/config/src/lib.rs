@@ -97,6 +97,10 @@ pub struct HttpSettings {
     /// Take a shorter deadline from the caller's `x-request-timeout-ms`. Off at the
     /// gateway, where callers are the public.
     pub honour_caller_timeout: bool,
+    /// Continue the caller's trace (`traceparent`, its sampled flag, `tracestate`).
+    /// Off at the gateway: a request from the public starts a new trace, linked to
+    /// the caller's, so nobody outside picks trace ids or forces sampling.
+    pub honour_caller_trace: bool,
 }
 
 impl Default for HttpSettings {
@@ -107,6 +111,7 @@ impl Default for HttpSettings {
             body_limit_bytes: 64 * 1024,
             grace_period_ms: 5_000,
             honour_caller_timeout: true,
+            honour_caller_trace: true,
         }
     }
 }

@@ -7,7 +7,6 @@
 //! finds its id and has no second effect. A handler that keeps failing is retried
 //! with exponential backoff, then parked in `dead_letters` and the cursor moves on.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -390,9 +389,36 @@ impl Consumer {
         let Some(last) = events.last() else {
             return Ok(());
         };
+        // Each event's span and count are settled once the page has committed: a page
+        // that rolls back is applied again event by event, and must not count twice.
+        let mut handled: Vec<(Span, &Envelope)> = Vec::new();
+        let result = self
+            .apply_page_tx(sub, events, last.seq, &mut handled)
+            .await;
+        let applied = !handled.is_empty();
+        for (mut span, event) in handled {
+            match &result {
+                Ok(()) => outcome(&mut span, sub, event, Ok(())),
+                Err(_) => span.set_error("rolled back with its page; applied again alone"),
+            }
+        }
+        if result.is_ok() && applied {
+            self.after_commit();
+        }
+        result
+    }
+
+    /// The transaction of [`Self::apply_page`]. It serves events of many traces, so it
+    /// is no span of its own; each event's consumer span is in its trace.
+    async fn apply_page_tx<'e>(
+        &self,
+        sub: &Subscription,
+        events: &'e [FeedEvent],
+        last_seq: i64,
+        handled: &mut Vec<(Span, &'e Envelope)>,
+    ) -> Result<(), Failure> {
         let db_failure = |e: sqlx::Error| Failure::Db(format!("database: {e}"));
         let mut tx = self.db.begin().await.map_err(db_failure)?;
-        let mut applied = false;
         for fe in events {
             let Some(handler) = sub.handlers.get(fe.event.kind.as_str()) else {
                 continue;
@@ -405,19 +431,18 @@ impl Consumer {
                 let result = context::in_span(&span, handler.handle(&mut tx, &fe.event))
                     .instrument(log_span(&span, sub, &fe.event))
                     .await;
-                outcome(&mut span, sub, &fe.event, result.as_ref().map(|_| ()));
+                if let Err(failure) = &result {
+                    // This attempt failed; the event is retried alone.
+                    outcome(&mut span, sub, &fe.event, Err(failure));
+                }
                 result?;
-                applied = true;
+                handled.push((span, &fe.event));
             }
         }
-        save_cursor(&mut tx, &sub.name, last.seq)
+        save_cursor(&mut tx, &sub.name, last_seq)
             .await
             .map_err(db_failure)?;
-        tx.commit().await.map_err(db_failure)?;
-        if applied {
-            self.after_commit();
-        }
-        Ok(())
+        tx.commit().await.map_err(db_failure)
     }
 
     async fn skip_to(&self, name: &str, seq: i64) -> Result<(), sqlx::Error> {
@@ -443,13 +468,9 @@ fn event_span(sub: &Subscription, event: &Envelope) -> Span {
         .traceparent
         .as_deref()
         .and_then(trace::parse_traceparent);
-    let name = if trace::exporting() {
-        Cow::Owned(format!("process {}", event.kind))
-    } else {
-        Cow::Borrowed("process")
-    };
-    let mut span = Span::start(name, Kind::Consumer, producer.as_ref());
+    let mut span = Span::start("process", Kind::Consumer, producer.as_ref());
     if span.is_recording() {
+        span.set_name(format!("process {}", event.kind));
         if let Some(producer) = &producer {
             span.add_link(producer);
         }

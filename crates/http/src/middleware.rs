@@ -13,7 +13,6 @@
 //! Health probes sit inside 1 but outside 2 and 3, so an overloaded service still
 //! answers its liveness probe.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,13 +57,15 @@ async fn shed_load(State(permits): State<Arc<Semaphore>>, req: Request, next: Ne
     }
 }
 
-/// How layer 1 sets deadlines.
+/// What layer 1 takes from callers: a shorter deadline, and the trace to continue.
 #[derive(Debug, Clone, Copy)]
 pub struct Deadlines {
     /// Our own cap on every request.
     pub timeout: Duration,
     /// Whether a caller may ask for less.
     pub honour_caller: bool,
+    /// Whether the caller's trace is continued (else it is only linked).
+    pub honour_caller_trace: bool,
 }
 
 /// Applies layer 1.
@@ -72,6 +73,7 @@ pub fn context(router: Router, settings: &HttpSettings) -> Router {
     let deadlines = Deadlines {
         timeout: Duration::from_millis(settings.request_timeout_ms.max(1)),
         honour_caller: settings.honour_caller_timeout,
+        honour_caller_trace: settings.honour_caller_trace,
     };
     router.layer(axum::middleware::from_fn_with_state(
         deadlines,
@@ -111,14 +113,18 @@ pub async fn request_context(
     // Probes, scrapes and registry traffic would drown the access log; they log at
     // debug, and start no trace unless the caller sent one.
     let quiet = is_quiet(&path);
-    let parent = trace::extract(req.headers());
+    let caller = trace::extract(req.headers());
+    let (parent, link) = if deadlines.honour_caller_trace {
+        (caller, None)
+    } else {
+        (None, caller)
+    };
     let mut span = (!quiet || parent.is_some()).then(|| {
-        let name = if trace::exporting() {
-            Cow::Owned(format!("{method} {route}"))
-        } else {
-            Cow::Borrowed("request")
-        };
-        let mut span = Span::start(name, Kind::Server, parent.as_ref());
+        // Named once the route is known, and only if the span is kept.
+        let mut span = Span::start("request", Kind::Server, parent.as_ref());
+        if let Some(link) = &link {
+            span.add_link(link);
+        }
         if span.is_recording() {
             span.set_attribute("http.request.method", method.to_string());
             span.set_attribute("http.route", route.clone());
@@ -171,7 +177,9 @@ pub async fn request_context(
     });
     if let Some(span) = &mut span {
         span.set_attribute("http.response.status_code", i64::from(status));
-        span.set_name(format!("{method} {route}"));
+        if span.is_recording() {
+            span.set_name(format!("{method} {route}"));
+        }
         if status >= 500 {
             span.set_error(format!("HTTP {status}"));
         }

@@ -17,7 +17,19 @@ use crate::Backend;
 /// loops) it starts no trace.
 pub struct Tx {
     inner: Transaction<'static, Any>,
-    span: Option<Span>,
+    span: TxSpan,
+}
+
+/// The span of a transaction still open. One dropped without commit or rollback (an
+/// error on the way) is rolled back by sqlx; its span says so.
+struct TxSpan(Option<Span>);
+
+impl Drop for TxSpan {
+    fn drop(&mut self) {
+        if let Some(span) = &mut self.0 {
+            span.set_attribute("db.outcome", "dropped");
+        }
+    }
 }
 
 impl Tx {
@@ -33,13 +45,16 @@ impl Tx {
             );
             span
         });
-        Self { inner, span }
+        Self {
+            inner,
+            span: TxSpan(span),
+        }
     }
 
     /// Commits; the span ends with the outcome.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         let result = self.inner.commit().await;
-        if let Some(span) = &mut self.span {
+        if let Some(mut span) = self.span.0.take() {
             match &result {
                 Ok(()) => span.set_attribute("db.outcome", "commit"),
                 Err(e) => span.set_error(e.to_string()),
@@ -50,7 +65,7 @@ impl Tx {
 
     /// Rolls back; the span ends marked as rolled back.
     pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
-        if let Some(span) = &mut self.span {
+        if let Some(mut span) = self.span.0.take() {
             span.set_attribute("db.outcome", "rollback");
         }
         self.inner.rollback().await

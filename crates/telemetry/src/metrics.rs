@@ -3,8 +3,8 @@
 //! Code records through the `metrics` macros (`counter!`, `histogram!`, `gauge!`)
 //! anywhere; [`install`] puts the Prometheus recorder behind them. Gauges that are a
 //! query (outbox backlog, consumer lag, dead letters) register a [`Collector`] that
-//! runs just before each scrape, so they are never stale and cost nothing between
-//! scrapes.
+//! runs just before each scrape, so they are read fresh and cost nothing between
+//! scrapes (a collector that fails, its database down, leaves the last values).
 //!
 //! Naming follows Prometheus conventions: base units (`_seconds`, `_bytes`),
 //! `_total` on counters, and label values from small fixed sets (a route template,

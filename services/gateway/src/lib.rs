@@ -189,6 +189,8 @@ pub async fn run(
     let mut common = settings.common.clone();
     // The public sets no deadlines here; the gateway's own timeout applies.
     common.http.honour_caller_timeout = false;
+    // Nor trace ids: each public request starts a trace (linked to the caller's).
+    common.http.honour_caller_trace = false;
     let host = Host::new(NAME, &common);
     let routes = router(host.clone(), &settings.service)?;
     host.serve(routes, listener, shutdown).await

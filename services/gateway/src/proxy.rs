@@ -138,6 +138,9 @@ fn forwarded_headers(
     strip_hop_by_hop(&mut out);
     out.remove(header::HOST);
     out.remove(header::AUTHORIZATION);
+    // The caller's trace context stops here; the client sends the gateway's own.
+    out.remove(headers::TRACEPARENT);
+    out.remove("tracestate");
     for name in headers::IDENTITY_HEADERS {
         out.remove(name);
     }

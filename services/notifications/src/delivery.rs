@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use emporium_store::{Db, now_ms};
 use emporium_telemetry::metrics::counter;
+use emporium_telemetry::trace::{self, Kind, Span};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -96,6 +97,7 @@ struct Due {
     attempts: i64,
     email: String,
     name: String,
+    traceparent: Option<String>,
 }
 
 /// True when the server refused this recipient for good (550, 551, 553). Other
@@ -156,7 +158,8 @@ async fn deliver_due(
     stop: &watch::Receiver<bool>,
 ) -> Result<usize, sqlx::Error> {
     let due: Vec<Due> = sqlx::query_as(
-        "SELECT m.id, m.subject, m.text_body, m.html_body, m.attempts, r.email, r.name \
+        "SELECT m.id, m.subject, m.text_body, m.html_body, m.attempts, r.email, r.name, \
+         m.traceparent \
          FROM messages m JOIN recipients r ON r.user_id = m.user_id \
          WHERE m.status = 'pending' AND m.next_try_ms <= $1 ORDER BY m.created_ms LIMIT $2",
     )
@@ -190,6 +193,22 @@ async fn deliver_due(
             continue;
         };
         m.attempts = attempts;
+        // A span of the trace of the event that queued the message, if it had one.
+        let mut span = m
+            .traceparent
+            .as_deref()
+            .and_then(trace::parse_traceparent)
+            .map(|parent| {
+                let mut span = Span::start("send mail", Kind::Client, Some(&parent));
+                span.set_attribute("emporium.message_id", m.id.clone());
+                span.set_attribute("emporium.attempt", attempts + 1);
+                span
+            });
+        let (trace_id, span_id) = (
+            span.as_ref().map(|s| s.trace_id()),
+            span.as_ref().map(|s| s.span_id()),
+        );
+        let (trace_id, span_id) = (trace_id.as_deref(), span_id.as_deref());
         let mut stopping = stop.clone();
         let sent = tokio::select! {
             sent = send_one(mailer, from, &m) => sent,
@@ -219,11 +238,14 @@ async fn deliver_due(
                 .execute(db.pool())
                 .await?;
                 counter!("emporium_mails_sent_total").increment(1);
-                tracing::info!(message_id = %m.id, "mail sent");
+                tracing::info!(message_id = %m.id, trace_id, span_id, "mail sent");
             }
             Err(SendError::Permanent(error)) => {
                 counter!("emporium_mail_failures_total", "kind" => "permanent").increment(1);
-                tracing::error!(message_id = %m.id, error, "mail refused for good; not retried");
+                if let Some(span) = &mut span {
+                    span.set_error(error.clone());
+                }
+                tracing::error!(message_id = %m.id, trace_id, span_id, error, "mail refused for good; not retried");
                 sqlx::query(
                     "UPDATE messages SET status = 'failed', attempts = attempts + 1, last_error = $2 \
                      WHERE id = $1",
@@ -241,7 +263,10 @@ async fn deliver_due(
                     attempts as u32,
                 );
                 counter!("emporium_mail_failures_total", "kind" => "transient").increment(1);
-                tracing::warn!(message_id = %m.id, attempts, error, "mail not delivered; will retry");
+                if let Some(span) = &mut span {
+                    span.set_error(error.clone());
+                }
+                tracing::warn!(message_id = %m.id, trace_id, span_id, attempts, error, "mail not delivered; will retry");
                 sqlx::query(
                     "UPDATE messages SET attempts = $2, last_error = $3, next_try_ms = $4 WHERE id = $1",
                 )

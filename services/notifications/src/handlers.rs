@@ -23,7 +23,8 @@ async fn record(
     let now = now_ms();
     sqlx::query(
         "INSERT INTO messages (id, user_id, kind, subject, text_body, html_body, status, \
-         next_try_ms, event_ms, created_ms) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $7) \
+         next_try_ms, event_ms, created_ms, traceparent) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $7, $9) \
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(id)
@@ -34,6 +35,8 @@ async fn record(
     .bind(m.html)
     .bind(now)
     .bind(event_ms)
+    // The consumer's span: sending the message continues the event's trace.
+    .bind(emporium_telemetry::context::current_traceparent())
     .execute(&mut **tx)
     .await?;
     Ok(())

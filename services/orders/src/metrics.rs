@@ -10,6 +10,7 @@ use emporium_telemetry::metrics::{Unit, counter, describe_counter, describe_hist
 pub const CANCEL_REASONS: &[&str] = &[
     "out_of_stock",
     "payment_declined",
+    "payment_invalid",
     "payment_failed",
     "deadline_exceeded",
     "interrupted",
@@ -76,4 +77,32 @@ pub fn step_failed() {
 fn saga_took(outcome: &'static str, created_ms: i64, now_ms: i64) {
     let seconds = (now_ms - created_ms).max(0) as f64 / 1000.0;
     histogram!("emporium_saga_duration_seconds", "outcome" => outcome).record(seconds);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CANCEL_REASONS;
+
+    /// Every reason the saga compensates with is a label of its own, not `other`.
+    #[test]
+    fn every_compensation_reason_is_a_known_label() {
+        let saga = include_str!("saga.rs");
+        let mut found = 0;
+        for (i, _) in saga.match_indices("compensate(") {
+            let rest = &saga[i..];
+            let Some(open) = rest.find('"') else { continue };
+            // The reason is the first string literal of the call.
+            if rest[..open].contains(';') || rest[..open].contains("fn ") {
+                continue;
+            }
+            let reason = &rest[open + 1..];
+            let reason = &reason[..reason.find('"').unwrap_or(0)];
+            assert!(
+                CANCEL_REASONS.contains(&reason),
+                "compensation reason {reason:?} is not in CANCEL_REASONS"
+            );
+            found += 1;
+        }
+        assert!(found >= 8, "the saga's compensations were found: {found}");
+    }
 }

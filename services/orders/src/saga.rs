@@ -150,7 +150,9 @@ impl Saga {
         // The saga is a span of the checkout's trace (a new trace when recovery
         // resumes it), and every call and transaction of it is a child.
         let mut trace_span = Span::start("saga", Kind::Internal, context::current_trace().as_ref());
-        trace_span.set_attribute("emporium.order_id", claim.order_id.clone());
+        if trace_span.is_recording() {
+            trace_span.set_attribute("emporium.order_id", claim.order_id.clone());
+        }
         let span = tracing::info_span!(
             "saga",
             order_id = %claim.order_id,
