@@ -6,8 +6,9 @@
 #        OTEL_TRACES_SAMPLER=parentbased_traceidratio, OTEL_TRACES_SAMPLER_ARG=0.1
 # Each round starts a fresh `emporium up` (release, embedded defaults) per mode and
 # measures: GET /api/catalog/products?limit=20 through the gateway with wrk
-# (requests/s, p99), then closed-loop checkouts with checkout-load (checkouts/s, p99).
-# Metrics (/metrics) are on in both: they are not optional.
+# (requests/s, p99), then closed-loop checkouts with checkout-load (checkouts/s, p99),
+# and the CPU time all Emporium processes spent per request (from /proc/<pid>/stat):
+# steadier than throughput on a shared machine. Metrics are on in both.
 # Usage: bench/observability.sh [seconds per measurement, default 10] [rounds, default 2]
 # Traffic goes to 127.0.0.1 only; every process started here is stopped on exit.
 set -euo pipefail
@@ -45,6 +46,7 @@ ENDPOINT=$(head -1 "$WORK/sink.out")
 # Starts `emporium up` on fresh data with mode $1; sets UP_PID and BASE.
 start_up() {
   local log="$WORK/up-$1-$RANDOM.log"
+  UP_LOG=$log
   local env=()
   if [ "$1" = on ]; then
     env=(OTEL_EXPORTER_OTLP_ENDPOINT="$ENDPOINT" OTEL_TRACES_SAMPLER=parentbased_traceidratio
@@ -62,6 +64,14 @@ start_up() {
 stop_up() {
   kill -TERM "$UP_PID" 2>/dev/null && wait "$UP_PID" 2>/dev/null || true
   UP_PID=
+}
+
+# CPU seconds (user + system) of every process of the running `emporium up`.
+cpu_seconds() {
+  awk '$1 ~ /^[a-z0-9-]+$/ && $2 ~ /^127\.0\.0\.1:/ {print $3}' "$UP_LOG" | while read -r pid; do
+    # Fields after the command name: utime and stime are the 12th and 13th.
+    sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}'
+  done | awk -v hz="$(getconf CLK_TCK)" '{t += $1} END {printf "%.2f", t / hz}'
 }
 
 # wrk's requests/s and p99 (ms) as "RPS P99".
@@ -86,14 +96,20 @@ RESULTS="$WORK/results"
 for round in $(seq "$ROUNDS"); do
   for mode in off on; do
     start_up "$mode"
+    # Warm up (and let the catalog's seeding events settle) before measuring.
+    wrk -t2 -c32 -d3s "$BASE/api/catalog/products?limit=20" >/dev/null
+    c0=$(cpu_seconds)
     read -r rps p99 non2xx < <(catalog)
+    c1=$(cpu_seconds)
     sat=$("$LOAD" --base "$BASE" --users "$USERS" --seconds "$DURATION")
+    c2=$(cpu_seconds)
     stop_up
-    cps=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['checkouts_per_s'])" "$sat")
-    cp99=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['p99_ms'])" "$sat")
-    errs=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['errors'])" "$sat")
-    echo "round $round $mode: catalog $rps req/s p99 $p99 ms (non-2xx $non2xx); checkout $cps/s p99 $cp99 ms (errors $errs)"
-    echo "$mode $rps $p99 $cps $cp99" >>"$RESULTS"
+    read -r cps cp99 errs done_ < <(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['checkouts_per_s'], d['p99_ms'], d['errors'], d['completed'])" "$sat")
+    # CPU ms per catalog read and per checkout (the checkout run includes its sign-ups).
+    read_cpu=$(python3 -c "print(round(($c1 - $c0) * 1000 / ($rps * $DURATION), 3))")
+    checkout_cpu=$(python3 -c "print(round(($c2 - $c1) * 1000 / max(1, $done_), 2))")
+    echo "round $round $mode: catalog $rps req/s p99 $p99 ms cpu $read_cpu ms/req (non-2xx $non2xx); checkout $cps/s p99 $cp99 ms cpu $checkout_cpu ms (errors $errs)"
+    echo "$mode $rps $p99 $cps $cp99 $read_cpu $checkout_cpu" >>"$RESULTS"
   done
 done
 kill -TERM "$SINK_PID"
@@ -107,7 +123,8 @@ def col(mode, i):
     return st.mean(float(r[i]) for r in rows if r[0] == mode)
 print("## Means over rounds (on / off)")
 for name, i, unit in [("catalog read", 1, "req/s"), ("catalog p99", 2, "ms"),
-                      ("checkout", 3, "checkouts/s"), ("checkout p99", 4, "ms")]:
+                      ("read CPU", 5, "ms/req"), ("checkout", 3, "checkouts/s"),
+                      ("checkout p99", 4, "ms"), ("checkout CPU", 6, "ms/checkout")]:
     off, on = col("off", i), col("on", i)
     print(f"{name:<14} off {off:>9.1f}  on {on:>9.1f} {unit:<12} ratio {on / off:.3f}")
 PY

@@ -64,19 +64,26 @@ fn by_id<'a>(spans: &'a [ReceivedSpan], trace: &str, id: &str) -> Option<&'a Rec
         .find(|s| s.trace_id == trace && s.span_id == id)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_checkout_is_one_trace_from_the_gateway_to_the_mail_and_logs_follow_it() {
+/// `emporium up` exporting spans to a receiver of the test's, with `sampler`.
+async fn traced(data: &Path, sampler: &str, ratio: &str) -> (Up, OtlpReceiver) {
     let receiver = OtlpReceiver::start().await.expect("otlp receiver");
     let endpoint = receiver.endpoint();
-    let data = tempfile::tempdir().expect("data dir");
     let up = Up::start_with(
-        data.path(),
+        data,
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-            ("OTEL_TRACES_SAMPLER", "parentbased_always_on"),
+            ("OTEL_TRACES_SAMPLER", sampler),
+            ("OTEL_TRACES_SAMPLER_ARG", ratio),
         ],
     );
+    (up, receiver)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_checkout_is_one_trace_from_the_gateway_to_the_mail_and_logs_follow_it() {
+    let data = tempfile::tempdir().expect("data dir");
+    let (up, receiver) = traced(data.path(), "parentbased_always_on", "1").await;
     let tracy = shopper(&up, "tracy@example.com").await;
     let sku = stocked_sku(&up, 0).await;
     assert_eq!(tracy.add(&up, &sku, 1).await.status(), 200);
@@ -316,20 +323,10 @@ async fn one_checkout_is_one_trace_from_the_gateway_to_the_mail_and_logs_follow_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trace_not_sampled_is_exported_by_no_service_yet_logged_with_its_id() {
-    let receiver = OtlpReceiver::start().await.expect("otlp receiver");
-    let endpoint = receiver.endpoint();
     let data = tempfile::tempdir().expect("data dir");
     // The gateway samples no new trace; every service behind it follows its
     // caller's (unsampled) decision rather than sampling on its own.
-    let up = Up::start_with(
-        data.path(),
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
-            ("OTEL_TRACES_SAMPLER_ARG", "0"),
-        ],
-    );
+    let (up, receiver) = traced(data.path(), "parentbased_traceidratio", "0").await;
     let shopper = shopper(&up, "unsampled@example.com").await;
     let sku = stocked_sku(&up, 0).await;
     assert_eq!(shopper.add(&up, &sku, 1).await.status(), 200);
