@@ -245,6 +245,21 @@ async fn services_are_not_ready_while_postgres_is_down_and_recover_by_themselves
         assert!(Instant::now() < deadline, "cart still answers {status}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Orders too: each service is back in the gateway's view at its own heartbeat.
+    loop {
+        let status = http()
+            .get(up.at("/api/orders"))
+            .bearer_auth(&ada.token)
+            .send()
+            .await
+            .expect("orders")
+            .status();
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "orders still answers {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let order = ada.check_out(&up, APPROVE, Duration::from_secs(30)).await;
     assert_eq!(order["status"], "CONFIRMED", "{order}");
     assert_eq!(assert_invariants(&up).await, (2, 0));
