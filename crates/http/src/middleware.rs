@@ -105,7 +105,7 @@ pub async fn request_context(
         .map_or(deadlines.timeout, |b| b.min(deadlines.timeout));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    // The route template (`/v1/orders/{id}`), never the path: bounded label values.
+    // The route template (`/api/orders/{id}`), never the path: bounded label values.
     let route = req
         .extensions()
         .get::<MatchedPath>()

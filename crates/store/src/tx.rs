@@ -13,7 +13,7 @@ use crate::Backend;
 ///
 /// It dereferences to the connection, so `&mut *tx` is an executor as with sqlx's
 /// own transaction. Inside traced work (a request, an event, a saga step) it is a
-/// `db.transaction` span from `BEGIN` to `COMMIT` or rollback; elsewhere (background
+/// `db.transaction` span from when it is open to `COMMIT` or rollback; elsewhere (background
 /// loops) it starts no trace.
 pub struct Tx {
     inner: Transaction<'static, Any>,
