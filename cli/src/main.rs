@@ -12,6 +12,7 @@ mod events;
 mod logfile;
 mod logs;
 mod logview;
+mod monitoring;
 mod services;
 mod status;
 mod up;

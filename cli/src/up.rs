@@ -153,6 +153,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await?;
     let registry_url = format!("http://{}", registry.listen);
     std::fs::write(run_dir.join("registry.url"), &registry_url)?;
+    crate::monitoring::write(&run_dir, &registry_url)
+        .with_context(|| format!("writing the Prometheus config in {}", run_dir.display()))?;
 
     let mut all = vec![registry.clone()];
     let instances = Service::BEHIND_REGISTRY.iter().flat_map(|&service| {
@@ -481,9 +483,10 @@ fn print_table(all: &[Arc<Supervised>], gateway: SocketAddr, took: Duration, dat
         "  Logs: {} (emporium logs [SERVICE] --follow --trace ID --level L)\n",
         crate::logfile::current(data_dir).display()
     ));
-    out.push_str(
-        "  Metrics: GET /metrics on every service; Prometheus targets from the registry.\n",
-    );
+    out.push_str(&format!(
+        "  Metrics: GET /metrics on every service; prometheus --config.file={}\n",
+        data_dir.join("run").join("prometheus.yml").display()
+    ));
     out.push_str("  Ctrl-C stops everything.\n\n");
     print!("{out}");
 }

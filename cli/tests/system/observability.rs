@@ -708,19 +708,22 @@ async fn a_real_prometheus_finds_every_service_through_the_registry() {
     let up = Up::start_on(data.path(), None, &[], &["--replicas", "orders=2"]);
     let registry =
         std::fs::read_to_string(data.path().join("run/registry.url")).expect("registry url");
-    // The shipped config, pointed at this registry and scraping every second.
-    let shipped =
-        std::fs::read_to_string(repo().join("deploy/prometheus/prometheus.yml")).expect("config");
-    let config = shipped
-        .replace("http://127.0.0.1:8500", registry.trim())
+    // The config `emporium up` wrote for this run (the shipped one, pointed at its
+    // registry), scraping every second.
+    let written = std::fs::read_to_string(data.path().join("run/prometheus.yml")).expect("config");
+    assert!(written.contains(&format!(
+        "{}/internal/registry/prometheus/targets",
+        registry.trim()
+    )));
+    let config = written
         .replace("scrape_interval: 5s", "scrape_interval: 1s")
         .replace("scrape_timeout: 4s", "scrape_timeout: 1s")
         .replace("refresh_interval: 5s", "refresh_interval: 1s");
-    assert_ne!(config, shipped, "the registry address was replaced");
+    assert_ne!(config, written, "the intervals were shortened");
     let dir = tempfile::tempdir().expect("prometheus dir");
     std::fs::write(dir.path().join("prometheus.yml"), config).expect("write config");
     std::fs::copy(
-        repo().join("deploy/prometheus/alerts.yml"),
+        data.path().join("run/alerts.yml"),
         dir.path().join("alerts.yml"),
     )
     .expect("rules");
