@@ -57,7 +57,7 @@ fn tracing_state() -> &'static Tracing {
 }
 
 /// Is span export asked for by the environment?
-pub fn export_requested() -> bool {
+fn export_requested() -> bool {
     let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
     let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
         || std::env::var("OTEL_TRACES_EXPORTER").is_ok_and(|v| v.trim() == "none");
@@ -116,15 +116,9 @@ fn exporter(identity: &crate::Identity) -> Result<Export, String> {
 }
 
 /// Sets up tracing for this process; exports spans when the environment asks for it.
-/// Returns whether spans are exported. Only the first call counts.
-pub fn init(identity: &crate::Identity) -> bool {
-    let state = TRACING.get_or_init(|| configure(Some(identity)));
-    state.export.is_some()
-}
-
-/// Are finished spans exported?
-pub fn exporting() -> bool {
-    tracing_state().export.is_some()
+/// Only the first call counts.
+pub fn init(identity: &crate::Identity) {
+    TRACING.get_or_init(|| configure(Some(identity)));
 }
 
 /// Sends the spans still queued and stops the exporter (at process exit).
@@ -139,7 +133,7 @@ pub fn shutdown() {
 /// A W3C trace context: trace id, span id, sampled flag and `tracestate`.
 pub type TraceContext = SpanContext;
 
-/// Reads `traceparent` and `tracestate` from request headers (or any text map).
+/// Reads `traceparent` and `tracestate` from request headers.
 pub fn extract(headers: &http::HeaderMap) -> Option<TraceContext> {
     struct Headers<'a>(&'a http::HeaderMap);
     impl Extractor for Headers<'_> {
@@ -151,19 +145,30 @@ pub fn extract(headers: &http::HeaderMap) -> Option<TraceContext> {
         }
     }
     headers.get("traceparent")?;
-    valid(
-        TraceContextPropagator::new()
-            .extract(&Headers(headers))
-            .span()
-            .span_context(),
-    )
+    from_carrier(&Headers(headers))
 }
 
 /// Parses a `traceparent` value (as carried inside an event).
 pub fn parse_traceparent(value: &str) -> Option<TraceContext> {
-    let mut headers = http::HeaderMap::new();
-    headers.insert("traceparent", http::HeaderValue::from_str(value).ok()?);
-    extract(&headers)
+    struct Traceparent<'a>(&'a str);
+    impl Extractor for Traceparent<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            (key == "traceparent").then_some(self.0)
+        }
+        fn keys(&self) -> Vec<&str> {
+            vec!["traceparent"]
+        }
+    }
+    from_carrier(&Traceparent(value))
+}
+
+fn from_carrier(carrier: &dyn Extractor) -> Option<TraceContext> {
+    valid(
+        TraceContextPropagator::new()
+            .extract(carrier)
+            .span()
+            .span_context(),
+    )
 }
 
 fn valid(cx: &SpanContext) -> Option<SpanContext> {
