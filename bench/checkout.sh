@@ -17,30 +17,18 @@ SECONDS_PER_RUN=${1:-15}
 USERS=${2:-64}
 shift 2 2>/dev/null || shift $#
 
+source bench/lib.sh
 cargo build --release -p emporium -p emporium-bench >/dev/null
-BIN=target/release/emporium
 LOAD=target/release/checkout-load
 WORK=$(mktemp -d)
-UP_PID=
 cleanup() {
-  [ -n "$UP_PID" ] && kill -TERM "$UP_PID" 2>/dev/null && wait "$UP_PID" 2>/dev/null || true
+  up_stop
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-export EMPORIUM__LOG__LEVEL=warn
-export EMPORIUM__GATEWAY__RATE_LIMIT__PER_SECOND=100000000
-export EMPORIUM__GATEWAY__RATE_LIMIT__BURST=100000000
-export EMPORIUM__USERS__ADMIN_EMAILS='["bench-admin@example.com"]'
-
-LOG="$WORK/up.log"
-"$BIN" up --port 0 --data-dir "$WORK/data" "$@" >"$LOG" 2>&1 &
-UP_PID=$!
-until grep -q "Open http://" "$LOG"; do
-  kill -0 "$UP_PID" 2>/dev/null || { cat "$LOG"; exit 1; }
-  sleep 0.05
-done
-BASE=$(grep -o "Open http://[0-9.:]*" "$LOG" | head -1 | cut -d' ' -f2)
+bench_env
+up_start "$WORK/up.log" "$WORK/data" "$@"
 
 echo "## Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "## Saturation: $USERS closed-loop shoppers, ${SECONDS_PER_RUN}s"
@@ -75,6 +63,6 @@ def pct(p):
 print(f'{{"mails": {len(rows)}, "pending": {pending}, "p50_ms": {pct(0.5)}, "p99_ms": {pct(0.99)}, "max_ms": {rows[-1] if rows else 0}}}')
 PY
 echo "## RSS after the run (KiB)"
-awk '$1 ~ /^[a-z0-9-]+$/ && $2 ~ /^127\.0\.0\.1:/ {print $1, $3}' "$LOG" | while read -r name pid; do
+up_processes | while read -r name _ pid; do
   printf "%-14s %s\n" "$name" "$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null)"
 done

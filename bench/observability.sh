@@ -18,24 +18,20 @@ ROUNDS=${2:-2}
 USERS=64
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+source bench/lib.sh
 cargo build --release -p emporium -p emporium-bench >/dev/null
-BIN=target/release/emporium
 LOAD=target/release/checkout-load
 SINK=target/release/otlp-sink
 WORK=$(mktemp -d)
-UP_PID=
 SINK_PID=
 cleanup() {
-  [ -n "$UP_PID" ] && kill -TERM "$UP_PID" 2>/dev/null && wait "$UP_PID" 2>/dev/null || true
+  up_stop
   [ -n "$SINK_PID" ] && kill -TERM "$SINK_PID" 2>/dev/null && wait "$SINK_PID" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-export EMPORIUM__LOG__LEVEL=warn
-export EMPORIUM__GATEWAY__RATE_LIMIT__PER_SECOND=100000000
-export EMPORIUM__GATEWAY__RATE_LIMIT__BURST=100000000
-export EMPORIUM__USERS__ADMIN_EMAILS='["bench-admin@example.com"]'
+bench_env
 unset OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_TRACES_ENDPOINT OTEL_TRACES_SAMPLER OTEL_TRACES_SAMPLER_ARG
 
 "$SINK" --port 0 >"$WORK/sink.out" &
@@ -43,32 +39,19 @@ SINK_PID=$!
 until [ -s "$WORK/sink.out" ]; do sleep 0.05; done
 ENDPOINT=$(head -1 "$WORK/sink.out")
 
-# Starts `emporium up` on fresh data with mode $1; sets UP_PID and BASE.
+# Starts `emporium up` on fresh data with span export off or on ($1).
 start_up() {
-  local log="$WORK/up-$1-$RANDOM.log"
-  UP_LOG=$log
-  local env=()
   if [ "$1" = on ]; then
-    env=(OTEL_EXPORTER_OTLP_ENDPOINT="$ENDPOINT" OTEL_TRACES_SAMPLER=parentbased_traceidratio
-         OTEL_TRACES_SAMPLER_ARG=0.1)
+    OTEL_EXPORTER_OTLP_ENDPOINT="$ENDPOINT" OTEL_TRACES_SAMPLER=parentbased_traceidratio \
+      OTEL_TRACES_SAMPLER_ARG=0.1 up_start "$WORK/up-on-$RANDOM.log" "$WORK/data-$RANDOM"
+  else
+    up_start "$WORK/up-off-$RANDOM.log" "$WORK/data-$RANDOM"
   fi
-  env "${env[@]}" "$BIN" up --port 0 --data-dir "$WORK/data-$RANDOM" >"$log" 2>&1 &
-  UP_PID=$!
-  until grep -q "Open http://" "$log"; do
-    kill -0 "$UP_PID" 2>/dev/null || { cat "$log"; exit 1; }
-    sleep 0.05
-  done
-  BASE=$(grep -o "Open http://[0-9.:]*" "$log" | head -1 | cut -d' ' -f2)
-}
-
-stop_up() {
-  kill -TERM "$UP_PID" 2>/dev/null && wait "$UP_PID" 2>/dev/null || true
-  UP_PID=
 }
 
 # CPU seconds (user + system) of every process of the running `emporium up`.
 cpu_seconds() {
-  awk '$1 ~ /^[a-z0-9-]+$/ && $2 ~ /^127\.0\.0\.1:/ {print $3}' "$UP_LOG" | while read -r pid; do
+  up_processes | while read -r _ _ pid; do
     # Fields after the command name: utime and stime are the 12th and 13th.
     sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}'
   done | awk -v hz="$(getconf CLK_TCK)" '{t += $1} END {printf "%.2f", t / hz}'
@@ -103,7 +86,7 @@ for round in $(seq "$ROUNDS"); do
     c1=$(cpu_seconds)
     sat=$("$LOAD" --base "$BASE" --users "$USERS" --seconds "$DURATION")
     c2=$(cpu_seconds)
-    stop_up
+    up_stop
     read -r cps cp99 errs done_ < <(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['checkouts_per_s'], d['p99_ms'], d['errors'], d['completed'])" "$sat")
     # CPU ms per catalog read and per checkout (the checkout run includes its sign-ups).
     read_cpu=$(python3 -c "print(round(($c1 - $c0) * 1000 / ($rps * $DURATION), 3))")

@@ -18,8 +18,8 @@ need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && apt-get inst
 need wrk wrk
 need nginx nginx
 
+source bench/lib.sh
 cargo build --release -p emporium >/dev/null
-BIN=target/release/emporium
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -29,37 +29,28 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Logs at warn: the benchmark measures serving, not log shipping (nginx: access_log off).
-export EMPORIUM__LOG__LEVEL=warn
-export EMPORIUM__GATEWAY__RATE_LIMIT__PER_SECOND=100000000
-export EMPORIUM__GATEWAY__RATE_LIMIT__BURST=100000000
+# nginx runs with access_log off, like Emporium's logs at warn.
+bench_env
 
 # Starts `emporium up` on data dir $1; sets UP_PID, UP_LOG and READY_MS (ms until ready).
 start_up() {
-  UP_LOG="$WORK/up-$RANDOM.log"
   local t0 t1
   t0=$(date +%s%N)
-  "$BIN" up --port 0 --data-dir "$1" >"$UP_LOG" 2>&1 &
-  UP_PID=$!
+  up_start "$WORK/up-$RANDOM.log" "$1"
   PIDS+=("$UP_PID")
-  until grep -q "Open http://" "$UP_LOG"; do
-    kill -0 "$UP_PID" 2>/dev/null || { cat "$UP_LOG"; exit 1; }
-    sleep 0.005
-  done
   t1=$(date +%s%N)
   READY_MS=$(((t1 - t0) / 1000000))
 }
-stop_up() { kill -TERM "$UP_PID"; wait "$UP_PID" 2>/dev/null || true; }
-addr_of() { awk -v s="$1" '$1 == s && $2 ~ /^127\.0\.0\.1:/ {print $2; exit}' "$UP_LOG"; }
-pid_of() { awk -v s="$1" '$1 == s && $2 ~ /^127\.0\.0\.1:/ {print $3; exit}' "$UP_LOG"; }
+addr_of() { up_processes | awk -v s="$1" '$1 == s {print $2; exit}'; }
+pid_of() { up_processes | awk -v s="$1" '$1 == s {print $3; exit}'; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 echo "## Startup (emporium up → every /readyz 200), 5 runs each"
 fresh=(); warm=()
 for i in 1 2 3 4 5; do
   d="$WORK/data-$i"
-  start_up "$d"; fresh+=("$READY_MS"); stop_up
-  start_up "$d"; warm+=("$READY_MS"); stop_up
+  start_up "$d"; fresh+=("$READY_MS"); up_stop
+  start_up "$d"; warm+=("$READY_MS"); up_stop
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "- fresh data dir (migrations, 1,200-product seed, key generation): median $(median "${fresh[@]}") ms (runs: ${fresh[*]})"
@@ -131,4 +122,4 @@ d=$(mean "${RPS[direct]}"); n=$(mean "${RPS[nginx]}"); g=$(mean "${RPS[gateway]}
 echo
 echo "Mean req/s: direct $d, nginx $n, gateway $g."
 echo "Ratios: gateway/nginx $(awk -v a="$g" -v b="$n" 'BEGIN {printf "%.2f", a/b}'), gateway/direct $(awk -v a="$g" -v b="$d" 'BEGIN {printf "%.2f", a/b}'), nginx/direct $(awk -v a="$n" -v b="$d" 'BEGIN {printf "%.2f", a/b}')."
-stop_up
+up_stop

@@ -1,0 +1,39 @@
+# Shared by the bench/*.sh scripts (sourced, not run): the release binary, the
+# settings every benchmark runs with, and starting and stopping `emporium up`.
+
+BIN=target/release/emporium
+
+# Logs at warn (the benchmarks measure serving, not log shipping), rate limits out
+# of the way, and an admin the load generator can stock products with.
+bench_env() {
+  export EMPORIUM__LOG__LEVEL=warn
+  export EMPORIUM__GATEWAY__RATE_LIMIT__PER_SECOND=100000000
+  export EMPORIUM__GATEWAY__RATE_LIMIT__BURST=100000000
+  export EMPORIUM__USERS__ADMIN_EMAILS='["bench-admin@example.com"]'
+}
+
+# up_start LOG DATA_DIR [up args...]: starts `emporium up` on a free gateway port
+# and waits for its banner. Sets UP_PID, UP_LOG and BASE (the gateway's URL).
+up_start() {
+  UP_LOG=$1
+  local data=$2
+  shift 2
+  "$BIN" up --port 0 --data-dir "$data" "$@" >"$UP_LOG" 2>&1 &
+  UP_PID=$!
+  until grep -q "Open http://" "$UP_LOG"; do
+    kill -0 "$UP_PID" 2>/dev/null || { cat "$UP_LOG"; exit 1; }
+    sleep 0.005
+  done
+  BASE=$(grep -o "Open http://[0-9.:]*" "$UP_LOG" | head -1 | cut -d' ' -f2)
+}
+
+# Stops the `emporium up` started last, if it still runs, and waits for it.
+up_stop() {
+  if [ -n "${UP_PID:-}" ]; then
+    kill -TERM "$UP_PID" 2>/dev/null && wait "$UP_PID" 2>/dev/null || true
+  fi
+  UP_PID=
+}
+
+# "NAME ADDRESS PID" of every process in the banner's table.
+up_processes() { awk '$1 ~ /^[a-z0-9-]+$/ && $2 ~ /^127\.0\.0\.1:/ {print $1, $2, $3}' "$UP_LOG"; }
