@@ -26,6 +26,16 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
+    /// Work no caller waits for (a saga, an event handler): each call it makes keeps
+    /// its own timeout.
+    pub fn unbounded(request_id: String, trace: Option<TraceContext>) -> Self {
+        Self {
+            request_id,
+            deadline: Instant::now() + Duration::from_secs(24 * 3600),
+            trace,
+        }
+    }
+
     /// Time left before the deadline (zero once passed).
     pub fn remaining(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
@@ -57,11 +67,7 @@ pub async fn in_span<F: Future>(span: &crate::trace::Span, f: F) -> F::Output {
             ctx.trace = Some(span.context().clone());
             ctx
         }
-        None => RequestContext {
-            request_id: span.trace_id(),
-            deadline: Instant::now() + Duration::from_secs(24 * 3600),
-            trace: Some(span.context().clone()),
-        },
+        None => RequestContext::unbounded(span.trace_id(), Some(span.context().clone())),
     };
     scope(ctx, f).await
 }

@@ -159,12 +159,11 @@ impl Saga {
             trace_id = %trace_span.context().trace_id(),
             span_id = %trace_span.context().span_id()
         );
-        let ctx = RequestContext {
-            request_id: request_id.unwrap_or_else(|| format!("saga-{}", claim.order_id)),
-            // Each call has its own timeout; the saga's deadline is in the database.
-            deadline: std::time::Instant::now() + Duration::from_secs(24 * 3600),
-            trace: Some(trace_span.context().clone()),
-        };
+        // Each call has its own timeout; the saga's deadline is in the database.
+        let ctx = RequestContext::unbounded(
+            request_id.unwrap_or_else(|| format!("saga-{}", claim.order_id)),
+            Some(trace_span.context().clone()),
+        );
         tokio::spawn(context::scope(
             ctx,
             async move {
