@@ -48,19 +48,21 @@ impl LogSink {
     }
 
     /// Forwards a child's stdout and stderr, line by line. What is not JSON is kept
-    /// as `INFO` from stdout and `ERROR` from stderr (a panic).
-    pub fn attach(&self, service: &'static str, child: &mut Child) {
+    /// as `INFO` from stdout and `ERROR` from stderr (a panic). A process hosting
+    /// several services (`several`) is shown by the service each line names.
+    pub fn attach(&self, service: &'static str, several: bool, child: &mut Child) {
         if let Some(out) = child.stdout.take() {
-            self.pump(service, out, "INFO");
+            self.pump(service, several, out, "INFO");
         }
         if let Some(err) = child.stderr.take() {
-            self.pump(service, err, "ERROR");
+            self.pump(service, several, err, "ERROR");
         }
     }
 
     fn pump(
         &self,
         service: &'static str,
+        several: bool,
         stream: impl AsyncRead + Unpin + Send + 'static,
         level: &'static str,
     ) {
@@ -68,7 +70,7 @@ impl LogSink {
         tokio::spawn(async move {
             let mut lines = BufReader::new(stream).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                sink.line_at(service, &line, level);
+                sink.line_by(service, several, &line, level);
             }
         });
     }
@@ -80,7 +82,19 @@ impl LogSink {
 
     /// Prints one line and keeps it on disk; `level` is for a line that is not JSON.
     fn line_at(&self, source: &str, line: &str, level: &str) {
+        self.line_by(source, false, line, level);
+    }
+
+    /// [`line_at`](Self::line_at), shown behind the service the line names when
+    /// `by_line` (a process hosting several).
+    fn line_by(&self, process: &str, by_line: bool, line: &str, level: &str) {
         let parsed = serde_json::from_str::<Map<String, Value>>(line).ok();
+        let source = parsed
+            .as_ref()
+            .filter(|_| by_line)
+            .and_then(|m| m.get("service"))
+            .and_then(Value::as_str)
+            .unwrap_or(process);
         if let Some(file) = &self.file {
             let stored = match &parsed {
                 Some(_) => line.to_string(),

@@ -2,7 +2,8 @@
 //!
 //! - `emporium up` (the default, what `cargo run --release` runs) supervises every
 //!   service as its own OS process: see [`up`];
-//! - `emporium serve <service>` runs one service, as a container would;
+//! - `emporium serve <service>[,<service>...]` runs one service, as a container
+//!   would, or several in one process;
 //! - `emporium status` prints what the registry knows;
 //! - `emporium events dead|replay|lag` inspects event delivery: [`events`];
 //! - `emporium logs` and `emporium trace ORDER_ID` read the logs `emporium up` keeps:
@@ -36,10 +37,12 @@ struct Cli {
 enum Command {
     /// Start the registry, every service and the gateway, and supervise them.
     Up(up::UpArgs),
-    /// Run one service in this process.
+    /// Run one service in this process, or several side by side
+    /// (`emporium serve users,catalog,cart`: their calls to each other stay in the
+    /// process).
     Serve {
-        #[arg(value_enum)]
-        service: services::Service,
+        #[arg(value_enum, value_delimiter = ',', required = true)]
+        services: Vec<services::Service>,
     },
     /// Show the instances the registry knows.
     Status {
@@ -95,9 +98,9 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command.unwrap_or(Command::Up(up::UpArgs::default())) {
         Command::Up(args) => runtime.block_on(up::run(args)),
-        Command::Serve { service } => {
+        Command::Serve { services } => {
             services::die_with_parent();
-            runtime.block_on(service.serve())
+            runtime.block_on(services::serve(&services))
         }
         Command::Status { registry, data_dir } => runtime.block_on(status::run(registry, data_dir)),
         Command::Events {

@@ -1,14 +1,14 @@
 //! The services this binary can host, and how each is started.
 
 use clap::ValueEnum;
-use emporium_runtime::run_process;
+use emporium_runtime::AnyService;
 
 /// Set by `emporium up` on the processes it starts.
 pub const SUPERVISED_ENV: &str = "EMPORIUM_SUPERVISED";
 
 /// Declares the services: the enum, their names, and how each one is served.
 macro_rules! services {
-    ($($variant:ident => $krate:ident),+ $(,)?) => {
+    ($($variant:ident => $krate:ident :: $service:ident),+ $(,)?) => {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
         pub enum Service {
             $($variant),+
@@ -21,12 +21,10 @@ macro_rules! services {
                 }
             }
 
-            /// Runs the service in this process until SIGTERM or Ctrl-C.
-            pub async fn serve(self) -> anyhow::Result<()> {
+            /// The service, as a value the runtime hosts.
+            pub fn hosted(self) -> &'static dyn AnyService {
                 match self {
-                    $(Service::$variant => {
-                        run_process($krate::NAME, $krate::DEFAULT_LISTEN, $krate::run).await
-                    })+
+                    $(Service::$variant => &$krate::$service),+
                 }
             }
         }
@@ -34,15 +32,29 @@ macro_rules! services {
 }
 
 services! {
-    Registry => emporium_registry,
-    Gateway => emporium_gateway,
-    Users => emporium_users,
-    Catalog => emporium_catalog,
-    Inventory => emporium_inventory,
-    Payments => emporium_payments,
-    Cart => emporium_cart,
-    Orders => emporium_orders,
-    Notifications => emporium_notifications,
+    Registry => emporium_registry::RegistryService,
+    Gateway => emporium_gateway::Gateway,
+    Users => emporium_users::Users,
+    Catalog => emporium_catalog::Catalog,
+    Inventory => emporium_inventory::Inventory,
+    Payments => emporium_payments::Payments,
+    Cart => emporium_cart::Cart,
+    Orders => emporium_orders::Orders,
+    Notifications => emporium_notifications::Notifications,
+}
+
+/// Runs `services` in this process until SIGTERM or Ctrl-C.
+pub async fn serve(services: &[Service]) -> anyhow::Result<()> {
+    let mut hosted: Vec<&'static dyn AnyService> = Vec::new();
+    for service in services {
+        anyhow::ensure!(
+            !hosted.iter().any(|h| h.name() == service.name()),
+            "{} is named twice",
+            service.name()
+        );
+        hosted.push(service.hosted());
+    }
+    emporium_runtime::run_process(&hosted).await
 }
 
 impl Service {

@@ -9,6 +9,11 @@
 //! within a bounded time. The merged logs are also kept, rotated, in
 //! `<data>/logs/emporium.log` for `emporium logs` and `emporium trace`.
 //!
+//! `--monolith` runs every service (the registry apart) in one process instead,
+//! where calls between services are function calls into each other's routers, and
+//! `--monolith --except orders,payments` runs those as processes of their own beside
+//! it (the strangler path); all register with the same registry.
+//!
 //! `--replicas orders=2,inventory=2` runs more than one instance of a backend, each
 //! with a stable instance id (`orders-1`, `orders-2`, kept across restarts);
 //! `--database-url` and `--nats-url` point every service at PostgreSQL and NATS
@@ -58,6 +63,13 @@ pub struct UpArgs {
     /// NATS JetStream as the event transport (`nats://host:4222`); default: the feed.
     #[arg(long, env = "EMPORIUM__EVENTS__NATS_URL", hide_env_values = true)]
     pub nats_url: Option<String>,
+    /// Every service but the registry in one process: no sockets between them.
+    #[arg(long)]
+    pub monolith: bool,
+    /// With `--monolith`: these services run as processes of their own instead
+    /// (`--except orders,payments`).
+    #[arg(long, value_delimiter = ',', requires = "monolith", value_parser = parse_extracted)]
+    pub except: Vec<Service>,
 }
 
 impl Default for UpArgs {
@@ -68,8 +80,23 @@ impl Default for UpArgs {
             replicas: Vec::new(),
             database_url: None,
             nats_url: None,
+            monolith: false,
+            except: Vec::new(),
         }
     }
+}
+
+fn parse_extracted(name: &str) -> Result<Service, String> {
+    Service::BEHIND_REGISTRY
+        .into_iter()
+        .find(|s| s.name() == name.trim())
+        .ok_or_else(|| {
+            let names: Vec<_> = Service::BEHIND_REGISTRY.iter().map(|s| s.name()).collect();
+            format!(
+                "`{name}` is not a service of the monolith; one of: {}",
+                names.join(", ")
+            )
+        })
 }
 
 /// Most instances of one service `emporium up` starts.
@@ -99,20 +126,48 @@ fn parse_replicas(text: &str) -> Result<(Service, u32), String> {
     Ok((service, count))
 }
 
-/// One supervised process.
+/// One supervised process, hosting one service or several.
 struct Supervised {
-    service: Service,
-    /// `<service>-<n>`: its instance id.
+    services: Vec<Service>,
+    /// `<service>-<n>` (its instance id), or `monolith-1`.
     label: &'static str,
     /// Its name in logs and tables.
     display: &'static str,
-    /// Where it listens; fixed after its first start so restarts keep the address.
-    listen: SocketAddr,
+    /// Where each of its services listens; fixed after the first start so restarts
+    /// keep the addresses.
+    listens: Vec<(Service, SocketAddr)>,
     pid: AtomicU32,
     stopping: AtomicBool,
     exited: Notify,
     finished: AtomicBool,
 }
+
+impl Supervised {
+    fn hosts(&self, service: Service) -> bool {
+        self.services.contains(&service)
+    }
+
+    fn addr(&self, service: Service) -> Option<SocketAddr> {
+        self.listens
+            .iter()
+            .find(|(s, _)| *s == service)
+            .map(|(_, a)| *a)
+    }
+
+    /// When it stops: with the gateway first, the registry last, the rest between.
+    fn stage(&self) -> u8 {
+        if self.hosts(Service::Gateway) {
+            0
+        } else if self.hosts(Service::Registry) {
+            2
+        } else {
+            1
+        }
+    }
+}
+
+/// The label of the process that hosts several services.
+const MONOLITH: &str = "monolith-1";
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -149,30 +204,34 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
 
     let registry = env
-        .start(Service::Registry, 1, "127.0.0.1:0".parse()?, None)
+        .start(
+            vec![Service::Registry],
+            "registry-1",
+            vec![(Service::Registry, "127.0.0.1:0".parse()?)],
+            None,
+        )
         .await?;
-    let registry_url = format!("http://{}", registry.listen);
+    let registry_url = format!(
+        "http://{}",
+        registry
+            .addr(Service::Registry)
+            .context("no registry address")?
+    );
     std::fs::write(run_dir.join("registry.url"), &registry_url)?;
     crate::monitoring::write(&run_dir, &registry_url)
         .with_context(|| format!("writing the Prometheus config in {}", run_dir.display()))?;
 
     let mut all = vec![registry.clone()];
-    let instances = Service::BEHIND_REGISTRY.iter().flat_map(|&service| {
-        let count = args
-            .replicas
-            .iter()
-            .rev()
-            .find(|(s, _)| *s == service)
-            .map_or(1, |&(_, n)| n);
-        (1..=count).map(move |replica| (service, replica))
-    });
-    let starts = instances.map(|(service, replica)| {
-        let listen: SocketAddr = if service == Service::Gateway {
+    let listen = |service: Service| -> SocketAddr {
+        if service == Service::Gateway {
             SocketAddr::from(([127, 0, 0, 1], args.port))
         } else {
             SocketAddr::from(([127, 0, 0, 1], 0))
-        };
-        env.start(service, replica, listen, Some(&registry_url))
+        }
+    };
+    let starts = plan(&args)?.into_iter().map(|(services, label)| {
+        let listens = services.iter().map(|&s| (s, listen(s))).collect();
+        env.start(services, label, listens, Some(&registry_url))
     });
     let mut failure = None;
     for started in futures::future::join_all(starts).await {
@@ -182,10 +241,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     }
     if failure.is_none() {
-        let readiness = all.iter().map(|s| async move {
-            wait_ready(s.listen)
-                .await
-                .with_context(|| format!("{} did not become ready", s.display))
+        let env = &env;
+        let readiness = all.iter().flat_map(|s| {
+            s.listens.iter().map(move |&(service, addr)| async move {
+                wait_ready(addr)
+                    .await
+                    .with_context(|| format!("{} did not become ready", env.display_of(s, service)))
+            })
         });
         failure = futures::future::join_all(readiness)
             .await
@@ -199,30 +261,62 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     let gateway = all
         .iter()
-        .find(|s| s.service == Service::Gateway)
-        .map(|s| s.listen)
+        .find_map(|s| s.addr(Service::Gateway))
         .context("no gateway")?;
-    print_table(&all, gateway, started.elapsed(), &data_dir);
+    print_table(&env, &all, gateway, started.elapsed(), &data_dir);
 
     crate::services::wait_for_signal().await;
     logs.line(
         "emporium",
         "stopping: gateway, then services, then registry",
     );
-    for group in [
-        vec![Service::Gateway],
-        Service::BACKENDS.to_vec(),
-        vec![Service::Registry],
-    ] {
-        let members: Vec<_> = all
-            .iter()
-            .filter(|s| group.contains(&s.service))
-            .cloned()
-            .collect();
+    for stage in 0..=2 {
+        let members: Vec<_> = all.iter().filter(|s| s.stage() == stage).cloned().collect();
         stop_group(&members).await;
     }
     logs.line("emporium", "stopped");
     Ok(())
+}
+
+/// The processes to start after the registry: the services each hosts and its
+/// label (its instance id when it hosts one).
+fn plan(args: &UpArgs) -> anyhow::Result<Vec<(Vec<Service>, &'static str)>> {
+    let own_process = |service: Service| !args.monolith || args.except.contains(&service);
+    if let Some((service, _)) = args
+        .replicas
+        .iter()
+        .find(|(s, n)| *n > 1 && !own_process(*s))
+    {
+        bail!(
+            "--replicas {0}: {0} runs inside the monolith; add --except {0} to run instances of it",
+            service.name()
+        );
+    }
+    let mut plan = Vec::new();
+    let inside: Vec<Service> = Service::BEHIND_REGISTRY
+        .into_iter()
+        .filter(|&s| !own_process(s))
+        .collect();
+    if !inside.is_empty() {
+        plan.push((inside, MONOLITH));
+    }
+    for service in Service::BEHIND_REGISTRY
+        .into_iter()
+        .filter(|&s| own_process(s))
+    {
+        let count = args
+            .replicas
+            .iter()
+            .rev()
+            .find(|(s, _)| *s == service)
+            .map_or(1, |&(_, n)| n);
+        for replica in 1..=count {
+            // One per instance for the life of the supervisor.
+            let label: &'static str = String::leak(format!("{}-{replica}", service.name()));
+            plan.push((vec![service], label));
+        }
+    }
+    Ok(plan)
 }
 
 /// glibc raises its mmap threshold after large blocks are freed, after which each
@@ -246,35 +340,44 @@ struct Env {
 }
 
 impl Env {
-    /// How an instance is named in logs and tables: the service's name, or its
-    /// label when it has several instances.
-    fn display(&self, service: Service, label: &'static str) -> &'static str {
-        if self.replicated.contains(&service) {
-            label
+    /// How a process is named in logs and tables: its service's name, its label
+    /// when that service has several instances, or `monolith`.
+    fn display(&self, services: &[Service], label: &'static str) -> &'static str {
+        match services {
+            [one] if self.replicated.contains(one) => label,
+            [one] => one.name(),
+            _ => "monolith",
+        }
+    }
+
+    /// How one service of a process is named in tables.
+    fn display_of(&self, s: &Supervised, service: Service) -> &'static str {
+        if s.services.len() == 1 {
+            s.display
         } else {
             service.name()
         }
     }
 
-    /// Starts `service`, learns its address, and keeps it running until stopped.
+    /// Starts a process hosting `services`, learns their addresses, and keeps it
+    /// running until stopped.
     async fn start(
         &self,
-        service: Service,
-        replica: u32,
-        listen: SocketAddr,
+        services: Vec<Service>,
+        label: &'static str,
+        listens: Vec<(Service, SocketAddr)>,
         registry_url: Option<&str>,
     ) -> anyhow::Result<Arc<Supervised>> {
-        // One per instance for the life of the supervisor.
-        let label: &'static str = String::leak(format!("{}-{replica}", service.name()));
+        let display = self.display(&services, label);
         let addr_file = self.run_dir.join(format!("{label}.addr"));
         let _ = std::fs::remove_file(&addr_file);
-        let mut child = self.spawn(service, label, listen, registry_url, &addr_file)?;
-        let actual = wait_for_addr(&addr_file, self.display(service, label), &mut child).await?;
+        let mut child = self.spawn(&services, label, &listens, registry_url, &addr_file)?;
+        let actual = wait_for_addrs(&addr_file, display, &services, &mut child).await?;
         let supervised = Arc::new(Supervised {
-            service,
+            services,
             label,
-            display: self.display(service, label),
-            listen: actual,
+            display,
+            listens: actual,
             pid: AtomicU32::new(child.id().unwrap_or_default()),
             stopping: AtomicBool::new(false),
             exited: Notify::new(),
@@ -289,25 +392,30 @@ impl Env {
 
     fn spawn(
         &self,
-        service: Service,
+        services: &[Service],
         label: &'static str,
-        listen: SocketAddr,
+        listens: &[(Service, SocketAddr)],
         registry_url: Option<&str>,
         addr_file: &Path,
     ) -> anyhow::Result<Child> {
+        let names: Vec<&str> = services.iter().map(|s| s.name()).collect();
+        // A process hosting several services names each instance
+        // `<service>-<its instance id>`: users-monolith-1, catalog-monolith-1, ...
         let mut cmd = Command::new(&self.exe);
         cmd.arg("serve")
-            .arg(service.name())
+            .arg(names.join(","))
             .env(SUPERVISED_ENV, "1")
             .env("EMPORIUM__INSTANCE_ID", label)
             .envs(self.backends.iter().map(|(k, v)| (k, v)))
             .env(ADDR_FILE_ENV, addr_file)
             .env("EMPORIUM__DATA_DIR", &self.data_dir)
             .env("EMPORIUM__LOG__FORMAT", "json")
-            .env(
-                format!("EMPORIUM__{}__LISTEN", service.name().to_uppercase()),
-                listen.to_string(),
-            )
+            .envs(listens.iter().map(|(service, listen)| {
+                (
+                    format!("EMPORIUM__{}__LISTEN", service.name().to_uppercase()),
+                    listen.to_string(),
+                )
+            }))
             // A process group of its own: Ctrl-C reaches only the supervisor, which
             // then stops the processes in order.
             .process_group(0)
@@ -322,7 +430,11 @@ impl Env {
             cmd.env(MMAP_THRESHOLD_ENV, MMAP_THRESHOLD);
         }
         let mut child = cmd.spawn().with_context(|| format!("starting {label}"))?;
-        self.logs.attach(self.display(service, label), &mut child);
+        self.logs.attach(
+            self.display(services, label),
+            services.len() > 1,
+            &mut child,
+        );
         Ok(child)
     }
 
@@ -362,9 +474,9 @@ impl Env {
                     break 'running;
                 }
                 match self.spawn(
-                    s.service,
+                    &s.services,
                     s.label,
-                    s.listen,
+                    &s.listens,
                     registry_url.as_deref(),
                     &addr_file,
                 ) {
@@ -415,21 +527,39 @@ fn signal(s: &Supervised, sig: Signal) {
     }
 }
 
-/// The address a freshly started process wrote to its address file; an error at
-/// once if the process exits first (a port in use, bad settings: its log says why).
-async fn wait_for_addr(path: &Path, label: &str, child: &mut Child) -> anyhow::Result<SocketAddr> {
+/// The addresses a freshly started process wrote to its address file (a line
+/// `<service> <address>` for each service it hosts); an error at once if the
+/// process exits first (a port in use, bad settings: its log says why).
+async fn wait_for_addrs(
+    path: &Path,
+    label: &str,
+    services: &[Service],
+    child: &mut Child,
+) -> anyhow::Result<Vec<(Service, SocketAddr)>> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         if let Some(status) = child.try_wait()? {
             bail!("{label} exited while starting ({status}); see its log above");
         }
-        if let Ok(text) = std::fs::read_to_string(path)
-            && let Ok(addr) = text.trim().parse()
-        {
-            return Ok(addr);
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let found: Vec<(Service, SocketAddr)> = services
+                .iter()
+                .filter_map(|&service| {
+                    text.lines().find_map(|line| {
+                        let (name, addr) = line.split_once(' ')?;
+                        (name == service.name())
+                            .then(|| addr.trim().parse().ok())
+                            .flatten()
+                            .map(|addr| (service, addr))
+                    })
+                })
+                .collect();
+            if found.len() == services.len() {
+                return Ok(found);
+            }
         }
         if Instant::now() > deadline {
-            bail!("{label} did not report its address");
+            bail!("{label} did not report its addresses");
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -457,7 +587,13 @@ fn http_get(url: &str) -> anyhow::Result<http::Request<axum::body::Body>> {
     Ok(http::Request::get(url).body(axum::body::Body::empty())?)
 }
 
-fn print_table(all: &[Arc<Supervised>], gateway: SocketAddr, took: Duration, data_dir: &Path) {
+fn print_table(
+    env: &Env,
+    all: &[Arc<Supervised>],
+    gateway: SocketAddr,
+    took: Duration,
+    data_dir: &Path,
+) {
     let mut out = String::new();
     out.push_str(&format!(
         "\nEmporium is up in {} ms. Data: {}\n\n",
@@ -469,12 +605,21 @@ fn print_table(all: &[Arc<Supervised>], gateway: SocketAddr, took: Duration, dat
         "SERVICE", "ADDRESS", "PID"
     ));
     for s in all {
-        out.push_str(&format!(
-            "  {:<14} {:<22} {:>8}\n",
-            s.display,
-            s.listen.to_string(),
-            s.pid.load(Ordering::SeqCst)
-        ));
+        let pid = s.pid.load(Ordering::SeqCst);
+        for &(service, addr) in &s.listens {
+            let name = env.display_of(s, service);
+            let shape = if s.services.len() > 1 {
+                "  (monolith)"
+            } else {
+                ""
+            };
+            out.push_str(&format!(
+                "  {:<14} {:<22} {:>8}{shape}\n",
+                name,
+                addr.to_string(),
+                pid
+            ));
+        }
     }
     out.push_str(&format!(
         "\n  Open http://{gateway}/   (API docs: http://{gateway}/docs/)\n"

@@ -5,6 +5,12 @@
 //! `EMPORIUM_TEST_BACKENDS=postgres-nats` on PostgreSQL + NATS JetStream started for
 //! the test (`scripts/test` runs both). The tests in `production` always run on
 //! PostgreSQL + NATS.
+//!
+//! With `EMPORIUM_TEST_SHAPE=monolith` the same tests run the shop as
+//! `emporium up --monolith`: every service in one process beside the registry, so a
+//! SIGKILL of "orders" is a crash of every service at once. A test that must stop
+//! one service alone runs that one as a process of its own (`--except`), the
+//! strangler path; so do services given several `--replicas`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -114,6 +120,7 @@ impl Up {
         let mut child = Command::new(env!("CARGO_BIN_EXE_emporium"))
             .args(["up", "--port", "0"])
             .args(args)
+            .args(shape_args(args))
             .arg("--data-dir")
             .arg(data)
             .env_remove("EMPORIUM__DATABASE_URL")
@@ -174,6 +181,40 @@ impl Up {
             assert!(Instant::now() < deadline, "no line with {needle:?} in time");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// `emporium up` whose `apart` services run as processes of their own also in
+    /// the monolith shape (`--except`), so the test can stop one of them alone.
+    fn start_apart(data: &std::path::Path, apart: &[&str]) -> Self {
+        let except = format!("--except={}", apart.join(","));
+        let args: &[&str] = if monolith() { &[&except] } else { &[] };
+        Self::start_on(data, Backends::if_requested(), &[], args)
+    }
+
+    /// The name the supervisor gives the process hosting `service` in its lines
+    /// (`orders died`): the service's, or `monolith`.
+    fn process_of(&self, service: &str) -> &'static str {
+        let lines = self.lines.lock().expect("lock");
+        let in_monolith = lines.iter().any(|l| {
+            let mut cols = l.split_whitespace();
+            cols.next() == Some(service) && l.ends_with("(monolith)")
+        });
+        if in_monolith {
+            "monolith"
+        } else {
+            String::leak(service.to_string())
+        }
+    }
+
+    /// How many processes `emporium up` runs (rows of its table with distinct PIDs).
+    fn processes(&self) -> usize {
+        let lines = self.lines.lock().expect("lock");
+        let pids: std::collections::HashSet<&str> = lines
+            .iter()
+            .filter(|l| l.starts_with("  ") && l.contains(" 127.0.0.1:"))
+            .filter_map(|l| l.split_whitespace().nth(2))
+            .collect();
+        pids.len()
     }
 
     /// The PID `emporium up` printed for `service`.
@@ -257,6 +298,35 @@ impl Drop for Up {
         let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
         let _ = self.child.wait();
     }
+}
+
+/// Whether this run tests the monolith shape (`EMPORIUM_TEST_SHAPE=monolith`).
+fn monolith() -> bool {
+    match std::env::var("EMPORIUM_TEST_SHAPE").as_deref() {
+        Ok("monolith") => true,
+        Ok("") | Ok("processes") | Err(_) => false,
+        Ok(other) => panic!("EMPORIUM_TEST_SHAPE={other}: expected monolith or processes"),
+    }
+}
+
+/// What the shape adds to `emporium up`'s arguments: `--monolith`, with services
+/// given several `--replicas` (or named in `--except` already) apart.
+fn shape_args(args: &[&str]) -> Vec<String> {
+    if !monolith() {
+        return Vec::new();
+    }
+    let mut out = vec!["--monolith".to_string()];
+    let replicated: Vec<&str> = args
+        .windows(2)
+        .filter(|w| w[0] == "--replicas")
+        .flat_map(|w| w[1].split(','))
+        .filter_map(|r| r.split_once('=').map(|(s, _)| s))
+        .collect();
+    let has_except = args.iter().any(|a| a.starts_with("--except"));
+    if !replicated.is_empty() && !has_except {
+        out.push(format!("--except={}", replicated.join(",")));
+    }
+    out
 }
 
 fn alive(pid: i32) -> bool {
@@ -399,7 +469,10 @@ async fn the_whole_shop_survives_sigkill_of_a_service_and_of_the_registry() {
     // SIGKILL catalog: the supervisor restarts it and the routes come back.
     let catalog = up.pid("catalog");
     kill(Pid::from_raw(catalog), Signal::SIGKILL).expect("kill catalog");
-    up.wait_for_line("catalog died", Duration::from_secs(10));
+    up.wait_for_line(
+        &format!("{} died", up.process_of("catalog")),
+        Duration::from_secs(10),
+    );
     until_ok(&up.at("/api/catalog/categories"), Duration::from_secs(20)).await;
 
     // SIGKILL the registry: browsing keeps working from the clients' caches...
@@ -464,10 +537,12 @@ async fn the_whole_shop_survives_sigkill_of_a_service_and_of_the_registry() {
         .iter()
         .map(|s| up.pid(s))
         .collect();
+    let expected = if monolith() { 2 } else { 9 };
+    assert_eq!(up.processes(), expected);
     assert_eq!(
         leftovers(&up.data).len(),
-        9,
-        "the nine service processes are found while running"
+        expected,
+        "every process of the shop is found while running"
     );
     let status = up.stop();
     assert!(status.success(), "{status}");

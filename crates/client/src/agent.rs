@@ -46,7 +46,7 @@ pub fn start(
     let (stop_tx, mut stop_rx) = oneshot::channel();
     let instance_id = registration.instance_id.clone();
     let client = registry.clone();
-    let task = tokio::spawn(async move {
+    let task = emporium_telemetry::identity::spawn(async move {
         let interval = Duration::from_millis((registration.ttl_ms / 3).max(100));
         let mut registered = false;
         let mut failures = 0u32;

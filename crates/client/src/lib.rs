@@ -6,23 +6,30 @@
 //!   so traffic keeps flowing while the registry is down; it balances round-robin and
 //!   sets aside for a few seconds an instance that refused a connection;
 //! - [`Transport`] is how a request reaches a service: [`HttpTransport`] over the
-//!   network, [`LocalTransport`] to in-process routers (tests, a later monolith mode);
+//!   network, [`LocalTransport`] to fixed in-process routers (tests), and
+//!   [`InProcess`] to the services hosted in this process, over HTTP to the rest;
+//! - [`Host`] is who an instance is (service, instance id, settings, readiness) and
+//!   the transport its calls take;
 //! - [`ServiceClient`] makes typed JSON calls over a transport with a deadline on every
 //!   call and the request id, time budget and trace context of the current request;
 //! - [`agent`] registers the running service, heartbeats, re-registers when the
 //!   registry forgot it, and deregisters on shutdown.
 
 pub mod agent;
+mod backoff;
 mod discovery;
 mod error;
+mod host;
 mod http_client;
 mod registry;
 mod service_client;
 mod transport;
 
+pub use backoff::backoff;
 pub use discovery::Discovery;
 pub use error::ClientError;
+pub use host::{Host, instance_id};
 pub use http_client::{HttpClient, http_client};
 pub use registry::RegistryClient;
 pub use service_client::ServiceClient;
-pub use transport::{HttpTransport, LocalTransport, Transport};
+pub use transport::{HttpTransport, InProcess, LocalTransport, Transport};

@@ -150,3 +150,74 @@ impl Transport for LocalTransport {
         })
     }
 }
+
+/// To the services hosted in this process, straight into their routers (no
+/// sockets, no registry); to every other service over HTTP.
+///
+/// The names hosted here are fixed when it is made; each one's router is
+/// [mounted](InProcess::mount) once that service is built, and a call that comes
+/// earlier waits for it (within the caller's deadline).
+#[derive(Clone)]
+pub struct InProcess {
+    local: Arc<HashMap<String, tokio::sync::watch::Sender<Option<Router>>>>,
+    remote: HttpTransport,
+}
+
+impl InProcess {
+    pub fn new<'a>(hosted: impl IntoIterator<Item = &'a str>, remote: HttpTransport) -> Self {
+        let local = hosted
+            .into_iter()
+            .map(|name| (name.to_string(), tokio::sync::watch::Sender::new(None)))
+            .collect();
+        Self {
+            local: Arc::new(local),
+            remote,
+        }
+    }
+
+    /// Serves calls to `service` with `router` (the service's whole app, chassis
+    /// middleware included) from now on.
+    pub fn mount(&self, service: &str, router: Router) {
+        if let Some(slot) = self.local.get(service) {
+            slot.send_replace(Some(router));
+        }
+    }
+
+    /// Whether `service` is hosted in this process.
+    pub fn hosts(&self, service: &str) -> bool {
+        self.local.contains_key(service)
+    }
+}
+
+impl Transport for InProcess {
+    fn send(
+        &self,
+        service: &str,
+        request: Request<Bytes>,
+    ) -> BoxFuture<'static, Result<Response<Body>, ClientError>> {
+        let Some(slot) = self.local.get(service) else {
+            return self.remote.send(service, request);
+        };
+        let mounted = slot.borrow().clone();
+        let mut waiting = slot.subscribe();
+        let service = service.to_string();
+        Box::pin(async move {
+            let router = match mounted {
+                Some(router) => router,
+                None => waiting
+                    .wait_for(Option::is_some)
+                    .await
+                    .ok()
+                    .and_then(|r| r.clone())
+                    .ok_or_else(|| ClientError::NoInstances(service.clone()))?,
+            };
+            router
+                .oneshot(request.map(Body::from))
+                .await
+                .map_err(|e| ClientError::Transport {
+                    service,
+                    source: Box::new(e),
+                })
+        })
+    }
+}

@@ -20,6 +20,7 @@ use figment::value::{Dict, Value};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+pub use figment::Figment as Source;
 pub use secret::Secret;
 
 /// Environment variable naming the config file.
@@ -175,13 +176,25 @@ pub enum LogFormat {
     Pretty,
 }
 
-/// Everything one service process needs: the common part, where it listens, and its
-/// own table.
+/// Everything one service needs: the common part, where it listens, its own
+/// database (if not the shared one), and its own table.
 #[derive(Debug, Clone)]
 pub struct Settings<S> {
     pub common: Common,
     pub listen: SocketAddr,
+    /// `<service>.database_url`: a database of its own; else `common.database_url`,
+    /// else a SQLite file in its data folder.
+    pub database_url: Option<String>,
     pub service: S,
+}
+
+impl<S> Settings<S> {
+    /// The database URL this service uses, if not the embedded default.
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url
+            .as_deref()
+            .or(self.common.database_url.as_deref())
+    }
 }
 
 impl<S: Default> Settings<S> {
@@ -194,6 +207,7 @@ impl<S: Default> Settings<S> {
                 ..Common::default()
             },
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url: None,
             service: S::default(),
         }
     }
@@ -241,23 +255,29 @@ pub fn from_figment<S: DeserializeOwned + Default>(
     default_listen: SocketAddr,
 ) -> Result<Settings<S>, ConfigError> {
     let common: Common = figment.extract().map_err(Box::new)?;
-    // `listen` sits in the service's table but belongs to the host, not to `S`,
-    // so it is taken out before `S` (which may deny unknown keys) sees the table.
-    let (listen, service) = match figment.find_value(service) {
+    // `listen` and `database_url` sit in the service's table but belong to the
+    // host, not to `S`, so they are taken out before `S` (which may deny unknown
+    // keys) sees the table.
+    let (listen, database_url, service) = match figment.find_value(service) {
         Ok(_) => {
             let mut table: Dict = figment.extract_inner(service).map_err(Box::new)?;
             let listen = table
                 .remove("listen")
                 .map(|v| typed::<SocketAddr>(&v, &format!("{service}.listen")))
                 .transpose()?;
+            let database_url = table
+                .remove("database_url")
+                .map(|v| typed::<String>(&v, &format!("{service}.database_url")))
+                .transpose()?;
             let service_settings = typed::<S>(&Value::from(table), service)?;
-            (listen, service_settings)
+            (listen, database_url, service_settings)
         }
-        Err(_) => (None, S::default()),
+        Err(_) => (None, None, S::default()),
     };
     Ok(Settings {
         common,
         listen: listen.unwrap_or(default_listen),
+        database_url,
         service,
     })
 }
@@ -289,6 +309,7 @@ mod tests {
                 [demo]
                 page_size = 20
                 listen = "127.0.0.1:9000"
+                database_url = "postgres://demo@db/shop"
                 password = "from-file"
                 "#,
             )?;
@@ -300,6 +321,7 @@ mod tests {
             assert_eq!(s.service.page_size, 50, "env wins over the file");
             assert_eq!(s.listen, "127.0.0.1:9000".parse().map_err(|_| "addr")?);
             assert_eq!(s.service.password.expose(), "from-file");
+            assert_eq!(s.database_url(), Some("postgres://demo@db/shop"));
             Ok(())
         });
     }

@@ -335,7 +335,7 @@ impl Consumer {
     }
 
     pub(crate) fn backoff(&self, attempt: u32) -> Duration {
-        emporium_runtime::backoff(
+        emporium_client::backoff(
             Duration::from_millis(self.settings.retry_base_ms),
             Duration::from_millis(self.settings.retry_max_ms),
             attempt,

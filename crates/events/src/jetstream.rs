@@ -192,7 +192,7 @@ impl Relay {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        emporium_runtime::backoff(self.retry_base, self.retry_max, attempt)
+        emporium_client::backoff(self.retry_base, self.retry_max, attempt)
     }
 
     /// Publishes one batch of unsent rows; returns how many JetStream acknowledged.

@@ -14,12 +14,13 @@
 //! - Service code only sees [`Events`] (declare handlers, get the [`Outbox`], merge the
 //!   routes, start and stop): the transport is configuration, not code.
 //!
+//! Services declare their handlers through the runtime's `Build`; underneath:
+//!
 //! ```ignore
 //! let events = Events::open(&host, &db).await?
 //!     .on::<ProductCreated>(handlers::product_created);
 //! let outbox = events.outbox();
-//! events.serve(host, api::router(state), listener, shutdown).await
-//! // or: let running = events.start(); ...serve running.router()...; running.stop().await;
+//! let running = events.start(); // serve running.router() too; running.stop().await at the end
 //! ```
 
 mod admin;
@@ -38,9 +39,10 @@ use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::time::Duration;
 
 use axum::Router;
+use emporium_client::Host;
 use emporium_contracts::events::EventData;
-use emporium_runtime::Host;
 use emporium_store::{Backend, Db};
+use emporium_telemetry::identity;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
@@ -142,30 +144,6 @@ impl Events {
         self
     }
 
-    /// Starts consuming and serves `routes` with the events' internal routes through
-    /// `host` until `shutdown`; then stops the consumers.
-    pub async fn serve(
-        self,
-        host: Host,
-        routes: Router,
-        listener: tokio::net::TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        let running = self.start();
-        // Long polls on the feed end as soon as shutdown starts, not at the grace
-        // period's end.
-        let closing = running.closing.clone();
-        let shutdown = async move {
-            shutdown.await;
-            let _ = closing.send(true);
-        };
-        let result = host
-            .serve(routes.merge(running.router()), listener, shutdown)
-            .await;
-        running.stop().await;
-        result
-    }
-
     /// Starts consuming; the returned handle serves the internal routes.
     pub fn start(self) -> RunningEvents {
         let service = self.host.service;
@@ -193,20 +171,20 @@ impl Events {
         let mut tasks = JoinSet::new();
         for sub in &subscriptions {
             match &self.js {
-                Some(js) => tasks.spawn(jetstream::read(
+                Some(js) => tasks.spawn(identity::bind(jetstream::read(
                     consumer.clone(),
                     js.clone(),
                     service,
                     sub.clone(),
                     stopped.clone(),
-                )),
-                None => tasks.spawn(feed_reader::read(
+                ))),
+                None => tasks.spawn(identity::bind(feed_reader::read(
                     consumer.clone(),
                     self.host.transport.clone(),
                     self.host.instance_id.clone(),
                     sub.clone(),
                     stopped.clone(),
-                )),
+                ))),
             };
         }
         if let Some(js) = &self.js {
@@ -220,7 +198,7 @@ impl Events {
                 retry_base: Duration::from_millis(settings.retry_base_ms),
                 retry_max: Duration::from_millis(settings.retry_max_ms),
             };
-            tasks.spawn(relay.run(stopped.clone()));
+            tasks.spawn(identity::bind(relay.run(stopped.clone())));
         }
         let subscriptions = Arc::new(subscriptions);
         let (closing, closed) = watch::channel(false);
@@ -276,6 +254,15 @@ impl RunningEvents {
     /// `/internal/status`.
     pub fn router(&self) -> Router {
         self.router.clone()
+    }
+
+    /// Ends the feed's long polls at once: for when shutdown starts, so open polls
+    /// do not hold the server until the grace period's end.
+    pub fn closer(&self) -> impl FnOnce() + Send + 'static {
+        let closing = self.closing.clone();
+        move || {
+            let _ = closing.send(true);
+        }
     }
 
     /// Stops the consumers after the transaction in flight, if any.

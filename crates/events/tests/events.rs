@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use emporium_client::Host;
 use emporium_client::LocalTransport;
 use emporium_config::Common;
 use emporium_contracts::events::{EventData, OrderConfirmed, ProductCreated};
 use emporium_events::{
     DeadLetters, Events, FeedPage, Handler, Outbox, Received, RunningEvents, Status,
 };
-use emporium_runtime::Host;
 use emporium_store::{Db, Tx};
 use futures::future::BoxFuture;
 use tower::ServiceExt;

@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use emporium_config::HttpSettings;
+use emporium_telemetry::Identity;
 use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 
@@ -103,17 +104,26 @@ pub fn app(routes: Router, settings: &HttpSettings, readiness: Readiness) -> Rou
     middleware::context(middleware::limits(routes, settings).merge(health), settings)
 }
 
-/// Serves `routes` on `listener` until `shutdown` resolves, then lets in-flight
-/// requests finish for at most the grace period.
+/// `app` with every request handled as the work of `identity` (outermost, so the
+/// access log, metrics and spans of the request are that service's too).
+pub fn owned_by(app: Router, identity: Arc<Identity>) -> Router {
+    app.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            emporium_telemetry::identity::scope(identity.clone(), next.run(req))
+        },
+    ))
+}
+
+/// Serves `app` (see [`app`]) on `listener` until `shutdown` resolves, then lets
+/// in-flight requests finish for at most `grace`; `/readyz` fails from the start
+/// of shutdown.
 pub async fn serve(
-    routes: Router,
+    app: Router,
     listener: TcpListener,
-    settings: &HttpSettings,
+    grace: Duration,
     readiness: Readiness,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let grace = Duration::from_millis(settings.grace_period_ms);
-    let app = app(routes, settings, readiness.clone());
     let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;

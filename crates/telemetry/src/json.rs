@@ -111,14 +111,11 @@ where
             "level".into(),
             Value::from(event.metadata().level().as_str()),
         );
-        line.insert(
-            "service".into(),
-            Value::from(self.identity.service.as_str()),
-        );
-        line.insert(
-            "instance".into(),
-            Value::from(self.identity.instance.as_str()),
-        );
+        // The service whose work this is, when the process hosts several.
+        let scoped = crate::identity::scoped();
+        let identity = scoped.as_deref().unwrap_or(&self.identity);
+        line.insert("service".into(), Value::from(identity.service.as_str()));
+        line.insert("instance".into(), Value::from(identity.instance.as_str()));
         line.insert("target".into(), Value::from(event.metadata().target()));
         // Outer spans first, so an inner span's field wins over an outer one's.
         if let Some(scope) = ctx.event_scope(event) {
@@ -187,5 +184,33 @@ mod tests {
         assert_eq!(line["status"], 200);
         assert_eq!(line["level"], "INFO");
         assert!(line["timestamp"].as_str().is_some_and(|t| t.contains('T')));
+    }
+
+    #[tokio::test]
+    async fn a_scoped_service_signs_its_own_lines() {
+        let buf = Buf::default();
+        let layer = JsonLayer::new(
+            Identity {
+                service: "emporium".into(),
+                instance: "emporium-1".into(),
+            },
+            buf.clone(),
+        );
+        let _default = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+        let cart = Arc::new(Identity {
+            service: "cart".into(),
+            instance: "cart-1".into(),
+        });
+        crate::identity::scope(cart, async { tracing::info!("in cart") }).await;
+        tracing::info!("outside");
+        let text = String::from_utf8(buf.0.lock().expect("lock").clone()).expect("utf8");
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["service"], "cart");
+        assert_eq!(lines[0]["instance"], "cart-1");
+        assert_eq!(lines[1]["service"], "emporium");
     }
 }

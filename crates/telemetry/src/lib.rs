@@ -6,6 +6,9 @@
 //!   `traceparent` headers.
 //! - [`metrics::render`] is what `GET /metrics` serves.
 //!
+//! A process hosting several services tells each one's work apart by [`identity`]:
+//! its log lines, metric labels and spans carry that service's name.
+//!
 //! [`init`] installs one global `tracing` subscriber. On a terminal the output is
 //! human-readable; otherwise (under `emporium up`, in a container) it is one JSON
 //! object per line with `timestamp`, `level`, `target`, `service`, `instance`,
@@ -14,6 +17,7 @@
 //! its merged, coloured view.
 
 pub mod context;
+pub mod identity;
 mod json;
 pub mod metrics;
 mod process;
@@ -26,18 +30,13 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+pub use identity::Identity;
 pub use json::JsonLayer;
-
-/// Who is logging: written into every JSON line.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub service: String,
-    pub instance: String,
-}
 
 /// Installs the global subscriber, the metrics recorder and span export (when the
 /// OTel environment asks for it). Calling it again (tests) is harmless.
 pub fn init(identity: Identity, settings: &LogSettings) {
+    identity::set_process(identity.clone());
     metrics::install();
     trace::init(&identity);
     let filter = EnvFilter::try_from_default_env()

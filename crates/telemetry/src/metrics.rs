@@ -6,6 +6,10 @@
 //! runs just before each scrape, so they are read fresh and cost nothing between
 //! scrapes (a collector that fails, its database down, leaves the last values).
 //!
+//! In a process hosting several services every series gets a `service` label (the
+//! service whose work recorded it, from [`crate::identity`]), and each service's
+//! `GET /metrics` renders only its own series and the process's.
+//!
 //! Naming follows Prometheus conventions: base units (`_seconds`, `_bytes`),
 //! `_total` on counters, and label values from small fixed sets (a route template,
 //! a status code, a service name, a cancel reason), never an id.
@@ -14,6 +18,7 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub use metrics::{
@@ -43,7 +48,7 @@ pub fn install() {
             Err(_) => PrometheusBuilder::new().build_recorder(),
         };
         let handle = recorder.handle();
-        if metrics::set_global_recorder(recorder).is_err() {
+        if metrics::set_global_recorder(PerService(recorder)).is_err() {
             eprintln!("emporium: a metrics recorder was already installed");
         }
         // Histograms keep raw samples until rendered; drain them even when nothing
@@ -113,13 +118,18 @@ fn describe_common() {
     );
 }
 
-/// Adds a collector run before every scrape.
+/// Adds a collector run before every scrape, as the work of the service that added
+/// it (its gauges carry that service's label).
 pub fn on_scrape<F, Fut>(collect: F)
 where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let collector: Collector = Arc::new(move || Box::pin(collect()));
+    let owner = crate::identity::scoped();
+    let collector: Collector = Arc::new(move || match owner.clone() {
+        Some(owner) => Box::pin(crate::identity::scope(owner, collect())),
+        None => Box::pin(collect()),
+    });
     if let Ok(mut list) = COLLECTORS.write() {
         list.push(collector);
     }
@@ -135,9 +145,145 @@ pub async fn render() -> String {
         .get()
         .map(PrometheusHandle::render)
         .unwrap_or_default();
+    if crate::identity::several()
+        && let Some(me) = crate::identity::scoped()
+    {
+        text = only_service(&text, &me.service);
+    }
     crate::process::render(&mut text);
     text
 }
 
 /// The Content-Type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The recorder behind the macros: Prometheus's, adding a `service` label when the
+/// process hosts several services.
+struct PerService<R>(R);
+
+impl<R> PerService<R> {
+    fn key(&self, key: &Key) -> Option<Key> {
+        if !crate::identity::several() {
+            return None;
+        }
+        let me = crate::identity::scoped()?;
+        Some(key.with_extra_labels(vec![Label::new("service", me.service.clone())]))
+    }
+}
+
+impl<R: Recorder> Recorder for PerService<R> {
+    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.0.describe_counter(key, unit, description)
+    }
+    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.0.describe_gauge(key, unit, description)
+    }
+    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.0.describe_histogram(key, unit, description)
+    }
+    fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
+        match self.key(key) {
+            Some(key) => self.0.register_counter(&key, metadata),
+            None => self.0.register_counter(key, metadata),
+        }
+    }
+    fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
+        match self.key(key) {
+            Some(key) => self.0.register_gauge(&key, metadata),
+            None => self.0.register_gauge(key, metadata),
+        }
+    }
+    fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
+        match self.key(key) {
+            Some(key) => self.0.register_histogram(&key, metadata),
+            None => self.0.register_histogram(key, metadata),
+        }
+    }
+}
+
+/// The exposition `text` without the series of other services: samples labelled
+/// with another `service` are dropped, and a family's `# HELP`/`# TYPE` lines are
+/// kept only when one of its samples is.
+fn only_service(text: &str, service: &str) -> String {
+    let mine = format!("service=\"{service}\"");
+    let mut out = String::with_capacity(text.len() / 2);
+    // The headers of the family being read, until one of its samples is kept.
+    let mut header = String::new();
+    let mut family = "";
+    for line in text.lines() {
+        if let Some(comment) = line.strip_prefix('#') {
+            let name = comment.split_whitespace().nth(1).unwrap_or_default();
+            if name != family {
+                header.clear();
+                family = name;
+            }
+            header.push_str(line);
+            header.push('\n');
+            continue;
+        }
+        if line.is_empty() {
+            continue;
+        }
+        let labels = line.find('{').and_then(|open| {
+            line[open..]
+                .find('}')
+                .map(|close| &line[open..open + close])
+        });
+        let keep = match labels {
+            Some(labels) if has_label(labels, "service=\"") => has_label(labels, &mine),
+            _ => true,
+        };
+        if keep {
+            out.push_str(&header);
+            header.clear();
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Whether `labels` (`{a="1",b="2"`) has a label starting with `pair`.
+fn has_label(labels: &str, pair: &str) -> bool {
+    labels
+        .strip_prefix('{')
+        .unwrap_or(labels)
+        .split(',')
+        .any(|label| label.starts_with(pair))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_services_own_series_and_their_headers_are_kept() {
+        let text = "\
+# HELP a_total A.
+# TYPE a_total counter
+a_total{service=\"cart\",x=\"1\"} 1
+a_total{service=\"orders\",x=\"1\"} 2
+# HELP b_total B.
+# TYPE b_total counter
+b_total{service=\"orders\"} 3
+b_total{subservice=\"cart\"} 5
+# HELP c C.
+# TYPE c gauge
+c 4
+";
+        assert_eq!(
+            only_service(text, "cart"),
+            "# HELP a_total A.\n# TYPE a_total counter\na_total{service=\"cart\",x=\"1\"} 1\n\
+             # HELP b_total B.\n# TYPE b_total counter\nb_total{subservice=\"cart\"} 5\n\
+             # HELP c C.\n# TYPE c gauge\nc 4\n"
+        );
+        let orders = only_service(text, "orders");
+        assert!(orders.contains("a_total{service=\"orders\",x=\"1\"} 2"));
+        assert!(orders.contains("# TYPE a_total counter\na_total{service=\"orders\""));
+        assert!(orders.contains("# TYPE b_total counter\nb_total"));
+        assert!(
+            orders.contains("b_total{subservice=\"cart\"} 5"),
+            "not a service label"
+        );
+    }
+}

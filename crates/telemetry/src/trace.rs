@@ -21,7 +21,8 @@
 //! `OTEL_SDK_DISABLED` and `OTEL_TRACES_EXPORTER=none`.
 
 use std::borrow::Cow;
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::SystemTime;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
@@ -38,6 +39,8 @@ use opentelemetry_sdk::trace::{
 
 pub use opentelemetry::trace::SpanKind as Kind;
 
+use crate::Identity;
+
 /// Which spans are kept and how ids are made: from the OTel environment variables.
 struct Tracing {
     sampler: Box<dyn ShouldSample>,
@@ -46,8 +49,44 @@ struct Tracing {
 }
 
 struct Export {
+    /// The process's own: its resource names the service the process hosts.
     processor: BatchSpanProcessor,
+    /// In a process hosting several services, one more per service, made when its
+    /// first span ends, so each span's resource names the service it belongs to.
+    per_service: RwLock<HashMap<String, Arc<BatchSpanProcessor>>>,
     scope: InstrumentationScope,
+}
+
+impl Export {
+    /// Hands a finished span to the processor of `owner`'s service.
+    fn export(&self, owner: Option<&Identity>, span: SpanData) {
+        let Some(owner) = owner else {
+            return self.processor.on_end(span);
+        };
+        let found = self
+            .per_service
+            .read()
+            .ok()
+            .and_then(|m| m.get(&owner.service).cloned());
+        let processor = match found {
+            Some(p) => p,
+            None => match processor(owner) {
+                Ok(p) => {
+                    let p = Arc::new(p);
+                    if let Ok(mut m) = self.per_service.write() {
+                        m.entry(owner.service.clone()).or_insert(p).clone()
+                    } else {
+                        p
+                    }
+                }
+                Err(e) => {
+                    eprintln!("emporium: span export for {} is off: {e}", owner.service);
+                    return;
+                }
+            },
+        };
+        processor.on_end(span);
+    }
 }
 
 static TRACING: OnceLock<Tracing> = OnceLock::new();
@@ -64,7 +103,7 @@ fn export_requested() -> bool {
     !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 }
 
-fn configure(identity: Option<&crate::Identity>) -> Tracing {
+fn configure(identity: Option<&Identity>) -> Tracing {
     let config = Config::default();
     let export = identity
         .filter(|_| export_requested())
@@ -82,7 +121,7 @@ fn configure(identity: Option<&crate::Identity>) -> Tracing {
     }
 }
 
-fn exporter(identity: &crate::Identity) -> Result<Export, String> {
+fn exporter(identity: &Identity) -> Result<Export, String> {
     if let Ok(protocol) = std::env::var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
         .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL"))
         && protocol != "http/protobuf"
@@ -91,6 +130,17 @@ fn exporter(identity: &crate::Identity) -> Result<Export, String> {
             "OTLP protocol {protocol:?} is not supported; use http/protobuf"
         ));
     }
+    Ok(Export {
+        processor: processor(identity)?,
+        per_service: RwLock::new(HashMap::new()),
+        scope: InstrumentationScope::builder("emporium")
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build(),
+    })
+}
+
+/// A batch processor exporting over OTLP/HTTP with `identity` as the resource.
+fn processor(identity: &Identity) -> Result<BatchSpanProcessor, String> {
     use opentelemetry_otlp::WithExportConfig as _;
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
@@ -107,26 +157,29 @@ fn exporter(identity: &crate::Identity) -> Result<Export, String> {
         ])
         .build();
     processor.set_resource(&resource);
-    Ok(Export {
-        processor,
-        scope: InstrumentationScope::builder("emporium")
-            .with_version(env!("CARGO_PKG_VERSION"))
-            .build(),
-    })
+    Ok(processor)
 }
 
 /// Sets up tracing for this process; exports spans when the environment asks for it.
 /// Only the first call counts.
-pub fn init(identity: &crate::Identity) {
+pub fn init(identity: &Identity) {
     TRACING.get_or_init(|| configure(Some(identity)));
 }
 
 /// Sends the spans still queued and stops the exporter (at process exit).
 pub fn shutdown() {
-    if let Some(export) = TRACING.get().and_then(|t| t.export.as_ref())
-        && let Err(e) = export.processor.shutdown()
-    {
-        eprintln!("emporium: flushing spans failed: {e}");
+    let Some(export) = TRACING.get().and_then(|t| t.export.as_ref()) else {
+        return;
+    };
+    let others: Vec<_> = export
+        .per_service
+        .read()
+        .map(|m| m.values().cloned().collect())
+        .unwrap_or_default();
+    for processor in std::iter::once(&export.processor).chain(others.iter().map(|p| &**p)) {
+        if let Err(e) = processor.shutdown() {
+            eprintln!("emporium: flushing spans failed: {e}");
+        }
     }
 }
 
@@ -218,6 +271,8 @@ pub struct Span {
 }
 
 struct Recording {
+    /// The service this span belongs to, when the process hosts several.
+    owner: Option<Arc<Identity>>,
     parent: SpanId,
     parent_remote: bool,
     name: Cow<'static, str>,
@@ -250,6 +305,7 @@ impl Span {
         let context = SpanContext::new(trace_id, span_id, flags, false, trace_state);
         let recording = (sampled && state.export.is_some()).then(|| {
             Box::new(Recording {
+                owner: crate::identity::scoped().filter(|_| crate::identity::several()),
                 parent: parent.map_or(SpanId::INVALID, |p| p.span_id()),
                 parent_remote: parent.is_some_and(|p| p.is_remote()),
                 name,
@@ -342,21 +398,24 @@ impl Drop for Span {
         };
         let mut links = SpanLinks::default();
         links.links = r.links;
-        export.processor.on_end(SpanData {
-            span_context: self.context.clone(),
-            parent_span_id: r.parent,
-            parent_span_is_remote: r.parent_remote,
-            span_kind: r.kind,
-            name: r.name,
-            start_time: r.start,
-            end_time: SystemTime::now(),
-            attributes: r.attributes,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links,
-            status: r.status,
-            instrumentation_scope: export.scope.clone(),
-        });
+        export.export(
+            r.owner.as_deref(),
+            SpanData {
+                span_context: self.context.clone(),
+                parent_span_id: r.parent,
+                parent_span_is_remote: r.parent_remote,
+                span_kind: r.kind,
+                name: r.name,
+                start_time: r.start,
+                end_time: SystemTime::now(),
+                attributes: r.attributes,
+                dropped_attributes_count: 0,
+                events: SpanEvents::default(),
+                links,
+                status: r.status,
+                instrumentation_scope: export.scope.clone(),
+            },
+        );
     }
 }
 

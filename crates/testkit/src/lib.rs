@@ -1,7 +1,8 @@
 //! Spawning Emporium services inside tests.
 //!
-//! A [`TestEnv`] owns a fresh temporary data folder; [`TestEnv::spawn`] runs a
-//! service's `run` on a port-0 listener in this process and waits until its `/readyz`
+//! A [`TestEnv`] owns a fresh temporary data folder; [`TestEnv::spawn`] hosts any
+//! service (a value of the runtime's [`Service`]) on a port-0 listener in this
+//! process, exactly as `emporium serve` would, and waits until its `/readyz`
 //! answers. [`Spawned::crash`] aborts a service without any shutdown (a stand-in for
 //! SIGKILL at the task level); the system tests kill real processes.
 
@@ -9,13 +10,13 @@ pub mod otlp;
 pub mod prom;
 pub mod servers;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use emporium_config::Settings;
 use emporium_http::Problem;
 use emporium_http::server::Shutdown;
+use emporium_runtime::Service;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -47,19 +48,15 @@ impl TestEnv {
         settings
     }
 
-    /// Runs a service and waits until it is ready.
-    pub async fn spawn<S, F, Fut>(&self, settings: Settings<S>, run: F) -> Spawned
-    where
-        F: FnOnce(Settings<S>, TcpListener, Shutdown) -> Fut,
-        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
-    {
+    /// Hosts `service` with `settings` and waits until it is ready.
+    pub async fn spawn<S: Service>(&self, service: S, settings: Settings<S::Settings>) -> Spawned {
         let listener = TcpListener::bind(settings.listen).await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let shutdown: Shutdown = Box::pin(async move {
             let _ = stop_rx.await;
         });
-        let task = tokio::spawn(run(settings, listener, shutdown));
+        let task = tokio::spawn(emporium_runtime::run(service, settings, listener, shutdown));
         let spawned = Spawned {
             addr,
             url: format!("http://{addr}"),

@@ -16,21 +16,16 @@ mod api;
 mod handlers;
 mod store;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use emporium_config::Settings;
+use axum::Router;
 use emporium_contracts::events::{OrderConfirmed, PriceChanged};
-use emporium_events::Events;
-use emporium_runtime::Host;
+use emporium_runtime::{Build, Service};
 use serde::Deserialize;
-use tokio::net::TcpListener;
 
 pub use api::{CartLineView, CartView};
 
 pub const NAME: &str = "cart";
-
-pub const DEFAULT_LISTEN: SocketAddr = emporium_runtime::LOOPBACK_ANY_PORT;
 
 static MIGRATIONS: emporium_store::Migrations = emporium_store::migrations!();
 
@@ -38,7 +33,6 @@ static MIGRATIONS: emporium_store::Migrations = emporium_store::migrations!();
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CartSettings {
-    pub database_url: Option<String>,
     /// Most distinct lines in one cart.
     pub max_lines: usize,
     /// Timeout of a product lookup at catalog.
@@ -48,43 +42,38 @@ pub struct CartSettings {
 impl Default for CartSettings {
     fn default() -> Self {
         Self {
-            database_url: None,
             max_lines: 50,
             catalog_timeout_ms: 2_000,
         }
     }
 }
 
-/// Runs cart until `shutdown`.
-pub async fn run(
-    settings: Settings<CartSettings>,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let host = Host::new(NAME, &settings.common);
-    emporium_telemetry::metrics::describe_counter!(
-        "emporium_cart_items_added_total",
-        "Items put into carts (the top of the checkout funnel)."
-    );
-    emporium_telemetry::metrics::counter!("emporium_cart_items_added_total").absolute(0);
-    let db = host
-        .open_db(settings.service.database_url.as_deref(), &MIGRATIONS)
-        .await?;
-    let events = Events::open(&host, &db)
-        .await?
-        .on::<PriceChanged>(handlers::price_changed)
-        .on::<OrderConfirmed>(handlers::order_confirmed);
-    let state = api::AppState {
-        db,
-        catalog: host.client(
-            "catalog",
-            Duration::from_millis(settings.service.catalog_timeout_ms),
-        ),
-        max_lines: settings.service.max_lines,
-    };
-    events
-        .serve(host, api::router(state), listener, shutdown)
-        .await
+/// The cart service, as the runtime hosts it.
+pub struct Cart;
+
+impl Service for Cart {
+    type Settings = CartSettings;
+    const NAME: &'static str = NAME;
+    const MIGRATIONS: Option<&'static emporium_store::Migrations> = Some(&MIGRATIONS);
+
+    async fn build(&self, cx: &mut Build<CartSettings>) -> anyhow::Result<Router> {
+        emporium_telemetry::metrics::describe_counter!(
+            "emporium_cart_items_added_total",
+            "Items put into carts (the top of the checkout funnel)."
+        );
+        emporium_telemetry::metrics::counter!("emporium_cart_items_added_total").absolute(0);
+        cx.on::<PriceChanged>(handlers::price_changed)
+            .on::<OrderConfirmed>(handlers::order_confirmed);
+        let state = api::AppState {
+            db: cx.db().clone(),
+            catalog: cx.client(
+                "catalog",
+                Duration::from_millis(cx.settings.catalog_timeout_ms),
+            ),
+            max_lines: cx.settings.max_lines,
+        };
+        Ok(api::router(state))
+    }
 }
 
 /// The OpenAPI document of the public API.

@@ -19,19 +19,13 @@ mod image;
 mod seed;
 mod store;
 
-use std::net::SocketAddr;
-
-use emporium_config::Settings;
-use emporium_events::Events;
-use emporium_runtime::Host;
+use axum::Router;
+use emporium_runtime::{Build, Service};
 use serde::Deserialize;
-use tokio::net::TcpListener;
 
 pub use api::{AppState, CategoryList, ProductPage, ProductView, router};
 
 pub const NAME: &str = "catalog";
-
-pub const DEFAULT_LISTEN: SocketAddr = emporium_runtime::LOOPBACK_ANY_PORT;
 
 static MIGRATIONS: emporium_store::Migrations = emporium_store::migrations!();
 
@@ -39,7 +33,6 @@ static MIGRATIONS: emporium_store::Migrations = emporium_store::migrations!();
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CatalogSettings {
-    pub database_url: Option<String>,
     /// Seed the demo catalog into an empty database.
     pub seed: bool,
     /// The shop's currency (ISO 4217).
@@ -49,45 +42,38 @@ pub struct CatalogSettings {
 impl Default for CatalogSettings {
     fn default() -> Self {
         Self {
-            database_url: None,
             seed: true,
             currency: "USD".into(),
         }
     }
 }
 
-/// Runs catalog until `shutdown`.
-pub async fn run(
-    settings: Settings<CatalogSettings>,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let host = Host::new(NAME, &settings.common);
-    let db = host
-        .open_db(settings.service.database_url.as_deref(), &MIGRATIONS)
-        .await?;
-    let events = Events::open(&host, &db).await?;
-    let outbox = events.outbox();
-    if settings.service.seed {
-        let added = store::seed_if_empty(
-            &db,
-            &outbox,
-            &settings.service.currency,
-            emporium_store::now_ms(),
-        )
-        .await?;
-        if added > 0 {
-            tracing::info!(products = added, "seeded the demo catalog");
+/// The catalog service, as the runtime hosts it.
+pub struct Catalog;
+
+impl Service for Catalog {
+    type Settings = CatalogSettings;
+    const NAME: &'static str = NAME;
+    const MIGRATIONS: Option<&'static emporium_store::Migrations> = Some(&MIGRATIONS);
+
+    async fn build(&self, cx: &mut Build<CatalogSettings>) -> anyhow::Result<Router> {
+        let s = &cx.settings;
+        let outbox = cx.outbox();
+        if s.seed {
+            let added =
+                store::seed_if_empty(cx.db(), &outbox, &s.currency, emporium_store::now_ms())
+                    .await?;
+            if added > 0 {
+                tracing::info!(products = added, "seeded the demo catalog");
+            }
         }
+        let state = api::AppState {
+            db: cx.db().clone(),
+            outbox,
+            currency: s.currency.as_str().into(),
+        };
+        Ok(api::router(state))
     }
-    let state = api::AppState {
-        db,
-        outbox,
-        currency: settings.service.currency.as_str().into(),
-    };
-    events
-        .serve(host, api::router(state), listener, shutdown)
-        .await
 }
 
 /// The OpenAPI document of the public API.

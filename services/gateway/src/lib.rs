@@ -26,16 +26,16 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{any, get};
 use emporium_client::ServiceClient;
-use emporium_config::Settings;
-use emporium_runtime::Host;
+use emporium_config::Common;
+use emporium_runtime::{Build, Host, Service};
 use serde::Deserialize;
-use tokio::net::TcpListener;
 
 pub const NAME: &str = "gateway";
 
 /// The service that issues tokens and serves the JWKS.
 const USERS: &str = "users";
 
+/// Where the gateway listens unless `gateway.listen` says otherwise.
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
 
@@ -113,7 +113,7 @@ impl Default for GatewaySettings {
 }
 
 /// What every gateway handler shares; cloned per request, so it is one `Arc`.
-pub(crate) type Gateway = Arc<GatewayState>;
+pub(crate) type Shared = Arc<GatewayState>;
 
 pub(crate) struct GatewayState {
     pub host: Host,
@@ -152,7 +152,7 @@ pub fn router(host: Host, settings: &GatewaySettings) -> anyhow::Result<Router> 
         .enabled
         .then(|| ratelimit::Limiter::new(&settings.rate_limit))
         .transpose()?;
-    let gateway: Gateway = Arc::new(GatewayState {
+    let gateway: Shared = Arc::new(GatewayState {
         verifier: auth::Verifier::new(
             host.client(USERS, upstream_timeout),
             Duration::from_millis(settings.jwks_refetch_interval_ms),
@@ -180,18 +180,22 @@ pub fn router(host: Host, settings: &GatewaySettings) -> anyhow::Result<Router> 
         .with_state(gateway))
 }
 
-/// Runs the gateway until `shutdown`.
-pub async fn run(
-    settings: Settings<GatewaySettings>,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let mut common = settings.common.clone();
-    // The public sets no deadlines here; the gateway's own timeout applies.
-    common.http.honour_caller_timeout = false;
-    // Nor trace ids: each public request starts a trace (linked to the caller's).
-    common.http.honour_caller_trace = false;
-    let host = Host::new(NAME, &common);
-    let routes = router(host.clone(), &settings.service)?;
-    host.serve(routes, listener, shutdown).await
+/// The gateway, as the runtime hosts it.
+pub struct Gateway;
+
+impl Service for Gateway {
+    type Settings = GatewaySettings;
+    const NAME: &'static str = NAME;
+    const DEFAULT_LISTEN: SocketAddr = DEFAULT_LISTEN;
+
+    fn configure(common: &mut Common) {
+        // The public sets no deadlines here; the gateway's own timeout applies.
+        common.http.honour_caller_timeout = false;
+        // Nor trace ids: each public request starts a trace (linked to the caller's).
+        common.http.honour_caller_trace = false;
+    }
+
+    async fn build(&self, cx: &mut Build<GatewaySettings>) -> anyhow::Result<Router> {
+        router(cx.host.clone(), &cx.settings)
+    }
 }

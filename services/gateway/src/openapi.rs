@@ -16,7 +16,7 @@ use utoipa::openapi::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use crate::Gateway;
+use crate::Shared;
 
 /// How long a combined document is served before it is built again.
 const CACHE_FOR: Duration = Duration::from_secs(10);
@@ -27,7 +27,7 @@ pub struct Combined {
 }
 
 /// `GET /api/openapi.json`.
-pub async fn serve(State(gw): State<Gateway>) -> Result<impl IntoResponse, ApiError> {
+pub async fn serve(State(gw): State<Shared>) -> Result<impl IntoResponse, ApiError> {
     if let Some((at, doc)) = gw.docs.cached.lock().ok().and_then(|c| c.clone())
         && at.elapsed() < CACHE_FOR
     {

@@ -13,7 +13,7 @@ use emporium_http::middleware::RouteLabel;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::Gateway;
+use crate::Shared;
 use crate::auth::{self, Verified};
 use crate::routes::Route;
 
@@ -30,7 +30,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 /// Rate limiting, as a layer over every gateway route (health probes sit outside).
-pub async fn rate_limit(State(gw): State<Gateway>, req: Request, next: Next) -> Response {
+pub async fn rate_limit(State(gw): State<Shared>, req: Request, next: Next) -> Response {
     if let (Some(limiter), Some(ip)) = (&gw.limiter, client_ip(&req))
         && let Err(retry_after) = limiter.check(ip)
     {
@@ -47,7 +47,7 @@ fn client_ip(req: &Request) -> Option<std::net::IpAddr> {
 
 /// `/api/...`: route, authenticate, forward. Metrics see the area
 /// (`/api/orders`) as the route: one of the route table's few entries.
-pub async fn proxy(State(gw): State<Gateway>, req: Request) -> Response {
+pub async fn proxy(State(gw): State<Shared>, req: Request) -> Response {
     let routed = gw.table.route(req.method(), req.uri().path());
     let label = match routed {
         Route::Service { .. } => req
@@ -65,7 +65,7 @@ pub async fn proxy(State(gw): State<Gateway>, req: Request) -> Response {
     response
 }
 
-async fn route(gw: &Gateway, routed: Route<'_>, req: Request) -> Result<Response, ApiError> {
+async fn route(gw: &Shared, routed: Route<'_>, req: Request) -> Result<Response, ApiError> {
     let (service, public) = match routed {
         Route::Service { service, public } => (service.to_string(), public),
         Route::NotFound => return Err(ApiError::not_found("no such resource")),
@@ -87,12 +87,12 @@ async fn route(gw: &Gateway, routed: Route<'_>, req: Request) -> Result<Response
 }
 
 /// `/.well-known/jwks.json`: users' public keys, for anyone.
-pub async fn jwks(State(gw): State<Gateway>, req: Request) -> Result<Response, ApiError> {
+pub async fn jwks(State(gw): State<Shared>, req: Request) -> Result<Response, ApiError> {
     forward(&gw, crate::USERS, req, None).await
 }
 
 async fn forward(
-    gw: &Gateway,
+    gw: &Shared,
     service: &str,
     req: Request,
     verified: Option<&Verified>,

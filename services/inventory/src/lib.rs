@@ -18,45 +18,36 @@ mod api;
 mod handlers;
 mod stock;
 
-use std::net::SocketAddr;
-
-use emporium_config::Settings;
+use axum::Router;
 use emporium_contracts::events::ProductCreated;
-use emporium_events::Events;
-use emporium_runtime::Host;
+use emporium_runtime::{Build, Service};
 use serde::Deserialize;
-use tokio::net::TcpListener;
 
 pub use stock::initial_stock;
 
 pub const NAME: &str = "inventory";
-
-pub const DEFAULT_LISTEN: SocketAddr = emporium_runtime::LOOPBACK_ANY_PORT;
 
 static MIGRATIONS: emporium_store::Migrations = emporium_store::migrations!();
 
 /// The `[inventory]` settings table.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct InventorySettings {
-    pub database_url: Option<String>,
-}
+pub struct InventorySettings {}
 
-/// Runs inventory until `shutdown`.
-pub async fn run(
-    settings: Settings<InventorySettings>,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let host = Host::new(NAME, &settings.common);
-    let db = host
-        .open_db(settings.service.database_url.as_deref(), &MIGRATIONS)
-        .await?;
-    let events = Events::open(&host, &db)
-        .await?
-        .on::<ProductCreated>(handlers::product_created);
-    let routes = api::router(api::AppState { db });
-    events.serve(host, routes, listener, shutdown).await
+/// The inventory service, as the runtime hosts it.
+pub struct Inventory;
+
+impl Service for Inventory {
+    type Settings = InventorySettings;
+    const NAME: &'static str = NAME;
+    const MIGRATIONS: Option<&'static emporium_store::Migrations> = Some(&MIGRATIONS);
+
+    async fn build(&self, cx: &mut Build<InventorySettings>) -> anyhow::Result<Router> {
+        cx.on::<ProductCreated>(handlers::product_created);
+        Ok(api::router(api::AppState {
+            db: cx.db().clone(),
+        }))
+    }
 }
 
 /// The OpenAPI document of the public API.

@@ -13,22 +13,18 @@ mod delivery;
 mod handlers;
 mod render;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use emporium_config::{Secret, Settings};
+use axum::Router;
+use emporium_config::Secret;
 use emporium_contracts::events::{OrderCancelled, OrderConfirmed, UserRegistered};
-use emporium_events::Events;
-use emporium_runtime::Host;
+use emporium_runtime::{Build, Service};
 use serde::Deserialize;
-use tokio::net::TcpListener;
 
 pub use api::{MessagePage, MessageView};
 
 pub const NAME: &str = "notifications";
-
-pub const DEFAULT_LISTEN: SocketAddr = emporium_runtime::LOOPBACK_ANY_PORT;
 
 static MIGRATIONS: emporium_store::Migrations = emporium_store::migrations!();
 
@@ -36,7 +32,6 @@ static MIGRATIONS: emporium_store::Migrations = emporium_store::migrations!();
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NotificationsSettings {
-    pub database_url: Option<String>,
     /// The sender of every mail.
     pub from: String,
     /// Send through this SMTP server; without it, mail is written to `mail_dir`.
@@ -51,7 +46,6 @@ pub struct NotificationsSettings {
 impl Default for NotificationsSettings {
     fn default() -> Self {
         Self {
-            database_url: None,
             from: "Emporium <orders@emporium.localhost>".into(),
             smtp: None,
             mail_dir: None,
@@ -90,50 +84,46 @@ fn default_smtp_timeout() -> u64 {
     10_000
 }
 
-/// Runs notifications until `shutdown`.
-pub async fn run(
-    settings: Settings<NotificationsSettings>,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let host = Host::new(NAME, &settings.common);
-    {
-        use emporium_telemetry::metrics::{counter, describe_counter};
-        describe_counter!(
-            "emporium_mails_sent_total",
-            "Mails handed to the SMTP server."
-        );
-        describe_counter!(
-            "emporium_mail_failures_total",
-            "Mail deliveries that failed, transient (retried) or permanent."
-        );
-        counter!("emporium_mails_sent_total").absolute(0);
-        for kind in ["transient", "permanent"] {
-            counter!("emporium_mail_failures_total", "kind" => kind).absolute(0);
+/// The notifications service, as the runtime hosts it.
+pub struct Notifications;
+
+impl Service for Notifications {
+    type Settings = NotificationsSettings;
+    const NAME: &'static str = NAME;
+    const MIGRATIONS: Option<&'static emporium_store::Migrations> = Some(&MIGRATIONS);
+
+    async fn build(&self, cx: &mut Build<NotificationsSettings>) -> anyhow::Result<Router> {
+        {
+            use emporium_telemetry::metrics::{counter, describe_counter};
+            describe_counter!(
+                "emporium_mails_sent_total",
+                "Mails handed to the SMTP server."
+            );
+            describe_counter!(
+                "emporium_mail_failures_total",
+                "Mail deliveries that failed, transient (retried) or permanent."
+            );
+            counter!("emporium_mails_sent_total").absolute(0);
+            for kind in ["transient", "permanent"] {
+                counter!("emporium_mail_failures_total", "kind" => kind).absolute(0);
+            }
         }
+        let s = cx.settings.clone();
+        let mail_dir = s
+            .mail_dir
+            .clone()
+            .unwrap_or_else(|| cx.host.data_dir().join("mail"));
+        let mailer = delivery::Mailer::new(&s, mail_dir)?;
+        let wake = Arc::new(tokio::sync::Notify::new());
+        cx.on::<UserRegistered>(handlers::user_registered)
+            .on::<OrderConfirmed>(handlers::order_confirmed)
+            .on::<OrderCancelled>(handlers::order_cancelled)
+            .on_commit(wake.clone());
+        let db = cx.db().clone();
+        let sender_db = db.clone();
+        cx.spawn(move |stopped| delivery::run(sender_db, mailer, s, wake, stopped));
+        Ok(api::router(api::AppState { db }))
     }
-    let s = settings.service;
-    let db = host.open_db(s.database_url.as_deref(), &MIGRATIONS).await?;
-    let mail_dir = s
-        .mail_dir
-        .clone()
-        .unwrap_or_else(|| host.data_dir().join("mail"));
-    let mailer = delivery::Mailer::new(&s, mail_dir)?;
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let events = Events::open(&host, &db)
-        .await?
-        .on::<UserRegistered>(handlers::user_registered)
-        .on::<OrderConfirmed>(handlers::order_confirmed)
-        .on::<OrderCancelled>(handlers::order_cancelled)
-        .on_commit(wake.clone());
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let sender = tokio::spawn(delivery::run(db.clone(), mailer, s.clone(), wake, stopped));
-    let result = events
-        .serve(host, api::router(api::AppState { db }), listener, shutdown)
-        .await;
-    let _ = stop.send(true);
-    let _ = sender.await;
-    result
 }
 
 /// The OpenAPI document of the public API.

@@ -298,8 +298,11 @@ async fn checkout(
         .instrument(tracing::Span::current());
         // The request's context (request id, trace) goes along for the outbox row.
         match ctx {
-            Some(ctx) => tokio::spawn(emporium_http::context::scope(ctx, place_and_start)),
-            None => tokio::spawn(place_and_start),
+            Some(ctx) => emporium_telemetry::identity::spawn(emporium_http::context::scope(
+                ctx,
+                place_and_start,
+            )),
+            None => emporium_telemetry::identity::spawn(place_and_start),
         }
     };
     let mut saga = match placing.await.map_err(ApiError::internal)? {

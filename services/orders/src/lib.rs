@@ -19,28 +19,25 @@ mod metrics;
 mod saga;
 mod store;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use emporium_config::Settings;
-use emporium_events::Events;
-use emporium_runtime::Host;
+use axum::Router;
+use emporium_runtime::{Build, Service};
 use serde::Deserialize;
-use tokio::net::TcpListener;
 
 pub use api::{OrderPage, OrderView};
 
 pub const NAME: &str = "orders";
 
-pub const DEFAULT_LISTEN: SocketAddr = emporium_runtime::LOOPBACK_ANY_PORT;
-
 static MIGRATIONS: emporium_store::Migrations = emporium_store::migrations!();
+
+/// The orders service, as the runtime hosts it.
+pub struct Orders;
 
 /// The `[orders]` settings table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OrdersSettings {
-    pub database_url: Option<String>,
     /// Time a saga has to reach its payment authorization before it compensates.
     pub saga_timeout_ms: u64,
     /// How long `POST /api/orders` waits for the saga before answering PENDING.
@@ -60,7 +57,6 @@ pub struct OrdersSettings {
 impl Default for OrdersSettings {
     fn default() -> Self {
         Self {
-            database_url: None,
             saga_timeout_ms: 30_000,
             checkout_wait_ms: 5_000,
             recovery_interval_ms: 1_000,
@@ -72,53 +68,43 @@ impl Default for OrdersSettings {
     }
 }
 
-/// Runs orders until `shutdown`.
-pub async fn run(
-    settings: Settings<OrdersSettings>,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let s = &settings.service;
-    anyhow::ensure!(
-        s.saga_lease_ms >= 1_000,
-        "orders.saga_lease_ms must be at least 1000"
-    );
-    let host = Host::new(NAME, &settings.common);
-    metrics::describe();
-    let db = host.open_db(s.database_url.as_deref(), &MIGRATIONS).await?;
-    let events = Events::open(&host, &db).await?;
-    let calls = Duration::from_millis(s.call_timeout_ms);
-    let saga = saga::Saga::new(
-        db.clone(),
-        events.outbox(),
-        host.client("inventory", calls),
-        host.client("payments", calls),
-        saga::SagaSettings {
-            retry_base: Duration::from_millis(s.retry_base_ms),
-            retry_max: Duration::from_millis(s.retry_max_ms),
-            lease: Duration::from_millis(s.saga_lease_ms),
-        },
-        host.instance_id.clone(),
-    );
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let recovery = tokio::spawn(
-        saga.clone()
-            .recover(Duration::from_millis(s.recovery_interval_ms), stopped),
-    );
-    let state = api::AppState {
-        db,
-        outbox: events.outbox(),
-        cart: host.client("cart", calls),
-        saga,
-        wait: Duration::from_millis(s.checkout_wait_ms),
-        saga_timeout: Duration::from_millis(s.saga_timeout_ms),
-    };
-    let result = events
-        .serve(host, api::router(state), listener, shutdown)
-        .await;
-    let _ = stop.send(true);
-    let _ = recovery.await;
-    result
+impl Service for Orders {
+    type Settings = OrdersSettings;
+    const NAME: &'static str = NAME;
+    const MIGRATIONS: Option<&'static emporium_store::Migrations> = Some(&MIGRATIONS);
+
+    async fn build(&self, cx: &mut Build<OrdersSettings>) -> anyhow::Result<Router> {
+        let s = &cx.settings;
+        anyhow::ensure!(
+            s.saga_lease_ms >= 1_000,
+            "orders.saga_lease_ms must be at least 1000"
+        );
+        metrics::describe();
+        let calls = Duration::from_millis(s.call_timeout_ms);
+        let saga = saga::Saga::new(
+            cx.db().clone(),
+            cx.outbox(),
+            cx.client("inventory", calls),
+            cx.client("payments", calls),
+            saga::SagaSettings {
+                retry_base: Duration::from_millis(s.retry_base_ms),
+                retry_max: Duration::from_millis(s.retry_max_ms),
+                lease: Duration::from_millis(s.saga_lease_ms),
+            },
+            cx.host.instance_id.clone(),
+        );
+        let state = api::AppState {
+            db: cx.db().clone(),
+            outbox: cx.outbox(),
+            cart: cx.client("cart", calls),
+            saga: saga.clone(),
+            wait: Duration::from_millis(s.checkout_wait_ms),
+            saga_timeout: Duration::from_millis(s.saga_timeout_ms),
+        };
+        let interval = Duration::from_millis(s.recovery_interval_ms);
+        cx.spawn(move |stopped| saga.recover(interval, stopped));
+        Ok(api::router(state))
+    }
 }
 
 /// The OpenAPI document of the public API.

@@ -164,7 +164,7 @@ impl Saga {
             request_id.unwrap_or_else(|| format!("saga-{}", claim.order_id)),
             Some(trace_span.context().clone()),
         );
-        tokio::spawn(context::scope(
+        emporium_telemetry::identity::spawn(context::scope(
             ctx,
             async move {
                 saga.drive(&claim.order_id, card.as_ref()).await;

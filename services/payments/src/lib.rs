@@ -14,19 +14,14 @@ mod api;
 mod ledger;
 pub mod processor;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use emporium_config::Settings;
-use emporium_events::Events;
-use emporium_runtime::Host;
+use axum::Router;
+use emporium_runtime::{Build, Service};
 use serde::Deserialize;
-use tokio::net::TcpListener;
 
 pub const NAME: &str = "payments";
-
-pub const DEFAULT_LISTEN: SocketAddr = emporium_runtime::LOOPBACK_ANY_PORT;
 
 static MIGRATIONS: emporium_store::Migrations = emporium_store::migrations!();
 
@@ -34,7 +29,6 @@ static MIGRATIONS: emporium_store::Migrations = emporium_store::migrations!();
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PaymentsSettings {
-    pub database_url: Option<String>,
     /// How long the slow test card (`4000000000003055`) takes to approve.
     pub slow_card_delay_ms: u64,
 }
@@ -42,7 +36,6 @@ pub struct PaymentsSettings {
 impl Default for PaymentsSettings {
     fn default() -> Self {
         Self {
-            database_url: None,
             slow_card_delay_ms: 2_000,
         }
     }
@@ -51,34 +44,32 @@ impl Default for PaymentsSettings {
 /// Added to the request deadline to tell an abandoned authorization from a live one.
 const STALE_MARGIN: Duration = Duration::from_secs(30);
 
-/// Runs payments until `shutdown`.
-pub async fn run(
-    settings: Settings<PaymentsSettings>,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let host = Host::new(NAME, &settings.common);
-    let db = host
-        .open_db(settings.service.database_url.as_deref(), &MIGRATIONS)
-        .await?;
-    let events = Events::open(&host, &db).await?;
-    let ledger = ledger::Ledger {
-        db,
-        processor: Arc::new(processor::Simulated::new(Duration::from_millis(
-            settings.service.slow_card_delay_ms,
-        ))),
-        // An authorize call lives at most as long as its request: the HTTP deadline
-        // drops it. With a margin, an older `authorizing` row has no live call.
-        stale_after: Duration::from_millis(settings.common.http.request_timeout_ms) + STALE_MARGIN,
-    };
-    let recovered = ledger.recover().await?;
-    if recovered > 0 {
-        tracing::warn!(
-            count = recovered,
-            "authorizations interrupted by a restart can be retried"
-        );
+/// The payments service, as the runtime hosts it.
+pub struct Payments;
+
+impl Service for Payments {
+    type Settings = PaymentsSettings;
+    const NAME: &'static str = NAME;
+    const MIGRATIONS: Option<&'static emporium_store::Migrations> = Some(&MIGRATIONS);
+
+    async fn build(&self, cx: &mut Build<PaymentsSettings>) -> anyhow::Result<Router> {
+        let ledger = ledger::Ledger {
+            db: cx.db().clone(),
+            processor: Arc::new(processor::Simulated::new(Duration::from_millis(
+                cx.settings.slow_card_delay_ms,
+            ))),
+            // An authorize call lives at most as long as its request: the HTTP
+            // deadline drops it. With a margin, an older `authorizing` row has no
+            // live call.
+            stale_after: Duration::from_millis(cx.common().http.request_timeout_ms) + STALE_MARGIN,
+        };
+        let recovered = ledger.recover().await?;
+        if recovered > 0 {
+            tracing::warn!(
+                count = recovered,
+                "authorizations interrupted by a restart can be retried"
+            );
+        }
+        Ok(api::router(ledger))
     }
-    events
-        .serve(host, api::router(ledger), listener, shutdown)
-        .await
 }

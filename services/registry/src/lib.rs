@@ -23,10 +23,10 @@ mod store;
 
 use std::net::SocketAddr;
 
-use emporium_config::Settings;
-use emporium_runtime::Host;
+use axum::Router;
+use emporium_config::Common;
+use emporium_runtime::{Build, Service};
 use serde::Deserialize;
-use tokio::net::TcpListener;
 
 pub use api::router;
 pub use state::Registry;
@@ -41,34 +41,35 @@ pub const DEFAULT_LISTEN: SocketAddr =
 /// The `[registry]` settings table.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct RegistrySettings {
-    /// Database URL for config values; a SQLite file in the data folder by default.
-    pub database_url: Option<String>,
-}
+pub struct RegistrySettings {}
 
-/// Runs the registry until `shutdown`.
-pub async fn run(
-    settings: Settings<RegistrySettings>,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    // The registry does not register with itself.
-    let mut common = settings.common.clone();
-    common.registry_url = None;
-    let host = Host::new(NAME, &common);
-    let db = host
-        .open_db(settings.service.database_url.as_deref(), &MIGRATIONS)
-        .await?;
-    let registry = Registry::start(db.clone()).await?;
-    let own = prometheus::TargetGroupSeed {
-        address: emporium_runtime::advertised(
-            listener.local_addr()?,
-            common.advertise_host.as_deref(),
-        ),
-        instance_id: host.instance_id.clone(),
-    };
-    let routes = api::router(registry.clone()).merge(prometheus::router(registry, own));
-    host.serve(routes, listener, shutdown).await
+/// The registry, as the runtime hosts it. Config values live in its database
+/// (`registry.database_url`, or a SQLite file in its data folder).
+pub struct RegistryService;
+
+impl Service for RegistryService {
+    type Settings = RegistrySettings;
+    const NAME: &'static str = NAME;
+    const DEFAULT_LISTEN: SocketAddr = DEFAULT_LISTEN;
+    const MIGRATIONS: Option<&'static emporium_store::Migrations> = Some(&MIGRATIONS);
+    const EVENTS: bool = false;
+
+    fn configure(common: &mut Common) {
+        // The registry does not register with itself.
+        common.registry_url = None;
+    }
+
+    async fn build(&self, cx: &mut Build<RegistrySettings>) -> anyhow::Result<Router> {
+        let registry = Registry::start(cx.db().clone()).await?;
+        let own = prometheus::TargetGroupSeed {
+            address: emporium_runtime::advertised(
+                cx.local_addr,
+                cx.common().advertise_host.as_deref(),
+            ),
+            instance_id: cx.host.instance_id.clone(),
+        };
+        Ok(api::router(registry.clone()).merge(prometheus::router(registry, own)))
+    }
 }
 
 static MIGRATIONS: emporium_store::Migrations = emporium_store::migrations!();

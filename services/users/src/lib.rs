@@ -20,19 +20,15 @@ mod keys;
 mod passwords;
 mod store;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use emporium_config::Settings;
-use emporium_runtime::Host;
+use axum::Router;
+use emporium_runtime::{Build, Service};
 use serde::Deserialize;
-use tokio::net::TcpListener;
 
 pub use api::{LoginRequest, RegisterRequest, TokenResponse, UserView};
 
 pub const NAME: &str = "users";
-
-pub const DEFAULT_LISTEN: SocketAddr = emporium_runtime::LOOPBACK_ANY_PORT;
 
 static MIGRATIONS: emporium_store::Migrations = emporium_store::migrations!();
 
@@ -40,7 +36,6 @@ static MIGRATIONS: emporium_store::Migrations = emporium_store::migrations!();
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UsersSettings {
-    pub database_url: Option<String>,
     /// Lifetime of an access token.
     pub access_token_ttl_secs: u64,
     /// Accounts registered with these emails get the admin role.
@@ -50,34 +45,32 @@ pub struct UsersSettings {
 impl Default for UsersSettings {
     fn default() -> Self {
         Self {
-            database_url: None,
             access_token_ttl_secs: 15 * 60,
             admin_emails: Vec::new(),
         }
     }
 }
 
-/// Runs users until `shutdown`.
-pub async fn run(
-    settings: Settings<UsersSettings>,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let host = Host::new(NAME, &settings.common);
-    let db = host
-        .open_db(settings.service.database_url.as_deref(), &MIGRATIONS)
-        .await?;
-    let keys = keys::Keys::load_or_create(&db, emporium_store::now_ms()).await?;
-    let events = emporium_events::Events::open(&host, &db).await?;
-    let state = api::AppState {
-        outbox: events.outbox(),
-        db,
-        keys: Arc::new(keys),
-        passwords: Arc::new(passwords::Passwords::new()),
-        settings: Arc::new(settings.service),
-    };
-    let (routes, _) = api::router(state);
-    events.serve(host, routes, listener, shutdown).await
+/// The users service, as the runtime hosts it.
+pub struct Users;
+
+impl Service for Users {
+    type Settings = UsersSettings;
+    const NAME: &'static str = NAME;
+    const MIGRATIONS: Option<&'static emporium_store::Migrations> = Some(&MIGRATIONS);
+
+    async fn build(&self, cx: &mut Build<UsersSettings>) -> anyhow::Result<Router> {
+        let keys = keys::Keys::load_or_create(cx.db(), emporium_store::now_ms()).await?;
+        let state = api::AppState {
+            outbox: cx.outbox(),
+            db: cx.db().clone(),
+            keys: Arc::new(keys),
+            passwords: Arc::new(passwords::Passwords::new()),
+            settings: Arc::new(cx.settings.clone()),
+        };
+        let (routes, _) = api::router(state);
+        Ok(routes)
+    }
 }
 
 /// The OpenAPI document of the public API.

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use emporium_catalog::{CatalogSettings, ProductPage, ProductView, run};
+use emporium_catalog::{Catalog, CatalogSettings, ProductPage, ProductView};
 use emporium_contracts::headers;
 use emporium_testkit::{Spawned, TestEnv, client, get_problem, problem};
 use serde_json::{Value, json};
@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 const ADMIN: &str = "0190c7a2-6f0e-7c3e-9a8b-1234567890ab";
 
 async fn spawn(env: &TestEnv) -> Spawned {
-    env.spawn(env.settings::<CatalogSettings>(None), run).await
+    env.spawn(Catalog, env.settings::<CatalogSettings>(None))
+        .await
 }
 
 /// A request as the gateway would forward it for a user with `roles`.

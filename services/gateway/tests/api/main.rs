@@ -28,22 +28,22 @@ async fn shop(configure: impl FnOnce(&mut GatewaySettings, &mut UsersSettings)) 
     let env = TestEnv::new();
     let registry = env
         .spawn(
+            emporium_registry::RegistryService,
             env.settings::<RegistrySettings>(None),
-            emporium_registry::run,
         )
         .await;
     let mut users = env.settings::<UsersSettings>(Some(&registry));
     users.service.admin_emails = vec!["boss@example.com".into()];
     let mut gateway = env.settings::<GatewaySettings>(Some(&registry));
     configure(&mut gateway.service, &mut users.service);
-    let users = env.spawn(users, emporium_users::run).await;
+    let users = env.spawn(emporium_users::Users, users).await;
     let catalog = env
         .spawn(
+            emporium_catalog::Catalog,
             env.settings::<CatalogSettings>(Some(&registry)),
-            emporium_catalog::run,
         )
         .await;
-    let gateway = env.spawn(gateway, emporium_gateway::run).await;
+    let gateway = env.spawn(emporium_gateway::Gateway, gateway).await;
     let shop = Shop {
         env,
         registry,
@@ -432,7 +432,7 @@ async fn a_crashed_service_is_dropped_and_its_routes_come_back() {
     shop.until_status("/api/catalog/categories", 503).await;
     let mut settings = shop.env.settings::<CatalogSettings>(Some(&shop.registry));
     settings.listen = catalog_addr;
-    let _back = shop.env.spawn(settings, emporium_catalog::run).await;
+    let _back = shop.env.spawn(emporium_catalog::Catalog, settings).await;
     shop.until_status("/api/catalog/categories", 200).await;
 }
 
@@ -490,7 +490,7 @@ async fn a_new_signing_key_is_fetched_when_its_first_token_arrives() {
     std::fs::remove_dir_all(shop.env.dir.path().join("users")).expect("wipe users data");
     let mut settings = shop.env.settings::<UsersSettings>(Some(&shop.registry));
     settings.service.admin_emails = vec![];
-    shop.users = Some(shop.env.spawn(settings, emporium_users::run).await);
+    shop.users = Some(shop.env.spawn(emporium_users::Users, settings).await);
     let (_, second) = shop.account("second@example.com").await;
     let kid = |t: &str| jsonwebtoken_kid(t);
     assert_ne!(kid(&first), kid(&second), "a new key");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use emporium_catalog::CatalogSettings;
 use emporium_client::{Discovery, RegistryClient};
 use emporium_contracts::registry::{Registration, Snapshot};
-use emporium_registry::{RegistrySettings, run};
+use emporium_registry::{RegistryService, RegistrySettings};
 use emporium_testkit::{Spawned, TestEnv, client, problem};
 use serde_json::json;
 
@@ -17,7 +17,7 @@ async fn spawn_registry(env: &TestEnv, at: Option<std::net::SocketAddr>) -> Spaw
     if let Some(addr) = at {
         settings.listen = addr;
     }
-    env.spawn(settings, run).await
+    env.spawn(RegistryService, settings).await
 }
 
 async fn healthy(registry: &Spawned, service: &str) -> Snapshot {
@@ -151,7 +151,7 @@ async fn a_long_poll_ends_before_the_request_deadline() {
     let env = TestEnv::new();
     let mut settings = env.settings::<RegistrySettings>(None);
     settings.common.http.request_timeout_ms = 1_000;
-    let registry = env.spawn(settings, run).await;
+    let registry = env.spawn(RegistryService, settings).await;
     let rc = RegistryClient::new(&registry.url);
     let first = healthy(&registry, "demo").await;
     let started = std::time::Instant::now();
@@ -228,8 +228,8 @@ async fn services_register_reregister_after_a_registry_restart_and_deregister_on
     let registry = spawn_registry(&env, None).await;
     let catalog = env
         .spawn(
+            emporium_catalog::Catalog,
             env.settings::<CatalogSettings>(Some(&registry)),
-            emporium_catalog::run,
         )
         .await;
     let catalog_addr = catalog.addr.to_string();

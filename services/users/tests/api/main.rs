@@ -3,7 +3,7 @@
 use emporium_contracts::auth::{AUDIENCE, AccessClaims, ISSUER};
 use emporium_contracts::headers;
 use emporium_testkit::{Spawned, TestEnv, client, problem};
-use emporium_users::{TokenResponse, UserView, UsersSettings, run};
+use emporium_users::{TokenResponse, UserView, Users, UsersSettings};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::json;
@@ -11,7 +11,7 @@ use serde_json::json;
 async fn spawn(env: &TestEnv) -> Spawned {
     let mut settings = env.settings::<UsersSettings>(None);
     settings.service.admin_emails = vec!["boss@example.com".into()];
-    env.spawn(settings, run).await
+    env.spawn(Users, settings).await
 }
 
 async fn register(app: &Spawned, email: &str, password: &str) -> reqwest::Response {

@@ -1,0 +1,69 @@
+//! Who an instance is and how it reaches the others.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use emporium_config::Common;
+use emporium_http::Readiness;
+
+use crate::{Discovery, HttpTransport, RegistryClient, ServiceClient, Transport};
+
+/// What a service gets from the process hosting it: its name and instance id, the
+/// common settings, its readiness, and the transport its calls take.
+#[derive(Clone)]
+pub struct Host {
+    pub service: &'static str,
+    pub instance_id: String,
+    pub common: Common,
+    pub readiness: Readiness,
+    pub discovery: Arc<Discovery>,
+    pub transport: Arc<dyn Transport>,
+}
+
+impl Host {
+    /// A host for `service`; discovery goes through the registry in `common`, if any.
+    pub fn new(service: &'static str, common: &Common) -> Self {
+        let registry = common.registry_url.as_deref().map(RegistryClient::new);
+        let discovery = Arc::new(Discovery::new(registry));
+        let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(discovery.clone()));
+        Self {
+            service,
+            instance_id: instance_id(service, common),
+            common: common.clone(),
+            readiness: Readiness::default(),
+            discovery,
+            transport,
+        }
+    }
+
+    /// Replaces the transport (tests, in-process calls).
+    pub fn with_transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// Replaces discovery (several services in one process share one cache).
+    pub fn with_discovery(mut self, discovery: Arc<Discovery>) -> Self {
+        self.discovery = discovery;
+        self
+    }
+
+    /// This service's data folder.
+    pub fn data_dir(&self) -> PathBuf {
+        self.common.service_dir(self.service)
+    }
+
+    /// A client for calling `service` with a per-call timeout.
+    pub fn client(&self, service: &str, timeout: Duration) -> ServiceClient {
+        ServiceClient::new(service, self.transport.clone(), timeout)
+    }
+}
+
+/// The configured instance id, or `<service>-<8 random hex digits>`.
+pub fn instance_id(service: &str, common: &Common) -> String {
+    common.instance_id.clone().unwrap_or_else(|| {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        format!("{service}-{}", &id[..8])
+    })
+}

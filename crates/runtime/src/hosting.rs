@@ -1,0 +1,328 @@
+//! Hosting services in a process: one alone, or several side by side.
+//!
+//! [`Process`] is what the services of one process share: the registry's discovery
+//! cache and the transport of their calls ([`InProcess`] when there are several, so
+//! a call between two of them is a function call into the other's router; calls to
+//! services elsewhere go over HTTP). [`Process::start`] builds one service, bound to
+//! its listener; [`serve`] then runs the built services until shutdown and stops
+//! each in order: stop accepting and drain, deregister, stop its consumers, stop its
+//! background tasks.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use emporium_client::{Discovery, HttpTransport, InProcess, RegistryClient, Transport, agent};
+use emporium_config::{Common, Settings, Source};
+use emporium_contracts::registry::Registration;
+use emporium_events::Events;
+use emporium_telemetry::Identity;
+use emporium_telemetry::identity;
+use futures::future::BoxFuture;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::service::{Build, Service, Task};
+
+/// The version every service reports to the registry.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How long a stopping service's consumers and tasks get before they are dropped.
+const STOP_TASKS: Duration = Duration::from_secs(5);
+
+/// What the services hosted in one process share.
+pub struct Process {
+    common: Common,
+    discovery: Arc<Discovery>,
+    transport: Arc<dyn Transport>,
+    local: Option<InProcess>,
+}
+
+impl Process {
+    /// A process hosting the services named `hosted`, with `common` settings.
+    pub fn new(common: &Common, hosted: &[&str]) -> Self {
+        let registry = common.registry_url.as_deref().map(RegistryClient::new);
+        let discovery = Arc::new(Discovery::new(registry));
+        let http = HttpTransport::new(discovery.clone());
+        let local =
+            (hosted.len() > 1).then(|| InProcess::new(hosted.iter().copied(), http.clone()));
+        let transport: Arc<dyn Transport> = match &local {
+            Some(local) => Arc::new(local.clone()),
+            None => Arc::new(http),
+        };
+        Self {
+            common: common.clone(),
+            discovery,
+            transport,
+            local,
+        }
+    }
+
+    /// Whether this process hosts more than one service.
+    pub fn several(&self) -> bool {
+        self.local.is_some()
+    }
+
+    /// Builds `service` with `settings`, bound to `listener`: its database opened
+    /// and migrated, its events opened, its routes made. Nothing runs yet.
+    pub async fn start<S: Service>(
+        &self,
+        service: &S,
+        settings: Settings<S::Settings>,
+        listener: TcpListener,
+    ) -> anyhow::Result<Built> {
+        let name = S::NAME;
+        let database_url = settings.database_url().map(str::to_owned);
+        let mut common = settings.common;
+        if self.several() {
+            // The process's instance id names the process; each service's is
+            // `<service>-<that id>`.
+            common.instance_id = common.instance_id.map(|id| format!("{name}-{id}"));
+        }
+        S::configure(&mut common);
+        let mut host = emporium_client::Host::new(name, &common);
+        if common.registry_url == self.common.registry_url {
+            host = host
+                .with_discovery(self.discovery.clone())
+                .with_transport(self.transport.clone());
+        }
+        let owner = Arc::new(Identity {
+            service: name.to_string(),
+            instance: host.instance_id.clone(),
+        });
+        let local_addr = listener.local_addr().context("listener address")?;
+        let build = async {
+            let db = match S::MIGRATIONS {
+                Some(migrations) => {
+                    Some(open_db(&host, database_url.as_deref(), migrations).await?)
+                }
+                None => None,
+            };
+            let events = match &db {
+                Some(db) if S::EVENTS => Some(Events::open(&host, db).await?),
+                _ => None,
+            };
+            let mut cx = Build {
+                host: host.clone(),
+                settings: settings.service,
+                local_addr,
+                db,
+                events,
+                tasks: Vec::new(),
+            };
+            let routes = service.build(&mut cx).await?;
+            anyhow::Ok((routes, cx.events, cx.tasks))
+        };
+        let (routes, events, tasks) = identity::scope(owner.clone(), build)
+            .await
+            .with_context(|| format!("starting {name}"))?;
+        Ok(Built {
+            name,
+            host,
+            owner,
+            routes,
+            listener,
+            events,
+            tasks,
+            local: self.local.clone(),
+        })
+    }
+
+    /// Loads the settings of `service` from `source`, binds its listener and
+    /// [starts](Process::start) it.
+    pub async fn start_from<S: Service>(
+        &self,
+        service: &S,
+        source: &Source,
+    ) -> anyhow::Result<Built> {
+        let settings: Settings<S::Settings> =
+            emporium_config::from_figment(source, S::NAME, S::DEFAULT_LISTEN)
+                .with_context(|| format!("loading the settings of {}", S::NAME))?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("binding {} for {}", settings.listen, S::NAME))?;
+        self.start(service, settings, listener).await
+    }
+}
+
+/// Opens the service's database (its own URL, else the shared one, else a SQLite
+/// file in its data folder), applies its migrations, and makes `/readyz` depend on
+/// reaching it.
+async fn open_db(
+    host: &emporium_client::Host,
+    url: Option<&str>,
+    migrations: &emporium_store::Migrations,
+) -> anyhow::Result<emporium_store::Db> {
+    let service = host.service;
+    let db = emporium_store::Db::open_service(service, &host.data_dir(), url)
+        .await
+        .with_context(|| format!("opening the {service} database"))?;
+    db.migrate_all(migrations)
+        .await
+        .with_context(|| format!("migrating the {service} database"))?;
+    let ping = db.clone();
+    host.readiness.add("database", move || {
+        let db = ping.clone();
+        async move { db.ping().await.map_err(|e| e.to_string()) }
+    });
+    Ok(db)
+}
+
+/// A service built and bound, not yet serving.
+pub struct Built {
+    name: &'static str,
+    host: emporium_client::Host,
+    owner: Arc<Identity>,
+    routes: Router,
+    listener: TcpListener,
+    events: Option<Events>,
+    tasks: Vec<Task>,
+    local: Option<InProcess>,
+}
+
+impl Built {
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// Runs `services` until `shutdown`, then stops them (see the module's header).
+pub async fn serve(
+    services: Vec<Built>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let running = services.into_iter().map(|built| {
+        let stop = stop_rx.clone();
+        let owner = built.owner.clone();
+        identity::scope(owner, run_one(built, stop))
+    });
+    let results = futures::future::join_all(running).await;
+    results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    Ok(())
+}
+
+/// Serves one built service until `stop` turns true, then stops it in order.
+async fn run_one(built: Built, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let Built {
+        name,
+        host,
+        owner,
+        mut routes,
+        listener,
+        events,
+        tasks,
+        local,
+    } = built;
+    let events = events.map(Events::start);
+    if let Some(events) = &events {
+        routes = routes.merge(events.router());
+    }
+    let app = emporium_http::server::owned_by(
+        emporium_http::server::app(routes, &host.common.http, host.readiness.clone()),
+        owner,
+    );
+    if let Some(local) = &local {
+        local.mount(name, app.clone());
+    }
+    let (tasks_stop, tasks_stopped) = watch::channel(false);
+    let tasks: Vec<_> = tasks
+        .into_iter()
+        .map(|task| tokio::spawn(identity::bind(task(tasks_stopped.clone()))))
+        .collect();
+    let local_addr = listener.local_addr().context("listener address")?;
+    let agent = host.discovery.registry().cloned().map(|registry| {
+        let registration = Registration {
+            service: name.to_string(),
+            instance_id: host.instance_id.clone(),
+            address: advertised(local_addr, host.common.advertise_host.as_deref()),
+            version: VERSION.to_string(),
+            metadata: [("pid".to_string(), std::process::id().to_string())].into(),
+            ttl_ms: host.common.registry_ttl_ms,
+        };
+        agent::start(registry, registration, host.readiness.clone())
+    });
+    tracing::info!(addr = %local_addr, instance = %host.instance_id, "serving");
+    // Long polls on the feed end as soon as shutdown starts, not at the grace
+    // period's end.
+    let close_feed = events.as_ref().map(|e| e.closer());
+    let shutdown = async move {
+        let _ = stop.wait_for(|stopping| *stopping).await;
+        if let Some(close) = close_feed {
+            close();
+        }
+    };
+    let grace = Duration::from_millis(host.common.http.grace_period_ms);
+    let served = emporium_http::serve(app, listener, grace, host.readiness.clone(), shutdown)
+        .await
+        .with_context(|| format!("{name}: http server"));
+    if let Some(agent) = agent {
+        agent.stop().await;
+    }
+    if let Some(events) = events {
+        events.stop().await;
+    }
+    let _ = tasks_stop.send(true);
+    let all = futures::future::join_all(tasks);
+    if tokio::time::timeout(STOP_TASKS, all).await.is_err() {
+        tracing::warn!("background tasks did not stop in time");
+    }
+    served
+}
+
+/// Runs one service alone until `shutdown`: what tests and `emporium serve <one>`
+/// do.
+pub async fn run<S: Service>(
+    service: S,
+    settings: Settings<S::Settings>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let process = Process::new(&settings.common, &[S::NAME]);
+    let built = process.start(&service, settings, listener).await?;
+    serve(vec![built], shutdown).await
+}
+
+/// A service whose type is erased: what `emporium serve a,b,c` picks by name.
+pub trait AnyService: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Loads its settings, binds and builds it in `process`.
+    fn start_in<'a>(
+        &'a self,
+        process: &'a Process,
+        source: &'a Source,
+    ) -> BoxFuture<'a, anyhow::Result<Built>>;
+}
+
+impl<S: Service> AnyService for S {
+    fn name(&self) -> &'static str {
+        S::NAME
+    }
+    fn start_in<'a>(
+        &'a self,
+        process: &'a Process,
+        source: &'a Source,
+    ) -> BoxFuture<'a, anyhow::Result<Built>> {
+        Box::pin(process.start_from(self, source))
+    }
+}
+
+/// The address others use to reach a listener bound to `local`.
+pub fn advertised(local: SocketAddr, host: Option<&str>) -> String {
+    match host {
+        Some(host) => format!("{host}:{}", local.port()),
+        None if local.ip().is_unspecified() => format!("127.0.0.1:{}", local.port()),
+        None => local.to_string(),
+    }
+}

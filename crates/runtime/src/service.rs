@@ -1,0 +1,136 @@
+//! A service as a value the runtime hosts: [`Service`], and [`Build`], what its
+//! `build` gets to declare what it needs.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use emporium_client::{Host, ServiceClient};
+use emporium_config::Common;
+use emporium_contracts::events::EventData;
+use emporium_events::{Events, Handler, Outbox};
+use emporium_store::{Db, Migrations};
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use tokio::sync::{Notify, watch};
+
+/// Listen on a free loopback port: the default of every service but the gateway and
+/// the registry.
+pub const LOOPBACK_ANY_PORT: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
+/// One Emporium service: its name, settings, database, and how it is built.
+///
+/// The runtime does the rest, the same for every service and whether it hosts one
+/// service or many in a process: it loads the settings, opens the database and
+/// applies [`Service::MIGRATIONS`], opens the events, calls [`Service::build`],
+/// serves the routes behind the HTTP chassis, keeps the instance registered, runs
+/// the background tasks, and stops it all in order.
+pub trait Service: Send + Sync + 'static {
+    /// The service's settings table (`[orders]`), with its defaults.
+    type Settings: DeserializeOwned + Default + Send + Sync + 'static;
+
+    /// Its name: in the registry, its data folder, its settings table, logs, metrics.
+    const NAME: &'static str;
+
+    /// Where it listens unless `<name>.listen` says otherwise.
+    const DEFAULT_LISTEN: SocketAddr = LOOPBACK_ANY_PORT;
+
+    /// The migrations of its own database; `None`: it keeps none.
+    const MIGRATIONS: Option<&'static Migrations> = None;
+
+    /// Whether it publishes or consumes events (an outbox in its database).
+    const EVENTS: bool = true;
+
+    /// Adjusts the settings every process shares, for this service alone (the
+    /// gateway takes no deadlines from the public).
+    fn configure(_common: &mut Common) {}
+
+    /// Builds the service: its state and routes; event handlers and background
+    /// tasks are declared on `cx`.
+    fn build(
+        &self,
+        cx: &mut Build<Self::Settings>,
+    ) -> impl Future<Output = anyhow::Result<Router>> + Send;
+}
+
+/// A background task: given a receiver that turns `true` at shutdown, it returns
+/// once it has stopped.
+pub(crate) type Task = Box<dyn FnOnce(watch::Receiver<bool>) -> BoxFuture<'static, ()> + Send>;
+
+/// What a service's `build` works with.
+pub struct Build<S> {
+    /// Who this instance is, and how it calls others.
+    pub host: Host,
+    /// Its own settings table.
+    pub settings: S,
+    /// The address it is bound to.
+    pub local_addr: SocketAddr,
+    pub(crate) db: Option<Db>,
+    pub(crate) events: Option<Events>,
+    pub(crate) tasks: Vec<Task>,
+}
+
+impl<S> Build<S> {
+    /// Its database, migrated.
+    ///
+    /// # Panics
+    /// If the service declared no [`Service::MIGRATIONS`]: a programming error that
+    /// every test of the service finds.
+    pub fn db(&self) -> &Db {
+        self.db
+            .as_ref()
+            .expect("a service with a database declares its MIGRATIONS")
+    }
+
+    /// The outbox to publish through.
+    ///
+    /// # Panics
+    /// If the service keeps no database or declared `EVENTS = false`.
+    pub fn outbox(&self) -> Outbox {
+        self.events().outbox()
+    }
+
+    /// Consumes events of type `E` with `handler`.
+    pub fn on<E: EventData>(&mut self, handler: impl Handler<E>) -> &mut Self {
+        self.events = self.events.take().map(|events| events.on(handler));
+        self.events();
+        self
+    }
+
+    /// Wakes `notify` after every committed event (work that follows an event's
+    /// effect outside the database: sending mail).
+    pub fn on_commit(&mut self, notify: Arc<Notify>) -> &mut Self {
+        self.events = self.events.take().map(|events| events.on_commit(notify));
+        self.events();
+        self
+    }
+
+    /// Runs `task` while the service runs: started once the service serves, told to
+    /// stop (its receiver turns `true`) after the server has drained, and awaited.
+    pub fn spawn<F, Fut>(&mut self, task: F) -> &mut Self
+    where
+        F: FnOnce(watch::Receiver<bool>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.push(Box::new(move |stop| Box::pin(task(stop))));
+        self
+    }
+
+    /// A client for calling `service` with a per-call timeout.
+    pub fn client(&self, service: &str, timeout: Duration) -> ServiceClient {
+        self.host.client(service, timeout)
+    }
+
+    /// The settings every process shares.
+    pub fn common(&self) -> &Common {
+        &self.host.common
+    }
+
+    fn events(&self) -> &Events {
+        self.events
+            .as_ref()
+            .expect("a service with events declares MIGRATIONS and EVENTS")
+    }
+}
