@@ -171,6 +171,53 @@ pub async fn sign_up(base: &str, email: &str) -> (String, String) {
     )
 }
 
+/// Polls `check` until it gives a value (every 50 ms, 20 s at most), then returns
+/// it; panics naming `what` if it never does.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not in time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The user id (a UUID, as users issues) that tests call `name`: the same name
+/// gives the same id.
+pub fn user_id(name: &str) -> String {
+    // FNV-1a of the name, in the node field of a version-4-shaped UUID.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("00000000-0000-4000-8000-{:012x}", h & 0xffff_ffff_ffff)
+}
+
+/// A request with the identity headers the gateway adds for the signed-in user
+/// `name` (its id is [`user_id`]); `roles` comma-separated, may be empty.
+pub fn as_user(
+    request: reqwest::RequestBuilder,
+    name: &str,
+    roles: &str,
+) -> reqwest::RequestBuilder {
+    let request = request.header("x-user-id", user_id(name));
+    if roles.is_empty() {
+        request
+    } else {
+        request.header("x-user-roles", roles)
+    }
+}
+
 /// GETs `url` and asserts the answer is a problem+json with `status`.
 pub async fn get_problem(url: &str, status: u16) -> Problem {
     problem(client().get(url).send().await.expect("send"), status).await

@@ -1,0 +1,253 @@
+//! orders' API, over HTTP, with the real services the checkout saga calls (catalog,
+//! inventory, payments, cart behind a registry): one order per Idempotency-Key,
+//! confirmed or cancelled with the reason, and each shopper sees only their own.
+
+use emporium_cart::{Cart, CartSettings};
+use emporium_catalog::{Catalog, CatalogSettings};
+use emporium_inventory::{Inventory, InventorySettings};
+use emporium_orders::{Orders, OrdersSettings};
+use emporium_payments::{Payments, PaymentsSettings};
+use emporium_registry::{RegistryService, RegistrySettings};
+use emporium_testkit::{Spawned, TestEnv, as_user, client, eventually, problem};
+use serde_json::{Value, json};
+
+const APPROVE: &str = "4242424242424242";
+const DECLINE: &str = "4000000000000002";
+
+struct Shop {
+    _services: Vec<Spawned>,
+    catalog: String,
+    inventory: String,
+    cart: String,
+    orders: String,
+    _env: TestEnv,
+}
+
+async fn shop() -> Shop {
+    let env = TestEnv::new();
+    let registry = env
+        .spawn(RegistryService, env.settings::<RegistrySettings>(None))
+        .await;
+    let r = Some(&registry);
+    let catalog = env.spawn(Catalog, env.settings::<CatalogSettings>(r)).await;
+    let inventory = env
+        .spawn(Inventory, env.settings::<InventorySettings>(r))
+        .await;
+    let payments = env
+        .spawn(Payments, env.settings::<PaymentsSettings>(r))
+        .await;
+    let cart = env.spawn(Cart, env.settings::<CartSettings>(r)).await;
+    let orders = env.spawn(Orders, env.settings::<OrdersSettings>(r)).await;
+    Shop {
+        catalog: catalog.url.clone(),
+        inventory: inventory.url.clone(),
+        cart: cart.url.clone(),
+        orders: orders.url.clone(),
+        _services: vec![registry, catalog, inventory, payments, cart, orders],
+        _env: env,
+    }
+}
+
+fn checkout_body(card: &str) -> Value {
+    json!({
+        "card": {"number": card, "exp_month": 12, "exp_year": 2099, "cvc": "123"},
+        "shipping_address": {"name": "Ada", "line1": "1 Main St", "city": "London",
+                             "postal_code": "N1 1AA", "country": "GB"}
+    })
+}
+
+fn key() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+impl Shop {
+    /// A SKU with at least `min` units, once inventory knows it.
+    async fn stocked(&self, min: i64) -> (String, i64) {
+        let page: Value = client()
+            .get(format!("{}/api/catalog/products?limit=50", self.catalog))
+            .send()
+            .await
+            .expect("products")
+            .json()
+            .await
+            .expect("page");
+        for p in page["items"].as_array().expect("items") {
+            let sku = p["sku"].as_str().expect("sku");
+            let available = self.available(sku).await;
+            if available >= min {
+                return (sku.to_string(), available);
+            }
+        }
+        panic!("no SKU with {min} units");
+    }
+
+    async fn available(&self, sku: &str) -> i64 {
+        let url = format!("{}/api/inventory/{sku}", self.inventory);
+        eventually("stock", || async {
+            let r = client().get(&url).send().await.ok()?;
+            let v: Value = r.json().await.ok()?;
+            v["available"].as_i64()
+        })
+        .await
+    }
+
+    async fn add(&self, user: &str, sku: &str, quantity: i64) {
+        let r = as_user(
+            client().post(format!("{}/api/cart/items", self.cart)),
+            user,
+            "",
+        )
+        .json(&json!({"sku": sku, "quantity": quantity}))
+        .send()
+        .await
+        .expect("add");
+        assert_eq!(r.status(), 200);
+    }
+
+    async fn checkout(&self, user: &str, key: Option<&str>, body: &Value) -> reqwest::Response {
+        let mut r = as_user(
+            client().post(format!("{}/api/orders", self.orders)),
+            user,
+            "",
+        );
+        if let Some(key) = key {
+            r = r.header("idempotency-key", key);
+        }
+        r.json(body).send().await.expect("checkout")
+    }
+
+    async fn get(&self, user: &str, path: &str) -> reqwest::Response {
+        as_user(client().get(format!("{}{path}", self.orders)), user, "")
+            .send()
+            .await
+            .expect("get")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_confirms_once_per_key_and_empties_the_cart() {
+    let shop = shop().await;
+    let (sku, before) = shop.stocked(2).await;
+    shop.add("ada", &sku, 2).await;
+    let k = key();
+    let r = shop
+        .checkout("ada", Some(&k), &checkout_body(APPROVE))
+        .await;
+    assert_eq!(r.status(), 202);
+    let order: Value = r.json().await.expect("order");
+    assert_eq!(order["status"], "CONFIRMED", "{order}");
+    let events: Vec<&str> = order["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "placed",
+            "stock_reserved",
+            "payment_authorized",
+            "confirmed"
+        ]
+    );
+    assert_eq!(order["lines"][0]["sku"], sku);
+    assert_eq!(order["card"]["last4"], "4242");
+    assert_eq!(shop.available(&sku).await, before - 2);
+
+    // The same key and body: the same order, not a second one.
+    let again = shop
+        .checkout("ada", Some(&k), &checkout_body(APPROVE))
+        .await;
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.expect("order");
+    assert_eq!(again["id"], order["id"]);
+    assert_eq!(shop.available(&sku).await, before - 2);
+    // The same key for another checkout is refused.
+    let reused = shop
+        .checkout("ada", Some(&k), &checkout_body(DECLINE))
+        .await;
+    assert_eq!(problem(reused, 422).await.code, "idempotency_key_reused");
+
+    // OrderConfirmed empties the cart.
+    let cart_url = format!("{}/api/cart", shop.cart);
+    eventually("the cart emptied", || async {
+        let cart: Value = as_user(client().get(&cart_url), "ada", "")
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (cart["item_count"] == 0).then_some(())
+    })
+    .await;
+    let page: Value = shop
+        .get("ada", "/api/orders")
+        .await
+        .json()
+        .await
+        .expect("page");
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["items"][0]["id"], order["id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_card_cancels_and_gives_the_stock_back() {
+    let shop = shop().await;
+    let (sku, before) = shop.stocked(1).await;
+    shop.add("bo", &sku, 1).await;
+    let order: Value = shop
+        .checkout("bo", Some(&key()), &checkout_body(DECLINE))
+        .await
+        .json()
+        .await
+        .expect("order");
+    assert_eq!(order["status"], "CANCELLED", "{order}");
+    assert_eq!(order["reason"], "payment_declined");
+    assert_eq!(shop.available(&sku).await, before, "stock released");
+    // Another shopper cannot see it; its owner can.
+    let id = order["id"].as_str().expect("id");
+    problem(shop.get("cy", &format!("/api/orders/{id}")).await, 404).await;
+    let own = shop.get("bo", &format!("/api/orders/{id}")).await;
+    assert_eq!(own.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkouts_without_a_key_an_empty_cart_or_a_bad_card_are_refused() {
+    let shop = shop().await;
+    let body = checkout_body(APPROVE);
+    let missing = shop.checkout("di", None, &body).await;
+    assert_eq!(problem(missing, 400).await.code, "idempotency_key_missing");
+    let invalid = shop.checkout("di", Some("not-a-uuid"), &body).await;
+    assert_eq!(problem(invalid, 400).await.code, "idempotency_key_invalid");
+    let empty = shop.checkout("di", Some(&key()), &body).await;
+    assert_eq!(problem(empty, 422).await.code, "cart_empty");
+    let (sku, _) = shop.stocked(1).await;
+    shop.add("di", &sku, 1).await;
+    let bad = shop
+        .checkout("di", Some(&key()), &checkout_body("4242424242424241"))
+        .await;
+    let p = problem(bad, 422).await;
+    assert!(p.errors.iter().any(|e| e.field == "card.number"), "{p:?}");
+    problem(
+        client()
+            .post(format!("{}/api/orders", shop.orders))
+            .header("idempotency-key", key())
+            .json(&body)
+            .send()
+            .await
+            .expect("send"),
+        401,
+    )
+    .await;
+    assert_eq!(
+        shop.get("di", "/api/orders")
+            .await
+            .json::<Value>()
+            .await
+            .expect("page")["total"],
+        0,
+        "nothing was placed"
+    );
+}
