@@ -65,6 +65,16 @@ fn by_id<'a>(spans: &'a [ReceivedSpan], trace: &str, id: &str) -> Option<&'a Rec
 }
 
 /// `emporium up` exporting spans to a receiver of the test's, with `sampler`.
+/// The services one checkout passes through.
+const CHECKOUT_SERVICES: [&str; 6] = [
+    "gateway",
+    "orders",
+    "inventory",
+    "payments",
+    "notifications",
+    "cart",
+];
+
 async fn traced(data: &Path, sampler: &str, ratio: &str) -> (Up, OtlpReceiver) {
     let receiver = OtlpReceiver::start().await.expect("otlp receiver");
     let endpoint = receiver.endpoint();
@@ -116,9 +126,18 @@ async fn one_checkout_is_one_trace_from_the_gateway_to_the_mail_and_logs_follow_
             }) else {
                 return false;
             };
-            spans.iter().any(|s| {
-                s.trace_id == saga.trace_id && s.service == "notifications" && s.name == "send mail"
-            })
+            // Each service exports on its own schedule: wait for all of them.
+            let all_there = CHECKOUT_SERVICES.iter().all(|service| {
+                spans
+                    .iter()
+                    .any(|s| s.trace_id == saga.trace_id && s.service == *service)
+            });
+            all_there
+                && spans.iter().any(|s| {
+                    s.trace_id == saga.trace_id
+                        && s.service == "notifications"
+                        && s.name == "send mail"
+                })
         })
         .await;
     let saga = spans
@@ -128,14 +147,7 @@ async fn one_checkout_is_one_trace_from_the_gateway_to_the_mail_and_logs_follow_
     let trace = saga.trace_id.clone();
     let in_trace: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.trace_id == trace).collect();
     let services: BTreeSet<&str> = in_trace.iter().map(|s| s.service.as_str()).collect();
-    for service in [
-        "gateway",
-        "orders",
-        "inventory",
-        "payments",
-        "notifications",
-        "cart",
-    ] {
+    for service in CHECKOUT_SERVICES {
         assert!(
             services.contains(service),
             "{service} is in the checkout's trace: {services:?}"
@@ -581,6 +593,31 @@ async fn every_service_serves_metrics_that_move_with_a_checkout() {
         }
         // CPU counts in 10 ms ticks: an idle service may still be at zero.
         assert!(scrape.has("process_cpu_seconds_total"), "{service}: CPU");
+        // In the monolith every service's series say whose they are, and its
+        // `/metrics` shows its own only; apart, nothing adds the label.
+        let own_requests = scrape
+            .samples
+            .iter()
+            .filter(|s| s.name == "http_server_requests_total")
+            .collect::<Vec<_>>();
+        assert!(!own_requests.is_empty(), "{service}: requests counted");
+        for s in &scrape.samples {
+            let label = s.labels.get("service").map(String::as_str);
+            // The registry runs apart from the monolith.
+            if crate::monolith() && *service != "registry" {
+                if !s.name.starts_with("process_") {
+                    assert_eq!(
+                        label,
+                        Some(*service),
+                        "{service}: {} {:?}",
+                        s.name,
+                        s.labels
+                    );
+                }
+            } else {
+                assert_eq!(label, None, "{service}: {} {:?}", s.name, s.labels);
+            }
+        }
         // No label value is an id: bounded label sets only.
         for s in &scrape.samples {
             for (k, v) in &s.labels {

@@ -46,8 +46,11 @@ impl Process {
         let registry = common.registry_url.as_deref().map(RegistryClient::new);
         let discovery = Arc::new(Discovery::new(registry));
         let http = HttpTransport::new(discovery.clone());
-        let local =
-            (hosted.len() > 1).then(|| InProcess::new(hosted.iter().copied(), http.clone()));
+        let local = (hosted.len() > 1).then(|| {
+            // Each service's metrics get a `service` label from here on.
+            identity::hosting_several();
+            InProcess::new(hosted.iter().copied(), http.clone())
+        });
         let transport: Arc<dyn Transport> = match &local {
             Some(local) => Arc::new(local.clone()),
             None => Arc::new(http),
@@ -324,5 +327,108 @@ pub fn advertised(local: SocketAddr, host: Option<&str>) -> String {
         Some(host) => format!("{host}:{}", local.port()),
         None if local.ip().is_unspecified() => format!("127.0.0.1:{}", local.port()),
         None => local.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Json;
+    use axum::routing::get;
+
+    /// Answers with the service whose work the request is.
+    struct Echo;
+
+    impl Service for Echo {
+        type Settings = ();
+        const NAME: &'static str = "echo";
+
+        async fn build(&self, _cx: &mut Build<()>) -> anyhow::Result<Router> {
+            Ok(Router::new().route("/whoami", get(whoami)))
+        }
+    }
+
+    async fn whoami() -> Json<String> {
+        tracing::info!("asked who I am");
+        Json(
+            identity::current()
+                .map(|i| i.service.clone())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Relays to echo through its client.
+    struct Front;
+
+    impl Service for Front {
+        type Settings = ();
+        const NAME: &'static str = "front";
+
+        async fn build(&self, cx: &mut Build<()>) -> anyhow::Result<Router> {
+            let echo = cx.client("echo", Duration::from_secs(2));
+            let relay = get(move || {
+                let echo = echo.clone();
+                async move { Json(echo.get_json::<String>("/whoami").await.unwrap_or_default()) }
+            });
+            Ok(Router::new()
+                .route("/relay", relay)
+                .route("/whoami", get(whoami)))
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn services_in_one_process_call_each_other_in_process_each_as_itself() {
+        emporium_telemetry::metrics::install();
+        let dir = tempfile::tempdir().expect("tempdir");
+        // No registry: a call that left the process would find no instance.
+        let settings = Settings::<()>::for_test(dir.path());
+        let process = Process::new(&settings.common, &["front", "echo"]);
+        let bind = || TcpListener::bind("127.0.0.1:0");
+        let front = process
+            .start(&Front, settings.clone(), bind().await.expect("bind"))
+            .await
+            .expect("front");
+        let echo = process
+            .start(&Echo, settings, bind().await.expect("bind"))
+            .await
+            .expect("echo");
+        let front_url = format!("http://{}", front.local_addr().expect("addr"));
+        let echo_url = format!("http://{}", echo.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(serve(vec![front, echo], async {
+            let _ = stopped.await;
+        }));
+        let http = reqwest::Client::new();
+        let text = |url: String| {
+            let http = http.clone();
+            async move {
+                for _ in 0..100 {
+                    if let Ok(r) = http.get(&url).send().await
+                        && r.status().is_success()
+                    {
+                        return r.text().await.expect("body");
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                panic!("{url} did not answer");
+            }
+        };
+        assert_eq!(text(format!("{front_url}/whoami")).await, "\"front\"");
+        assert_eq!(
+            text(format!("{front_url}/relay")).await,
+            "\"echo\"",
+            "front reached echo in the process, and echo's handler ran as echo"
+        );
+        let metrics = text(format!("{echo_url}/metrics")).await;
+        assert!(
+            metrics.contains(r#"route="/whoami",status="200",service="echo""#),
+            "{metrics}"
+        );
+        assert!(
+            !metrics.contains(r#"service="front""#),
+            "only echo's series"
+        );
+        let _ = stop.send(());
+        running.await.expect("join").expect("served");
     }
 }

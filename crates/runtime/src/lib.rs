@@ -52,8 +52,6 @@ pub async fn run_process(services: &[&dyn AnyService]) -> anyhow::Result<()> {
     let instance = emporium_client::instance_id(process_name, &common);
     if names.len() == 1 {
         common.instance_id = Some(instance.clone());
-    } else {
-        emporium_telemetry::identity::hosting_several();
     }
     emporium_telemetry::init(
         emporium_telemetry::Identity {

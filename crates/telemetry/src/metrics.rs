@@ -224,11 +224,10 @@ fn only_service(text: &str, service: &str) -> String {
         if line.is_empty() {
             continue;
         }
-        let labels = line.find('{').and_then(|open| {
-            line[open..]
-                .find('}')
-                .map(|close| &line[open..open + close])
-        });
+        // The last `}` closes the labels: values may hold braces (a route template).
+        let labels = line
+            .find('{')
+            .and_then(|open| line.rfind('}').map(|close| &line[open..close]));
         let keep = match labels {
             Some(labels) if has_label(labels, "service=\"") => has_label(labels, &mine),
             _ => true,
@@ -263,6 +262,7 @@ mod tests {
 # TYPE a_total counter
 a_total{service=\"cart\",x=\"1\"} 1
 a_total{service=\"orders\",x=\"1\"} 2
+a_total{route=\"/r/{id}\",service=\"orders\"} 6
 # HELP b_total B.
 # TYPE b_total counter
 b_total{service=\"orders\"} 3
@@ -280,6 +280,7 @@ c 4
         let orders = only_service(text, "orders");
         assert!(orders.contains("a_total{service=\"orders\",x=\"1\"} 2"));
         assert!(orders.contains("# TYPE a_total counter\na_total{service=\"orders\""));
+        assert!(orders.contains("a_total{route=\"/r/{id}\",service=\"orders\"} 6"));
         assert!(orders.contains("# TYPE b_total counter\nb_total"));
         assert!(
             orders.contains("b_total{subservice=\"cart\"} 5"),
