@@ -178,7 +178,14 @@ impl Up {
             {
                 return l.clone();
             }
-            assert!(Instant::now() < deadline, "no line with {needle:?} in time");
+            if Instant::now() > deadline {
+                let lines = self.lines.lock().expect("lock");
+                let last = lines.len().saturating_sub(30);
+                panic!(
+                    "no line with {needle:?} in time; the last lines:\n{}",
+                    lines[last..].join("\n")
+                );
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }

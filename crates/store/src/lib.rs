@@ -212,9 +212,23 @@ impl Db {
     }
 
     /// Applies one folder of migrations.
+    ///
+    /// PostgreSQL serializes migrators with an advisory lock; SQLite has none, so
+    /// two processes opening one file at once (two instances on the embedded
+    /// default) can collide: the loser tries again and finds the work done.
     pub async fn migrate(&self, migrator: &Migrator) -> Result<(), StoreError> {
-        migrator.run(&self.pool).await?;
-        Ok(())
+        let mut attempt = 0;
+        loop {
+            match migrator.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(e) if self.backend == Backend::Sqlite && attempt < 5 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "migration collided; retrying");
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     pub fn pool(&self) -> &AnyPool {
