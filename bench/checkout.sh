@@ -18,8 +18,7 @@ USERS=${2:-64}
 shift 2 2>/dev/null || shift $#
 
 source bench/lib.sh
-cargo build --release -p emporium -p emporium-bench >/dev/null
-LOAD=target/release/checkout-load
+cargo build --release -p emporium >/dev/null
 WORK=$(mktemp -d)
 cleanup() {
   up_stop
@@ -32,12 +31,12 @@ up_start "$WORK/up.log" "$WORK/data" "$@"
 
 echo "## Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "## Saturation: $USERS closed-loop shoppers, ${SECONDS_PER_RUN}s"
-SAT=$("$LOAD" --base "$BASE" --users "$USERS" --seconds "$SECONDS_PER_RUN")
+SAT=$(checkout_load --users "$USERS" --seconds "$SECONDS_PER_RUN")
 echo "$SAT"
 RATE=$(python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['checkouts_per_s'] / 2, 1))" "$SAT")
 echo "## Half load: open loop at $RATE checkouts/s, ${SECONDS_PER_RUN}s"
 HALF_START_MS=$(date +%s%3N)
-"$LOAD" --base "$BASE" --users "$USERS" --seconds "$SECONDS_PER_RUN" --rate "$RATE"
+checkout_load --users "$USERS" --seconds "$SECONDS_PER_RUN" --rate "$RATE"
 
 sleep 2
 echo "## Event delivery at half load: OrderConfirmed committed → mail written (.eml)"

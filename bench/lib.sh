@@ -35,5 +35,12 @@ up_stop() {
   UP_PID=
 }
 
-# "NAME ADDRESS PID" of every process in the banner's table.
-up_processes() { awk '$1 ~ /^[a-z0-9-]+$/ && $2 ~ /^127\.0\.0\.1:/ {print $1, $2, $3}' "$UP_LOG"; }
+# "NAME ADDRESS PID" of every process in the banner's table (a process hosting
+# several services, the monolith, once).
+up_processes() { awk '$1 ~ /^[a-z0-9-]+$/ && $2 ~ /^127\.0\.0\.1:/ && !seen[$3]++ {print $1, $2, $3}' "$UP_LOG"; }
+
+# checkout_load ARGS...: closed-loop (or --rate) checkouts through the gateway with
+# `emporium load`, as one JSON line (checkouts_per_s, p50_ms, p99_ms, errors, ...).
+checkout_load() {
+  "$BIN" load --base "$BASE" --mix checkout --admin bench-admin@example.com --json "$@"
+}

@@ -6,7 +6,7 @@
 #        OTEL_TRACES_SAMPLER=parentbased_traceidratio, OTEL_TRACES_SAMPLER_ARG=0.1
 # Each round starts a fresh `emporium up` (release, embedded defaults) per mode and
 # measures: GET /api/catalog/products?limit=20 through the gateway with wrk
-# (requests/s, p99), then closed-loop checkouts with checkout-load (checkouts/s, p99),
+# (requests/s, p99), then closed-loop checkouts with `emporium load --mix checkout` (checkouts/s, p99),
 # and the CPU time all Emporium processes spent per request (from /proc/<pid>/stat):
 # steadier than throughput on a shared machine. Metrics are on in both.
 # Usage: bench/observability.sh [seconds per measurement, default 10] [rounds, default 2]
@@ -20,7 +20,6 @@ USERS=64
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 source bench/lib.sh
 cargo build --release -p emporium -p emporium-bench >/dev/null
-LOAD=target/release/checkout-load
 SINK=target/release/otlp-sink
 WORK=$(mktemp -d)
 SINK_PID=
@@ -84,7 +83,7 @@ for round in $(seq "$ROUNDS"); do
     c0=$(cpu_seconds)
     read -r rps p99 non2xx < <(catalog)
     c1=$(cpu_seconds)
-    sat=$("$LOAD" --base "$BASE" --users "$USERS" --seconds "$DURATION")
+    sat=$(checkout_load --users "$USERS" --seconds "$DURATION")
     c2=$(cpu_seconds)
     up_stop
     read -r cps cp99 errs done_ < <(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['checkouts_per_s'], d['p99_ms'], d['errors'], d['completed'])" "$sat")

@@ -7,9 +7,11 @@
 //! - `emporium status` prints what the registry knows;
 //! - `emporium events dead|replay|lag` inspects event delivery: [`events`];
 //! - `emporium logs` and `emporium trace ORDER_ID` read the logs `emporium up` keeps:
-//!   [`logview`].
+//!   [`logview`];
+//! - `emporium load` drives the shop with shoppers' journeys: [`load`].
 
 mod events;
+mod load;
 mod logfile;
 mod logs;
 mod logview;
@@ -81,6 +83,8 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Drive the shop with shoppers' journeys and report rates and latencies.
+    Load(load::LoadArgs),
     /// Print the timeline of one order across services, from the logs.
     Trace {
         order_id: String,
@@ -126,5 +130,6 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(logview::logs(filter, follow, data_dir))
         }
         Command::Trace { order_id, data_dir } => logview::trace(&order_id, data_dir),
+        Command::Load(args) => runtime.block_on(load::run(args)),
     }
 }

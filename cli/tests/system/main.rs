@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use emporium_testkit::servers::{self, Nats, Postgres};
 
 mod checkout;
+mod load;
 mod observability;
 mod production;
 

@@ -1,0 +1,360 @@
+//! What a shopper does: the steps of a journey, each one measured.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use super::report::Report;
+
+/// A measured step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Step {
+    SignUp,
+    SignIn,
+    Index,
+    Browse,
+    ViewCart,
+    AddToCart,
+    Checkout,
+}
+
+impl Step {
+    pub const ALL: [Step; 7] = [
+        Step::SignUp,
+        Step::SignIn,
+        Step::Index,
+        Step::Browse,
+        Step::ViewCart,
+        Step::AddToCart,
+        Step::Checkout,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::SignUp => "sign_up",
+            Step::SignIn => "sign_in",
+            Step::Index => "index",
+            Step::Browse => "browse_product",
+            Step::ViewCart => "view_cart",
+            Step::AddToCart => "add_to_cart",
+            Step::Checkout => "checkout",
+        }
+    }
+
+    /// Done once per shopper before the journeys (not reset by the warm-up).
+    pub fn is_setup(self) -> bool {
+        matches!(self, Step::SignUp | Step::SignIn)
+    }
+}
+
+/// A product the journeys use.
+#[derive(Debug, Clone)]
+pub struct Product {
+    pub id: String,
+    pub sku: String,
+}
+
+/// The shop under test, through its gateway.
+pub struct Shop {
+    http: reqwest::Client,
+    base: String,
+    report: Arc<Report>,
+    pub products: Vec<Product>,
+}
+
+const PASSWORD: &str = "correct horse battery";
+
+/// What went wrong in a step, as a kind to count.
+fn kind(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timeout".into()
+    } else if e.is_connect() {
+        "connect".into()
+    } else if let Some(status) = e.status() {
+        format!("HTTP {}", status.as_u16())
+    } else {
+        "transport".into()
+    }
+}
+
+impl Shop {
+    pub fn new(base: &str, report: Arc<Report>) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(4096)
+            .build()?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            report,
+            products: Vec::new(),
+        })
+    }
+
+    /// The first `n` products of the catalog, by name.
+    pub async fn fetch_products(&self, n: usize) -> anyhow::Result<Vec<Product>> {
+        let limit = n.clamp(1, 100);
+        let page: Value = self
+            .http
+            .get(format!(
+                "{}/api/catalog/products?limit={limit}&sort=name",
+                self.base
+            ))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .with_context(|| format!("listing products at {}", self.base))?
+            .json()
+            .await?;
+        let products: Vec<Product> = page["items"]
+            .as_array()
+            .context("a product page has items")?
+            .iter()
+            .filter_map(|p| {
+                Some(Product {
+                    id: p["id"].as_str()?.to_string(),
+                    sku: p["sku"].as_str()?.to_string(),
+                })
+            })
+            .collect();
+        if products.is_empty() {
+            bail!("the catalog is empty");
+        }
+        Ok(products)
+    }
+
+    /// Stocks every product plentifully as `admin`, once inventory knows it.
+    pub async fn stock(&self, admin: &str) -> anyhow::Result<()> {
+        let token = self.sign_up(admin).await?;
+        for p in &self.products {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let r = self
+                    .http
+                    .put(format!("{}/api/inventory/{}", self.base, p.sku))
+                    .bearer_auth(&token)
+                    .json(&json!({"available": 100_000_000}))
+                    .send()
+                    .await?;
+                if r.status().is_success() {
+                    break;
+                }
+                if r.status() == 403 {
+                    bail!(
+                        "{admin} is not an admin: list it in users.admin_emails \
+                         (EMPORIUM__USERS__ADMIN_EMAILS) before it registers"
+                    );
+                }
+                // 404 until inventory has applied the product's event.
+                if Instant::now() > deadline {
+                    bail!("cannot stock {}: {}", p.sku, r.status());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Signs up `email` (or finds it registered) and signs in: an access token.
+    pub async fn sign_up(&self, email: &str) -> anyhow::Result<String> {
+        let started = Instant::now();
+        let r = self
+            .http
+            .post(format!("{}/api/users/register", self.base))
+            .json(&json!({"email": email, "password": PASSWORD, "name": "Load Tester"}))
+            .send()
+            .await;
+        let outcome = match &r {
+            Ok(r) if r.status() == 201 || r.status() == 409 => Ok(()),
+            Ok(r) => Err(format!("HTTP {}", r.status().as_u16())),
+            Err(e) => Err(kind(e)),
+        };
+        self.report.record(Step::SignUp, started, outcome.clone());
+        if let Err(why) = outcome {
+            bail!("signing up {email}: {why}");
+        }
+        let started = Instant::now();
+        let token = async {
+            let body: Value = self
+                .http
+                .post(format!("{}/api/users/login", self.base))
+                .json(&json!({"email": email, "password": PASSWORD}))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            Ok::<_, reqwest::Error>(body["access_token"].as_str().map(str::to_string))
+        }
+        .await;
+        let token = match token {
+            Ok(Some(token)) => Ok(token),
+            Ok(None) => Err("no access token".to_string()),
+            Err(e) => Err(kind(&e)),
+        };
+        self.report.record(
+            Step::SignIn,
+            started,
+            token.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        token.map_err(|why| anyhow::anyhow!("signing in {email}: {why}"))
+    }
+
+    /// One journey of `step` by the shopper holding `token`, measured from `due`.
+    pub async fn journey(&self, step: Step, token: &str, dice: &mut Dice, due: Instant) {
+        let product = &self.products[dice.below(self.products.len())];
+        let outcome = match step {
+            Step::Index => self.get("/api/catalog/products?limit=20", None).await,
+            Step::Browse => {
+                self.get(&format!("/api/catalog/products/{}", product.id), None)
+                    .await
+            }
+            Step::ViewCart => self.get("/api/cart", Some(token)).await,
+            Step::AddToCart => self.add(token, &product.sku).await,
+            Step::Checkout => match self.add(token, &product.sku).await {
+                Ok(()) => self.check_out(token).await,
+                Err(why) => Err(format!("add: {why}")),
+            },
+            Step::SignUp | Step::SignIn => Ok(()),
+        };
+        self.report.record(step, due, outcome);
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> Result<(), String> {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let r = request.send().await.map_err(|e| kind(&e))?;
+        let status = r.status();
+        // Read the whole body: a response is done when its last byte is.
+        r.bytes().await.map_err(|e| kind(&e))?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {}", status.as_u16()))
+        }
+    }
+
+    async fn add(&self, token: &str, sku: &str) -> Result<(), String> {
+        let r = self
+            .http
+            .post(format!("{}/api/cart/items", self.base))
+            .bearer_auth(token)
+            .json(&json!({"sku": sku, "quantity": 1}))
+            .send()
+            .await
+            .map_err(|e| kind(&e))?;
+        let status = r.status();
+        r.bytes().await.map_err(|e| kind(&e))?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {}", status.as_u16()))
+        }
+    }
+
+    async fn check_out(&self, token: &str) -> Result<(), String> {
+        let body = json!({
+            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2035, "cvc": "123"},
+            "shipping_address": {"name": "Load Tester", "line1": "1 Bench St", "city": "Perf",
+                                 "postal_code": "1", "country": "US"},
+        });
+        let r = self
+            .http
+            .post(format!("{}/api/orders", self.base))
+            .bearer_auth(token)
+            .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| kind(&e))?;
+        let status = r.status();
+        let order: Value = r.json().await.map_err(|e| kind(&e))?;
+        if !status.is_success() {
+            return Err(format!("HTTP {}", status.as_u16()));
+        }
+        match order["status"].as_str() {
+            Some("CONFIRMED") => Ok(()),
+            Some("CANCELLED") => Err(format!(
+                "cancelled: {}",
+                order["reason"].as_str().unwrap_or("no reason")
+            )),
+            Some(other) => Err(format!("still {other}")),
+            None => Err("no order status".into()),
+        }
+    }
+}
+
+/// A shopper's dice: xorshift64*, seeded per shopper, so a run's mix is the same
+/// every time and needs no shared random source.
+pub struct Dice(u64);
+
+impl Dice {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// A number in `min..=max`.
+    pub fn between(&mut self, min: u64, max: u64) -> u64 {
+        min + self.next() % (max - min + 1)
+    }
+
+    /// A step, with the chances `weights` give.
+    pub fn pick(&mut self, weights: &[(Step, u32)]) -> Step {
+        let total: u32 = weights.iter().map(|(_, w)| w).sum();
+        let mut roll = (self.next() % u64::from(total.max(1))) as u32;
+        for &(step, weight) in weights {
+            if roll < weight {
+                return step;
+            }
+            roll -= weight;
+        }
+        weights[0].0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dice_follow_the_weights() {
+        let weights = [(Step::Browse, 10), (Step::ViewCart, 3), (Step::Checkout, 1)];
+        let mut dice = Dice::new(7);
+        let mut counts = std::collections::BTreeMap::new();
+        for _ in 0..14_000 {
+            *counts.entry(dice.pick(&weights)).or_insert(0) += 1;
+        }
+        let share = |s| f64::from(counts[&s]) / 14_000.0;
+        assert!(
+            (share(Step::Browse) - 10.0 / 14.0).abs() < 0.02,
+            "{counts:?}"
+        );
+        assert!(
+            (share(Step::ViewCart) - 3.0 / 14.0).abs() < 0.02,
+            "{counts:?}"
+        );
+        assert!(
+            (share(Step::Checkout) - 1.0 / 14.0).abs() < 0.02,
+            "{counts:?}"
+        );
+        let t = (0..1000).map(|_| dice.between(5, 9)).collect::<Vec<_>>();
+        assert!(t.iter().all(|v| (5..=9).contains(v)));
+        assert!(t.contains(&5) && t.contains(&9));
+    }
+}
