@@ -74,6 +74,7 @@ $(field "$ob" "d['steps']['browse_product']['p50_ms']") $(field "$ob" "d['steps'
 $(field "$ob" "d['steps']['checkout']['p50_ms']") $(field "$ob" "d['steps']['checkout']['p99_ms']") \
 $cps $(field "$halfrun" "d['p99_ms']") $(field "$ob" "d['errors']") $(field "$sat" "d['errors']") $procs"
     echo "round $round: $line"
+    echo "  error kinds: mix $(field "$ob" "{k: v['error_kinds'] for k, v in d['steps'].items() if v['errors']}") saturation $(field "$sat" "d['steps'].get('checkout', {}).get('error_kinds', {})")"
     echo "$line" >>"$RESULTS"
   done
 done

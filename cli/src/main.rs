@@ -96,8 +96,9 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // One worker thread per available core (cgroup limits included), the same in a
+    // container as under `emporium up`.
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
         .enable_all()
         .build()?;
     match cli.command.unwrap_or(Command::Up(up::UpArgs::default())) {

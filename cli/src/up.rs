@@ -154,14 +154,13 @@ impl Supervised {
             .map(|(_, a)| *a)
     }
 
-    /// When it stops: with the gateway first, the registry last, the rest between.
+    /// When it stops: the gateway alone first, the registry last, the rest (a
+    /// monolith too, with the services excepted from it) between.
     fn stage(&self) -> u8 {
-        if self.hosts(Service::Gateway) {
-            0
-        } else if self.hosts(Service::Registry) {
-            2
-        } else {
-            1
+        match self.services.as_slice() {
+            [Service::Gateway] => 0,
+            _ if self.hosts(Service::Registry) => 2,
+            _ => 1,
         }
     }
 }

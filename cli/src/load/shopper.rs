@@ -272,10 +272,10 @@ impl Shop {
             .await
             .map_err(|e| kind(&e))?;
         let status = r.status();
-        let order: Value = r.json().await.map_err(|e| kind(&e))?;
         if !status.is_success() {
             return Err(format!("HTTP {}", status.as_u16()));
         }
+        let order: Value = r.json().await.map_err(|e| kind(&e))?;
         match order["status"].as_str() {
             Some("CONFIRMED") => Ok(()),
             Some("CANCELLED") => Err(format!(

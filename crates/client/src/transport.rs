@@ -155,19 +155,36 @@ impl Transport for LocalTransport {
 /// sockets, no registry); to every other service over HTTP.
 ///
 /// The names hosted here are fixed when it is made; each one's router is
-/// [mounted](InProcess::mount) once that service is built, and a call that comes
-/// earlier waits for it (within the caller's deadline).
+/// [mounted](InProcess::mount) once that service serves, and a call that comes
+/// earlier waits for it (at most [`MOUNT_WAIT`]). Once the service stops
+/// ([`InProcess::unmount`]) calls to it fail at once, as a closed port would.
 #[derive(Clone)]
 pub struct InProcess {
-    local: Arc<HashMap<String, tokio::sync::watch::Sender<Option<Router>>>>,
+    local: Arc<HashMap<String, tokio::sync::watch::Sender<Slot>>>,
     remote: HttpTransport,
+}
+
+/// How long a call waits for a co-hosted service that is still starting.
+pub const MOUNT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A co-hosted service's router, by its state.
+#[derive(Clone)]
+enum Slot {
+    Starting,
+    Serving(Router),
+    Stopped,
 }
 
 impl InProcess {
     pub fn new<'a>(hosted: impl IntoIterator<Item = &'a str>, remote: HttpTransport) -> Self {
         let local = hosted
             .into_iter()
-            .map(|name| (name.to_string(), tokio::sync::watch::Sender::new(None)))
+            .map(|name| {
+                (
+                    name.to_string(),
+                    tokio::sync::watch::Sender::new(Slot::Starting),
+                )
+            })
             .collect();
         Self {
             local: Arc::new(local),
@@ -179,7 +196,14 @@ impl InProcess {
     /// middleware included) from now on.
     pub fn mount(&self, service: &str, router: Router) {
         if let Some(slot) = self.local.get(service) {
-            slot.send_replace(Some(router));
+            slot.send_replace(Slot::Serving(router));
+        }
+    }
+
+    /// Refuses calls to `service` from now on (it is shutting down).
+    pub fn unmount(&self, service: &str) {
+        if let Some(slot) = self.local.get(service) {
+            slot.send_replace(Slot::Stopped);
         }
     }
 
@@ -198,18 +222,22 @@ impl Transport for InProcess {
         let Some(slot) = self.local.get(service) else {
             return self.remote.send(service, request);
         };
-        let mounted = slot.borrow().clone();
+        let now = slot.borrow().clone();
         let mut waiting = slot.subscribe();
         let service = service.to_string();
         Box::pin(async move {
-            let router = match mounted {
-                Some(router) => router,
-                None => waiting
-                    .wait_for(Option::is_some)
-                    .await
-                    .ok()
-                    .and_then(|r| r.clone())
-                    .ok_or_else(|| ClientError::NoInstances(service.clone()))?,
+            let settled = match now {
+                Slot::Starting => {
+                    let ready = waiting.wait_for(|s| !matches!(s, Slot::Starting));
+                    match tokio::time::timeout(MOUNT_WAIT, ready).await {
+                        Ok(Ok(slot)) => slot.clone(),
+                        _ => Slot::Stopped,
+                    }
+                }
+                other => other,
+            };
+            let Slot::Serving(router) = settled else {
+                return Err(ClientError::NoInstances(service));
             };
             router
                 .oneshot(request.map(Body::from))

@@ -29,7 +29,7 @@ use crate::service::{Build, Service, Task};
 /// The version every service reports to the registry.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// How long a stopping service's consumers and tasks get before they are dropped.
+/// How long a stopping service's consumers and tasks get before they are aborted.
 const STOP_TASKS: Duration = Duration::from_secs(5);
 
 /// What the services hosted in one process share.
@@ -202,14 +202,28 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let on_signal = stop_tx.clone();
     tokio::spawn(async move {
         shutdown.await;
-        let _ = stop_tx.send(true);
+        let _ = on_signal.send(true);
     });
     let running = services.into_iter().map(|built| {
         let stop = stop_rx.clone();
+        let stop_all = stop_tx.clone();
         let owner = built.owner.clone();
-        identity::scope(owner, run_one(built, stop))
+        identity::scope(owner, async move {
+            let result = run_one(built, stop).await;
+            if let Err(error) = &result {
+                // One service failing stops the process, so its supervisor sees it.
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "service failed; stopping the process"
+                );
+                let _ = stop_all.send(true);
+            }
+            result
+        })
     });
     let results = futures::future::join_all(running).await;
     results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
@@ -240,9 +254,10 @@ async fn run_one(built: Built, mut stop: watch::Receiver<bool>) -> anyhow::Resul
         local.mount(name, app.clone());
     }
     let (tasks_stop, tasks_stopped) = watch::channel(false);
-    let tasks: Vec<_> = tasks
+    // Owned here: dropping the service (a crash in tests) aborts its tasks too.
+    let mut tasks: tokio::task::JoinSet<()> = tasks
         .into_iter()
-        .map(|task| tokio::spawn(identity::bind(task(tasks_stopped.clone()))))
+        .map(|task| identity::bind(task(tasks_stopped.clone())))
         .collect();
     let local_addr = listener.local_addr().context("listener address")?;
     let agent = host.discovery.registry().cloned().map(|registry| {
@@ -260,8 +275,13 @@ async fn run_one(built: Built, mut stop: watch::Receiver<bool>) -> anyhow::Resul
     // Long polls on the feed end as soon as shutdown starts, not at the grace
     // period's end.
     let close_feed = events.as_ref().map(|e| e.closer());
+    let unmount = local.clone();
     let shutdown = async move {
         let _ = stop.wait_for(|stopping| *stopping).await;
+        // Co-hosted callers now fail at once and back off, as at a closed port.
+        if let Some(local) = unmount {
+            local.unmount(name);
+        }
         if let Some(close) = close_feed {
             close();
         }
@@ -277,9 +297,10 @@ async fn run_one(built: Built, mut stop: watch::Receiver<bool>) -> anyhow::Resul
         events.stop().await;
     }
     let _ = tasks_stop.send(true);
-    let all = futures::future::join_all(tasks);
+    let all = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(STOP_TASKS, all).await.is_err() {
-        tracing::warn!("background tasks did not stop in time");
+        tracing::warn!("background tasks did not stop in time; aborting them");
+        tasks.abort_all();
     }
     served
 }

@@ -33,7 +33,7 @@ pub const ADDR_FILE_ENV: &str = "EMPORIUM_ADDR_FILE";
 
 /// The service name logs carry outside any one service's work, in a process
 /// hosting several.
-pub const PROCESS_NAME: &str = "emporium";
+pub const PROCESS_NAME: &str = "monolith";
 
 /// Runs `services` in this process until SIGTERM or Ctrl-C: what
 /// `emporium serve <service>[,<service>...]` does.

@@ -221,7 +221,7 @@ impl Db {
         loop {
             match migrator.run(&self.pool).await {
                 Ok(()) => return Ok(()),
-                Err(e) if self.backend == Backend::Sqlite && attempt < 5 => {
+                Err(e) if self.backend == Backend::Sqlite && attempt < 5 && collided(&e) => {
                     attempt += 1;
                     tracing::debug!(error = %e, attempt, "migration collided; retrying");
                     tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
@@ -231,6 +231,7 @@ impl Db {
         }
     }
 
+    /// The connection pool.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
@@ -255,6 +256,21 @@ impl Db {
             .await
             .map(|_| ())
     }
+}
+
+/// Whether a migration failed because another process was applying it too: the
+/// object it creates exists already, or the database was busy.
+fn collided(err: &sqlx::migrate::MigrateError) -> bool {
+    let text = err.to_string();
+    [
+        "already exists",
+        "duplicate column",
+        "UNIQUE constraint",
+        "database is locked",
+        "busy",
+    ]
+    .iter()
+    .any(|sign| text.contains(sign))
 }
 
 /// True when `err` is a unique-constraint violation (a duplicate key).

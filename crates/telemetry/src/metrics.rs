@@ -33,8 +33,11 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 /// Runs before a scrape to set query-backed gauges.
 pub type Collector = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
+/// A collector and the service that added it (none: the process's own).
+type Owned = (Option<String>, Collector);
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-static COLLECTORS: RwLock<Vec<Collector>> = RwLock::new(Vec::new());
+static COLLECTORS: RwLock<Vec<Owned>> = RwLock::new(Vec::new());
 
 /// Installs the process's recorder (the first call wins) and describes the metrics
 /// every process has.
@@ -126,18 +129,33 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let owner = crate::identity::scoped();
+    let name = owner.as_ref().map(|o| o.service.clone());
     let collector: Collector = Arc::new(move || match owner.clone() {
         Some(owner) => Box::pin(crate::identity::scope(owner, collect())),
         None => Box::pin(collect()),
     });
     if let Ok(mut list) = COLLECTORS.write() {
-        list.push(collector);
+        list.push((name, collector));
     }
 }
 
 /// The exposition text: collectors first, then process metrics, then everything.
+/// In a process hosting several services, a service's scrape runs its own
+/// collectors only and shows its own series.
 pub async fn render() -> String {
-    let collectors: Vec<Collector> = COLLECTORS.read().map(|l| l.clone()).unwrap_or_default();
+    let me = crate::identity::scoped().filter(|_| crate::identity::several());
+    let collectors: Vec<Collector> = COLLECTORS
+        .read()
+        .map(|list| {
+            list.iter()
+                .filter(|(owner, _)| match (&me, owner) {
+                    (Some(me), Some(owner)) => *owner == me.service,
+                    _ => true,
+                })
+                .map(|(_, c)| c.clone())
+                .collect()
+        })
+        .unwrap_or_default();
     for collect in collectors {
         collect().await;
     }
@@ -145,9 +163,7 @@ pub async fn render() -> String {
         .get()
         .map(PrometheusHandle::render)
         .unwrap_or_default();
-    if crate::identity::several()
-        && let Some(me) = crate::identity::scoped()
-    {
+    if let Some(me) = &me {
         text = only_service(&text, &me.service);
     }
     crate::process::render(&mut text);
@@ -167,6 +183,9 @@ impl<R> PerService<R> {
             return None;
         }
         let me = crate::identity::scoped()?;
+        if key.labels().any(|l| l.key() == "service") {
+            return None;
+        }
         Some(key.with_extra_labels(vec![Label::new("service", me.service.clone())]))
     }
 }

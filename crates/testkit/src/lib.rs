@@ -218,6 +218,43 @@ pub fn as_user(
     }
 }
 
+/// The units of `sku` inventory (at `inventory`) has available, waiting until it
+/// knows the SKU (it learns products from catalog's events).
+pub async fn available(inventory: &str, sku: &str) -> i64 {
+    let url = format!("{inventory}/api/inventory/{sku}");
+    eventually(&format!("stock of {sku}"), || async {
+        let r = client().get(&url).send().await.ok()?;
+        if r.status() != 200 {
+            return None;
+        }
+        let v: serde_json::Value = r.json().await.ok()?;
+        assert_eq!(v["sku"], sku);
+        v["available"].as_i64()
+    })
+    .await
+}
+
+/// A SKU among the first 50 products of `catalog` with at least `min` units at
+/// `inventory`, and its units.
+pub async fn stocked(catalog: &str, inventory: &str, min: i64) -> (String, i64) {
+    let page: serde_json::Value = client()
+        .get(format!("{catalog}/api/catalog/products?limit=50"))
+        .send()
+        .await
+        .expect("products")
+        .json()
+        .await
+        .expect("page");
+    for p in page["items"].as_array().expect("items") {
+        let sku = p["sku"].as_str().expect("sku");
+        let units = available(inventory, sku).await;
+        if units >= min {
+            return (sku.to_string(), units);
+        }
+    }
+    panic!("no SKU with {min} units among the first 50");
+}
+
 /// GETs `url` and asserts the answer is a problem+json with `status`.
 pub async fn get_problem(url: &str, status: u16) -> Problem {
     problem(client().get(url).send().await.expect("send"), status).await

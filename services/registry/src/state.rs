@@ -98,7 +98,7 @@ impl Registry {
         };
         let weak = Arc::downgrade(&registry.inner);
         let sweeper = registry.clone_without_strong();
-        tokio::spawn(async move {
+        emporium_telemetry::identity::spawn(async move {
             let mut tick = tokio::time::interval(SWEEP_EVERY);
             loop {
                 tick.tick().await;

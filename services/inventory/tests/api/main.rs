@@ -5,7 +5,9 @@
 use emporium_catalog::{Catalog, CatalogSettings};
 use emporium_inventory::{Inventory, InventorySettings};
 use emporium_registry::{RegistryService, RegistrySettings};
-use emporium_testkit::{Spawned, TestEnv, as_user, client, eventually, get_problem, problem};
+use emporium_testkit::{
+    Spawned, TestEnv, as_user, available, client, get_problem, problem, stocked,
+};
 use serde_json::{Value, json};
 
 struct World {
@@ -38,40 +40,12 @@ async fn world() -> World {
 }
 
 impl World {
-    /// A SKU of the seeded catalog with at least `min` units, once inventory has
-    /// applied its ProductCreated event.
     async fn stocked(&self, min: i64) -> (String, i64) {
-        let page: Value = client()
-            .get(self.catalog.at("/api/catalog/products?limit=50"))
-            .send()
-            .await
-            .expect("products")
-            .json()
-            .await
-            .expect("page");
-        for p in page["items"].as_array().expect("items") {
-            let sku = p["sku"].as_str().expect("sku").to_string();
-            let available = self.available(&sku).await;
-            if available >= min {
-                return (sku, available);
-            }
-        }
-        panic!("no SKU with {min} units among the first 50");
+        stocked(&self.catalog.url, &self.inventory.url, min).await
     }
 
-    /// The available units of `sku`, waiting until inventory knows it.
     async fn available(&self, sku: &str) -> i64 {
-        let url = self.inventory.at(&format!("/api/inventory/{sku}"));
-        eventually(&format!("stock of {sku}"), || async {
-            let r = client().get(&url).send().await.ok()?;
-            if r.status() != 200 {
-                return None;
-            }
-            let v: Value = r.json().await.ok()?;
-            assert_eq!(v["sku"], sku);
-            v["available"].as_i64()
-        })
-        .await
+        available(&self.inventory.url, sku).await
     }
 
     async fn reserve(&self, order: &str, lines: Value) -> reqwest::Response {
@@ -185,7 +159,7 @@ async fn a_reservation_holds_units_once_and_release_gives_them_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn too_many_units_reject_the_whole_order_and_commit_keeps_them_sold() {
+async fn too_many_units_reject_the_whole_order_and_commit_sells_until_released() {
     let w = world().await;
     let (sku, before) = w.stocked(2).await;
     let r = w
@@ -205,6 +179,41 @@ async fn too_many_units_reject_the_whole_order_and_commit_keeps_them_sold() {
         200
     );
     assert_eq!(w.available(&sku).await, before - 1, "sold");
+    // Committing again changes nothing; a release after the commit (a refunded
+    // order) returns the unit, once.
+    assert_eq!(
+        w.post("/internal/reservations/buyer/commit").await.status(),
+        200
+    );
+    assert_eq!(w.available(&sku).await, before - 1);
+    assert_eq!(
+        w.post("/internal/reservations/buyer/release")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(w.available(&sku).await, before);
+    assert_eq!(
+        w.post("/internal/reservations/buyer/release")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(w.available(&sku).await, before);
+    // A release that comes before its reservation (a saga compensating first)
+    // refuses the late reservation.
+    assert_eq!(
+        w.post("/internal/reservations/late/release").await.status(),
+        200
+    );
+    let late: Value = w
+        .reserve("late", json!([{"sku": sku, "quantity": 1}]))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_ne!(late["status"], "reserved", "{late}");
+    assert_eq!(w.available(&sku).await, before);
     let p = problem(w.post("/internal/reservations/nobody/commit").await, 404).await;
     assert_eq!(p.code, "not_found");
     let bad = w.reserve("bad", json!([{"sku": sku, "quantity": 0}])).await;

@@ -8,7 +8,9 @@ use emporium_inventory::{Inventory, InventorySettings};
 use emporium_orders::{Orders, OrdersSettings};
 use emporium_payments::{Payments, PaymentsSettings};
 use emporium_registry::{RegistryService, RegistrySettings};
-use emporium_testkit::{Spawned, TestEnv, as_user, client, eventually, problem};
+use emporium_testkit::{
+    Spawned, TestEnv, as_user, available, client, eventually, problem, stocked,
+};
 use serde_json::{Value, json};
 
 const APPROVE: &str = "4242424242424242";
@@ -61,34 +63,12 @@ fn key() -> String {
 }
 
 impl Shop {
-    /// A SKU with at least `min` units, once inventory knows it.
     async fn stocked(&self, min: i64) -> (String, i64) {
-        let page: Value = client()
-            .get(format!("{}/api/catalog/products?limit=50", self.catalog))
-            .send()
-            .await
-            .expect("products")
-            .json()
-            .await
-            .expect("page");
-        for p in page["items"].as_array().expect("items") {
-            let sku = p["sku"].as_str().expect("sku");
-            let available = self.available(sku).await;
-            if available >= min {
-                return (sku.to_string(), available);
-            }
-        }
-        panic!("no SKU with {min} units");
+        stocked(&self.catalog, &self.inventory, min).await
     }
 
     async fn available(&self, sku: &str) -> i64 {
-        let url = format!("{}/api/inventory/{sku}", self.inventory);
-        eventually("stock", || async {
-            let r = client().get(&url).send().await.ok()?;
-            let v: Value = r.json().await.ok()?;
-            v["available"].as_i64()
-        })
-        .await
+        available(&self.inventory, sku).await
     }
 
     async fn add(&self, user: &str, sku: &str, quantity: i64) {
