@@ -48,14 +48,6 @@ start_up() {
   fi
 }
 
-# CPU seconds (user + system) of every process of the running `emporium up`.
-cpu_seconds() {
-  up_processes | while read -r _ _ pid; do
-    # Fields after the command name: utime and stime are the 12th and 13th.
-    sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}'
-  done | awk -v hz="$(getconf CLK_TCK)" '{t += $1} END {printf "%.2f", t / hz}'
-}
-
 # wrk's requests/s and p99 (ms) as "RPS P99".
 catalog() {
   local out

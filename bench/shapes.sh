@@ -26,13 +26,6 @@ cleanup() {
 trap cleanup EXIT
 bench_env
 
-# CPU seconds (user + system) of the shop's processes.
-cpu_seconds() {
-  up_processes | while read -r _ _ pid; do
-    sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}'
-  done | awk -v hz="$(getconf CLK_TCK)" '{t += $1} END {printf "%.2f", t / hz}'
-}
-
 # Resident MiB of the shop's processes.
 rss_mib() {
   up_processes | while read -r _ _ pid; do

@@ -79,6 +79,19 @@ fn kind(e: &reqwest::Error) -> String {
     }
 }
 
+/// The outcome of a request whose answer only needs to be a success: read to its
+/// last byte (a response is done when its body is), then judged by its status.
+async fn done(sent: Result<reqwest::Response, reqwest::Error>) -> Result<(), String> {
+    let r = sent.map_err(|e| kind(&e))?;
+    let status = r.status();
+    r.bytes().await.map_err(|e| kind(&e))?;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP {}", status.as_u16()))
+    }
+}
+
 impl Shop {
     pub fn new(base: &str, report: Arc<Report>) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
@@ -227,33 +240,18 @@ impl Shop {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        let r = request.send().await.map_err(|e| kind(&e))?;
-        let status = r.status();
-        // Read the whole body: a response is done when its last byte is.
-        r.bytes().await.map_err(|e| kind(&e))?;
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("HTTP {}", status.as_u16()))
-        }
+        done(request.send().await).await
     }
 
     async fn add(&self, token: &str, sku: &str) -> Result<(), String> {
-        let r = self
+        let sent = self
             .http
             .post(format!("{}/api/cart/items", self.base))
             .bearer_auth(token)
             .json(&json!({"sku": sku, "quantity": 1}))
             .send()
-            .await
-            .map_err(|e| kind(&e))?;
-        let status = r.status();
-        r.bytes().await.map_err(|e| kind(&e))?;
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("HTTP {}", status.as_u16()))
-        }
+            .await;
+        done(sent).await
     }
 
     async fn check_out(&self, token: &str) -> Result<(), String> {

@@ -126,13 +126,20 @@ async fn one_checkout_is_one_trace_from_the_gateway_to_the_mail_and_logs_follow_
             }) else {
                 return false;
             };
-            // Each service exports on its own schedule: wait for all of them.
+            // Each service exports on its own schedule: wait for all of them, and
+            // for every span's parent (a server span ends after its children).
+            let trace = &saga.trace_id;
             let all_there = CHECKOUT_SERVICES.iter().all(|service| {
                 spans
                     .iter()
-                    .any(|s| s.trace_id == saga.trace_id && s.service == *service)
+                    .any(|s| s.trace_id == *trace && s.service == *service)
             });
+            let tree_complete = spans
+                .iter()
+                .filter(|s| s.trace_id == *trace && !s.parent_span_id.is_empty())
+                .all(|s| by_id(spans, trace, &s.parent_span_id).is_some());
             all_there
+                && tree_complete
                 && spans.iter().any(|s| {
                     s.trace_id == saga.trace_id
                         && s.service == "notifications"

@@ -140,15 +140,24 @@ impl Transport for LocalTransport {
         let service = service.to_string();
         Box::pin(async move {
             let router = router.ok_or_else(|| ClientError::NoInstances(service.clone()))?;
-            router
-                .oneshot(request.map(Body::from))
-                .await
-                .map_err(|e| ClientError::Transport {
-                    service,
-                    source: Box::new(e),
-                })
+            call_router(router, service, request).await
         })
     }
+}
+
+/// Hands `request` to `router`, as if it had arrived over the network.
+async fn call_router(
+    router: Router,
+    service: String,
+    request: Request<Bytes>,
+) -> Result<Response<Body>, ClientError> {
+    router
+        .oneshot(request.map(Body::from))
+        .await
+        .map_err(|e| ClientError::Transport {
+            service,
+            source: Box::new(e),
+        })
 }
 
 /// To the services hosted in this process, straight into their routers (no
@@ -239,13 +248,7 @@ impl Transport for InProcess {
             let Slot::Serving(router) = settled else {
                 return Err(ClientError::NoInstances(service));
             };
-            router
-                .oneshot(request.map(Body::from))
-                .await
-                .map_err(|e| ClientError::Transport {
-                    service,
-                    source: Box::new(e),
-                })
+            call_router(router, service, request).await
         })
     }
 }

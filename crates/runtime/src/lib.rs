@@ -49,23 +49,19 @@ pub async fn run_process(services: &[&dyn AnyService]) -> anyhow::Result<()> {
         [one] => *one,
         _ => PROCESS_NAME,
     };
+    // Generated once when not configured, and kept by every layer below: a
+    // process hosting several names each instance `<service>-<this id>`.
     let instance = emporium_client::instance_id(process_name, &common);
-    if names.len() == 1 {
-        common.instance_id = Some(instance.clone());
-    }
+    common.instance_id = Some(instance.clone());
     emporium_telemetry::init(
         emporium_telemetry::Identity {
             service: process_name.to_string(),
-            instance,
+            instance: instance.clone(),
         },
         &common.log,
     );
     let process = Process::new(&common, &names);
-    // The one-service instance id generated above is kept by every layer.
-    let source = match &common.instance_id {
-        Some(id) if names.len() == 1 => source.merge(("instance_id", id.clone())),
-        _ => source,
-    };
+    let source = source.merge(("instance_id", instance));
     let result = async {
         let built =
             futures::future::try_join_all(services.iter().map(|s| s.start_in(&process, &source)))
