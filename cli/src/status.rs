@@ -40,13 +40,21 @@ pub async fn run(registry: Option<String>, data_dir: Option<PathBuf>) -> anyhow:
         "registry {url} (epoch {}, index {})\n",
         snapshot.epoch, snapshot.index
     );
+    // Wide enough for the longest name and id (`orders-monolith-1`).
+    let width = |f: fn(&emporium_contracts::registry::Instance) -> usize, min: usize| {
+        snapshot.instances.iter().map(f).max().unwrap_or(0).max(min)
+    };
+    let (sw, iw) = (
+        width(|i| i.service.len(), 10),
+        width(|i| i.instance_id.len(), 18),
+    );
     println!(
-        "  {:<10} {:<18} {:<22} {:<8} {:<8} {:>10} {:>10}",
+        "  {:<sw$} {:<iw$} {:<22} {:<8} {:<8} {:>10} {:>10}",
         "SERVICE", "INSTANCE", "ADDRESS", "VERSION", "HEALTH", "UPTIME", "HEARTBEAT"
     );
     for i in &snapshot.instances {
         println!(
-            "  {:<10} {:<18} {:<22} {:<8} {:<8} {:>10} {:>10}",
+            "  {:<sw$} {:<iw$} {:<22} {:<8} {:<8} {:>10} {:>10}",
             i.service,
             i.instance_id,
             i.address,
