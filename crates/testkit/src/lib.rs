@@ -234,18 +234,23 @@ pub async fn available(inventory: &str, sku: &str) -> i64 {
     .await
 }
 
-/// A SKU among the first 50 products of `catalog` with at least `min` units at
-/// `inventory`, and its units.
-pub async fn stocked(catalog: &str, inventory: &str, min: i64) -> (String, i64) {
+/// The first `n` (1 to 100) products `catalog` lists, as JSON.
+pub async fn products(catalog: &str, n: usize) -> Vec<serde_json::Value> {
     let page: serde_json::Value = client()
-        .get(format!("{catalog}/api/catalog/products?limit=50"))
+        .get(format!("{catalog}/api/catalog/products?limit={n}"))
         .send()
         .await
         .expect("products")
         .json()
         .await
         .expect("page");
-    for p in page["items"].as_array().expect("items") {
+    page["items"].as_array().expect("items").clone()
+}
+
+/// A SKU among the first 50 products of `catalog` with at least `min` units at
+/// `inventory`, and its units.
+pub async fn stocked(catalog: &str, inventory: &str, min: i64) -> (String, i64) {
+    for p in products(catalog, 50).await {
         let sku = p["sku"].as_str().expect("sku");
         let units = available(inventory, sku).await;
         if units >= min {

@@ -37,15 +37,7 @@ async fn world(max_lines: usize) -> World {
 impl World {
     /// The first `n` products of the seeded catalog.
     async fn products(&self, n: usize) -> Vec<Value> {
-        let page: Value = client()
-            .get(self.catalog.at(&format!("/api/catalog/products?limit={n}")))
-            .send()
-            .await
-            .expect("products")
-            .json()
-            .await
-            .expect("page");
-        page["items"].as_array().expect("items").clone()
+        emporium_testkit::products(&self.catalog.url, n).await
     }
 
     async fn add(&self, user: &str, sku: &str, quantity: i64) -> reqwest::Response {
