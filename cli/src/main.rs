@@ -8,7 +8,8 @@
 //! - `emporium events dead|replay|lag` inspects event delivery: [`events`];
 //! - `emporium logs` and `emporium trace ORDER_ID` read the logs `emporium up` keeps:
 //!   [`logview`];
-//! - `emporium load` drives the shop with shoppers' journeys: [`load`].
+//! - `emporium load` drives the shop with shoppers' journeys: [`load`];
+//! - `emporium search reindex` rebuilds the search index without downtime: [`search`].
 
 mod events;
 mod load;
@@ -16,6 +17,7 @@ mod logfile;
 mod logs;
 mod logview;
 mod monitoring;
+mod search;
 mod services;
 mod status;
 mod up;
@@ -59,6 +61,17 @@ enum Command {
     Events {
         #[command(subcommand)]
         command: events::EventsCommand,
+        /// The registry's URL; by default the one a running `emporium up` recorded.
+        #[arg(long, env = "EMPORIUM__REGISTRY_URL", global = true)]
+        registry: Option<String>,
+        /// The data folder of the `emporium up` to ask.
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Operate the search index: `emporium search reindex`.
+    Search {
+        #[command(subcommand)]
+        command: search::SearchCommand,
         /// The registry's URL; by default the one a running `emporium up` recorded.
         #[arg(long, env = "EMPORIUM__REGISTRY_URL", global = true)]
         registry: Option<String>,
@@ -115,6 +128,14 @@ fn main() -> anyhow::Result<()> {
         } => {
             let url = status::registry_url(registry, data_dir)?;
             runtime.block_on(events::run(command, &url))
+        }
+        Command::Search {
+            command,
+            registry,
+            data_dir,
+        } => {
+            let url = status::registry_url(registry, data_dir)?;
+            runtime.block_on(search::run(command, &url))
         }
         Command::Logs {
             services,

@@ -41,6 +41,7 @@ services! {
     Cart => emporium_cart::Cart,
     Orders => emporium_orders::Orders,
     Notifications => emporium_notifications::Notifications,
+    Search => emporium_search::Search,
 }
 
 /// Runs `services` in this process until SIGTERM or Ctrl-C.
@@ -60,7 +61,7 @@ pub async fn serve(services: &[Service]) -> anyhow::Result<()> {
 impl Service {
     /// The services behind the gateway, started together after the registry and
     /// stopped together before it.
-    pub const BACKENDS: [Service; 7] = [
+    pub const BACKENDS: [Service; 8] = [
         Service::Users,
         Service::Catalog,
         Service::Inventory,
@@ -68,10 +69,11 @@ impl Service {
         Service::Cart,
         Service::Orders,
         Service::Notifications,
+        Service::Search,
     ];
 
     /// Every service but the registry, in start order; the gateway last.
-    pub const BEHIND_REGISTRY: [Service; 8] = [
+    pub const BEHIND_REGISTRY: [Service; 9] = [
         Service::Users,
         Service::Catalog,
         Service::Inventory,
@@ -79,6 +81,7 @@ impl Service {
         Service::Cart,
         Service::Orders,
         Service::Notifications,
+        Service::Search,
         Service::Gateway,
     ];
 }

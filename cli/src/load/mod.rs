@@ -4,8 +4,10 @@
 //! - **Journeys, not single calls.** The default mix is Online Boutique's
 //!   locustfile: browse a product 10, view the cart 3, add to the cart 2, the index
 //!   (a product listing) 1, check out 1 (add one unit, then `POST /api/orders`,
-//!   which answers once the saga is done). `--mix checkout` only checks out;
-//!   `--mix browse` only reads. Every shopper signs up and signs in first, and those
+//!   which answers once the saga is done), plus search 2 (a word of a product's
+//!   name, or two with a typo). `--mix checkout` only checks out; `--mix browse`
+//!   only reads; `--mix search` only searches (a word, two words with a typo, a
+//!   facet filter, a suggestion) beside catalog's listing of the same filter. Every shopper signs up and signs in first, and those
 //!   steps are measured too.
 //! - **Open or closed loop.** `--rate R` starts R journeys a second whatever the
 //!   latency, each measured from the moment it was due, so a slow system cannot
@@ -69,12 +71,16 @@ pub struct LoadArgs {
 /// Which journeys a run makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mix {
-    /// Online Boutique's locustfile: browse 10, view cart 3, add 2, index 1, checkout 1.
+    /// Online Boutique's locustfile: browse 10, view cart 3, add 2, index 1, checkout 1;
+    /// plus search 2 (a word, or two with a typo).
     Boutique,
     /// Checkouts only (add one unit, then place the order).
     Checkout,
     /// Reads only: browse 10, index 1.
     Browse,
+    /// Search only: a word, two words with a typo, a facet filter, a suggestion,
+    /// and catalog's listing of the same filter to compare.
+    Search,
 }
 
 impl Mix {
@@ -87,9 +93,18 @@ impl Mix {
                 (Step::AddToCart, 2),
                 (Step::Index, 1),
                 (Step::Checkout, 1),
+                (Step::SearchWord, 1),
+                (Step::SearchTypo, 1),
             ],
             Mix::Checkout => &[(Step::Checkout, 1)],
             Mix::Browse => &[(Step::Browse, 10), (Step::Index, 1)],
+            Mix::Search => &[
+                (Step::SearchWord, 1),
+                (Step::SearchTypo, 1),
+                (Step::SearchFacets, 1),
+                (Step::Suggest, 1),
+                (Step::ListCategory, 1),
+            ],
         }
     }
 }

@@ -18,10 +18,20 @@ pub enum Step {
     ViewCart,
     AddToCart,
     Checkout,
+    /// `/api/search` for one word of a product's name.
+    SearchWord,
+    /// `/api/search` for two words of a product's name, one with a typo.
+    SearchTypo,
+    /// `/api/search` with no text: a category, in stock, cheapest first.
+    SearchFacets,
+    /// `/api/search/suggest` for the first letters of a word.
+    Suggest,
+    /// `/api/catalog/products` with the same filter as `SearchFacets`.
+    ListCategory,
 }
 
 impl Step {
-    pub const ALL: [Step; 7] = [
+    pub const ALL: [Step; 12] = [
         Step::SignUp,
         Step::SignIn,
         Step::Index,
@@ -29,6 +39,11 @@ impl Step {
         Step::ViewCart,
         Step::AddToCart,
         Step::Checkout,
+        Step::SearchWord,
+        Step::SearchTypo,
+        Step::SearchFacets,
+        Step::Suggest,
+        Step::ListCategory,
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,6 +55,11 @@ impl Step {
             Step::ViewCart => "view_cart",
             Step::AddToCart => "add_to_cart",
             Step::Checkout => "checkout",
+            Step::SearchWord => "search_word",
+            Step::SearchTypo => "search_typo",
+            Step::SearchFacets => "search_facets",
+            Step::Suggest => "suggest",
+            Step::ListCategory => "list_category",
         }
     }
 
@@ -54,6 +74,33 @@ impl Step {
 pub struct Product {
     pub id: String,
     pub sku: String,
+    pub name: String,
+    pub category: String,
+}
+
+impl Product {
+    /// The words of its name, letters only.
+    fn words(&self) -> Vec<&str> {
+        self.name
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| w.len() >= 3)
+            .collect()
+    }
+}
+
+/// `word` with one typo (a letter dropped) when it is long enough to allow one.
+fn with_typo(word: &str, at: usize) -> String {
+    let chars: Vec<char> = word.chars().collect();
+    if chars.len() < 5 {
+        return word.to_string();
+    }
+    let drop = 1 + at % (chars.len() - 1);
+    chars
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != drop)
+        .map(|(_, c)| c)
+        .collect()
 }
 
 /// The shop under test, through its gateway.
@@ -129,6 +176,8 @@ impl Shop {
                 Some(Product {
                     id: p["id"].as_str()?.to_string(),
                     sku: p["sku"].as_str()?.to_string(),
+                    name: p["name"].as_str()?.to_string(),
+                    category: p["category"].as_str()?.to_string(),
                 })
             })
             .collect();
@@ -230,6 +279,35 @@ impl Shop {
                 Ok(()) => self.check_out(token).await,
                 Err(why) => Err(format!("add: {why}")),
             },
+            Step::SearchWord | Step::SearchTypo | Step::Suggest => {
+                let words = product.words();
+                let pick = dice.below(words.len().max(1));
+                let word = words.get(pick).copied().unwrap_or("lamp");
+                let path = match step {
+                    Step::SearchWord => format!("/api/search?q={word}"),
+                    Step::SearchTypo => {
+                        let other = words.get((pick + 1) % words.len().max(1)).copied();
+                        let typo = with_typo(word, dice.below(8));
+                        format!("/api/search?q={}%20{typo}", other.unwrap_or(""))
+                    }
+                    _ => format!("/api/search/suggest?q={}", &word[..word.len().min(4)]),
+                };
+                self.get(&path, None).await
+            }
+            Step::SearchFacets => {
+                let path = format!(
+                    "/api/search?category={}&in_stock=true&sort=price",
+                    product.category
+                );
+                self.get(&path, None).await
+            }
+            Step::ListCategory => {
+                let path = format!(
+                    "/api/catalog/products?category={}&sort=price",
+                    product.category
+                );
+                self.get(&path, None).await
+            }
             Step::SignUp | Step::SignIn => Ok(()),
         };
         self.report.record(step, due, outcome);
@@ -329,6 +407,15 @@ impl Dice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_typo_drops_one_letter_of_a_long_word_only() {
+        assert_eq!(with_typo("lamp", 3), "lamp");
+        let typo = with_typo("Headphones", 2);
+        assert_eq!(typo.chars().count(), 9);
+        assert!(typo.starts_with('H'), "the first letter stays: {typo}");
+        assert_ne!(typo, "Headphones");
+    }
 
     #[test]
     fn the_dice_follow_the_weights() {

@@ -45,6 +45,8 @@ async fn the_boutique_mix_makes_every_journey_and_an_open_loop_keeps_its_rate() 
         "view_cart",
         "add_to_cart",
         "checkout",
+        "search_word",
+        "search_typo",
     ] {
         let s = &steps[step];
         assert!(s["count"].as_u64().is_some_and(|n| n > 0), "{step}: {s}");

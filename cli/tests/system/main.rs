@@ -27,6 +27,7 @@ mod checkout;
 mod load;
 mod observability;
 mod production;
+mod search;
 
 /// PostgreSQL (one database, a schema per service) and NATS of one test.
 struct Backends {
@@ -556,7 +557,7 @@ async fn the_whole_shop_survives_sigkill_of_a_service_and_of_the_registry() {
         .iter()
         .map(|s| up.current_pid(s))
         .collect();
-    let expected = if monolith() { 2 } else { 9 };
+    let expected = if monolith() { 2 } else { 10 };
     assert_eq!(up.processes(), expected);
     assert_eq!(
         leftovers(&up.data).len(),

@@ -20,7 +20,7 @@ use super::checkout::{APPROVE, DECLINE, body, emporium, key, shopper, stocked_sk
 use super::{Up, http};
 
 /// Every process `emporium up` starts.
-const SERVICES: [&str; 9] = [
+const SERVICES: [&str; 10] = [
     "registry",
     "gateway",
     "users",
@@ -30,6 +30,7 @@ const SERVICES: [&str; 9] = [
     "cart",
     "orders",
     "notifications",
+    "search",
 ];
 
 /// A trace id sent by a caller outside the shop.

@@ -1,7 +1,8 @@
 //! Keeps a running instance registered.
 //!
 //! Registers at start (retrying until the registry answers), heartbeats every third
-//! of the TTL with the instance's readiness, registers again when a heartbeat finds
+//! of the TTL with the instance's readiness (and at once when an unready instance
+//! becomes ready, so a slow starter is used as soon as it can be), registers again when a heartbeat finds
 //! that the registry forgot the instance (it restarted), and deregisters on shutdown.
 
 use std::time::Duration;
@@ -37,6 +38,9 @@ impl AgentHandle {
     }
 }
 
+/// How often an instance that is not ready checks whether it has become so.
+const UNREADY_CHECK: Duration = Duration::from_millis(50);
+
 /// Starts registering `registration` with `registry`.
 pub fn start(
     registry: RegistryClient,
@@ -50,13 +54,25 @@ pub fn start(
         let interval = Duration::from_millis((registration.ttl_ms / 3).max(100));
         let mut registered = false;
         let mut failures = 0u32;
+        // What the registry was last told, and when: while unready, readiness is
+        // checked here often and a heartbeat goes out as soon as it turns, so callers
+        // see a ready instance at once rather than at the next heartbeat.
+        let mut reported: Option<bool> = None;
+        let mut sent = tokio::time::Instant::now();
         loop {
+            let ready = if registered {
+                Some(readiness.is_ready().await)
+            } else {
+                None
+            };
+            let due = !registered || ready != reported || sent.elapsed() >= interval;
             let step = async {
-                if !registered {
-                    client.register(&registration).await.map(|()| true)
-                } else {
-                    let ready = readiness.is_ready().await;
-                    match client
+                if !due {
+                    return Ok(false);
+                }
+                match ready {
+                    None => client.register(&registration).await.map(|()| true),
+                    Some(ready) => match client
                         .heartbeat(&registration.instance_id, Heartbeat { ready })
                         .await
                     {
@@ -66,20 +82,28 @@ pub fn start(
                             client.register(&registration).await.map(|()| true)
                         }
                         Err(e) => Err(e),
-                    }
+                    },
                 }
             };
             let delay = match step.await {
-                Ok(_) => {
+                Ok(false) => UNREADY_CHECK,
+                Ok(true) => {
                     if !registered || failures > 0 {
                         tracing::info!(registry = %client.base_url(), "registered");
                     }
                     registered = true;
                     failures = 0;
-                    interval
+                    sent = tokio::time::Instant::now();
+                    reported = ready;
+                    if ready == Some(true) {
+                        interval
+                    } else {
+                        UNREADY_CHECK.min(interval)
+                    }
                 }
                 Err(error) => {
                     failures += 1;
+                    reported = None;
                     if failures == 1 {
                         tracing::warn!(%error, registry = %client.base_url(), "registry unreachable; retrying");
                     }

@@ -5,6 +5,8 @@
 //! `type` (`emporium.<source>.<Name>.v<N>`) and the service that publishes it, so a
 //! consumer subscribes by type and cannot misspell either.
 
+use std::collections::BTreeMap;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +44,9 @@ event!(UserRegistered, "users", "UserRegistered", |e| e
     .user_id
     .clone());
 
-/// catalog: a product was added.
+/// catalog: a product was added. Events stored before the product's description,
+/// image, attributes and version were carried decode with those empty (version 0,
+/// older than any product's first).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProductCreated {
     pub product_id: String,
@@ -52,10 +56,64 @@ pub struct ProductCreated {
     /// Minor units.
     pub price: i64,
     pub currency: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub image_url: String,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    /// When it was added (Unix ms).
+    #[serde(default)]
+    pub created_ms: i64,
+    /// 1 at creation; see [`ProductUpdated::version`].
+    #[serde(default)]
+    pub version: i64,
 }
 event!(ProductCreated, "catalog", "ProductCreated", |e| e
     .product_id
     .clone());
+
+/// catalog: a product changed (name, description, category, attributes, image or
+/// price): its whole public view after the change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductUpdated {
+    pub product_id: String,
+    pub sku: String,
+    pub name: String,
+    pub description: String,
+    pub category: String,
+    /// Minor units.
+    pub price: i64,
+    pub currency: String,
+    pub image_url: String,
+    pub attributes: BTreeMap<String, String>,
+    /// When it was added (Unix ms).
+    pub created_ms: i64,
+    /// Grows by one with every change of the product: a consumer holding a newer
+    /// version ignores this one (events and snapshots may arrive in any order).
+    pub version: i64,
+}
+event!(ProductUpdated, "catalog", "ProductUpdated", |e| e
+    .product_id
+    .clone());
+
+impl From<ProductCreated> for ProductUpdated {
+    fn from(p: ProductCreated) -> Self {
+        Self {
+            product_id: p.product_id,
+            sku: p.sku,
+            name: p.name,
+            description: p.description,
+            category: p.category,
+            price: p.price,
+            currency: p.currency,
+            image_url: p.image_url,
+            attributes: p.attributes,
+            created_ms: p.created_ms,
+            version: p.version,
+        }
+    }
+}
 
 /// catalog: a product's price changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +127,52 @@ pub struct PriceChanged {
 event!(PriceChanged, "catalog", "PriceChanged", |e| e
     .product_id
     .clone());
+
+/// How much of a product a shopper can buy, as a shopper sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StockLevel {
+    InStock,
+    /// At most [`StockLevel::LOW`] left.
+    Low,
+    SoldOut,
+}
+
+impl StockLevel {
+    /// Units at or below which stock is low.
+    pub const LOW: i64 = 5;
+
+    pub fn of(available: i64) -> Self {
+        match available {
+            ..=0 => Self::SoldOut,
+            1..=Self::LOW => Self::Low,
+            _ => Self::InStock,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InStock => "in_stock",
+            Self::Low => "low",
+            Self::SoldOut => "sold_out",
+        }
+    }
+}
+
+/// inventory: a SKU's availability crossed a level a shopper sees ([`StockLevel`]):
+/// published when a stock row is created and when the level changes, not on every
+/// unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockChanged {
+    pub sku: String,
+    pub product_id: String,
+    /// Units available when the level changed.
+    pub available: i64,
+    pub level: StockLevel,
+    /// Grows by one with every event of this SKU; older ones are ignored.
+    pub version: i64,
+}
+event!(StockChanged, "inventory", "StockChanged", |e| e.sku.clone());
 
 /// One line of an order, as placed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

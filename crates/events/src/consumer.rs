@@ -111,6 +111,12 @@ pub(crate) struct Subscription {
     /// The producer's head as last seen.
     pub head: AtomicI64,
     pub connected: AtomicBool,
+    /// A read model of the producer: loaded from its snapshot when new or behind
+    /// what the producer still holds.
+    pub projection: bool,
+    /// Set once it has read up to the producer's head (a projection is unready
+    /// until then).
+    pub caught_up: AtomicBool,
 }
 
 /// What every subscription loop shares.
@@ -118,6 +124,9 @@ pub(crate) struct Consumer {
     pub db: Db,
     pub settings: EventsSettings,
     pub hooks: Vec<Arc<Notify>>,
+    /// This service's own outbox: a handler may publish, and the feed's long polls
+    /// are woken after each commit.
+    pub outbox: crate::Outbox,
     /// Where parked events are also published (the JetStream transport).
     pub dead_sink: Option<async_nats::jetstream::Context>,
 }
@@ -129,7 +138,8 @@ enum Cursor {
 }
 
 impl Consumer {
-    fn after_commit(&self) {
+    pub(crate) fn after_commit(&self) {
+        self.outbox.notify();
         for hook in &self.hooks {
             hook.notify_one();
         }
@@ -536,12 +546,17 @@ pub(crate) async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool
 }
 
 pub(crate) async fn load_cursor(db: &Db, name: &str) -> Result<i64, sqlx::Error> {
+    Ok(cursor_of(db, name).await?.unwrap_or(0))
+}
+
+/// The subscription's cursor; `None` when it never read anything.
+pub(crate) async fn cursor_of(db: &Db, name: &str) -> Result<Option<i64>, sqlx::Error> {
     let row: Option<(i64,)> =
         sqlx::query_as("SELECT position FROM event_cursors WHERE subscription = $1")
             .bind(name)
             .fetch_optional(db.pool())
             .await?;
-    Ok(row.map_or(0, |(p,)| p))
+    Ok(row.map(|(p,)| p))
 }
 
 fn is_constraint(e: &sqlx::Error) -> bool {
@@ -568,7 +583,7 @@ async fn mark_processed(
     Ok(done.rows_affected() == 1)
 }
 
-async fn save_cursor(tx: &mut Tx, name: &str, seq: i64) -> Result<(), sqlx::Error> {
+pub(crate) async fn save_cursor(tx: &mut Tx, name: &str, seq: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO event_cursors (subscription, position, updated_ms) VALUES ($1, $2, $3) \
          ON CONFLICT (subscription) DO UPDATE SET position = excluded.position, \

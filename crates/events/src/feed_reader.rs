@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::consumer::{Consumer, Subscription, load_cursor, pause};
+use crate::consumer::{Consumer, Subscription, cursor_of, pause};
 use crate::envelope::FeedPage;
 use crate::lease::Lease;
+use crate::snapshot;
 
 /// How long a reader keeps a subscription without renewing its lease.
 const READER_LEASE: Duration = Duration::from_secs(15);
@@ -59,8 +60,15 @@ pub(crate) async fn read(
         Duration::from_millis(wait + 5_000),
     );
     let mut cursor = loop {
-        match load_cursor(&consumer.db, &sub.name).await {
-            Ok(c) => break c,
+        match cursor_of(&consumer.db, &sub.name).await {
+            Ok(Some(c)) => break c,
+            Ok(None) if sub.projection => {
+                match snapshot::load(&consumer, &client, &sub, None, &mut stop).await {
+                    Some(position) => break position,
+                    None => return,
+                }
+            }
+            Ok(None) => break 0,
             Err(e) => {
                 failures += 1;
                 tracing::warn!(subscription = %sub.name, error = %e, "cannot read the cursor");
@@ -100,6 +108,13 @@ pub(crate) async fn read(
                 }
             }
         }
+        // Until it has caught up, ask without waiting: an empty page then says so
+        // at once (a projection is unready until it knows).
+        let wait = if sub.caught_up.load(Ordering::Relaxed) {
+            wait
+        } else {
+            0
+        };
         let path = format!(
             "/internal/events?after={cursor}&limit={}&wait={wait}",
             consumer.settings.batch_size
@@ -125,6 +140,19 @@ pub(crate) async fn read(
             tracing::info!(subscription = %sub.name, cursor, head = page.head, "feed connected");
         }
         sub.head.store(page.head, Ordering::Relaxed);
+        if page.head < cursor && sub.projection {
+            // The producer's database was replaced: rebuild from what it holds now.
+            tracing::warn!(
+                subscription = %sub.name, cursor, head = page.head,
+                "the producer's outbox is behind this cursor; loading its snapshot again"
+            );
+            sub.caught_up.store(false, Ordering::Relaxed);
+            match snapshot::load(&consumer, &client, &sub, None, &mut stop).await {
+                Some(position) => cursor = position,
+                None => return,
+            }
+            continue;
+        }
         if page.head < cursor {
             // Sequence numbers only grow, so the producer's database was replaced
             // (reset, restored): read it again from the start. Events already
@@ -137,6 +165,7 @@ pub(crate) async fn read(
             continue;
         }
         let Some(last) = page.events.last() else {
+            sub.caught_up.store(true, Ordering::Relaxed);
             continue;
         };
         let last = last.seq;
@@ -144,5 +173,8 @@ pub(crate) async fn read(
             return;
         }
         cursor = last;
+        if last >= page.head {
+            sub.caught_up.store(true, Ordering::Relaxed);
+        }
     }
 }

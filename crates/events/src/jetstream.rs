@@ -269,11 +269,7 @@ pub(crate) async fn read(
         let messages = match subscribe(&js, durable, &sub, batch).await {
             Ok(messages) => messages,
             Err(e) => {
-                failures += 1;
-                if failures <= 3 || failures % 20 == 0 {
-                    tracing::warn!(subscription = %sub.name, error = %e, "JetStream unavailable; retrying");
-                }
-                if !pause(consumer.backoff(failures), &mut stop).await {
+                if !retry_later(&consumer, &sub, &mut failures, &e, &mut stop).await {
                     return;
                 }
                 continue;
@@ -281,65 +277,203 @@ pub(crate) async fn read(
         };
         sub.connected.store(true, Ordering::Relaxed);
         tracing::info!(subscription = %sub.name, consumer = durable, "consuming from JetStream");
-        let mut chunks = messages.ready_chunks(batch.max(1));
-        let mut broken = false;
-        while !broken {
-            let chunk = tokio::select! {
-                chunk = chunks.next() => chunk,
-                _ = stop.changed() => return,
-            };
-            let Some(chunk) = chunk else { break };
-            let mut received = Vec::with_capacity(chunk.len());
-            let mut events = Vec::with_capacity(chunk.len());
-            for item in chunk {
-                let message = match item {
-                    Ok(message) => message,
-                    Err(e) => {
-                        tracing::warn!(subscription = %sub.name, error = %e, "JetStream consumer failed; subscribing again");
-                        broken = true;
-                        continue;
-                    }
-                };
-                let Ok(info) = message.info() else {
-                    tracing::warn!(subject = %message.subject, "not a JetStream message; ignored");
-                    continue;
-                };
-                let seq = i64::try_from(info.stream_sequence).unwrap_or(i64::MAX);
-                let pending = i64::try_from(info.pending).unwrap_or(0);
-                sub.head.store(seq + pending, Ordering::Relaxed);
-                match serde_json::from_slice::<Envelope>(&message.payload) {
-                    Ok(event) => {
-                        events.push(FeedEvent { seq, event });
-                        received.push(message);
-                    }
-                    Err(e) => {
-                        // Not an envelope at all: nothing to retry or replay.
-                        tracing::error!(subscription = %sub.name, seq, error = %e, "undecodable message dropped");
-                        if let Err(e) = message.ack_with(jetstream::AckKind::Term).await {
-                            tracing::debug!(error = %e, "cannot terminate the message");
-                        }
-                    }
-                }
-            }
-            if events.is_empty() {
-                continue;
-            }
-            if !consumer.apply_batch(&sub, &events, &mut stop).await {
-                // Stopped before they were applied: not acknowledged, they come back.
-                return;
-            }
-            failures = 0;
-            for message in received {
-                if let Err(e) = message.ack().await {
-                    // Delivered again after ACK_WAIT and recognised by id.
-                    tracing::debug!(error = %e, "acknowledgement lost");
-                }
-            }
+        if follow(&consumer, &sub, messages, true, &mut stop).await == Ended::Stopped {
+            return;
         }
         sub.connected.store(false, Ordering::Relaxed);
         failures += 1;
         if !pause(consumer.backoff(failures), &mut stop).await {
             return;
+        }
+    }
+}
+
+/// Reads one producer's stream into a projection until `stop`: an ordered consumer
+/// of this instance alone (every instance of a read model needs every event), from
+/// the stream sequence after the cursor kept in this service's database. With no
+/// cursor, or one the stream no longer holds the events after (they aged out), it
+/// first loads the producer's snapshot, from the stream's last sequence read before.
+pub(crate) async fn read_projection(
+    consumer: Arc<Consumer>,
+    js: jetstream::Context,
+    client: emporium_client::ServiceClient,
+    sub: Arc<Subscription>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut failures = 0;
+    while !*stop.borrow() {
+        let opened = async {
+            let stream = ensure_stream(&js, sub.source).await?;
+            let state = stream.get_info().await?.state;
+            let cursor = crate::consumer::cursor_of(&consumer.db, &sub.name).await?;
+            anyhow::Ok((stream, state, cursor))
+        };
+        let (stream, state, cursor) = match opened.await {
+            Ok(opened) => opened,
+            Err(e) => {
+                if !retry_later(&consumer, &sub, &mut failures, &e, &mut stop).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let last = i64::try_from(state.last_sequence).unwrap_or(i64::MAX);
+        let first = i64::try_from(state.first_sequence).unwrap_or(i64::MAX);
+        let cursor = match cursor {
+            // Every event after the cursor is still in the stream.
+            Some(c) if c + 1 >= first && c <= last => c,
+            other => {
+                if let Some(c) = other {
+                    tracing::warn!(
+                        subscription = %sub.name, cursor = c, first, last,
+                        "the stream no longer holds the events after this cursor; loading the snapshot"
+                    );
+                }
+                sub.caught_up.store(false, Ordering::Relaxed);
+                match crate::snapshot::load(&consumer, &client, &sub, Some(last), &mut stop).await {
+                    Some(position) => position,
+                    None => return,
+                }
+            }
+        };
+        sub.head.store(last, Ordering::Relaxed);
+        if cursor >= last {
+            sub.caught_up.store(true, Ordering::Relaxed);
+        }
+        let config = pull::OrderedConfig {
+            description: Some(format!("{} projecting {} events", sub.name, sub.source)),
+            filter_subject: format!("events.emporium.{}.>", sub.source),
+            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: u64::try_from(cursor + 1).unwrap_or(1),
+            },
+            ..Default::default()
+        };
+        let messages = async {
+            let ordered = stream.create_consumer(config).await?;
+            anyhow::Ok(ordered.messages().await?)
+        };
+        let messages = match messages.await {
+            Ok(messages) => messages,
+            Err(e) => {
+                if !retry_later(&consumer, &sub, &mut failures, &e, &mut stop).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        failures = 0;
+        sub.connected.store(true, Ordering::Relaxed);
+        tracing::info!(subscription = %sub.name, cursor, "projecting from JetStream");
+        if follow(&consumer, &sub, messages, false, &mut stop).await == Ended::Stopped {
+            return;
+        }
+        sub.connected.store(false, Ordering::Relaxed);
+        failures += 1;
+        if !pause(consumer.backoff(failures), &mut stop).await {
+            return;
+        }
+    }
+}
+
+/// Counts a failure to reach JetStream, logs the first few and every 20th, and
+/// waits with backoff; false if `stop` came first.
+async fn retry_later(
+    consumer: &Consumer,
+    sub: &Subscription,
+    failures: &mut u32,
+    error: &(dyn std::fmt::Display + Sync),
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    *failures += 1;
+    if *failures <= 3 || failures.is_multiple_of(20) {
+        tracing::warn!(subscription = %sub.name, error = %error, "JetStream unavailable; retrying");
+    }
+    pause(consumer.backoff(*failures), stop).await
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    Stopped,
+    /// The consumer failed: subscribe again.
+    Broken,
+}
+
+/// Applies `messages` as they come, in chunks; acknowledges them after their
+/// transaction committed when `ack`.
+async fn follow<S, E>(
+    consumer: &Consumer,
+    sub: &Subscription,
+    messages: S,
+    ack: bool,
+    stop: &mut watch::Receiver<bool>,
+) -> Ended
+where
+    S: futures::Stream<Item = Result<jetstream::Message, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let batch = consumer.settings.batch_size as usize;
+    let mut chunks = messages.ready_chunks(batch.max(1));
+    loop {
+        let chunk = tokio::select! {
+            chunk = chunks.next() => chunk,
+            _ = stop.changed() => return Ended::Stopped,
+        };
+        let Some(chunk) = chunk else {
+            return Ended::Broken;
+        };
+        let mut broken = false;
+        let mut received = Vec::with_capacity(chunk.len());
+        let mut events = Vec::with_capacity(chunk.len());
+        let mut pending = 0;
+        for item in chunk {
+            let message = match item {
+                Ok(message) => message,
+                Err(e) => {
+                    tracing::warn!(subscription = %sub.name, error = %e, "JetStream consumer failed; subscribing again");
+                    broken = true;
+                    continue;
+                }
+            };
+            let Ok(info) = message.info() else {
+                tracing::warn!(subject = %message.subject, "not a JetStream message; ignored");
+                continue;
+            };
+            let seq = i64::try_from(info.stream_sequence).unwrap_or(i64::MAX);
+            pending = i64::try_from(info.pending).unwrap_or(0);
+            sub.head.store(seq + pending, Ordering::Relaxed);
+            match serde_json::from_slice::<Envelope>(&message.payload) {
+                Ok(event) => {
+                    events.push(FeedEvent { seq, event });
+                    received.push(message);
+                }
+                Err(e) => {
+                    // Not an envelope at all: nothing to retry or replay.
+                    tracing::error!(subscription = %sub.name, seq, error = %e, "undecodable message dropped");
+                    if ack && let Err(e) = message.ack_with(jetstream::AckKind::Term).await {
+                        tracing::debug!(error = %e, "cannot terminate the message");
+                    }
+                }
+            }
+        }
+        if !events.is_empty() {
+            if !consumer.apply_batch(sub, &events, stop).await {
+                // Stopped before they were applied: not acknowledged, they come back.
+                return Ended::Stopped;
+            }
+            if pending == 0 {
+                sub.caught_up.store(true, Ordering::Relaxed);
+            }
+            if ack {
+                for message in received {
+                    if let Err(e) = message.ack().await {
+                        // Delivered again after ACK_WAIT and recognised by id.
+                        tracing::debug!(error = %e, "acknowledgement lost");
+                    }
+                }
+            }
+        }
+        if broken {
+            return Ended::Broken;
         }
     }
 }

@@ -31,8 +31,9 @@ mod feed_reader;
 pub mod jetstream;
 mod lease;
 mod outbox;
+mod snapshot;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64};
@@ -51,6 +52,7 @@ pub use consumer::Handler;
 pub use envelope::{Envelope, FeedEvent, FeedPage, Received, source_of};
 pub use lease::Lease;
 pub use outbox::Outbox;
+pub use snapshot::{Snapshot, SnapshotItem, SnapshotPage};
 
 use consumer::{Consumer, ErasedHandler, Subscription, Typed};
 
@@ -68,6 +70,26 @@ pub enum EventsError {
     Db(#[from] sqlx::Error),
 }
 
+/// Creates (or updates) the chassis' tables in `db`.
+async fn migrate(db: &Db) -> anyhow::Result<()> {
+    let mut migrator = match db.backend() {
+        Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+        Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+    };
+    migrator.dangerous_set_table_name("_events_migrations");
+    db.migrate(&migrator).await?;
+    Ok(())
+}
+
+impl Outbox {
+    /// The outbox of `service` in `db`, with the chassis' tables created, for code
+    /// that publishes without the rest of [`Events`] (unit tests of a store).
+    pub async fn standalone(service: &'static str, db: &Db) -> anyhow::Result<Self> {
+        migrate(db).await?;
+        Ok(Self::new(service, db.backend()))
+    }
+}
+
 /// A service's events: its outbox, its feed, and the events it consumes.
 pub struct Events {
     host: Host,
@@ -75,6 +97,10 @@ pub struct Events {
     outbox: Outbox,
     handlers: BTreeMap<&'static str, HashMap<&'static str, Arc<dyn ErasedHandler>>>,
     hooks: Vec<Arc<Notify>>,
+    /// What this service serves as its snapshot, if anything.
+    snapshot: Option<Arc<dyn Snapshot>>,
+    /// Producers whose events this service projects into a read model.
+    projections: BTreeSet<&'static str>,
     /// Set when the transport is NATS JetStream.
     js: Option<async_nats::jetstream::Context>,
 }
@@ -98,12 +124,7 @@ impl Events {
             settings.max_attempts >= 1 && settings.retry_base_ms >= 1,
             "events.max_attempts and events.retry_base_ms must be at least 1"
         );
-        let mut migrator = match db.backend() {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
-            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
-        };
-        migrator.dangerous_set_table_name("_events_migrations");
-        db.migrate(&migrator).await?;
+        migrate(db).await?;
         let js = match &settings.nats_url {
             Some(url) => Some(jetstream::connect(url, &host.instance_id).await?),
             None => None,
@@ -114,6 +135,8 @@ impl Events {
             outbox: Outbox::new(host.service, db.backend()),
             handlers: BTreeMap::new(),
             hooks: Vec::new(),
+            snapshot: None,
+            projections: BTreeSet::new(),
             js,
         })
     }
@@ -144,6 +167,22 @@ impl Events {
         self
     }
 
+    /// Serves `snapshot` at `/internal/events/snapshot`: this service's current
+    /// state as events, for read models built from nothing (see [`Snapshot`]).
+    pub fn snapshot(mut self, snapshot: impl Snapshot) -> Self {
+        self.snapshot = Some(Arc::new(snapshot));
+        self
+    }
+
+    /// Makes this service's subscription to `source` a projection: a read model
+    /// this instance alone keeps, loaded from `source`'s snapshot when it has no
+    /// cursor yet or the producer no longer holds the events after it, and then
+    /// kept up by the events. `/readyz` fails until it has caught up.
+    pub fn projection(mut self, source: &'static str) -> Self {
+        self.projections.insert(source);
+        self
+    }
+
     /// Starts consuming; the returned handle serves the internal routes.
     pub fn start(self) -> RunningEvents {
         let service = self.host.service;
@@ -157,6 +196,8 @@ impl Events {
                     handlers,
                     head: AtomicI64::new(0),
                     connected: AtomicBool::new(false),
+                    projection: self.projections.contains(source),
+                    caught_up: AtomicBool::new(false),
                 })
             })
             .collect();
@@ -165,12 +206,28 @@ impl Events {
             db: self.db.clone(),
             settings: settings.clone(),
             hooks: self.hooks,
+            outbox: self.outbox.clone(),
             dead_sink: self.js.clone(),
         });
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        let timeout = Duration::from_millis(settings.feed_wait_ms + 5_000);
         for sub in &subscriptions {
             match &self.js {
+                Some(js) if sub.projection => {
+                    let client = emporium_client::ServiceClient::new(
+                        sub.source,
+                        self.host.transport.clone(),
+                        timeout,
+                    );
+                    tasks.spawn(identity::bind(jetstream::read_projection(
+                        consumer.clone(),
+                        js.clone(),
+                        client,
+                        sub.clone(),
+                        stopped.clone(),
+                    )))
+                }
                 Some(js) => tasks.spawn(identity::bind(jetstream::read(
                     consumer.clone(),
                     js.clone(),
@@ -200,14 +257,37 @@ impl Events {
             };
             tasks.spawn(identity::bind(relay.run(stopped.clone())));
         }
+        let projections: Vec<Arc<Subscription>> = subscriptions
+            .iter()
+            .filter(|s| s.projection)
+            .cloned()
+            .collect();
+        if !projections.is_empty() {
+            self.host.readiness.add("projections", move || {
+                let behind: Vec<&str> = projections
+                    .iter()
+                    .filter(|s| !s.caught_up.load(std::sync::atomic::Ordering::Relaxed))
+                    .map(|s| s.name.as_str())
+                    .collect();
+                let result = if behind.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("catching up: {}", behind.join(", ")))
+                };
+                std::future::ready(result)
+            });
+        }
         let subscriptions = Arc::new(subscriptions);
         let (closing, closed) = watch::channel(false);
-        let router = feed::router(feed::FeedState {
+        let mut router = feed::router(feed::FeedState {
             service,
-            db: self.db,
+            db: self.db.clone(),
             outbox: self.outbox,
             closing: closed,
         });
+        if let Some(snapshot) = self.snapshot {
+            router = router.merge(snapshot::router(self.db, snapshot));
+        }
         let admin = admin::AdminState {
             service,
             instance: self.host.instance_id.clone(),

@@ -24,6 +24,11 @@ fn product(n: u32) -> ProductCreated {
         category: "tools".into(),
         price: 100 + i64::from(n),
         currency: "USD".into(),
+        description: String::new(),
+        image_url: String::new(),
+        attributes: Default::default(),
+        created_ms: 0,
+        version: 1,
     }
 }
 

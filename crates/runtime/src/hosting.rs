@@ -77,7 +77,12 @@ impl Process {
         listener: TcpListener,
     ) -> anyhow::Result<Built> {
         let name = S::NAME;
-        let database_url = settings.database_url().map(str::to_owned);
+        // A disposable read model lives in the instance's data folder, whatever
+        // the shared database is.
+        let database_url = settings
+            .database_url()
+            .filter(|_| !S::LOCAL_DATABASE)
+            .map(str::to_owned);
         let mut common = settings.common;
         if self.several() {
             // The process's instance id names the process; each service's is

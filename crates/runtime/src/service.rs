@@ -9,7 +9,7 @@ use axum::Router;
 use emporium_client::{Host, ServiceClient};
 use emporium_config::Common;
 use emporium_contracts::events::EventData;
-use emporium_events::{Events, Handler, Outbox};
+use emporium_events::{Events, Handler, Outbox, Snapshot};
 use emporium_store::{Db, Migrations};
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
@@ -42,6 +42,11 @@ pub trait Service: Send + Sync + 'static {
 
     /// Whether it publishes or consumes events (an outbox in its database).
     const EVENTS: bool = true;
+
+    /// Whether its database is a disposable read model of this instance alone: a
+    /// SQLite file in its data folder even when a shared database is configured
+    /// (delete the folder and it is rebuilt from the producers' snapshots).
+    const LOCAL_DATABASE: bool = false;
 
     /// Adjusts the settings every process shares, for this service alone (the
     /// gateway takes no deadlines from the public).
@@ -95,6 +100,23 @@ impl<S> Build<S> {
     /// Consumes events of type `E` with `handler`.
     pub fn on<E: EventData>(&mut self, handler: impl Handler<E>) -> &mut Self {
         self.events = self.events.take().map(|events| events.on(handler));
+        self.events();
+        self
+    }
+
+    /// Serves `snapshot`: this service's current state as events, for read models
+    /// of other services built from nothing.
+    pub fn snapshot(&mut self, snapshot: impl Snapshot) -> &mut Self {
+        self.events = self.events.take().map(|events| events.snapshot(snapshot));
+        self.events();
+        self
+    }
+
+    /// Keeps the events of `source` as a projection: loaded from `source`'s
+    /// snapshot when new or behind, ready once caught up (see
+    /// [`Events::projection`]).
+    pub fn projection(&mut self, source: &'static str) -> &mut Self {
+        self.events = self.events.take().map(|events| events.projection(source));
         self.events();
         self
     }

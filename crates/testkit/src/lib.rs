@@ -57,7 +57,7 @@ impl TestEnv {
             let _ = stop_rx.await;
         });
         let task = tokio::spawn(emporium_runtime::run(service, settings, listener, shutdown));
-        let spawned = Spawned {
+        let mut spawned = Spawned {
             addr,
             url: format!("http://{addr}"),
             stop: Some(stop_tx),
@@ -78,11 +78,14 @@ pub struct Spawned {
 
 impl Spawned {
     /// Waits (up to 15 s) until `/readyz` says 200.
-    pub async fn wait_ready(&self) {
+    pub async fn wait_ready(&mut self) {
         let client = client();
         for _ in 0..300 {
             if self.task.is_finished() {
-                panic!("the service stopped while starting");
+                match (&mut self.task).await {
+                    Ok(Err(e)) => panic!("the service stopped while starting: {e:#}"),
+                    other => panic!("the service stopped while starting: {other:?}"),
+                }
             }
             if let Ok(r) = client.get(format!("{}/readyz", self.url)).send().await
                 && r.status().is_success()

@@ -75,6 +75,8 @@ pub struct ProductView {
     pub attributes: BTreeMap<String, String>,
     pub created_at: String,
     pub updated_at: String,
+    /// Grows by one with every change.
+    pub version: i64,
 }
 
 impl From<ProductRow> for ProductView {
@@ -84,6 +86,7 @@ impl From<ProductRow> for ProductView {
             price: Money::new(p.price_minor, &p.currency),
             created_at: rfc3339(p.created_at_ms),
             updated_at: rfc3339(p.updated_at_ms),
+            version: p.version,
             id: p.id,
             sku: p.sku,
             name: p.name,
@@ -370,6 +373,7 @@ async fn create_product(
         attributes: serde_json::to_string(&new.attributes).map_err(ApiError::internal)?,
         created_at_ms: now,
         updated_at_ms: now,
+        version: 1,
     };
     match store::insert(&state.db, &state.outbox, &row).await {
         Ok(()) => {}
@@ -415,7 +419,7 @@ async fn update_product(
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found("no product with this id"))?;
-    let old_price = row.price_minor;
+    let before = row.clone();
     let mut c = Checker {
         state: &state,
         errors: Vec::new(),
@@ -455,18 +459,23 @@ async fn update_product(
         row.category_id = v;
     }
     c.finish()?;
+    if store::same_view(&before, &row) {
+        // Nothing changes: no new version, no event.
+        return Ok(Json(before.into()));
+    }
     row.updated_at_ms = now_ms();
+    row.version = before.version + 1;
     if !store::update(&mut tx, &row)
         .await
         .map_err(ApiError::internal)?
     {
         return Err(ApiError::not_found("no product with this id"));
     }
-    if row.price_minor != old_price {
+    if row.price_minor != before.price_minor {
         let changed = PriceChanged {
             product_id: row.id.clone(),
             sku: row.sku.clone(),
-            old_price,
+            old_price: before.price_minor,
             new_price: row.price_minor,
             currency: row.currency.clone(),
         };
@@ -476,8 +485,13 @@ async fn update_product(
             .await
             .map_err(ApiError::internal)?;
     }
+    state
+        .outbox
+        .publish(&mut tx, &store::updated(&row))
+        .await
+        .map_err(ApiError::internal)?;
     state.outbox.commit(tx).await.map_err(ApiError::internal)?;
-    tracing::info!(product_id = %row.id, "product updated");
+    tracing::info!(product_id = %row.id, version = row.version, "product updated");
     Ok(Json(row.into()))
 }
 

@@ -11,7 +11,10 @@
 //! - `GET /api/catalog/images/{sku}`: a generated picture.
 //!
 //! On first start it seeds a deterministic demo catalog ([`seed`]). Publishes
-//! `ProductCreated` (seeded and created products) and `PriceChanged` through its outbox.
+//! `ProductCreated` (seeded and created products), `ProductUpdated` (every change,
+//! with the product's whole view and a version that grows with each) and
+//! `PriceChanged` through its outbox, and serves every product as a `ProductUpdated`
+//! in its snapshot (`/internal/events/snapshot`) for read models built from nothing.
 
 mod api;
 mod domain;
@@ -57,6 +60,7 @@ impl Service for Catalog {
     const MIGRATIONS: Option<&'static emporium_store::Migrations> = Some(&MIGRATIONS);
 
     async fn build(&self, cx: &mut Build<CatalogSettings>) -> anyhow::Result<Router> {
+        cx.snapshot(store::snapshot);
         let s = &cx.settings;
         let outbox = cx.outbox();
         if s.seed {

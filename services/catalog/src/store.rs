@@ -1,8 +1,9 @@
 //! SQL for the catalog's own tables.
 
-use emporium_contracts::events::ProductCreated;
-use emporium_events::{EventsError, Outbox};
+use emporium_contracts::events::{ProductCreated, ProductUpdated};
+use emporium_events::{EventsError, Outbox, SnapshotItem};
 use emporium_store::Db;
+use futures::future::BoxFuture;
 use sqlx::FromRow;
 
 use crate::domain::{Listing, Sort};
@@ -21,6 +22,7 @@ pub struct ProductRow {
     pub attributes: String,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    pub version: i64,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -39,7 +41,7 @@ pub struct CategoryRow {
 macro_rules! listing {
     ($key:literal, $cmp:literal, $dir:literal) => {
         concat!(
-            "SELECT id, sku, name, description, category_id, price_minor, currency, image_url, attributes, created_at_ms, updated_at_ms
+            "SELECT id, sku, name, description, category_id, price_minor, currency, image_url, attributes, created_at_ms, updated_at_ms, version
              FROM products
              WHERE ($1 IS NULL OR category_id = $1)
                AND ($2 IS NULL OR price_minor >= $2)
@@ -95,7 +97,7 @@ pub async fn count(db: &Db, q: &Listing) -> Result<i64, sqlx::Error> {
 
 pub async fn by_id(db: &Db, id: &str) -> Result<Option<ProductRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, sku, name, description, category_id, price_minor, currency, image_url, attributes, created_at_ms, updated_at_ms
+        "SELECT id, sku, name, description, category_id, price_minor, currency, image_url, attributes, created_at_ms, updated_at_ms, version
          FROM products WHERE id = $1",
     )
     .bind(id)
@@ -111,7 +113,7 @@ pub async fn by_id(db: &Db, id: &str) -> Result<Option<ProductRow>, sqlx::Error>
 pub async fn by_id_in(tx: &mut Tx, id: &str) -> Result<Option<ProductRow>, sqlx::Error> {
     sqlx::query_as(
         "UPDATE products SET updated_at_ms = updated_at_ms WHERE id = $1
-         RETURNING id, sku, name, description, category_id, price_minor, currency, image_url, attributes, created_at_ms, updated_at_ms",
+         RETURNING id, sku, name, description, category_id, price_minor, currency, image_url, attributes, created_at_ms, updated_at_ms, version",
     )
     .bind(id)
     .fetch_optional(&mut **tx)
@@ -122,12 +124,42 @@ pub use emporium_store::Tx;
 
 pub async fn by_sku(db: &Db, sku: &str) -> Result<Option<ProductRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, sku, name, description, category_id, price_minor, currency, image_url, attributes, created_at_ms, updated_at_ms
+        "SELECT id, sku, name, description, category_id, price_minor, currency, image_url, attributes, created_at_ms, updated_at_ms, version
          FROM products WHERE sku = $1",
     )
     .bind(sku)
     .fetch_optional(db.pool())
     .await
+}
+
+/// A page of every product in id order, after `after`: the catalog's snapshot.
+pub async fn snapshot_page(
+    db: &Db,
+    after: &str,
+    limit: u32,
+) -> Result<Vec<ProductRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, sku, name, description, category_id, price_minor, currency, image_url, attributes, created_at_ms, updated_at_ms, version
+         FROM products WHERE id > $1 ORDER BY id LIMIT $2",
+    )
+    .bind(after)
+    .bind(i64::from(limit))
+    .fetch_all(db.pool())
+    .await
+}
+
+/// The catalog's snapshot: every product as a `ProductUpdated`, in id order.
+pub fn snapshot<'a>(
+    db: &'a Db,
+    after: &'a str,
+    limit: u32,
+) -> BoxFuture<'a, anyhow::Result<Vec<SnapshotItem>>> {
+    Box::pin(async move {
+        let rows = snapshot_page(db, after, limit).await?;
+        rows.iter()
+            .map(|p| Ok(SnapshotItem::of(p.id.clone(), &updated(p))?))
+            .collect()
+    })
 }
 
 pub async fn categories(db: &Db) -> Result<Vec<CategoryRow>, sqlx::Error> {
@@ -165,13 +197,23 @@ fn created(p: &ProductRow) -> ProductCreated {
         category: p.category_id.clone(),
         price: p.price_minor,
         currency: p.currency.clone(),
+        description: p.description.clone(),
+        image_url: p.image_url.clone(),
+        attributes: serde_json::from_str(&p.attributes).unwrap_or_default(),
+        created_ms: p.created_at_ms,
+        version: p.version,
     }
+}
+
+/// `p`'s whole public view, as events and the snapshot carry it.
+pub fn updated(p: &ProductRow) -> ProductUpdated {
+    created(p).into()
 }
 
 async fn insert_in(tx: &mut Tx, outbox: &Outbox, p: &ProductRow) -> Result<(), EventsError> {
     sqlx::query(
-        "INSERT INTO products (id, sku, name, description, category_id, price_minor, currency, image_url, attributes, created_at_ms, updated_at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "INSERT INTO products (id, sku, name, description, category_id, price_minor, currency, image_url, attributes, created_at_ms, updated_at_ms, version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&p.id)
     .bind(&p.sku)
@@ -184,17 +226,28 @@ async fn insert_in(tx: &mut Tx, outbox: &Outbox, p: &ProductRow) -> Result<(), E
     .bind(&p.attributes)
     .bind(p.created_at_ms)
     .bind(p.updated_at_ms)
+    .bind(p.version)
     .execute(&mut **tx)
     .await?;
     outbox.publish(tx, &created(p)).await?;
     Ok(())
 }
 
+/// Whether two rows show shoppers the same product (ignoring times and version).
+pub fn same_view(a: &ProductRow, b: &ProductRow) -> bool {
+    a.name == b.name
+        && a.description == b.description
+        && a.category_id == b.category_id
+        && a.price_minor == b.price_minor
+        && a.image_url == b.image_url
+        && a.attributes == b.attributes
+}
+
 /// Replaces a product's editable fields. False when there is no such product.
 pub async fn update(tx: &mut Tx, p: &ProductRow) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE products SET name = $2, description = $3, category_id = $4, price_minor = $5,
-                image_url = $6, attributes = $7, updated_at_ms = $8
+                image_url = $6, attributes = $7, updated_at_ms = $8, version = $9
          WHERE id = $1",
     )
     .bind(&p.id)
@@ -205,6 +258,7 @@ pub async fn update(tx: &mut Tx, p: &ProductRow) -> Result<bool, sqlx::Error> {
     .bind(&p.image_url)
     .bind(&p.attributes)
     .bind(p.updated_at_ms)
+    .bind(p.version)
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -261,6 +315,7 @@ pub async fn seed_if_empty(
             attributes: serde_json::to_string(&p.attributes).unwrap_or_else(|_| "{}".into()),
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
+            version: 1,
         };
         insert_in(&mut tx, outbox, &row).await?;
     }

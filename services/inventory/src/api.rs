@@ -24,6 +24,7 @@ const MAX_STOCK: i64 = 1_000_000_000;
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
+    pub outbox: emporium_events::Outbox,
 }
 
 #[derive(OpenApi)]
@@ -122,7 +123,7 @@ async fn set_stock(
             format!("must be 0 to {MAX_STOCK}"),
         )]));
     }
-    let row = stock::set_available(&state.db, &sku, update.available)
+    let row = stock::set_available(&state.db, &state.outbox, &sku, update.available)
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found("no stock for this SKU"))?;
@@ -150,7 +151,7 @@ async fn reserve(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let r = stock::reserve(&state.db, &order_id, &request.lines)
+    let r = stock::reserve(&state.db, &state.outbox, &order_id, &request.lines)
         .await
         .map_err(ApiError::internal)?;
     tracing::info!(order_id, status = %r.status, "reservation");
@@ -185,7 +186,7 @@ async fn release(
     State(state): State<AppState>,
     ApiPath(order_id): ApiPath<String>,
 ) -> Result<Json<Reservation>, ApiError> {
-    let r = stock::release(&state.db, &order_id)
+    let r = stock::release(&state.db, &state.outbox, &order_id)
         .await
         .map_err(ApiError::internal)?;
     tracing::info!(order_id, status = %r.status, "release");

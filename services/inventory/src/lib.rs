@@ -13,6 +13,10 @@
 //! `POST /internal/reservations/{order_id}/release`,
 //! `GET /internal/reservations/{order_id}`. Stock never goes negative: every change is
 //! a conditional update inside a write transaction, and the table has `CHECK`s.
+//!
+//! Publishes `StockChanged` when a SKU's stock row is created and whenever its level
+//! as shoppers see it (in stock, low, sold out) changes, and serves every SKU's
+//! availability as a `StockChanged` in its snapshot.
 
 mod api;
 mod handlers;
@@ -43,9 +47,14 @@ impl Service for Inventory {
     const MIGRATIONS: Option<&'static emporium_store::Migrations> = Some(&MIGRATIONS);
 
     async fn build(&self, cx: &mut Build<InventorySettings>) -> anyhow::Result<Router> {
-        cx.on::<ProductCreated>(handlers::product_created);
+        let outbox = cx.outbox();
+        cx.on::<ProductCreated>(handlers::ProductCreatedHandler {
+            outbox: outbox.clone(),
+        })
+        .snapshot(stock::snapshot);
         Ok(api::router(api::AppState {
             db: cx.db().clone(),
+            outbox,
         }))
     }
 }

@@ -1,10 +1,15 @@
 //! Stock and reservations: every change in one write transaction, conditional on the
-//! counts, so no interleaving of requests can oversell or lose a unit.
+//! counts, so no interleaving of requests can oversell or lose a unit. A change that
+//! moves a SKU across a level shoppers see ([`StockLevel`]) publishes `StockChanged`
+//! in the same transaction ([`announce`]).
 
 use std::collections::BTreeMap;
 
 use emporium_contracts::checkout::{Reservation, StockLine};
+use emporium_contracts::events::{StockChanged, StockLevel};
+use emporium_events::{EventsError, Outbox, SnapshotItem};
 use emporium_store::{Db, Tx, now_ms};
+use futures::future::BoxFuture;
 
 pub const RESERVED: &str = "reserved";
 pub const REJECTED: &str = "rejected";
@@ -43,9 +48,10 @@ pub async fn available(db: &Db, sku: &str) -> Result<Option<StockRow>, sqlx::Err
 /// Sets the available count of `sku` (restock or correction). None when unknown.
 pub async fn set_available(
     db: &Db,
+    outbox: &Outbox,
     sku: &str,
     count: i64,
-) -> Result<Option<StockRow>, sqlx::Error> {
+) -> Result<Option<StockRow>, EventsError> {
     let mut tx = db.begin().await?;
     let done = sqlx::query(
         "UPDATE stock SET adjusted = adjusted + ($2 - available), available = $2, updated_ms = $3 \
@@ -56,11 +62,74 @@ pub async fn set_available(
     .bind(now_ms())
     .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
     if done.rows_affected() == 0 {
         return Ok(None);
     }
-    available(db, sku).await
+    announce(&mut tx, outbox, sku).await?;
+    outbox.commit(tx).await?;
+    Ok(available(db, sku).await?)
+}
+
+/// Publishes `StockChanged` when `sku`'s level is not the one last announced, in
+/// the transaction that changed it.
+pub async fn announce(tx: &mut Tx, outbox: &Outbox, sku: &str) -> Result<(), EventsError> {
+    let row: Option<(String, i64, String, i64)> =
+        sqlx::query_as("SELECT product_id, available, level, version FROM stock WHERE sku = $1")
+            .bind(sku)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some((product_id, available, announced, version)) = row else {
+        return Ok(());
+    };
+    let level = StockLevel::of(available);
+    if level.as_str() == announced {
+        return Ok(());
+    }
+    sqlx::query("UPDATE stock SET level = $2, version = $3 WHERE sku = $1")
+        .bind(sku)
+        .bind(level.as_str())
+        .bind(version + 1)
+        .execute(&mut **tx)
+        .await?;
+    let event = StockChanged {
+        sku: sku.to_string(),
+        product_id,
+        available,
+        level,
+        version: version + 1,
+    };
+    outbox.publish(tx, &event).await?;
+    Ok(())
+}
+
+/// Inventory's snapshot: every SKU's availability as a `StockChanged`, in SKU order.
+pub fn snapshot<'a>(
+    db: &'a Db,
+    after: &'a str,
+    limit: u32,
+) -> BoxFuture<'a, anyhow::Result<Vec<SnapshotItem>>> {
+    Box::pin(async move {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT sku, product_id, available, version FROM stock WHERE sku > $1 \
+             ORDER BY sku LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(db.pool())
+        .await?;
+        rows.into_iter()
+            .map(|(sku, product_id, available, version)| {
+                let event = StockChanged {
+                    sku: sku.clone(),
+                    product_id,
+                    available,
+                    level: StockLevel::of(available),
+                    version,
+                };
+                Ok(SnapshotItem::of(sku, &event)?)
+            })
+            .collect()
+    })
 }
 
 pub async fn reservation(db: &Db, order_id: &str) -> Result<Option<Reservation>, sqlx::Error> {
@@ -124,9 +193,10 @@ async fn insert_reservation(
 /// first outcome; an order released before it was ever reserved stays released.
 pub async fn reserve(
     db: &Db,
+    outbox: &Outbox,
     order_id: &str,
     lines: &[StockLine],
-) -> Result<Reservation, sqlx::Error> {
+) -> Result<Reservation, EventsError> {
     // Merge duplicate SKUs and lock rows in a stable order.
     let mut wanted: BTreeMap<&str, i64> = BTreeMap::new();
     for l in lines {
@@ -175,8 +245,9 @@ pub async fn reserve(
             .bind(*quantity)
             .execute(&mut *tx)
             .await?;
+        announce(&mut tx, outbox, sku).await?;
     }
-    tx.commit().await?;
+    outbox.commit(tx).await?;
     Ok(Reservation {
         order_id: order_id.to_string(),
         status: RESERVED.into(),
@@ -216,7 +287,7 @@ pub async fn commit(db: &Db, order_id: &str) -> Result<Transition, sqlx::Error> 
 
 /// Gives reserved (or sold) units back. Idempotent. Releasing an order never
 /// reserved leaves a `released` mark, so a reserve arriving late is refused.
-pub async fn release(db: &Db, order_id: &str) -> Result<Reservation, sqlx::Error> {
+pub async fn release(db: &Db, outbox: &Outbox, order_id: &str) -> Result<Reservation, EventsError> {
     let mut tx = db.begin().await?;
     let Some(r) = reservation_in(&mut tx, order_id).await? else {
         insert_reservation(&mut tx, order_id, RELEASED, &[]).await?;
@@ -238,16 +309,23 @@ pub async fn release(db: &Db, order_id: &str) -> Result<Reservation, sqlx::Error
         }
         _ => return Ok(r),
     };
-    move_lines(&mut tx, order_id, sql).await?;
+    for sku in move_lines(&mut tx, order_id, sql).await? {
+        announce(&mut tx, outbox, &sku).await?;
+    }
     set_status(&mut tx, order_id, RELEASED).await?;
-    tx.commit().await?;
+    outbox.commit(tx).await?;
     Ok(Reservation {
         status: RELEASED.into(),
         ..r
     })
 }
 
-async fn move_lines(tx: &mut Tx, order_id: &str, sql: &'static str) -> Result<(), sqlx::Error> {
+/// Moves the units of each line with `sql`; returns the SKUs moved.
+async fn move_lines(
+    tx: &mut Tx,
+    order_id: &str,
+    sql: &'static str,
+) -> Result<Vec<String>, sqlx::Error> {
     let lines: Vec<(String, i64)> = sqlx::query_as(
         "SELECT sku, quantity FROM reservation_lines WHERE order_id = $1 ORDER BY sku",
     )
@@ -255,15 +333,17 @@ async fn move_lines(tx: &mut Tx, order_id: &str, sql: &'static str) -> Result<()
     .fetch_all(&mut **tx)
     .await?;
     let now = now_ms();
+    let mut moved = Vec::with_capacity(lines.len());
     for (sku, quantity) in lines {
         sqlx::query(sql)
-            .bind(sku)
+            .bind(&sku)
             .bind(quantity)
             .bind(now)
             .execute(&mut **tx)
             .await?;
+        moved.push(sku);
     }
-    Ok(())
+    Ok(moved)
 }
 
 async fn set_status(tx: &mut Tx, order_id: &str, status: &str) -> Result<(), sqlx::Error> {
@@ -292,7 +372,7 @@ mod tests {
         assert!((120..=300).contains(&scarce), "some scarce: {scarce}");
     }
 
-    async fn db_with(sku: &str, available: i64) -> (tempfile::TempDir, Db) {
+    async fn db_with(sku: &str, available: i64) -> (tempfile::TempDir, Db, Outbox) {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Db::open_service("inventory", dir.path(), None)
             .await
@@ -306,7 +386,8 @@ mod tests {
         .execute(db.pool())
         .await
         .expect("stock");
-        (dir, db)
+        let outbox = Outbox::standalone("inventory", &db).await.expect("outbox");
+        (dir, db, outbox)
     }
 
     fn line(sku: &str, quantity: i64) -> Vec<StockLine> {
@@ -318,12 +399,13 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_reservations_never_oversell() {
-        let (_dir, db) = db_with("S", 10).await;
+        let (_dir, db, outbox) = db_with("S", 10).await;
         let mut tasks = Vec::new();
         for i in 0..40 {
             let db = db.clone();
+            let outbox = outbox.clone();
             tasks.push(tokio::spawn(async move {
-                reserve(&db, &format!("o{i}"), &line("S", 1)).await
+                reserve(&db, &outbox, &format!("o{i}"), &line("S", 1)).await
             }));
         }
         let mut reserved = 0;
@@ -345,10 +427,16 @@ mod tests {
 
     #[tokio::test]
     async fn every_step_is_idempotent_and_conserves_units() {
-        let (_dir, db) = db_with("S", 5).await;
+        let (_dir, db, outbox) = db_with("S", 5).await;
         let two = line("S", 2);
-        assert_eq!(reserve(&db, "a", &two).await.expect("r").status, RESERVED);
-        assert_eq!(reserve(&db, "a", &two).await.expect("r").status, RESERVED);
+        assert_eq!(
+            reserve(&db, &outbox, "a", &two).await.expect("r").status,
+            RESERVED
+        );
+        assert_eq!(
+            reserve(&db, &outbox, "a", &two).await.expect("r").status,
+            RESERVED
+        );
         assert_eq!(
             available(&db, "S")
                 .await
@@ -357,7 +445,7 @@ mod tests {
                 .available,
             3
         );
-        let rejected = reserve(&db, "b", &line("S", 4)).await.expect("r");
+        let rejected = reserve(&db, &outbox, "b", &line("S", 4)).await.expect("r");
         assert_eq!(
             (rejected.status.as_str(), rejected.unavailable),
             (REJECTED, vec!["S".to_string()])
@@ -373,8 +461,14 @@ mod tests {
             Transition::Unknown
         ));
         // A committed sale released (compensation after commit) goes back on the shelf.
-        assert_eq!(release(&db, "a").await.expect("rel").status, RELEASED);
-        assert_eq!(release(&db, "a").await.expect("rel").status, RELEASED);
+        assert_eq!(
+            release(&db, &outbox, "a").await.expect("rel").status,
+            RELEASED
+        );
+        assert_eq!(
+            release(&db, &outbox, "a").await.expect("rel").status,
+            RELEASED
+        );
         assert_eq!(
             available(&db, "S")
                 .await
@@ -384,9 +478,12 @@ mod tests {
             5
         );
         // Released first: a late reserve is refused.
-        assert_eq!(release(&db, "late").await.expect("rel").status, RELEASED);
         assert_eq!(
-            reserve(&db, "late", &two).await.expect("r").status,
+            release(&db, &outbox, "late").await.expect("rel").status,
+            RELEASED
+        );
+        assert_eq!(
+            reserve(&db, &outbox, "late", &two).await.expect("r").status,
             RELEASED
         );
         let (a, r, s): (i64, i64, i64) =
@@ -395,5 +492,51 @@ mod tests {
                 .await
                 .expect("row");
         assert_eq!((a, r, s), (5, 0, 0));
+    }
+
+    /// The levels announced for SKU `S`, oldest first, as (available, level, version).
+    async fn announced(db: &Db) -> Vec<(i64, String, i64)> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT data FROM outbox WHERE type = $1 ORDER BY seq")
+                .bind(<StockChanged as emporium_contracts::events::EventData>::TYPE)
+                .fetch_all(db.pool())
+                .await
+                .expect("outbox");
+        rows.into_iter()
+            .map(|(data,)| {
+                let e: StockChanged = serde_json::from_str(&data).expect("event");
+                (e.available, e.level.as_str().to_string(), e.version)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn stock_changed_is_published_when_the_level_changes_and_only_then() {
+        let (_dir, db, outbox) = db_with("S", 8).await;
+        // As the product's creation left it: announced in stock.
+        sqlx::query("UPDATE stock SET level = 'in_stock', version = 1")
+            .execute(db.pool())
+            .await
+            .expect("level");
+        // 8 -> 7: still in stock, nothing to say.
+        reserve(&db, &outbox, "a", &line("S", 1)).await.expect("r");
+        assert!(announced(&db).await.is_empty());
+        // 7 -> 4: low.
+        reserve(&db, &outbox, "b", &line("S", 3)).await.expect("r");
+        // 4 -> 0: sold out; then back to 4 when "b" is released: low again.
+        reserve(&db, &outbox, "c", &line("S", 4)).await.expect("r");
+        release(&db, &outbox, "c").await.expect("release");
+        // A restock to 50: in stock.
+        set_available(&db, &outbox, "S", 50).await.expect("set");
+        set_available(&db, &outbox, "S", 49).await.expect("set");
+        assert_eq!(
+            announced(&db).await,
+            vec![
+                (4, "low".into(), 2),
+                (0, "sold_out".into(), 3),
+                (4, "low".into(), 4),
+                (50, "in_stock".into(), 5),
+            ]
+        );
     }
 }

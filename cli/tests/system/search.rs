@@ -1,0 +1,261 @@
+//! Search as a read model of the real shop: random catalog edits and stock changes,
+//! a SIGKILL of search in the middle, a rebuild from an emptied data folder, and
+//! then every product's search document is what catalog and inventory say.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+use crate::{Up, http, token};
+
+/// A small deterministic generator (Knuth's MMIX LCG, high bits): the same edits
+/// on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 33) % n as u64) as usize
+    }
+}
+
+const WORDS: [&str; 12] = [
+    "Amber", "Basalt", "Cobalt", "Dune", "Ember", "Fjord", "Glacier", "Harbor", "Indigo",
+    "Juniper", "Kestrel", "Lagoon",
+];
+
+async fn json_of(response: reqwest::Response) -> Value {
+    let status = response.status();
+    let url = response.url().to_string();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert!(status.is_success(), "{url}: {status} {body}");
+    body
+}
+
+/// Every product as `path` lists it (catalog or search), paged by `cursor`.
+async fn all(up: &Up, path: &str) -> BTreeMap<String, Value> {
+    match try_all(up, path).await {
+        Ok(items) => items,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// [`all`], or why not (a service restarting answers 503).
+async fn try_all(up: &Up, path: &str) -> Result<BTreeMap<String, Value>, String> {
+    let mut items = BTreeMap::new();
+    let mut cursor = String::new();
+    loop {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let after = if cursor.is_empty() {
+            String::new()
+        } else {
+            format!("&cursor={cursor}")
+        };
+        let r = http()
+            .get(up.at(&format!("{path}{sep}limit=100{after}")))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !r.status().is_success() {
+            return Err(format!("{path}: {}", r.status()));
+        }
+        let page: Value = r.json().await.map_err(|e| e.to_string())?;
+        for item in page["items"].as_array().expect("items") {
+            items.insert(item["id"].as_str().expect("id").to_string(), item.clone());
+        }
+        match page["next"].as_str() {
+            Some(next) => cursor = next.to_string(),
+            None => return Ok(items),
+        }
+    }
+}
+
+fn level(available: i64) -> &'static str {
+    match available {
+        ..=0 => "sold_out",
+        1..=5 => "low",
+        _ => "in_stock",
+    }
+}
+
+/// The products whose search document differs from catalog and inventory (`stock`:
+/// SKU → units set by the test), described.
+async fn differences(up: &Up, stock: &BTreeMap<String, i64>) -> Vec<String> {
+    let catalog = all(up, "/api/catalog/products").await;
+    let search = match try_all(up, "/api/search?sort=price").await {
+        Ok(search) => search,
+        Err(e) => return vec![e],
+    };
+    let mut wrong = Vec::new();
+    if catalog.len() != search.len() {
+        wrong.push(format!(
+            "catalog {} products, search {}",
+            catalog.len(),
+            search.len()
+        ));
+    }
+    for (id, p) in &catalog {
+        let Some(s) = search.get(id) else {
+            wrong.push(format!("{id}: not in search"));
+            continue;
+        };
+        for field in ["sku", "name", "category", "price", "image_url"] {
+            if p[field] != s[field] {
+                wrong.push(format!("{id}: {field} {} vs {}", p[field], s[field]));
+            }
+        }
+        let sku = p["sku"].as_str().expect("sku");
+        if let Some(&units) = stock.get(sku)
+            && s["stock"] != level(units)
+        {
+            wrong.push(format!("{sku}: stock {} vs {}", s["stock"], level(units)));
+        }
+    }
+    wrong
+}
+
+async fn wait_converged(up: &Up, stock: &BTreeMap<String, i64>, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let wrong = differences(up, stock).await;
+        if wrong.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: search never agreed ({} differences): {:?}",
+            wrong.len(),
+            &wrong[..wrong.len().min(10)]
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// How many times the supervisor restarted search so far.
+fn restarts(up: &Up) -> usize {
+    up.lines
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|l| l.contains("search restarted"))
+        .count()
+}
+
+fn kill_search(up: &Up) {
+    let pid = up.current_pid("search");
+    kill(Pid::from_raw(pid), Signal::SIGKILL).expect("kill search");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_converges_on_catalog_and_inventory_through_crashes_and_rebuilds() {
+    let data = tempfile::tempdir().expect("data dir");
+    // Search as a process of its own in every shape: it is killed alone.
+    let up = Up::start_apart(data.path(), &["search"]);
+    let admin = token(&up, "boss@example.com").await;
+    let products: Vec<Value> = all(&up, "/api/catalog/products?category=books")
+        .await
+        .into_values()
+        .collect();
+    assert_eq!(products.len(), 100);
+    let mut rng = Rng(0x5EA2C4);
+    let mut stock: BTreeMap<String, i64> = BTreeMap::new();
+    let mut freshness: Vec<Duration> = Vec::new();
+    for op in 0..200 {
+        let p = &products[rng.below(products.len())];
+        let id = p["id"].as_str().expect("id");
+        let sku = p["sku"].as_str().expect("sku");
+        if op == 120 {
+            kill_search(&up);
+        }
+        if rng.below(10) < 6 {
+            let name = format!(
+                "{} {} {op}",
+                WORDS[rng.below(WORDS.len())],
+                WORDS[rng.below(WORDS.len())]
+            );
+            let body = json!({
+                "name": name,
+                "price": {"amount": 100 + rng.below(50_000) as i64, "currency": "USD"},
+            });
+            json_of(
+                http()
+                    .patch(up.at(&format!("/api/catalog/products/{id}")))
+                    .bearer_auth(&admin)
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("patch"),
+            )
+            .await;
+            // Freshness, while search runs undisturbed: the edit is searchable.
+            if op < 100 && op % 5 == 0 {
+                let started = Instant::now();
+                let query = format!("/api/search?q={}", name.replace(' ', "%20"));
+                loop {
+                    let page =
+                        json_of(http().get(up.at(&query)).send().await.expect("search")).await;
+                    if page["items"][0]["id"] == id {
+                        break;
+                    }
+                    assert!(
+                        started.elapsed() < Duration::from_secs(10),
+                        "{name} never showed"
+                    );
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                freshness.push(started.elapsed());
+            }
+        } else {
+            let units = [0, 2, 40][rng.below(3)];
+            stock.insert(sku.to_string(), units);
+            json_of(
+                http()
+                    .put(up.at(&format!("/api/inventory/{sku}")))
+                    .bearer_auth(&admin)
+                    .json(&json!({ "available": units }))
+                    .send()
+                    .await
+                    .expect("stock"),
+            )
+            .await;
+        }
+    }
+    freshness.sort();
+    let worst = freshness.last().copied().unwrap_or_default();
+    eprintln!(
+        "search freshness over {} edits: median {:?}, worst {:?}",
+        freshness.len(),
+        freshness[freshness.len() / 2],
+        worst
+    );
+    assert!(
+        worst < Duration::from_secs(2),
+        "an edit took {worst:?} to show"
+    );
+    wait_converged(&up, &stock, "after 200 edits and a SIGKILL").await;
+
+    // An emptied data folder: it rebuilds from the snapshots and events by itself.
+    let before = restarts(&up);
+    std::fs::remove_dir_all(data.path().join("search")).expect("empty search's folder");
+    kill_search(&up);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while restarts(&up) == before {
+        assert!(Instant::now() < deadline, "search was not restarted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_converged(&up, &stock, "after a rebuild from nothing").await;
+    assert!(
+        data.path()
+            .join("search")
+            .join("index")
+            .join("CURRENT")
+            .exists(),
+        "a new index was built"
+    );
+}
