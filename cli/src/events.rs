@@ -3,8 +3,8 @@
 //! - `emporium events dead` lists the events parked after their handler kept failing;
 //! - `emporium events replay ID` runs the handler of one parked event again (it
 //!   leaves the dead letters when it succeeds);
-//! - `emporium events lag` shows each subscription's cursor, the producer's head and
-//!   the lag between them.
+//! - `emporium events lag` shows each subscription's cursor, the producer's head, the
+//!   lag between them, and any events the producer pruned before it read them.
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
@@ -80,19 +80,37 @@ pub async fn run(command: EventsCommand, registry: &str) -> anyhow::Result<()> {
         }
         EventsCommand::Lag => {
             println!(
-                "  {:<14} {:<28} {:>8} {:>8} {:>6} {:>6}  CONNECTED",
-                "SERVICE", "SUBSCRIPTION", "CURSOR", "HEAD", "LAG", "DEAD"
+                "  {:<14} {:<28} {:>8} {:>8} {:>6} {:>6} {:>7}  CONNECTED",
+                "SERVICE", "SUBSCRIPTION", "CURSOR", "HEAD", "LAG", "DEAD", "MISSED"
             );
+            let mut missed = Vec::new();
             for i in &instances {
                 let Some(status) = get::<Status>(&http, i, "/internal/status").await else {
                     continue;
                 };
                 for s in status.subscriptions {
                     println!(
-                        "  {:<14} {:<28} {:>8} {:>8} {:>6} {:>6}  {}",
-                        i.service, s.name, s.cursor, s.head, s.lag, s.dead_letters, s.connected
+                        "  {:<14} {:<28} {:>8} {:>8} {:>6} {:>6} {:>7}  {}",
+                        i.service,
+                        s.name,
+                        s.cursor,
+                        s.head,
+                        s.lag,
+                        s.dead_letters,
+                        s.missed,
+                        s.connected
                     );
+                    if s.missed > 0 {
+                        missed.push(format!("{} ({} events)", s.name, s.missed));
+                    }
                 }
+            }
+            if !missed.is_empty() {
+                println!(
+                    "\n  MISSED: the producer pruned events these consumers had not read \
+                     (raise events.retention_ms): {}",
+                    missed.join(", ")
+                );
             }
         }
     }

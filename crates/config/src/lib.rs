@@ -133,6 +133,11 @@ pub struct EventsSettings {
     /// NATS JetStream instead of the feed (`nats://127.0.0.1:4222`): an outbox relay
     /// publishes each service's events to its stream; consumers are durable.
     pub nats_url: Option<String>,
+    /// How long published events are kept: outbox rows (once relayed, on
+    /// JetStream), processed-event ids, and a JetStream stream's messages.
+    pub retention_ms: u64,
+    /// How often the outbox and processed-event ids are pruned.
+    pub prune_every_ms: u64,
 }
 
 impl Default for EventsSettings {
@@ -144,6 +149,8 @@ impl Default for EventsSettings {
             feed_wait_ms: 20_000,
             batch_size: 200,
             nats_url: None,
+            retention_ms: 7 * 24 * 3_600_000,
+            prune_every_ms: 600_000,
         }
     }
 }

@@ -50,6 +50,10 @@ pub struct SubscriptionStatus {
     pub lag: i64,
     pub connected: bool,
     pub dead_letters: i64,
+    /// Events pruned by the producer before this consumer read them (0 for a
+    /// projection, which reloads the snapshot instead).
+    #[serde(default)]
+    pub missed: i64,
 }
 
 /// `GET /internal/events/dead`.
@@ -110,7 +114,9 @@ pub(crate) async fn export_gauges(s: AdminState) {
         gauge!("emporium_consumer_lag_events", "subscription" => name.clone()).set(sub.lag as f64);
         gauge!("emporium_consumer_connected", "subscription" => name.clone())
             .set(if sub.connected { 1.0 } else { 0.0 });
-        gauge!("emporium_dead_letters", "subscription" => name).set(sub.dead_letters as f64);
+        gauge!("emporium_dead_letters", "subscription" => name.clone())
+            .set(sub.dead_letters as f64);
+        gauge!("emporium_events_missed", "subscription" => name).set(sub.missed as f64);
     }
 }
 
@@ -126,6 +132,7 @@ async fn collect(s: &AdminState) -> Result<Status, sqlx::Error> {
                 .fetch_one(db.pool())
                 .await?;
         let head = sub.head.load(Ordering::Relaxed);
+        let missed = crate::retention::missed(db, &sub.name).await?;
         subscriptions.push(SubscriptionStatus {
             name: sub.name.clone(),
             source: sub.source.to_string(),
@@ -134,6 +141,7 @@ async fn collect(s: &AdminState) -> Result<Status, sqlx::Error> {
             lag: (head - cursor).max(0),
             connected: sub.connected.load(Ordering::Relaxed),
             dead_letters: dead,
+            missed,
         });
     }
     let outbox_unsent = if s.transport == "jetstream" {

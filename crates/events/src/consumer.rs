@@ -250,7 +250,14 @@ impl Consumer {
                     metrics::counter!("emporium_events_parked_total", "subscription" => sub.name.clone())
                         .increment(1);
                     if let Some(js) = &self.dead_sink {
-                        crate::jetstream::publish_dead(js, &sub.name, &fe.event, &error).await;
+                        crate::jetstream::publish_dead(
+                            js,
+                            &sub.name,
+                            &fe.event,
+                            &error,
+                            self.retention(),
+                        )
+                        .await;
                     }
                     return true;
                 }
@@ -342,6 +349,11 @@ impl Consumer {
             Err(Failure::Db(e)) => Ok(ReplayOutcome::Unavailable(e)),
             Err(Failure::Poison(e) | Failure::Failed(e)) => failed(e).await,
         }
+    }
+
+    /// How long events are kept (`events.retention_ms`).
+    pub(crate) fn retention(&self) -> Duration {
+        Duration::from_millis(self.settings.retention_ms)
     }
 
     pub(crate) fn backoff(&self, attempt: u32) -> Duration {

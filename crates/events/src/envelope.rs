@@ -56,6 +56,10 @@ pub struct FeedPage {
     pub events: Vec<FeedEvent>,
     /// The newest sequence number in the outbox when the page was read.
     pub head: i64,
+    /// The highest sequence number pruned past its retention: a reader below it
+    /// has missed events.
+    #[serde(default)]
+    pub pruned: i64,
 }
 
 /// An event with its position in the producer's outbox.

@@ -119,19 +119,28 @@ async fn read(state: &FeedState, after: i64, limit: u32) -> Result<FeedPage, Api
             .max(head(&state.db).await.map_err(ApiError::internal)?),
         None => head(&state.db).await.map_err(ApiError::internal)?,
     };
+    let pruned = crate::retention::pruned_through(&state.db)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(FeedPage {
         events: rows
             .into_iter()
             .map(|r| envelope_of(state.service, r))
             .collect(),
         head,
+        pruned,
     })
 }
 
-/// The newest sequence number in the outbox (0 when empty).
+/// The newest sequence number in the outbox (0 when it never held one; after
+/// pruning, at least the last pruned one).
 pub(crate) async fn head(db: &Db) -> Result<i64, sqlx::Error> {
-    let (head,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM outbox")
-        .fetch_one(db.pool())
-        .await?;
+    let (head,): (i64,) = sqlx::query_as(
+        "SELECT CASE WHEN o.a > p.b THEN o.a ELSE p.b END \
+         FROM (SELECT COALESCE(MAX(seq), 0) AS a FROM outbox) o, \
+              (SELECT COALESCE(MAX(through), 0) AS b FROM outbox_pruned) p",
+    )
+    .fetch_one(db.pool())
+    .await?;
     Ok(head)
 }

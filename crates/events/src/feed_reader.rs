@@ -140,16 +140,42 @@ pub(crate) async fn read(
             tracing::info!(subscription = %sub.name, cursor, head = page.head, "feed connected");
         }
         sub.head.store(page.head, Ordering::Relaxed);
-        if page.head < cursor && sub.projection {
-            // The producer's database was replaced: rebuild from what it holds now.
+        // The events after the cursor were pruned past their retention, or the
+        // producer's database was replaced: a projection rebuilds from what the
+        // producer holds now.
+        let pruned = cursor < page.pruned;
+        if sub.projection && (pruned || page.head < cursor) {
             tracing::warn!(
-                subscription = %sub.name, cursor, head = page.head,
-                "the producer's outbox is behind this cursor; loading its snapshot again"
+                subscription = %sub.name, cursor, head = page.head, pruned = page.pruned,
+                "the producer no longer serves what follows this cursor; loading its snapshot"
             );
             sub.caught_up.store(false, Ordering::Relaxed);
             match snapshot::load(&consumer, &client, &sub, None, &mut stop).await {
                 Some(position) => cursor = position,
                 None => return,
+            }
+            continue;
+        }
+        if pruned {
+            let missed = page.pruned - cursor;
+            tracing::error!(
+                subscription = %sub.name, cursor, pruned = page.pruned, missed,
+                "events were pruned before this consumer read them; going on after the gap"
+            );
+            emporium_telemetry::metrics::counter!(
+                "emporium_events_gap_events_total",
+                "subscription" => sub.name.clone()
+            )
+            .increment(u64::try_from(missed).unwrap_or(0));
+            match crate::retention::record_gap(&consumer.db, &sub.name, cursor, page.pruned).await {
+                Ok(()) => cursor = page.pruned,
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(subscription = %sub.name, error = %e, "cannot record the gap yet");
+                    if !pause(consumer.backoff(failures), &mut stop).await {
+                        return;
+                    }
+                }
             }
             continue;
         }

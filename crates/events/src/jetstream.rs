@@ -33,8 +33,6 @@ use crate::outbox::{Outbox, OutboxRow, envelope_of};
 const RELAY_LEASE: Duration = Duration::from_secs(10);
 /// The relay looks for rows committed by other instances this often.
 const RELAY_RECHECK: Duration = Duration::from_secs(1);
-/// Events stay in a stream this long, for consumers that were away.
-const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// JetStream drops a message whose id it saw this recently.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// A delivered message not acknowledged in this time is delivered again.
@@ -73,23 +71,27 @@ pub fn dead_subject(subscription: &str) -> String {
 pub(crate) async fn ensure_stream(
     js: &jetstream::Context,
     service: &str,
+    max_age: Duration,
 ) -> anyhow::Result<stream::Stream> {
     js.get_or_create_stream(stream_config(
         stream_name(service),
         format!("events.emporium.{service}.>"),
+        max_age,
     ))
     .await
     .map_err(|e| anyhow::anyhow!("stream {}: {e}", stream_name(service)))
 }
 
-/// The settings of every stream here: files, kept `RETENTION`, deduplicated by id.
-fn stream_config(name: String, subjects: String) -> stream::Config {
+/// The settings of every stream here: files, kept `max_age` (`events.retention_ms`),
+/// deduplicated by id.
+fn stream_config(name: String, subjects: String, max_age: Duration) -> stream::Config {
     stream::Config {
         name,
         subjects: vec![subjects],
         storage: stream::StorageType::File,
-        max_age: RETENTION,
-        duplicate_window: DUPLICATE_WINDOW,
+        max_age,
+        // JetStream refuses a window longer than the age.
+        duplicate_window: DUPLICATE_WINDOW.min(max_age),
         ..Default::default()
     }
 }
@@ -104,6 +106,8 @@ pub(crate) struct Relay {
     pub batch: u32,
     pub retry_base: Duration,
     pub retry_max: Duration,
+    /// How long the stream keeps events.
+    pub retention: Duration,
 }
 
 impl Relay {
@@ -149,7 +153,7 @@ impl Relay {
             let renew_at = tokio::time::Instant::now() + lease.renew_every();
             while tokio::time::Instant::now() < renew_at && !*stop.borrow() {
                 if !stream_ready {
-                    match ensure_stream(&self.js, self.service).await {
+                    match ensure_stream(&self.js, self.service, self.retention).await {
                         Ok(_) => stream_ready = true,
                         Err(e) => {
                             failures += 1;
@@ -266,7 +270,7 @@ pub(crate) async fn read(
     let batch = consumer.settings.batch_size as usize;
     let mut failures = 0;
     while !*stop.borrow() {
-        let messages = match subscribe(&js, durable, &sub, batch).await {
+        let messages = match subscribe(&js, durable, &sub, batch, consumer.retention()).await {
             Ok(messages) => messages,
             Err(e) => {
                 if !retry_later(&consumer, &sub, &mut failures, &e, &mut stop).await {
@@ -303,7 +307,7 @@ pub(crate) async fn read_projection(
     let mut failures = 0;
     while !*stop.borrow() {
         let opened = async {
-            let stream = ensure_stream(&js, sub.source).await?;
+            let stream = ensure_stream(&js, sub.source, consumer.retention()).await?;
             let state = stream.get_info().await?.state;
             let cursor = crate::consumer::cursor_of(&consumer.db, &sub.name).await?;
             anyhow::Ok((stream, state, cursor))
@@ -483,8 +487,9 @@ async fn subscribe(
     durable: &str,
     sub: &Subscription,
     batch: usize,
+    max_age: Duration,
 ) -> anyhow::Result<pull::Stream> {
-    let stream = ensure_stream(js, sub.source).await?;
+    let stream = ensure_stream(js, sub.source, max_age).await?;
     let consumer = stream
         .get_or_create_consumer(
             durable,
@@ -519,11 +524,16 @@ pub(crate) async fn publish_dead(
     subscription: &str,
     event: &Envelope,
     error: &str,
+    max_age: Duration,
 ) {
     let result = async {
-        js.get_or_create_stream(stream_config(DEAD_STREAM.to_string(), "dead.>".to_string()))
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        js.get_or_create_stream(stream_config(
+            DEAD_STREAM.to_string(),
+            "dead.>".to_string(),
+            max_age,
+        ))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         let payload = serde_json::to_vec(event)?;
         let message = PublishMessage::build()
             .message_id(format!("{}:{subscription}", event.id))

@@ -31,6 +31,7 @@ mod feed_reader;
 pub mod jetstream;
 mod lease;
 mod outbox;
+pub mod retention;
 mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -244,6 +245,13 @@ impl Events {
                 ))),
             };
         }
+        tasks.spawn(identity::bind(retention::run(
+            self.db.clone(),
+            Duration::from_millis(settings.retention_ms),
+            Duration::from_millis(settings.prune_every_ms.max(1)),
+            self.js.is_some(),
+            stopped.clone(),
+        )));
         if let Some(js) = &self.js {
             let relay = jetstream::Relay {
                 service,
@@ -254,6 +262,7 @@ impl Events {
                 batch: settings.batch_size,
                 retry_base: Duration::from_millis(settings.retry_base_ms),
                 retry_max: Duration::from_millis(settings.retry_max_ms),
+                retention: Duration::from_millis(settings.retention_ms),
             };
             tasks.spawn(identity::bind(relay.run(stopped.clone())));
         }
@@ -303,6 +312,11 @@ impl Events {
             // From zero at startup, so "parked since start" is a series to alert on.
             emporium_telemetry::metrics::counter!(
                 "emporium_events_parked_total",
+                "subscription" => sub.name.clone()
+            )
+            .absolute(0);
+            emporium_telemetry::metrics::counter!(
+                "emporium_events_gap_events_total",
                 "subscription" => sub.name.clone()
             )
             .absolute(0);

@@ -10,7 +10,8 @@ use emporium_client::LocalTransport;
 use emporium_config::Common;
 use emporium_contracts::events::{EventData, OrderConfirmed, ProductCreated};
 use emporium_events::{
-    DeadLetters, Events, FeedPage, Handler, Outbox, Received, RunningEvents, Status,
+    DeadLetters, Events, FeedPage, Handler, Outbox, Received, RunningEvents, SnapshotItem,
+    SnapshotPage, Status, retention,
 };
 use emporium_store::{Db, Tx};
 use futures::future::BoxFuture;
@@ -76,10 +77,16 @@ async fn world() -> (World, RunningEvents) {
     let producer_db = Db::open_service("catalog", &dir.path().join("catalog"), None)
         .await
         .expect("producer db");
-    // One producer: what it publishes through its outbox wakes its own feed.
+    // One producer: what it publishes through its outbox wakes its own feed. Its
+    // state is the products it announced; its snapshot serves them.
+    sqlx::query("CREATE TABLE products (n BIGINT PRIMARY KEY)")
+        .execute(producer_db.pool())
+        .await
+        .expect("ddl");
     let producer = Events::open(&producer_host, &producer_db)
         .await
-        .expect("open");
+        .expect("open")
+        .snapshot(snapshot);
     let outbox = producer.outbox();
     let running_producer = producer.start();
     let transport = LocalTransport::new().with("catalog", running_producer.router());
@@ -108,10 +115,34 @@ async fn world() -> (World, RunningEvents) {
     )
 }
 
+/// The producer's snapshot: every product it holds, as `ProductCreated`.
+fn snapshot<'a>(
+    db: &'a Db,
+    after: &'a str,
+    limit: u32,
+) -> BoxFuture<'a, anyhow::Result<Vec<SnapshotItem>>> {
+    Box::pin(async move {
+        let rows: Vec<(i64,)> = sqlx::query_as("SELECT n FROM products ORDER BY n")
+            .fetch_all(db.pool())
+            .await?;
+        rows.into_iter()
+            .map(|(n,)| (format!("p-{n:06}"), n))
+            .filter(|(key, _)| key.as_str() > after)
+            .take(limit as usize)
+            .map(|(key, n)| Ok(SnapshotItem::of(key, &product(n as u32))?))
+            .collect()
+    })
+}
+
 impl World {
     async fn publish(&self, n: u32) {
         let outbox = &self.outbox;
         let mut tx = self.producer_db.begin().await.expect("begin");
+        sqlx::query("INSERT INTO products (n) VALUES ($1)")
+            .bind(i64::from(n))
+            .execute(&mut *tx)
+            .await
+            .expect("state");
         outbox.publish(&mut tx, &product(n)).await.expect("publish");
         outbox.commit(tx).await.expect("commit");
     }
@@ -377,5 +408,106 @@ async fn handler_values_and_commit_hooks() {
         .expect("woken after the commit");
     assert_eq!(w.effects().await, ["SKU-1"]);
     consumer.stop().await;
+    producer.stop().await;
+}
+
+#[tokio::test]
+async fn the_snapshot_pages_every_item_with_the_position_read_first() {
+    let (w, producer) = world().await;
+    for n in 1..=5 {
+        w.publish(n).await;
+    }
+    let (status, first): (u16, SnapshotPage) =
+        get(producer.router(), "/internal/events/snapshot?limit=2").await;
+    assert_eq!(status, 200);
+    assert_eq!(first.position, 5);
+    let keys: Vec<&str> = first.items.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(keys, ["p-000001", "p-000002"]);
+    assert_eq!(first.items[0].kind, ProductCreated::TYPE);
+    assert_eq!(first.items[0].data["sku"], "SKU-1");
+    let next = first.next.expect("more pages");
+    let (_, last): (u16, SnapshotPage) = get(
+        producer.router(),
+        &format!("/internal/events/snapshot?after={next}&limit=10"),
+    )
+    .await;
+    assert_eq!(last.items.len(), 3);
+    assert_eq!(last.next, None);
+    let (status, _): (u16, serde_json::Value) =
+        get(producer.router(), "/internal/events/snapshot?limit=0").await;
+    assert_eq!(status, 400);
+    producer.stop().await;
+}
+
+#[tokio::test]
+async fn pruned_events_are_a_loud_gap_for_a_consumer_and_a_snapshot_for_a_projection() {
+    let (w, producer) = world().await;
+    for n in 1..=3 {
+        w.publish(n).await;
+    }
+    // Nothing is pruned within the retention; past it, the whole prefix goes.
+    let kept = retention::prune(&w.producer_db, Duration::from_secs(3_600), false)
+        .await
+        .expect("prune");
+    assert_eq!((kept.outbox, kept.through), (0, 0));
+    let pruned = retention::prune(&w.producer_db, Duration::ZERO, false)
+        .await
+        .expect("prune");
+    assert_eq!((pruned.outbox, pruned.through), (3, 3));
+    let (_, page): (u16, FeedPage) = get(producer.router(), "/internal/events?after=0").await;
+    assert!(page.events.is_empty());
+    assert_eq!(
+        (page.head, page.pruned),
+        (3, 3),
+        "the head stays where it was"
+    );
+
+    // A consumer that never read them records the gap and goes on after it.
+    let consumer = w.consumer().await;
+    w.publish(4).await;
+    assert_eq!(w.wait_for_effects(1).await, ["SKU-4"]);
+    let (_, status): (u16, Status) = get(consumer.router(), "/internal/status").await;
+    assert_eq!(status.subscriptions[0].missed, 3);
+    assert_eq!(status.subscriptions[0].cursor, 4);
+    consumer.stop().await;
+
+    // A projection with an empty database loads the snapshot instead: nothing missed.
+    let fresh = Db::open_service("search", &w._dir.path().join("search"), None)
+        .await
+        .expect("db");
+    sqlx::query("CREATE TABLE effects (event_id TEXT NOT NULL, sku TEXT NOT NULL)")
+        .execute(fresh.pool())
+        .await
+        .expect("ddl");
+    sqlx::query("CREATE TABLE failing (sku TEXT PRIMARY KEY)")
+        .execute(fresh.pool())
+        .await
+        .expect("ddl");
+    let host = w.consumer_host.clone();
+    let projection = Events::open(&host, &fresh)
+        .await
+        .expect("open")
+        .on::<ProductCreated>(record)
+        .projection("catalog")
+        .start();
+    let mut skus = Vec::new();
+    for _ in 0..200 {
+        skus = sqlx::query_as::<_, (String,)>("SELECT sku FROM effects ORDER BY sku")
+            .fetch_all(fresh.pool())
+            .await
+            .expect("effects")
+            .into_iter()
+            .map(|(s,)| s)
+            .collect();
+        if skus.len() >= 4 && host.readiness.is_ready().await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(skus, ["SKU-1", "SKU-2", "SKU-3", "SKU-4"]);
+    assert!(host.readiness.is_ready().await, "caught up");
+    let (_, status): (u16, Status) = get(projection.router(), "/internal/status").await;
+    assert_eq!(status.subscriptions[0].missed, 0);
+    projection.stop().await;
     producer.stop().await;
 }
