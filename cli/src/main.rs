@@ -9,7 +9,8 @@
 //! - `emporium logs` and `emporium trace ORDER_ID` read the logs `emporium up` keeps:
 //!   [`logview`];
 //! - `emporium load` drives the shop with shoppers' journeys: [`load`];
-//! - `emporium search reindex` rebuilds the search index without downtime: [`search`].
+//! - `emporium search reindex` rebuilds the search index without downtime, and
+//!   `emporium reviews rebuild` reviews' projections: [`operations`].
 
 mod events;
 mod load;
@@ -17,7 +18,7 @@ mod logfile;
 mod logs;
 mod logview;
 mod monitoring;
-mod search;
+mod operations;
 mod services;
 mod status;
 mod up;
@@ -71,7 +72,18 @@ enum Command {
     /// Operate the search index: `emporium search reindex`.
     Search {
         #[command(subcommand)]
-        command: search::SearchCommand,
+        command: operations::SearchCommand,
+        /// The registry's URL; by default the one a running `emporium up` recorded.
+        #[arg(long, env = "EMPORIUM__REGISTRY_URL", global = true)]
+        registry: Option<String>,
+        /// The data folder of the `emporium up` to ask.
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Operate reviews: `emporium reviews rebuild` (projections from the event store).
+    Reviews {
+        #[command(subcommand)]
+        command: operations::ReviewsCommand,
         /// The registry's URL; by default the one a running `emporium up` recorded.
         #[arg(long, env = "EMPORIUM__REGISTRY_URL", global = true)]
         registry: Option<String>,
@@ -135,7 +147,15 @@ fn main() -> anyhow::Result<()> {
             data_dir,
         } => {
             let url = status::registry_url(registry, data_dir)?;
-            runtime.block_on(search::run(command, &url))
+            runtime.block_on(operations::search(command, &url))
+        }
+        Command::Reviews {
+            command,
+            registry,
+            data_dir,
+        } => {
+            let url = status::registry_url(registry, data_dir)?;
+            runtime.block_on(operations::reviews(command, &url))
         }
         Command::Logs {
             services,

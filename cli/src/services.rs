@@ -42,6 +42,7 @@ services! {
     Orders => emporium_orders::Orders,
     Notifications => emporium_notifications::Notifications,
     Search => emporium_search::Search,
+    Reviews => emporium_reviews::Reviews,
 }
 
 /// Runs `services` in this process until SIGTERM or Ctrl-C.
@@ -61,7 +62,7 @@ pub async fn serve(services: &[Service]) -> anyhow::Result<()> {
 impl Service {
     /// The services behind the gateway, started together after the registry and
     /// stopped together before it.
-    pub const BACKENDS: [Service; 8] = [
+    pub const BACKENDS: [Service; 9] = [
         Service::Users,
         Service::Catalog,
         Service::Inventory,
@@ -69,11 +70,12 @@ impl Service {
         Service::Cart,
         Service::Orders,
         Service::Notifications,
+        Service::Reviews,
         Service::Search,
     ];
 
     /// Every service but the registry, in start order; the gateway last.
-    pub const BEHIND_REGISTRY: [Service; 9] = [
+    pub const BEHIND_REGISTRY: [Service; 10] = [
         Service::Users,
         Service::Catalog,
         Service::Inventory,
@@ -81,6 +83,7 @@ impl Service {
         Service::Cart,
         Service::Orders,
         Service::Notifications,
+        Service::Reviews,
         Service::Search,
         Service::Gateway,
     ];

@@ -20,7 +20,7 @@ use super::checkout::{APPROVE, DECLINE, body, emporium, key, shopper, stocked_sk
 use super::{Up, http};
 
 /// Every process `emporium up` starts.
-const SERVICES: [&str; 10] = [
+const SERVICES: [&str; 11] = [
     "registry",
     "gateway",
     "users",
@@ -31,6 +31,7 @@ const SERVICES: [&str; 10] = [
     "orders",
     "notifications",
     "search",
+    "reviews",
 ];
 
 /// A trace id sent by a caller outside the shop.

@@ -298,3 +298,146 @@ async fn search_converges_on_catalog_and_inventory_through_crashes_and_rebuilds(
         "a new index was built"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyer_reviews_and_search_shows_and_filters_by_the_rating() {
+    use crate::checkout::{APPROVE, shopper};
+    let data = tempfile::tempdir().expect("data dir");
+    let up = Up::start(data.path());
+    let admin = token(&up, "boss@example.com").await;
+    // A product with stock, bought through the whole checkout.
+    let product = json_of(
+        http()
+            .get(up.at("/api/search?category=books&in_stock=true&sort=price&limit=1"))
+            .send()
+            .await
+            .expect("search"),
+    )
+    .await["items"][0]
+        .clone();
+    let (id, sku) = (
+        product["id"].as_str().expect("id"),
+        product["sku"].as_str().expect("sku"),
+    );
+    assert_eq!(product["rating"]["count"], 0);
+    let ada = shopper(&up, "ada@example.com").await;
+    let review =
+        json!({"product_id": id, "rating": 4, "title": "Good read", "text": "Kept me up."});
+    // Not bought yet: refused.
+    let refused = http()
+        .post(up.at("/api/reviews"))
+        .bearer_auth(&ada.token)
+        .json(&review)
+        .send()
+        .await
+        .expect("review");
+    assert_eq!(refused.status(), 403);
+    assert_eq!(ada.add(&up, sku, 1).await.status(), 200);
+    let order = ada.check_out(&up, APPROVE, Duration::from_secs(30)).await;
+    assert_eq!(order["status"], "CONFIRMED");
+    // Reviews learns the purchase from OrderConfirmed; then the review goes in.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = http()
+            .post(up.at("/api/reviews"))
+            .bearer_auth(&ada.token)
+            .json(&review)
+            .send()
+            .await
+            .expect("review");
+        if r.status() == 201 {
+            let body: Value = r.json().await.expect("json");
+            assert!(!body.to_string().contains("ada@example.com"));
+            break;
+        }
+        assert_eq!(r.status(), 403);
+        assert!(
+            Instant::now() < deadline,
+            "the purchase never reached reviews"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let summary = json_of(
+        http()
+            .get(up.at(&format!("/api/reviews/summary?product_id={id}")))
+            .send()
+            .await
+            .expect("summary"),
+    )
+    .await;
+    assert_eq!(
+        (summary["count"].as_i64(), summary["average"].as_f64()),
+        (Some(1), Some(4.0))
+    );
+    // Search shows the rating within a second and filters by it.
+    let started = Instant::now();
+    loop {
+        let page = json_of(
+            http()
+                .get(up.at("/api/search?category=books&min_rating=4"))
+                .send()
+                .await
+                .expect("search"),
+        )
+        .await;
+        if page["total"] == 1 {
+            assert_eq!(page["items"][0]["id"], id);
+            assert_eq!(page["items"][0]["rating"]["average"], 4.0);
+            assert_eq!(
+                page["facets"]["rating"][0]["count"], 1,
+                "{}",
+                page["facets"]
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the rating never reached search"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "fresh within a second"
+    );
+    // Hidden by an admin: the rating goes, in search too.
+    let review_id = json_of(
+        http()
+            .get(up.at(&format!("/api/reviews?product_id={id}")))
+            .send()
+            .await
+            .expect("list"),
+    )
+    .await["items"][0]["id"]
+        .as_str()
+        .expect("review id")
+        .to_string();
+    json_of(
+        http()
+            .post(up.at(&format!("/api/reviews/{review_id}/hide")))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("hide"),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let page = json_of(
+            http()
+                .get(up.at("/api/search?category=books&min_rating=1"))
+                .send()
+                .await
+                .expect("search"),
+        )
+        .await;
+        if page["total"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hidden review still counts in search"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -174,6 +174,59 @@ pub struct StockChanged {
 }
 event!(StockChanged, "inventory", "StockChanged", |e| e.sku.clone());
 
+/// A product's rating, as reviews computes it from the reviews shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RatingSummary {
+    pub product_id: String,
+    pub count: i64,
+    /// Stars, rounded to two decimals; 0 without reviews.
+    pub average: f64,
+    /// Reviews with 1, 2, 3, 4 and 5 stars.
+    pub histogram: [i64; 5],
+    /// Grows by one with every change of this product's summary.
+    pub version: i64,
+}
+// Not published on its own: the item of reviews' snapshot, one per product.
+event!(RatingSummary, "reviews", "RatingSummary", |e| e
+    .product_id
+    .clone());
+
+/// reviews: a verified buyer reviewed a product.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewAdded {
+    pub review_id: String,
+    pub product_id: String,
+    pub rating: i64,
+    /// The product's rating with this review.
+    pub summary: RatingSummary,
+}
+event!(ReviewAdded, "reviews", "ReviewAdded", |e| e
+    .review_id
+    .clone());
+
+/// reviews: a reviewer changed their review.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewChanged {
+    pub review_id: String,
+    pub product_id: String,
+    pub rating: i64,
+    pub summary: RatingSummary,
+}
+event!(ReviewChanged, "reviews", "ReviewChanged", |e| e
+    .review_id
+    .clone());
+
+/// reviews: an admin hid a review; the summary no longer counts it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewHidden {
+    pub review_id: String,
+    pub product_id: String,
+    pub summary: RatingSummary,
+}
+event!(ReviewHidden, "reviews", "ReviewHidden", |e| e
+    .review_id
+    .clone());
+
 /// One line of an order, as placed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderLine {

@@ -1,11 +1,11 @@
 //! The `documents` table: what search knows of each product, merged from the
-//! events of catalog and inventory, each part only if its version is newer than
+//! events of catalog, inventory and reviews, each part only if its version is newer than
 //! the one held. Every change takes the next number of the change counter, which is
 //! what the indexer follows.
 
 use std::collections::BTreeMap;
 
-use emporium_contracts::events::{ProductUpdated, StockChanged, StockLevel};
+use emporium_contracts::events::{ProductUpdated, RatingSummary, StockChanged, StockLevel};
 use emporium_store::{Db, Tx, now_ms};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -188,6 +188,32 @@ pub async fn put_stock(tx: &mut Tx, s: &StockChanged) -> Result<(), sqlx::Error>
     .bind(s.available)
     .bind(StockLevel::of(s.available).as_str())
     .bind(s.version)
+    .bind(change)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Keeps reviews' rating of a product, unless a newer one is held.
+pub async fn put_rating(tx: &mut Tx, r: &RatingSummary) -> Result<(), sqlx::Error> {
+    let change = next_change(tx).await?;
+    sqlx::query(
+        "INSERT INTO documents (product_id, rating_count, rating_average, rating_histogram, \
+             rating_version, changed, changed_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (product_id) DO UPDATE SET rating_count = excluded.rating_count, \
+             rating_average = excluded.rating_average, \
+             rating_histogram = excluded.rating_histogram, \
+             rating_version = excluded.rating_version, \
+             changed = excluded.changed, changed_ms = excluded.changed_ms \
+         WHERE documents.rating_version < excluded.rating_version",
+    )
+    .bind(&r.product_id)
+    .bind(r.count)
+    .bind((r.average * 100.0).round() as i64)
+    .bind(serde_json::to_string(&r.histogram).unwrap_or_else(|_| "[0,0,0,0,0]".into()))
+    .bind(r.version)
     .bind(change)
     .bind(now_ms())
     .execute(&mut **tx)

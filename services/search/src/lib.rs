@@ -1,7 +1,7 @@
 //! search: finding products, as a read model of other services' events.
 //!
 //! Nothing here is a source of truth. Search projects catalog's `ProductCreated` /
-//! `ProductUpdated` and inventory's `StockChanged` into a `documents` table of its
+//! `ProductUpdated`, inventory's `StockChanged` and reviews' rating summaries into a `documents` table of its
 //! own (each part kept only if its version is newer, so events and snapshots may
 //! arrive in any order), and the indexer projects that table into a tantivy index
 //! ([`indexer`]). Both live in the instance's data folder whatever database the
@@ -28,7 +28,10 @@ pub mod query;
 mod searching;
 
 use axum::Router;
-use emporium_contracts::events::{ProductCreated, ProductUpdated, StockChanged};
+use emporium_contracts::events::{
+    ProductCreated, ProductUpdated, RatingSummary, ReviewAdded, ReviewChanged, ReviewHidden,
+    StockChanged,
+};
 use emporium_runtime::{Build, Service};
 use serde::Deserialize;
 
@@ -53,7 +56,7 @@ pub struct SearchSettings {}
 pub struct Search;
 
 /// The producers search projects.
-const SOURCES: [&str; 2] = ["catalog", "inventory"];
+const SOURCES: [&str; 3] = ["catalog", "inventory", "reviews"];
 
 impl Service for Search {
     type Settings = SearchSettings;
@@ -67,6 +70,10 @@ impl Service for Search {
         cx.on::<ProductCreated>(handlers::product_created)
             .on::<ProductUpdated>(handlers::product_updated)
             .on::<StockChanged>(handlers::stock_changed)
+            .on::<ReviewAdded>(handlers::review_added)
+            .on::<ReviewChanged>(handlers::review_changed)
+            .on::<ReviewHidden>(handlers::review_hidden)
+            .on::<RatingSummary>(handlers::rating)
             .on_commit(shared.wake.clone());
         for source in SOURCES {
             cx.projection(source);

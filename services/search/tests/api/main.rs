@@ -1,4 +1,4 @@
-//! search's API, over HTTP, as a read model of a real catalog and inventory
+//! search's API, over HTTP, as a read model of a real catalog, inventory and reviews
 //! (through a registry and their feeds): built from their snapshots at start,
 //! kept fresh by their events, rebuilt from nothing, and never a 5xx for any query.
 
@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use emporium_catalog::{Catalog, CatalogSettings};
 use emporium_inventory::{Inventory, InventorySettings};
 use emporium_registry::{RegistryService, RegistrySettings};
+use emporium_reviews::{Reviews, ReviewsSettings};
 use emporium_search::{Search, SearchSettings};
 use emporium_testkit::{Spawned, TestEnv, as_user, client, eventually, get_problem, stocked};
 use serde_json::{Value, json};
@@ -15,6 +16,7 @@ struct World {
     registry: Spawned,
     catalog: Spawned,
     inventory: Spawned,
+    _reviews: Spawned,
     search: Option<Spawned>,
     env: TestEnv,
 }
@@ -33,11 +35,15 @@ async fn world() -> World {
             env.settings::<InventorySettings>(Some(&registry)),
         )
         .await;
+    let reviews = env
+        .spawn(Reviews, env.settings::<ReviewsSettings>(Some(&registry)))
+        .await;
     // Inventory has learnt every product (its stock rows come from catalog's events).
     let mut w = World {
         registry,
         catalog,
         inventory,
+        _reviews: reviews,
         search: None,
         env,
     };
