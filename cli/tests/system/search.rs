@@ -1,6 +1,8 @@
-//! Search as a read model of the real shop: random catalog edits and stock changes,
-//! a SIGKILL of search in the middle, a rebuild from an emptied data folder, and
-//! then every product's search document is what catalog and inventory say.
+//! Search and reviews in the real shop: random catalog edits, stock changes and
+//! reviews, a SIGKILL of search in the middle, a rebuild from an emptied data folder
+//! after the producers pruned their outboxes, and then every product's search
+//! document is what catalog, inventory and reviews say; a buyer's review end to end;
+//! and the shop without search and reviews.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -84,9 +86,17 @@ fn level(available: i64) -> &'static str {
     }
 }
 
-/// The products whose search document differs from catalog and inventory (`stock`:
-/// SKU → units set by the test), described.
-async fn differences(up: &Up, stock: &BTreeMap<String, i64>) -> Vec<String> {
+/// What the test changed: SKU → units set, and the products reviewed.
+#[derive(Default)]
+struct Changed {
+    stock: BTreeMap<String, i64>,
+    reviewed: Vec<String>,
+}
+
+/// The products whose search document differs from catalog, inventory and reviews,
+/// described.
+async fn differences(up: &Up, changed: &Changed) -> Vec<String> {
+    let stock = &changed.stock;
     let catalog = all(up, "/api/catalog/products").await;
     let search = match try_all(up, "/api/search?sort=price").await {
         Ok(search) => search,
@@ -117,13 +127,35 @@ async fn differences(up: &Up, stock: &BTreeMap<String, i64>) -> Vec<String> {
             wrong.push(format!("{sku}: stock {} vs {}", s["stock"], level(units)));
         }
     }
+    for id in &changed.reviewed {
+        let summary = json_of(
+            http()
+                .get(up.at(&format!("/api/reviews/summary?product_id={id}")))
+                .send()
+                .await
+                .expect("summary"),
+        )
+        .await;
+        let rating = search
+            .get(id)
+            .map(|s| s["rating"].clone())
+            .unwrap_or_default();
+        for field in ["count", "average", "histogram"] {
+            if rating[field] != summary[field] {
+                wrong.push(format!(
+                    "{id}: rating {field} {} vs {}",
+                    rating[field], summary[field]
+                ));
+            }
+        }
+    }
     wrong
 }
 
-async fn wait_converged(up: &Up, stock: &BTreeMap<String, i64>, what: &str) {
+async fn wait_converged(up: &Up, changed: &Changed, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let wrong = differences(up, stock).await;
+        let wrong = differences(up, changed).await;
         if wrong.is_empty() {
             return;
         }
@@ -179,8 +211,31 @@ async fn search_converges_on_catalog_and_inventory_through_crashes_and_rebuilds(
         .collect();
     assert_eq!(products.len(), 100);
     let mut rng = Rng(0x5EA2C4);
-    let mut stock: BTreeMap<String, i64> = BTreeMap::new();
+    let mut changed = Changed::default();
     let mut freshness: Vec<Duration> = Vec::new();
+    // A shopper buys three books, to review them during the edits.
+    let ada = crate::checkout::shopper(&up, "ada@example.com").await;
+    let bought: Vec<&Value> = products.iter().take(3).collect();
+    for p in &bought {
+        let sku = p["sku"].as_str().expect("sku");
+        json_of(
+            http()
+                .put(up.at(&format!("/api/inventory/{sku}")))
+                .bearer_auth(&admin)
+                .json(&json!({ "available": 1_000 }))
+                .send()
+                .await
+                .expect("stock"),
+        )
+        .await;
+        assert_eq!(ada.add(&up, sku, 1).await.status(), 200);
+    }
+    let order = ada
+        .check_out(&up, crate::checkout::APPROVE, Duration::from_secs(30))
+        .await;
+    assert_eq!(order["status"], "CONFIRMED");
+    // Review id and version per bought product, once written.
+    let mut reviews: BTreeMap<String, (String, i64)> = BTreeMap::new();
     for op in 0..200 {
         let p = &products[rng.below(products.len())];
         let id = p["id"].as_str().expect("id");
@@ -188,7 +243,38 @@ async fn search_converges_on_catalog_and_inventory_through_crashes_and_rebuilds(
         if op == 120 {
             kill_search(&up);
         }
-        if rng.below(10) < 6 {
+        let dice = rng.below(10);
+        if dice == 9 {
+            let product = bought[rng.below(bought.len())]["id"].as_str().expect("id");
+            let rating = 1 + rng.below(5) as i64;
+            let r = match reviews.get(product) {
+                None => http()
+                    .post(up.at("/api/reviews"))
+                    .json(&json!({"product_id": product, "rating": rating, "title": format!("Take {op}")})),
+                Some((review, version)) => http()
+                    .put(up.at(&format!("/api/reviews/{review}")))
+                    .json(&json!({"rating": rating, "title": format!("Take {op}"), "version": version})),
+            };
+            let r = r.bearer_auth(&ada.token).send().await.expect("review");
+            match r.status().as_u16() {
+                200 | 201 => {
+                    let v: Value = r.json().await.expect("json");
+                    let review = v["id"].as_str().expect("id").to_string();
+                    reviews.insert(
+                        product.to_string(),
+                        (review, v["version"].as_i64().expect("version")),
+                    );
+                    if !changed.reviewed.iter().any(|p| p == product) {
+                        changed.reviewed.push(product.to_string());
+                    }
+                }
+                // The purchase has not reached reviews yet.
+                403 => {}
+                other => panic!("review: {other}"),
+            }
+            continue;
+        }
+        if dice < 6 {
             let name = format!(
                 "{} {} {op}",
                 WORDS[rng.below(WORDS.len())],
@@ -228,7 +314,7 @@ async fn search_converges_on_catalog_and_inventory_through_crashes_and_rebuilds(
             }
         } else {
             let units = [0, 2, 40][rng.below(3)];
-            stock.insert(sku.to_string(), units);
+            changed.stock.insert(sku.to_string(), units);
             json_of(
                 http()
                     .put(up.at(&format!("/api/inventory/{sku}")))
@@ -253,7 +339,8 @@ async fn search_converges_on_catalog_and_inventory_through_crashes_and_rebuilds(
         worst < Duration::from_secs(2),
         "an edit took {worst:?} to show"
     );
-    wait_converged(&up, &stock, "after 200 edits and a SIGKILL").await;
+    assert!(!changed.reviewed.is_empty(), "some reviews were written");
+    wait_converged(&up, &changed, "after 200 edits and a SIGKILL").await;
 
     // The producers have pruned what the first index was built from.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -288,7 +375,7 @@ async fn search_converges_on_catalog_and_inventory_through_crashes_and_rebuilds(
         assert!(Instant::now() < deadline, "search was not restarted");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    wait_converged(&up, &stock, "after a rebuild from nothing").await;
+    wait_converged(&up, &changed, "after a rebuild from nothing").await;
     assert!(
         data.path()
             .join("search")
@@ -371,34 +458,20 @@ async fn a_buyer_reviews_and_search_shows_and_filters_by_the_rating() {
     );
     // Search shows the rating within a second and filters by it.
     let started = Instant::now();
-    loop {
-        let page = json_of(
-            http()
-                .get(up.at("/api/search?category=books&min_rating=4"))
-                .send()
-                .await
-                .expect("search"),
-        )
-        .await;
-        if page["total"] == 1 {
-            assert_eq!(page["items"][0]["id"], id);
-            assert_eq!(page["items"][0]["rating"]["average"], 4.0);
-            assert_eq!(
-                page["facets"]["rating"][0]["count"], 1,
-                "{}",
-                page["facets"]
-            );
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the rating never reached search"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let page = search_until(&up, "/api/search?category=books&min_rating=4", |p| {
+        p["total"] == 1
+    })
+    .await;
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "fresh within a second"
+    );
+    assert_eq!(page["items"][0]["id"], id);
+    assert_eq!(page["items"][0]["rating"]["average"], 4.0);
+    assert_eq!(
+        page["facets"]["rating"][0]["count"], 1,
+        "{}",
+        page["facets"]
     );
     // Hidden by an admin: the rating goes, in search too.
     let review_id = json_of(
@@ -421,23 +494,110 @@ async fn a_buyer_reviews_and_search_shows_and_filters_by_the_rating() {
             .expect("hide"),
     )
     .await;
+    search_until(&up, "/api/search?category=books&min_rating=1", |p| {
+        p["total"] == 0
+    })
+    .await;
+}
+
+/// Polls `path` (every 20 ms, 5 s at most) until `done` says yes; that page.
+async fn search_until(up: &Up, path: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let page = json_of(
+        let page = json_of(http().get(up.at(path)).send().await.expect("search")).await;
+        if done(&page) {
+            return page;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path}: never as expected: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_search_and_reviews_down_product_pages_and_checkout_still_work() {
+    use crate::checkout::{APPROVE, shopper};
+    let data = tempfile::tempdir().expect("data dir");
+    let up = Up::start_apart(data.path(), &["search", "reviews"]);
+    let product = json_of(
+        http()
+            .get(up.at("/api/catalog/products?category=books&limit=1"))
+            .send()
+            .await
+            .expect("catalog"),
+    )
+    .await["items"][0]
+        .clone();
+    let (id, sku) = (
+        product["id"].as_str().expect("id"),
+        product["sku"].as_str().expect("sku"),
+    );
+    let ada = shopper(&up, "ada@example.com").await;
+    // Frozen, not stopped: their ports stay open and calls to them hang, the worst
+    // kind of down; the supervisor does not restart a stopped process.
+    let frozen: Vec<Pid> = ["search", "reviews"]
+        .iter()
+        .map(|s| Pid::from_raw(up.current_pid(s)))
+        .collect();
+    for pid in &frozen {
+        kill(*pid, Signal::SIGSTOP).expect("stop");
+    }
+    /// Lets the frozen processes go on, however the block below ends.
+    struct Thaw(Vec<Pid>);
+    impl Drop for Thaw {
+        fn drop(&mut self) {
+            for pid in &self.0 {
+                let _ = kill(*pid, Signal::SIGCONT);
+            }
+        }
+    }
+    let thaw = Thaw(frozen);
+    {
+        json_of(
             http()
-                .get(up.at("/api/search?category=books&min_rating=1"))
+                .get(up.at(&format!("/api/catalog/products/{id}")))
                 .send()
                 .await
-                .expect("search"),
+                .expect("product"),
         )
         .await;
-        if page["total"] == 0 {
+        assert_eq!(ada.add(&up, sku, 1).await.status(), 200);
+        let order = ada.check_out(&up, APPROVE, Duration::from_secs(30)).await;
+        assert_eq!(order["status"], "CONFIRMED", "{order}");
+        // Once its heartbeats have lapsed (2 s here), the gateway answers for search
+        // at once: 503, not a hang.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let started = Instant::now();
+        let r = http()
+            .get(up.at("/api/search?q=lamp"))
+            .send()
+            .await
+            .expect("search");
+        assert_eq!(r.status(), 503);
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+    drop(thaw);
+    // Back: the purchase made while reviews was away counts.
+    let review = json!({"product_id": id, "rating": 5, "title": "Worth the wait"});
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = http()
+            .post(up.at("/api/reviews"))
+            .bearer_auth(&ada.token)
+            .json(&review)
+            .send()
+            .await
+            .expect("review");
+        if r.status() == 201 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the hidden review still counts in search"
+            "reviews never learnt the purchase: {}",
+            r.status()
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
