@@ -188,6 +188,34 @@ impl Folder {
         Ok(self.root.join(name))
     }
 
+    /// Takes the folder for this instance (waiting up to `wait` for one that is
+    /// stopping): the indexer closes its writer when idle, so the writer's own lock
+    /// cannot keep a second instance out. Held while the returned file is open.
+    pub async fn own(&self, wait: std::time::Duration) -> anyhow::Result<std::fs::File> {
+        std::fs::create_dir_all(&self.root)
+            .with_context(|| format!("creating {}", self.root.display()))?;
+        let path = self.root.join("OWNER");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => anyhow::bail!(
+                    "{} is in use by another search instance ({e}); give each instance a data folder of its own",
+                    self.root.display()
+                ),
+            }
+        }
+    }
+
     /// A folder for a new index beside the current one.
     pub fn next(&self) -> PathBuf {
         self.root.join(fresh_name())
@@ -218,6 +246,20 @@ fn fresh_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn one_instance_owns_a_folder_at_a_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let folder = Folder::new(dir.path());
+        let first = folder.own(std::time::Duration::ZERO).await.expect("first");
+        let second = folder.own(std::time::Duration::from_millis(200)).await;
+        assert!(second.is_err(), "a second owner is refused");
+        drop(first);
+        folder
+            .own(std::time::Duration::ZERO)
+            .await
+            .expect("free again");
+    }
 
     #[test]
     fn payloads_round_trip() {

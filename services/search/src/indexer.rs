@@ -32,6 +32,8 @@ use crate::index::{self, Engine, Fields, Folder};
 const BATCH: i64 = 1_000;
 /// The writer's memory budget (tantivy's minimum is 15 MB).
 const WRITER_BUDGET: usize = 15_000_000;
+/// How long the writer may sit idle before it is closed.
+const IDLE_WRITER: Duration = Duration::from_secs(2);
 /// How long to wait for the index lock at start.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 /// A live index may be this far behind and still be ready.
@@ -119,6 +121,8 @@ impl Shared {
 /// The task that owns the writer.
 pub struct Indexer {
     db: Db,
+    /// This instance's hold on the index folder.
+    _owner: std::fs::File,
     folder: Folder,
     generation: String,
     shared: Arc<Shared>,
@@ -131,6 +135,7 @@ pub struct Indexer {
 pub async fn open(db: &Db, data_dir: &Path) -> anyhow::Result<(Arc<Shared>, Indexer)> {
     let generation = documents::init(db).await?;
     let folder = Folder::new(data_dir);
+    let owner = folder.own(LOCK_WAIT).await?;
     let engine = Engine::open(&folder.current()?)?;
     let mut writer = writer_waiting(&engine).await?;
     let indexed = match engine.position()? {
@@ -162,6 +167,7 @@ pub async fn open(db: &Db, data_dir: &Path) -> anyhow::Result<(Arc<Shared>, Inde
     });
     let indexer = Indexer {
         db: db.clone(),
+        _owner: owner,
         folder,
         generation,
         shared: shared.clone(),
@@ -204,14 +210,23 @@ impl Indexer {
     /// Indexes until `stop`.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut failures = 0u32;
+        let mut worked = Instant::now();
         while !*stop.borrow() {
             let pause = match self.step().await {
                 Ok(0) => {
                     failures = 0;
+                    if worked.elapsed() >= IDLE_WRITER
+                        && let Some(writer) = self.writer.take()
+                    {
+                        // An idle writer holds its indexing memory (several MiB):
+                        // let it go; the next change opens one again in milliseconds.
+                        let _ = tokio::task::spawn_blocking(move || drop(writer)).await;
+                    }
                     Duration::from_secs(1)
                 }
                 Ok(_) => {
                     failures = 0;
+                    worked = Instant::now();
                     continue;
                 }
                 Err(e) => {
