@@ -143,7 +143,12 @@ pub(crate) async fn read(
         // The events after the cursor were pruned past their retention, or the
         // producer's database was replaced: a projection rebuilds from what the
         // producer holds now.
-        let pruned = cursor < page.pruned;
+        // Missed: the producer pruned past the cursor and the page does not go on
+        // right after it (a prune that raced the page's read deleted nothing it
+        // carries). Everything up to `through` is gone.
+        let first = page.events.first().map(|e| e.seq);
+        let pruned = cursor < page.pruned && first.is_none_or(|f| f > cursor + 1);
+        let through = first.map_or(page.pruned, |f| (f - 1).min(page.pruned));
         if sub.projection && (pruned || page.head < cursor) {
             tracing::warn!(
                 subscription = %sub.name, cursor, head = page.head, pruned = page.pruned,
@@ -157,9 +162,9 @@ pub(crate) async fn read(
             continue;
         }
         if pruned {
-            let missed = page.pruned - cursor;
+            let missed = through - cursor;
             tracing::error!(
-                subscription = %sub.name, cursor, pruned = page.pruned, missed,
+                subscription = %sub.name, cursor, through, missed,
                 "events were pruned before this consumer read them; going on after the gap"
             );
             emporium_telemetry::metrics::counter!(
@@ -167,8 +172,8 @@ pub(crate) async fn read(
                 "subscription" => sub.name.clone()
             )
             .increment(u64::try_from(missed).unwrap_or(0));
-            match crate::retention::record_gap(&consumer.db, &sub.name, cursor, page.pruned).await {
-                Ok(()) => cursor = page.pruned,
+            match crate::retention::record_gap(&consumer.db, &sub.name, cursor, through).await {
+                Ok(()) => cursor = through,
                 Err(e) => {
                     failures += 1;
                     tracing::warn!(subscription = %sub.name, error = %e, "cannot record the gap yet");

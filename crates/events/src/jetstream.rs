@@ -73,13 +73,23 @@ pub(crate) async fn ensure_stream(
     service: &str,
     max_age: Duration,
 ) -> anyhow::Result<stream::Stream> {
-    js.get_or_create_stream(stream_config(
+    let config = stream_config(
         stream_name(service),
         format!("events.emporium.{service}.>"),
         max_age,
-    ))
-    .await
-    .map_err(|e| anyhow::anyhow!("stream {}: {e}", stream_name(service)))
+    );
+    let stream = js
+        .get_or_create_stream(config.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("stream {}: {e}", stream_name(service)))?;
+    if stream.cached_info().config.max_age != max_age {
+        // A stream made with another retention follows `events.retention_ms`.
+        js.update_stream(config)
+            .await
+            .map_err(|e| anyhow::anyhow!("updating stream {}: {e}", stream_name(service)))?;
+        tracing::info!(stream = %stream_name(service), ?max_age, "stream retention updated");
+    }
+    Ok(stream)
 }
 
 /// The settings of every stream here: files, kept `max_age` (`events.retention_ms`),

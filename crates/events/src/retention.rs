@@ -5,9 +5,10 @@
 //! relay has published — and remembers the highest sequence number it pruned
 //! (`outbox_pruned`), which the feed serves with every page. A reader whose cursor is
 //! below it has missed events: a projection loads the producer's snapshot again;
-//! any other consumer records the gap (`event_gaps`, the
+//! any other consumer of the feed records the gap (`event_gaps`, the
 //! `emporium_events_gap_events_total` counter, `emporium events lag`) and goes on
-//! from what is still there, loudly. Processed-event ids older than the retention are
+//! from what is still there, loudly. (On JetStream the streams keep events as long,
+//! and a durable consumer whose events aged out is not detected yet.) Processed-event ids older than the retention are
 //! deleted too: a redelivery that late is not expected from either transport.
 
 use std::time::Duration;

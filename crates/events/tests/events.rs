@@ -509,5 +509,43 @@ async fn pruned_events_are_a_loud_gap_for_a_consumer_and_a_snapshot_for_a_projec
     let (_, status): (u16, Status) = get(projection.router(), "/internal/status").await;
     assert_eq!(status.subscriptions[0].missed, 0);
     projection.stop().await;
+
+    // Away while the producer published and pruned again: its cursor (4) is below
+    // what was pruned (6), so it loads the snapshot again rather than missing 5 and 6.
+    w.publish(5).await;
+    w.publish(6).await;
+    retention::prune(&w.producer_db, Duration::ZERO, false)
+        .await
+        .expect("prune");
+    w.publish(7).await;
+    let projection = Events::open(&host, &fresh)
+        .await
+        .expect("open")
+        .on::<ProductCreated>(record)
+        .projection("catalog")
+        .start();
+    let mut distinct = Vec::new();
+    for _ in 0..200 {
+        distinct = sqlx::query_as::<_, (String,)>("SELECT DISTINCT sku FROM effects ORDER BY sku")
+            .fetch_all(fresh.pool())
+            .await
+            .expect("effects")
+            .into_iter()
+            .map(|(s,)| s)
+            .collect();
+        if distinct.len() >= 7 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        distinct,
+        [
+            "SKU-1", "SKU-2", "SKU-3", "SKU-4", "SKU-5", "SKU-6", "SKU-7"
+        ]
+    );
+    let (_, status): (u16, Status) = get(projection.router(), "/internal/status").await;
+    assert_eq!(status.subscriptions[0].missed, 0);
+    projection.stop().await;
     producer.stop().await;
 }

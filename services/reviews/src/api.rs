@@ -127,6 +127,8 @@ pub struct SummaryView {
     pub average: f64,
     /// Reviews with 1, 2, 3, 4 and 5 stars.
     pub histogram: [i64; 5],
+    /// Grows by one with every change of this product's rating.
+    pub version: i64,
 }
 
 impl From<RatingSummary> for SummaryView {
@@ -136,6 +138,7 @@ impl From<RatingSummary> for SummaryView {
             count: s.count,
             average: s.average,
             histogram: s.histogram,
+            version: s.version,
         }
     }
 }

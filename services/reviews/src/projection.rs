@@ -20,8 +20,26 @@ pub struct Applied {
     pub rating: i64,
 }
 
-/// Applies one stored event to the projections and records it as applied.
+/// Applies one stored event to the projections and records it as applied. An event
+/// the review already reflects (its version is not newer) changes nothing.
 pub async fn apply(tx: &mut Tx, e: &Stored) -> anyhow::Result<Applied> {
+    let held: Option<(String, i64, i64)> =
+        sqlx::query_as("SELECT product_id, rating, version FROM reviews WHERE id = $1")
+            .bind(&e.stream_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    if let Some((product_id, rating, version)) = held
+        && version >= e.version
+    {
+        let summary = read_tally(&mut **tx, &product_id)
+            .await?
+            .summary(&product_id);
+        return Ok(Applied {
+            product_id,
+            summary,
+            rating,
+        });
+    }
     let applied = match &e.event {
         ReviewEvent::Added {
             product_id,
@@ -107,9 +125,11 @@ pub async fn apply(tx: &mut Tx, e: &Stored) -> anyhow::Result<Applied> {
             }
         }
     };
+    // Appends may commit out of position order (PostgreSQL): never move back.
     sqlx::query(
         "INSERT INTO projection_state (name, position) VALUES ($1, $2) \
-         ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+         ON CONFLICT (name) DO UPDATE SET position = excluded.position \
+         WHERE projection_state.position < excluded.position",
     )
     .bind(NAME)
     .bind(e.position)
@@ -136,7 +156,24 @@ async fn tally(
     product_id: &str,
     change: impl FnOnce(&mut Tally),
 ) -> anyhow::Result<RatingSummary> {
-    let mut t = read_tally(&mut **tx, product_id).await?;
+    // Lock the product's row first (creating it if needed): on PostgreSQL a
+    // concurrent review of the same product waits here and then reads what the other
+    // wrote, so no count is lost; SQLite serialises writers anyway.
+    sqlx::query(
+        "INSERT INTO rating_summaries (product_id, count, total, h1, h2, h3, h4, h5, version) \
+         VALUES ($1, 0, 0, 0, 0, 0, 0, 0, 0) ON CONFLICT (product_id) DO NOTHING",
+    )
+    .bind(product_id)
+    .execute(&mut **tx)
+    .await?;
+    let row: TallyRow = sqlx::query_as(
+        "UPDATE rating_summaries SET version = version WHERE product_id = $1 \
+         RETURNING count, total, h1, h2, h3, h4, h5, version",
+    )
+    .bind(product_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let mut t = row.tally();
     change(&mut t);
     t.version += 1;
     let [h1, h2, h3, h4, h5] = t.histogram;
@@ -189,12 +226,18 @@ where
     .bind(product_id)
     .fetch_optional(executor)
     .await?;
-    Ok(row.map_or_else(Tally::default, |r| Tally {
-        count: r.count,
-        total: r.total,
-        histogram: [r.h1, r.h2, r.h3, r.h4, r.h5],
-        version: r.version,
-    }))
+    Ok(row.map_or_else(Tally::default, |r| r.tally()))
+}
+
+impl TallyRow {
+    fn tally(self) -> Tally {
+        Tally {
+            count: self.count,
+            total: self.total,
+            histogram: [self.h1, self.h2, self.h3, self.h4, self.h5],
+            version: self.version,
+        }
+    }
 }
 
 /// What a rebuild or catch-up did.

@@ -174,8 +174,14 @@ async fn suggest(
             format!("must be at most {} bytes", params::MAX_QUERY_BYTES),
         )]));
     }
-    let parsed = crate::query::parse(&mut crate::index::analyzer(), &text);
-    let items = searching::suggest(&state.shared.engine(), &parsed).map_err(ApiError::internal)?;
+    let engine = state.shared.engine();
+    let items = tokio::task::spawn_blocking(move || {
+        let parsed = crate::query::parse(&mut crate::index::analyzer(), &text);
+        searching::suggest(&engine, &parsed)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
     Ok(Json(Suggestions { items }))
 }
 

@@ -310,7 +310,12 @@ impl Indexer {
             let fields = engine.fields;
             let w = writer.take().context("the new writer")?;
             let (w, result) = tokio::task::spawn_blocking(move || {
-                let result = docs.iter().try_for_each(|d| add(&w, &fields, d));
+                // A product changed during the reindex comes again at its new change
+                // number: replace, never add twice.
+                let result = docs.iter().try_for_each(|d| {
+                    w.delete_term(Term::from_field_text(fields.id, &d.product_id));
+                    add(&w, &fields, d)
+                });
                 (w, result)
             })
             .await?;

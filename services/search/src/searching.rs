@@ -3,8 +3,9 @@
 //!
 //! Every match is collected with its sort keys (a catalog of thousands is a few
 //! microseconds of that), so facets count exactly what the filters let through and
-//! pages are keyset-paged on (sort key, product id): a page never skips or repeats
-//! an item while the index changes underneath.
+//! pages are keyset-paged on (sort key, product id): products added or removed
+//! between pages never shift them (an item whose own sort key changes in between
+//! may cross the cursor).
 
 use std::cmp::Ordering;
 
