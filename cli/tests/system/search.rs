@@ -32,6 +32,11 @@ const WORDS: [&str; 12] = [
     "Juniper", "Kestrel", "Lagoon",
 ];
 
+/// GETs `path` through the gateway; its JSON (asserting success).
+async fn get(up: &Up, path: &str) -> Value {
+    json_of(http().get(up.at(path)).send().await.expect("send")).await
+}
+
 async fn json_of(response: reqwest::Response) -> Value {
     let status = response.status();
     let url = response.url().to_string();
@@ -128,14 +133,7 @@ async fn differences(up: &Up, changed: &Changed) -> Vec<String> {
         }
     }
     for id in &changed.reviewed {
-        let summary = json_of(
-            http()
-                .get(up.at(&format!("/api/reviews/summary?product_id={id}")))
-                .send()
-                .await
-                .expect("summary"),
-        )
-        .await;
+        let summary = get(up, &format!("/api/reviews/summary?product_id={id}")).await;
         let rating = search
             .get(id)
             .map(|s| s["rating"].clone())
@@ -299,8 +297,7 @@ async fn search_converges_on_catalog_and_inventory_through_crashes_and_rebuilds(
                 let started = Instant::now();
                 let query = format!("/api/search?q={}", name.replace(' ', "%20"));
                 loop {
-                    let page =
-                        json_of(http().get(up.at(&query)).send().await.expect("search")).await;
+                    let page = get(&up, &query).await;
                     if page["items"][0]["id"] == id {
                         break;
                     }
@@ -393,12 +390,9 @@ async fn a_buyer_reviews_and_search_shows_and_filters_by_the_rating() {
     let up = Up::start(data.path());
     let admin = token(&up, "boss@example.com").await;
     // A product with stock, bought through the whole checkout.
-    let product = json_of(
-        http()
-            .get(up.at("/api/search?category=books&in_stock=true&sort=price&limit=1"))
-            .send()
-            .await
-            .expect("search"),
+    let product = get(
+        &up,
+        "/api/search?category=books&in_stock=true&sort=price&limit=1",
     )
     .await["items"][0]
         .clone();
@@ -444,14 +438,7 @@ async fn a_buyer_reviews_and_search_shows_and_filters_by_the_rating() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let summary = json_of(
-        http()
-            .get(up.at(&format!("/api/reviews/summary?product_id={id}")))
-            .send()
-            .await
-            .expect("summary"),
-    )
-    .await;
+    let summary = get(&up, &format!("/api/reviews/summary?product_id={id}")).await;
     assert_eq!(
         (summary["count"].as_i64(), summary["average"].as_f64()),
         (Some(1), Some(4.0))
@@ -474,14 +461,7 @@ async fn a_buyer_reviews_and_search_shows_and_filters_by_the_rating() {
         page["facets"]
     );
     // Hidden by an admin: the rating goes, in search too.
-    let review_id = json_of(
-        http()
-            .get(up.at(&format!("/api/reviews?product_id={id}")))
-            .send()
-            .await
-            .expect("list"),
-    )
-    .await["items"][0]["id"]
+    let review_id = get(&up, &format!("/api/reviews?product_id={id}")).await["items"][0]["id"]
         .as_str()
         .expect("review id")
         .to_string();
@@ -504,7 +484,7 @@ async fn a_buyer_reviews_and_search_shows_and_filters_by_the_rating() {
 async fn search_until(up: &Up, path: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let page = json_of(http().get(up.at(path)).send().await.expect("search")).await;
+        let page = get(up, path).await;
         if done(&page) {
             return page;
         }
@@ -521,15 +501,8 @@ async fn with_search_and_reviews_down_product_pages_and_checkout_still_work() {
     use crate::checkout::{APPROVE, shopper};
     let data = tempfile::tempdir().expect("data dir");
     let up = Up::start_apart(data.path(), &["search", "reviews"]);
-    let product = json_of(
-        http()
-            .get(up.at("/api/catalog/products?category=books&limit=1"))
-            .send()
-            .await
-            .expect("catalog"),
-    )
-    .await["items"][0]
-        .clone();
+    let product =
+        get(&up, "/api/catalog/products?category=books&limit=1").await["items"][0].clone();
     let (id, sku) = (
         product["id"].as_str().expect("id"),
         product["sku"].as_str().expect("sku"),
@@ -555,14 +528,7 @@ async fn with_search_and_reviews_down_product_pages_and_checkout_still_work() {
     }
     let thaw = Thaw(frozen);
     {
-        json_of(
-            http()
-                .get(up.at(&format!("/api/catalog/products/{id}")))
-                .send()
-                .await
-                .expect("product"),
-        )
-        .await;
+        get(&up, &format!("/api/catalog/products/{id}")).await;
         assert_eq!(ada.add(&up, sku, 1).await.status(), 200);
         let order = ada.check_out(&up, APPROVE, Duration::from_secs(30)).await;
         assert_eq!(order["status"], "CONFIRMED", "{order}");

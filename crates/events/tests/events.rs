@@ -484,27 +484,20 @@ async fn pruned_events_are_a_loud_gap_for_a_consumer_and_a_snapshot_for_a_projec
         .await
         .expect("ddl");
     let host = w.consumer_host.clone();
-    let projection = Events::open(&host, &fresh)
-        .await
-        .expect("open")
-        .on::<ProductCreated>(record)
-        .projection("catalog")
-        .start();
-    let mut skus = Vec::new();
+    let projection = project(&host, &fresh).await;
+    let skus = distinct_effects(&fresh, 4).await;
     for _ in 0..200 {
-        skus = sqlx::query_as::<_, (String,)>("SELECT sku FROM effects ORDER BY sku")
-            .fetch_all(fresh.pool())
-            .await
-            .expect("effects")
-            .into_iter()
-            .map(|(s,)| s)
-            .collect();
-        if skus.len() >= 4 && host.readiness.is_ready().await {
+        if host.readiness.is_ready().await {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(skus, ["SKU-1", "SKU-2", "SKU-3", "SKU-4"]);
+    let (applied,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM effects")
+        .fetch_one(fresh.pool())
+        .await
+        .expect("count");
+    assert_eq!(applied, 4, "each snapshot item applied once");
     assert!(host.readiness.is_ready().await, "caught up");
     let (_, status): (u16, Status) = get(projection.router(), "/internal/status").await;
     assert_eq!(status.subscriptions[0].missed, 0);
@@ -518,26 +511,8 @@ async fn pruned_events_are_a_loud_gap_for_a_consumer_and_a_snapshot_for_a_projec
         .await
         .expect("prune");
     w.publish(7).await;
-    let projection = Events::open(&host, &fresh)
-        .await
-        .expect("open")
-        .on::<ProductCreated>(record)
-        .projection("catalog")
-        .start();
-    let mut distinct = Vec::new();
-    for _ in 0..200 {
-        distinct = sqlx::query_as::<_, (String,)>("SELECT DISTINCT sku FROM effects ORDER BY sku")
-            .fetch_all(fresh.pool())
-            .await
-            .expect("effects")
-            .into_iter()
-            .map(|(s,)| s)
-            .collect();
-        if distinct.len() >= 7 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let projection = project(&host, &fresh).await;
+    let distinct = distinct_effects(&fresh, 7).await;
     assert_eq!(
         distinct,
         [
@@ -548,4 +523,33 @@ async fn pruned_events_are_a_loud_gap_for_a_consumer_and_a_snapshot_for_a_projec
     assert_eq!(status.subscriptions[0].missed, 0);
     projection.stop().await;
     producer.stop().await;
+}
+
+/// A projection of catalog into `db`, recording effects.
+async fn project(host: &Host, db: &Db) -> RunningEvents {
+    Events::open(host, db)
+        .await
+        .expect("open")
+        .on::<ProductCreated>(record)
+        .projection("catalog")
+        .start()
+}
+
+/// The distinct SKUs `db` has effects of, once there are `n` (or after 4 s).
+async fn distinct_effects(db: &Db, n: usize) -> Vec<String> {
+    let mut skus = Vec::new();
+    for _ in 0..200 {
+        skus = sqlx::query_as::<_, (String,)>("SELECT DISTINCT sku FROM effects ORDER BY sku")
+            .fetch_all(db.pool())
+            .await
+            .expect("effects")
+            .into_iter()
+            .map(|(s,)| s)
+            .collect();
+        if skus.len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    skus
 }
