@@ -140,12 +140,11 @@ pub(crate) async fn read(
             tracing::info!(subscription = %sub.name, cursor, head = page.head, "feed connected");
         }
         sub.head.store(page.head, Ordering::Relaxed);
-        // The events after the cursor were pruned past their retention, or the
-        // producer's database was replaced: a projection rebuilds from what the
-        // producer holds now.
-        // Missed: the producer pruned past the cursor and the page does not go on
-        // right after it (a prune that raced the page's read deleted nothing it
-        // carries). Everything up to `through` is gone.
+        // Missed events: the producer pruned past the cursor and the page does not
+        // go on right after it (a prune racing the page's read deleted nothing the
+        // page carries); everything up to `through` is gone. A projection then
+        // rebuilds from what the producer holds now, as it does when the producer's
+        // database was replaced (its head behind the cursor).
         let first = page.events.first().map(|e| e.seq);
         let pruned = cursor < page.pruned && first.is_none_or(|f| f > cursor + 1);
         let through = first.map_or(page.pruned, |f| (f - 1).min(page.pruned));
