@@ -417,27 +417,8 @@ async fn a_buyer_reviews_and_search_shows_and_filters_by_the_rating() {
     let order = ada.check_out(&up, APPROVE, Duration::from_secs(30)).await;
     assert_eq!(order["status"], "CONFIRMED");
     // Reviews learns the purchase from OrderConfirmed; then the review goes in.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = http()
-            .post(up.at("/api/reviews"))
-            .bearer_auth(&ada.token)
-            .json(&review)
-            .send()
-            .await
-            .expect("review");
-        if r.status() == 201 {
-            let body: Value = r.json().await.expect("json");
-            assert!(!body.to_string().contains("ada@example.com"));
-            break;
-        }
-        assert_eq!(r.status(), 403);
-        assert!(
-            Instant::now() < deadline,
-            "the purchase never reached reviews"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let body = review_once_bought(&up, &ada.token, &review, |status| status == 403).await;
+    assert!(!body.to_string().contains("ada@example.com"));
     let summary = get(&up, &format!("/api/reviews/summary?product_id={id}")).await;
     assert_eq!(
         (summary["count"].as_i64(), summary["average"].as_f64()),
@@ -478,6 +459,37 @@ async fn a_buyer_reviews_and_search_shows_and_filters_by_the_rating() {
         p["total"] == 0
     })
     .await;
+}
+
+/// Posts `review` as the holder of `token` until it is accepted (201), 20 s at most:
+/// reviews learns purchases from orders' events. Every other answer meanwhile must
+/// pass `waiting`. The review as created.
+async fn review_once_bought(
+    up: &Up,
+    token: &str,
+    review: &Value,
+    waiting: impl Fn(u16) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = http()
+            .post(up.at("/api/reviews"))
+            .bearer_auth(token)
+            .json(review)
+            .send()
+            .await
+            .expect("review");
+        let status = r.status().as_u16();
+        if status == 201 {
+            return r.json().await.expect("json");
+        }
+        assert!(waiting(status), "review answered {status}");
+        assert!(
+            Instant::now() < deadline,
+            "reviews never learnt the purchase: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Polls `path` (every 20 ms, 5 s at most) until `done` says yes; that page.
@@ -547,23 +559,5 @@ async fn with_search_and_reviews_down_product_pages_and_checkout_still_work() {
     drop(thaw);
     // Back: the purchase made while reviews was away counts.
     let review = json!({"product_id": id, "rating": 5, "title": "Worth the wait"});
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = http()
-            .post(up.at("/api/reviews"))
-            .bearer_auth(&ada.token)
-            .json(&review)
-            .send()
-            .await
-            .expect("review");
-        if r.status() == 201 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "reviews never learnt the purchase: {}",
-            r.status()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    review_once_bought(&up, &ada.token, &review, |_| true).await;
 }
