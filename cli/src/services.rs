@@ -43,6 +43,7 @@ services! {
     Notifications => emporium_notifications::Notifications,
     Search => emporium_search::Search,
     Reviews => emporium_reviews::Reviews,
+    Storefront => emporium_storefront::Storefront,
 }
 
 /// Runs `services` in this process until SIGTERM or Ctrl-C.
@@ -62,7 +63,7 @@ pub async fn serve(services: &[Service]) -> anyhow::Result<()> {
 impl Service {
     /// The services behind the gateway, started together after the registry and
     /// stopped together before it.
-    pub const BACKENDS: [Service; 9] = [
+    pub const BACKENDS: [Service; 10] = [
         Service::Users,
         Service::Catalog,
         Service::Inventory,
@@ -72,10 +73,11 @@ impl Service {
         Service::Notifications,
         Service::Reviews,
         Service::Search,
+        Service::Storefront,
     ];
 
     /// Every service but the registry, in start order; the gateway last.
-    pub const BEHIND_REGISTRY: [Service; 10] = [
+    pub const BEHIND_REGISTRY: [Service; 11] = [
         Service::Users,
         Service::Catalog,
         Service::Inventory,
@@ -85,6 +87,7 @@ impl Service {
         Service::Notifications,
         Service::Reviews,
         Service::Search,
+        Service::Storefront,
         Service::Gateway,
     ];
 }

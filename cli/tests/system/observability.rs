@@ -20,7 +20,7 @@ use super::checkout::{APPROVE, DECLINE, body, emporium, key, shopper, stocked_sk
 use super::{Up, http};
 
 /// Every process `emporium up` starts.
-const SERVICES: [&str; 11] = [
+const SERVICES: [&str; 12] = [
     "registry",
     "gateway",
     "users",
@@ -32,6 +32,7 @@ const SERVICES: [&str; 11] = [
     "notifications",
     "search",
     "reviews",
+    "storefront",
 ];
 
 /// A trace id sent by a caller outside the shop.

@@ -60,6 +60,26 @@ impl ClientError {
         }
     }
 
+    /// The `detail` of the problem the called service answered with, if any.
+    pub fn problem_detail(&self) -> Option<&str> {
+        match self {
+            ClientError::Status {
+                problem: Some(p), ..
+            } => Some(p.detail.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The field errors of the problem the called service answered with.
+    pub fn field_errors(&self) -> &[emporium_http::FieldError] {
+        match self {
+            ClientError::Status {
+                problem: Some(p), ..
+            } => &p.errors,
+            _ => &[],
+        }
+    }
+
     /// The status a proxying or calling service answers with when this happens:
     /// 503 when nobody is there, 504 on the deadline, 502 otherwise.
     pub fn upstream_status(&self) -> StatusCode {

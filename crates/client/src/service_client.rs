@@ -9,7 +9,7 @@ use emporium_contracts::headers;
 use emporium_http::context;
 use emporium_telemetry::metrics;
 use emporium_telemetry::trace::{self, Kind, Span};
-use http::{HeaderValue, Method, Request, Response, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, header};
 use http_body_util::BodyExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -29,6 +29,8 @@ pub struct ServiceClient {
     service: String,
     transport: Arc<dyn Transport>,
     timeout: Duration,
+    /// Sent with every call of this client (identity, an idempotency key).
+    headers: Option<Arc<HeaderMap>>,
 }
 
 impl ServiceClient {
@@ -37,7 +39,29 @@ impl ServiceClient {
             service: service.to_string(),
             transport,
             timeout,
+            headers: None,
         }
+    }
+
+    /// This client with `name: value` on every call it makes: a caller acting for
+    /// someone (`x-user-id`), or a retried command's `idempotency-key`.
+    #[must_use]
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        let mut headers = self.headers.as_deref().cloned().unwrap_or_default();
+        headers.insert(name, value);
+        self.headers = Some(Arc::new(headers));
+        self
+    }
+
+    /// Sends `method path` with no body, decoding a JSON answer (`DELETE`, a
+    /// `POST` that takes nothing).
+    pub async fn call_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> Result<T, ClientError> {
+        let request = self.request(method, path, Bytes::new())?;
+        self.json(request).await
     }
 
     pub fn service(&self) -> &str {
@@ -86,6 +110,11 @@ impl ServiceClient {
             span
         });
         let h = request.headers_mut();
+        if let Some(extra) = &self.headers {
+            for (name, value) in extra.iter() {
+                h.insert(name, value.clone());
+            }
+        }
         if let Some(ctx) = &ctx
             && let Ok(v) = HeaderValue::from_str(&ctx.request_id)
         {
@@ -164,7 +193,9 @@ impl ServiceClient {
                 problem: serde_json::from_slice(&bytes).ok().map(Box::new),
             });
         }
-        serde_json::from_slice(&bytes).map_err(|e| self.decode(e.into()))
+        // No content (204) reads as JSON `null`: `()` or an `Option` takes it.
+        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        serde_json::from_slice(bytes).map_err(|e| self.decode(e.into()))
     }
 
     fn decode(&self, source: Box<dyn std::error::Error + Send + Sync>) -> ClientError {

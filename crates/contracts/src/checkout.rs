@@ -62,3 +62,11 @@ pub struct Payment {
     /// Why it was declined or failed, for the order's timeline.
     pub reason: Option<String>,
 }
+
+/// The short number a person sees for an order (in mail, on pages): the last eight
+/// characters of its id.
+pub fn order_number(order_id: &str) -> &str {
+    order_id
+        .get(order_id.len().saturating_sub(8)..)
+        .unwrap_or(order_id)
+}

@@ -16,3 +16,7 @@ pub const IDENTITY_HEADERS: [&str; 2] = [USER_ID, USER_ROLES];
 
 /// Makes a retried `POST` safe: the same key gives the same result.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The storefront's session cookie: the signed-in shopper's access token, HttpOnly.
+/// The gateway verifies it on every page request as it verifies a bearer token.
+pub const SESSION_COOKIE: &str = "emporium_session";

@@ -38,14 +38,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let user_id = parts
-            .headers
+        Caller::from_headers(&parts.headers)
+            .ok_or_else(|| ApiError::unauthorized("sign in to do this"))
+    }
+}
+
+impl Caller {
+    /// The caller the identity headers name, if they name one.
+    pub fn from_headers(map: &http::HeaderMap) -> Option<Caller> {
+        let user_id = map
             .get(headers::USER_ID)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| Uuid::parse_str(v).ok())
-            .ok_or_else(|| ApiError::unauthorized("sign in to do this"))?;
-        let roles = parts
-            .headers
+            .and_then(|v| Uuid::parse_str(v).ok())?;
+        let roles = map
             .get(headers::USER_ROLES)
             .and_then(|v| v.to_str().ok())
             .map(|v| {
@@ -56,6 +61,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(Caller { user_id, roles })
+        Some(Caller { user_id, roles })
     }
 }

@@ -230,18 +230,22 @@ fn is_valid_request_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
-/// Turns an error response that is not problem+json (axum's own 404 and 405, a
-/// plain-text rejection) into one, keeping its status and headers such as `Allow`.
+/// Turns an error response that is neither problem+json nor an HTML page (axum's
+/// own 404 and 405, a plain-text rejection) into problem+json, keeping its status and headers such as `Allow`.
 fn ensure_problem(response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let is_problem = response
+    // An error page a service rendered on purpose (the storefront's HTML) stays.
+    let is_problem_or_page = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if is_problem {
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(PROBLEM_JSON.as_bytes())
+                || v.as_bytes().starts_with(b"text/html")
+        });
+    if is_problem_or_page {
         return response;
     }
     let (mut parts, _) = response.into_parts();

@@ -8,8 +8,13 @@
 //! headers that clients cannot set), and the proxy ([`proxy`]: load-balanced across
 //! the service's instances by the registry; 502/503/504 as problem+json).
 //!
+//! Every other path is the storefront's (the shop's HTML pages): forwarded to the
+//! storefront service with the session cookie verified like a bearer token
+//! ([`proxy::storefront`]).
+//!
 //! It also serves the combined OpenAPI document at `/api/openapi.json`, Swagger UI at
-//! `/docs`, the JWKS at `/.well-known/jwks.json`, and a landing page at `/`.
+//! `/docs`, the JWKS at `/.well-known/jwks.json`, and the API's landing page at
+//! `/api`.
 
 mod auth;
 mod openapi;
@@ -34,6 +39,9 @@ pub const NAME: &str = "gateway";
 
 /// The service that issues tokens and serves the JWKS.
 const USERS: &str = "users";
+
+/// The service that serves every path outside `/api`.
+const STOREFRONT: &str = "storefront";
 
 /// Where the gateway listens unless `gateway.listen` says otherwise.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -144,7 +152,7 @@ pub fn router(host: Host, settings: &GatewaySettings) -> anyhow::Result<Router> 
     let clients = table
         .services()
         .into_iter()
-        .chain([USERS])
+        .chain([USERS, STOREFRONT])
         .map(|s| (s.to_string(), host.client(s, upstream_timeout)))
         .collect();
     let limiter = settings
@@ -167,12 +175,13 @@ pub fn router(host: Host, settings: &GatewaySettings) -> anyhow::Result<Router> 
         host,
     });
     Ok(Router::new()
-        .route("/", get(pages::landing))
+        .route("/api", get(pages::landing))
+        .route("/api/", get(pages::landing))
         .route("/api/openapi.json", get(openapi::serve))
         .route("/.well-known/jwks.json", get(proxy::jwks))
-        .route("/api", any(proxy::proxy))
         .route("/api/{*rest}", any(proxy::proxy))
         .merge(openapi::swagger_ui())
+        .fallback(proxy::storefront)
         .layer(axum::middleware::from_fn_with_state(
             gateway.clone(),
             proxy::rate_limit,

@@ -86,6 +86,46 @@ async fn route(gw: &Shared, routed: Route<'_>, req: Request) -> Result<Response,
     forward(gw, &service, req, verified.as_ref()).await
 }
 
+/// Every path outside `/api`: the storefront's pages. A session cookie is verified
+/// as a bearer token would be, and the identity it proves is forwarded; one that
+/// fails verification (expired) is forwarded without an identity, and the
+/// storefront treats the visitor as signed out. A browser that cannot reach the
+/// storefront gets an HTML page, not JSON.
+pub async fn storefront(State(gw): State<Shared>, req: Request) -> Response {
+    if !crate::routes::is_page(req.uri().path()) {
+        return ApiError::not_found("no such resource").into_response();
+    }
+    let verified = match session_token(req.headers()) {
+        Some(token) => gw.verifier.verify(&token).await.ok(),
+        None => None,
+    };
+    let mut response = match forward(&gw, crate::STOREFRONT, req, verified.as_ref()).await {
+        Ok(response) => response,
+        Err(e) => {
+            let status = e.status();
+            tracing::warn!(error = %e, "the storefront cannot be reached");
+            let request_id = emporium_http::context::current().map(|c| c.request_id);
+            crate::pages::shop_unavailable(status, request_id.as_deref())
+        }
+    };
+    response
+        .extensions_mut()
+        .insert(RouteLabel("/storefront".into()));
+    response
+}
+
+/// The storefront's session cookie, if the request carries one.
+fn session_token(h: &HeaderMap) -> Option<String> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == headers::SESSION_COOKIE)
+        .map(|(_, value)| value.to_string())
+        .filter(|v| !v.is_empty())
+}
+
 /// `/.well-known/jwks.json`: users' public keys, for anyone.
 pub async fn jwks(State(gw): State<Shared>, req: Request) -> Result<Response, ApiError> {
     forward(&gw, crate::USERS, req, None).await
@@ -99,6 +139,8 @@ async fn forward(
 ) -> Result<Response, ApiError> {
     let peer = client_ip(&req);
     let (mut parts, body) = req.into_parts();
+    // The host the client asked for: the storefront checks form origins against it.
+    let host = parts.headers.get(header::HOST).cloned();
     let bytes = read_body(body, gw.body_limit).await?;
     let path = parts
         .uri
@@ -111,6 +153,15 @@ async fn forward(
         .body(bytes)
         .map_err(|_| ApiError::bad_request("malformed request"))?;
     *upstream.headers_mut() = forwarded_headers(std::mem::take(&mut parts.headers), peer, verified);
+    if let Some(host) = host {
+        upstream.headers_mut().insert("x-forwarded-host", host);
+    }
+    // The gateway listens on plain HTTP; a TLS proxy in front of it says https.
+    if !upstream.headers().contains_key("x-forwarded-proto") {
+        upstream
+            .headers_mut()
+            .insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    }
     let client = gw.client(service);
     let mut response = client.send(upstream).await.map_err(ApiError::from)?;
     strip_hop_by_hop(response.headers_mut());

@@ -88,6 +88,39 @@ impl RouteTable {
     }
 }
 
+/// Whether `path` (outside `/api`) may go to the storefront: never an internal
+/// endpoint, nor a path that could become one after normalisation (each segment
+/// is checked percent-decoded).
+pub fn is_page(path: &str) -> bool {
+    path.split('/').all(|segment| {
+        let s = percent_decoded(segment);
+        !(s == "." || s == ".." || s.eq_ignore_ascii_case("internal") || s.contains(['/', '\\']))
+    })
+}
+
+fn percent_decoded(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `%2e`, `%2E%2e` and friends: a percent-encoded dot segment.
 fn decodes_to_dot(segment: &str) -> bool {
     let lower = segment.to_ascii_lowercase().replace("%2e", ".");
@@ -158,6 +191,18 @@ mod tests {
         );
         assert_eq!(t.route(&Method::GET, "/api/catalog//x"), Route::Malformed);
         assert_eq!(t.route(&Method::GET, "/internal/registry"), Route::NotFound);
+    }
+
+    #[test]
+    fn pages_never_reach_internal_endpoints() {
+        assert!(is_page("/"));
+        assert!(is_page("/products/BEA-00001"));
+        assert!(is_page("/search?q=internal"));
+        assert!(!is_page("/internal/status"));
+        assert!(!is_page("/x/INTERNAL/y"));
+        assert!(!is_page("/%69nternal/status"));
+        assert!(!is_page("/a/%2e%2e/internal"));
+        assert!(!is_page("/a/../internal"));
     }
 
     #[test]

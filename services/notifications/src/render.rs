@@ -1,5 +1,6 @@
 //! The words of each message, as plain text and HTML.
 
+use emporium_contracts::checkout::order_number;
 use emporium_contracts::events::{OrderCancelled, OrderConfirmed};
 
 pub struct Rendered {
@@ -47,7 +48,7 @@ pub fn welcome(name: &str) -> Rendered {
 }
 
 pub fn confirmed(e: &OrderConfirmed) -> Rendered {
-    let subject = format!("Order {} confirmed", short(&e.order_id));
+    let subject = format!("Order {} confirmed", order_number(&e.order_id));
     let mut text = format!("Thank you! Your order {} is confirmed.\n\n", e.order_id);
     let mut rows = String::new();
     for l in &e.lines {
@@ -81,7 +82,7 @@ pub fn confirmed(e: &OrderConfirmed) -> Rendered {
 }
 
 pub fn cancelled(e: &OrderCancelled) -> Rendered {
-    let subject = format!("Order {} cancelled", short(&e.order_id));
+    let subject = format!("Order {} cancelled", order_number(&e.order_id));
     let why = match e.reason.as_str() {
         "out_of_stock" => "some items ran out of stock",
         "payment_declined" => "the card was declined",
@@ -102,10 +103,6 @@ pub fn cancelled(e: &OrderCancelled) -> Rendered {
         ),
         subject,
     }
-}
-
-fn short(id: &str) -> &str {
-    id.get(id.len().saturating_sub(8)..).unwrap_or(id)
 }
 
 #[cfg(test)]

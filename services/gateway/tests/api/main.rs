@@ -280,7 +280,8 @@ async fn internal_and_unknown_paths_are_never_routed() {
         "/api/catalog/internal/openapi.json",
         "/api/registry/internal/registry/instances",
         "/api/nowhere/at/all",
-        "/api",
+        "/INTERNAL/status",
+        "/%69nternal/status",
     ] {
         let r = client().get(shop.at(path)).send().await.expect("send");
         problem(r, 404).await;
@@ -466,8 +467,26 @@ async fn one_api_document_and_a_browsable_ui() {
     let ui = client().get(shop.at("/docs/")).send().await.expect("send");
     assert_eq!(ui.status(), 200);
     assert!(ui.text().await.expect("html").contains("swagger"));
-    let landing = client().get(shop.at("/")).send().await.expect("send");
-    assert!(landing.text().await.expect("html").contains("Emporium"));
+    let landing = client().get(shop.at("/api")).send().await.expect("send");
+    assert_eq!(landing.status(), 200);
+    assert!(landing.text().await.expect("html").contains("Swagger UI"));
+    // Every other path is the storefront's; with none running, a browser gets an
+    // HTML page saying so.
+    let shop_page = client().get(shop.at("/")).send().await.expect("send");
+    assert_eq!(shop_page.status(), 503);
+    assert!(
+        shop_page
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.to_str().is_ok_and(|v| v.starts_with("text/html")))
+    );
+    assert!(
+        shop_page
+            .text()
+            .await
+            .expect("html")
+            .contains("unavailable")
+    );
 }
 
 #[tokio::test]

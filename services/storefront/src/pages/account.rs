@@ -1,0 +1,265 @@
+//! Signing up, in and out. Signing in sets the session cookie and goes back where
+//! the shopper was (`next`), finishing what sent them here: an "add to cart" made
+//! while signed out is carried through as `add` and `quantity`.
+
+use askama::Template;
+use axum::extract::State;
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use emporium_contracts::auth::AccessClaims;
+use emporium_http::Caller;
+use http::{Method, header};
+use serde::Deserialize;
+
+use super::checkout::Field;
+use super::{App, Chrome, PageForm, PageQuery, cart, render, safe_next};
+use crate::backend::{self, Account, Credentials, Registration, Token};
+use crate::error::PageError;
+use crate::session::{self, Visitor};
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Return {
+    #[serde(default)]
+    next: String,
+    #[serde(default)]
+    add: String,
+    #[serde(default)]
+    quantity: String,
+}
+
+#[derive(Template)]
+#[template(path = "signin.html")]
+struct SignIn {
+    chrome: Chrome,
+    back: Return,
+    email: Field,
+    error: String,
+}
+
+#[derive(Template)]
+#[template(path = "signup.html")]
+struct SignUp {
+    chrome: Chrome,
+    back: Return,
+    name: Field,
+    email: Field,
+    password: Field,
+    error: String,
+}
+
+fn field(value: &str) -> Field {
+    Field {
+        value: value.to_string(),
+        error: String::new(),
+    }
+}
+
+/// `GET /signin?next=&add=&quantity=`
+pub async fn signin_form(
+    State(app): State<App>,
+    visitor: Visitor,
+    PageQuery(back): PageQuery<Return>,
+) -> Result<Response, PageError> {
+    let error = if back.add.is_empty() {
+        String::new()
+    } else {
+        "Sign in to add this to your cart.".into()
+    };
+    render(&SignIn {
+        chrome: Chrome::new(&app, &visitor, "Sign in", None),
+        back,
+        email: Field::default(),
+        error,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SignInForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(flatten)]
+    back: Return,
+}
+
+/// `POST /signin`
+pub async fn signin(
+    State(app): State<App>,
+    visitor: Visitor,
+    PageForm(form): PageForm<SignInForm>,
+) -> Result<Response, PageError> {
+    let login = app
+        .backend
+        .users
+        .send_json::<_, Token>(
+            Method::POST,
+            "/api/users/login",
+            &Credentials {
+                email: form.email.trim(),
+                password: &form.password,
+            },
+        )
+        .await;
+    match login {
+        Ok(token) => start(&app, &visitor, token, form.back).await,
+        Err(e) if e.status().is_some_and(|s| s.is_client_error()) => {
+            let error = match e.status().map(|s| s.as_u16()) {
+                Some(429) => "Too many attempts; wait a minute and try again.".to_string(),
+                _ => "That email and password do not match an account.".to_string(),
+            };
+            render(&SignIn {
+                chrome: Chrome::new(&app, &visitor, "Sign in", None),
+                back: form.back,
+                email: field(&form.email),
+                error,
+            })
+        }
+        Err(e) => Err(PageError::from_call("signing in", e)),
+    }
+}
+
+/// `GET /signup`
+pub async fn signup_form(
+    State(app): State<App>,
+    visitor: Visitor,
+    PageQuery(back): PageQuery<Return>,
+) -> Result<Response, PageError> {
+    render(&SignUp {
+        chrome: Chrome::new(&app, &visitor, "Create an account", None),
+        back,
+        name: Field::default(),
+        email: Field::default(),
+        password: Field::default(),
+        error: String::new(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SignUpForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(flatten)]
+    back: Return,
+}
+
+/// `POST /signup`: create the account, sign in, go on.
+pub async fn signup(
+    State(app): State<App>,
+    visitor: Visitor,
+    PageForm(form): PageForm<SignUpForm>,
+) -> Result<Response, PageError> {
+    let users = &app.backend.users;
+    let email = form.email.trim();
+    let registered = users
+        .send_json::<_, serde_json::Value>(
+            Method::POST,
+            "/api/users/register",
+            &Registration {
+                email,
+                password: &form.password,
+                name: form.name.trim(),
+            },
+        )
+        .await;
+    if let Err(e) = registered {
+        if !e.status().is_some_and(|s| s.is_client_error()) {
+            return Err(PageError::from_call("signing up", e));
+        }
+        let mut page = SignUp {
+            chrome: Chrome::new(&app, &visitor, "Create an account", None),
+            back: form.back,
+            name: field(&form.name),
+            email: field(&form.email),
+            password: Field::default(),
+            error: String::new(),
+        };
+        match e.status().map(|s| s.as_u16()) {
+            Some(409) => {
+                page.email.error = "An account with this email exists; sign in instead.".into();
+            }
+            _ => {
+                for f in e.field_errors() {
+                    match f.field.as_str() {
+                        "name" => page.name.error = f.message.clone(),
+                        "email" => page.email.error = f.message.clone(),
+                        "password" => page.password.error = f.message.clone(),
+                        _ => page.error = f.message.clone(),
+                    }
+                }
+                if e.field_errors().is_empty() {
+                    page.error = e.problem_detail().unwrap_or("Check the form.").to_string();
+                }
+            }
+        }
+        return render(&page);
+    }
+    let token = users
+        .send_json::<_, Token>(
+            Method::POST,
+            "/api/users/login",
+            &Credentials {
+                email,
+                password: &form.password,
+            },
+        )
+        .await
+        .map_err(|e| PageError::from_call("signing in", e))?;
+    let mut back = form.back;
+    if back.next.is_empty() {
+        back.next = "/?n=welcome".into();
+    }
+    start(&app, &visitor, token, back).await
+}
+
+/// Signed in with `token`: set the cookies, finish a pending add, go back.
+async fn start(
+    app: &App,
+    visitor: &Visitor,
+    token: Token,
+    back: Return,
+) -> Result<Response, PageError> {
+    let caller = caller_of(&token.access_token)
+        .ok_or_else(|| PageError::Internal(anyhow::anyhow!("users issued an unreadable token")))?;
+    let name = backend::as_user(&app.backend.users, &caller)
+        .get_json::<Account>("/api/users/me")
+        .await
+        .map(|a| a.name)
+        .unwrap_or_default();
+    if !back.add.is_empty() {
+        let quantity = back.quantity.parse().unwrap_or(1);
+        cart::add_for(app, &caller, &back.add, quantity).await?;
+    }
+    let next = safe_next(Some(&back.next));
+    let mut response = Redirect::to(&next).into_response();
+    for cookie in session::signed_in(&token.access_token, token.expires_in, &name, visitor.secure) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// Who a token users just issued names. Read, not verified: it came straight from
+/// users over the platform's own call; the gateway verifies it on every later page.
+fn caller_of(token: &str) -> Option<Caller> {
+    let payload = token.split('.').nth(1)?;
+    let claims: AccessClaims =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    Some(Caller {
+        user_id: uuid::Uuid::parse_str(&claims.sub).ok()?,
+        roles: claims.roles,
+    })
+}
+
+/// `POST /signout`
+pub async fn signout(visitor: Visitor) -> Response {
+    let mut response = Redirect::to("/?n=signed-out").into_response();
+    for cookie in session::signed_out(visitor.secure) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}

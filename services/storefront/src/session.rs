@@ -1,0 +1,327 @@
+//! Who is browsing, and the protections every page gets.
+//!
+//! - The session is the access token users issued at sign-in, in an HttpOnly,
+//!   SameSite=Lax cookie (`Secure` over TLS) that page scripts cannot read. The
+//!   gateway verifies it on every page request and forwards the verified identity
+//!   in the headers services trust; here a cookie without an identity means the
+//!   token expired or was refused, and it is cleared.
+//! - CSRF: a random token in its own cookie, which every form repeats in a hidden
+//!   field (the double-submit pattern: another site can neither read nor set the
+//!   cookie); every `POST` must carry the same value, and an `Origin` that is not
+//!   this site is refused too. Stateless, so every instance and every restart
+//!   accepts the same tokens.
+//! - Security headers on every answer: a strict Content-Security-Policy (no inline
+//!   script or style), `nosniff`, a referrer policy, and no framing.
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use cookie::{Cookie, SameSite};
+use emporium_contracts::headers;
+use emporium_http::Caller;
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Method, header};
+use http_body_util::{BodyExt, Limited};
+
+use crate::error::PageError;
+
+/// The cookie holding the CSRF token.
+pub const CSRF_COOKIE: &str = "emporium_csrf";
+/// The form field that repeats it.
+pub const CSRF_FIELD: &str = "csrf";
+/// The cookie holding the shopper's display name (shown in the header only).
+const NAME_COOKIE: &str = "emporium_name";
+/// Largest form body read to find the CSRF field.
+const FORM_LIMIT: usize = 64 * 1024;
+
+/// The Content-Security-Policy of every page: our own scripts, styles and images
+/// only, nothing inline, no framing, forms post only here.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; font-src 'self'; manifest-src 'self'; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The CSRF token of this request, found or minted by [`protect`].
+#[derive(Debug, Clone)]
+pub struct Csrf(pub String);
+
+/// The person browsing: signed in or not, and what every page needs to know.
+#[derive(Debug, Clone)]
+pub struct Visitor {
+    pub user: Option<Caller>,
+    /// Their display name, when signed in.
+    pub name: String,
+    pub csrf: String,
+    /// A session cookie came with the request but no verified identity: it expired.
+    pub expired: bool,
+    /// The request came over TLS (cookies get `Secure`).
+    pub secure: bool,
+    /// Path and query of this page, to come back to after signing in.
+    pub here: String,
+}
+
+impl Visitor {
+    pub fn is_admin(&self) -> bool {
+        self.user
+            .as_ref()
+            .is_some_and(|u| u.has_role(emporium_contracts::auth::ROLE_ADMIN))
+    }
+
+    /// The signed-in shopper, or a redirect to sign in and come back to `back`.
+    pub fn require(&self, back: &str) -> Result<&Caller, PageError> {
+        self.user
+            .as_ref()
+            .ok_or_else(|| PageError::SignIn(back.to_string()))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Visitor {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let user = Caller::from_headers(&parts.headers);
+        let has_session = cookie(&parts.headers, headers::SESSION_COOKIE).is_some();
+        let name = cookie(&parts.headers, NAME_COOKIE).unwrap_or_default();
+        let csrf = parts
+            .extensions
+            .get::<Csrf>()
+            .map(|c| c.0.clone())
+            .unwrap_or_default();
+        let here = parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
+        Ok(Visitor {
+            expired: has_session && user.is_none(),
+            secure: is_tls(&parts.headers),
+            user,
+            name,
+            csrf,
+            here,
+        })
+    }
+}
+
+fn is_tls(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(Cookie::split_parse_encoded)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_string())
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=Lax, path `/`, `Secure` when asked;
+/// `max_age` in seconds, 0 to delete.
+pub fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool) -> HeaderValue {
+    let c = Cookie::build((name, value))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .max_age(time::Duration::seconds(max_age))
+        .build();
+    HeaderValue::from_str(&c.encoded().to_string()).unwrap_or(HeaderValue::from_static(""))
+}
+
+/// The cookies a sign-in sets: the session (the token) and the display name.
+pub fn signed_in(token: &str, expires_in: u64, name: &str, secure: bool) -> [HeaderValue; 2] {
+    let age = i64::try_from(expires_in).unwrap_or(i64::MAX);
+    [
+        set_cookie(headers::SESSION_COOKIE, token, age, secure),
+        set_cookie(NAME_COOKIE, name, age, secure),
+    ]
+}
+
+/// The cookies that sign out.
+pub fn signed_out(secure: bool) -> [HeaderValue; 2] {
+    [
+        set_cookie(headers::SESSION_COOKIE, "", 0, secure),
+        set_cookie(NAME_COOKIE, "", 0, secure),
+    ]
+}
+
+/// A fresh CSRF token: 244 random bits.
+fn mint() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+fn well_formed(token: &str) -> bool {
+    token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Equal in time independent of where they differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Middleware over every route: the CSRF check of every `POST` (which must be a
+/// form), the CSRF cookie minted when missing, and the security headers.
+pub async fn protect(req: Request, next: Next) -> Response {
+    let found = cookie(req.headers(), CSRF_COOKIE).filter(|t| well_formed(t));
+    let token = found.clone().unwrap_or_else(mint);
+    let secure = is_tls(req.headers());
+    let mut req = req;
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        req = match check(req, found.as_deref()).await {
+            Ok(req) => req,
+            Err(e) => return with_headers(e.into_response(), None, secure),
+        };
+    }
+    // A session cookie the gateway did not vouch for (expired, or from before a
+    // key rotation) is cleared; the page says so.
+    let stale = Caller::from_headers(req.headers()).is_none()
+        && cookie(req.headers(), headers::SESSION_COOKIE).is_some();
+    req.extensions_mut().insert(Csrf(token.clone()));
+    let mut response = next.run(req).await;
+    let page = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if stale && page && !response.headers().contains_key(header::SET_COOKIE) {
+        for c in signed_out(secure) {
+            response.headers_mut().append(header::SET_COOKIE, c);
+        }
+    }
+    let fresh = found.is_none().then_some(token.as_str());
+    with_headers(response, fresh, secure)
+}
+
+/// A state-changing request: from this site, a form, carrying the cookie's token.
+async fn check(req: Request, cookie_token: Option<&str>) -> Result<Request, PageError> {
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let host = req
+            .headers()
+            .get("x-forwarded-host")
+            .or_else(|| req.headers().get(header::HOST))
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        let origin = origin.to_str().unwrap_or_default();
+        let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
+        if origin_host != host {
+            return Err(PageError::Forbidden(
+                "This form was sent from another site.".into(),
+            ));
+        }
+    }
+    let form = req.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes()
+            .starts_with(b"application/x-www-form-urlencoded")
+    });
+    if !form {
+        return Err(PageError::BadRequest("Expected a form.".into()));
+    }
+    let Some(expected) = cookie_token else {
+        return Err(PageError::Forbidden(
+            "Your browser did not send this shop's cookie. Cookies are needed to sign in \
+             and to shop; please allow them and try again."
+                .into(),
+        ));
+    };
+    let (parts, body) = req.into_parts();
+    let bytes: Bytes = Limited::new(body, FORM_LIMIT)
+        .collect()
+        .await
+        .map_err(|_| PageError::BadRequest("The form is too large.".into()))?
+        .to_bytes();
+    let sent = form_urlencoded::parse(&bytes)
+        .find(|(k, _)| k == CSRF_FIELD)
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    if !same(&sent, expected) {
+        return Err(PageError::Forbidden(
+            "This form has expired. Go back, reload the page and try again.".into(),
+        ));
+    }
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+fn with_headers(mut response: Response, fresh_csrf: Option<&str>, secure: bool) -> Response {
+    let h = response.headers_mut();
+    if let Some(token) = fresh_csrf {
+        // A year: the token only proves "this site's page", never who you are.
+        h.append(
+            header::SET_COOKIE,
+            set_cookie(CSRF_COOKIE, token, 365 * 24 * 3600, secure),
+        );
+    }
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("strict-origin-when-cross-origin"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        // Pages show one shopper's cart and name: never in a shared cache.
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-cache"),
+        );
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        let t = mint();
+        assert!(well_formed(&t));
+        assert!(same(&t, &t.clone()));
+        assert!(!same(&t, &mint()));
+        assert!(!same(&t, &t[..63]));
+        assert!(!well_formed("short"));
+    }
+
+    #[test]
+    fn cookies_are_read_from_every_header() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; emporium_csrf=x"),
+        );
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        assert_eq!(cookie(&h, CSRF_COOKIE).as_deref(), Some("x"));
+        assert_eq!(cookie(&h, "b").as_deref(), Some("2"));
+        assert_eq!(cookie(&h, "c"), None);
+    }
+
+    #[test]
+    fn session_cookies_are_http_only_and_lax() {
+        let v = set_cookie("s", "tok", 60, true);
+        let v = v.to_str().expect("ascii");
+        assert!(v.contains("HttpOnly"), "{v}");
+        assert!(v.contains("SameSite=Lax"), "{v}");
+        assert!(v.contains("Secure"), "{v}");
+        assert!(v.contains("Max-Age=60"), "{v}");
+        let plain = set_cookie("s", "tok", 60, false);
+        assert!(!plain.to_str().expect("ascii").contains("Secure"));
+    }
+}

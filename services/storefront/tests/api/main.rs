@@ -1,0 +1,593 @@
+//! The storefront behind the real gateway, with every service it shows (in-process,
+//! over real sockets), driven as a browser without JavaScript would: forms, cookies
+//! and redirects. Sessions and CSRF, the security headers, the purchase journey with
+//! one order per checkout form, field errors, a declined card, the sign-in detour of
+//! a signed-out shopper, and pages that keep rendering while reviews or search are
+//! down. (Journeys in a real Chromium are in the system tests.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use emporium_cart::CartSettings;
+use emporium_catalog::CatalogSettings;
+use emporium_gateway::GatewaySettings;
+use emporium_inventory::InventorySettings;
+use emporium_notifications::NotificationsSettings;
+use emporium_orders::OrdersSettings;
+use emporium_payments::PaymentsSettings;
+use emporium_registry::RegistrySettings;
+use emporium_reviews::ReviewsSettings;
+use emporium_search::SearchSettings;
+use emporium_storefront::{CSRF_COOKIE, CSRF_FIELD, StorefrontSettings};
+use emporium_testkit::{Spawned, TestEnv, eventually, stocked};
+use emporium_users::UsersSettings;
+use reqwest::cookie::CookieStore;
+use reqwest::redirect::Policy;
+
+struct Shop {
+    gateway: Spawned,
+    catalog: String,
+    inventory: String,
+    reviews: Option<Spawned>,
+    search: Option<Spawned>,
+    _services: Vec<Spawned>,
+    _env: TestEnv,
+}
+
+async fn shop() -> Shop {
+    let env = TestEnv::new();
+    let registry = env
+        .spawn(
+            emporium_registry::RegistryService,
+            env.settings::<RegistrySettings>(None),
+        )
+        .await;
+    let r = Some(&registry);
+    let users = env
+        .spawn(emporium_users::Users, env.settings::<UsersSettings>(r))
+        .await;
+    let catalog = env
+        .spawn(
+            emporium_catalog::Catalog,
+            env.settings::<CatalogSettings>(r),
+        )
+        .await;
+    let inventory = env
+        .spawn(
+            emporium_inventory::Inventory,
+            env.settings::<InventorySettings>(r),
+        )
+        .await;
+    let payments = env
+        .spawn(
+            emporium_payments::Payments,
+            env.settings::<PaymentsSettings>(r),
+        )
+        .await;
+    let cart = env
+        .spawn(emporium_cart::Cart, env.settings::<CartSettings>(r))
+        .await;
+    let orders = env
+        .spawn(emporium_orders::Orders, env.settings::<OrdersSettings>(r))
+        .await;
+    let notifications = env
+        .spawn(
+            emporium_notifications::Notifications,
+            env.settings::<NotificationsSettings>(r),
+        )
+        .await;
+    let reviews = env
+        .spawn(
+            emporium_reviews::Reviews,
+            env.settings::<ReviewsSettings>(r),
+        )
+        .await;
+    let search = env
+        .spawn(emporium_search::Search, env.settings::<SearchSettings>(r))
+        .await;
+    let storefront = env
+        .spawn(
+            emporium_storefront::Storefront,
+            env.settings::<StorefrontSettings>(r),
+        )
+        .await;
+    let gateway = env
+        .spawn(
+            emporium_gateway::Gateway,
+            env.settings::<GatewaySettings>(r),
+        )
+        .await;
+    let shop = Shop {
+        catalog: catalog.url.clone(),
+        inventory: inventory.url.clone(),
+        gateway,
+        reviews: Some(reviews),
+        search: Some(search),
+        _services: vec![
+            registry,
+            users,
+            catalog,
+            inventory,
+            payments,
+            cart,
+            orders,
+            notifications,
+            storefront,
+        ],
+        _env: env,
+    };
+    // The gateway finds the storefront and users through the registry.
+    let b = shop.browser();
+    eventually("the shop's home page", || async {
+        let (status, _) = b.get("/").await;
+        (status == 200).then_some(())
+    })
+    .await;
+    shop
+}
+
+impl Shop {
+    fn browser(&self) -> Browser {
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        let client = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .redirect(Policy::none())
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("client");
+        Browser {
+            base: self.gateway.url.clone(),
+            client,
+            jar,
+        }
+    }
+
+    /// A SKU with at least `min` units.
+    async fn stocked(&self, min: i64) -> String {
+        stocked(&self.catalog, &self.inventory, min).await.0
+    }
+}
+
+/// A browser without JavaScript: cookies, forms, no automatic redirects.
+struct Browser {
+    base: String,
+    client: reqwest::Client,
+    jar: Arc<reqwest::cookie::Jar>,
+}
+
+impl Browser {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let r = self.client.get(self.url(path)).send().await.expect("get");
+        let status = r.status().as_u16();
+        (status, r.text().await.expect("body"))
+    }
+
+    /// The value of cookie `name`, as the browser holds it.
+    fn cookie(&self, name: &str) -> Option<String> {
+        let url = self.base.parse().expect("url");
+        let header = self.jar.cookies(&url)?;
+        header
+            .to_str()
+            .ok()?
+            .split("; ")
+            .filter_map(|c| c.split_once('='))
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_string())
+    }
+
+    /// POSTs a form as a browser on this site would: with the page's CSRF token
+    /// and this site as its Origin.
+    async fn submit(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let token = self.cookie(CSRF_COOKIE).unwrap_or_default();
+        let mut form: Vec<(&str, &str)> = vec![(CSRF_FIELD, &token)];
+        form.extend_from_slice(fields);
+        self.client
+            .post(self.url(path))
+            .header("origin", &self.base)
+            .form(&form)
+            .send()
+            .await
+            .expect("post")
+    }
+
+    /// Opens `path` (for the CSRF cookie), then submits `fields` to it.
+    async fn fill(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let (status, _) = self.get(path).await;
+        assert_eq!(status, 200, "GET {path}");
+        self.submit(path, fields).await
+    }
+
+    async fn sign_up(&self, email: &str) {
+        let r = self
+            .fill(
+                "/signup",
+                &[
+                    ("name", "Ada"),
+                    ("email", email),
+                    ("password", "correct horse battery"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status(), 303, "signed up");
+        assert!(self.cookie("emporium_session").is_some(), "a session");
+    }
+}
+
+fn location(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The hidden input `name`'s value in a page.
+fn hidden(html: &str, name: &str) -> String {
+    let needle = format!("name=\"{name}\" value=\"");
+    let start = html.find(&needle).expect("the field") + needle.len();
+    html[start..].split('"').next().expect("value").to_string()
+}
+
+const ADDRESS: [(&str, &str); 5] = [
+    ("name", "Ada Lovelace"),
+    ("line1", "1 Main St"),
+    ("city", "London"),
+    ("postal_code", "N1 1AA"),
+    ("country", "GB"),
+];
+
+fn checkout_form<'a>(key: &'a str, card: &'a str) -> Vec<(&'a str, &'a str)> {
+    let mut f = vec![
+        ("key", key),
+        ("number", card),
+        ("exp_month", "12"),
+        ("exp_year", "2099"),
+        ("cvc", "123"),
+    ];
+    f.extend_from_slice(&ADDRESS);
+    f
+}
+
+#[tokio::test]
+async fn pages_carry_security_headers_and_the_session_stays_out_of_scripts_reach() {
+    let shop = shop().await;
+    let b = shop.browser();
+    let r = b.client.get(b.url("/")).send().await.expect("home");
+    assert_eq!(r.status(), 200);
+    let h = r.headers();
+    let csp = h["content-security-policy"].to_str().expect("csp");
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert!(h.contains_key("referrer-policy"));
+    assert!(
+        h["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/html")
+    );
+    let html = r.text().await.expect("html");
+    assert!(!html.contains("<script>"), "no inline script");
+    assert!(!html.contains("style="), "no inline style");
+
+    b.sign_up("ada@example.com").await;
+    let r = b.client.get(b.url("/")).send().await.expect("home");
+    let html = r.text().await.expect("html");
+    assert!(html.contains("Sign out"), "signed in: {html}");
+    // The session cookie was set HttpOnly and SameSite=Lax.
+    let r = b
+        .fill(
+            "/signin",
+            &[
+                ("email", "ada@example.com"),
+                ("password", "correct horse battery"),
+            ],
+        )
+        .await;
+    let cookies: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().expect("ascii").to_string())
+        .collect();
+    let session = cookies
+        .iter()
+        .find(|c| c.starts_with("emporium_session="))
+        .expect("a session cookie");
+    assert!(session.contains("HttpOnly"), "{session}");
+    assert!(session.contains("SameSite=Lax"), "{session}");
+}
+
+#[tokio::test]
+async fn forms_need_this_sites_token_and_origin() {
+    let shop = shop().await;
+    let b = shop.browser();
+    let _ = b.get("/signup").await;
+    let fields = [
+        ("name", "Eve"),
+        ("email", "eve@example.com"),
+        ("password", "correct horse battery"),
+    ];
+    // No token.
+    let r = b
+        .client
+        .post(b.url("/signup"))
+        .form(&fields)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
+    // A token that is not the cookie's.
+    let mut forged: Vec<(&str, &str)> = vec![(CSRF_FIELD, "0".repeat(64).leak())];
+    forged.extend_from_slice(&fields);
+    let r = b
+        .client
+        .post(b.url("/signup"))
+        .form(&forged)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
+    // The right token from another site's page.
+    let token = b.cookie(CSRF_COOKIE).expect("csrf cookie");
+    let mut other: Vec<(&str, &str)> = vec![(CSRF_FIELD, &token)];
+    other.extend_from_slice(&fields);
+    let r = b
+        .client
+        .post(b.url("/signup"))
+        .header("origin", "http://evil.example")
+        .form(&other)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
+    assert!(b.cookie("emporium_session").is_none(), "no account made");
+    // As the shop's own form sends it.
+    let r = b.submit("/signup", &fields).await;
+    assert_eq!(r.status(), 303);
+    assert!(b.cookie("emporium_session").is_some());
+}
+
+#[tokio::test]
+async fn identity_comes_only_from_a_session_the_gateway_verified() {
+    let shop = shop().await;
+    let b = shop.browser();
+    // A header naming a user is stripped by the gateway.
+    let r = b
+        .client
+        .get(b.url("/cart"))
+        .header("x-user-id", "00000000-0000-4000-8000-000000000001")
+        .header("x-user-roles", "admin")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 303, "asked to sign in");
+    assert_eq!(location(&r), "/signin?next=%2Fcart");
+    // A forged session cookie is refused, and cleared.
+    let r = b
+        .client
+        .get(b.url("/cart"))
+        .header("cookie", "emporium_session=eyJhbGciOiJub25lIn0.e30.")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 303);
+    let r = b
+        .client
+        .get(b.url("/"))
+        .header("cookie", "emporium_session=eyJhbGciOiJub25lIn0.e30.")
+        .send()
+        .await
+        .expect("get");
+    let cleared = r.headers().get_all("set-cookie").iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.starts_with("emporium_session=;"))
+    });
+    assert!(cleared, "the stale session cookie is cleared");
+    assert!(
+        r.text()
+            .await
+            .expect("html")
+            .contains("Your session has ended")
+    );
+}
+
+#[tokio::test]
+async fn one_order_per_checkout_form_however_often_it_is_sent() {
+    let shop = shop().await;
+    let sku = shop.stocked(3).await;
+    let b = shop.browser();
+    b.sign_up("buyer@example.com").await;
+    let (status, product) = b.get(&format!("/products/{sku}")).await;
+    assert_eq!(status, 200);
+    assert!(product.contains("Add to cart"));
+    let r = b
+        .submit("/cart/items", &[("sku", sku.as_str()), ("quantity", "2")])
+        .await;
+    assert_eq!(location(&r), "/cart?n=added");
+    let (_, cart) = b.get("/cart?n=added").await;
+    assert!(cart.contains("Added to your cart."));
+    assert!(cart.contains("data-cart-count>2<"), "badge shows 2: {cart}");
+
+    let (status, page) = b.get("/checkout").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("4242 4242 4242 4242"), "test cards listed");
+    let key = hidden(&page, "key");
+    let form = checkout_form(&key, "4242 4242 4242 4242");
+    // A double click: the same form twice at once, then a third time.
+    let (first, second) = tokio::join!(b.submit("/checkout", &form), b.submit("/checkout", &form));
+    let third = b.submit("/checkout", &form).await;
+    assert_eq!(first.status(), 303);
+    let order = location(&first);
+    assert!(order.starts_with("/orders/"), "{order}");
+    assert_eq!(location(&second), order);
+    assert_eq!(location(&third), order);
+    let (_, history) = b.get("/orders").await;
+    assert!(history.contains("1 order<"), "one order: {history}");
+    let (_, shown) = b.get(&order).await;
+    assert!(shown.contains("Confirmed"), "{shown}");
+    // Reloading the confirmation places nothing.
+    let (_, _) = b.get(&order).await;
+    let (_, history) = b.get("/orders").await;
+    assert!(history.contains("1 order<"));
+    // The confirmation mail reaches the inbox.
+    let number = &order[order.len() - 8..];
+    eventually("the confirmation in the inbox", || async {
+        let (_, inbox) = b.get("/inbox").await;
+        inbox
+            .contains(&format!("Order {number} confirmed"))
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn field_errors_show_next_to_their_fields_and_a_declined_card_keeps_the_cart() {
+    let shop = shop().await;
+    let sku = shop.stocked(2).await;
+    let b = shop.browser();
+    b.sign_up("decline@example.com").await;
+    let r = b
+        .submit("/cart/items", &[("sku", sku.as_str()), ("quantity", "1")])
+        .await;
+    assert_eq!(r.status(), 303);
+    let (_, page) = b.get("/checkout").await;
+    let key = hidden(&page, "key");
+    // A card number that fails the Luhn check, and no city.
+    let mut form = checkout_form(&key, "4242 4242 4242 4241");
+    form.retain(|(k, _)| *k != "city");
+    let r = b.submit("/checkout", &form).await;
+    assert_eq!(r.status(), 200, "the form again");
+    let html = r.text().await.expect("html");
+    assert!(html.contains("id=\"number-error\""), "card error: {html}");
+    assert!(html.contains("id=\"city-error\""), "city error");
+    assert!(!html.contains("id=\"cvc-error\""));
+    assert_eq!(hidden(&html, "key"), key, "no order yet: the same key");
+    assert!(
+        html.contains("value=\"Ada Lovelace\""),
+        "what was typed stays"
+    );
+
+    let r = b
+        .submit("/checkout", &checkout_form(&key, "4000 0000 0000 0002"))
+        .await;
+    let order = location(&r);
+    let (_, shown) = b.get(&order).await;
+    assert!(shown.contains("Cancelled"), "{shown}");
+    assert!(
+        shown.contains("Your card was declined"),
+        "the reason in words"
+    );
+    let (_, cart) = b.get("/cart").await;
+    assert!(cart.contains(&sku), "the cart is still there");
+}
+
+#[tokio::test]
+async fn a_signed_out_shopper_signs_in_and_lands_in_the_cart_with_the_item() {
+    let shop = shop().await;
+    let sku = shop.stocked(1).await;
+    let b = shop.browser();
+    b.sign_up("returning@example.com").await;
+    let r = b.submit("/signout", &[]).await;
+    assert_eq!(location(&r), "/?n=signed-out");
+    assert!(b.cookie("emporium_session").is_none(), "signed out");
+
+    let _ = b.get(&format!("/products/{sku}")).await;
+    let r = b
+        .submit("/cart/items", &[("sku", sku.as_str()), ("quantity", "3")])
+        .await;
+    let to = location(&r);
+    assert!(to.starts_with("/signin?"), "{to}");
+    let (_, page) = b.get(&to).await;
+    assert!(page.contains("Sign in to add this to your cart."));
+    let r = b
+        .submit(
+            "/signin",
+            &[
+                ("email", "returning@example.com"),
+                ("password", "correct horse battery"),
+                ("next", &hidden(&page, "next")),
+                ("add", &hidden(&page, "add")),
+                ("quantity", &hidden(&page, "quantity")),
+            ],
+        )
+        .await;
+    assert_eq!(location(&r), "/cart");
+    let (_, cart) = b.get("/cart").await;
+    assert!(cart.contains(&sku), "{cart}");
+    assert!(cart.contains("data-cart-count>3<"));
+    // `next` never leaves the site.
+    let r = b
+        .submit(
+            "/signin",
+            &[
+                ("email", "returning@example.com"),
+                ("password", "correct horse battery"),
+                ("next", "//evil.example/"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&r), "/");
+    let r = b
+        .submit(
+            "/signin",
+            &[("email", "returning@example.com"), ("password", "wrong")],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.text()
+            .await
+            .expect("html")
+            .contains("do not match an account")
+    );
+}
+
+#[tokio::test]
+async fn pages_render_while_reviews_or_search_are_down() {
+    let mut shop = shop().await;
+    let sku = shop.stocked(1).await;
+    let b = shop.browser();
+    let (status, page) = b.get(&format!("/products/{sku}")).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("No reviews yet"));
+
+    shop.reviews.take().expect("reviews").crash();
+    let (status, page) = b.get(&format!("/products/{sku}")).await;
+    assert_eq!(status, 200, "the product page without reviews");
+    assert!(
+        page.contains("Reviews are unavailable right now."),
+        "{page}"
+    );
+    assert!(page.contains("Add to cart"));
+
+    let (status, results) = b.get("/search?q=soap").await;
+    assert_eq!(status, 200);
+    assert!(!results.contains("Search is unavailable"));
+    shop.search.take().expect("search").crash();
+    let (status, results) = b.get("/search?category=books").await;
+    assert_eq!(status, 200);
+    assert!(
+        results.contains("Search is unavailable right now"),
+        "{results}"
+    );
+    assert!(results.contains("/products/"), "catalog's products instead");
+    let (status, home) = b.get("/").await;
+    assert_eq!(status, 200);
+    assert!(home.contains("New arrivals are unavailable right now."));
+    assert!(
+        home.contains("/search?category=books"),
+        "categories still there"
+    );
+
+    let (status, page) = b.get("/no/such/page").await;
+    assert_eq!(status, 404);
+    assert!(page.contains("Page not found"));
+    let (status, _) = b.get("/products/NOPE-99999").await;
+    assert_eq!(status, 404);
+}
