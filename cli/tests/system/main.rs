@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 
 use emporium_testkit::servers::{self, Nats, Postgres};
 
+mod browser;
 mod checkout;
 mod load;
 mod observability;

@@ -1,6 +1,7 @@
 // Emporium storefront: optional extras. Every page works without this file.
 (function () {
   "use strict";
+  document.documentElement.classList.add("js");
 
   // Search as you type: suggestions from the search API into the box's datalist.
   var box = document.querySelector("[data-suggest]");
