@@ -3,9 +3,10 @@
 //! Services write JSON lines; on a terminal each is shown as one readable line
 //! behind a coloured service name, otherwise the JSON is passed through behind the
 //! name so tools can still parse it. Whatever a process writes that is not JSON (a
-//! panic message) is shown as it is. Every line also goes to the rotated log file
-//! under the data folder ([`crate::logfile`]), which `emporium logs` reads back,
-//! filtered by service, trace id and level, and follows.
+//! panic message) is shown as it is; debug lines are not shown, only kept. Every
+//! line also goes to the rotated log file under the data folder
+//! ([`crate::logfile`]), which `emporium logs` reads back, filtered by service,
+//! trace id and level, and follows.
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -109,6 +110,15 @@ impl LogSink {
                 // Said once; later lines are still tried (the disk may recover).
                 eprintln!("emporium: cannot write the log file: {e}");
             }
+        }
+        // Debug lines are for the file (and `emporium logs`, `emporium trace`).
+        if parsed
+            .as_ref()
+            .and_then(|m| m.get("level"))
+            .and_then(Value::as_str)
+            .is_some_and(|l| l == "DEBUG" || l == "TRACE")
+        {
+            return;
         }
         let text = if self.pretty {
             let body = parsed.as_ref().map_or_else(|| line.to_string(), human);

@@ -83,10 +83,10 @@ impl Filter {
     }
 }
 
-/// The log file of the `emporium up` using `data_dir` (the default data folder when
-/// none is given), which must exist.
+/// The log file of the `emporium up` using `data_dir` (else the running shop's,
+/// [`crate::running`]), which must exist.
 fn log_path(data_dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    let dir = data_dir.unwrap_or_else(|| emporium_config::Common::default().data_dir);
+    let dir = crate::running::data_dir(data_dir);
     let path = logfile::current(&dir);
     anyhow::ensure!(
         path.exists() || !logfile::files_oldest_first(&path).is_empty(),

@@ -19,6 +19,7 @@ mod logs;
 mod logview;
 mod monitoring;
 mod operations;
+mod running;
 mod services;
 mod status;
 mod up;

@@ -11,7 +11,7 @@ pub fn registry_url(registry: Option<String>, data_dir: Option<PathBuf>) -> anyh
     Ok(match registry {
         Some(url) => url,
         None => {
-            let dir = data_dir.unwrap_or_else(|| emporium_config::Common::default().data_dir);
+            let dir = crate::running::data_dir(data_dir);
             let file = dir.join("run").join("registry.url");
             std::fs::read_to_string(&file)
                 .with_context(|| {

@@ -165,6 +165,24 @@ impl Supervised {
     }
 }
 
+/// What the services log unless told otherwise: info, and each event a consumer
+/// handles at debug. The log file keeps those (`emporium trace` shows them); the
+/// terminal leaves them out ([`LogSink`] shows info and up), so a first start's
+/// seed is one "caught up" line per subscription instead of a screenful per event.
+const CHILD_LOG_LEVEL: &str = "info,emporium_events::consumer=debug";
+
+/// [`CHILD_LOG_LEVEL`], unless a level was set (`RUST_LOG`, `log.level`).
+fn child_log_level() -> Option<&'static str> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return None;
+    }
+    let configured: Option<String> = emporium_config::figment().extract_inner("log.level").ok();
+    match configured.as_deref() {
+        None | Some("info") => Some(CHILD_LOG_LEVEL),
+        Some(_) => None,
+    }
+}
+
 /// The label of the process that hosts several services.
 const MONOLITH: &str = "monolith-1";
 
@@ -187,6 +205,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     if let Some(url) = &args.nats_url {
         backends.push(("EMPORIUM__EVENTS__NATS_URL", url.clone()));
+    }
+    if let Some(level) = child_log_level() {
+        backends.push(("EMPORIUM__LOG__LEVEL", level.to_string()));
     }
     let env = Env {
         exe,
@@ -217,6 +238,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .context("no registry address")?
     );
     std::fs::write(run_dir.join("registry.url"), &registry_url)?;
+    crate::running::remember(&data_dir);
     crate::monitoring::write(&run_dir, &registry_url)
         .with_context(|| format!("writing the Prometheus config in {}", run_dir.display()))?;
 

@@ -117,6 +117,25 @@ pub(crate) struct Subscription {
     /// Set once it has read up to the producer's head (a projection is unready
     /// until then).
     pub caught_up: AtomicBool,
+    /// Events handled since it was last caught up: a backlog gets one summary line.
+    pub handled: std::sync::atomic::AtomicU64,
+}
+
+/// A backlog at least this long is summed up in one line at info once handled;
+/// each event's own line is at debug.
+const BACKLOG_SUMMARY: u64 = 10;
+
+impl Subscription {
+    /// It has read up to the producer's head: ready, and a backlog it worked
+    /// through is summed up (a first start's seed, a catch-up after downtime).
+    pub(crate) fn mark_caught_up(&self) {
+        self.caught_up
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let handled = self.handled.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if handled >= BACKLOG_SUMMARY {
+            tracing::info!(subscription = %self.name, events = handled, "caught up");
+        }
+    }
 }
 
 /// What every subscription loop shares.
@@ -528,7 +547,9 @@ fn outcome(span: &mut Span, sub: &Subscription, event: &Envelope, result: Result
         span.set_error(e.clone());
     }
     if result.is_ok() {
-        tracing::info!(
+        sub.handled
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(
             subscription = %sub.name,
             event_id = %event.id,
             subject = %event.subject,

@@ -195,7 +195,7 @@ pub(crate) async fn read(
             continue;
         }
         let Some(last) = page.events.last() else {
-            sub.caught_up.store(true, Ordering::Relaxed);
+            sub.mark_caught_up();
             continue;
         };
         let last = last.seq;
@@ -204,7 +204,7 @@ pub(crate) async fn read(
         }
         cursor = last;
         if last >= page.head {
-            sub.caught_up.store(true, Ordering::Relaxed);
+            sub.mark_caught_up();
         }
     }
 }

@@ -352,7 +352,7 @@ pub(crate) async fn read_projection(
         };
         sub.head.store(last, Ordering::Relaxed);
         if cursor >= last {
-            sub.caught_up.store(true, Ordering::Relaxed);
+            sub.mark_caught_up();
         }
         let config = pull::OrderedConfig {
             description: Some(format!("{} projecting {} events", sub.name, sub.source)),
@@ -475,7 +475,7 @@ where
                 return Ended::Stopped;
             }
             if pending == 0 {
-                sub.caught_up.store(true, Ordering::Relaxed);
+                sub.mark_caught_up();
             }
             if ack {
                 for message in received {

@@ -199,6 +199,7 @@ impl Events {
                     connected: AtomicBool::new(false),
                     projection: self.projections.contains(source),
                     caught_up: AtomicBool::new(false),
+                    handled: Default::default(),
                 })
             })
             .collect();

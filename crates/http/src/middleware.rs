@@ -169,7 +169,8 @@ pub async fn request_context(
     let elapsed = started.elapsed();
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     log_span.in_scope(|| {
-        if quiet && status < 500 {
+        // A probe's 503 is "not ready yet", as ordinary as a 200.
+        if quiet && (status < 500 || (status == 503 && path == "/readyz")) {
             tracing::debug!(%method, %path, status, latency_ms, "request");
         } else {
             tracing::info!(%method, %path, status, latency_ms, "request");

@@ -77,7 +77,15 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
     if failures.is_empty() {
         "ready".into_response()
     } else {
-        ApiError::unavailable(format!("not ready: {}", failures.join("; "))).into_response()
+        // Not ready is an answer, not a failure: no warning per probe while a
+        // service starts (the supervisor and the registry ask often).
+        let error = ApiError::unavailable(format!("not ready: {}", failures.join("; ")));
+        let mut response = (error.status(), axum::Json(error.problem())).into_response();
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(crate::problem::PROBLEM_JSON),
+        );
+        response
     }
 }
 
