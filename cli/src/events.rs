@@ -9,8 +9,7 @@
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use emporium_client::RegistryClient;
-use emporium_contracts::registry::Instance;
-use emporium_events::{DeadLetters, Status};
+use emporium_events::fleet::{self, Replay};
 
 #[derive(Subcommand)]
 pub enum EventsCommand {
@@ -23,71 +22,40 @@ pub enum EventsCommand {
 }
 
 pub async fn run(command: EventsCommand, registry: &str) -> anyhow::Result<()> {
-    let snapshot = RegistryClient::new(registry)
-        .instances()
+    let instances = fleet::instances(&RegistryClient::new(registry))
         .await
         .with_context(|| format!("asking the registry at {registry}"))?;
-    let http = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()?;
-    let instances: Vec<&Instance> = snapshot.instances.iter().filter(|i| i.healthy).collect();
     match command {
         EventsCommand::Dead => {
             println!(
                 "  {:<14} {:<36} {:<42} {:>8}  {:<24} ERROR",
                 "SERVICE", "EVENT ID", "TYPE", "ATTEMPTS", "PARKED AT"
             );
-            let mut total = 0;
-            for i in &instances {
-                let Some(dead) = get::<DeadLetters>(&http, i, "/internal/events/dead").await else {
-                    continue;
-                };
-                for d in dead.items {
-                    total += 1;
-                    println!(
-                        "  {:<14} {:<36} {:<42} {:>8}  {:<24} {}",
-                        i.service, d.event_id, d.kind, d.attempts, d.parked_at, d.error
-                    );
-                }
+            let dead = fleet::dead_letters(&instances).await;
+            for (i, d) in &dead {
+                println!(
+                    "  {:<14} {:<36} {:<42} {:>8}  {:<24} {}",
+                    i.service, d.event_id, d.kind, d.attempts, d.parked_at, d.error
+                );
             }
-            if total == 0 {
+            if dead.is_empty() {
                 println!("  (no dead letters)");
             }
         }
-        EventsCommand::Replay { id } => {
-            for i in &instances {
-                let url = format!("http://{}/internal/events/dead/{id}/replay", i.address);
-                let Ok(response) = http.post(&url).send().await else {
-                    continue;
-                };
-                match response.status().as_u16() {
-                    200 => {
-                        println!("{id}: replayed by {} ({})", i.service, i.instance_id);
-                        return Ok(());
-                    }
-                    404 => continue,
-                    status => {
-                        let problem: serde_json::Value = response.json().await.unwrap_or_default();
-                        bail!(
-                            "{id}: {} answered {status}: {}",
-                            i.service,
-                            problem["detail"].as_str().unwrap_or("no detail")
-                        );
-                    }
-                }
+        EventsCommand::Replay { id } => match fleet::replay(&instances, &id).await {
+            Replay::Done(i, _) => println!("{id}: replayed by {} ({})", i.service, i.instance_id),
+            Replay::Failed(i, detail) => bail!("{id}: {} answered: {detail}", i.service),
+            Replay::Unknown => {
+                bail!("{id}: no running service has this dead letter (see `emporium events dead`)")
             }
-            bail!("{id}: no running service has this dead letter (see `emporium events dead`)");
-        }
+        },
         EventsCommand::Lag => {
             println!(
                 "  {:<14} {:<28} {:>8} {:>8} {:>6} {:>6} {:>7}  CONNECTED",
                 "SERVICE", "SUBSCRIPTION", "CURSOR", "HEAD", "LAG", "DEAD", "MISSED"
             );
             let mut missed = Vec::new();
-            for i in &instances {
-                let Some(status) = get::<Status>(&http, i, "/internal/status").await else {
-                    continue;
-                };
+            for (i, status) in fleet::statuses(&instances).await {
                 for s in status.subscriptions {
                     println!(
                         "  {:<14} {:<28} {:>8} {:>8} {:>6} {:>6} {:>7}  {}",
@@ -115,20 +83,4 @@ pub async fn run(command: EventsCommand, registry: &str) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-async fn get<T: serde::de::DeserializeOwned>(
-    http: &reqwest::Client,
-    i: &Instance,
-    path: &str,
-) -> Option<T> {
-    let response = http
-        .get(format!("http://{}{path}", i.address))
-        .send()
-        .await
-        .ok()?;
-    if !response.status().is_success() {
-        return None;
-    }
-    response.json().await.ok()
 }

@@ -667,6 +667,74 @@ async fn shoppers_buy_review_and_recover_in_chromium() {
     .await;
     failures.extend(r.err());
 
+    // The back office: restock the sold-out product, hide the review; the ops
+    // console lists every service.
+    let product: Value = http()
+        .get(up.at(&format!("/api/catalog/products/sku/{sold_out}")))
+        .send()
+        .await
+        .expect("product")
+        .json()
+        .await
+        .expect("json");
+    let id = product["id"].as_str().expect("id").to_string();
+    let id: &str = &id;
+    let r = journey(
+        "back-office",
+        up,
+        driver,
+        dir,
+        true,
+        steps!(|p| {
+            p.goto("/signin").await?;
+            p.sign_in("boss@example.com").await?;
+            p.follow("Back office").await?;
+            p.goto(&format!("/admin/products/{id}")).await?;
+            p.fill("#available", "9").await?;
+            p.click("form.admin-form:last-of-type button[type=submit]")
+                .await?;
+            p.until_shown("Stock updated.", false).await?;
+            p.goto(&format!("/products/{sold_out}")).await?;
+            let page = p.until_shown("In stock", false).await?;
+            ensure!(page.contains("Add to cart"), "restocked: {page}");
+            p.goto("/admin/reviews").await?;
+            p.click("button[aria-label='Hide the review “Does the job”']")
+                .await?;
+            p.until_shown("Review hidden.", false).await?;
+            p.goto(&format!("/products/{reviewed}")).await?;
+            let page = p.text().await?;
+            ensure!(
+                !page.contains("Does the job"),
+                "the review is hidden: {page}"
+            );
+            p.follow("Back office").await?;
+            p.follow("Ops console").await?;
+            let ops = p.text().await?;
+            for service in [
+                "users",
+                "catalog",
+                "inventory",
+                "payments",
+                "cart",
+                "orders",
+                "notifications",
+                "reviews",
+                "search",
+                "storefront",
+                "gateway",
+            ] {
+                let row =
+                    p.c.find_all(Locator::Css(&format!("tr[data-service='{service}']")))
+                        .await?;
+                ensure!(!row.is_empty(), "{service} in the ops console: {ops}");
+            }
+            ensure!(ops.contains("inventory.catalog"), "event delivery: {ops}");
+            Ok(())
+        }),
+    )
+    .await;
+    failures.extend(r.err());
+
     report(artifacts, failures);
 }
 

@@ -558,7 +558,7 @@ async fn the_whole_shop_survives_sigkill_of_a_service_and_of_the_registry() {
         .iter()
         .map(|s| up.current_pid(s))
         .collect();
-    let expected = if monolith() { 2 } else { 11 };
+    let expected = if monolith() { 2 } else { 12 };
     assert_eq!(up.processes(), expected);
     assert_eq!(
         leftovers(&up.data).len(),

@@ -389,13 +389,21 @@ async fn a_buyer_reviews_and_search_shows_and_filters_by_the_rating() {
     let data = tempfile::tempdir().expect("data dir");
     let up = Up::start(data.path());
     let admin = token(&up, "boss@example.com").await;
-    // A product with stock, bought through the whole checkout.
-    let product = get(
-        &up,
-        "/api/search?category=books&in_stock=true&sort=price&limit=1",
-    )
-    .await["items"][0]
-        .clone();
+    // A product with stock, bought through the whole checkout (search learns stock
+    // from inventory's events, which may still be arriving).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let product = loop {
+        let page = get(
+            &up,
+            "/api/search?category=books&in_stock=true&sort=price&limit=1",
+        )
+        .await;
+        if page["items"][0].is_object() {
+            break page["items"][0].clone();
+        }
+        assert!(Instant::now() < deadline, "no book in stock: {page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let (id, sku) = (
         product["id"].as_str().expect("id"),
         product["sku"].as_str().expect("sku"),

@@ -7,7 +7,8 @@
 //!   sets aside for a few seconds an instance that refused a connection;
 //! - [`Transport`] is how a request reaches a service: [`HttpTransport`] over the
 //!   network, [`LocalTransport`] to fixed in-process routers (tests), and
-//!   [`InProcess`] to the services hosted in this process, over HTTP to the rest;
+//!   [`InProcess`] to the services hosted in this process, over HTTP to the rest,
+//!   and [`Direct`] to one instance at a known address;
 //! - [`Host`] is who an instance is (service, instance id, settings, readiness) and
 //!   the transport its calls take;
 //! - [`ServiceClient`] makes typed JSON calls over a transport with a deadline on every
@@ -32,4 +33,4 @@ pub use host::{Host, instance_id};
 pub use http_client::{HttpClient, http_client};
 pub use registry::RegistryClient;
 pub use service_client::ServiceClient;
-pub use transport::{HttpTransport, InProcess, LocalTransport, Transport};
+pub use transport::{Direct, HttpTransport, InProcess, LocalTransport, Transport};

@@ -113,6 +113,63 @@ impl Transport for HttpTransport {
     }
 }
 
+/// To one instance at a known address, whatever the service name: for operating
+/// on each instance in turn (its own status, its own dead letters).
+#[derive(Clone)]
+pub struct Direct {
+    address: String,
+    http: HttpClient,
+}
+
+impl Direct {
+    pub fn new(address: &str) -> Self {
+        Self {
+            address: address.to_string(),
+            http: http_client(),
+        }
+    }
+}
+
+impl Transport for Direct {
+    fn send(
+        &self,
+        service: &str,
+        request: Request<Bytes>,
+    ) -> BoxFuture<'static, Result<Response<Body>, ClientError>> {
+        let this = self.clone();
+        let service = service.to_string();
+        Box::pin(async move {
+            let (mut head, body) = request.into_parts();
+            let path = head
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string();
+            head.uri = format!("http://{}{path}", this.address).parse().map_err(
+                |e: http::uri::InvalidUri| ClientError::Decode {
+                    service: service.clone(),
+                    source: e.into(),
+                },
+            )?;
+            match this
+                .http
+                .request(Request::from_parts(head, Body::from(body)))
+                .await
+            {
+                Ok(response) => Ok(response.map(Body::new)),
+                Err(e) if e.is_connect() => Err(ClientError::Unreachable {
+                    service,
+                    source: e.into(),
+                }),
+                Err(e) => Err(ClientError::Transport {
+                    service,
+                    source: e.into(),
+                }),
+            }
+        })
+    }
+}
+
 /// To routers in this process, by service name: no sockets, no registry.
 #[derive(Clone, Default)]
 pub struct LocalTransport {

@@ -13,6 +13,8 @@
 //!   consumers are durable pull consumers shared by a service's instances.
 //! - Service code only sees [`Events`] (declare handlers, get the [`Outbox`], merge the
 //!   routes, start and stop): the transport is configuration, not code.
+//! - [`fleet`] asks every running instance for its delivery status and dead letters
+//!   (the CLI's `emporium events`, the ops console).
 //!
 //! Services declare their handlers through the runtime's `Build`; underneath:
 //!
@@ -28,6 +30,7 @@ mod consumer;
 mod envelope;
 mod feed;
 mod feed_reader;
+pub mod fleet;
 pub mod jetstream;
 mod lease;
 mod outbox;

@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use emporium_client::ServiceClient;
+use emporium_contracts::auth::ROLE_ADMIN;
 use emporium_contracts::checkout::CartSnapshot;
 use emporium_contracts::events::{OrderLine, OrderPlaced};
 use emporium_contracts::headers::IDEMPOTENCY_KEY;
@@ -52,7 +53,49 @@ fn routes() -> OpenApiRouter<AppState> {
 
 pub fn router(state: AppState) -> Router {
     let (routes, api) = routes().split_for_parts();
-    routes.with_state(state).merge(spec_router(api))
+    routes
+        .route("/internal/orders/outcomes", axum::routing::get(outcomes))
+        .with_state(state)
+        .merge(spec_router(api))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutcomesQuery {
+    /// How far back, in milliseconds (default an hour).
+    window_ms: Option<i64>,
+}
+
+/// How many orders ended how, by status and reason.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Outcome {
+    pub status: String,
+    pub reason: Option<String>,
+    pub orders: i64,
+}
+
+/// `GET /internal/orders/outcomes?window_ms=`: the sagas' outcomes of the window,
+/// for the ops console.
+async fn outcomes(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<OutcomesQuery>,
+) -> Result<Json<Vec<Outcome>>, ApiError> {
+    let window = q
+        .window_ms
+        .unwrap_or(3_600_000)
+        .clamp(0, 30 * 24 * 3_600_000);
+    let rows = store::outcomes(&state.db, now_ms() - window)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|(status, reason, orders)| Outcome {
+                status,
+                reason,
+                orders,
+            })
+            .collect(),
+    ))
 }
 
 pub fn openapi() -> utoipa::openapi::OpenApi {
@@ -345,6 +388,10 @@ async fn place(state: &AppState, order: &OrderRow, lines: &[OrderLine]) -> Resul
 struct ListQuery {
     limit: Option<u32>,
     cursor: Option<String>,
+    /// `mine` (default) or `all` (admins: every shopper's orders).
+    scope: Option<String>,
+    /// `PENDING`, `CONFIRMED` or `CANCELLED`.
+    status: Option<String>,
 }
 
 fn encode_cursor(o: &OrderRow) -> String {
@@ -357,16 +404,19 @@ fn decode_cursor(c: &str) -> Option<(i64, String)> {
     Some((ms.parse().ok()?, id.to_string()))
 }
 
-/// Your orders, newest first.
+/// Your orders, newest first; with `scope=all`, everyone's (admins).
 #[utoipa::path(get, path = "/api/orders", tag = "orders", security(("bearer" = [])),
     params(
         ("limit" = Option<u32>, Query, description = "1–100, default 20"),
         ("cursor" = Option<String>, Query, description = "`next` of the previous page"),
+        ("scope" = Option<String>, Query, description = "`mine` (default) or `all` (admin)"),
+        ("status" = Option<String>, Query, description = "`PENDING`, `CONFIRMED` or `CANCELLED`"),
     ),
     responses(
         (status = 200, description = "A page of orders", body = OrderPage),
-        (status = 400, description = "Bad limit or cursor", body = Problem),
+        (status = 400, description = "Bad limit, cursor, scope or status", body = Problem),
         (status = 401, description = "Not signed in", body = Problem),
+        (status = 403, description = "`scope=all` without the admin role", body = Problem),
     ))]
 async fn list_orders(
     State(state): State<AppState>,
@@ -391,14 +441,36 @@ async fn list_orders(
         },
         None => None,
     };
+    let all = match q.scope.as_deref() {
+        None | Some("mine") => false,
+        Some("all") => true,
+        Some(_) => {
+            errors.push(FieldError::new("scope", "must be mine or all"));
+            false
+        }
+    };
+    let status = q.status.as_deref();
+    if status.is_some_and(|s| ![store::PENDING, store::CONFIRMED, store::CANCELLED].contains(&s)) {
+        errors.push(FieldError::new(
+            "status",
+            "must be PENDING, CONFIRMED or CANCELLED",
+        ));
+    }
     if !errors.is_empty() {
         return Err(ApiError::invalid_query(errors));
     }
+    if all {
+        caller.require_role(ROLE_ADMIN)?;
+    }
     let user_id = caller.user_id.to_string();
-    let rows = store::page(&state.db, &user_id, cursor, limit + 1)
+    let filter = store::Filter {
+        user_id: (!all).then_some(user_id.as_str()),
+        status,
+    };
+    let rows = store::page(&state.db, filter, cursor, limit + 1)
         .await
         .map_err(ApiError::internal)?;
-    let total = store::count(&state.db, &user_id)
+    let total = store::count(&state.db, filter)
         .await
         .map_err(ApiError::internal)?;
     let more = rows.len() > limit as usize;
@@ -421,7 +493,7 @@ async fn list_orders(
     responses(
         (status = 200, description = "The order", body = OrderView),
         (status = 401, description = "Not signed in", body = Problem),
-        (status = 404, description = "No such order of yours", body = Problem),
+        (status = 404, description = "No such order of yours (admins see every order)", body = Problem),
     ))]
 async fn get_order(
     State(state): State<AppState>,
@@ -431,8 +503,8 @@ async fn get_order(
     let order = store::get(&state.db, &id)
         .await
         .map_err(ApiError::internal)?
-        // Another user's order is as unknown as a missing one.
-        .filter(|o| o.user_id == caller.user_id.to_string())
+        // Another user's order is as unknown as a missing one (but to an admin).
+        .filter(|o| o.user_id == caller.user_id.to_string() || caller.has_role(ROLE_ADMIN))
         .ok_or_else(|| ApiError::not_found("no such order"))?;
     Ok(Json(view(&state.db, order, true).await?))
 }

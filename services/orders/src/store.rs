@@ -187,44 +187,85 @@ pub async fn by_key(db: &Db, user_id: &str, key: &str) -> Result<Option<OrderRow
     .await
 }
 
-/// A user's orders, newest first, after the keyset cursor `(created_ms, id)`.
-pub async fn page(
-    db: &Db,
-    user_id: &str,
-    before: Option<(i64, String)>,
-    limit: u32,
-) -> Result<Vec<OrderRow>, sqlx::Error> {
-    match before {
-        None => {
-            sqlx::query_as(select_orders!(
-                "WHERE user_id = $1 ORDER BY created_ms DESC, id DESC LIMIT $2"
-            ))
-            .bind(user_id)
-            .bind(i64::from(limit))
-            .fetch_all(db.pool())
-            .await
-        }
-        Some((ms, id)) => {
-            sqlx::query_as(select_orders!(
-                "WHERE user_id = $1 AND (created_ms < $2 OR (created_ms = $2 AND id < $3)) \
-                 ORDER BY created_ms DESC, id DESC LIMIT $4"
-            ))
-            .bind(user_id)
-            .bind(ms)
-            .bind(id)
-            .bind(i64::from(limit))
-            .fetch_all(db.pool())
-            .await
-        }
+/// Which orders a listing shows: one user's (or everyone's, for the back office),
+/// in one status or any.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Filter<'a> {
+    pub user_id: Option<&'a str>,
+    pub status: Option<&'a str>,
+}
+
+impl Filter<'_> {
+    /// The filter's binds: empty text matches anything.
+    fn binds(&self) -> (&str, &str) {
+        (self.user_id.unwrap_or(""), self.status.unwrap_or(""))
     }
 }
 
-pub async fn count(db: &Db, user_id: &str) -> Result<i64, sqlx::Error> {
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM orders WHERE user_id = $1")
-        .bind(user_id)
+/// Orders matching `filter`, newest first, after the keyset cursor `(created_ms, id)`.
+pub async fn page(
+    db: &Db,
+    filter: Filter<'_>,
+    before: Option<(i64, String)>,
+    limit: u32,
+) -> Result<Vec<OrderRow>, sqlx::Error> {
+    let (user, status) = filter.binds();
+    let (ms, id) = match &before {
+        Some((ms, id)) => (Some(*ms), Some(id.as_str())),
+        None => (None, None),
+    };
+    // A shopper's listing keeps to the user index; everyone's (the back office)
+    // is its own statement.
+    let sql = if filter.user_id.is_some() {
+        select_orders!(
+            "WHERE user_id = $1 AND ($2 = '' OR status = $2) \
+               AND ($3 IS NULL OR created_ms < $3 OR (created_ms = $3 AND id < $4)) \
+             ORDER BY created_ms DESC, id DESC LIMIT $5"
+        )
+    } else {
+        select_orders!(
+            "WHERE $1 = '' AND ($2 = '' OR status = $2) \
+               AND ($3 IS NULL OR created_ms < $3 OR (created_ms = $3 AND id < $4)) \
+             ORDER BY created_ms DESC, id DESC LIMIT $5"
+        )
+    };
+    sqlx::query_as(sql)
+        .bind(user)
+        .bind(status)
+        .bind(ms)
+        .bind(id)
+        .bind(i64::from(limit))
+        .fetch_all(db.pool())
+        .await
+}
+
+pub async fn count(db: &Db, filter: Filter<'_>) -> Result<i64, sqlx::Error> {
+    let (user, status) = filter.binds();
+    let sql = if filter.user_id.is_some() {
+        "SELECT COUNT(*) FROM orders WHERE user_id = $1 AND ($2 = '' OR status = $2)"
+    } else {
+        "SELECT COUNT(*) FROM orders WHERE $1 = '' AND ($2 = '' OR status = $2)"
+    };
+    let (n,): (i64,) = sqlx::query_as(sql)
+        .bind(user)
+        .bind(status)
         .fetch_one(db.pool())
         .await?;
     Ok(n)
+}
+
+/// How the orders last changed since `since_ms` ended: `(status, reason, orders)`.
+pub async fn outcomes(
+    db: &Db,
+    since_ms: i64,
+) -> Result<Vec<(String, Option<String>, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT status, reason, COUNT(*) FROM orders WHERE updated_ms >= $1 \
+         GROUP BY status, reason ORDER BY status, reason",
+    )
+    .bind(since_ms)
+    .fetch_all(db.pool())
+    .await
 }
 
 pub async fn lines(db: &Db, order_id: &str) -> Result<Vec<OrderLine>, sqlx::Error> {

@@ -377,7 +377,7 @@ async fn view_in(tx: &mut Tx, id: &str) -> Result<ReviewView, ApiError> {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListParams {
-    /// The product (UUID).
+    /// The product (UUID); required but for admins, who may list every product's.
     product_id: Option<String>,
     /// `recent` (default) or `rating` (highest first).
     sort: Option<String>,
@@ -404,15 +404,19 @@ struct Cursor {
     ))]
 async fn list_reviews(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> Result<Json<ReviewPage>, ApiError> {
     let mut errors = Vec::new();
+    // Every product's reviews at once is for moderators: an empty id matches all.
+    let moderator = Caller::from_headers(&headers).is_some_and(|c| c.has_role(ROLE_ADMIN));
     let product_id = match q.product_id.as_deref().map(uuid::Uuid::parse_str) {
         Some(Ok(id)) => id.to_string(),
         Some(Err(_)) => {
             errors.push(FieldError::new("product_id", "must be a UUID"));
             String::new()
         }
+        None if moderator => String::new(),
         None => {
             errors.push(FieldError::new("product_id", "is required"));
             String::new()
@@ -448,24 +452,38 @@ async fn list_reviews(
     // Keyset pages: (created, id) newest first, or (rating, created, id) best first.
     let created = after.as_ref().map(|c| c.c);
     let id = after.as_ref().map(|c| c.i.clone());
-    let query = if sort == "rating" {
-        sqlx::query_as::<_, ReviewView>(
+    // Four fixed statements rather than `$1 = '' OR ...`, which would keep SQLite
+    // from using the product index on the product page's listing.
+    let sql = match (sort == "rating", product_id.is_empty()) {
+        (true, false) => {
             "SELECT id, product_id, author, rating, title, text, version, created_ms, updated_ms \
              FROM reviews WHERE product_id = $1 AND hidden = 0 \
                AND ($2 IS NULL OR (rating, created_ms, id) < ($2, $3, $4)) \
-             ORDER BY rating DESC, created_ms DESC, id DESC LIMIT $5",
-        )
-        .bind(&product_id)
-        .bind(after.as_ref().map(|c| c.r))
-    } else {
-        sqlx::query_as::<_, ReviewView>(
+             ORDER BY rating DESC, created_ms DESC, id DESC LIMIT $5"
+        }
+        (true, true) => {
+            "SELECT id, product_id, author, rating, title, text, version, created_ms, updated_ms \
+             FROM reviews WHERE $1 = '' AND hidden = 0 \
+               AND ($2 IS NULL OR (rating, created_ms, id) < ($2, $3, $4)) \
+             ORDER BY rating DESC, created_ms DESC, id DESC LIMIT $5"
+        }
+        (false, false) => {
             "SELECT id, product_id, author, rating, title, text, version, created_ms, updated_ms \
              FROM reviews WHERE product_id = $1 AND hidden = 0 \
                AND ($2 IS NULL OR (created_ms, id) < ($2, $3)) \
-             ORDER BY created_ms DESC, id DESC LIMIT $4",
-        )
-        .bind(&product_id)
+             ORDER BY created_ms DESC, id DESC LIMIT $4"
+        }
+        (false, true) => {
+            "SELECT id, product_id, author, rating, title, text, version, created_ms, updated_ms \
+             FROM reviews WHERE $1 = '' AND hidden = 0 \
+               AND ($2 IS NULL OR (created_ms, id) < ($2, $3)) \
+             ORDER BY created_ms DESC, id DESC LIMIT $4"
+        }
     };
+    let mut query = sqlx::query_as::<_, ReviewView>(sql).bind(&product_id);
+    if sort == "rating" {
+        query = query.bind(after.as_ref().map(|c| c.r));
+    }
     let mut rows = query
         .bind(created)
         .bind(id)

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use emporium_client::{ClientError, ServiceClient};
+use emporium_client::{ClientError, RegistryClient, ServiceClient};
 use emporium_contracts::headers;
 use emporium_contracts::money::Money;
 use emporium_http::Caller;
@@ -25,11 +25,14 @@ pub struct Backend {
     pub search: ServiceClient,
     pub reviews: ServiceClient,
     pub notifications: ServiceClient,
+    /// For the ops console and dead letters: every instance.
+    pub registry: Option<RegistryClient>,
 }
 
 impl Backend {
-    pub fn new(client: impl Fn(&str) -> ServiceClient) -> Self {
+    pub fn new(client: impl Fn(&str) -> ServiceClient, registry: Option<&str>) -> Self {
         Self {
+            registry: registry.map(RegistryClient::new),
             users: client("users"),
             catalog: client("catalog"),
             inventory: client("inventory"),

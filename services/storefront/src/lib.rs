@@ -13,7 +13,8 @@
 //!   Secure over TLS), CSRF tokens on every state-changing form (double-submit
 //!   cookie and an Origin check), security headers (a strict CSP);
 //! - [`pages`]: the handlers, one module per area (home and search, product, cart,
-//!   checkout, orders and inbox, account);
+//!   checkout, orders and inbox, account; the back office and the ops console for
+//!   admins);
 //! - [`view`]: what the templates show, built from the APIs' answers; money and
 //!   dates formatted once;
 //! - [`error`]: error pages (404, 500 with the request id, a service down), and
@@ -78,7 +79,9 @@ impl Service for Storefront {
 
     async fn build(&self, cx: &mut Build<StorefrontSettings>) -> anyhow::Result<Router> {
         let timeout = Duration::from_millis(cx.settings.call_timeout_ms);
-        let backend = backend::Backend::new(|service| cx.client(service, timeout));
+        let registry = cx.common().registry_url.clone();
+        let backend =
+            backend::Backend::new(|service| cx.client(service, timeout), registry.as_deref());
         Ok(pages::router(pages::App::new(backend, cx.settings.clone())))
     }
 }

@@ -42,7 +42,7 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
      img-src 'self' data:; connect-src 'self'; font-src 'self'; manifest-src 'self'; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// The CSRF token of this request, found or minted by [`protect`].
+/// The CSRF token of this request, found or minted by [`csrf`].
 #[derive(Debug, Clone)]
 pub struct Csrf(pub String);
 
@@ -173,9 +173,10 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// Middleware over every route: the CSRF check of every `POST` (which must be a
-/// form), the CSRF cookie minted when missing, and the security headers.
-pub async fn protect(req: Request, next: Next) -> Response {
+/// Middleware over the storefront's routes (not its 404 fallback): the CSRF check
+/// of every `POST` (which must be a form), and the CSRF cookie minted when missing.
+/// A `POST` to a path that is no page is a plain 404 rather than a refusal.
+pub async fn csrf(req: Request, next: Next) -> Response {
     let found = cookie(req.headers(), CSRF_COOKIE).filter(|t| well_formed(t));
     let token = found.clone().unwrap_or_else(mint);
     let secure = is_tls(req.headers());
@@ -183,7 +184,7 @@ pub async fn protect(req: Request, next: Next) -> Response {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         req = match check(req, found.as_deref()).await {
             Ok(req) => req,
-            Err(e) => return with_headers(e.into_response(), None, secure),
+            Err(e) => return e.into_response(),
         };
     }
     // A session cookie the gateway did not vouch for (expired, or from before a
@@ -201,8 +202,41 @@ pub async fn protect(req: Request, next: Next) -> Response {
             response.headers_mut().append(header::SET_COOKIE, c);
         }
     }
-    let fresh = found.is_none().then_some(token.as_str());
-    with_headers(response, fresh, secure)
+    if found.is_none() {
+        // A year: the token only proves "this site's page", never who you are.
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            set_cookie(CSRF_COOKIE, &token, 365 * 24 * 3600, secure),
+        );
+    }
+    response
+}
+
+/// Middleware over everything the storefront answers: the security headers.
+pub async fn secure_headers(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("strict-origin-when-cross-origin"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        // Pages show one shopper's cart and name: never in a shared cache.
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-cache"),
+        );
+    }
+    response
 }
 
 /// A state-changing request: from this site, a form, carrying the cookie's token.
@@ -252,38 +286,6 @@ async fn check(req: Request, cookie_token: Option<&str>) -> Result<Request, Page
         ));
     }
     Ok(Request::from_parts(parts, Body::from(bytes)))
-}
-
-fn with_headers(mut response: Response, fresh_csrf: Option<&str>, secure: bool) -> Response {
-    let h = response.headers_mut();
-    if let Some(token) = fresh_csrf {
-        // A year: the token only proves "this site's page", never who you are.
-        h.append(
-            header::SET_COOKIE,
-            set_cookie(CSRF_COOKIE, token, 365 * 24 * 3600, secure),
-        );
-    }
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("strict-origin-when-cross-origin"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    if !h.contains_key(header::CACHE_CONTROL) {
-        // Pages show one shopper's cart and name: never in a shared cache.
-        h.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("private, no-cache"),
-        );
-    }
-    response
 }
 
 #[cfg(test)]

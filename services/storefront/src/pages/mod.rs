@@ -2,9 +2,11 @@
 //! header's [`Chrome`], form and query extractors that answer with error pages).
 
 mod account;
+mod admin;
 mod browse;
 mod cart;
 mod checkout;
+mod ops;
 mod orders;
 mod product;
 
@@ -18,6 +20,8 @@ use axum::routing::{get, post};
 use http::request::Parts;
 use http_body_util::{BodyExt, Limited};
 use serde::de::DeserializeOwned;
+
+use emporium_contracts::registry::Instance;
 
 use crate::StorefrontSettings;
 use crate::assets::{self, URLS};
@@ -37,6 +41,28 @@ pub struct Inner {
 impl App {
     pub fn new(backend: Backend, settings: StorefrontSettings) -> Self {
         Self(Arc::new(Inner { backend, settings }))
+    }
+
+    /// Every instance the registry knows, healthy or not.
+    pub async fn instances_all(&self) -> Result<Vec<Instance>, PageError> {
+        let registry = self.backend.registry.as_ref().ok_or_else(|| {
+            PageError::BadRequest("This storefront runs without a registry.".into())
+        })?;
+        registry
+            .instances()
+            .await
+            .map(|s| s.instances)
+            .map_err(|e| PageError::from_call("the registry", e))
+    }
+
+    /// The healthy instances: those worth asking.
+    pub async fn instances(&self) -> Result<Vec<Instance>, PageError> {
+        Ok(self
+            .instances_all()
+            .await?
+            .into_iter()
+            .filter(|i| i.healthy)
+            .collect())
     }
 }
 
@@ -62,13 +88,32 @@ pub fn router(app: App) -> Router {
         .route("/orders/{id}", get(orders::show))
         .route("/orders/{id}/status", get(orders::status))
         .route("/inbox", get(orders::inbox))
+        .route("/admin", get(admin::index))
+        .route(
+            "/admin/products",
+            get(admin::products).post(admin::create_product),
+        )
+        .route("/admin/products/new", get(admin::new_product))
+        .route(
+            "/admin/products/{id}",
+            get(admin::edit_product).post(admin::save_product),
+        )
+        .route("/admin/stock/{sku}", post(admin::set_stock))
+        .route("/admin/orders", get(admin::orders))
+        .route("/admin/reviews", get(admin::reviews))
+        .route("/admin/reviews/{id}/hide", post(admin::hide_review))
+        .route("/admin/events", get(admin::dead_letters))
+        .route("/admin/events/{id}/replay", post(admin::replay))
+        .route("/ops", get(ops::console))
+        .route("/ops/order", get(ops::order))
         .route("/signin", get(account::signin_form).post(account::signin))
         .route("/signup", get(account::signup_form).post(account::signup))
         .route("/signout", post(account::signout))
         .route("/assets/{file}", get(assets::serve))
         .route("/favicon.ico", get(assets::favicon))
+        .route_layer(axum::middleware::from_fn(session::csrf))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn(session::protect))
+        .layer(axum::middleware::from_fn(session::secure_headers))
         .with_state(app)
 }
 

@@ -43,9 +43,9 @@ async fn shop() -> Shop {
         )
         .await;
     let r = Some(&registry);
-    let users = env
-        .spawn(emporium_users::Users, env.settings::<UsersSettings>(r))
-        .await;
+    let mut users_settings = env.settings::<UsersSettings>(r);
+    users_settings.service.admin_emails = vec!["boss@example.com".into()];
+    let users = env.spawn(emporium_users::Users, users_settings).await;
     let catalog = env
         .spawn(
             emporium_catalog::Catalog,
@@ -121,6 +121,13 @@ async fn shop() -> Shop {
     eventually("the shop's home page", || async {
         let (status, _) = b.get("/").await;
         (status == 200).then_some(())
+    })
+    .await;
+    // Search serves once it has caught up with catalog (until then the storefront
+    // falls back to catalog's listing).
+    eventually("search's results", || async {
+        let (status, page) = b.get("/search?q=soap").await;
+        (status == 200 && !page.contains("Search is unavailable")).then_some(())
     })
     .await;
     shop
@@ -590,4 +597,217 @@ async fn pages_render_while_reviews_or_search_are_down() {
     assert!(page.contains("Page not found"));
     let (status, _) = b.get("/products/NOPE-99999").await;
     assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn the_back_office_and_ops_console_are_for_admins_and_change_the_shop() {
+    let shop = shop().await;
+    let sku = shop.stocked(2).await;
+    let api = emporium_testkit::client();
+    let stock = |sku: String| {
+        let url = format!("{}/api/inventory/{sku}", shop.gateway.url);
+        let api = api.clone();
+        async move {
+            let v: serde_json::Value = api
+                .get(url)
+                .send()
+                .await
+                .expect("stock")
+                .json()
+                .await
+                .expect("json");
+            v["available"].as_i64().expect("available")
+        }
+    };
+
+    // Signed out: sign in first. A shopper: not allowed.
+    let shopper = shop.browser();
+    let (status, _) = shopper.get("/admin").await;
+    assert_eq!(status, 303);
+    shopper.sign_up("shopper@example.com").await;
+    for path in ["/admin", "/admin/products", "/admin/orders", "/ops"] {
+        let (status, _) = shopper.get(path).await;
+        assert_eq!(status, 403, "{path} is for admins");
+    }
+    let r = shopper
+        .submit(&format!("/admin/stock/{sku}"), &[("available", "0")])
+        .await;
+    assert_eq!(r.status(), 403);
+
+    // The shopper buys one, so there is an order and a review to moderate.
+    let r = shopper
+        .submit("/cart/items", &[("sku", sku.as_str()), ("quantity", "1")])
+        .await;
+    assert_eq!(r.status(), 303);
+    let (_, page) = shopper.get("/checkout").await;
+    let key = hidden(&page, "key");
+    let r = shopper
+        .submit("/checkout", &checkout_form(&key, "4242 4242 4242 4242"))
+        .await;
+    let order = location(&r);
+    let number = order[order.len() - 8..].to_string();
+    let product = format!("/products/{sku}");
+    eventually("the purchase reaches reviews", || async {
+        let r = shopper
+            .submit(
+                &format!("{product}/reviews"),
+                &[("rating", "1"), ("title", "Rude words here"), ("text", "")],
+            )
+            .await;
+        (location(&r).contains("n=reviewed")).then_some(())
+    })
+    .await;
+    let (_, page) = shopper.get(&product).await;
+    assert!(page.contains("Rude words here"));
+
+    let boss = shop.browser();
+    boss.sign_up("boss@example.com").await;
+    let (status, home) = boss.get("/").await;
+    assert_eq!(status, 200);
+    assert!(
+        home.contains("href=\"/admin\""),
+        "a link to the back office"
+    );
+
+    // Stock and prices.
+    let (status, products) = boss.get("/admin/products").await;
+    assert_eq!(status, 200);
+    assert!(products.contains("data-sku="), "{products}");
+    let r = boss
+        .submit(
+            &format!("/admin/stock/{sku}"),
+            &[("available", "42"), ("back", "/admin/products")],
+        )
+        .await;
+    assert_eq!(location(&r), "/admin/products?n=restocked");
+    assert_eq!(stock(sku.clone()).await, 42);
+    let (_, catalog_page) = boss.get(&product).await;
+    let id = {
+        let v: serde_json::Value = api
+            .get(format!(
+                "{}/api/catalog/products/sku/{sku}",
+                shop.gateway.url
+            ))
+            .send()
+            .await
+            .expect("product")
+            .json()
+            .await
+            .expect("json");
+        v["id"].as_str().expect("id").to_string()
+    };
+    assert!(catalog_page.contains("In stock"));
+    let (status, edit) = boss.get(&format!("/admin/products/{id}")).await;
+    assert_eq!(status, 200);
+    let name = hidden(&edit, "sku");
+    assert_eq!(name, sku);
+    let r = boss
+        .submit(
+            &format!("/admin/products/{id}"),
+            &[
+                ("sku", sku.as_str()),
+                ("name", "Renamed by the boss"),
+                ("description", "Now with a new price."),
+                ("category", "books"),
+                ("price", "12.34"),
+                ("currency", "USD"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&r), format!("/admin/products/{id}?n=saved"));
+    let (_, page) = shopper.get(&product).await;
+    assert!(
+        page.contains("Renamed by the boss") && page.contains("$12.34"),
+        "{page}"
+    );
+    // A bad price is shown next to its field; nothing changes.
+    let r = boss
+        .submit(
+            &format!("/admin/products/{id}"),
+            &[
+                ("sku", sku.as_str()),
+                ("name", "X"),
+                ("category", "books"),
+                ("price", "cheap"),
+                ("currency", "USD"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.expect("html").contains("id=\"price-error\""));
+    // A new product.
+    let r = boss
+        .submit(
+            "/admin/products",
+            &[
+                ("sku", "TST-00001"),
+                ("name", "Test Notebook"),
+                ("description", "Lined, 80 pages."),
+                ("category", "office"),
+                ("price", "3.50"),
+                ("currency", "USD"),
+            ],
+        )
+        .await;
+    assert!(location(&r).ends_with("?n=created"), "{}", location(&r));
+    let (status, _) = boss.get("/products/TST-00001").await;
+    assert_eq!(status, 200);
+
+    // Every order, by status.
+    let (_, confirmed) = boss.get("/admin/orders?status=CONFIRMED").await;
+    assert!(confirmed.contains(&number), "{confirmed}");
+    let (_, cancelled) = boss.get("/admin/orders?status=CANCELLED").await;
+    assert!(!cancelled.contains(&number));
+    let (status, _) = boss.get(&order).await;
+    assert_eq!(status, 200, "admins open any order");
+
+    // Moderation.
+    let (_, reviews) = boss.get("/admin/reviews").await;
+    assert!(reviews.contains("Rude words here"), "{reviews}");
+    let review = {
+        let start = reviews.find("data-review=\"").expect("a review") + "data-review=\"".len();
+        reviews[start..].split('"').next().expect("id").to_string()
+    };
+    let r = boss
+        .submit(&format!("/admin/reviews/{review}/hide"), &[])
+        .await;
+    assert_eq!(location(&r), "/admin/reviews?n=hidden");
+    let (_, page) = shopper.get(&product).await;
+    assert!(
+        !page.contains("Rude words here"),
+        "hidden from the product page"
+    );
+
+    // Dead letters and the ops console.
+    let (status, dead) = boss.get("/admin/events").await;
+    assert_eq!(status, 200);
+    assert!(dead.contains("No dead letters."), "{dead}");
+    let (status, ops) = boss.get("/ops").await;
+    assert_eq!(status, 200);
+    for service in [
+        "users",
+        "catalog",
+        "inventory",
+        "payments",
+        "cart",
+        "orders",
+        "notifications",
+        "reviews",
+        "search",
+        "storefront",
+        "gateway",
+    ] {
+        assert!(
+            ops.contains(&format!("data-service=\"{service}\"")),
+            "{service} listed"
+        );
+    }
+    assert!(
+        ops.contains("inventory.catalog"),
+        "event delivery per subscription"
+    );
+    assert!(
+        ops.contains("Confirmed: <strong>"),
+        "checkout outcomes: {ops}"
+    );
 }
