@@ -7,8 +7,11 @@
 //!   which answers once the saga is done), plus search 2 (a word of a product's
 //!   name, or two with a typo). `--mix checkout` only checks out; `--mix browse`
 //!   only reads; `--mix search` only searches (a word, two words with a typo, a
-//!   facet filter, a suggestion) beside catalog's listing of the same filter. Every shopper signs up and signs in first, and those
-//!   steps are measured too.
+//!   facet filter, a suggestion) beside catalog's listing of the same filter;
+//!   `--mix storefront` makes Online Boutique's journeys through the storefront's
+//!   pages instead of the API (forms, redirects followed). Every shopper signs up
+//!   and signs in first, and those steps are measured too. Every request a journey
+//!   sends is counted (`requests_per_s`).
 //! - **Open or closed loop.** `--rate R` starts R journeys a second whatever the
 //!   latency, each measured from the moment it was due, so a slow system cannot
 //!   hide its queue (no coordinated omission); without it, `--users` shoppers each
@@ -81,6 +84,11 @@ pub enum Mix {
     /// Search only: a word, two words with a typo, a facet filter, a suggestion,
     /// and catalog's listing of the same filter to compare.
     Search,
+    /// Online Boutique's locustfile through the storefront's pages, as a browser
+    /// without scripts: the product page 10, the cart 3, add to the cart (the form,
+    /// then the cart it leads to) 2, the home page 1, check out (add, the checkout
+    /// form, the order page) 1.
+    Storefront,
 }
 
 impl Mix {
@@ -97,6 +105,13 @@ impl Mix {
                 (Step::SearchTypo, 1),
             ],
             Mix::Checkout => &[(Step::Checkout, 1)],
+            Mix::Storefront => &[
+                (Step::Browse, 10),
+                (Step::ViewCart, 3),
+                (Step::AddToCart, 2),
+                (Step::Index, 1),
+                (Step::Checkout, 1),
+            ],
             Mix::Browse => &[(Step::Browse, 10), (Step::Index, 1)],
             Mix::Search => &[
                 (Step::SearchWord, 1),
@@ -135,6 +150,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     }
     let report = Arc::new(Report::new());
     let mut shop = Shop::new(&args.base, report.clone())?;
+    shop.pages = args.mix == Mix::Storefront;
     shop.products = shop.fetch_products(args.skus).await?;
     if let Some(admin) = &args.admin {
         shop.stock(admin).await?;

@@ -38,6 +38,8 @@ pub struct Report {
     steps: Vec<Mutex<StepStats>>,
     done: AtomicU64,
     failed: AtomicU64,
+    /// HTTP requests the journeys sent (a page journey sends several).
+    requests: AtomicU64,
 }
 
 impl Report {
@@ -49,7 +51,13 @@ impl Report {
                 .collect(),
             done: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
         }
+    }
+
+    /// Counts one request a journey sent.
+    pub fn request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
     fn stats(&self, step: Step) -> &Mutex<StepStats> {
@@ -80,6 +88,7 @@ impl Report {
         }
         self.done.store(0, Ordering::Relaxed);
         self.failed.store(0, Ordering::Relaxed);
+        self.requests.store(0, Ordering::Relaxed);
     }
 
     pub fn summary(&self, elapsed: Duration, args: &LoadArgs) -> Summary {
@@ -117,6 +126,7 @@ impl Report {
             rate: args.rate,
             users: args.users,
             mix: format!("{:?}", args.mix).to_lowercase(),
+            requests: self.requests.load(Ordering::Relaxed),
         }
     }
 }
@@ -147,6 +157,7 @@ pub struct Summary {
     rate: Option<f64>,
     users: usize,
     mix: String,
+    requests: u64,
 }
 
 impl Summary {
@@ -160,10 +171,11 @@ impl Summary {
         let failed: u64 = self.journeys().map(Row::failed).sum();
         let _ = writeln!(
             out,
-            "\n{} journeys in {:.1} s ({:.1}/s), {} failed; {} loop, {} shoppers, mix {}{}\n",
+            "\n{} journeys in {:.1} s ({:.1}/s, {:.1} requests/s), {} failed; {} loop, {} shoppers, mix {}{}\n",
             total,
             self.seconds,
             total as f64 / self.seconds,
+            self.requests as f64 / self.seconds,
             failed,
             self.mode,
             self.users,
@@ -244,6 +256,8 @@ impl Summary {
             "seconds": self.seconds,
             "journeys": total,
             "journeys_per_s": total as f64 / self.seconds,
+            "requests": self.requests,
+            "requests_per_s": self.requests as f64 / self.seconds,
             "errors": failed,
             "steps": steps,
             // The checkout step, flat, for scripts.

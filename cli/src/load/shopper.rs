@@ -109,7 +109,14 @@ pub struct Shop {
     base: String,
     report: Arc<Report>,
     pub products: Vec<Product>,
+    /// Journeys through the storefront's pages (as a browser without scripts)
+    /// rather than the API.
+    pub pages: bool,
 }
+
+/// The CSRF token a page-browsing shopper sends, as cookie and form field alike
+/// (the double-submit check only wants them equal).
+const CSRF: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -144,12 +151,15 @@ impl Shop {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(4096)
+            // Page journeys follow redirects themselves, counting each request.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_string(),
             report,
             products: Vec::new(),
+            pages: false,
         })
     }
 
@@ -267,6 +277,11 @@ impl Shop {
     /// One journey of `step` by the shopper holding `token`, measured from `due`.
     pub async fn journey(&self, step: Step, token: &str, dice: &mut Dice, due: Instant) {
         let product = &self.products[dice.below(self.products.len())];
+        if self.pages {
+            let outcome = self.page_journey(step, token, product).await;
+            self.report.record(step, due, outcome);
+            return;
+        }
         let outcome = match step {
             Step::Index => self.get("/api/catalog/products?limit=20", None).await,
             Step::Browse => {
@@ -313,7 +328,127 @@ impl Shop {
         self.report.record(step, due, outcome);
     }
 
+    /// The same journeys through the storefront: the pages a browser without
+    /// scripts asks for, with the session cookie (the token) and the CSRF pair.
+    /// Every request, redirects followed, is counted.
+    async fn page_journey(&self, step: Step, token: &str, product: &Product) -> Result<(), String> {
+        match step {
+            Step::Index => self.page(token, "/").await.map(drop),
+            Step::Browse => self
+                .page(token, &format!("/products/{}", product.sku))
+                .await
+                .map(drop),
+            Step::ViewCart => self.page(token, "/cart").await.map(drop),
+            Step::AddToCart => self.page_add(token, &product.sku).await,
+            Step::Checkout => {
+                self.page_add(token, &product.sku)
+                    .await
+                    .map_err(|why| format!("add: {why}"))?;
+                let key = uuid::Uuid::new_v4().to_string();
+                let order = self
+                    .form(
+                        token,
+                        "/checkout",
+                        &[
+                            ("key", key.as_str()),
+                            ("name", "Load Tester"),
+                            ("line1", "1 Bench St"),
+                            ("city", "Perf"),
+                            ("postal_code", "1"),
+                            ("country", "US"),
+                            ("number", "4242424242424242"),
+                            ("exp_month", "12"),
+                            ("exp_year", "2035"),
+                            ("cvc", "123"),
+                        ],
+                    )
+                    .await?;
+                if order.contains("class=\"status confirmed\"") {
+                    Ok(())
+                } else if order.contains("class=\"status cancelled\"") {
+                    Err("cancelled".into())
+                } else {
+                    Err("not confirmed".into())
+                }
+            }
+            _ => self.page(token, "/search?q=lamp").await.map(drop),
+        }
+    }
+
+    fn cookies(token: &str) -> String {
+        format!("emporium_session={token}; emporium_csrf={CSRF}")
+    }
+
+    /// A page's HTML.
+    async fn page(&self, token: &str, path: &str) -> Result<String, String> {
+        self.report.request();
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header(reqwest::header::COOKIE, Self::cookies(token))
+            .send()
+            .await
+            .map_err(|e| kind(&e))?;
+        let status = r.status();
+        let html = r.text().await.map_err(|e| kind(&e))?;
+        if status.is_success() {
+            Ok(html)
+        } else {
+            Err(format!("HTTP {}", status.as_u16()))
+        }
+    }
+
+    /// Posts a form as the shop's own page would, follows its redirect, and gives
+    /// the page it lands on.
+    async fn form(
+        &self,
+        token: &str,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> Result<String, String> {
+        let body = {
+            let mut body = form_urlencoded::Serializer::new(String::new());
+            body.append_pair("csrf", CSRF);
+            for (k, v) in fields {
+                body.append_pair(k, v);
+            }
+            body.finish()
+        };
+        self.report.request();
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(reqwest::header::COOKIE, Self::cookies(token))
+            .header(reqwest::header::ORIGIN, &self.base)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| kind(&e))?;
+        let status = r.status();
+        let location = r
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        r.bytes().await.map_err(|e| kind(&e))?;
+        match (status.as_u16(), location) {
+            (303, Some(to)) => self.page(token, &to).await,
+            (s, _) => Err(format!("HTTP {s}")),
+        }
+    }
+
+    async fn page_add(&self, token: &str, sku: &str) -> Result<(), String> {
+        self.form(token, "/cart/items", &[("sku", sku), ("quantity", "1")])
+            .await
+            .map(drop)
+    }
+
     async fn get(&self, path: &str, token: Option<&str>) -> Result<(), String> {
+        self.report.request();
         let mut request = self.http.get(format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -322,6 +457,7 @@ impl Shop {
     }
 
     async fn add(&self, token: &str, sku: &str) -> Result<(), String> {
+        self.report.request();
         let sent = self
             .http
             .post(format!("{}/api/cart/items", self.base))
@@ -338,6 +474,7 @@ impl Shop {
             "shipping_address": {"name": "Load Tester", "line1": "1 Bench St", "city": "Perf",
                                  "postal_code": "1", "country": "US"},
         });
+        self.report.request();
         let r = self
             .http
             .post(format!("{}/api/orders", self.base))

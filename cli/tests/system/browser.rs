@@ -15,12 +15,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow, bail, ensure};
 use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
 use fantoccini::{Client, ClientBuilder, Locator};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde_json::{Value, json};
 
 use super::checkout::{APPROVE, available, set_stock, shopper, stocked_sku};
-use super::{Up, http};
+use super::{Frozen, Up, http};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -118,13 +116,16 @@ impl Page {
             .with_context(|| format!("open {path}"))
     }
 
+    async fn find(&self, locator: Locator<'_>) -> anyhow::Result<fantoccini::elements::Element> {
+        self.c
+            .find(locator)
+            .await
+            .with_context(|| format!("find {locator:?}"))
+    }
+
     /// Clicks `css`, which navigates: returns once the next page has loaded.
     async fn click(&self, css: &str) -> anyhow::Result<()> {
-        let target = self
-            .c
-            .find(Locator::Css(css))
-            .await
-            .with_context(|| format!("find {css}"))?;
+        let target = self.find(Locator::Css(css)).await?;
         self.navigating(|| async { target.click().await })
             .await
             .with_context(|| format!("click {css}"))
@@ -132,22 +133,12 @@ impl Page {
 
     /// Clicks `css`, which changes only this page (a radio button).
     async fn choose(&self, css: &str) -> anyhow::Result<()> {
-        self.c
-            .find(Locator::Css(css))
-            .await
-            .with_context(|| format!("find {css}"))?
-            .click()
-            .await
-            .with_context(|| format!("click {css}"))
+        Ok(self.find(Locator::Css(css)).await?.click().await?)
     }
 
     /// Clicks the link whose text is `text`, and waits for its page.
     async fn follow(&self, text: &str) -> anyhow::Result<()> {
-        let link = self
-            .c
-            .find(Locator::LinkText(text))
-            .await
-            .with_context(|| format!("a link {text:?}"))?;
+        let link = self.find(Locator::LinkText(text)).await?;
         self.navigating(|| async { link.click().await })
             .await
             .with_context(|| format!("follow {text:?}"))
@@ -186,19 +177,9 @@ impl Page {
 
     /// Types `value` into the input `css`, replacing what was there.
     async fn fill(&self, css: &str, value: &str) -> anyhow::Result<()> {
-        let input = self
-            .c
-            .find(Locator::Css(css))
-            .await
-            .with_context(|| format!("find {css}"))?;
-        input
-            .clear()
-            .await
-            .with_context(|| format!("clear {css}"))?;
-        input
-            .send_keys(value)
-            .await
-            .with_context(|| format!("type into {css}"))
+        let input = self.find(Locator::Css(css)).await?;
+        input.clear().await?;
+        Ok(input.send_keys(value).await?)
     }
 
     /// Whether the page's script ran (it marks `<html class="js">`).
@@ -751,13 +732,7 @@ async fn product_pages_and_checkout_work_in_chromium_while_search_and_reviews_ha
     );
     driver.ready().await;
     let sku = stocked_sku(&up, 0).await;
-    let frozen: Vec<Pid> = ["search", "reviews"]
-        .iter()
-        .map(|s| Pid::from_raw(up.current_pid(s)))
-        .collect();
-    for pid in &frozen {
-        kill(*pid, Signal::SIGSTOP).expect("stop");
-    }
+    let frozen = Frozen::services(&up, &["search", "reviews"]);
     let r = journey(
         "search-and-reviews-down",
         &up,
@@ -787,8 +762,6 @@ async fn product_pages_and_checkout_work_in_chromium_while_search_and_reviews_ha
         }),
     )
     .await;
-    for pid in &frozen {
-        let _ = kill(*pid, Signal::SIGCONT);
-    }
+    drop(frozen);
     report(artifacts, r.err().into_iter().collect());
 }

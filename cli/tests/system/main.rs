@@ -350,6 +350,32 @@ fn shape_args(args: &[&str]) -> Vec<String> {
     out
 }
 
+/// Services stopped with SIGSTOP: their ports stay open and calls to them hang,
+/// the worst kind of down (the supervisor does not restart a stopped process).
+/// They go on when this is dropped, however the test ends.
+struct Frozen(Vec<Pid>);
+
+impl Frozen {
+    fn services(up: &Up, services: &[&str]) -> Self {
+        let pids: Vec<Pid> = services
+            .iter()
+            .map(|s| Pid::from_raw(up.current_pid(s)))
+            .collect();
+        for pid in &pids {
+            kill(*pid, Signal::SIGSTOP).expect("stop");
+        }
+        Frozen(pids)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = kill(*pid, Signal::SIGCONT);
+        }
+    }
+}
+
 fn alive(pid: i32) -> bool {
     kill(Pid::from_raw(pid), None).is_ok()
 }

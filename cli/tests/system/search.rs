@@ -11,7 +11,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-use crate::{Backends, Up, http, monolith, token};
+use crate::{Backends, Frozen, Up, http, monolith, token};
 
 /// A small deterministic generator (Knuth's MMIX LCG, high bits): the same edits
 /// on every run.
@@ -530,23 +530,7 @@ async fn with_search_and_reviews_down_product_pages_and_checkout_still_work() {
     let ada = shopper(&up, "ada@example.com").await;
     // Frozen, not stopped: their ports stay open and calls to them hang, the worst
     // kind of down; the supervisor does not restart a stopped process.
-    let frozen: Vec<Pid> = ["search", "reviews"]
-        .iter()
-        .map(|s| Pid::from_raw(up.current_pid(s)))
-        .collect();
-    for pid in &frozen {
-        kill(*pid, Signal::SIGSTOP).expect("stop");
-    }
-    /// Lets the frozen processes go on, however the block below ends.
-    struct Thaw(Vec<Pid>);
-    impl Drop for Thaw {
-        fn drop(&mut self) {
-            for pid in &self.0 {
-                let _ = kill(*pid, Signal::SIGCONT);
-            }
-        }
-    }
-    let thaw = Thaw(frozen);
+    let thaw = Frozen::services(&up, &["search", "reviews"]);
     {
         get(&up, &format!("/api/catalog/products/{id}")).await;
         assert_eq!(ada.add(&up, sku, 1).await.status(), 200);

@@ -450,6 +450,9 @@ async fn pruned_events_are_a_loud_gap_for_a_consumer_and_a_snapshot_for_a_projec
         .await
         .expect("prune");
     assert_eq!((kept.outbox, kept.through), (0, 0));
+    // Past a zero retention means older than now: not the millisecond they were
+    // written in.
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let pruned = retention::prune(&w.producer_db, Duration::ZERO, false)
         .await
         .expect("prune");
@@ -507,6 +510,7 @@ async fn pruned_events_are_a_loud_gap_for_a_consumer_and_a_snapshot_for_a_projec
     // what was pruned (6), so it loads the snapshot again rather than missing 5 and 6.
     w.publish(5).await;
     w.publish(6).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
     retention::prune(&w.producer_db, Duration::ZERO, false)
         .await
         .expect("prune");

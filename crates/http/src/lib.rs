@@ -16,6 +16,7 @@
 //!   threading them through every function.
 
 pub use emporium_telemetry::context;
+pub mod cookies;
 pub mod extract;
 pub mod identity;
 pub mod middleware;

@@ -116,14 +116,7 @@ pub async fn storefront(State(gw): State<Shared>, req: Request) -> Response {
 
 /// The storefront's session cookie, if the request carries one.
 fn session_token(h: &HeaderMap) -> Option<String> {
-    h.get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == headers::SESSION_COOKIE)
-        .map(|(_, value)| value.to_string())
-        .filter(|v| !v.is_empty())
+    emporium_http::cookies::cookie(h, headers::SESSION_COOKIE).filter(|v| !v.is_empty())
 }
 
 /// `/.well-known/jwks.json`: users' public keys, for anyone.

@@ -109,17 +109,7 @@ fn is_tls(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers.
-pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(Cookie::split_parse_encoded)
-        .filter_map(Result::ok)
-        .find(|c| c.name() == name)
-        .map(|c| c.value().to_string())
-}
+pub use emporium_http::cookies::cookie;
 
 /// A `Set-Cookie` value: HttpOnly, SameSite=Lax, path `/`, `Secure` when asked;
 /// `max_age` in seconds, 0 to delete.
@@ -300,19 +290,6 @@ mod tests {
         assert!(!same(&t, &mint()));
         assert!(!same(&t, &t[..63]));
         assert!(!well_formed("short"));
-    }
-
-    #[test]
-    fn cookies_are_read_from_every_header() {
-        let mut h = HeaderMap::new();
-        h.append(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; emporium_csrf=x"),
-        );
-        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
-        assert_eq!(cookie(&h, CSRF_COOKIE).as_deref(), Some("x"));
-        assert_eq!(cookie(&h, "b").as_deref(), Some("2"));
-        assert_eq!(cookie(&h, "c"), None);
     }
 
     #[test]

@@ -90,19 +90,7 @@ pub async fn signin(
     visitor: Visitor,
     PageForm(form): PageForm<SignInForm>,
 ) -> Result<Response, PageError> {
-    let login = app
-        .backend
-        .users
-        .send_json::<_, Token>(
-            Method::POST,
-            "/api/users/login",
-            &Credentials {
-                email: form.email.trim(),
-                password: &form.password,
-            },
-        )
-        .await;
-    match login {
+    match login(&app, form.email.trim(), &form.password).await {
         Ok(token) => start(&app, &visitor, token, form.back).await,
         Err(e) if e.status().is_some_and(|s| s.is_client_error()) => {
             let error = match e.status().map(|s| s.as_u16()) {
@@ -199,15 +187,7 @@ pub async fn signup(
         }
         return render(&page);
     }
-    let token = users
-        .send_json::<_, Token>(
-            Method::POST,
-            "/api/users/login",
-            &Credentials {
-                email,
-                password: &form.password,
-            },
-        )
+    let token = login(&app, email, &form.password)
         .await
         .map_err(|e| PageError::from_call("signing in", e))?;
     let mut back = form.back;
@@ -215,6 +195,22 @@ pub async fn signup(
         back.next = "/?n=welcome".into();
     }
     start(&app, &visitor, token, back).await
+}
+
+/// A token for `email` and `password` from users.
+async fn login(
+    app: &App,
+    email: &str,
+    password: &str,
+) -> Result<Token, emporium_client::ClientError> {
+    app.backend
+        .users
+        .send_json(
+            Method::POST,
+            "/api/users/login",
+            &Credentials { email, password },
+        )
+        .await
 }
 
 /// Signed in with `token`: set the cookies, finish a pending add, go back.

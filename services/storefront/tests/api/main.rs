@@ -604,21 +604,6 @@ async fn the_back_office_and_ops_console_are_for_admins_and_change_the_shop() {
     let shop = shop().await;
     let sku = shop.stocked(2).await;
     let api = emporium_testkit::client();
-    let stock = |sku: String| {
-        let url = format!("{}/api/inventory/{sku}", shop.gateway.url);
-        let api = api.clone();
-        async move {
-            let v: serde_json::Value = api
-                .get(url)
-                .send()
-                .await
-                .expect("stock")
-                .json()
-                .await
-                .expect("json");
-            v["available"].as_i64().expect("available")
-        }
-    };
 
     // Signed out: sign in first. A shopper: not allowed.
     let shopper = shop.browser();
@@ -680,7 +665,10 @@ async fn the_back_office_and_ops_console_are_for_admins_and_change_the_shop() {
         )
         .await;
     assert_eq!(location(&r), "/admin/products?n=restocked");
-    assert_eq!(stock(sku.clone()).await, 42);
+    assert_eq!(
+        emporium_testkit::available(&shop.gateway.url, &sku).await,
+        42
+    );
     let (_, catalog_page) = boss.get(&product).await;
     let id = {
         let v: serde_json::Value = api
