@@ -5,7 +5,7 @@
 //! name so tools can still parse it. Whatever a process writes that is not JSON (a
 //! panic message) is shown as it is; debug lines are not shown, only kept. Every
 //! line also goes to the rotated log file under the data folder
-//! ([`crate::logfile`]), which `emporium logs` reads back, filtered by service,
+//! ([`emporium_telemetry::logfile`]), which `emporium logs` reads back, filtered by service,
 //! trace id and level, and follows.
 
 use std::io::{IsTerminal, Write};
@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::logfile::RotatingFile;
+use emporium_telemetry::logfile::RotatingFile;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Child;
 

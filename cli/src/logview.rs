@@ -8,17 +8,15 @@
 //!   every service, as one timeline with the time since the first line: the saga,
 //!   the calls it made, the events it caused, without installing Jaeger.
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{Map, Value};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
-use crate::logfile;
 use crate::logs::Printer;
+use emporium_telemetry::logfile;
+use emporium_telemetry::logfile::timeline;
 
 /// Which lines to show.
 #[derive(Debug, Default, Clone)]
@@ -122,98 +120,27 @@ pub async fn logs(filter: Filter, follow: bool, data_dir: Option<PathBuf>) -> an
     }
 }
 
-/// One log line of a timeline: when, the line, its fields.
-pub type Entry = (OffsetDateTime, String, Map<String, Value>);
-
-/// The lines of one order's traces, in time order.
-pub fn timeline(path: &Path, order_id: &str) -> anyhow::Result<Vec<Entry>> {
-    // First pass: the traces of the lines that name the order.
-    let mut traces = HashSet::new();
-    logfile::read_all(path, |line| {
-        if !line.contains(order_id) {
-            return;
-        }
-        if let Ok(m) = serde_json::from_str::<Map<String, Value>>(line)
-            && names_order(&m, order_id)
-            && let Some(trace) = text(&m, "trace_id")
-        {
-            traces.insert(trace.to_string());
-        }
-    })
-    .with_context(|| format!("reading {}", path.display()))?;
-    // Second pass: every line of those traces, and every line naming the order.
-    let mut lines = Vec::new();
-    logfile::read_all(path, |line| {
-        let Ok(m) = serde_json::from_str::<Map<String, Value>>(line) else {
-            return;
-        };
-        let in_trace = text(&m, "trace_id").is_some_and(|t| traces.contains(t));
-        if in_trace || names_order(&m, order_id) {
-            // A line without a readable time cannot be placed on the timeline.
-            if let Some(at) =
-                text(&m, "timestamp").and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
-            {
-                lines.push((at, line.to_string(), m));
-            }
-        }
-    })?;
-    lines.sort_by_key(|(at, _, _)| *at);
-    Ok(lines)
-}
-
-fn names_order(m: &Map<String, Value>, order_id: &str) -> bool {
-    text(m, "order_id") == Some(order_id) || text(m, "subject") == Some(order_id)
-}
-
 /// `emporium trace ORDER_ID`.
 pub fn trace(order_id: &str, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let path = log_path(data_dir)?;
-    let lines = timeline(&path, order_id)?;
+    let timeline =
+        timeline(&path, order_id).with_context(|| format!("reading {}", path.display()))?;
     anyhow::ensure!(
-        !lines.is_empty(),
+        !timeline.steps.is_empty(),
         "no log line mentions order {order_id} in {}",
         path.display()
     );
-    let start = lines[0].0;
-    let traces: HashSet<&str> = lines
-        .iter()
-        .filter_map(|(_, _, m)| text(m, "trace_id"))
-        .collect();
-    let services: HashSet<&str> = lines
-        .iter()
-        .filter_map(|(_, _, m)| text(m, "service"))
-        .collect();
     println!(
         "order {order_id}: {} lines from {} services in {} trace(s)\n",
-        lines.len(),
-        services.len(),
-        traces.len()
+        timeline.steps.len(),
+        timeline.services,
+        timeline.traces
     );
-    for (at, _, m) in &lines {
-        let since = (*at - start).as_seconds_f64() * 1000.0;
-        let source = text(m, "instance")
-            .or_else(|| text(m, "service"))
-            .unwrap_or("?");
-        let level = text(m, "level").unwrap_or("");
-        let message = text(m, "message").unwrap_or("");
-        let mut details = String::new();
-        for key in [
-            "method",
-            "path",
-            "status",
-            "latency_ms",
-            "reason",
-            "detail",
-            "event_type",
-            "total",
-            "error",
-        ] {
-            if let Some(v) = m.get(key) {
-                let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-                details.push_str(&format!(" {key}={v}"));
-            }
-        }
-        println!("{since:>10.1} ms  {source:<16} {level:<5} {message}{details}");
+    for s in &timeline.steps {
+        println!(
+            "{:>10.1} ms  {:<16} {:<5} {}{}",
+            s.since_ms, s.source, s.level, s.message, s.details
+        );
     }
     Ok(())
 }
@@ -250,36 +177,5 @@ mod tests {
             ..Filter::default()
         };
         assert!(by_instance.matches(&line(base)));
-    }
-
-    #[test]
-    fn an_orders_timeline_spans_its_traces_in_time_order() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("emporium.log");
-        let mut log = logfile::RotatingFile::open(path.clone(), 1 << 20, 2).expect("open");
-        let lines = [
-            r#"{"timestamp":"2026-11-30T10:00:00.300Z","level":"INFO","service":"notifications","trace_id":"t1","message":"event handled"}"#,
-            r#"{"timestamp":"2026-11-30T10:00:00.100Z","level":"INFO","service":"gateway","trace_id":"t1","message":"request"}"#,
-            r#"{"timestamp":"2026-11-30T10:00:00.200Z","level":"INFO","service":"orders","trace_id":"t1","order_id":"o-1","message":"order placed"}"#,
-            r#"{"timestamp":"2026-11-30T10:00:00.250Z","level":"INFO","service":"orders","trace_id":"t2","message":"another checkout"}"#,
-            r#"{"timestamp":"2026-11-30T10:00:05Z","level":"WARN","service":"orders","trace_id":"t3","order_id":"o-1","message":"resuming a saga left in flight"}"#,
-        ];
-        for l in lines {
-            log.write_line(l).expect("write");
-        }
-        let got: Vec<String> = timeline(&path, "o-1")
-            .expect("timeline")
-            .into_iter()
-            .map(|(_, _, m)| text(&m, "message").unwrap_or("").to_string())
-            .collect();
-        assert_eq!(
-            got,
-            [
-                "request",
-                "order placed",
-                "event handled",
-                "resuming a saga left in flight"
-            ]
-        );
     }
 }

@@ -14,7 +14,6 @@
 
 mod events;
 mod load;
-mod logfile;
 mod logs;
 mod logview;
 mod monitoring;

@@ -192,10 +192,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let run_dir = args.data_dir.join("run");
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
-    let log_file = crate::logfile::RotatingFile::open(
-        crate::logfile::current(&data_dir),
-        crate::logfile::DEFAULT_MAX_BYTES,
-        crate::logfile::DEFAULT_KEEP,
+    let log_file = emporium_telemetry::logfile::RotatingFile::open(
+        emporium_telemetry::logfile::current(&data_dir),
+        emporium_telemetry::logfile::DEFAULT_MAX_BYTES,
+        emporium_telemetry::logfile::DEFAULT_KEEP,
     )
     .with_context(|| format!("opening the log file in {}", data_dir.display()))?;
     let logs = LogSink::new(Some(log_file));
@@ -649,7 +649,7 @@ fn print_table(
     ));
     out.push_str(&format!(
         "  Logs: {} (emporium logs [SERVICE] --follow --trace ID --level L)\n",
-        crate::logfile::current(data_dir).display()
+        emporium_telemetry::logfile::current(data_dir).display()
     ));
     out.push_str(&format!(
         "  Metrics: GET /metrics on every service; prometheus --config.file={}\n",

@@ -710,6 +710,14 @@ async fn shoppers_buy_review_and_recover_in_chromium() {
                 ensure!(!row.is_empty(), "{service} in the ops console: {ops}");
             }
             ensure!(ops.contains("inventory.catalog"), "event delivery: {ops}");
+            // An order, its page, and its trace across services.
+            p.click(".admin-nav a[href='/admin/orders']").await?;
+            p.click("table.admin tbody tr:first-child a").await?;
+            p.follow("Trace across services").await?;
+            let trace = p.until_shown("lines from", false).await?;
+            for needle in ["order confirmed", "event handled", "gateway"] {
+                ensure!(trace.contains(needle), "{needle} in the trace: {trace}");
+            }
             Ok(())
         }),
     )

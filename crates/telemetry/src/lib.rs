@@ -5,6 +5,8 @@
 //! - [`trace::Span`] is one traced operation; its ids go into log lines and
 //!   `traceparent` headers.
 //! - [`metrics::render`] is what `GET /metrics` serves.
+//! - [`logfile`] is the rotated file `emporium up` keeps every line in, and reads
+//!   one order's timeline back out of it.
 //!
 //! A process hosting several services tells each one's work apart by [`identity`]:
 //! its log lines, metric labels and spans carry that service's name.
@@ -19,6 +21,7 @@
 pub mod context;
 pub mod identity;
 mod json;
+pub mod logfile;
 pub mod metrics;
 mod process;
 pub mod trace;

@@ -82,6 +82,11 @@ impl Service for Storefront {
         let registry = cx.common().registry_url.clone();
         let backend =
             backend::Backend::new(|service| cx.client(service, timeout), registry.as_deref());
-        Ok(pages::router(pages::App::new(backend, cx.settings.clone())))
+        let log_file = emporium_telemetry::logfile::current(&cx.common().data_dir);
+        Ok(pages::router(pages::App::new(
+            backend,
+            cx.settings.clone(),
+            log_file,
+        )))
     }
 }

@@ -36,11 +36,21 @@ pub struct App(Arc<Inner>);
 pub struct Inner {
     pub backend: Backend,
     pub settings: StorefrontSettings,
+    /// The log file `emporium up` keeps (for the trace page), if this is one.
+    pub log_file: std::path::PathBuf,
 }
 
 impl App {
-    pub fn new(backend: Backend, settings: StorefrontSettings) -> Self {
-        Self(Arc::new(Inner { backend, settings }))
+    pub fn new(
+        backend: Backend,
+        settings: StorefrontSettings,
+        log_file: std::path::PathBuf,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            backend,
+            settings,
+            log_file,
+        }))
     }
 
     /// Every instance the registry knows, healthy or not.
@@ -105,7 +115,7 @@ pub fn router(app: App) -> Router {
         .route("/admin/events", get(admin::dead_letters))
         .route("/admin/events/{id}/replay", post(admin::replay))
         .route("/ops", get(ops::console))
-        .route("/ops/order", get(ops::order))
+        .route("/ops/trace", get(ops::trace))
         .route("/signin", get(account::signin_form).post(account::signin))
         .route("/signup", get(account::signup_form).post(account::signup))
         .route("/signout", post(account::signout))

@@ -1,13 +1,15 @@
 //! The ops console, for admins: every instance the registry knows (health, version,
 //! uptime, a link to its metrics), event delivery per subscription (lag, dead
-//! letters, missed events), and how checkouts ended in the last hour.
+//! letters, missed events), how checkouts ended in the last hour, and one order's
+//! timeline across services (`emporium trace` as a page).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use askama::Template;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use emporium_events::fleet;
+use emporium_telemetry::logfile;
 use serde::Deserialize;
 
 use super::{App, Chrome, render};
@@ -143,25 +145,87 @@ pub async fn console(State(app): State<App>, visitor: Visitor) -> Result<Respons
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct OrderLookup {
+pub struct TraceQuery {
     #[serde(default)]
-    id: String,
+    order: String,
 }
 
-/// `GET /ops/order?id=`: to an order's page (admins see every order).
-pub async fn order(
+pub struct TraceRow {
+    pub since: String,
+    pub source: String,
+    pub level: String,
+    pub message: String,
+    pub details: String,
+}
+
+#[derive(Template)]
+#[template(path = "trace.html")]
+struct Trace {
+    chrome: Chrome,
+    order: String,
+    order_href: String,
+    rows: Vec<TraceRow>,
+    summary: String,
+    note: String,
+}
+
+/// `GET /ops/trace?order=ID`: `emporium trace` as a page: one order's timeline
+/// across services, from the log file `emporium up` keeps.
+pub async fn trace(
+    State(app): State<App>,
     visitor: Visitor,
-    super::PageQuery(q): super::PageQuery<OrderLookup>,
+    super::PageQuery(q): super::PageQuery<TraceQuery>,
 ) -> Result<Response, PageError> {
     super::admin::admin(&visitor, "/ops")?;
-    let id = q.id.trim();
-    if id.is_empty() {
+    let order = q.order.trim().to_string();
+    if order.is_empty() {
         return Err(PageError::BadRequest("Give an order id.".into()));
     }
-    Ok(
-        axum::response::Redirect::to(&format!("/orders/{}", crate::backend::segment(id)))
-            .into_response(),
-    )
+    let path = app.log_file.clone();
+    let wanted = order.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let exists = path.exists() || !logfile::files_oldest_first(&path).is_empty();
+        exists.then(|| logfile::timeline(&path, &wanted))
+    })
+    .await
+    .map_err(|e| PageError::Internal(e.into()))?;
+    let (timeline, note) = match read {
+        None => (
+            logfile::Timeline::default(),
+            format!(
+                "There is no log file at {}: this page reads the logs `emporium up` keeps. \
+                 Elsewhere, follow the order's trace in your tracing backend (OTLP).",
+                app.log_file.display()
+            ),
+        ),
+        Some(Err(e)) => return Err(PageError::Internal(e.into())),
+        Some(Ok(t)) if t.steps.is_empty() => (t, "No log line mentions this order.".into()),
+        Some(Ok(t)) => (t, String::new()),
+    };
+    let summary = format!(
+        "{} lines from {} services in {} trace(s)",
+        timeline.steps.len(),
+        timeline.services,
+        timeline.traces
+    );
+    render(&Trace {
+        chrome: Chrome::new(&app, &visitor, "Order trace", None),
+        order_href: format!("/orders/{}", crate::backend::segment(&order)),
+        order,
+        rows: timeline
+            .steps
+            .into_iter()
+            .map(|s| TraceRow {
+                since: format!("{:.1}", s.since_ms),
+                source: s.source,
+                level: s.level,
+                message: s.message,
+                details: s.details.trim().to_string(),
+            })
+            .collect(),
+        summary,
+        note,
+    })
 }
 
 #[cfg(test)]

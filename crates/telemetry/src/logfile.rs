@@ -8,10 +8,18 @@
 //!
 //! Written here rather than with `tracing-appender`, whose rolling writer rotates by
 //! time only: a busy shop must not fill the disk within the hour.
+//!
+//! [`timeline`] reads one order's traces back out of it: what `emporium trace` and
+//! the ops console's trace page show.
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 /// Default size of one file before it is rotated.
 pub const DEFAULT_MAX_BYTES: u64 = 16 * 1024 * 1024;
@@ -182,6 +190,124 @@ fn read_range(path: &Path, from: u64, each: &mut impl FnMut(&str)) -> std::io::R
     }
 }
 
+/// One order's timeline across services: every line of the traces it was part
+/// of, and every line naming it, in time order.
+#[derive(Debug, Clone, Default)]
+pub struct Timeline {
+    pub steps: Vec<Step>,
+    /// How many services and traces the lines came from.
+    pub services: usize,
+    pub traces: usize,
+}
+
+/// One line of a timeline, as a person reads it.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Milliseconds since the first line.
+    pub since_ms: f64,
+    /// The instance (or service) that wrote it.
+    pub source: String,
+    pub level: String,
+    pub message: String,
+    /// ` method=GET path=/api/orders status=202 ...`: the fields worth a glance.
+    pub details: String,
+}
+
+/// The fields a timeline shows after the message, in this order.
+const DETAILS: [&str; 9] = [
+    "method",
+    "path",
+    "status",
+    "latency_ms",
+    "reason",
+    "detail",
+    "event_type",
+    "total",
+    "error",
+];
+
+/// The timeline of order `order_id` in the log file at `path` (and its rotated
+/// predecessors); empty when no line names the order.
+pub fn timeline(path: &Path, order_id: &str) -> std::io::Result<Timeline> {
+    // First pass: the traces of the lines that name the order.
+    let mut traces = HashSet::new();
+    read_all(path, |line| {
+        if !line.contains(order_id) {
+            return;
+        }
+        if let Ok(m) = serde_json::from_str::<Map<String, Value>>(line)
+            && names_order(&m, order_id)
+            && let Some(trace) = text(&m, "trace_id")
+        {
+            traces.insert(trace.to_string());
+        }
+    })?;
+    // Second pass: every line of those traces, and every line naming the order.
+    let mut lines = Vec::new();
+    read_all(path, |line| {
+        let Ok(m) = serde_json::from_str::<Map<String, Value>>(line) else {
+            return;
+        };
+        let in_trace = text(&m, "trace_id").is_some_and(|t| traces.contains(t));
+        if in_trace || names_order(&m, order_id) {
+            // A line without a readable time cannot be placed on the timeline.
+            if let Some(at) =
+                text(&m, "timestamp").and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+            {
+                lines.push((at, m));
+            }
+        }
+    })?;
+    lines.sort_by_key(|(at, _)| *at);
+    let Some(start) = lines.first().map(|(at, _)| *at) else {
+        return Ok(Timeline::default());
+    };
+    let traces: HashSet<&str> = lines
+        .iter()
+        .filter_map(|(_, m)| text(m, "trace_id"))
+        .collect();
+    let services: HashSet<&str> = lines
+        .iter()
+        .filter_map(|(_, m)| text(m, "service"))
+        .collect();
+    let (traces, services) = (traces.len(), services.len());
+    let steps = lines
+        .iter()
+        .map(|(at, m)| {
+            let mut details = String::new();
+            for key in DETAILS {
+                if let Some(v) = m.get(key) {
+                    let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                    details.push_str(&format!(" {key}={v}"));
+                }
+            }
+            Step {
+                since_ms: (*at - start).as_seconds_f64() * 1000.0,
+                source: text(m, "instance")
+                    .or_else(|| text(m, "service"))
+                    .unwrap_or("?")
+                    .to_string(),
+                level: text(m, "level").unwrap_or("").to_string(),
+                message: text(m, "message").unwrap_or("").to_string(),
+                details,
+            }
+        })
+        .collect();
+    Ok(Timeline {
+        steps,
+        services,
+        traces,
+    })
+}
+
+fn names_order(m: &Map<String, Value>, order_id: &str) -> bool {
+    text(m, "order_id") == Some(order_id) || text(m, "subject") == Some(order_id)
+}
+
+fn text<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    m.get(key).and_then(Value::as_str)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,5 +360,36 @@ mod tests {
         assert_eq!(seen.first().map(String::as_str), Some("first"));
         assert_eq!(seen.last().map(String::as_str), Some("last"));
         assert_eq!(seen.len(), 7, "every line once: {}", seen.len());
+    }
+
+    #[test]
+    fn an_orders_timeline_spans_its_traces_in_time_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("emporium.log");
+        let mut log = RotatingFile::open(path.clone(), 1 << 20, 2).expect("open");
+        let lines = [
+            r#"{"timestamp":"2026-11-30T10:00:00.300Z","level":"INFO","service":"notifications","trace_id":"t1","message":"event handled"}"#,
+            r#"{"timestamp":"2026-11-30T10:00:00.100Z","level":"INFO","service":"gateway","trace_id":"t1","message":"request"}"#,
+            r#"{"timestamp":"2026-11-30T10:00:00.200Z","level":"INFO","service":"orders","trace_id":"t1","order_id":"o-1","message":"order placed"}"#,
+            r#"{"timestamp":"2026-11-30T10:00:00.250Z","level":"INFO","service":"orders","trace_id":"t2","message":"another checkout"}"#,
+            r#"{"timestamp":"2026-11-30T10:00:05Z","level":"WARN","service":"orders","trace_id":"t3","order_id":"o-1","message":"resuming a saga left in flight"}"#,
+        ];
+        for l in lines {
+            log.write_line(l).expect("write");
+        }
+        let found = timeline(&path, "o-1").expect("timeline");
+        assert_eq!((found.services, found.traces), (3, 2));
+        assert_eq!(found.steps[0].since_ms, 0.0);
+        assert_eq!(found.steps[1].since_ms, 100.0);
+        let got: Vec<&str> = found.steps.iter().map(|s| s.message.as_str()).collect();
+        assert_eq!(
+            got,
+            [
+                "request",
+                "order placed",
+                "event handled",
+                "resuming a saga left in flight"
+            ]
+        );
     }
 }
