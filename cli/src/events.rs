@@ -32,15 +32,16 @@ pub async fn run(command: EventsCommand, registry: &str) -> anyhow::Result<()> {
                 "SERVICE", "EVENT ID", "TYPE", "ATTEMPTS", "PARKED AT"
             );
             let dead = fleet::dead_letters(&instances).await;
-            for (i, d) in &dead {
+            for (i, d) in &dead.answers {
                 println!(
                     "  {:<14} {:<36} {:<42} {:>8}  {:<24} {}",
                     i.service, d.event_id, d.kind, d.attempts, d.parked_at, d.error
                 );
             }
-            if dead.is_empty() {
+            if dead.answers.is_empty() {
                 println!("  (no dead letters)");
             }
+            unreachable(&dead.unreachable);
         }
         EventsCommand::Replay { id } => match fleet::replay(&instances, &id).await {
             Replay::Done(i, _) => println!("{id}: replayed by {} ({})", i.service, i.instance_id),
@@ -55,8 +56,9 @@ pub async fn run(command: EventsCommand, registry: &str) -> anyhow::Result<()> {
                 "SERVICE", "SUBSCRIPTION", "CURSOR", "HEAD", "LAG", "DEAD", "MISSED"
             );
             let mut missed = Vec::new();
-            for (i, status) in fleet::statuses(&instances).await {
-                for s in status.subscriptions {
+            let statuses = fleet::statuses(&instances).await;
+            for (i, status) in &statuses.answers {
+                for s in &status.subscriptions {
                     println!(
                         "  {:<14} {:<28} {:>8} {:>8} {:>6} {:>6} {:>7}  {}",
                         i.service,
@@ -80,7 +82,16 @@ pub async fn run(command: EventsCommand, registry: &str) -> anyhow::Result<()> {
                     missed.join(", ")
                 );
             }
+            unreachable(&statuses.unreachable);
         }
     }
     Ok(())
+}
+
+/// Says which instances could not be asked, so their silence is not read as "none".
+fn unreachable(instances: &[emporium_contracts::registry::Instance]) {
+    if !instances.is_empty() {
+        let names: Vec<&str> = instances.iter().map(|i| i.instance_id.as_str()).collect();
+        println!("\n  NOT ASKED (did not answer): {}", names.join(", "));
+    }
 }

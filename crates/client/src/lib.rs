@@ -34,3 +34,27 @@ pub use http_client::{HttpClient, http_client};
 pub use registry::RegistryClient;
 pub use service_client::ServiceClient;
 pub use transport::{Direct, HttpTransport, InProcess, LocalTransport, Transport};
+
+/// Percent-encodes one path segment (an id or a SKU from outside): anything but
+/// RFC 3986's unreserved characters, so it cannot change the path it is put in.
+pub fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn path_segments_cannot_escape() {
+        assert_eq!(super::path_segment("BEA-00001"), "BEA-00001");
+        assert_eq!(super::path_segment("a/../b?c#d"), "a%2F..%2Fb%3Fc%23d");
+        assert_eq!(super::path_segment("é"), "%C3%A9");
+    }
+}

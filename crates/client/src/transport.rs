@@ -122,10 +122,11 @@ pub struct Direct {
 }
 
 impl Direct {
-    pub fn new(address: &str) -> Self {
+    /// To `address` over `http` (share one client: it holds the connection pool).
+    pub fn new(address: &str, http: HttpClient) -> Self {
         Self {
             address: address.to_string(),
-            http: http_client(),
+            http,
         }
     }
 }

@@ -2,23 +2,28 @@
 //! dead letters) and its parked events, found through the registry and asked one
 //! by one. What `emporium events` prints and the ops console shows.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use emporium_client::{ClientError, Direct, RegistryClient, ServiceClient};
+use emporium_client::{
+    ClientError, Direct, HttpClient, RegistryClient, ServiceClient, http_client, path_segment,
+};
 use emporium_contracts::registry::Instance;
-use http::Method;
+use http::{Method, StatusCode};
 
 use crate::admin::{DeadLetter, DeadLetters, Replayed, Status};
 
 /// How long one instance gets to answer.
 const ASK: Duration = Duration::from_secs(5);
 
+/// One connection pool for asking every instance.
+static HTTP: LazyLock<HttpClient> = LazyLock::new(http_client);
+
 /// A client for `instance` alone.
 fn client(instance: &Instance) -> ServiceClient {
     ServiceClient::new(
         &instance.service,
-        Arc::new(Direct::new(&instance.address)),
+        Arc::new(Direct::new(&instance.address, HTTP.clone())),
         ASK,
     )
 }
@@ -34,35 +39,54 @@ pub async fn instances(registry: &RegistryClient) -> Result<Vec<Instance>, Clien
         .collect())
 }
 
-/// Every instance's event status; instances without events (or not answering)
-/// are left out.
-pub async fn statuses(instances: &[Instance]) -> Vec<(Instance, Status)> {
+/// What every instance answered, and which could not be asked (so "none" is not
+/// mistaken for "no answer").
+#[derive(Debug)]
+pub struct Asked<T> {
+    pub answers: Vec<(Instance, T)>,
+    pub unreachable: Vec<Instance>,
+}
+
+/// Asks every instance for `path`. An instance without events answers 404 and is
+/// left out; one that does not answer is listed as unreachable.
+async fn ask<T: serde::de::DeserializeOwned>(instances: &[Instance], path: &str) -> Asked<T> {
     let asked = instances.iter().map(|i| async move {
-        let status = client(i).get_json::<Status>("/internal/status").await.ok();
-        status.map(|s| (i.clone(), s))
+        match client(i).get_json::<T>(path).await {
+            Ok(answer) => (i, Some(Ok(answer))),
+            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => (i, None),
+            Err(e) => (i, Some(Err(e))),
+        }
     });
-    futures::future::join_all(asked)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
+    let mut out = Asked {
+        answers: Vec::new(),
+        unreachable: Vec::new(),
+    };
+    for (i, answer) in futures::future::join_all(asked).await {
+        match answer {
+            Some(Ok(a)) => out.answers.push((i.clone(), a)),
+            Some(Err(_)) => out.unreachable.push(i.clone()),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Every instance's event status.
+pub async fn statuses(instances: &[Instance]) -> Asked<Status> {
+    ask(instances, "/internal/status").await
 }
 
 /// Every instance's parked events.
-pub async fn dead_letters(instances: &[Instance]) -> Vec<(Instance, DeadLetter)> {
-    let asked = instances.iter().map(|i| async move {
-        let dead = client(i)
-            .get_json::<DeadLetters>("/internal/events/dead")
-            .await
-            .map(|d| d.items)
-            .unwrap_or_default();
-        dead.into_iter().map(|d| (i.clone(), d)).collect::<Vec<_>>()
-    });
-    futures::future::join_all(asked)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
+pub async fn dead_letters(instances: &[Instance]) -> Asked<DeadLetter> {
+    let asked: Asked<DeadLetters> = ask(instances, "/internal/events/dead").await;
+    Asked {
+        answers: asked
+            .answers
+            .into_iter()
+            .flat_map(|(i, d)| d.items.into_iter().map(move |d| (i.clone(), d)))
+            .collect(),
+        unreachable: asked.unreachable,
+    }
 }
 
 /// How a replay went.
@@ -78,11 +102,11 @@ pub enum Replay {
 
 /// Replays parked event `id` on whichever instance holds it.
 pub async fn replay(instances: &[Instance], id: &str) -> Replay {
+    let path = format!("/internal/events/dead/{}/replay", path_segment(id));
     for i in instances {
-        let path = format!("/internal/events/dead/{id}/replay");
         match client(i).call_json::<Replayed>(Method::POST, &path).await {
             Ok(done) => return Replay::Done(i.clone(), done),
-            Err(e) if e.status().is_some_and(|s| s.as_u16() == 404) => continue,
+            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => continue,
             Err(e) if e.status().is_some() => {
                 let detail = e.problem_detail().unwrap_or("no detail").to_string();
                 return Replay::Failed(i.clone(), detail);

@@ -89,24 +89,34 @@ async fn route(gw: &Shared, routed: Route<'_>, req: Request) -> Result<Response,
 /// Every path outside `/api`: the storefront's pages. A session cookie is verified
 /// as a bearer token would be, and the identity it proves is forwarded; one that
 /// fails verification (expired) is forwarded without an identity, and the
-/// storefront treats the visitor as signed out. A browser that cannot reach the
-/// storefront gets an HTML page, not JSON.
+/// storefront treats the visitor as signed out. When tokens cannot be checked at
+/// all (users' keys unreachable), the page says the shop is unavailable rather
+/// than signing everyone out. A browser that cannot reach the storefront gets an
+/// HTML page, not JSON.
 pub async fn storefront(State(gw): State<Shared>, req: Request) -> Response {
     if !crate::routes::is_page(req.uri().path()) {
         return ApiError::not_found("no such resource").into_response();
     }
+    let request_id = || emporium_http::context::current().map(|c| c.request_id);
     let verified = match session_token(req.headers()) {
-        Some(token) => gw.verifier.verify(&token).await.ok(),
+        Some(token) => match gw.verifier.verify(&token).await {
+            Ok(verified) => Some(verified),
+            Err(e) if e.status() == http::StatusCode::UNAUTHORIZED => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot verify a session");
+                return crate::pages::shop_unavailable(e.status(), request_id().as_deref());
+            }
+        },
         None => None,
     };
     let mut response = match forward(&gw, crate::STOREFRONT, req, verified.as_ref()).await {
         Ok(response) => response,
-        Err(e) => {
-            let status = e.status();
+        Err(e) if e.status().is_server_error() => {
             tracing::warn!(error = %e, "the storefront cannot be reached");
-            let request_id = emporium_http::context::current().map(|c| c.request_id);
-            crate::pages::shop_unavailable(status, request_id.as_deref())
+            crate::pages::shop_unavailable(e.status(), request_id().as_deref())
         }
+        // The gateway's own refusals (a body too large, a malformed request).
+        Err(e) => e.into_response(),
     };
     response
         .extensions_mut()
@@ -132,8 +142,18 @@ async fn forward(
 ) -> Result<Response, ApiError> {
     let peer = client_ip(&req);
     let (mut parts, body) = req.into_parts();
-    // The host the client asked for: the storefront checks form origins against it.
-    let host = parts.headers.get(header::HOST).cloned();
+    // The host the client asked for (as a proxy in front says, else as it sent
+    // it): the storefront checks form origins against it. A client setting it
+    // only affects its own requests, never a victim's.
+    let host = parts
+        .headers
+        .get("x-forwarded-host")
+        .or_else(|| parts.headers.get(header::HOST))
+        .cloned();
+    if service != crate::STOREFRONT {
+        // The session cookie is the storefront's: no API service needs the token.
+        strip_session_cookie(&mut parts.headers);
+    }
     let bytes = read_body(body, gw.body_limit).await?;
     let path = parts
         .uri
@@ -159,6 +179,29 @@ async fn forward(
     let mut response = client.send(upstream).await.map_err(ApiError::from)?;
     strip_hop_by_hop(response.headers_mut());
     Ok(response.map(Body::new))
+}
+
+/// Removes the storefront's session cookie from the `Cookie` headers, keeping the
+/// others.
+fn strip_session_cookie(headers: &mut HeaderMap) {
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(name, _)| name);
+            !pair.is_empty() && name != headers::SESSION_COOKIE
+        })
+        .map(str::to_string)
+        .collect();
+    headers.remove(header::COOKIE);
+    if !kept.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+    {
+        headers.insert(header::COOKIE, v);
+    }
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
@@ -253,5 +296,27 @@ mod tests {
         let out = forwarded_headers(h, None, Some(&v));
         assert_eq!(out[headers::USER_ID], uuid::Uuid::nil().to_string());
         assert_eq!(out[headers::USER_ROLES], "customer");
+    }
+
+    #[test]
+    fn the_session_cookie_stays_out_of_api_calls() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; emporium_session=tok.en; b=2"),
+        );
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("emporium_session=x"),
+        );
+        strip_session_cookie(&mut h);
+        assert_eq!(h[header::COOKIE], "a=1; b=2");
+        let mut only = HeaderMap::new();
+        only.insert(
+            header::COOKIE,
+            HeaderValue::from_static("emporium_session=x"),
+        );
+        strip_session_cookie(&mut only);
+        assert!(only.get(header::COOKIE).is_none());
     }
 }

@@ -61,15 +61,13 @@ impl RouteTable {
         let segments: Vec<&str> = rest.split('/').collect();
         let last = segments.len() - 1;
         for (i, s) in segments.iter().enumerate() {
-            if (s.is_empty() && i != last)
-                || *s == "."
-                || *s == ".."
-                || s.contains('%') && decodes_to_dot(s)
-            {
+            if s.is_empty() && i != last {
                 return Route::Malformed;
             }
-            if s.eq_ignore_ascii_case("internal") {
-                return Route::NotFound;
+            match segment(s) {
+                Segment::Plain => {}
+                Segment::Escaping => return Route::Malformed,
+                Segment::Internal => return Route::NotFound,
             }
         }
         let Some(service) = self.areas.get(segments[0]) else {
@@ -89,13 +87,32 @@ impl RouteTable {
 }
 
 /// Whether `path` (outside `/api`) may go to the storefront: never an internal
-/// endpoint, nor a path that could become one after normalisation (each segment
-/// is checked percent-decoded).
+/// endpoint, nor a path that could become one after normalisation.
 pub fn is_page(path: &str) -> bool {
-    path.split('/').all(|segment| {
-        let s = percent_decoded(segment);
-        !(s == "." || s == ".." || s.eq_ignore_ascii_case("internal") || s.contains(['/', '\\']))
-    })
+    path.split('/').all(|s| segment(s) == Segment::Plain)
+}
+
+/// What one path segment is, read percent-decoded (so `%2e%2e` is `..` and
+/// `%69nternal` is `internal`).
+#[derive(Debug, PartialEq, Eq)]
+enum Segment {
+    Plain,
+    /// `.`, `..`, or one hiding a `/` or `\`: it could leave its place after
+    /// normalisation somewhere downstream.
+    Escaping,
+    /// `internal`, in any case: internal endpoints are never reachable from outside.
+    Internal,
+}
+
+fn segment(raw: &str) -> Segment {
+    let s = percent_decoded(raw);
+    if s == "." || s == ".." || s.contains(['/', '\\']) {
+        Segment::Escaping
+    } else if s.eq_ignore_ascii_case("internal") {
+        Segment::Internal
+    } else {
+        Segment::Plain
+    }
 }
 
 fn percent_decoded(segment: &str) -> String {
@@ -119,12 +136,6 @@ fn percent_decoded(segment: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `%2e`, `%2E%2e` and friends: a percent-encoded dot segment.
-fn decodes_to_dot(segment: &str) -> bool {
-    let lower = segment.to_ascii_lowercase().replace("%2e", ".");
-    lower == "." || lower == ".." || lower.contains("%2f") || lower.contains("%5c")
 }
 
 #[cfg(test)]
@@ -190,6 +201,14 @@ mod tests {
             Route::Malformed
         );
         assert_eq!(t.route(&Method::GET, "/api/catalog//x"), Route::Malformed);
+        assert_eq!(
+            t.route(&Method::GET, "/api/catalog/a%2fb"),
+            Route::Malformed
+        );
+        assert_eq!(
+            t.route(&Method::GET, "/api/catalog/%69nternal/x"),
+            Route::NotFound
+        );
         assert_eq!(t.route(&Method::GET, "/internal/registry"), Route::NotFound);
     }
 
@@ -197,7 +216,7 @@ mod tests {
     fn pages_never_reach_internal_endpoints() {
         assert!(is_page("/"));
         assert!(is_page("/products/BEA-00001"));
-        assert!(is_page("/search?q=internal"));
+        assert!(is_page("/search"));
         assert!(!is_page("/internal/status"));
         assert!(!is_page("/x/INTERNAL/y"));
         assert!(!is_page("/%69nternal/status"));

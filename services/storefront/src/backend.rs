@@ -75,19 +75,7 @@ pub fn with_query<'a>(base: &str, pairs: impl IntoIterator<Item = (&'a str, &'a 
     }
 }
 
-/// Percent-encodes one path segment (a SKU or an id from a URL): anything but
-/// RFC 3986's unreserved characters.
-pub fn segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use emporium_client::path_segment as segment;
 
 // ---- users
 

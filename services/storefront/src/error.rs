@@ -26,6 +26,8 @@ pub enum PageError {
     Forbidden(String),
     #[error("bad request: {0}")]
     BadRequest(String),
+    #[error("too many requests")]
+    TooMany,
     /// A service the page needs is down or too slow.
     #[error("{0} unavailable")]
     Unavailable(&'static str, #[source] ClientError),
@@ -35,12 +37,18 @@ pub enum PageError {
 
 impl PageError {
     /// A failed call to `what` (the service, in words: "the cart") as a page error:
-    /// 404 stays 404, a service that is down or slow is 503, anything else 500.
+    /// 404 stays 404; a refusal (401, 403) is a 403 page and bad input (400, 409,
+    /// 422) a 400 page, each with what the service said; 429 asks to wait; a
+    /// service that is down or slow is 503; an answer that breaks the contract, 500.
     pub fn from_call(what: &'static str, e: ClientError) -> Self {
+        let said = |fallback: &str| e.problem_detail().unwrap_or(fallback).to_string();
         match e.status() {
             Some(StatusCode::NOT_FOUND) => PageError::NotFound,
-            Some(s) if s.is_server_error() => PageError::Unavailable(what, e),
-            Some(_) => PageError::Internal(e.into()),
+            Some(StatusCode::UNAUTHORIZED) => PageError::Forbidden("Sign in to do this.".into()),
+            Some(StatusCode::FORBIDDEN) => PageError::Forbidden(said("You may not do that.")),
+            Some(StatusCode::TOO_MANY_REQUESTS) => PageError::TooMany,
+            Some(s) if s.is_client_error() => PageError::BadRequest(said("That was not accepted.")),
+            Some(_) => PageError::Unavailable(what, e),
             None => match e {
                 ClientError::Decode { .. } => PageError::Internal(e.into()),
                 _ => PageError::Unavailable(what, e),
@@ -73,6 +81,11 @@ impl IntoResponse for PageError {
             ),
             PageError::Forbidden(why) => (StatusCode::FORBIDDEN, "Not allowed", why.clone()),
             PageError::BadRequest(why) => (StatusCode::BAD_REQUEST, "Bad request", why.clone()),
+            PageError::TooMany => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests",
+                "That was a lot at once. Wait a moment and try again.".into(),
+            ),
             PageError::Unavailable(what, e) => {
                 tracing::warn!(error = %e, "a service the page needs failed");
                 (

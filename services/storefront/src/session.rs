@@ -14,7 +14,7 @@
 //!   script or style), `nosniff`, a referrer policy, and no framing.
 
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -34,7 +34,7 @@ pub const CSRF_FIELD: &str = "csrf";
 /// The cookie holding the shopper's display name (shown in the header only).
 const NAME_COOKIE: &str = "emporium_name";
 /// Largest form body read to find the CSRF field.
-const FORM_LIMIT: usize = 64 * 1024;
+pub const FORM_LIMIT: usize = 64 * 1024;
 
 /// The Content-Security-Policy of every page: our own scripts, styles and images
 /// only, nothing inline, no framing, forms post only here.
@@ -45,6 +45,10 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 /// The CSRF token of this request, found or minted by [`csrf`].
 #[derive(Debug, Clone)]
 pub struct Csrf(pub String);
+
+/// Whether this request's cookies get `Secure`, decided by [`csrf`].
+#[derive(Debug, Clone, Copy)]
+struct SecureCookies(bool);
 
 /// The person browsing: signed in or not, and what every page needs to know.
 #[derive(Debug, Clone)]
@@ -94,7 +98,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Visitor {
             .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
         Ok(Visitor {
             expired: has_session && user.is_none(),
-            secure: is_tls(&parts.headers),
+            secure: parts
+                .extensions
+                .get::<SecureCookies>()
+                .map_or_else(|| is_tls(&parts.headers), |s| s.0),
             user,
             name,
             csrf,
@@ -164,12 +171,15 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 /// Middleware over the storefront's routes (not its 404 fallback): the CSRF check
-/// of every `POST` (which must be a form), and the CSRF cookie minted when missing.
-/// A `POST` to a path that is no page is a plain 404 rather than a refusal.
-pub async fn csrf(req: Request, next: Next) -> Response {
+/// of every `POST` (which must be a form), and the CSRF cookie minted when missing
+/// (on pages only: never on an asset a shared cache could keep). A `POST` to a path
+/// that is no page is a plain 404 rather than a refusal. `always_secure` is
+/// `storefront.secure_cookies`; without it cookies are `Secure` when the request
+/// came over TLS.
+pub async fn csrf(State(always_secure): State<bool>, req: Request, next: Next) -> Response {
     let found = cookie(req.headers(), CSRF_COOKIE).filter(|t| well_formed(t));
     let token = found.clone().unwrap_or_else(mint);
-    let secure = is_tls(req.headers());
+    let secure = always_secure || is_tls(req.headers());
     let mut req = req;
     if req.method() != Method::GET && req.method() != Method::HEAD {
         req = match check(req, found.as_deref()).await {
@@ -182,12 +192,16 @@ pub async fn csrf(req: Request, next: Next) -> Response {
     let stale = Caller::from_headers(req.headers()).is_none()
         && cookie(req.headers(), headers::SESSION_COOKIE).is_some();
     req.extensions_mut().insert(Csrf(token.clone()));
+    req.extensions_mut().insert(SecureCookies(secure));
     let mut response = next.run(req).await;
     let page = response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
-    if stale && page && !response.headers().contains_key(header::SET_COOKIE) {
+    if !page {
+        return response;
+    }
+    if stale && !response.headers().contains_key(header::SET_COOKIE) {
         for c in signed_out(secure) {
             response.headers_mut().append(header::SET_COOKIE, c);
         }

@@ -231,3 +231,97 @@ async fn checkouts_without_a_key_an_empty_cart_or_a_bad_card_are_refused() {
         "nothing was placed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_list_every_shoppers_orders_by_status_and_shoppers_only_their_own() {
+    let shop = shop().await;
+    let (sku, _) = shop.stocked(3).await;
+    for (user, card) in [("ann", APPROVE), ("ben", DECLINE), ("ann", APPROVE)] {
+        shop.add(user, &sku, 1).await;
+        let r = shop
+            .checkout(user, Some(&key()), &checkout_body(card))
+            .await;
+        assert_eq!(r.status(), 202);
+    }
+    let list = |user: &'static str, roles: &'static str, query: &'static str| {
+        let url = format!("{}/api/orders{query}", shop.orders);
+        async move {
+            as_user(client().get(url), user, roles)
+                .send()
+                .await
+                .expect("list")
+        }
+    };
+    let page: Value = list("ann", "", "").await.json().await.expect("page");
+    assert_eq!(page["total"], 2, "ann sees her own two");
+    // Everyone's: admins only.
+    problem(list("ann", "customer", "?scope=all").await, 403).await;
+    let all: Value = list("boss", "admin", "?scope=all")
+        .await
+        .json()
+        .await
+        .expect("all");
+    assert_eq!(all["total"], 3);
+    let cancelled: Value = list("boss", "admin", "?scope=all&status=CANCELLED")
+        .await
+        .json()
+        .await
+        .expect("cancelled");
+    assert_eq!(cancelled["total"], 1);
+    assert_eq!(cancelled["items"][0]["reason"], "payment_declined");
+    // Pages of everyone's orders follow the cursor to the end.
+    let first: Value = list("boss", "admin", "?scope=all&limit=2")
+        .await
+        .json()
+        .await
+        .expect("first page");
+    assert_eq!(first["items"].as_array().map(Vec::len), Some(2));
+    let next = first["next"].as_str().expect("a next page");
+    let url = format!("{}/api/orders?scope=all&limit=2&cursor={next}", shop.orders);
+    let second: Value = as_user(client().get(url), "boss", "admin")
+        .send()
+        .await
+        .expect("second page")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(second["items"].as_array().map(Vec::len), Some(1));
+    assert!(second["next"].is_null());
+    problem(list("boss", "admin", "?scope=everyone").await, 400).await;
+    problem(list("boss", "admin", "?status=LOST").await, 400).await;
+    // Someone else's order: unknown to a shopper, open to an admin.
+    let bens = cancelled["items"][0]["id"].as_str().expect("id");
+    problem(shop.get("ann", &format!("/api/orders/{bens}")).await, 404).await;
+    let r = as_user(
+        client().get(format!("{}/api/orders/{bens}", shop.orders)),
+        "boss",
+        "admin",
+    )
+    .send()
+    .await
+    .expect("get");
+    assert_eq!(r.status(), 200);
+    // The ops console's outcomes of the last hour.
+    let outcomes: Value = client()
+        .get(format!("{}/internal/orders/outcomes", shop.orders))
+        .send()
+        .await
+        .expect("outcomes")
+        .json()
+        .await
+        .expect("json");
+    let count = |status: &str| {
+        outcomes
+            .as_array()
+            .expect("rows")
+            .iter()
+            .filter(|o| o["status"] == status)
+            .map(|o| o["orders"].as_i64().unwrap_or(0))
+            .sum::<i64>()
+    };
+    assert_eq!(
+        (count("CONFIRMED"), count("CANCELLED")),
+        (2, 1),
+        "{outcomes}"
+    );
+}

@@ -240,6 +240,38 @@ async fn buyers_review_once_edit_their_own_and_admins_hide() {
     assert_eq!(s["average"], 4.5);
     assert_eq!(s["histogram"], json!([0, 0, 0, 1, 1]));
 
+    // Moderators list every product's reviews at once; shoppers name a product.
+    let every = |roles: &'static str, query: &'static str| {
+        as_user(
+            client().get(w.reviews.at(&format!("/api/reviews{query}"))),
+            "mod",
+            roles,
+        )
+        .send()
+    };
+    let all: Value = every("admin", "?sort=rating")
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let ratings: Vec<i64> = all["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|r| r["rating"].as_i64())
+        .collect();
+    assert_eq!(ratings, [5, 4], "best first, every product");
+    let newest: Value = every("admin", "?limit=1")
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(newest["items"][0]["title"], "Love it", "newest first");
+    assert!(newest["next"].is_string(), "one more page");
+    problem(every("customer", "").await.expect("list"), 400).await;
+
     // Editing: yours only (someone else's is 404), at the version you read.
     assert_eq!(w.edit("bob", &id, 1, 1).await.status(), 404);
     let edited: Value = w.edit("ada", &id, 2, 1).await.json().await.expect("json");

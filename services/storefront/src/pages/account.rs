@@ -12,8 +12,7 @@ use emporium_http::Caller;
 use http::{Method, header};
 use serde::Deserialize;
 
-use super::checkout::Field;
-use super::{App, Chrome, PageForm, PageQuery, cart, render, safe_next};
+use super::{App, Chrome, Field, PageForm, PageQuery, cart, render, safe_next};
 use crate::backend::{self, Account, Credentials, Registration, Token};
 use crate::error::PageError;
 use crate::session::{self, Visitor};
@@ -46,13 +45,6 @@ struct SignUp {
     email: Field,
     password: Field,
     error: String,
-}
-
-fn field(value: &str) -> Field {
-    Field {
-        value: value.to_string(),
-        error: String::new(),
-    }
 }
 
 /// `GET /signin?next=&add=&quantity=`
@@ -100,7 +92,7 @@ pub async fn signin(
             render(&SignIn {
                 chrome: Chrome::new(&app, &visitor, "Sign in", None),
                 back: form.back,
-                email: field(&form.email),
+                email: Field::of(&form.email),
                 error,
             })
         }
@@ -162,8 +154,8 @@ pub async fn signup(
         let mut page = SignUp {
             chrome: Chrome::new(&app, &visitor, "Create an account", None),
             back: form.back,
-            name: field(&form.name),
-            email: field(&form.email),
+            name: Field::of(&form.name),
+            email: Field::of(&form.email),
             password: Field::default(),
             error: String::new(),
         };

@@ -1,8 +1,10 @@
 //! The back office, for admins: products (create, edit, price), stock, every
 //! order by status, review moderation, and dead letters with replay.
 //!
-//! Every page checks the role here for a clear page; the services check it again
-//! on every call (the storefront acts as the admin, it does not stand in for them).
+//! Every page checks the role here for a clear page. Catalog, inventory, orders and
+//! reviews check it again on every call (the storefront acts as the admin there);
+//! dead letters and their replay are internal endpoints, which only this check
+//! guards until services authenticate each other.
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -13,8 +15,7 @@ use emporium_http::Caller;
 use http::Method;
 use serde::{Deserialize, Serialize};
 
-use super::checkout::Field;
-use super::{App, Chrome, PageForm, PageQuery, render};
+use super::{App, Chrome, Field, PageForm, PageQuery, render};
 use crate::backend::{
     self, Categories, Category, OrderPage, Product, ProductPage, Stock, get, segment, with_query,
 };
@@ -61,6 +62,8 @@ pub async fn index(State(app): State<App>, visitor: Visitor) -> Result<Response,
 
 pub struct ProductRow {
     pub sku: String,
+    /// Where its stock form posts.
+    pub stock_action: String,
     pub name: String,
     pub href: String,
     pub edit: String,
@@ -129,6 +132,7 @@ pub async fn products(
         .iter()
         .zip(stock)
         .map(|(p, s)| ProductRow {
+            stock_action: format!("/admin/stock/{}", segment(&p.sku)),
             href: format!("/products/{}", segment(&p.sku)),
             edit: format!("/admin/products/{}", segment(&p.id)),
             sku: p.sku.clone(),
@@ -187,10 +191,7 @@ pub struct ProductFields {
 
 impl ProductFields {
     fn from_form(f: &ProductForm) -> Self {
-        let v = |s: &str| Field {
-            value: s.to_string(),
-            error: String::new(),
-        };
+        let v = Field::of;
         Self {
             sku: v(&f.sku),
             name: v(&f.name),
@@ -261,6 +262,8 @@ struct ProductEdit {
     currency: String,
     categories: Vec<Category>,
     stock: String,
+    /// Where the stock form posts.
+    stock_action: String,
     error: String,
 }
 
@@ -295,6 +298,7 @@ pub async fn new_product(State(app): State<App>, visitor: Visitor) -> Result<Res
         currency: shop_currency(&app).await,
         categories: categories(&app).await,
         stock: String::new(),
+        stock_action: String::new(),
         error: String::new(),
     })
 }
@@ -386,6 +390,7 @@ pub async fn edit_product(
         currency: product.price.currency.clone(),
         categories: categories(&app).await,
         stock,
+        stock_action: format!("/admin/stock/{}", segment(&product.sku)),
         error: String::new(),
         id: product.id,
     })
@@ -469,6 +474,7 @@ async fn edit_again(
         currency: currency.to_string(),
         categories: categories(app).await,
         stock: String::new(),
+        stock_action: String::new(),
         error: error.to_string(),
     })
 }
@@ -722,6 +728,8 @@ struct DeadLetters {
     chrome: Chrome,
     rows: Vec<DeadRow>,
     error: String,
+    /// Instances that did not answer: their dead letters are not listed.
+    unreachable: String,
 }
 
 /// `GET /admin/events`: parked events of every running instance.
@@ -741,8 +749,15 @@ async fn dead_page(
     error: String,
 ) -> Result<Response, PageError> {
     let instances = app.instances().await?;
-    let rows = fleet::dead_letters(&instances)
-        .await
+    let dead = fleet::dead_letters(&instances).await;
+    let unreachable = dead
+        .unreachable
+        .iter()
+        .map(|i| i.instance_id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = dead
+        .answers
         .into_iter()
         .map(|(i, d)| DeadRow {
             id: d.event_id,
@@ -759,6 +774,7 @@ async fn dead_page(
         chrome: Chrome::new(app, visitor, "Dead letters", None).with_notice(notice),
         rows,
         error,
+        unreachable,
     })
 }
 

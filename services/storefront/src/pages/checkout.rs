@@ -8,18 +8,11 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::{App, Chrome, PageForm, render};
+use super::{App, Chrome, Field, PageForm, render};
 use crate::backend::{self, Address, CardInput, Cart, Checkout, Order, post_keyed};
 use crate::error::PageError;
 use crate::session::Visitor;
 use crate::view;
-
-/// One input: what was typed, and what is wrong with it.
-#[derive(Debug, Default, Clone)]
-pub struct Field {
-    pub value: String,
-    pub error: String,
-}
 
 /// Every input of the form, as typed.
 #[derive(Debug, Default, Deserialize)]
@@ -64,10 +57,7 @@ pub struct Fields {
 
 impl Fields {
     fn from_form(f: &CheckoutForm) -> Self {
-        let v = |s: &str| Field {
-            value: s.to_string(),
-            error: String::new(),
-        };
+        let v = Field::of;
         Self {
             name: v(&f.name),
             line1: v(&f.line1),
@@ -269,9 +259,11 @@ pub async fn place(
         (Some(401), _) => return Err(PageError::SignIn("/checkout".into())),
         _ => {
             tracing::warn!(error = %error, "checkout failed");
-            // The same key again is safe: it places this order at most once.
-            "The order service is unavailable right now. Nothing was charged; please try \
-             again in a moment."
+            // The order may have been placed all the same (orders places it on a
+            // task of its own): the same key again shows it rather than a second.
+            "We could not confirm your order just now. Send this form again in a moment: \
+             if the order was placed, you will see it (and it will not be placed twice); \
+             it also appears under Orders."
                 .to_string()
         }
     };

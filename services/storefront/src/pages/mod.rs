@@ -56,7 +56,7 @@ impl App {
     /// Every instance the registry knows, healthy or not.
     pub async fn instances_all(&self) -> Result<Vec<Instance>, PageError> {
         let registry = self.backend.registry.as_ref().ok_or_else(|| {
-            PageError::BadRequest("This storefront runs without a registry.".into())
+            PageError::Internal(anyhow::anyhow!("the storefront runs without a registry"))
         })?;
         registry
             .instances()
@@ -67,12 +67,12 @@ impl App {
 
     /// The healthy instances: those worth asking.
     pub async fn instances(&self) -> Result<Vec<Instance>, PageError> {
-        Ok(self
-            .instances_all()
-            .await?
-            .into_iter()
-            .filter(|i| i.healthy)
-            .collect())
+        let registry = self.backend.registry.as_ref().ok_or_else(|| {
+            PageError::Internal(anyhow::anyhow!("the storefront runs without a registry"))
+        })?;
+        emporium_events::fleet::instances(registry)
+            .await
+            .map_err(|e| PageError::from_call("the registry", e))
     }
 }
 
@@ -121,7 +121,10 @@ pub fn router(app: App) -> Router {
         .route("/signout", post(account::signout))
         .route("/assets/{file}", get(assets::serve))
         .route("/favicon.ico", get(assets::favicon))
-        .route_layer(axum::middleware::from_fn(session::csrf))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.settings.secure_cookies,
+            session::csrf,
+        ))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(session::secure_headers))
         .with_state(app)
@@ -246,6 +249,23 @@ pub fn notice(code: Option<&str>) -> &'static str {
     }
 }
 
+/// One input of a form: what was typed, and what is wrong with it.
+#[derive(Debug, Default, Clone)]
+pub struct Field {
+    pub value: String,
+    pub error: String,
+}
+
+impl Field {
+    /// An input holding `value`, with nothing wrong yet.
+    pub fn of(value: &str) -> Self {
+        Self {
+            value: value.to_string(),
+            error: String::new(),
+        }
+    }
+}
+
 /// A form body decoded into `T`; a bad form is a 400 page.
 pub struct PageForm<T>(pub T);
 
@@ -253,7 +273,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for PageForm<T> {
     type Rejection = PageError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, PageError> {
-        let bytes = Limited::new(req.into_body(), 64 * 1024)
+        let bytes = Limited::new(req.into_body(), session::FORM_LIMIT)
             .collect()
             .await
             .map_err(|_| PageError::BadRequest("The form is too large.".into()))?

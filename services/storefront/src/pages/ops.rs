@@ -50,6 +50,8 @@ struct Ops {
     instances: Vec<InstanceRow>,
     services: usize,
     lag: Vec<LagRow>,
+    /// Instances that did not say how their events go.
+    unreachable: String,
     dead: i64,
     outcomes: Section<Vec<OutcomeRow>>,
 }
@@ -103,7 +105,14 @@ pub async fn console(State(app): State<App>, visitor: Visitor) -> Result<Respons
         })
         .collect();
     rows.sort_by(|a, b| (&a.service, &a.instance).cmp(&(&b.service, &b.instance)));
+    let unreachable = statuses
+        .unreachable
+        .iter()
+        .map(|i| i.instance_id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut lag: Vec<LagRow> = statuses
+        .answers
         .iter()
         .flat_map(|(i, status)| {
             status.subscriptions.iter().map(move |s| LagRow {
@@ -139,6 +148,7 @@ pub async fn console(State(app): State<App>, visitor: Visitor) -> Result<Respons
         services: services.len(),
         instances: rows,
         lag,
+        unreachable,
         dead,
         outcomes,
     })
