@@ -269,6 +269,14 @@ impl Page {
         Ok(())
     }
 
+    /// Fills the open checkout form with `card`, places the order, and waits for
+    /// its page to show `outcome` (`Confirmed`, `Cancelled`): the page's text.
+    async fn place_order(&self, card: &str, outcome: &str) -> anyhow::Result<String> {
+        self.fill_checkout(card).await?;
+        self.click("form.checkout-form button[type=submit]").await?;
+        self.until_shown(outcome, true).await
+    }
+
     /// The order number the confirmation page shows (`Order 1a2b3c4d`).
     async fn order_number(&self) -> anyhow::Result<String> {
         let h1 = self.c.find(Locator::Css("h1")).await?.text().await?;
@@ -423,9 +431,7 @@ async fn shoppers_buy_review_and_recover_in_chromium() {
                     .await?;
             ensure!(badge == "3", "the badge says {badge}");
             p.follow("Check out").await?;
-            p.fill_checkout("4242 4242 4242 4242").await?;
-            p.click("form.checkout-form button[type=submit]").await?;
-            p.until_shown("Confirmed", true).await?;
+            p.place_order("4242 4242 4242 4242", "Confirmed").await?;
             let number = p.order_number().await?;
             p.follow("All your orders").await?;
             let history = p.until_shown(&number, false).await?;
@@ -450,9 +456,7 @@ async fn shoppers_buy_review_and_recover_in_chromium() {
             p.sign_up("Bo", "bo@example.com").await?;
             p.add(sku, 1).await?;
             p.follow("Check out").await?;
-            p.fill_checkout("4000 0000 0000 0002").await?;
-            p.click("form.checkout-form button[type=submit]").await?;
-            let page = p.until_shown("Cancelled", true).await?;
+            let page = p.place_order("4000 0000 0000 0002", "Cancelled").await?;
             ensure!(
                 page.contains("Your card was declined. Nothing was charged"),
                 "{page}"
@@ -565,9 +569,7 @@ async fn shoppers_buy_review_and_recover_in_chromium() {
             ensure!(rival.add(up, scarce, 1).await.status() == 200, "rival adds");
             let order = rival.check_out(up, APPROVE, Duration::from_secs(20)).await;
             ensure!(order["status"] == "CONFIRMED", "rival bought it: {order}");
-            p.fill_checkout("4242 4242 4242 4242").await?;
-            p.click("form.checkout-form button[type=submit]").await?;
-            let page = p.until_shown("Cancelled", true).await?;
+            let page = p.place_order("4242 4242 4242 4242", "Cancelled").await?;
             ensure!(
                 page.contains("sold out before we could reserve it"),
                 "{page}"
@@ -760,9 +762,7 @@ async fn product_pages_and_checkout_work_in_chromium_while_search_and_reviews_ha
             p.click("form.add button[type=submit]").await?;
             p.until_shown("Total (1 item)", false).await?;
             p.follow("Check out").await?;
-            p.fill_checkout("4242 4242 4242 4242").await?;
-            p.click("form.checkout-form button[type=submit]").await?;
-            p.until_shown("Confirmed", true).await?;
+            p.place_order("4242 4242 4242 4242", "Confirmed").await?;
             p.goto("/search?q=lamp").await?;
             p.until_shown("Search is unavailable right now", false)
                 .await?;
