@@ -18,13 +18,7 @@ USERS=${2:-64}
 shift 2 2>/dev/null || shift $#
 
 source bench/lib.sh
-cargo build --release -p emporium >/dev/null
-WORK=$(mktemp -d)
-cleanup() {
-  up_stop
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_setup
 
 bench_env
 up_start "$WORK/up.log" "$WORK/data" "$@"

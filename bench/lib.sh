@@ -12,6 +12,14 @@ bench_env() {
   export EMPORIUM__USERS__ADMIN_EMAILS='["bench-admin@example.com"]'
 }
 
+# The usual start of a benchmark: a release build, a scratch folder in WORK, and on
+# exit the `emporium up` it started stopped and the folder removed.
+bench_setup() {
+  cargo build --release -p emporium >/dev/null
+  WORK=$(mktemp -d)
+  trap 'up_stop; rm -rf "$WORK"' EXIT
+}
+
 # up_start LOG DATA_DIR [up args...]: starts `emporium up` on a free gateway port
 # and waits for its banner. Sets UP_PID, UP_LOG and BASE (the gateway's URL).
 up_start() {

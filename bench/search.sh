@@ -16,13 +16,7 @@ USERS=${2:-32}
 SAMPLES=${3:-100}
 
 source bench/lib.sh
-cargo build --release -p emporium >/dev/null
-WORK=$(mktemp -d)
-cleanup() {
-  up_stop
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_setup
 bench_env
 
 search_rss() {

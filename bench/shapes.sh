@@ -17,13 +17,7 @@ ROUNDS=${2:-2}
 USERS=${3:-32}
 
 source bench/lib.sh
-cargo build --release -p emporium >/dev/null
-WORK=$(mktemp -d)
-cleanup() {
-  up_stop
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_setup
 bench_env
 
 # Resident MiB of the shop's processes.

@@ -28,13 +28,7 @@ if [ ! -x "$LH_DIR/node_modules/.bin/lighthouse" ]; then
 fi
 
 source bench/lib.sh
-cargo build --release -p emporium >/dev/null
-WORK=$(mktemp -d)
-cleanup() {
-  up_stop
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_setup
 bench_env
 
 echo "## Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); load generator and browser on the same cores"

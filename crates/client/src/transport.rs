@@ -58,21 +58,12 @@ impl Transport for HttpTransport {
         Box::pin(async move {
             let candidates = this.discovery.candidates(&service).await?;
             let (parts, body) = request.into_parts();
-            let path = parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str().to_string())
-                .unwrap_or_else(|| "/".into());
+            let path = path_of(&parts.uri);
             let mut last_error = None;
             let attempts = candidates.len().min(3);
             let mut parts = Some(parts);
             for (i, address) in candidates.iter().take(attempts).enumerate() {
-                let uri: Uri = format!("http://{address}{path}").parse().map_err(
-                    |e: http::uri::InvalidUri| ClientError::Decode {
-                        service: service.clone(),
-                        source: e.into(),
-                    },
-                )?;
+                let uri = at(&service, address, &path)?;
                 // The last attempt takes the request's parts; earlier ones copy them.
                 let mut head = if i + 1 == attempts {
                     parts.take()
@@ -113,6 +104,21 @@ impl Transport for HttpTransport {
     }
 }
 
+/// A request's path and query, `/` when it has none.
+fn path_of(uri: &Uri) -> String {
+    uri.path_and_query().map_or("/", |p| p.as_str()).to_string()
+}
+
+/// `path` at the instance listening on `address`.
+fn at(service: &str, address: &str, path: &str) -> Result<Uri, ClientError> {
+    format!("http://{address}{path}")
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| ClientError::Decode {
+            service: service.to_string(),
+            source: e.into(),
+        })
+}
+
 /// To one instance at a known address, whatever the service name: for operating
 /// on each instance in turn (its own status, its own dead letters).
 #[derive(Clone)]
@@ -141,17 +147,7 @@ impl Transport for Direct {
         let service = service.to_string();
         Box::pin(async move {
             let (mut head, body) = request.into_parts();
-            let path = head
-                .uri
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_string();
-            head.uri = format!("http://{}{path}", this.address).parse().map_err(
-                |e: http::uri::InvalidUri| ClientError::Decode {
-                    service: service.clone(),
-                    source: e.into(),
-                },
-            )?;
+            head.uri = at(&service, &this.address, &path_of(&head.uri))?;
             match this
                 .http
                 .request(Request::from_parts(head, Body::from(body)))

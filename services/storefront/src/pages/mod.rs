@@ -53,12 +53,15 @@ impl App {
         }))
     }
 
+    fn registry(&self) -> Result<&emporium_client::RegistryClient, PageError> {
+        self.backend.registry.as_ref().ok_or_else(|| {
+            PageError::Internal(anyhow::anyhow!("the storefront runs without a registry"))
+        })
+    }
+
     /// Every instance the registry knows, healthy or not.
     pub async fn instances_all(&self) -> Result<Vec<Instance>, PageError> {
-        let registry = self.backend.registry.as_ref().ok_or_else(|| {
-            PageError::Internal(anyhow::anyhow!("the storefront runs without a registry"))
-        })?;
-        registry
+        self.registry()?
             .instances()
             .await
             .map(|s| s.instances)
@@ -67,10 +70,7 @@ impl App {
 
     /// The healthy instances: those worth asking.
     pub async fn instances(&self) -> Result<Vec<Instance>, PageError> {
-        let registry = self.backend.registry.as_ref().ok_or_else(|| {
-            PageError::Internal(anyhow::anyhow!("the storefront runs without a registry"))
-        })?;
-        emporium_events::fleet::instances(registry)
+        emporium_events::fleet::instances(self.registry()?)
             .await
             .map_err(|e| PageError::from_call("the registry", e))
     }
