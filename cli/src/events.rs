@@ -21,17 +21,18 @@ pub enum EventsCommand {
     Lag,
 }
 
-pub async fn run(command: EventsCommand, registry: &str) -> anyhow::Result<()> {
-    let instances = fleet::instances(&RegistryClient::new(registry))
+pub async fn run(command: EventsCommand, registry: &RegistryClient) -> anyhow::Result<()> {
+    let instances = fleet::instances(registry)
         .await
-        .with_context(|| format!("asking the registry at {registry}"))?;
+        .with_context(|| format!("asking the registry at {}", registry.base_url()))?;
+    let clients = registry.clients();
     match command {
         EventsCommand::Dead => {
             println!(
                 "  {:<14} {:<36} {:<42} {:>8}  {:<24} ERROR",
                 "SERVICE", "EVENT ID", "TYPE", "ATTEMPTS", "PARKED AT"
             );
-            let dead = fleet::dead_letters(&instances).await;
+            let dead = fleet::dead_letters(clients, &instances).await;
             for (i, d) in &dead.answers {
                 println!(
                     "  {:<14} {:<36} {:<42} {:>8}  {:<24} {}",
@@ -43,7 +44,7 @@ pub async fn run(command: EventsCommand, registry: &str) -> anyhow::Result<()> {
             }
             unreachable(&dead.unreachable);
         }
-        EventsCommand::Replay { id } => match fleet::replay(&instances, &id).await {
+        EventsCommand::Replay { id } => match fleet::replay(clients, &instances, &id).await {
             Replay::Done(i, _) => println!("{id}: replayed by {} ({})", i.service, i.instance_id),
             Replay::Failed(i, detail) => bail!("{id}: {} answered: {detail}", i.service),
             Replay::Unknown => {
@@ -56,7 +57,7 @@ pub async fn run(command: EventsCommand, registry: &str) -> anyhow::Result<()> {
                 "SERVICE", "SUBSCRIPTION", "CURSOR", "HEAD", "LAG", "DEAD", "MISSED"
             );
             let mut missed = Vec::new();
-            let statuses = fleet::statuses(&instances).await;
+            let statuses = fleet::statuses(clients, &instances).await;
             for (i, status) in &statuses.answers {
                 for s in &status.subscriptions {
                     println!(

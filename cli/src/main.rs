@@ -18,6 +18,7 @@ mod logs;
 mod logview;
 mod monitoring;
 mod operations;
+mod operator;
 mod running;
 mod services;
 mod status;
@@ -138,24 +139,24 @@ fn main() -> anyhow::Result<()> {
             registry,
             data_dir,
         } => {
-            let url = status::registry_url(registry, data_dir)?;
-            runtime.block_on(events::run(command, &url))
+            let registry = operator::registry(registry, data_dir)?;
+            runtime.block_on(events::run(command, &registry))
         }
         Command::Search {
             command,
             registry,
             data_dir,
         } => {
-            let url = status::registry_url(registry, data_dir)?;
-            runtime.block_on(operations::search(command, &url))
+            let registry = operator::registry(registry, data_dir)?;
+            runtime.block_on(operations::search(command, &registry))
         }
         Command::Reviews {
             command,
             registry,
             data_dir,
         } => {
-            let url = status::registry_url(registry, data_dir)?;
-            runtime.block_on(operations::reviews(command, &url))
+            let registry = operator::registry(registry, data_dir)?;
+            runtime.block_on(operations::reviews(command, &registry))
         }
         Command::Logs {
             services,

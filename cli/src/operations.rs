@@ -4,7 +4,11 @@
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use emporium_client::RegistryClient;
+use std::sync::Arc;
+use std::time::Duration;
+
+use emporium_client::{Direct, RegistryClient, ServiceClient};
+use http::Method;
 use serde_json::Value;
 
 #[derive(Subcommand)]
@@ -19,7 +23,7 @@ pub enum ReviewsCommand {
     Rebuild,
 }
 
-pub async fn search(command: SearchCommand, registry: &str) -> anyhow::Result<()> {
+pub async fn search(command: SearchCommand, registry: &RegistryClient) -> anyhow::Result<()> {
     let SearchCommand::Reindex = command;
     for (instance, r) in
         on_each(registry, emporium_search::NAME, "/internal/search/reindex").await?
@@ -34,7 +38,7 @@ pub async fn search(command: SearchCommand, registry: &str) -> anyhow::Result<()
     Ok(())
 }
 
-pub async fn reviews(command: ReviewsCommand, registry: &str) -> anyhow::Result<()> {
+pub async fn reviews(command: ReviewsCommand, registry: &RegistryClient) -> anyhow::Result<()> {
     let ReviewsCommand::Rebuild = command;
     // The instances share one database: one rebuild is enough.
     let done = on_each(
@@ -53,40 +57,33 @@ pub async fn reviews(command: ReviewsCommand, registry: &str) -> anyhow::Result<
 }
 
 /// POSTs `path` to every healthy instance of `service` (the first only when `path`
-/// acts on a shared database is the caller's choice), in turn; their answers.
+/// acts on a shared database is the caller's choice), in turn, as the operator;
+/// their answers.
 async fn on_each(
-    registry: &str,
+    registry: &RegistryClient,
     service: &str,
     path: &str,
 ) -> anyhow::Result<Vec<(String, Value)>> {
-    let snapshot = RegistryClient::new(registry)
+    let snapshot = registry
         .instances()
         .await
-        .with_context(|| format!("asking the registry at {registry}"))?;
-    let http = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(300))
-        .build()?;
+        .with_context(|| format!("asking the registry at {}", registry.base_url()))?;
     let mut answers = Vec::new();
     for i in snapshot
         .instances
         .iter()
         .filter(|i| i.service == service && i.healthy)
     {
-        let response = http
-            .post(format!("http://{}{path}", i.address))
-            .send()
-            .await
-            .with_context(|| format!("asking {}", i.instance_id))?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!(
-                "{}: {status}: {}",
+        let direct = Direct::new(&i.address, registry.clients().clone());
+        let client = ServiceClient::new(service, Arc::new(direct), Duration::from_secs(300));
+        match client.call_json::<Value>(Method::POST, path).await {
+            Ok(body) => answers.push((i.instance_id.clone(), body)),
+            Err(e) => bail!(
+                "{}: {e}: {}",
                 i.instance_id,
-                body["detail"].as_str().unwrap_or("no detail")
-            );
+                e.problem_detail().unwrap_or("no detail")
+            ),
         }
-        answers.push((i.instance_id.clone(), body));
     }
     if answers.is_empty() {
         bail!("no {service} instance is running (see `emporium status`)");

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use emporium_client::RegistryClient;
 
 /// The registry to ask: `registry`, or the one a running `emporium up` recorded.
 pub fn registry_url(registry: Option<String>, data_dir: Option<PathBuf>) -> anyhow::Result<String> {
@@ -27,8 +26,8 @@ pub fn registry_url(registry: Option<String>, data_dir: Option<PathBuf>) -> anyh
 }
 
 pub async fn run(registry: Option<String>, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let url = registry_url(registry, data_dir)?;
-    let snapshot = RegistryClient::new(&url)
+    let url = registry_url(registry.clone(), data_dir.clone())?;
+    let snapshot = crate::operator::registry(registry, data_dir)?
         .instances()
         .await
         .with_context(|| format!("asking the registry at {url}"))?;

@@ -209,8 +209,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Some(level) = child_log_level() {
         backends.push(("EMPORIUM__LOG__LEVEL", level.to_string()));
     }
+    // Service identity: a CA and a bootstrap secret in the data folder, unless
+    // the configuration turns identity off.
+    let common: emporium_config::Common = emporium_config::figment()
+        .extract()
+        .context("reading the settings")?;
+    let identity = match common.identity.mode {
+        emporium_config::IdentityMode::Mtls => Some(Arc::new(crate::operator::prepare(&data_dir)?)),
+        emporium_config::IdentityMode::Off => None,
+    };
     let env = Env {
         exe,
+        identity: identity.clone(),
         data_dir: data_dir.clone(),
         run_dir: run_dir.clone(),
         logs: logs.clone(),
@@ -231,15 +241,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             None,
         )
         .await?;
-    let registry_url = format!(
-        "http://{}",
-        registry
-            .addr(Service::Registry)
-            .context("no registry address")?
-    );
+    let registry_addr = registry
+        .addr(Service::Registry)
+        .context("no registry address")?;
+    // https when services speak mTLS: the CLI then asks as the operator.
+    let scheme = if identity.is_some() { "https" } else { "http" };
+    let registry_url = format!("{scheme}://{registry_addr}");
     std::fs::write(run_dir.join("registry.url"), &registry_url)?;
     crate::running::remember(&data_dir);
-    crate::monitoring::write(&run_dir, &registry_url)
+    // Prometheus reads its targets over plain HTTP (an open path).
+    crate::monitoring::write(&run_dir, &format!("http://{registry_addr}"))
         .with_context(|| format!("writing the Prometheus config in {}", run_dir.display()))?;
 
     let mut all = vec![registry.clone()];
@@ -353,6 +364,8 @@ const MMAP_THRESHOLD: &str = "1048576";
 #[derive(Clone)]
 struct Env {
     exe: PathBuf,
+    /// The CA and secret, when identity is on.
+    identity: Option<Arc<crate::operator::Prepared>>,
     data_dir: PathBuf,
     run_dir: PathBuf,
     logs: LogSink,
@@ -448,6 +461,9 @@ impl Env {
             .kill_on_drop(false);
         if let Some(url) = registry_url {
             cmd.env("EMPORIUM__REGISTRY_URL", url);
+        }
+        if let Some(identity) = &self.identity {
+            cmd.envs(identity.env_for(&names));
         }
         if std::env::var_os(MMAP_THRESHOLD_ENV).is_none() {
             cmd.env(MMAP_THRESHOLD_ENV, MMAP_THRESHOLD);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use emporium_config::Common;
 use emporium_http::Readiness;
 
-use crate::{Discovery, HttpTransport, RegistryClient, ServiceClient, Transport};
+use crate::{Clients, Discovery, HttpTransport, RegistryClient, ServiceClient, Transport};
 
 /// What a service gets from the process hosting it: its name and instance id, the
 /// common settings, its readiness, and the transport its calls take.
@@ -19,14 +19,21 @@ pub struct Host {
     pub readiness: Readiness,
     pub discovery: Arc<Discovery>,
     pub transport: Arc<dyn Transport>,
+    /// How this service's calls leave the process (its certificate, when mTLS).
+    pub clients: Clients,
 }
 
 impl Host {
-    /// A host for `service`; discovery goes through the registry in `common`, if any.
-    pub fn new(service: &'static str, common: &Common) -> Self {
-        let registry = common.registry_url.as_deref().map(RegistryClient::new);
+    /// A host for `service` calling as `clients`; discovery goes through the
+    /// registry in `common`, if any.
+    pub fn new(service: &'static str, common: &Common, clients: Clients) -> Self {
+        let registry = common
+            .registry_url
+            .as_deref()
+            .map(|url| RegistryClient::new(url, clients.clone()));
         let discovery = Arc::new(Discovery::new(registry));
-        let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(discovery.clone()));
+        let transport: Arc<dyn Transport> =
+            Arc::new(HttpTransport::new(discovery.clone(), clients.clone()));
         Self {
             service,
             instance_id: instance_id(service, common),
@@ -34,6 +41,7 @@ impl Host {
             readiness: Readiness::default(),
             discovery,
             transport,
+            clients,
         }
     }
 

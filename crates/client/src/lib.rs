@@ -9,6 +9,8 @@
 //!   network, [`LocalTransport`] to fixed in-process routers (tests), and
 //!   [`InProcess`] to the services hosted in this process, over HTTP to the rest,
 //!   and [`Direct`] to one instance at a known address;
+//! - [`identity`] gets the instance its certificate and renews it; [`Clients`]
+//!   are how one principal's calls leave the process (mTLS, a pool per service);
 //! - [`Host`] is who an instance is (service, instance id, settings, readiness) and
 //!   the transport its calls take;
 //! - [`ServiceClient`] makes typed JSON calls over a transport with a deadline on every
@@ -22,6 +24,7 @@ mod discovery;
 mod error;
 mod host;
 mod http_client;
+pub mod identity;
 mod registry;
 mod service_client;
 mod transport;
@@ -30,7 +33,7 @@ pub use backoff::backoff;
 pub use discovery::Discovery;
 pub use error::ClientError;
 pub use host::{Host, instance_id};
-pub use http_client::{HttpClient, http_client};
+pub use http_client::{Clients, HttpClient, http_client, tls_client};
 pub use registry::RegistryClient;
 pub use service_client::ServiceClient;
 pub use transport::{Direct, HttpTransport, InProcess, LocalTransport, Transport};

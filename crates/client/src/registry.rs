@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::ClientError;
-use crate::http_client::{HttpClient, http_client};
+use crate::http_client::Clients;
 
 const SERVICE: &str = "registry";
 /// Deadline of an ordinary registry call (a long poll adds its wait).
@@ -27,23 +27,38 @@ pub enum HeartbeatOutcome {
     Unknown,
 }
 
-/// Talks to one registry at a fixed base URL.
-#[derive(Debug, Clone)]
+/// Talks to one registry at a fixed address, as the principal `clients` present.
+#[derive(Clone)]
 pub struct RegistryClient {
     base: String,
-    http: HttpClient,
+    clients: Clients,
+}
+
+impl std::fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RegistryClient {
-    pub fn new(base_url: &str) -> Self {
+    /// The registry at `url` (`host:port`, or a URL whose scheme is replaced by
+    /// the one `clients` speak: https with identity on, else http).
+    pub fn new(url: &str, clients: Clients) -> Self {
         Self {
-            base: base_url.trim_end_matches('/').to_string(),
-            http: http_client(),
+            base: format!("{}://{}", clients.scheme(), authority(url)),
+            clients,
         }
     }
 
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    /// The principal's clients this registry client calls with.
+    pub fn clients(&self) -> &Clients {
+        &self.clients
     }
 
     pub async fn register(&self, registration: &Registration) -> Result<(), ClientError> {
@@ -164,7 +179,8 @@ impl RegistryClient {
             .header(header::CONTENT_TYPE, "application/json")
             .body(body)
             .map_err(|e| decode(e.into()))?;
-        let response = tokio::time::timeout(timeout, self.http.request(request))
+        let http = self.clients.to(SERVICE)?;
+        let response = tokio::time::timeout(timeout, http.request(request))
             .await
             .map_err(|_| ClientError::Timeout(SERVICE.into()))?
             .map_err(|e| ClientError::Unreachable {
@@ -191,6 +207,12 @@ impl RegistryClient {
         let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
         serde_json::from_slice(body).map_err(|e| decode(e.into()))
     }
+}
+
+/// `host:port` of a registry URL, without scheme or trailing slash.
+pub(crate) fn authority(url: &str) -> &str {
+    let url = url.split_once("://").map_or(url, |(_, rest)| rest);
+    url.trim_end_matches('/')
 }
 
 fn watch_query(after: Option<(&str, u64)>, wait: Duration) -> String {

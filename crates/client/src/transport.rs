@@ -12,7 +12,9 @@ use tower::ServiceExt;
 
 use crate::discovery::Discovery;
 use crate::error::ClientError;
-use crate::http_client::{HttpClient, http_client};
+use emporium_identity::{Peer, Principal};
+
+use crate::http_client::Clients;
 
 /// Sends a request to some instance of a named service.
 ///
@@ -27,7 +29,8 @@ pub trait Transport: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<Response<Body>, ClientError>>;
 }
 
-/// Over HTTP to instances found by [`Discovery`].
+/// Over HTTP (mutual TLS unless identity is off) to instances found by
+/// [`Discovery`].
 ///
 /// A connection refused by one instance is retried on the next (the request did not
 /// reach it, so this is safe for any method) and that instance is tried last for a
@@ -35,15 +38,12 @@ pub trait Transport: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct HttpTransport {
     discovery: Arc<Discovery>,
-    http: HttpClient,
+    clients: Clients,
 }
 
 impl HttpTransport {
-    pub fn new(discovery: Arc<Discovery>) -> Self {
-        Self {
-            discovery,
-            http: http_client(),
-        }
+    pub fn new(discovery: Arc<Discovery>, clients: Clients) -> Self {
+        Self { discovery, clients }
     }
 }
 
@@ -57,13 +57,15 @@ impl Transport for HttpTransport {
         let service = service.to_string();
         Box::pin(async move {
             let candidates = this.discovery.candidates(&service).await?;
+            let http = this.clients.to(&service)?;
+            let scheme = this.clients.scheme();
             let (parts, body) = request.into_parts();
             let path = path_of(&parts.uri);
             let mut last_error = None;
             let attempts = candidates.len().min(3);
             let mut parts = Some(parts);
             for (i, address) in candidates.iter().take(attempts).enumerate() {
-                let uri = at(&service, address, &path)?;
+                let uri = at(&service, scheme, address, &path)?;
                 // The last attempt takes the request's parts; earlier ones copy them.
                 let mut head = if i + 1 == attempts {
                     parts.take()
@@ -78,7 +80,7 @@ impl Transport for HttpTransport {
                 .ok_or_else(|| ClientError::NoInstances(service.clone()))?;
                 head.uri = uri;
                 let req = Request::from_parts(head, Body::from(body.clone()));
-                match this.http.request(req).await {
+                match http.request(req).await {
                     Ok(response) => return Ok(response.map(Body::new)),
                     Err(e) if e.is_connect() => {
                         tracing::debug!(%service, %address, error = %e, "instance refused; trying the next");
@@ -110,8 +112,8 @@ fn path_of(uri: &Uri) -> String {
 }
 
 /// `path` at the instance listening on `address`.
-fn at(service: &str, address: &str, path: &str) -> Result<Uri, ClientError> {
-    format!("http://{address}{path}")
+fn at(service: &str, scheme: &str, address: &str, path: &str) -> Result<Uri, ClientError> {
+    format!("{scheme}://{address}{path}")
         .parse()
         .map_err(|e: http::uri::InvalidUri| ClientError::Decode {
             service: service.to_string(),
@@ -124,15 +126,15 @@ fn at(service: &str, address: &str, path: &str) -> Result<Uri, ClientError> {
 #[derive(Clone)]
 pub struct Direct {
     address: String,
-    http: HttpClient,
+    clients: Clients,
 }
 
 impl Direct {
-    /// To `address` over `http` (share one client: it holds the connection pool).
-    pub fn new(address: &str, http: HttpClient) -> Self {
+    /// To `address` through `clients` (share them: they hold the connection pools).
+    pub fn new(address: &str, clients: Clients) -> Self {
         Self {
             address: address.to_string(),
-            http,
+            clients,
         }
     }
 }
@@ -147,9 +149,11 @@ impl Transport for Direct {
         let service = service.to_string();
         Box::pin(async move {
             let (mut head, body) = request.into_parts();
-            head.uri = at(&service, &this.address, &path_of(&head.uri))?;
+            let scheme = this.clients.scheme();
+            head.uri = at(&service, scheme, &this.address, &path_of(&head.uri))?;
             match this
-                .http
+                .clients
+                .to(&service)?
                 .request(Request::from_parts(head, Body::from(body)))
                 .await
             {
@@ -192,19 +196,30 @@ impl Transport for LocalTransport {
     ) -> BoxFuture<'static, Result<Response<Body>, ClientError>> {
         let router = self.routers.get(service).cloned();
         let service = service.to_string();
+        // As the service whose work this is; outside any, a test's own call,
+        // trusted (these routers are the test's, with no guard in front).
+        let peer = match emporium_telemetry::identity::current() {
+            Some(identity) => Peer::Verified(Principal::service(&identity.service)),
+            None => Peer::Trusted,
+        };
         Box::pin(async move {
             let router = router.ok_or_else(|| ClientError::NoInstances(service.clone()))?;
-            call_router(router, service, request).await
+            call_router(router, service, Some(peer), request).await
         })
     }
 }
 
-/// Hands `request` to `router`, as if it had arrived over the network.
+/// Hands `request` to `router`, as if it had arrived over the network from
+/// `peer` (proven by the process hosting both: no certificate to show).
 async fn call_router(
     router: Router,
     service: String,
-    request: Request<Bytes>,
+    peer: Option<Peer>,
+    mut request: Request<Bytes>,
 ) -> Result<Response<Body>, ClientError> {
+    if let Some(peer) = peer {
+        request.extensions_mut().insert(peer);
+    }
     router
         .oneshot(request.map(Body::from))
         .await
@@ -224,7 +239,10 @@ async fn call_router(
 #[derive(Clone)]
 pub struct InProcess {
     local: Arc<HashMap<String, tokio::sync::watch::Sender<Slot>>>,
-    remote: HttpTransport,
+    /// Where calls to the other services go; none until [`InProcess::as_caller`].
+    remote: Option<HttpTransport>,
+    /// The service whose calls these are.
+    caller: Option<String>,
 }
 
 /// How long a call waits for a co-hosted service that is still starting.
@@ -239,7 +257,7 @@ enum Slot {
 }
 
 impl InProcess {
-    pub fn new<'a>(hosted: impl IntoIterator<Item = &'a str>, remote: HttpTransport) -> Self {
+    pub fn new<'a>(hosted: impl IntoIterator<Item = &'a str>) -> Self {
         let local = hosted
             .into_iter()
             .map(|name| {
@@ -251,7 +269,18 @@ impl InProcess {
             .collect();
         Self {
             local: Arc::new(local),
-            remote,
+            remote: None,
+            caller: None,
+        }
+    }
+
+    /// The same co-hosted services, called as `caller`, and the rest over
+    /// `remote` (which presents `caller`'s certificate).
+    pub fn as_caller(&self, caller: &str, remote: HttpTransport) -> Self {
+        Self {
+            local: self.local.clone(),
+            remote: Some(remote),
+            caller: Some(caller.to_string()),
         }
     }
 
@@ -283,11 +312,21 @@ impl Transport for InProcess {
         request: Request<Bytes>,
     ) -> BoxFuture<'static, Result<Response<Body>, ClientError>> {
         let Some(slot) = self.local.get(service) else {
-            return self.remote.send(service, request);
+            return match &self.remote {
+                Some(remote) => remote.send(service, request),
+                None => {
+                    let service = service.to_string();
+                    Box::pin(async move { Err(ClientError::NoInstances(service)) })
+                }
+            };
         };
         let now = slot.borrow().clone();
         let mut waiting = slot.subscribe();
         let service = service.to_string();
+        let peer = self
+            .caller
+            .as_deref()
+            .map(|caller| Peer::Verified(Principal::service(caller)));
         Box::pin(async move {
             let settled = match now {
                 Slot::Starting => {
@@ -302,7 +341,7 @@ impl Transport for InProcess {
             let Slot::Serving(router) = settled else {
                 return Err(ClientError::NoInstances(service));
             };
-            call_router(router, service, request).await
+            call_router(router, service, peer, request).await
         })
     }
 }

@@ -58,6 +58,7 @@ pub struct Common {
     pub log: LogSettings,
     pub http: HttpSettings,
     pub events: EventsSettings,
+    pub identity: IdentitySettings,
 }
 
 impl Default for Common {
@@ -72,6 +73,7 @@ impl Default for Common {
             log: LogSettings::default(),
             http: HttpSettings::default(),
             events: EventsSettings::default(),
+            identity: IdentitySettings::default(),
         }
     }
 }
@@ -115,6 +117,59 @@ impl Default for HttpSettings {
             honour_caller_trace: true,
         }
     }
+}
+
+/// Service identity and mTLS between services (the `[identity]` table).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentitySettings {
+    /// `mtls`: every instance gets a short-lived certificate from the platform's
+    /// CA and services talk mutual TLS; `off`: plain HTTP and every caller trusted
+    /// (for debugging; warned at start).
+    pub mode: IdentityMode,
+    /// The CA certificate every process trusts (`<data_dir>/identity/ca.pem` when
+    /// unset).
+    pub trust_anchor: Option<PathBuf>,
+    /// The CA's key. A process holding it issues its own certificates: the
+    /// registry (which issues everyone else's), tests.
+    pub ca_key: Option<PathBuf>,
+    /// The operator's bootstrap secret, which join tokens derive from: only the
+    /// registry needs it, to check them.
+    pub bootstrap_secret: Option<Secret<String>>,
+    /// Join tokens by service (`identity.tokens.orders`), shown to the registry
+    /// for that service's certificate (`emporium identity token orders` prints one).
+    pub tokens: std::collections::BTreeMap<String, Secret<String>>,
+    /// Lifetime of a workload certificate in seconds; renewed at two thirds.
+    pub cert_lifetime_s: u64,
+}
+
+impl Default for IdentitySettings {
+    fn default() -> Self {
+        Self {
+            mode: IdentityMode::Mtls,
+            trust_anchor: None,
+            ca_key: None,
+            bootstrap_secret: None,
+            tokens: Default::default(),
+            cert_lifetime_s: 24 * 3600,
+        }
+    }
+}
+
+impl IdentitySettings {
+    /// The trust anchor's path, given the data folder.
+    pub fn trust_anchor_path(&self, data_dir: &Path) -> PathBuf {
+        self.trust_anchor
+            .clone()
+            .unwrap_or_else(|| data_dir.join("identity").join("ca.pem"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityMode {
+    Mtls,
+    Off,
 }
 
 /// How events are delivered to consumers (the `[events]` table).
@@ -211,6 +266,11 @@ impl<S: Default> Settings<S> {
             common: Common {
                 registry_url: None,
                 data_dir: data_dir.to_path_buf(),
+                // Tests that want service identity set it up (testkit does).
+                identity: IdentitySettings {
+                    mode: IdentityMode::Off,
+                    ..IdentitySettings::default()
+                },
                 ..Common::default()
             },
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -10,6 +10,25 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+/// Who reads each producer's feed and snapshot: the services that consume its
+/// events (`cx.on::<E>()` in a consumer needs its name here, next to `E`'s
+/// source; the producer refuses everyone else).
+pub const CONSUMERS: &[(&str, &[&str])] = &[
+    ("catalog", &["cart", "inventory", "search"]),
+    ("inventory", &["search"]),
+    ("orders", &["cart", "notifications", "reviews"]),
+    ("users", &["notifications", "reviews"]),
+    ("reviews", &["search"]),
+];
+
+/// The services consuming `source`'s events.
+pub fn consumers_of(source: &str) -> &'static [&'static str] {
+    CONSUMERS
+        .iter()
+        .find(|(s, _)| *s == source)
+        .map_or(&[], |(_, c)| c)
+}
+
 /// The data of one kind of event.
 pub trait EventData: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The service that publishes it: the CloudEvents `source` and the feed to read.

@@ -78,3 +78,32 @@ pub struct ConfigSnapshot {
     pub index: u64,
     pub entries: Vec<ConfigEntry>,
 }
+
+/// Where an instance asks for its certificate (over TLS, without one yet).
+pub const CERTIFICATES: &str = "/internal/registry/certificates";
+
+/// An instance asking for a certificate for its service.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateRequest {
+    pub service: String,
+    /// The instance's public key: DER SubjectPublicKeyInfo, base64.
+    pub public_key: String,
+    /// The service's join token (a secret: never logged).
+    pub token: String,
+}
+
+impl std::fmt::Debug for CertificateRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateRequest")
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The certificate issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateGrant {
+    /// PEM, the instance's certificate.
+    pub certificate: String,
+}

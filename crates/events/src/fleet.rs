@@ -1,13 +1,12 @@
 //! Event delivery across every running instance: each one's status (cursors, lag,
 //! dead letters) and its parked events, found through the registry and asked one
-//! by one. What `emporium events` prints and the ops console shows.
+//! by one, as the principal of the `Clients` given (the operator, the storefront).
+//! What `emporium events` prints and the ops console shows.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use emporium_client::{
-    ClientError, Direct, HttpClient, RegistryClient, ServiceClient, http_client, path_segment,
-};
+use emporium_client::{Clients, ClientError, Direct, RegistryClient, ServiceClient, path_segment};
 use emporium_contracts::registry::Instance;
 use http::{Method, StatusCode};
 
@@ -16,14 +15,11 @@ use crate::admin::{DeadLetter, DeadLetters, Replayed, Status};
 /// How long one instance gets to answer.
 const ASK: Duration = Duration::from_secs(5);
 
-/// One connection pool for asking every instance.
-static HTTP: LazyLock<HttpClient> = LazyLock::new(http_client);
-
-/// A client for `instance` alone.
-fn client(instance: &Instance) -> ServiceClient {
+/// A client for `instance` alone, calling as `clients`' principal.
+fn client(clients: &Clients, instance: &Instance) -> ServiceClient {
     ServiceClient::new(
         &instance.service,
-        Arc::new(Direct::new(&instance.address, HTTP.clone())),
+        Arc::new(Direct::new(&instance.address, clients.clone())),
         ASK,
     )
 }
@@ -49,9 +45,13 @@ pub struct Asked<T> {
 
 /// Asks every instance for `path`. An instance without events answers 404 and is
 /// left out; one that does not answer is listed as unreachable.
-async fn ask<T: serde::de::DeserializeOwned>(instances: &[Instance], path: &str) -> Asked<T> {
+async fn ask<T: serde::de::DeserializeOwned>(
+    clients: &Clients,
+    instances: &[Instance],
+    path: &str,
+) -> Asked<T> {
     let asked = instances.iter().map(|i| async move {
-        match client(i).get_json::<T>(path).await {
+        match client(clients, i).get_json::<T>(path).await {
             Ok(answer) => (i, Some(Ok(answer))),
             Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => (i, None),
             Err(e) => (i, Some(Err(e))),
@@ -72,13 +72,13 @@ async fn ask<T: serde::de::DeserializeOwned>(instances: &[Instance], path: &str)
 }
 
 /// Every instance's event status.
-pub async fn statuses(instances: &[Instance]) -> Asked<Status> {
-    ask(instances, "/internal/status").await
+pub async fn statuses(clients: &Clients, instances: &[Instance]) -> Asked<Status> {
+    ask(clients, instances, "/internal/status").await
 }
 
 /// Every instance's parked events.
-pub async fn dead_letters(instances: &[Instance]) -> Asked<DeadLetter> {
-    let asked: Asked<DeadLetters> = ask(instances, "/internal/events/dead").await;
+pub async fn dead_letters(clients: &Clients, instances: &[Instance]) -> Asked<DeadLetter> {
+    let asked: Asked<DeadLetters> = ask(clients, instances, "/internal/events/dead").await;
     Asked {
         answers: asked
             .answers
@@ -101,10 +101,10 @@ pub enum Replay {
 }
 
 /// Replays parked event `id` on whichever instance holds it.
-pub async fn replay(instances: &[Instance], id: &str) -> Replay {
+pub async fn replay(clients: &Clients, instances: &[Instance], id: &str) -> Replay {
     let path = format!("/internal/events/dead/{}/replay", path_segment(id));
     for i in instances {
-        match client(i).call_json::<Replayed>(Method::POST, &path).await {
+        match client(clients, i).call_json::<Replayed>(Method::POST, &path).await {
             Ok(done) => return Replay::Done(i.clone(), done),
             Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => continue,
             Err(e) if e.status().is_some() => {

@@ -37,6 +37,7 @@ mod outbox;
 pub mod retention;
 mod snapshot;
 
+use emporium_http::Callers;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -301,6 +302,8 @@ impl Events {
         if let Some(snapshot) = self.snapshot {
             router = router.merge(snapshot::router(self.db, snapshot));
         }
+        // Its events, whole: for the services that consume them alone.
+        let router = router.callers(emporium_contracts::events::consumers_of(service));
         let admin = admin::AdminState {
             service,
             instance: self.host.instance_id.clone(),
@@ -327,7 +330,9 @@ impl Events {
         }
         let gauges = admin.clone();
         emporium_telemetry::metrics::on_scrape(move || admin::export_gauges(gauges.clone()));
-        let router = router.merge(admin::router(admin));
+        // Delivery status, dead letters, replay: the ops console's (and the
+        // operator's).
+        let router = router.merge(admin::router(admin).callers(&["storefront"]));
         RunningEvents {
             router,
             stop,

@@ -73,7 +73,7 @@ async fn world() -> (World, RunningEvents) {
     common.events.retry_max_ms = 20;
     common.events.max_attempts = 3;
     common.events.feed_wait_ms = 1_000;
-    let producer_host = Host::new("catalog", &common);
+    let producer_host = Host::new("catalog", &common, emporium_client::Clients::plain());
     let producer_db = Db::open_service("catalog", &dir.path().join("catalog"), None)
         .await
         .expect("producer db");
@@ -90,7 +90,7 @@ async fn world() -> (World, RunningEvents) {
     let outbox = producer.outbox();
     let running_producer = producer.start();
     let transport = LocalTransport::new().with("catalog", running_producer.router());
-    let consumer_host = Host::new("inventory", &common).with_transport(Arc::new(transport));
+    let consumer_host = Host::new("inventory", &common, emporium_client::Clients::plain()).with_transport(Arc::new(transport));
     let consumer_db = Db::open_service("inventory", &dir.path().join("inventory"), None)
         .await
         .expect("consumer db");
@@ -187,6 +187,11 @@ async fn get<T: serde::de::DeserializeOwned>(router: axum::Router, uri: &str) ->
                     "GET"
                 })
                 .uri(uri)
+                // As the operator: the router is served bare, without the
+                // chassis that would tell its peer.
+                .extension(emporium_identity::Peer::Verified(
+                    emporium_identity::Principal::Operator,
+                ))
                 .body(axum::body::Body::empty())
                 .expect("request"),
         )

@@ -11,6 +11,9 @@
 //!   an opaque body for 5xx (the cause is logged once, with the request id).
 //! - [`extract`] parses JSON bodies, query strings and paths into typed values with
 //!   problem+json rejections; [`Caller`] is the identity the gateway verified.
+//! - [`guard`] decides who may call what: the peer of every request (its mTLS
+//!   client certificate, or the co-hosted caller), identity headers from the
+//!   gateway and storefront only, and [`Callers`] declared per route.
 //! - [`context`] (from the telemetry crate) carries the request id, deadline and
 //!   trace of the work being done, so outbound calls propagate them without
 //!   threading them through every function.
@@ -18,6 +21,7 @@
 pub use emporium_telemetry::context;
 pub mod cookies;
 pub mod extract;
+pub mod guard;
 pub mod identity;
 pub mod middleware;
 pub mod openapi;
@@ -25,6 +29,7 @@ pub mod problem;
 pub mod server;
 
 pub use extract::{ApiJson, ApiPath, ApiQuery};
+pub use guard::{Callers, Guard};
 pub use identity::Caller;
 pub use problem::{ApiError, FieldError, Problem};
 pub use server::{Readiness, serve, shutdown_signal};

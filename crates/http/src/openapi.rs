@@ -7,19 +7,24 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
+
+use crate::guard::Callers;
 use utoipa::openapi::OpenApi;
 
 /// Where every service serves its own OpenAPI document.
 pub const SPEC_PATH: &str = "/internal/openapi.json";
 
-/// A router serving `spec` at [`SPEC_PATH`].
+/// A router serving `spec` at [`SPEC_PATH`], to the gateway (which publishes
+/// the combined document).
 pub fn spec_router(spec: OpenApi) -> Router {
     let spec = Arc::new(spec);
-    Router::new().route(
-        SPEC_PATH,
-        get(move || {
-            let spec = spec.clone();
-            async move { axum::Json(spec.as_ref().clone()) }
-        }),
-    )
+    Router::new()
+        .route(
+            SPEC_PATH,
+            get(move || {
+                let spec = spec.clone();
+                async move { axum::Json(spec.as_ref().clone()) }
+            }),
+        )
+        .callers(&["gateway"])
 }

@@ -1,6 +1,5 @@
 //! Serving a router: health endpoints, the middleware stack, graceful shutdown.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -14,6 +13,7 @@ use emporium_telemetry::Identity;
 use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 
+use crate::guard::Guard;
 use crate::middleware;
 use crate::problem::ApiError;
 
@@ -101,15 +101,21 @@ async fn metrics() -> Response {
         .into_response()
 }
 
-/// The full application: the service's routes behind the default stack, plus
-/// health and metrics.
-pub fn app(routes: Router, settings: &HttpSettings, readiness: Readiness) -> Router {
+/// The full application: the service's routes behind the default stack and
+/// `guard`'s rules, plus health and metrics.
+pub fn app(routes: Router, settings: &HttpSettings, readiness: Readiness, guard: Guard) -> Router {
     let health = Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .with_state(readiness)
         .route("/metrics", get(metrics));
-    middleware::context(middleware::limits(routes, settings).merge(health), settings)
+    let guarded = middleware::limits(routes, settings)
+        .merge(health)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(guard),
+            crate::guard::check,
+        ));
+    middleware::context(guarded, settings)
 }
 
 /// `app` with every request handled as the work of `identity` (outermost, so the
@@ -124,10 +130,12 @@ pub fn owned_by(app: Router, identity: Arc<Identity>) -> Router {
 
 /// Serves `app` (see [`app`]) on `listener` until `shutdown` resolves, then lets
 /// in-flight requests finish for at most `grace`; `/readyz` fails from the start
-/// of shutdown.
+/// of shutdown. With `tls`, connections that start a TLS handshake get one and
+/// each request learns its peer (see [`crate::guard`]).
 pub async fn serve(
     app: Router,
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     grace: Duration,
     readiness: Readiness,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -139,16 +147,10 @@ pub async fn serve(
         tracing::info!("shutting down");
         let _ = started_tx.send(());
     };
-    // Responses are small: send each at once rather than wait on Nagle's algorithm
-    // (which, against a delayed ACK, costs a request ~40 ms).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
+    let listener = emporium_identity::Listener::new(listener, tls)?;
     let server = axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app.into_make_service_with_connect_info::<emporium_identity::Remote>(),
     )
     .with_graceful_shutdown(signal)
     .into_future();
@@ -210,7 +212,7 @@ mod tests {
                 "done"
             }),
         );
-        app(routes, settings, readiness)
+        app(routes, settings, readiness, Guard::off())
     }
 
     async fn problem_code(r: Response) -> String {

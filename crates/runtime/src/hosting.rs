@@ -14,8 +14,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use emporium_client::{Discovery, HttpTransport, InProcess, RegistryClient, Transport, agent};
-use emporium_config::{Common, Settings, Source};
+use emporium_client::{
+    Clients, Discovery, HttpTransport, InProcess, RegistryClient, Transport, agent,
+};
+use emporium_config::{Common, IdentityMode, Settings, Source};
 use emporium_contracts::registry::Registration;
 use emporium_events::Events;
 use emporium_telemetry::Identity;
@@ -35,30 +37,23 @@ const STOP_TASKS: Duration = Duration::from_secs(5);
 /// What the services hosted in one process share.
 pub struct Process {
     common: Common,
-    discovery: Arc<Discovery>,
-    transport: Arc<dyn Transport>,
+    /// The registry's cache, made by the first service started (its calls to
+    /// the registry present that service's certificate).
+    discovery: tokio::sync::OnceCell<Arc<Discovery>>,
     local: Option<InProcess>,
 }
 
 impl Process {
     /// A process hosting the services named `hosted`, with `common` settings.
     pub fn new(common: &Common, hosted: &[&str]) -> Self {
-        let registry = common.registry_url.as_deref().map(RegistryClient::new);
-        let discovery = Arc::new(Discovery::new(registry));
-        let http = HttpTransport::new(discovery.clone());
         let local = (hosted.len() > 1).then(|| {
             // Each service's metrics get a `service` label from here on.
             identity::hosting_several();
-            InProcess::new(hosted.iter().copied(), http.clone())
+            InProcess::new(hosted.iter().copied())
         });
-        let transport: Arc<dyn Transport> = match &local {
-            Some(local) => Arc::new(local.clone()),
-            None => Arc::new(http),
-        };
         Self {
             common: common.clone(),
-            discovery,
-            transport,
+            discovery: tokio::sync::OnceCell::new(),
             local,
         }
     }
@@ -90,12 +85,43 @@ impl Process {
             common.instance_id = common.instance_id.map(|id| format!("{name}-{id}"));
         }
         S::configure(&mut common);
-        let mut host = emporium_client::Host::new(name, &common);
-        if common.registry_url == self.common.registry_url {
-            host = host
-                .with_discovery(self.discovery.clone())
-                .with_transport(self.transport.clone());
+        let enforce = common.identity.mode == IdentityMode::Mtls;
+        if !enforce {
+            tracing::warn!(
+                service = name,
+                "service identity is off: plain HTTP between services, every caller trusted"
+            );
         }
+        let credentials = emporium_client::identity::credentials(name, &common).await?;
+        let clients = credentials
+            .clone()
+            .map_or_else(Clients::plain, Clients::mtls);
+        let mut host = emporium_client::Host::new(name, &common, clients.clone());
+        if common.registry_url == self.common.registry_url {
+            let discovery = self
+                .discovery
+                .get_or_init(|| async { host.discovery.clone() })
+                .await
+                .clone();
+            // Its own calls: to co-hosted services in-process, as itself; to the
+            // rest over the network with its own certificate.
+            let remote = HttpTransport::new(discovery.clone(), clients);
+            let transport: Arc<dyn Transport> = match &self.local {
+                Some(local) => Arc::new(local.as_caller(name, remote)),
+                None => Arc::new(remote),
+            };
+            host = host.with_discovery(discovery).with_transport(transport);
+        }
+        let tls = match &credentials {
+            Some(c) => Some(c.server_config()?),
+            None => None,
+        };
+        let guard = emporium_http::Guard {
+            enforce,
+            public: S::PUBLIC,
+            anonymous: S::ANONYMOUS,
+            open: S::OPEN,
+        };
         let owner = Arc::new(Identity {
             service: name.to_string(),
             instance: host.instance_id.clone(),
@@ -121,6 +147,12 @@ impl Process {
                 tasks: Vec::new(),
             };
             let routes = service.build(&mut cx).await?;
+            if let Some(credentials) = credentials {
+                let common = cx.host.common.clone();
+                cx.spawn(move |stop| {
+                    emporium_client::identity::renew(credentials, common, stop)
+                });
+            }
             anyhow::Ok((routes, cx.events, cx.tasks))
         };
         let (routes, events, tasks) = identity::scope(owner.clone(), build)
@@ -132,6 +164,8 @@ impl Process {
             owner,
             routes,
             listener,
+            tls,
+            guard,
             events,
             tasks,
             local: self.local.clone(),
@@ -185,6 +219,8 @@ pub struct Built {
     owner: Arc<Identity>,
     routes: Router,
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    guard: emporium_http::Guard,
     events: Option<Events>,
     tasks: Vec<Task>,
     local: Option<InProcess>,
@@ -243,6 +279,8 @@ async fn run_one(built: Built, mut stop: watch::Receiver<bool>) -> anyhow::Resul
         owner,
         mut routes,
         listener,
+        tls,
+        guard,
         events,
         tasks,
         local,
@@ -252,7 +290,7 @@ async fn run_one(built: Built, mut stop: watch::Receiver<bool>) -> anyhow::Resul
         routes = routes.merge(events.router());
     }
     let app = emporium_http::server::owned_by(
-        emporium_http::server::app(routes, &host.common.http, host.readiness.clone()),
+        emporium_http::server::app(routes, &host.common.http, host.readiness.clone(), guard),
         owner,
     );
     if let Some(local) = &local {
@@ -265,7 +303,14 @@ async fn run_one(built: Built, mut stop: watch::Receiver<bool>) -> anyhow::Resul
         .map(|task| identity::bind(task(tasks_stopped.clone())))
         .collect();
     let local_addr = listener.local_addr().context("listener address")?;
-    let agent = host.discovery.registry().cloned().map(|registry| {
+    // Registered with its own certificate: the registry takes an instance of
+    // orders from orders only.
+    let registry = host
+        .common
+        .registry_url
+        .as_deref()
+        .map(|url| RegistryClient::new(url, host.clients.clone()));
+    let agent = registry.map(|registry| {
         let registration = Registration {
             service: name.to_string(),
             instance_id: host.instance_id.clone(),
@@ -292,7 +337,7 @@ async fn run_one(built: Built, mut stop: watch::Receiver<bool>) -> anyhow::Resul
         }
     };
     let grace = Duration::from_millis(host.common.http.grace_period_ms);
-    let served = emporium_http::serve(app, listener, grace, host.readiness.clone(), shutdown)
+    let served = emporium_http::serve(app, listener, tls, grace, host.readiness.clone(), shutdown)
         .await
         .with_context(|| format!("{name}: http server"));
     if let Some(agent) = agent {

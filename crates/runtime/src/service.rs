@@ -48,6 +48,18 @@ pub trait Service: Send + Sync + 'static {
     /// (delete the folder and it is rebuilt from the producers' snapshots).
     const LOCAL_DATABASE: bool = false;
 
+    /// Whether it is the public edge: plain HTTP from anyone reaches its routes
+    /// (the gateway). Every other service answers verified services only.
+    const PUBLIC: bool = false;
+
+    /// Paths a caller without a certificate may reach over TLS (the registry's
+    /// certificate endpoint).
+    const ANONYMOUS: &'static [&'static str] = &[];
+
+    /// Paths anyone may reach, plain HTTP included, beside the probes and
+    /// `/metrics` (the registry's Prometheus discovery).
+    const OPEN: &'static [&'static str] = &[];
+
     /// Adjusts the settings every process shares, for this service alone (the
     /// gateway takes no deadlines from the public).
     fn configure(_common: &mut Common) {}

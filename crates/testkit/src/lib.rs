@@ -3,9 +3,12 @@
 //! A [`TestEnv`] owns a fresh temporary data folder; [`TestEnv::spawn`] hosts any
 //! service (a value of the runtime's [`Service`]) on a port-0 listener in this
 //! process, exactly as `emporium serve` would, and waits until its `/readyz`
-//! answers. [`Spawned::crash`] aborts a service without any shutdown (a stand-in for
+//! answers. Services talk mTLS with certificates from the test binary's CA
+//! ([`identity`]); [`client`] calls as the operator, [`identity::client_as`] as
+//! a named service. [`Spawned::crash`] aborts a service without any shutdown (a stand-in for
 //! SIGKILL at the task level); the system tests kill real processes.
 
+pub mod identity;
 pub mod otlp;
 pub mod prom;
 pub mod servers;
@@ -35,16 +38,19 @@ impl Default for TestEnv {
 impl TestEnv {
     pub fn new() -> Self {
         emporium_telemetry::init_for_tests();
-        Self {
-            dir: tempfile::tempdir().expect("temporary data folder"),
-        }
+        let dir = tempfile::tempdir().expect("temporary data folder");
+        identity::install(dir.path());
+        Self { dir }
     }
 
-    /// Default settings with data in this env and, optionally, a registry.
+    /// Default settings with data in this env and, optionally, a registry; the
+    /// service issues its own certificate from the test CA.
     pub fn settings<S: Default>(&self, registry: Option<&Spawned>) -> Settings<S> {
         let mut settings = Settings::<S>::for_test(self.dir.path());
         settings.common.registry_url = registry.map(|r| r.url.clone());
         settings.common.registry_ttl_ms = 1_500;
+        settings.common.identity.mode = emporium_config::IdentityMode::Mtls;
+        settings.common.identity.ca_key = Some(self.dir.path().join("identity").join("ca.key"));
         settings
     }
 
@@ -56,10 +62,16 @@ impl TestEnv {
         let shutdown: Shutdown = Box::pin(async move {
             let _ = stop_rx.await;
         });
+        // The public edge is reached as the public reaches it; the others
+        // over mTLS unless identity is off.
+        let scheme = match settings.common.identity.mode {
+            emporium_config::IdentityMode::Mtls if !S::PUBLIC => "https",
+            _ => "http",
+        };
         let task = tokio::spawn(emporium_runtime::run(service, settings, listener, shutdown));
         let mut spawned = Spawned {
             addr,
-            url: format!("http://{addr}"),
+            url: format!("{scheme}://{addr}"),
             stop: Some(stop_tx),
             task,
         };
@@ -115,12 +127,10 @@ impl Spawned {
     }
 }
 
-/// An HTTP client for tests.
+/// An HTTP client for tests, calling as the operator: over mTLS to services
+/// with identity on, plain HTTP to the rest.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("http client")
+    identity::operator()
 }
 
 /// Asserts that `response` is a problem+json with `status`, and returns it.

@@ -1,5 +1,6 @@
 //! cart's HTTP handlers.
 
+use emporium_http::Callers;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -42,8 +43,12 @@ fn routes() -> OpenApiRouter<AppState> {
 
 pub fn router(state: AppState) -> Router {
     let (public, api) = routes().split_for_parts();
-    public
+    // Anyone's cart, by user id: for checkout alone.
+    let internal = Router::new()
         .route("/internal/carts/{user_id}", get(snapshot))
+        .callers(&["orders"]);
+    public
+        .merge(internal)
         .with_state(state)
         .merge(spec_router(api))
 }

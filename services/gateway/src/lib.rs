@@ -195,6 +195,9 @@ pub struct Gateway;
 impl Service for Gateway {
     type Settings = GatewaySettings;
     const NAME: &'static str = NAME;
+    // The edge: plain HTTP from the public reaches its routes (it strips and
+    // sets identity headers itself).
+    const PUBLIC: bool = true;
     const DEFAULT_LISTEN: SocketAddr = DEFAULT_LISTEN;
 
     fn configure(common: &mut Common) {

@@ -1,5 +1,6 @@
 //! inventory's HTTP handlers: the public stock lookup and the saga's internal calls.
 
+use emporium_http::Callers;
 use axum::extract::State;
 use axum::routing::{post, put};
 use axum::{Json, Router};
@@ -43,7 +44,9 @@ pub fn router(state: AppState) -> Router {
             put(reserve).get(get_reservation),
         )
         .route("/internal/reservations/{order_id}/commit", post(commit))
-        .route("/internal/reservations/{order_id}/release", post(release));
+        .route("/internal/reservations/{order_id}/release", post(release))
+        // The saga's steps: orders alone reserves stock.
+        .callers(&["orders"]);
     public
         .merge(internal)
         .with_state(state)

@@ -1,5 +1,6 @@
 //! orders' public API: checkout, order history, one order with its timeline.
 
+use emporium_http::Callers;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,8 +54,12 @@ fn routes() -> OpenApiRouter<AppState> {
 
 pub fn router(state: AppState) -> Router {
     let (routes, api) = routes().split_for_parts();
-    routes
+    // The ops console's checkout outcomes.
+    let internal = Router::new()
         .route("/internal/orders/outcomes", axum::routing::get(outcomes))
+        .callers(&["storefront"]);
+    routes
+        .merge(internal)
         .with_state(state)
         .merge(spec_router(api))
 }

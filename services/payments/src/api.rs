@@ -1,5 +1,6 @@
 //! payments' internal API, called by the orders saga; each call keyed by order id.
 
+use emporium_http::Callers;
 use axum::extract::State;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -17,6 +18,8 @@ pub fn router(ledger: Ledger) -> Router {
         )
         .route("/internal/payments/{order_id}/capture", post(capture))
         .route("/internal/payments/{order_id}/cancel", post(cancel))
+        // The saga's steps: orders alone moves money.
+        .callers(&["orders"])
         .with_state(ledger)
 }
 

@@ -2,16 +2,20 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, put};
-use emporium_contracts::registry::{BASE, ConfigValue, Heartbeat, Registration};
+use emporium_contracts::registry::{BASE, CERTIFICATES, ConfigValue, Heartbeat, Registration};
+use emporium_identity::{Peer, Principal};
 use emporium_http::{ApiError, ApiJson, ApiPath, ApiQuery, FieldError};
 use serde::Deserialize;
 
+use crate::issuer::{Issuer, issue};
 use crate::state::{Beat, Registry};
 
 /// Longest a long poll may hold a request.
@@ -21,7 +25,10 @@ const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 const MAX_KEY_LEN: usize = 256;
 const MAX_VALUE_LEN: usize = 64 * 1024;
 
-pub fn router(registry: Registry) -> Router {
+pub fn router(registry: Registry, issuer: Option<Arc<Issuer>>) -> Router {
+    let certificates = Router::new()
+        .route(CERTIFICATES, axum::routing::post(issue))
+        .with_state(issuer);
     Router::new()
         .route(&format!("{BASE}/instances"), get(all))
         .route(
@@ -39,6 +46,39 @@ pub fn router(registry: Registry) -> Router {
             get(config_get).put(config_put).delete(config_delete),
         )
         .with_state(registry)
+        .merge(certificates)
+}
+
+/// Whether `peer` may act for instances of `service`: that service itself, or
+/// the operator (or anyone, with identity off).
+fn acts_for(peer: &Peer, service: &str) -> bool {
+    match peer {
+        Peer::Trusted | Peer::Verified(Principal::Operator) => true,
+        Peer::Verified(Principal::Service(name)) => name == service,
+        Peer::Anonymous | Peer::Plain => false,
+    }
+}
+
+/// 403 unless `peer` may act for `service`, logged.
+fn must_act_for(peer: &Peer, service: &str, what: &str) -> Result<(), ApiError> {
+    if acts_for(peer, service) {
+        return Ok(());
+    }
+    tracing::warn!(%peer, service, "refused: {what} an instance of another service");
+    Err(ApiError::forbidden(format!(
+        "{peer} may not {what} an instance of {service}"
+    )))
+}
+
+/// 403 unless `peer` is the operator (or identity is off).
+fn must_be_operator(peer: &Peer) -> Result<(), ApiError> {
+    match peer {
+        Peer::Trusted | Peer::Verified(Principal::Operator) => Ok(()),
+        _ => {
+            tracing::warn!(%peer, "refused: config write by someone other than the operator");
+            Err(ApiError::forbidden("only the operator may change config"))
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,9 +127,14 @@ fn check_name(field: &str, value: &str) -> Result<(), FieldError> {
 
 async fn register(
     State(registry): State<Registry>,
+    Extension(peer): Extension<Peer>,
     ApiPath(id): ApiPath<String>,
     ApiJson(registration): ApiJson<Registration>,
 ) -> Result<impl IntoResponse, ApiError> {
+    must_act_for(&peer, &registration.service, "register")?;
+    if let Some(holder) = registry.service_of(&id) {
+        must_act_for(&peer, &holder, "replace")?;
+    }
     let mut errors = Vec::new();
     if registration.instance_id != id {
         errors.push(FieldError::new("instance_id", "must match the path"));
@@ -116,9 +161,13 @@ async fn register(
 
 async fn heartbeat(
     State(registry): State<Registry>,
+    Extension(peer): Extension<Peer>,
     ApiPath(id): ApiPath<String>,
     ApiJson(beat): ApiJson<Heartbeat>,
 ) -> Result<impl IntoResponse, ApiError> {
+    if let Some(holder) = registry.service_of(&id) {
+        must_act_for(&peer, &holder, "heartbeat for")?;
+    }
     match registry.heartbeat(&id, beat.ready) {
         Beat::Ok => Ok(Json(serde_json::json!({ "ok": true }))),
         Beat::Unknown => Err(ApiError::not_found("unknown instance; register again")),
@@ -127,8 +176,12 @@ async fn heartbeat(
 
 async fn deregister(
     State(registry): State<Registry>,
+    Extension(peer): Extension<Peer>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
+    if let Some(holder) = registry.service_of(&id) {
+        must_act_for(&peer, &holder, "deregister")?;
+    }
     if registry.deregister(&id) {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -215,9 +268,11 @@ async fn config_get(
 
 async fn config_put(
     State(registry): State<Registry>,
+    Extension(peer): Extension<Peer>,
     ApiPath(key): ApiPath<String>,
     ApiJson(body): ApiJson<ConfigValue>,
 ) -> Result<impl IntoResponse, ApiError> {
+    must_be_operator(&peer)?;
     check_key(&key)?;
     if body.value.len() > MAX_VALUE_LEN {
         return Err(ApiError::validation(vec![FieldError::new(
@@ -234,8 +289,10 @@ async fn config_put(
 
 async fn config_delete(
     State(registry): State<Registry>,
+    Extension(peer): Extension<Peer>,
     ApiPath(key): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
+    must_be_operator(&peer)?;
     check_key(&key)?;
     if registry
         .config_delete(&key)

@@ -12,16 +12,25 @@
 //! - `GET    /config?prefix=`            config entries; long-polls like services
 //! - `GET|PUT|DELETE /config/{key}`      one config value
 //! - `GET    /prometheus/targets`        Prometheus HTTP service discovery
+//! - `POST   /certificates`              a certificate for an instance that shows its
+//!   service's join token (over TLS without a client certificate)
+//!
+//! It runs the platform's CA (`identity.ca_key`, with the operator's
+//! `identity.bootstrap_secret` to check join tokens). Every other call needs a
+//! verified peer: an instance registers, heartbeats and deregisters for its own
+//! service only, and only the operator writes config.
 //!
 //! Every change bumps a change index; `epoch` is new at every start, so a watcher can
 //! tell that the registry restarted and forgot its instances.
 
 mod api;
+mod issuer;
 mod prometheus;
 mod state;
 mod store;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use emporium_config::Common;
@@ -53,6 +62,8 @@ impl Service for RegistryService {
     const DEFAULT_LISTEN: SocketAddr = DEFAULT_LISTEN;
     const MIGRATIONS: Option<&'static emporium_store::Migrations> = Some(&MIGRATIONS);
     const EVENTS: bool = false;
+    const ANONYMOUS: &'static [&'static str] = &[emporium_contracts::registry::CERTIFICATES];
+    const OPEN: &'static [&'static str] = &[prometheus::TARGETS];
 
     fn configure(common: &mut Common) {
         // The registry does not register with itself.
@@ -68,8 +79,23 @@ impl Service for RegistryService {
             ),
             instance_id: cx.host.instance_id.clone(),
         };
-        Ok(api::router(registry.clone()).merge(prometheus::router(registry, own)))
+        let issuer = issuer(cx.common())?.map(Arc::new);
+        Ok(api::router(registry.clone(), issuer).merge(prometheus::router(registry, own)))
     }
+}
+
+/// The CA and the bootstrap secret, when this registry has both.
+fn issuer(common: &Common) -> anyhow::Result<Option<issuer::Issuer>> {
+    let settings = &common.identity;
+    let (Some(key), Some(secret)) = (&settings.ca_key, &settings.bootstrap_secret) else {
+        return Ok(None);
+    };
+    let ca = emporium_identity::Ca::load(&emporium_identity::CaFiles {
+        cert: settings.trust_anchor_path(&common.data_dir),
+        key: key.clone(),
+    })?;
+    let lifetime = std::time::Duration::from_secs(settings.cert_lifetime_s.max(60));
+    Ok(Some(issuer::Issuer::new(ca, secret.clone(), lifetime)))
 }
 
 static MIGRATIONS: emporium_store::Migrations = emporium_store::migrations!();

@@ -8,10 +8,12 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use emporium_contracts::registry::BASE;
 use serde::Serialize;
 
 use crate::state::Registry;
+
+/// Where Prometheus reads its targets (open to plain HTTP, like `/metrics`).
+pub const TARGETS: &str = "/internal/registry/prometheus/targets";
 
 /// One target group of the HTTP SD format.
 #[derive(Debug, Serialize)]
@@ -42,7 +44,7 @@ pub struct TargetGroupSeed {
 
 pub fn router(registry: Registry, own: TargetGroupSeed) -> Router {
     Router::new()
-        .route(&format!("{BASE}/prometheus/targets"), get(targets))
+        .route(TARGETS, get(targets))
         .with_state(SdState { registry, own })
 }
 

@@ -158,6 +158,14 @@ impl Registry {
         index
     }
 
+    /// The service an instance id is registered under, if it is.
+    pub fn service_of(&self, instance_id: &str) -> Option<String> {
+        self.lock()
+            .instances
+            .get(instance_id)
+            .map(|e| e.registration.service.clone())
+    }
+
     pub fn heartbeat(&self, instance_id: &str, ready: bool) -> Beat {
         let mut inner = self.lock();
         let Some(entry) = inner.instances.get_mut(instance_id) else {

@@ -2,6 +2,7 @@
 //! applies it to the projections and publishes it through the outbox, in one
 //! transaction.
 
+use emporium_http::Callers;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -46,8 +47,12 @@ fn routes() -> OpenApiRouter<AppState> {
 
 pub fn router(state: AppState) -> Router {
     let (routes, api) = routes().split_for_parts();
-    routes
+    // `emporium reviews rebuild`: the operator's.
+    let internal = Router::new()
         .route("/internal/reviews/rebuild", post(rebuild))
+        .callers(&[]);
+    routes
+        .merge(internal)
         .with_state(state)
         .merge(spec_router(api))
 }

@@ -1,5 +1,6 @@
 //! search's HTTP handlers.
 
+use emporium_http::Callers;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -41,7 +42,9 @@ pub fn router(state: AppState) -> Router {
     let (routes, api) = routes().split_for_parts();
     let internal = Router::new()
         .route("/internal/search/reindex", post(reindex))
-        .route("/internal/search/status", get(status));
+        .route("/internal/search/status", get(status))
+        // `emporium search reindex`: the operator's.
+        .callers(&[]);
     routes
         .merge(internal)
         .with_state(state)

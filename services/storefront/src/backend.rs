@@ -30,9 +30,11 @@ pub struct Backend {
 }
 
 impl Backend {
-    pub fn new(client: impl Fn(&str) -> ServiceClient, registry: Option<&str>) -> Self {
+    /// Clients for each service; `registry` with the storefront's own clients
+    /// (the instances it asks present its certificate).
+    pub fn new(client: impl Fn(&str) -> ServiceClient, registry: Option<RegistryClient>) -> Self {
         Self {
-            registry: registry.map(RegistryClient::new),
+            registry,
             users: client("users"),
             catalog: client("catalog"),
             inventory: client("inventory"),

@@ -749,7 +749,7 @@ async fn dead_page(
     error: String,
 ) -> Result<Response, PageError> {
     let instances = app.instances().await?;
-    let dead = fleet::dead_letters(&instances).await;
+    let dead = fleet::dead_letters(app.registry()?.clients(), &instances).await;
     let unreachable = dead
         .unreachable
         .iter()
@@ -786,7 +786,7 @@ pub async fn replay(
 ) -> Result<Response, PageError> {
     admin(&visitor, "/admin/events")?;
     let instances = app.instances().await?;
-    let error = match fleet::replay(&instances, &id).await {
+    let error = match fleet::replay(app.registry()?.clients(), &instances, &id).await {
         Replay::Done(..) => return Ok(Redirect::to("/admin/events?n=replayed").into_response()),
         Replay::Failed(i, detail) => format!("{} could not apply it again: {detail}", i.service),
         Replay::Unknown => "No running service holds that event any more.".into(),

@@ -53,7 +53,7 @@ impl App {
         }))
     }
 
-    fn registry(&self) -> Result<&emporium_client::RegistryClient, PageError> {
+    pub(crate) fn registry(&self) -> Result<&emporium_client::RegistryClient, PageError> {
         self.backend.registry.as_ref().ok_or_else(|| {
             PageError::Internal(anyhow::anyhow!("the storefront runs without a registry"))
         })

@@ -80,7 +80,7 @@ pub async fn console(State(app): State<App>, visitor: Visitor) -> Result<Respons
     let instances = app.instances_all().await?;
     let healthy: Vec<_> = instances.iter().filter(|i| i.healthy).cloned().collect();
     let (statuses, outcomes) = tokio::join!(
-        fleet::statuses(&healthy),
+        fleet::statuses(app.registry()?.clients(), &healthy),
         app.backend
             .orders
             .get_json::<Vec<Outcome>>("/internal/orders/outcomes?window_ms=3600000"),

@@ -1,0 +1,100 @@
+//! The CLI as the operator: the registry to ask, and a short-lived operator
+//! certificate minted from the CA that `emporium up` keeps in the shop's data
+//! folder (`identity/ca.pem`, `identity/ca.key`). A shop started with identity
+//! off has no CA there; the CLI then speaks plain HTTP.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use emporium_client::{Clients, RegistryClient};
+use emporium_identity::{Ca, CaFiles, Principal};
+
+/// How long the CLI's own certificate lives.
+const LIFETIME: Duration = Duration::from_secs(3600);
+
+/// The registry of the running shop (or `registry`), called as the operator.
+pub fn registry(
+    registry: Option<String>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<RegistryClient> {
+    let url = crate::status::registry_url(registry, data_dir.clone())?;
+    // A shop with identity off records an http:// registry.
+    let clients = if url.starts_with("http://") {
+        Clients::plain()
+    } else {
+        clients(data_dir)?
+    };
+    Ok(RegistryClient::new(&url, clients))
+}
+
+/// The operator's clients: mTLS with a certificate from the shop's CA when
+/// there is one, else plain HTTP.
+pub fn clients(data_dir: Option<PathBuf>) -> anyhow::Result<Clients> {
+    let dir = crate::running::data_dir(data_dir).join("identity");
+    let files = CaFiles::in_dir(&dir);
+    if !files.key.exists() {
+        return Ok(Clients::plain());
+    }
+    let ca = Ca::load(&files)?;
+    Ok(Clients::mtls(Arc::new(ca.mint(Principal::Operator, LIFETIME)?)))
+}
+
+/// What `emporium up` hands its processes for service identity.
+pub struct Prepared {
+    /// The CA key, for the registry alone.
+    pub ca_key: PathBuf,
+    /// The bootstrap secret, for the registry alone; the others get join tokens
+    /// derived from it.
+    pub secret: String,
+}
+
+impl Prepared {
+    /// The environment of a process hosting `services`: the CA key and the
+    /// secret for the registry, each service's join token for the others.
+    pub fn env_for(&self, services: &[&str]) -> Vec<(String, String)> {
+        if services.contains(&"registry") {
+            return vec![
+                (
+                    "EMPORIUM__IDENTITY__CA_KEY".into(),
+                    self.ca_key.display().to_string(),
+                ),
+                (
+                    "EMPORIUM__IDENTITY__BOOTSTRAP_SECRET".into(),
+                    self.secret.clone(),
+                ),
+            ];
+        }
+        services
+            .iter()
+            .map(|s| {
+                (
+                    format!("EMPORIUM__IDENTITY__TOKENS__{}", s.to_uppercase()),
+                    emporium_identity::token::join_token(&self.secret, s),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The CA and the bootstrap secret in `<data_dir>/identity/`, made on first use.
+pub fn prepare(data_dir: &std::path::Path) -> anyhow::Result<Prepared> {
+    use anyhow::Context as _;
+    let dir = data_dir.join("identity");
+    let files = CaFiles::in_dir(&dir);
+    Ca::load_or_create(&files)?;
+    let secret_file = dir.join("bootstrap.secret");
+    let secret = match std::fs::read_to_string(&secret_file) {
+        Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
+        _ => {
+            let secret = emporium_identity::token::new_secret()?;
+            emporium_identity::write_private(&secret_file, &secret)
+                .with_context(|| format!("writing {}", secret_file.display()))?;
+            secret
+        }
+    };
+    Ok(Prepared {
+        ca_key: files.key,
+        secret,
+    })
+}

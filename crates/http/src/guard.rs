@@ -1,0 +1,166 @@
+//! Who may call what, decided before any handler runs.
+//!
+//! Every request is tagged with its [`Peer`]: the principal its connection's
+//! client certificate names (see `emporium_identity::Listener`), or the calling
+//! service when the runtime hands a request from one co-hosted service to
+//! another. The rules, the same in every service:
+//!
+//! - health probes, `/metrics` and the paths a service opens (the registry's
+//!   Prometheus discovery) answer anyone, plain HTTP included;
+//! - everything else needs a verified peer — a service or the operator — unless
+//!   the service is public (the gateway: plain HTTP from the public reaches its
+//!   routes) or the path is one the service opens to anonymous TLS (the
+//!   registry's certificate endpoint);
+//! - identity headers (`x-user-id`, `x-user-roles`) are accepted only from the
+//!   gateway, the storefront and the operator; from anyone else the request is
+//!   refused, not stripped, so a forgery is seen;
+//! - routes narrow this further with [`Callers::callers`], declared next to the
+//!   routes: "only orders may reserve stock".
+//!
+//! Each refusal is logged once, with the peer and the path.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use emporium_contracts::headers;
+use emporium_identity::{Peer, Principal, Remote};
+
+use crate::problem::ApiError;
+
+/// The services whose identity headers are believed.
+pub const USER_ASSERTING: &[&str] = &["gateway", "storefront"];
+
+/// A service's place in the rules above.
+#[derive(Debug, Clone, Default)]
+pub struct Guard {
+    /// Off: identity is turned off (plain HTTP between services); every caller
+    /// is trusted, as before mTLS.
+    pub enforce: bool,
+    /// Plain HTTP reaches every route (the public edge).
+    pub public: bool,
+    /// Paths a caller without a certificate may reach over TLS.
+    pub anonymous: &'static [&'static str],
+    /// Paths anyone may reach, plain HTTP included (beside the probes and
+    /// `/metrics`): what a Prometheus server reads.
+    pub open: &'static [&'static str],
+}
+
+impl Guard {
+    /// The rules for an internal service, enforced.
+    pub fn internal() -> Self {
+        Self {
+            enforce: true,
+            ..Self::default()
+        }
+    }
+
+    /// No rules: identity off, or a router exercised in a unit test.
+    pub fn off() -> Self {
+        Self::default()
+    }
+}
+
+/// The peer of `req`: from its connection, else as the in-process transport
+/// tagged it, else nobody.
+fn peer_of(req: &Request) -> Peer {
+    if let Some(ConnectInfo(remote)) = req.extensions().get::<ConnectInfo<Remote>>() {
+        return remote.peer.clone();
+    }
+    req.extensions()
+        .get::<Peer>()
+        .cloned()
+        .unwrap_or(Peer::Anonymous)
+}
+
+/// Tags the request with its peer (and its address, as `ConnectInfo<SocketAddr>`)
+/// and applies the rules (see the module's header).
+pub(crate) async fn check(State(guard): State<Arc<Guard>>, mut req: Request, next: Next) -> Response {
+    let peer = if guard.enforce {
+        peer_of(&req)
+    } else {
+        Peer::Trusted
+    };
+    if let Some(ConnectInfo(remote)) = req.extensions().get::<ConnectInfo<Remote>>() {
+        let addr = remote.addr;
+        req.extensions_mut().insert(ConnectInfo(addr));
+    }
+    req.extensions_mut().insert(peer.clone());
+    let path = req.uri().path();
+    if matches!(path, "/livez" | "/readyz" | "/metrics") || guard.open.contains(&path) {
+        return next.run(req).await;
+    }
+    let refusal = match &peer {
+        Peer::Trusted => None,
+        Peer::Verified(principal) => {
+            (carries_identity(&req) && !may_assert_users(principal)).then(|| {
+                ApiError::forbidden(
+                    "identity headers are accepted from the gateway and the storefront only",
+                )
+            })
+        }
+        Peer::Plain if guard.public => None,
+        Peer::Anonymous if guard.anonymous.contains(&path) => None,
+        Peer::Anonymous | Peer::Plain => Some(ApiError::unauthorized(
+            "this service answers Emporium services only: connect with mTLS and a certificate from the platform's CA",
+        )),
+    };
+    match refusal {
+        None => next.run(req).await,
+        Some(error) => {
+            tracing::warn!(peer = %peer, path, method = %req.method(), "refused: {}", error.problem().detail);
+            error.into_response()
+        }
+    }
+}
+
+fn carries_identity(req: &Request) -> bool {
+    let h = req.headers();
+    h.contains_key(headers::USER_ID) || h.contains_key(headers::USER_ROLES)
+}
+
+fn may_assert_users(principal: &Principal) -> bool {
+    match principal {
+        Principal::Operator => true,
+        Principal::Service(name) => USER_ASSERTING.contains(&name.as_str()),
+    }
+}
+
+/// Declares which services may call a router's routes.
+pub trait Callers {
+    /// Only the named services (and the operator) may call these routes; others
+    /// get 403. With identity off, anyone may.
+    fn callers(self, allowed: &'static [&'static str]) -> Self;
+}
+
+impl<S: Clone + Send + Sync + 'static> Callers for Router<S> {
+    fn callers(self, allowed: &'static [&'static str]) -> Self {
+        self.route_layer(axum::middleware::from_fn_with_state(allowed, only))
+    }
+}
+
+async fn only(State(allowed): State<&'static [&'static str]>, req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<Peer>().cloned().unwrap_or(Peer::Anonymous);
+    let ok = match &peer {
+        Peer::Trusted | Peer::Verified(Principal::Operator) => true,
+        Peer::Verified(Principal::Service(name)) => allowed.contains(&name.as_str()),
+        Peer::Anonymous | Peer::Plain => false,
+    };
+    if ok {
+        return next.run(req).await;
+    }
+    let who = if allowed.is_empty() {
+        "the operator".to_string()
+    } else {
+        allowed.join(", ")
+    };
+    tracing::warn!(peer = %peer, path = req.uri().path(), "refused: not one of this route's callers ({who})");
+    ApiError::forbidden(format!("only {who} may call this")).into_response()
+}
+
+/// The verified principal calling, if the guard saw one.
+pub fn principal(req: &http::request::Parts) -> Option<Principal> {
+    req.extensions.get::<Peer>().and_then(|p| p.principal().cloned())
+}

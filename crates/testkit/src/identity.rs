@@ -1,0 +1,70 @@
+//! Service identity in tests: one CA per test binary, written into each
+//! [`crate::TestEnv`]'s data folder (so every service it spawns issues its own
+//! certificate from it), and HTTP clients presenting the operator's certificate
+//! or a named service's.
+
+use std::path::Path;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use emporium_identity::{Ca, CaFiles, Credentials, Principal};
+
+static CA: LazyLock<Ca> = LazyLock::new(|| Ca::generate().expect("a test CA"));
+
+/// The test binary's CA.
+pub fn ca() -> &'static Ca {
+    &CA
+}
+
+/// Writes the CA into `<data_dir>/identity/`, where services find their trust
+/// anchor; the key's path, for `identity.ca_key`.
+pub fn install(data_dir: &Path) -> std::path::PathBuf {
+    let files = CaFiles::in_dir(&data_dir.join("identity"));
+    std::fs::create_dir_all(data_dir.join("identity")).expect("identity folder");
+    std::fs::write(&files.cert, CA.cert_pem()).expect("write the CA certificate");
+    emporium_identity::write_private(&files.key, &CA.key_pem()).expect("write the CA key");
+    files.key
+}
+
+static OPERATOR: LazyLock<Arc<Credentials>> = LazyLock::new(|| credentials(Principal::Operator));
+
+/// Fresh credentials for `principal` from the test CA.
+pub fn credentials(principal: Principal) -> Arc<Credentials> {
+    Arc::new(
+        CA.mint(principal, Duration::from_secs(24 * 3600))
+            .expect("test credentials"),
+    )
+}
+
+/// A client presenting `credentials` to whichever service answers (the test
+/// dials addresses, not names).
+pub fn client_with(credentials: &Arc<Credentials>) -> reqwest::Client {
+    let tls = credentials
+        .any_service_client_config()
+        .expect("client TLS config");
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("http client")
+}
+
+/// A client calling as the operator (allowed everywhere, as the CLI is).
+pub fn operator() -> reqwest::Client {
+    client_with(&OPERATOR)
+}
+
+/// A client calling as the service `name`.
+pub fn client_as(name: &str) -> reqwest::Client {
+    client_with(&credentials(Principal::service(name)))
+}
+
+/// The operator's clients for Emporium's own client types (a `RegistryClient`).
+pub fn operator_clients() -> emporium_client::Clients {
+    emporium_client::Clients::mtls(OPERATOR.clone())
+}
+
+/// A service's clients, for calling as `name` with Emporium's own client types.
+pub fn clients_as(name: &str) -> emporium_client::Clients {
+    emporium_client::Clients::mtls(credentials(Principal::service(name)))
+}
