@@ -68,3 +68,52 @@ pub fn operator_clients() -> emporium_client::Clients {
 pub fn clients_as(name: &str) -> emporium_client::Clients {
     emporium_client::Clients::mtls(credentials(Principal::service(name)))
 }
+
+/// Credentials naming `principal` signed by another CA (trusting ours, so the
+/// handshake gets as far as our server's check).
+pub fn foreign(principal: Principal) -> Arc<Credentials> {
+    let stranger = Ca::generate().expect("another CA");
+    let key = emporium_identity::new_key().expect("key");
+    let cert = stranger
+        .issue(&principal, &key, Duration::from_secs(3600))
+        .expect("cert");
+    Arc::new(
+        Credentials::new(principal, CA.cert_pem(), &cert, &key.serialize_pem())
+            .expect("credentials"),
+    )
+}
+
+/// Credentials for `principal` from our CA that expired yesterday.
+pub fn expired(principal: Principal) -> Arc<Credentials> {
+    let key = emporium_identity::new_key().expect("key");
+    let now = time::OffsetDateTime::now_utc();
+    let cert = CA
+        .issue_between(
+            &principal,
+            &key,
+            now - time::Duration::days(2),
+            now - time::Duration::days(1),
+        )
+        .expect("cert");
+    Arc::new(
+        Credentials::new(principal, CA.cert_pem(), &cert, &key.serialize_pem())
+            .expect("credentials"),
+    )
+}
+
+/// A TLS client that shows no certificate (and checks none).
+pub fn anonymous() -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("http client")
+}
+
+/// A plain HTTP client.
+pub fn plain() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("http client")
+}

@@ -1,6 +1,8 @@
 //! payments' internal API, over HTTP, with the simulated card processor: every call
 //! keyed by order id, so the saga may repeat any of them.
 
+mod authorization;
+
 use emporium_payments::{Payments, PaymentsSettings};
 use emporium_testkit::{Spawned, TestEnv, client, problem};
 use serde_json::{Value, json};

@@ -2,6 +2,8 @@
 //! registration, heartbeats, TTL expiry, re-registration after a registry restart,
 //! long polls, the config store, and a discovery cache that outlives the registry.
 
+mod identity;
+
 use std::sync::Arc;
 use std::time::Duration;
 
