@@ -37,7 +37,9 @@ pub fn clients(data_dir: Option<PathBuf>) -> anyhow::Result<Clients> {
         return Ok(Clients::plain());
     }
     let ca = Ca::load(&files)?;
-    Ok(Clients::mtls(Arc::new(ca.mint(Principal::Operator, LIFETIME)?)))
+    Ok(Clients::mtls(Arc::new(
+        ca.mint(Principal::Operator, LIFETIME)?,
+    )))
 }
 
 /// What `emporium up` hands its processes for service identity.

@@ -98,6 +98,27 @@ struct Up {
 }
 
 impl Up {
+    /// A client calling the shop's services as the operator, with a certificate
+    /// from the CA `emporium up` made in its data folder (as the CLI does).
+    fn operator(&self) -> reqwest::Client {
+        let ca = emporium_identity::Ca::load(&emporium_identity::CaFiles::in_dir(
+            &self.data.join("identity"),
+        ))
+        .expect("the shop's CA");
+        let credentials = ca
+            .mint(
+                emporium_identity::Principal::Operator,
+                Duration::from_secs(3600),
+            )
+            .expect("operator credentials");
+        emporium_testkit::identity::client_with(&std::sync::Arc::new(credentials))
+    }
+
+    /// `path` at `service`'s first instance, over mTLS.
+    fn service_url(&self, service: &str, path: &str) -> String {
+        format!("https://{}{path}", self.addr(service))
+    }
+
     /// `emporium up` on a free port with its data in `data`.
     fn start(data: &std::path::Path) -> Self {
         Self::start_with(data, &[])
@@ -456,6 +477,34 @@ async fn the_whole_shop_survives_sigkill_of_a_service_and_of_the_registry() {
         .await
         .expect("json");
     assert_eq!(me["email"], "shopper@example.com");
+
+    // A service's port believes certificates, not headers: the identity headers
+    // the gateway would set, sent straight to cart, are refused without one
+    // (plain HTTP, or TLS from another CA) and answered for the operator.
+    let user_id = me["id"].as_str().expect("id");
+    let forged = |client: reqwest::Client, url: String| {
+        client
+            .get(url)
+            .header("x-user-id", user_id)
+            .header("x-user-roles", "admin")
+            .send()
+    };
+    let plain = format!("http://{}/api/cart", up.addr("cart"));
+    let r = forged(http(), plain).await.expect("send");
+    assert_eq!(r.status(), 401, "forged identity headers over plain HTTP");
+    let stranger = emporium_testkit::identity::client_with(&emporium_testkit::identity::foreign(
+        emporium_identity::Principal::service("gateway"),
+    ));
+    assert!(
+        forged(stranger, up.service_url("cart", "/api/cart"))
+            .await
+            .is_err(),
+        "a certificate from another CA got an answer"
+    );
+    let r = forged(up.operator(), up.service_url("cart", "/api/cart"))
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
 
     // Browse: categories, filters, sorting, pages.
     let cats: Value = http()

@@ -758,9 +758,11 @@ async fn a_real_prometheus_finds_every_service_through_the_registry() {
     // The config `emporium up` wrote for this run (the shipped one, pointed at its
     // registry), scraping every second.
     let written = std::fs::read_to_string(data.path().join("run/prometheus.yml")).expect("config");
+    // Prometheus reads its targets over plain HTTP (an open path), whatever
+    // the scheme services speak.
+    let registry_addr = registry.trim().split_once("://").expect("a URL").1;
     assert!(written.contains(&format!(
-        "{}/internal/registry/prometheus/targets",
-        registry.trim()
+        "http://{registry_addr}/internal/registry/prometheus/targets"
     )));
     let config = written
         .replace("scrape_interval: 5s", "scrape_interval: 1s")

@@ -343,11 +343,8 @@ async fn search_converges_on_catalog_and_inventory_through_crashes_and_rebuilds(
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let page = json_of(
-            http()
-                .get(format!(
-                    "http://{}/internal/events?after=0&limit=1",
-                    up.addr("catalog")
-                ))
+            up.operator()
+                .get(up.service_url("catalog", "/internal/events?after=0&limit=1"))
                 .send()
                 .await
                 .expect("feed"),

@@ -31,7 +31,10 @@ pub async fn clients(service: &str, common: &Common) -> anyhow::Result<Clients> 
 
 /// `service`'s credentials (none when identity is off), retrying for a while
 /// when the registry is not up yet.
-pub async fn credentials(service: &str, common: &Common) -> anyhow::Result<Option<Arc<Credentials>>> {
+pub async fn credentials(
+    service: &str,
+    common: &Common,
+) -> anyhow::Result<Option<Arc<Credentials>>> {
     if common.identity.mode == IdentityMode::Off {
         return Ok(None);
     }
@@ -97,9 +100,10 @@ async fn issue(principal: &Principal, common: &Common) -> anyhow::Result<Credent
         emporium_identity::bootstrap_client_config(&anchor)?,
         &emporium_identity::server_name("registry"),
     )?;
-    let http_request = http::Request::post(format!("https://{}{CERTIFICATES}", authority(registry)))
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Body::from(serde_json::to_vec(&request)?))?;
+    let http_request =
+        http::Request::post(format!("https://{}{CERTIFICATES}", authority(registry)))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Body::from(serde_json::to_vec(&request)?))?;
     let response = tokio::time::timeout(Duration::from_secs(5), client.request(http_request))
         .await
         .context("the registry did not answer in time")?
@@ -114,8 +118,14 @@ async fn issue(principal: &Principal, common: &Common) -> anyhow::Result<Credent
         .into());
     }
     anyhow::ensure!(status.is_success(), "the registry answered {status}");
-    let grant: CertificateGrant = serde_json::from_slice(&body).context("reading the certificate")?;
-    Credentials::new(principal.clone(), &anchor, &grant.certificate, &key.serialize_pem())
+    let grant: CertificateGrant =
+        serde_json::from_slice(&body).context("reading the certificate")?;
+    Credentials::new(
+        principal.clone(),
+        &anchor,
+        &grant.certificate,
+        &key.serialize_pem(),
+    )
 }
 
 /// Renews `credentials` two thirds into each certificate's life until `stop`;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use emporium_client::{Clients, ClientError, Direct, RegistryClient, ServiceClient, path_segment};
+use emporium_client::{ClientError, Clients, Direct, RegistryClient, ServiceClient, path_segment};
 use emporium_contracts::registry::Instance;
 use http::{Method, StatusCode};
 
@@ -104,7 +104,10 @@ pub enum Replay {
 pub async fn replay(clients: &Clients, instances: &[Instance], id: &str) -> Replay {
     let path = format!("/internal/events/dead/{}/replay", path_segment(id));
     for i in instances {
-        match client(clients, i).call_json::<Replayed>(Method::POST, &path).await {
+        match client(clients, i)
+            .call_json::<Replayed>(Method::POST, &path)
+            .await
+        {
             Ok(done) => return Replay::Done(i.clone(), done),
             Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => continue,
             Err(e) if e.status().is_some() => {

@@ -90,7 +90,8 @@ async fn world() -> (World, RunningEvents) {
     let outbox = producer.outbox();
     let running_producer = producer.start();
     let transport = LocalTransport::new().with("catalog", running_producer.router());
-    let consumer_host = Host::new("inventory", &common, emporium_client::Clients::plain()).with_transport(Arc::new(transport));
+    let consumer_host = Host::new("inventory", &common, emporium_client::Clients::plain())
+        .with_transport(Arc::new(transport));
     let consumer_db = Db::open_service("inventory", &dir.path().join("inventory"), None)
         .await
         .expect("consumer db");

@@ -77,7 +77,11 @@ fn peer_of(req: &Request) -> Peer {
 
 /// Tags the request with its peer (and its address, as `ConnectInfo<SocketAddr>`)
 /// and applies the rules (see the module's header).
-pub(crate) async fn check(State(guard): State<Arc<Guard>>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn check(
+    State(guard): State<Arc<Guard>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let peer = if guard.enforce {
         peer_of(&req)
     } else {
@@ -141,8 +145,16 @@ impl<S: Clone + Send + Sync + 'static> Callers for Router<S> {
     }
 }
 
-async fn only(State(allowed): State<&'static [&'static str]>, req: Request, next: Next) -> Response {
-    let peer = req.extensions().get::<Peer>().cloned().unwrap_or(Peer::Anonymous);
+async fn only(
+    State(allowed): State<&'static [&'static str]>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let peer = req
+        .extensions()
+        .get::<Peer>()
+        .cloned()
+        .unwrap_or(Peer::Anonymous);
     let ok = match &peer {
         Peer::Trusted | Peer::Verified(Principal::Operator) => true,
         Peer::Verified(Principal::Service(name)) => allowed.contains(&name.as_str()),
@@ -162,5 +174,7 @@ async fn only(State(allowed): State<&'static [&'static str]>, req: Request, next
 
 /// The verified principal calling, if the guard saw one.
 pub fn principal(req: &http::request::Parts) -> Option<Principal> {
-    req.extensions.get::<Peer>().and_then(|p| p.principal().cloned())
+    req.extensions
+        .get::<Peer>()
+        .and_then(|p| p.principal().cloned())
 }

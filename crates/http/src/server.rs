@@ -109,12 +109,9 @@ pub fn app(routes: Router, settings: &HttpSettings, readiness: Readiness, guard:
         .route("/readyz", get(readyz))
         .with_state(readiness)
         .route("/metrics", get(metrics));
-    let guarded = middleware::limits(routes, settings)
-        .merge(health)
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(guard),
-            crate::guard::check,
-        ));
+    let guarded = middleware::limits(routes, settings).merge(health).layer(
+        axum::middleware::from_fn_with_state(Arc::new(guard), crate::guard::check),
+    );
     middleware::context(guarded, settings)
 }
 

@@ -24,10 +24,10 @@ use std::path::Path;
 use anyhow::Context as _;
 
 pub use ca::{Ca, CaFiles, new_key, public_key_der};
-pub use rcgen::KeyPair;
 pub use credentials::{Credentials, bootstrap_client_config, principal_of, provider, server_name};
 pub use listener::{Conn, Listener, Peer, Remote};
 pub use names::{Principal, TRUST_DOMAIN};
+pub use rcgen::KeyPair;
 
 /// Writes `contents` to a new file at `path` readable by its owner only.
 pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {

@@ -149,9 +149,7 @@ impl Process {
             let routes = service.build(&mut cx).await?;
             if let Some(credentials) = credentials {
                 let common = cx.host.common.clone();
-                cx.spawn(move |stop| {
-                    emporium_client::identity::renew(credentials, common, stop)
-                });
+                cx.spawn(move |stop| emporium_client::identity::renew(credentials, common, stop));
             }
             anyhow::Ok((routes, cx.events, cx.tasks))
         };

@@ -1,6 +1,5 @@
 //! cart's HTTP handlers.
 
-use emporium_http::Callers;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -10,6 +9,7 @@ use emporium_contracts::checkout::CartSnapshot;
 use emporium_contracts::events::OrderLine;
 use emporium_contracts::money::Money;
 use emporium_contracts::sku::Sku;
+use emporium_http::Callers;
 use emporium_http::openapi::spec_router;
 use emporium_http::{ApiError, ApiJson, ApiPath, Caller, FieldError, Problem};
 use emporium_store::Db;

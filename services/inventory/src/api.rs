@@ -1,11 +1,11 @@
 //! inventory's HTTP handlers: the public stock lookup and the saga's internal calls.
 
-use emporium_http::Callers;
 use axum::extract::State;
 use axum::routing::{post, put};
 use axum::{Json, Router};
 use emporium_contracts::auth::ROLE_ADMIN;
 use emporium_contracts::checkout::{Reservation, ReserveRequest};
+use emporium_http::Callers;
 use emporium_http::openapi::spec_router;
 use emporium_http::{ApiError, ApiJson, ApiPath, Caller, FieldError, Problem};
 use emporium_store::Db;

@@ -1,10 +1,10 @@
 //! payments' internal API, called by the orders saga; each call keyed by order id.
 
-use emporium_http::Callers;
 use axum::extract::State;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use emporium_contracts::checkout::{AuthorizeRequest, Payment};
+use emporium_http::Callers;
 use emporium_http::{ApiError, ApiJson, ApiPath, FieldError};
 
 use crate::ledger::{Ledger, LedgerError};

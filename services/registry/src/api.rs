@@ -11,8 +11,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, put};
 use emporium_contracts::registry::{BASE, CERTIFICATES, ConfigValue, Heartbeat, Registration};
-use emporium_identity::{Peer, Principal};
 use emporium_http::{ApiError, ApiJson, ApiPath, ApiQuery, FieldError};
+use emporium_identity::{Peer, Principal};
 use serde::Deserialize;
 
 use crate::issuer::{Issuer, issue};

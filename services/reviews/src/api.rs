@@ -2,7 +2,6 @@
 //! applies it to the projections and publishes it through the outbox, in one
 //! transaction.
 
-use emporium_http::Callers;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -12,6 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use emporium_contracts::auth::ROLE_ADMIN;
 use emporium_contracts::events::{RatingSummary, ReviewAdded, ReviewChanged, ReviewHidden};
 use emporium_events::Outbox;
+use emporium_http::Callers;
 use emporium_http::openapi::spec_router;
 use emporium_http::{ApiError, ApiJson, ApiPath, ApiQuery, Caller, FieldError, Problem};
 use emporium_store::{Db, Tx, rfc3339};

@@ -79,9 +79,11 @@ impl Service for Storefront {
 
     async fn build(&self, cx: &mut Build<StorefrontSettings>) -> anyhow::Result<Router> {
         let timeout = Duration::from_millis(cx.settings.call_timeout_ms);
-        let registry = cx.common().registry_url.as_deref().map(|url| {
-            emporium_client::RegistryClient::new(url, cx.host.clients.clone())
-        });
+        let registry = cx
+            .common()
+            .registry_url
+            .as_deref()
+            .map(|url| emporium_client::RegistryClient::new(url, cx.host.clients.clone()));
         let backend = backend::Backend::new(|service| cx.client(service, timeout), registry);
         let log_file = emporium_telemetry::logfile::current(&cx.common().data_dir);
         Ok(pages::router(pages::App::new(

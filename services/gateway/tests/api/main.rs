@@ -353,16 +353,18 @@ async fn upstream_failures_are_502_503_504() {
         gateway.upstream_timeout_ms = 300;
     })
     .await;
-    let rc = RegistryClient::new(&shop.registry.url, emporium_testkit::identity::operator_clients());
+    let rc = RegistryClient::new(
+        &shop.registry.url,
+        emporium_testkit::identity::operator_clients(),
+    );
     // A service that answers too slowly.
     let slow = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let slow_addr = slow.local_addr().expect("addr");
     // It speaks mTLS as search, or the gateway would refuse it before asking.
-    let search = emporium_testkit::identity::credentials(emporium_identity::Principal::service(
-        "search",
-    ));
+    let search =
+        emporium_testkit::identity::credentials(emporium_identity::Principal::service("search"));
     let slow = emporium_identity::Listener::new(slow, Some(search.server_config().expect("tls")))
         .expect("listener");
     tokio::spawn(async move {

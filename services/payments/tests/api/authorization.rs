@@ -17,21 +17,55 @@ async fn only_orders_may_authorize_a_payment_and_only_with_a_certificate_from_ou
     let http = format!("http://{}{path}", app.addr);
 
     // No certificate: plain HTTP, or TLS without one.
-    problem(plain().put(&http).json(&body).send().await.expect("send"), 401).await;
-    problem(anonymous().put(&https).json(&body).send().await.expect("send"), 401).await;
+    problem(
+        plain().put(&http).json(&body).send().await.expect("send"),
+        401,
+    )
+    .await;
+    problem(
+        anonymous()
+            .put(&https)
+            .json(&body)
+            .send()
+            .await
+            .expect("send"),
+        401,
+    )
+    .await;
     // A verified service that is not one of this route's callers.
-    let p = problem(client_as("cart").put(&https).json(&body).send().await.expect("send"), 403).await;
+    let p = problem(
+        client_as("cart")
+            .put(&https)
+            .json(&body)
+            .send()
+            .await
+            .expect("send"),
+        403,
+    )
+    .await;
     assert!(p.detail.contains("orders"), "{}", p.detail);
     // Certificates the handshake refuses: another CA's, an expired one.
     for (what, credentials) in [
         ("another CA", foreign(Principal::service("orders"))),
         ("expired", expired(Principal::service("orders"))),
     ] {
-        let sent = client_with(&credentials).put(&https).json(&body).send().await;
-        assert!(sent.is_err(), "a certificate from {what} got an answer: {sent:?}");
+        let sent = client_with(&credentials)
+            .put(&https)
+            .json(&body)
+            .send()
+            .await;
+        assert!(
+            sent.is_err(),
+            "a certificate from {what} got an answer: {sent:?}"
+        );
     }
     // Orders may; nothing above reached the ledger (this is the first attempt).
-    let r = client_as("orders").put(&https).json(&body).send().await.expect("send");
+    let r = client_as("orders")
+        .put(&https)
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status(), 200);
     let payment: serde_json::Value = r.json().await.expect("json");
     assert_eq!(payment["status"], "authorized");

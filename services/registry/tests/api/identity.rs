@@ -78,7 +78,11 @@ async fn certificates_need_the_services_own_join_token() {
     };
     // Orders' token does not get a certificate for payments.
     let orders_token = token::join_token(&secret, "orders");
-    problem(ask("payments", orders_token.clone()).await.expect("send"), 403).await;
+    problem(
+        ask("payments", orders_token.clone()).await.expect("send"),
+        403,
+    )
+    .await;
     // A token under another secret gets nothing.
     let stranger = token::join_token(&token::new_secret().expect("secret"), "orders");
     problem(ask("orders", stranger).await.expect("send"), 403).await;
@@ -146,7 +150,8 @@ async fn nobody_registers_heartbeats_or_deregisters_for_another_service() {
         .await
         .expect_err("took over another service's instance id");
     assert_eq!(e.status().map(|s| s.as_u16()), Some(403));
-    let beat = client_as_orders_put(&registry, "payments-1/heartbeat", json!({"ready": false})).await;
+    let beat =
+        client_as_orders_put(&registry, "payments-1/heartbeat", json!({"ready": false})).await;
     problem(beat, 403).await;
     let r = emporium_testkit::identity::client_as("orders")
         .delete(registry.at("/internal/registry/instances/payments-1"))

@@ -23,10 +23,13 @@ async fn spawn_registry(env: &TestEnv, at: Option<std::net::SocketAddr>) -> Spaw
 }
 
 async fn healthy(registry: &Spawned, service: &str) -> Snapshot {
-    RegistryClient::new(&registry.url, emporium_testkit::identity::operator_clients())
-        .resolve(service, None, Duration::ZERO)
-        .await
-        .expect("resolve")
+    RegistryClient::new(
+        &registry.url,
+        emporium_testkit::identity::operator_clients(),
+    )
+    .resolve(service, None, Duration::ZERO)
+    .await
+    .expect("resolve")
 }
 
 fn names(list: Vec<std::sync::Arc<str>>) -> Vec<String> {
@@ -59,7 +62,10 @@ fn registration(id: &str, addr: &str) -> Registration {
 async fn register_heartbeat_expire_and_deregister() {
     let env = TestEnv::new();
     let registry = spawn_registry(&env, None).await;
-    let rc = RegistryClient::new(&registry.url, emporium_testkit::identity::operator_clients());
+    let rc = RegistryClient::new(
+        &registry.url,
+        emporium_testkit::identity::operator_clients(),
+    );
     rc.register(&registration("demo-1", "127.0.0.1:1111"))
         .await
         .expect("register");
@@ -125,7 +131,10 @@ async fn bad_registrations_are_422() {
 async fn long_poll_returns_on_change() {
     let env = TestEnv::new();
     let registry = spawn_registry(&env, None).await;
-    let rc = RegistryClient::new(&registry.url, emporium_testkit::identity::operator_clients());
+    let rc = RegistryClient::new(
+        &registry.url,
+        emporium_testkit::identity::operator_clients(),
+    );
     let first = healthy(&registry, "demo").await;
     let watcher = {
         let rc = rc.clone();
@@ -154,7 +163,10 @@ async fn a_long_poll_ends_before_the_request_deadline() {
     let mut settings = env.settings::<RegistrySettings>(None);
     settings.common.http.request_timeout_ms = 1_000;
     let registry = env.spawn(RegistryService, settings).await;
-    let rc = RegistryClient::new(&registry.url, emporium_testkit::identity::operator_clients());
+    let rc = RegistryClient::new(
+        &registry.url,
+        emporium_testkit::identity::operator_clients(),
+    );
     let first = healthy(&registry, "demo").await;
     let started = std::time::Instant::now();
     let snap = rc
@@ -177,7 +189,10 @@ async fn a_long_poll_ends_before_the_request_deadline() {
 async fn config_values_persist_and_can_be_watched() {
     let env = TestEnv::new();
     let registry = spawn_registry(&env, None).await;
-    let rc = RegistryClient::new(&registry.url, emporium_testkit::identity::operator_clients());
+    let rc = RegistryClient::new(
+        &registry.url,
+        emporium_testkit::identity::operator_clients(),
+    );
     let before = rc
         .config_list("catalog/", None, Duration::ZERO)
         .await
@@ -245,7 +260,10 @@ async fn services_register_reregister_after_a_registry_restart_and_deregister_on
     .await;
 
     // Discovery through the registry, then the registry dies: the cache keeps working.
-    let discovery = Arc::new(Discovery::new(Some(RegistryClient::new(&registry.url, emporium_testkit::identity::operator_clients()))));
+    let discovery = Arc::new(Discovery::new(Some(RegistryClient::new(
+        &registry.url,
+        emporium_testkit::identity::operator_clients(),
+    ))));
     assert_eq!(
         names(discovery.candidates("catalog").await.expect("resolve")),
         vec![catalog_addr.clone()]
