@@ -60,3 +60,26 @@ cpu_seconds() {
 checkout_load() {
   "$BIN" load --base "$BASE" --mix checkout --admin bench-admin@example.com --json "$@"
 }
+
+# catalog_wrk SECONDS: GET /api/catalog/products?limit=20 through the gateway with
+# wrk (2 threads, 32 connections), as "REQUESTS_PER_S P99_MS NON_2XX".
+catalog_wrk() {
+  local out
+  out=$(wrk -t2 -c32 -d"$1s" --latency "$BASE/api/catalog/products?limit=20")
+  python3 - "$out" <<'PY'
+import re, sys
+out = sys.argv[1]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+m = re.search(r"\s99%\s+([\d.]+)(us|ms|s)", out)
+p99 = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+print(f"{rps:.0f} {p99:.2f} {errors.group(1) if errors else 0}")
+PY
+}
+
+# "NAME KIB" (VmRSS) of every process of the running `emporium up`.
+rss_kib() {
+  up_processes | while read -r name _ pid; do
+    echo "$name $(awk '/VmRSS/ {print $2}' "/proc/$pid/status")"
+  done
+}

@@ -48,21 +48,6 @@ start_up() {
   fi
 }
 
-# wrk's requests/s and p99 (ms) as "RPS P99".
-catalog() {
-  local out
-  out=$(wrk -t2 -c32 -d"${DURATION}s" --latency "$BASE/api/catalog/products?limit=20")
-  python3 - "$out" <<'PY'
-import re, sys
-out = sys.argv[1]
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-m = re.search(r"\s99%\s+([\d.]+)(us|ms|s)", out)
-p99 = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
-errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-print(f"{rps:.0f} {p99:.2f} {errors.group(1) if errors else 0}")
-PY
-}
-
 echo "## Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "## ${DURATION}s per measurement, $ROUNDS rounds, modes interleaved; receiver $ENDPOINT"
 RESULTS="$WORK/results"
@@ -73,7 +58,7 @@ for round in $(seq "$ROUNDS"); do
     # Warm up (and let the catalog's seeding events settle) before measuring.
     wrk -t2 -c32 -d3s "$BASE/api/catalog/products?limit=20" >/dev/null
     c0=$(cpu_seconds)
-    read -r rps p99 non2xx < <(catalog)
+    read -r rps p99 non2xx < <(catalog_wrk "$DURATION")
     c1=$(cpu_seconds)
     sat=$(checkout_load --users "$USERS" --seconds "$DURATION")
     c2=$(cpu_seconds)

@@ -2,6 +2,8 @@
 //! over real sockets): routing, authentication, identity forwarding, rate limits,
 //! size limits, upstream failures and the combined API document.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
@@ -186,11 +188,11 @@ async fn bad_tokens_are_401() {
     let shop = shop(|_, _| {}).await;
     let (user, token) = shop.account("eve@example.com").await;
     let parts: Vec<&str> = token.split('.').collect();
-    let mut sig = parts[2].to_string();
-    let flipped = if sig.ends_with('A') { 'B' } else { 'A' };
-    sig.pop();
-    sig.push(flipped);
-    let tampered_signature = format!("{}.{}.{sig}", parts[0], parts[1]);
+    // One bit of the signature flipped: still well-formed base64 of 64 bytes, so
+    // only the signature check can refuse it.
+    let mut sig = URL_SAFE_NO_PAD.decode(parts[2]).expect("signature");
+    sig[0] ^= 0x01;
+    let tampered_signature = format!("{}.{}.{}", parts[0], parts[1], URL_SAFE_NO_PAD.encode(&sig));
     let now = 4_000_000_000u64;
     let claims = json!({"sub": user, "iss": "emporium-users", "aud": "emporium", "iat": 1, "exp": now, "jti": "x", "roles": ["admin"]});
     let tampered_claims = format!("{}.{}.{}", parts[0], b64(&claims), parts[2]);
@@ -286,12 +288,86 @@ async fn internal_and_unknown_paths_are_never_routed() {
         let r = client().get(shop.at(path)).send().await.expect("send");
         problem(r, 404).await;
     }
-    let r = client()
-        .get(shop.at("/api/catalog/%2e%2e/internal/openapi.json"))
-        .send()
+    // Encoded dot segments and internal segments, sent as written (an HTTP client
+    // library would normalise `%2e%2e` to `..` before it left, and the gateway
+    // never see it), to an upstream that answers anything it is sent: only the
+    // gateway's refusal keeps them from it.
+    let upstream = any_answer_upstream(&shop, "reviews").await;
+    assert_eq!(
+        raw_get(shop.gateway.addr, "/api/reviews/x").await,
+        200,
+        "the upstream answers"
+    );
+    let before = upstream.load(Ordering::SeqCst);
+    for path in [
+        "/api/reviews/%2e%2e/internal/openapi.json",
+        "/api/reviews/%2E%2E/%2e%2e/internal/registry/instances",
+        "/api/reviews/%69nternal/status",
+        "/api/reviews/x/%2e%2e/%2e%2e/%2e%2e/internal/status",
+    ] {
+        let status = raw_get(shop.gateway.addr, path).await;
+        // 400 for a dot segment (malformed), 404 for an internal one.
+        assert!(matches!(status, 400 | 404), "{path}: {status}");
+    }
+    assert_eq!(
+        upstream.load(Ordering::SeqCst),
+        before,
+        "a refused path reached the upstream"
+    );
+}
+
+/// Registers an instance of `service` that answers 200 to any request (over
+/// mTLS, as `service`), counting them.
+async fn any_answer_upstream(shop: &Shop, service: &'static str) -> Arc<AtomicUsize> {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .expect("send");
-    assert!(r.status().is_client_error(), "{}", r.status());
+        .expect("bind");
+    let addr = tcp.local_addr().expect("addr");
+    let credentials =
+        emporium_testkit::identity::credentials(emporium_identity::Principal::service(service));
+    let listener =
+        emporium_identity::Listener::new(tcp, Some(credentials.server_config().expect("tls")))
+            .expect("listener");
+    let counter = seen.clone();
+    let app = axum::Router::new().fallback(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { "anything" }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    RegistryClient::new(
+        &shop.registry.url,
+        emporium_testkit::identity::operator_clients(),
+    )
+    .register(&Registration {
+        service: service.into(),
+        instance_id: format!("{service}-any"),
+        address: addr.to_string(),
+        version: "0".into(),
+        metadata: Default::default(),
+        ttl_ms: 60_000,
+    })
+    .await
+    .expect("register");
+    seen
+}
+
+/// The status of `GET path` sent byte for byte, with no normalisation.
+async fn raw_get(addr: std::net::SocketAddr, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).await.expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {answer}"))
 }
 
 #[tokio::test]
