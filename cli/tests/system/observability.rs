@@ -328,15 +328,25 @@ async fn one_checkout_is_one_trace_from_the_gateway_to_the_mail_and_logs_follow_
     let (ok, out) = emporium(data.path(), &["trace", "no-such-order"]);
     assert!(!ok && out.contains("no log line mentions order"), "{out}");
 
-    // Secrets: no password, token or card number in any log line or span.
+    // Secrets: no password, token, card number, bootstrap secret, join token or
+    // private key in any log line or span.
     let exported = receiver.raw_bytes();
     let exported = String::from_utf8_lossy(&exported);
     let token = tracy.token.as_str();
+    let identity = data.path().join("identity");
+    let bootstrap = std::fs::read_to_string(identity.join("bootstrap.secret")).expect("secret");
+    let bootstrap = bootstrap.trim();
+    let ca_key = std::fs::read_to_string(identity.join("ca.key")).expect("CA key");
+    let ca_key = ca_key.lines().nth(1).expect("a PEM body").to_string();
+    let orders_token = emporium_identity::token::join_token(bootstrap, "orders");
     for secret in [
         APPROVE,
         emporium_testkit::PASSWORD,
         token,
         token.split('.').nth(2).unwrap_or(token),
+        bootstrap,
+        &orders_token,
+        &ca_key,
     ] {
         assert!(!log.contains(secret), "a secret is in the logs");
         assert!(!exported.contains(secret), "a secret is in the spans");

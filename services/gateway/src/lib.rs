@@ -17,6 +17,7 @@
 //! `/api`.
 
 mod auth;
+mod forwarded;
 mod openapi;
 mod pages;
 mod proxy;
@@ -62,6 +63,10 @@ pub struct GatewaySettings {
     pub jwks_refetch_interval_ms: u64,
     /// Clock skew tolerated when checking a token's expiry.
     pub jwt_leeway_secs: u64,
+    /// Proxies in front of the gateway (CIDRs or addresses): only from these are
+    /// `X-Forwarded-For`, `-Host` and `-Proto` believed (the client's address
+    /// for rate limits, the host the storefront checks origins against).
+    pub trusted_proxies: Vec<String>,
 }
 
 /// Requests per client IP: a sustained rate and a burst (GCRA).
@@ -116,6 +121,7 @@ impl Default for GatewaySettings {
             upstream_timeout_ms: 10_000,
             jwks_refetch_interval_ms: 5_000,
             jwt_leeway_secs: 30,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -130,6 +136,7 @@ pub(crate) struct GatewayState {
     pub clients: HashMap<String, ServiceClient>,
     pub verifier: auth::Verifier,
     pub limiter: Option<ratelimit::Limiter>,
+    pub proxies: forwarded::TrustedProxies,
     pub upstream_timeout: Duration,
     pub body_limit: usize,
     pub docs: openapi::Combined,
@@ -169,6 +176,7 @@ pub fn router(host: Host, settings: &GatewaySettings) -> anyhow::Result<Router> 
         table,
         clients,
         limiter,
+        proxies: forwarded::TrustedProxies::parse(&settings.trusted_proxies)?,
         upstream_timeout,
         body_limit: host.common.http.body_limit_bytes,
         docs: openapi::Combined::default(),

@@ -1,9 +1,7 @@
 //! Forwarding a request to the service that owns it.
 
-use std::net::SocketAddr;
-
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -31,18 +29,12 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Rate limiting, as a layer over every gateway route (health probes sit outside).
 pub async fn rate_limit(State(gw): State<Shared>, req: Request, next: Next) -> Response {
-    if let (Some(limiter), Some(ip)) = (&gw.limiter, client_ip(&req))
+    if let (Some(limiter), Some(ip)) = (&gw.limiter, gw.proxies.client_ip(&req))
         && let Err(retry_after) = limiter.check(ip)
     {
         return ApiError::too_many_requests(retry_after).into_response();
     }
     next.run(req).await
-}
-
-fn client_ip(req: &Request) -> Option<std::net::IpAddr> {
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
 }
 
 /// `/api/...`: route, authenticate, forward. Metrics see the area
@@ -140,16 +132,12 @@ async fn forward(
     req: Request,
     verified: Option<&Verified>,
 ) -> Result<Response, ApiError> {
-    let peer = client_ip(&req);
+    let peer = crate::forwarded::peer(&req);
     let (mut parts, body) = req.into_parts();
-    // The host the client asked for (as a proxy in front says, else as it sent
-    // it): the storefront checks form origins against it. A client setting it
-    // only affects its own requests, never a victim's.
-    let host = parts
-        .headers
-        .get("x-forwarded-host")
-        .or_else(|| parts.headers.get(header::HOST))
-        .cloned();
+    // X-Forwarded-For/-Host/-Proto: kept and extended behind a trusted proxy,
+    // replaced from anyone else (the storefront checks form origins against the
+    // host, so a client must not pick it for a victim's requests either way).
+    gw.proxies.rewrite(&mut parts.headers, peer);
     if service != crate::STOREFRONT {
         // The session cookie is the storefront's: no API service needs the token.
         strip_session_cookie(&mut parts.headers);
@@ -165,16 +153,7 @@ async fn forward(
         .uri(path)
         .body(bytes)
         .map_err(|_| ApiError::bad_request("malformed request"))?;
-    *upstream.headers_mut() = forwarded_headers(std::mem::take(&mut parts.headers), peer, verified);
-    if let Some(host) = host {
-        upstream.headers_mut().insert("x-forwarded-host", host);
-    }
-    // The gateway listens on plain HTTP; a TLS proxy in front of it says https.
-    if !upstream.headers().contains_key("x-forwarded-proto") {
-        upstream
-            .headers_mut()
-            .insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    }
+    *upstream.headers_mut() = forwarded_headers(std::mem::take(&mut parts.headers), verified);
     let client = gw.client(service);
     let mut response = client.send(upstream).await.map_err(ApiError::from)?;
     strip_hop_by_hop(response.headers_mut());
@@ -215,13 +194,9 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
 }
 
 /// The client's headers minus hop-by-hop and identity headers, plus the verified
-/// identity and `X-Forwarded-For`. `Authorization` stays at the gateway: services
-/// trust the identity headers, and tokens do not spread into their logs.
-fn forwarded_headers(
-    mut out: HeaderMap,
-    peer: Option<std::net::IpAddr>,
-    verified: Option<&Verified>,
-) -> HeaderMap {
+/// identity. `Authorization` stays at the gateway: services trust the identity
+/// headers, and tokens do not spread into their logs.
+fn forwarded_headers(mut out: HeaderMap, verified: Option<&Verified>) -> HeaderMap {
     strip_hop_by_hop(&mut out);
     out.remove(header::HOST);
     out.remove(header::AUTHORIZATION);
@@ -237,15 +212,6 @@ fn forwarded_headers(
         }
         if let Ok(roles) = HeaderValue::from_str(&v.roles.join(",")) {
             out.insert(headers::USER_ROLES, roles);
-        }
-    }
-    if let Some(ip) = peer {
-        let xff = match out.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prior) => format!("{prior}, {ip}"),
-            None => ip.to_string(),
-        };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
-            out.insert("x-forwarded-for", v);
         }
     }
     out
@@ -281,19 +247,18 @@ mod tests {
         h.insert(header::CONNECTION, HeaderValue::from_static("x-secret-hop"));
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("accept", HeaderValue::from_static("application/json"));
-        let out = forwarded_headers(h.clone(), Some("127.0.0.9".parse().expect("ip")), None);
+        let out = forwarded_headers(h.clone(), None);
         assert!(out.get(headers::USER_ID).is_none());
         assert!(out.get(headers::USER_ROLES).is_none());
         assert!(out.get(header::AUTHORIZATION).is_none());
         assert!(out.get("x-secret-hop").is_none());
         assert_eq!(out["accept"], "application/json");
-        assert_eq!(out["x-forwarded-for"], "127.0.0.9");
 
         let v = Verified {
             user_id: uuid::Uuid::nil(),
             roles: vec!["customer".into()],
         };
-        let out = forwarded_headers(h, None, Some(&v));
+        let out = forwarded_headers(h, Some(&v));
         assert_eq!(out[headers::USER_ID], uuid::Uuid::nil().to_string());
         assert_eq!(out[headers::USER_ROLES], "customer");
     }

@@ -370,6 +370,57 @@ async fn raw_get(addr: std::net::SocketAddr, path: &str) -> u16 {
         .unwrap_or_else(|| panic!("no status line in {answer}"))
 }
 
+/// How many of `n` requests, each claiming to come from `xff(i)`, got 429.
+async fn limited_of(shop: &Shop, n: usize, xff: impl Fn(usize) -> String) -> usize {
+    let mut limited = 0;
+    for i in 0..n {
+        let r = client()
+            .get(shop.at("/api/catalog/categories"))
+            .header("x-forwarded-for", xff(i))
+            .send()
+            .await
+            .expect("send");
+        if r.status() == 429 {
+            limited += 1;
+        }
+    }
+    limited
+}
+
+#[tokio::test]
+async fn forwarded_addresses_count_only_from_trusted_proxies() {
+    // A client writing X-Forwarded-For itself does not escape its own limit.
+    let open = shop(|gateway, _| {
+        gateway.rate_limit.per_second = 1;
+        gateway.rate_limit.burst = 3;
+    })
+    .await;
+    let spoofed = limited_of(&open, 10, |i| format!("198.51.100.{i}")).await;
+    assert!(
+        spoofed >= 6,
+        "only {spoofed} of 10 spoofed requests were limited"
+    );
+    // Behind a trusted proxy (this test, on loopback) each forwarded client has
+    // its own limit...
+    let behind = shop(|gateway, _| {
+        gateway.rate_limit.per_second = 1;
+        gateway.rate_limit.burst = 3;
+        gateway.trusted_proxies = vec!["127.0.0.1/32".into(), "::1".into()];
+    })
+    .await;
+    let distinct = limited_of(&behind, 10, |i| format!("198.51.100.{i}")).await;
+    assert_eq!(
+        distinct, 0,
+        "distinct clients behind the proxy were limited"
+    );
+    // ...and one client sending through it is limited as itself.
+    let same = limited_of(&behind, 10, |_| "203.0.113.7".into()).await;
+    assert!(
+        same >= 6,
+        "only {same} of 10 requests from one client were limited"
+    );
+}
+
 #[tokio::test]
 async fn rate_limits_per_client_ip() {
     let shop = shop(|gateway, _| {
