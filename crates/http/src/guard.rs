@@ -8,8 +8,8 @@
 //! - health probes, `/metrics` and the paths a service opens (the registry's
 //!   Prometheus discovery) answer anyone, plain HTTP included;
 //! - everything else needs a verified peer — a service or the operator — unless
-//!   the service is public (the gateway: plain HTTP from the public reaches its
-//!   routes) or the path is one the service opens to anonymous TLS (the
+//!   the service is public (the gateway: the public reaches its routes over plain
+//!   HTTP or the gateway's own TLS) or the path is one the service opens to anonymous TLS (the
 //!   registry's certificate endpoint);
 //! - identity headers (`x-user-id`, `x-user-roles`) are accepted only from the
 //!   gateway, the storefront and the operator; from anyone else the request is
@@ -105,7 +105,8 @@ pub(crate) async fn check(
                 )
             })
         }
-        Peer::Plain if guard.public => None,
+        // The public edge: over plain HTTP or its own TLS, anyone.
+        Peer::Plain | Peer::Anonymous if guard.public => None,
         Peer::Anonymous if guard.anonymous.contains(&path) => None,
         Peer::Anonymous | Peer::Plain => Some(ApiError::unauthorized(
             "this service answers Emporium services only: connect with mTLS and a certificate from the platform's CA",

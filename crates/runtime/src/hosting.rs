@@ -145,15 +145,16 @@ impl Process {
                 db,
                 events,
                 tasks: Vec::new(),
+                tls: None,
             };
             let routes = service.build(&mut cx).await?;
             if let Some(credentials) = credentials {
                 let common = cx.host.common.clone();
                 cx.spawn(move |stop| emporium_client::identity::renew(credentials, common, stop));
             }
-            anyhow::Ok((routes, cx.events, cx.tasks))
+            anyhow::Ok((routes, cx.events, cx.tasks, cx.tls))
         };
-        let (routes, events, tasks) = identity::scope(owner.clone(), build)
+        let (routes, events, tasks, own_tls) = identity::scope(owner.clone(), build)
             .await
             .with_context(|| format!("starting {name}"))?;
         Ok(Built {
@@ -162,7 +163,7 @@ impl Process {
             owner,
             routes,
             listener,
-            tls,
+            tls: own_tls.or(tls),
             guard,
             events,
             tasks,

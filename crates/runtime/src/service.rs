@@ -87,6 +87,7 @@ pub struct Build<S> {
     pub(crate) db: Option<Db>,
     pub(crate) events: Option<Events>,
     pub(crate) tasks: Vec<Task>,
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl<S> Build<S> {
@@ -138,6 +139,13 @@ impl<S> Build<S> {
     pub fn on_commit(&mut self, notify: Arc<Notify>) -> &mut Self {
         self.events = self.events.take().map(|events| events.on_commit(notify));
         self.events();
+        self
+    }
+
+    /// Serves TLS with `config` instead of the instance's own certificate: the
+    /// public edge, with the certificate the public sees.
+    pub fn serve_tls(&mut self, config: Arc<rustls::ServerConfig>) -> &mut Self {
+        self.tls = Some(config);
         self
     }
 

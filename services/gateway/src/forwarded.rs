@@ -60,9 +60,10 @@ impl TrustedProxies {
         Some(client)
     }
 
-    /// Rewrites the forwarding headers of a request from `peer` before it goes
-    /// upstream: kept and extended behind a trusted proxy, replaced otherwise.
-    pub fn rewrite(&self, headers: &mut HeaderMap, peer: Option<IpAddr>) {
+    /// Rewrites the forwarding headers of a request from `peer` (that arrived
+    /// over TLS or not) before it goes upstream: kept and extended behind a
+    /// trusted proxy, replaced otherwise.
+    pub fn rewrite(&self, headers: &mut HeaderMap, peer: Option<IpAddr>, tls: bool) {
         let trusted = peer.is_some_and(|ip| self.trusts(ip));
         if !trusted {
             headers.remove("x-forwarded-for");
@@ -83,9 +84,10 @@ impl TrustedProxies {
         {
             headers.insert("x-forwarded-host", host);
         }
-        // The gateway listens on plain HTTP; a trusted TLS proxy in front says https.
+        // As the client reached us, unless a trusted proxy in front said.
         if !headers.contains_key("x-forwarded-proto") {
-            headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+            let proto = if tls { "https" } else { "http" };
+            headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
         }
     }
 }
@@ -161,12 +163,12 @@ mod tests {
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         h.insert(header::HOST, HeaderValue::from_static("shop.example"));
         let mut stranger = h.clone();
-        lb.rewrite(&mut stranger, "203.0.113.9".parse().ok());
+        lb.rewrite(&mut stranger, "203.0.113.9".parse().ok(), false);
         assert_eq!(stranger["x-forwarded-for"], "203.0.113.9");
         assert_eq!(stranger["x-forwarded-host"], "shop.example");
         assert_eq!(stranger["x-forwarded-proto"], "http");
         let mut proxied = h;
-        lb.rewrite(&mut proxied, "10.0.0.2".parse().ok());
+        lb.rewrite(&mut proxied, "10.0.0.2".parse().ok(), false);
         assert_eq!(proxied["x-forwarded-for"], "6.6.6.6, 10.0.0.2");
         assert_eq!(proxied["x-forwarded-host"], "evil.example");
         assert_eq!(proxied["x-forwarded-proto"], "https");

@@ -17,6 +17,7 @@
 //! `/api`.
 
 mod auth;
+pub mod edge;
 mod forwarded;
 mod openapi;
 mod pages;
@@ -24,6 +25,7 @@ mod proxy;
 mod ratelimit;
 mod routes;
 
+use http::HeaderValue;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -67,6 +69,9 @@ pub struct GatewaySettings {
     /// `X-Forwarded-For`, `-Host` and `-Proto` believed (the client's address
     /// for rate limits, the host the storefront checks origins against).
     pub trusted_proxies: Vec<String>,
+    /// Serve the public over TLS with these certificate files (reloaded when
+    /// they change); plain HTTP is then redirected to HTTPS.
+    pub tls: Option<edge::EdgeTls>,
 }
 
 /// Requests per client IP: a sustained rate and a burst (GCRA).
@@ -122,6 +127,7 @@ impl Default for GatewaySettings {
             jwks_refetch_interval_ms: 5_000,
             jwt_leeway_secs: 30,
             trusted_proxies: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -216,6 +222,16 @@ impl Service for Gateway {
     }
 
     async fn build(&self, cx: &mut Build<GatewaySettings>) -> anyhow::Result<Router> {
-        router(cx.host.clone(), &cx.settings)
+        let routes = router(cx.host.clone(), &cx.settings)?;
+        let Some(tls) = cx.settings.tls.clone() else {
+            return Ok(routes);
+        };
+        let certificate = edge::Reloading::load(&tls)?;
+        cx.serve_tls(certificate.server_config()?);
+        cx.spawn(move |stop| certificate.watch(stop));
+        let hsts = (tls.hsts_max_age_s > 0)
+            .then(|| HeaderValue::from_str(&format!("max-age={}", tls.hsts_max_age_s)))
+            .transpose()?;
+        Ok(routes.layer(axum::middleware::from_fn_with_state(hsts, edge::https_only)))
     }
 }

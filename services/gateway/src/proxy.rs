@@ -133,11 +133,12 @@ async fn forward(
     verified: Option<&Verified>,
 ) -> Result<Response, ApiError> {
     let peer = crate::forwarded::peer(&req);
+    let tls = crate::edge::over_tls(&req);
     let (mut parts, body) = req.into_parts();
     // X-Forwarded-For/-Host/-Proto: kept and extended behind a trusted proxy,
     // replaced from anyone else (the storefront checks form origins against the
     // host, so a client must not pick it for a victim's requests either way).
-    gw.proxies.rewrite(&mut parts.headers, peer);
+    gw.proxies.rewrite(&mut parts.headers, peer, tls);
     if service != crate::STOREFRONT {
         // The session cookie is the storefront's: no API service needs the token.
         strip_session_cookie(&mut parts.headers);

@@ -678,3 +678,90 @@ fn jsonwebtoken_kid(token: &str) -> String {
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).expect("b64")).expect("json");
     v["kid"].as_str().expect("kid").to_string()
 }
+
+/// A self-signed certificate for `localhost` written to `dir`; its PEM.
+fn edge_certificate(dir: &std::path::Path) -> String {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    // Key first: the gateway reloads once both files changed.
+    std::fs::write(dir.join("edge.key"), made.signing_key.serialize_pem()).expect("key");
+    std::fs::write(dir.join("edge.pem"), made.cert.pem()).expect("cert");
+    made.cert.pem()
+}
+
+/// A client that trusts `pem` alone and finds `localhost` at `addr`.
+fn trusting(pem: &str, addr: std::net::SocketAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).expect("pem")])
+        .resolve("localhost", addr)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client")
+}
+
+#[tokio::test]
+async fn the_public_edge_serves_tls_with_hsts_redirects_plain_http_and_reloads_its_certificate() {
+    let env = TestEnv::new();
+    let certs = tempfile::tempdir().expect("dir");
+    let first = edge_certificate(certs.path());
+    let registry = env
+        .spawn(
+            emporium_registry::RegistryService,
+            env.settings::<RegistrySettings>(None),
+        )
+        .await;
+    let mut settings = env.settings::<GatewaySettings>(Some(&registry));
+    settings.service.tls = Some(emporium_gateway::edge::EdgeTls {
+        cert: certs.path().join("edge.pem"),
+        key: certs.path().join("edge.key"),
+        hsts_max_age_s: 31_536_000,
+    });
+    let gateway = env.spawn(emporium_gateway::Gateway, settings).await;
+    let addr = gateway.addr;
+    let https = format!("https://localhost:{}/api", addr.port());
+
+    let r = trusting(&first, addr)
+        .get(&https)
+        .send()
+        .await
+        .expect("https");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000");
+    // Plain HTTP: sent to HTTPS, except the probes.
+    let plain = emporium_testkit::identity::plain();
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(format!("http://{addr}/api?x=1"))
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(r.status(), 308);
+    assert_eq!(
+        r.headers()["location"],
+        format!("https://{addr}/api?x=1").as_str()
+    );
+    let r = plain
+        .get(format!("http://{addr}/livez"))
+        .send()
+        .await
+        .expect("probe");
+    assert_eq!(r.status(), 200);
+
+    // A new certificate in the files is served within seconds, no restart.
+    let second = edge_certificate(certs.path());
+    emporium_testkit::eventually("the new certificate served", || async {
+        trusting(&second, addr)
+            .get(&https)
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status())
+    })
+    .await;
+    assert!(
+        trusting(&first, addr).get(&https).send().await.is_err(),
+        "the old certificate is still served"
+    );
+}
