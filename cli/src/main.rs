@@ -118,6 +118,15 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Print a service's join token (`identity.tokens.<service>` for a process
+    /// started elsewhere), from the bootstrap secret in the data folder.
+    Token {
+        /// The service the token gets certificates for.
+        service: String,
+        /// The data folder holding `identity/` (made by `emporium up`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -173,6 +182,10 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(logview::logs(filter, follow, data_dir))
         }
         Command::Trace { order_id, data_dir } => logview::trace(&order_id, data_dir),
+        Command::Token { service, data_dir } => {
+            println!("{}", operator::join_token(&service, data_dir)?);
+            Ok(())
+        }
         Command::Load(args) => runtime.block_on(load::run(args)),
     }
 }

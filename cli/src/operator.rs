@@ -100,3 +100,18 @@ pub fn prepare(data_dir: &std::path::Path) -> anyhow::Result<Prepared> {
         secret,
     })
 }
+
+/// The join token of `service`, from the bootstrap secret in the data folder.
+pub fn join_token(service: &str, data_dir: Option<PathBuf>) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    anyhow::ensure!(
+        emporium_identity::names::valid_service_name(service),
+        "{service:?} is not a service name"
+    );
+    let file = crate::running::data_dir(data_dir)
+        .join("identity")
+        .join("bootstrap.secret");
+    let secret = std::fs::read_to_string(&file)
+        .with_context(|| format!("reading {} (has `emporium up` run here?)", file.display()))?;
+    Ok(emporium_identity::token::join_token(secret.trim(), service))
+}

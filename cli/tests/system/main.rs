@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 
 use emporium_testkit::servers::{self, Nats, Postgres};
 
+mod authz;
 mod browser;
 mod checkout;
 mod load;
@@ -153,6 +154,8 @@ impl Up {
             .env("EMPORIUM__USERS__ADMIN_EMAILS", r#"["boss@example.com"]"#)
             .env("EMPORIUM__GATEWAY__RATE_LIMIT__PER_SECOND", "10000")
             .env("EMPORIUM__GATEWAY__RATE_LIMIT__BURST", "10000")
+            .env("EMPORIUM__GATEWAY__RATE_LIMIT__USER_PER_SECOND", "10000")
+            .env("EMPORIUM__GATEWAY__RATE_LIMIT__USER_BURST", "10000")
             .env("EMPORIUM__REGISTRY_TTL_MS", "2000")
             .env_remove("EMPORIUM__REGISTRY_URL")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")

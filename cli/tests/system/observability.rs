@@ -339,6 +339,9 @@ async fn one_checkout_is_one_trace_from_the_gateway_to_the_mail_and_logs_follow_
     let ca_key = std::fs::read_to_string(identity.join("ca.key")).expect("CA key");
     let ca_key = ca_key.lines().nth(1).expect("a PEM body").to_string();
     let orders_token = emporium_identity::token::join_token(bootstrap, "orders");
+    // The operator's way to a token for a process started elsewhere.
+    let (ok, out) = emporium(data.path(), &["token", "orders"]);
+    assert!(ok && out.trim() == orders_token, "{out}");
     for secret in [
         APPROVE,
         emporium_testkit::PASSWORD,

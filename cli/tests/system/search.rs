@@ -37,7 +37,7 @@ async fn get(up: &Up, path: &str) -> Value {
     json_of(http().get(up.at(path)).send().await.expect("send")).await
 }
 
-async fn json_of(response: reqwest::Response) -> Value {
+pub(crate) async fn json_of(response: reqwest::Response) -> Value {
     let status = response.status();
     let url = response.url().to_string();
     let body: Value = response.json().await.unwrap_or(Value::Null);
@@ -469,7 +469,7 @@ async fn a_buyer_reviews_and_search_shows_and_filters_by_the_rating() {
 /// Posts `review` as the holder of `token` until it is accepted (201), 20 s at most:
 /// reviews learns purchases from orders' events. Every other answer meanwhile must
 /// pass `waiting`. The review as created.
-async fn review_once_bought(
+pub(crate) async fn review_once_bought(
     up: &Up,
     token: &str,
     review: &Value,

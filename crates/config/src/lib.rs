@@ -137,7 +137,7 @@ pub struct IdentitySettings {
     /// registry needs it, to check them.
     pub bootstrap_secret: Option<Secret<String>>,
     /// Join tokens by service (`identity.tokens.orders`), shown to the registry
-    /// for that service's certificate (`emporium identity token orders` prints one).
+    /// for that service's certificate (`emporium token orders` prints one).
     pub tokens: std::collections::BTreeMap<String, Secret<String>>,
     /// Lifetime of a workload certificate in seconds; renewed at two thirds.
     pub cert_lifetime_s: u64,

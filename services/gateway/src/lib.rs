@@ -74,13 +74,17 @@ pub struct GatewaySettings {
     pub tls: Option<edge::EdgeTls>,
 }
 
-/// Requests per client IP: a sustained rate and a burst (GCRA).
+/// Requests per client IP, and per signed-in user (from the verified token, so
+/// a user spreading requests over many addresses is still one user): a
+/// sustained rate and a burst each (GCRA).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitSettings {
     pub enabled: bool,
     pub per_second: u32,
     pub burst: u32,
+    pub user_per_second: u32,
+    pub user_burst: u32,
 }
 
 impl Default for RateLimitSettings {
@@ -89,6 +93,8 @@ impl Default for RateLimitSettings {
             enabled: true,
             per_second: 100,
             burst: 200,
+            user_per_second: 50,
+            user_burst: 100,
         }
     }
 }
@@ -141,7 +147,8 @@ pub(crate) struct GatewayState {
     /// One client per routed service, made once.
     pub clients: HashMap<String, ServiceClient>,
     pub verifier: auth::Verifier,
-    pub limiter: Option<ratelimit::Limiter>,
+    pub limiter: Option<ratelimit::Limiter<std::net::IpAddr>>,
+    pub user_limiter: Option<ratelimit::Limiter<uuid::Uuid>>,
     pub proxies: forwarded::TrustedProxies,
     pub upstream_timeout: Duration,
     pub body_limit: usize,
@@ -168,10 +175,14 @@ pub fn router(host: Host, settings: &GatewaySettings) -> anyhow::Result<Router> 
         .chain([USERS, STOREFRONT])
         .map(|s| (s.to_string(), host.client(s, upstream_timeout)))
         .collect();
-    let limiter = settings
-        .rate_limit
+    let limits = &settings.rate_limit;
+    let limiter = limits
         .enabled
-        .then(|| ratelimit::Limiter::new(&settings.rate_limit))
+        .then(|| ratelimit::Limiter::per_ip(limits))
+        .transpose()?;
+    let user_limiter = limits
+        .enabled
+        .then(|| ratelimit::Limiter::per_user(limits))
         .transpose()?;
     let gateway: Shared = Arc::new(GatewayState {
         verifier: auth::Verifier::new(
@@ -182,6 +193,7 @@ pub fn router(host: Host, settings: &GatewaySettings) -> anyhow::Result<Router> 
         table,
         clients,
         limiter,
+        user_limiter,
         proxies: forwarded::TrustedProxies::parse(&settings.trusted_proxies)?,
         upstream_timeout,
         body_limit: host.common.http.body_limit_bytes,

@@ -75,7 +75,18 @@ async fn route(gw: &Shared, routed: Route<'_>, req: Request) -> Result<Response,
         None if public => None,
         None => return Err(ApiError::unauthorized("sign in to do this")),
     };
+    limit_user(gw, verified.as_ref())?;
     forward(gw, &service, req, verified.as_ref()).await
+}
+
+/// 429 when the signed-in user is over their own rate.
+fn limit_user(gw: &Shared, verified: Option<&Verified>) -> Result<(), ApiError> {
+    match (&gw.user_limiter, verified) {
+        (Some(limiter), Some(v)) => limiter
+            .check(v.user_id)
+            .map_err(ApiError::too_many_requests),
+        _ => Ok(()),
+    }
 }
 
 /// Every path outside `/api`: the storefront's pages. A session cookie is verified
@@ -101,6 +112,9 @@ pub async fn storefront(State(gw): State<Shared>, req: Request) -> Response {
         },
         None => None,
     };
+    if let Err(e) = limit_user(&gw, verified.as_ref()) {
+        return e.into_response();
+    }
     let mut response = match forward(&gw, crate::STOREFRONT, req, verified.as_ref()).await {
         Ok(response) => response,
         Err(e) if e.status().is_server_error() => {

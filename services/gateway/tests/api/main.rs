@@ -422,6 +422,45 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
 }
 
 #[tokio::test]
+async fn each_signed_in_user_has_a_rate_of_their_own() {
+    let shop = shop(|gateway, _| {
+        gateway.rate_limit.user_per_second = 1;
+        gateway.rate_limit.user_burst = 3;
+    })
+    .await;
+    let (_, ada) = shop.account("ada@example.com").await;
+    let (_, bob) = shop.account("bob@example.com").await;
+    let mut limited = 0;
+    for _ in 0..10 {
+        let r = client()
+            .get(shop.at("/api/users/me"))
+            .bearer_auth(&ada)
+            .send()
+            .await
+            .expect("send");
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+            limited += 1;
+        }
+    }
+    assert!(limited >= 6, "only {limited} of 10 were limited");
+    // Another user on the same address, and anonymous browsing, go on.
+    let r = client()
+        .get(shop.at("/api/users/me"))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    let r = client()
+        .get(shop.at("/api/catalog/categories"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
 async fn rate_limits_per_client_ip() {
     let shop = shop(|gateway, _| {
         gateway.rate_limit.per_second = 1;
