@@ -85,3 +85,42 @@ rss_kib() {
     echo "$name $(awk '/VmRSS/ {print $2}' "/proc/$pid/status")"
   done
 }
+
+# measure_round ROUND MODE DURATION USERS RESULTS: with `emporium up` just started,
+# warms up (3 s of reads: connections made, catalog's seeding events settled), then
+# measures catalog reads with wrk and closed-loop checkouts, with the CPU time every
+# Emporium process spent per request; stops the shop; prints the round's line and
+# appends "MODE RPS P99 CHECKOUTS_PER_S CHECKOUT_P99 READ_CPU CHECKOUT_CPU" to RESULTS.
+measure_round() {
+  local round=$1 mode=$2 duration=$3 users=$4 results=$5
+  local c0 c1 c2 rps p99 non2xx sat cps cp99 errs done_ read_cpu checkout_cpu
+  wrk -t2 -c32 -d3s "$BASE/api/catalog/products?limit=20" >/dev/null
+  c0=$(cpu_seconds)
+  read -r rps p99 non2xx < <(catalog_wrk "$duration")
+  c1=$(cpu_seconds)
+  sat=$(checkout_load --users "$users" --seconds "$duration")
+  c2=$(cpu_seconds)
+  up_stop
+  read -r cps cp99 errs done_ < <(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['checkouts_per_s'], d['p99_ms'], d['errors'], d['completed'])" "$sat")
+  # CPU ms per catalog read and per checkout (the checkout run includes its sign-ups).
+  read_cpu=$(python3 -c "print(round(($c1 - $c0) * 1000 / ($rps * $duration), 3))")
+  checkout_cpu=$(python3 -c "print(round(($c2 - $c1) * 1000 / max(1, $done_), 2))")
+  echo "round $round $mode: catalog $rps req/s p99 $p99 ms cpu $read_cpu ms/req (non-2xx $non2xx); checkout $cps/s p99 $cp99 ms cpu $checkout_cpu ms (errors $errs)"
+  echo "$mode $rps $p99 $cps $cp99 $read_cpu $checkout_cpu" >>"$results"
+}
+
+# summarize_on_off RESULTS: each measure's mean per mode and the on / off ratio.
+summarize_on_off() {
+  python3 - "$1" <<'PY'
+import sys, statistics as st
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+def col(mode, i):
+    return st.mean(float(r[i]) for r in rows if r[0] == mode)
+print("## Means over rounds (on / off)")
+for name, i, unit in [("catalog read", 1, "req/s"), ("catalog p99", 2, "ms"),
+                      ("read CPU", 5, "ms/req"), ("checkout", 3, "checkouts/s"),
+                      ("checkout p99", 4, "ms"), ("checkout CPU", 6, "ms/checkout")]:
+    off, on = col("off", i), col("on", i)
+    print(f"{name:<14} off {off:>9.1f}  on {on:>9.1f} {unit:<12} ratio {on / off:.3f}")
+PY
+}

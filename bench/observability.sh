@@ -55,35 +55,11 @@ RESULTS="$WORK/results"
 for round in $(seq "$ROUNDS"); do
   for mode in off on; do
     start_up "$mode"
-    # Warm up (and let the catalog's seeding events settle) before measuring.
-    wrk -t2 -c32 -d3s "$BASE/api/catalog/products?limit=20" >/dev/null
-    c0=$(cpu_seconds)
-    read -r rps p99 non2xx < <(catalog_wrk "$DURATION")
-    c1=$(cpu_seconds)
-    sat=$(checkout_load --users "$USERS" --seconds "$DURATION")
-    c2=$(cpu_seconds)
-    up_stop
-    read -r cps cp99 errs done_ < <(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['checkouts_per_s'], d['p99_ms'], d['errors'], d['completed'])" "$sat")
-    # CPU ms per catalog read and per checkout (the checkout run includes its sign-ups).
-    read_cpu=$(python3 -c "print(round(($c1 - $c0) * 1000 / ($rps * $DURATION), 3))")
-    checkout_cpu=$(python3 -c "print(round(($c2 - $c1) * 1000 / max(1, $done_), 2))")
-    echo "round $round $mode: catalog $rps req/s p99 $p99 ms cpu $read_cpu ms/req (non-2xx $non2xx); checkout $cps/s p99 $cp99 ms cpu $checkout_cpu ms (errors $errs)"
-    echo "$mode $rps $p99 $cps $cp99 $read_cpu $checkout_cpu" >>"$RESULTS"
+    measure_round "$round" "$mode" "$DURATION" "$USERS" "$RESULTS"
   done
 done
 kill -TERM "$SINK_PID"
 wait "$SINK_PID" 2>/dev/null || true
 SINK_PID=
 echo "## Spans received by the OTLP receiver: $(tail -1 "$WORK/sink.out")"
-python3 - "$RESULTS" <<'PY'
-import sys, statistics as st
-rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-def col(mode, i):
-    return st.mean(float(r[i]) for r in rows if r[0] == mode)
-print("## Means over rounds (on / off)")
-for name, i, unit in [("catalog read", 1, "req/s"), ("catalog p99", 2, "ms"),
-                      ("read CPU", 5, "ms/req"), ("checkout", 3, "checkouts/s"),
-                      ("checkout p99", 4, "ms"), ("checkout CPU", 6, "ms/checkout")]:
-    off, on = col("off", i), col("on", i)
-    print(f"{name:<14} off {off:>9.1f}  on {on:>9.1f} {unit:<12} ratio {on / off:.3f}")
-PY
+summarize_on_off "$RESULTS"
