@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 pub const ISSUER: &str = "emporium-users";
 /// The `aud` of every access token.
 pub const AUDIENCE: &str = "emporium";
+/// The `typ` header of every access token (RFC 9068's explicit type, as RFC 8725
+/// asks): a JWT of another kind, signed by the same key, is not an access token.
+pub const TOKEN_TYPE: &str = "at+jwt";
 /// The role that may change the catalog.
 pub const ROLE_ADMIN: &str = "admin";
 /// The role every registered user has.
@@ -20,6 +23,8 @@ pub struct AccessClaims {
     pub aud: String,
     /// Issued at, seconds since the epoch.
     pub iat: u64,
+    /// Not valid before, seconds since the epoch.
+    pub nbf: u64,
     /// Expires at, seconds since the epoch.
     pub exp: u64,
     /// Unique token id.

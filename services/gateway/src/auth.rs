@@ -13,7 +13,7 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use emporium_client::ServiceClient;
-use emporium_contracts::auth::{AUDIENCE, AccessClaims, ISSUER};
+use emporium_contracts::auth::{AUDIENCE, AccessClaims, ISSUER, TOKEN_TYPE};
 use emporium_http::ApiError;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -40,7 +40,8 @@ impl Verifier {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
         validation.leeway = leeway_secs;
         Self {
             users,
@@ -51,12 +52,16 @@ impl Verifier {
         }
     }
 
-    /// Verifies a bearer token: the signature, `alg`, `iss`, `aud`, `exp`, `sub`.
+    /// Verifies a bearer token: the signature, `alg`, `typ`, `iss`, `aud`, `exp`,
+    /// `nbf`, `sub` (RFC 8725).
     pub async fn verify(&self, token: &str) -> Result<Verified, ApiError> {
         let invalid = |why: &str| ApiError::unauthorized(format!("invalid access token: {why}"));
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed"))?;
         if header.alg != Algorithm::EdDSA {
             return Err(invalid("unsupported algorithm"));
+        }
+        if header.typ.as_deref() != Some(TOKEN_TYPE) {
+            return Err(invalid("not an access token"));
         }
         let kid = header.kid.ok_or_else(|| invalid("no key id"))?;
         let key = self
@@ -66,6 +71,7 @@ impl Verifier {
         let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation).map_err(
             |e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => invalid("expired"),
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => invalid("not yet valid"),
                 jsonwebtoken::errors::ErrorKind::InvalidSignature => invalid("bad signature"),
                 _ => invalid("rejected"),
             },
@@ -131,6 +137,91 @@ pub fn bearer(value: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::sync::Arc;
+
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::{Value, json};
+
+    const NOW: u64 = 2_000_000_000;
+
+    /// A verifier that knows one key, `kid` "k1", and a signer with it.
+    fn verifier() -> (Verifier, EncodingKey) {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).expect("key");
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("key");
+        let users = ServiceClient::new(
+            "users",
+            Arc::new(emporium_client::LocalTransport::new()),
+            Duration::from_secs(1),
+        );
+        let v = Verifier::new(users, Duration::from_secs(60), 0);
+        v.keys.write().expect("keys").insert(
+            "k1".into(),
+            DecodingKey::from_ed_der(pair.public_key().as_ref()),
+        );
+        (v, EncodingKey::from_ed_der(pkcs8.as_ref()))
+    }
+
+    fn claims() -> Value {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        json!({"sub": Uuid::nil().to_string(), "iss": ISSUER, "aud": AUDIENCE, "iat": now,
+               "nbf": now, "exp": now + 600, "jti": "j", "roles": ["customer"]})
+    }
+
+    fn sign(key: &EncodingKey, typ: Option<&str>, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some("k1".into());
+        header.typ = typ.map(str::to_string);
+        jsonwebtoken::encode(&header, claims, key).expect("sign")
+    }
+
+    #[tokio::test]
+    async fn every_claim_and_the_type_are_checked_with_a_valid_signature() {
+        let (v, key) = verifier();
+        let good = sign(&key, Some(TOKEN_TYPE), &claims());
+        assert_eq!(v.verify(&good).await.expect("valid").user_id, Uuid::nil());
+        let with = |field: &str, value: Value| {
+            let mut c = claims();
+            c[field] = value;
+            c
+        };
+        let without = |field: &str| {
+            let mut c = claims();
+            c.as_object_mut().expect("object").remove(field);
+            c
+        };
+        let cases = [
+            (
+                "wrong aud",
+                sign(&key, Some(TOKEN_TYPE), &with("aud", json!("elsewhere"))),
+            ),
+            (
+                "wrong iss",
+                sign(&key, Some(TOKEN_TYPE), &with("iss", json!("mallory"))),
+            ),
+            (
+                "expired",
+                sign(&key, Some(TOKEN_TYPE), &with("exp", json!(1_000))),
+            ),
+            (
+                "not yet valid",
+                sign(&key, Some(TOKEN_TYPE), &with("nbf", json!(NOW * 2))),
+            ),
+            ("no nbf", sign(&key, Some(TOKEN_TYPE), &without("nbf"))),
+            ("no aud", sign(&key, Some(TOKEN_TYPE), &without("aud"))),
+            ("typ JWT", sign(&key, Some("JWT"), &claims())),
+            ("no typ", sign(&key, None, &claims())),
+        ];
+        for (what, token) in cases {
+            let e = v.verify(&token).await.expect_err(what);
+            assert_eq!(e.status(), http::StatusCode::UNAUTHORIZED, "{what}");
+        }
+    }
 
     #[test]
     fn bearer_tokens() {

@@ -9,7 +9,7 @@ use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use emporium_config::Secret;
-use emporium_contracts::auth::{AUDIENCE, AccessClaims, ISSUER};
+use emporium_contracts::auth::{AUDIENCE, AccessClaims, ISSUER, TOKEN_TYPE};
 use emporium_store::Db;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -69,6 +69,7 @@ impl Keys {
     pub fn sign(&self, claims: &AccessClaims) -> Result<String, KeyError> {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
+        header.typ = Some(TOKEN_TYPE.to_string());
         Ok(jsonwebtoken::encode(
             &header,
             claims,
@@ -147,6 +148,7 @@ pub fn claims(user_id: &str, roles: Vec<String>, now_secs: u64, ttl_secs: u64) -
         iss: ISSUER.to_string(),
         aud: AUDIENCE.to_string(),
         iat: now_secs,
+        nbf: now_secs,
         exp: now_secs + ttl_secs,
         jti: uuid::Uuid::now_v7().to_string(),
         roles,
