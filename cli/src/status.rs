@@ -26,8 +26,9 @@ pub fn registry_url(registry: Option<String>, data_dir: Option<PathBuf>) -> anyh
 }
 
 pub async fn run(registry: Option<String>, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let url = registry_url(registry.clone(), data_dir.clone())?;
-    let snapshot = crate::operator::registry(registry, data_dir)?
+    let registry = crate::operator::registry(registry, data_dir)?;
+    let url = registry.base_url();
+    let snapshot = registry
         .instances()
         .await
         .with_context(|| format!("asking the registry at {url}"))?;

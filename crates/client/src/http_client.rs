@@ -70,53 +70,47 @@ pub struct Clients {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    credentials: Option<Arc<Credentials>>,
-    plain: HttpClient,
-    tls: RwLock<HashMap<String, HttpClient>>,
+enum Inner {
+    Plain(HttpClient),
+    Mtls {
+        credentials: Arc<Credentials>,
+        pools: RwLock<HashMap<String, HttpClient>>,
+    },
 }
 
 impl Clients {
     /// Plain HTTP: service identity is off.
     pub fn plain() -> Self {
-        Self::make(None)
+        Self {
+            inner: Arc::new(Inner::Plain(http_client())),
+        }
     }
 
     /// Mutual TLS as `credentials`' principal.
     pub fn mtls(credentials: Arc<Credentials>) -> Self {
-        Self::make(Some(credentials))
-    }
-
-    fn make(credentials: Option<Arc<Credentials>>) -> Self {
         Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Inner::Mtls {
                 credentials,
-                plain: http_client(),
-                tls: RwLock::new(HashMap::new()),
+                pools: RwLock::new(HashMap::new()),
             }),
         }
     }
 
-    /// The credentials presented, when mTLS is on.
-    pub fn credentials(&self) -> Option<&Arc<Credentials>> {
-        self.inner.credentials.as_ref()
-    }
-
     /// The scheme of URIs this principal's calls take.
     pub fn scheme(&self) -> &'static str {
-        if self.inner.credentials.is_some() {
-            "https"
-        } else {
-            "http"
+        match *self.inner {
+            Inner::Plain(_) => "http",
+            Inner::Mtls { .. } => "https",
         }
     }
 
     /// The client for calls to `service`.
     pub fn to(&self, service: &str) -> Result<HttpClient, ClientError> {
-        let Some(credentials) = &self.inner.credentials else {
-            return Ok(self.inner.plain.clone());
+        let (credentials, pools) = match &*self.inner {
+            Inner::Plain(client) => return Ok(client.clone()),
+            Inner::Mtls { credentials, pools } => (credentials, pools),
         };
-        if let Ok(clients) = self.inner.tls.read()
+        if let Ok(clients) = pools.read()
             && let Some(client) = clients.get(service)
         {
             return Ok(client.clone());
@@ -128,7 +122,7 @@ impl Clients {
                 service: service.to_string(),
                 source: e.into(),
             })?;
-        if let Ok(mut clients) = self.inner.tls.write() {
+        if let Ok(mut clients) = pools.write() {
             clients
                 .entry(service.to_string())
                 .or_insert_with(|| client.clone());

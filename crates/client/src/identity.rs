@@ -14,20 +14,11 @@ use emporium_identity::{Ca, CaFiles, Credentials, Principal, new_key, public_key
 use http_body_util::BodyExt;
 
 use crate::backoff;
-use crate::http_client::{Clients, tls_client};
+use crate::http_client::tls_client;
 use crate::registry::authority;
 
 /// How long a starting instance keeps asking for its first certificate.
 const FIRST_ISSUE: Duration = Duration::from_secs(60);
-
-/// The clients `service` calls others with: mTLS with its own certificate, or
-/// plain HTTP when identity is off.
-pub async fn clients(service: &str, common: &Common) -> anyhow::Result<Clients> {
-    Ok(match credentials(service, common).await? {
-        Some(credentials) => Clients::mtls(credentials),
-        None => Clients::plain(),
-    })
-}
 
 /// `service`'s credentials (none when identity is off), retrying for a while
 /// when the registry is not up yet.

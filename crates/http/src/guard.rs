@@ -26,7 +26,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use emporium_contracts::headers;
-use emporium_identity::{Peer, Principal, Remote};
+use emporium_identity::{Peer, Remote};
 
 use crate::problem::ApiError;
 
@@ -49,14 +49,6 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// The rules for an internal service, enforced.
-    pub fn internal() -> Self {
-        Self {
-            enforce: true,
-            ..Self::default()
-        }
-    }
-
     /// No rules: identity off, or a router exercised in a unit test.
     pub fn off() -> Self {
         Self::default()
@@ -98,8 +90,8 @@ pub(crate) async fn check(
     }
     let refusal = match &peer {
         Peer::Trusted => None,
-        Peer::Verified(principal) => {
-            (carries_identity(&req) && !may_assert_users(principal)).then(|| {
+        Peer::Verified(_) => {
+            (carries_identity(&req) && !peer.is_one_of(USER_ASSERTING)).then(|| {
                 ApiError::forbidden(
                     "identity headers are accepted from the gateway and the storefront only",
                 )
@@ -126,13 +118,6 @@ fn carries_identity(req: &Request) -> bool {
     h.contains_key(headers::USER_ID) || h.contains_key(headers::USER_ROLES)
 }
 
-fn may_assert_users(principal: &Principal) -> bool {
-    match principal {
-        Principal::Operator => true,
-        Principal::Service(name) => USER_ASSERTING.contains(&name.as_str()),
-    }
-}
-
 /// Declares which services may call a router's routes.
 pub trait Callers {
     /// Only the named services (and the operator) may call these routes; others
@@ -156,12 +141,7 @@ async fn only(
         .get::<Peer>()
         .cloned()
         .unwrap_or(Peer::Anonymous);
-    let ok = match &peer {
-        Peer::Trusted | Peer::Verified(Principal::Operator) => true,
-        Peer::Verified(Principal::Service(name)) => allowed.contains(&name.as_str()),
-        Peer::Anonymous | Peer::Plain => false,
-    };
-    if ok {
+    if peer.is_one_of(allowed) {
         return next.run(req).await;
     }
     let who = if allowed.is_empty() {
@@ -171,11 +151,4 @@ async fn only(
     };
     tracing::warn!(peer = %peer, path = req.uri().path(), "refused: not one of this route's callers ({who})");
     ApiError::forbidden(format!("only {who} may call this")).into_response()
-}
-
-/// The verified principal calling, if the guard saw one.
-pub fn principal(req: &http::request::Parts) -> Option<Principal> {
-    req.extensions
-        .get::<Peer>()
-        .and_then(|p| p.principal().cloned())
 }

@@ -15,7 +15,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
-use crate::names::{Principal, dns_name, service_of_dns_name};
+use crate::names::{Principal, dns_name};
 
 /// The crypto every Emporium TLS config uses (aws-lc-rs), whatever other
 /// providers are linked in.
@@ -29,7 +29,6 @@ pub fn provider() -> Arc<CryptoProvider> {
 /// A principal's current certificate and key, and the trust anchor.
 pub struct Credentials {
     principal: Principal,
-    trust_anchor_pem: String,
     roots: Arc<RootCertStore>,
     current: ArcSwap<Issued>,
 }
@@ -62,7 +61,6 @@ impl Credentials {
         let issued = issued(cert_pem, key_pem)?;
         Ok(Self {
             principal,
-            trust_anchor_pem: trust_anchor_pem.to_string(),
             roots,
             current: ArcSwap::from_pointee(issued),
         })
@@ -72,27 +70,10 @@ impl Credentials {
         &self.principal
     }
 
-    /// The CA certificate these credentials trust.
-    pub fn trust_anchor_pem(&self) -> &str {
-        &self.trust_anchor_pem
-    }
-
-    /// Puts a renewed certificate and key in place; connections made from now on
-    /// present them.
-    pub fn replace(&self, cert_pem: &str, key_pem: &str) -> anyhow::Result<()> {
-        self.current.store(Arc::new(issued(cert_pem, key_pem)?));
-        Ok(())
-    }
-
     /// Takes `fresh`'s certificate and key (a renewal) in place of the current
     /// ones.
     pub fn adopt(&self, fresh: Credentials) {
         self.current.store(fresh.current.load_full());
-    }
-
-    /// When the current certificate expires.
-    pub fn not_after(&self) -> SystemTime {
-        self.current.load().not_after
     }
 
     /// When to renew: two thirds into the current certificate's life.
@@ -189,13 +170,22 @@ fn issued(cert_pem: &str, key_pem: &str) -> anyhow::Result<Issued> {
         SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64)
     };
     let (not_before, not_after) = (at(&validity.not_before), at(&validity.not_after));
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("reading the key")?;
-    let key = CertifiedKey::from_der(chain, key, &provider()).context("certificate and key")?;
     Ok(Issued {
-        key: Arc::new(key),
+        key: Arc::new(certified_key(chain, key_pem)?),
         not_before,
         not_after,
     })
+}
+
+/// A certificate chain (leaf first) with its PEM private key, checked to match:
+/// what a TLS config presents.
+pub fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key_pem: &str,
+) -> anyhow::Result<CertifiedKey> {
+    anyhow::ensure!(!chain.is_empty(), "no certificate");
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("reading the key")?;
+    CertifiedKey::from_der(chain, key, &provider()).context("the certificate and key do not match")
 }
 
 /// The principal a (verified) peer certificate names by its SPIFFE id.
@@ -248,7 +238,6 @@ impl ServerCertVerifier for AnyService {
             ))?;
         let name = ServerName::try_from(dns_name(&service))
             .map_err(|_| rustls::Error::General("bad service name".into()))?;
-        debug_assert!(service_of_dns_name(&dns_name(&service)).is_some());
         self.0
             .verify_server_cert(end_entity, intermediates, &name, ocsp_response, now)
     }

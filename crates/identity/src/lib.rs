@@ -24,7 +24,9 @@ use std::path::Path;
 use anyhow::Context as _;
 
 pub use ca::{Ca, CaFiles, new_key, public_key_der};
-pub use credentials::{Credentials, bootstrap_client_config, principal_of, provider, server_name};
+pub use credentials::{
+    Credentials, bootstrap_client_config, certified_key, principal_of, provider, server_name,
+};
 pub use listener::{Conn, Listener, Peer, Remote};
 pub use names::{Principal, TRUST_DOMAIN};
 pub use rcgen::KeyPair;

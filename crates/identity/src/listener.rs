@@ -47,11 +47,13 @@ pub enum Peer {
 }
 
 impl Peer {
-    /// The verified principal, if any.
-    pub fn principal(&self) -> Option<&Principal> {
+    /// Whether this peer is one of `services`, or the operator (who holds the
+    /// CA and passes every such check), or anyone when identity is off.
+    pub fn is_one_of(&self, services: &[&str]) -> bool {
         match self {
-            Peer::Verified(p) => Some(p),
-            _ => None,
+            Peer::Trusted | Peer::Verified(Principal::Operator) => true,
+            Peer::Verified(Principal::Service(name)) => services.contains(&name.as_str()),
+            Peer::Anonymous | Peer::Plain => false,
         }
     }
 }

@@ -64,12 +64,6 @@ pub fn dns_name(service: &str) -> String {
     format!("{service}.svc.{TRUST_DOMAIN}")
 }
 
-/// The service a [`dns_name`] names.
-pub fn service_of_dns_name(name: &str) -> Option<&str> {
-    let service = name.strip_suffix(TRUST_DOMAIN)?.strip_suffix(".svc.")?;
-    valid_service_name(service).then_some(service)
-}
-
 /// A service name a certificate may carry: 1-64 of `[a-z0-9-]`, not "operator".
 pub fn valid_service_name(name: &str) -> bool {
     !name.is_empty()
@@ -101,7 +95,6 @@ mod tests {
             Principal::from_spiffe_id("spiffe://emporium.local/service/operator"),
             None
         );
-        assert_eq!(service_of_dns_name(&dns_name("cart")), Some("cart"));
-        assert_eq!(service_of_dns_name("cart.svc.evil.local"), None);
+        assert_eq!(dns_name("cart"), "cart.svc.emporium.local");
     }
 }

@@ -16,8 +16,8 @@ use http::{HeaderValue, StatusCode, header};
 use rustls::ServerConfig;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
 /// How often the certificate files are checked for a change.
@@ -129,10 +129,9 @@ fn read(files: &EdgeTls) -> anyhow::Result<CertifiedKey> {
         "{} holds no certificate",
         files.cert.display()
     );
-    let key = PrivateKeyDer::from_pem_file(&files.key)
+    let key = std::fs::read_to_string(&files.key)
         .with_context(|| format!("reading {}", files.key.display()))?;
-    CertifiedKey::from_der(chain, key, &emporium_identity::provider())
-        .context("the certificate and key do not match")
+    emporium_identity::certified_key(chain, &key)
 }
 
 /// Whether `req` arrived over TLS.

@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, put};
 use emporium_contracts::registry::{BASE, CERTIFICATES, ConfigValue, Heartbeat, Registration};
 use emporium_http::{ApiError, ApiJson, ApiPath, ApiQuery, FieldError};
-use emporium_identity::{Peer, Principal};
+use emporium_identity::Peer;
 use serde::Deserialize;
 
 use crate::issuer::{Issuer, issue};
@@ -49,19 +49,10 @@ pub fn router(registry: Registry, issuer: Option<Arc<Issuer>>) -> Router {
         .merge(certificates)
 }
 
-/// Whether `peer` may act for instances of `service`: that service itself, or
-/// the operator (or anyone, with identity off).
-fn acts_for(peer: &Peer, service: &str) -> bool {
-    match peer {
-        Peer::Trusted | Peer::Verified(Principal::Operator) => true,
-        Peer::Verified(Principal::Service(name)) => name == service,
-        Peer::Anonymous | Peer::Plain => false,
-    }
-}
-
-/// 403 unless `peer` may act for `service`, logged.
+/// 403 unless `peer` may act for instances of `service` (that service itself,
+/// or the operator, or anyone with identity off), logged.
 fn must_act_for(peer: &Peer, service: &str, what: &str) -> Result<(), ApiError> {
-    if acts_for(peer, service) {
+    if peer.is_one_of(&[service]) {
         return Ok(());
     }
     tracing::warn!(%peer, service, "refused: {what} an instance of another service");
@@ -72,13 +63,11 @@ fn must_act_for(peer: &Peer, service: &str, what: &str) -> Result<(), ApiError> 
 
 /// 403 unless `peer` is the operator (or identity is off).
 fn must_be_operator(peer: &Peer) -> Result<(), ApiError> {
-    match peer {
-        Peer::Trusted | Peer::Verified(Principal::Operator) => Ok(()),
-        _ => {
-            tracing::warn!(%peer, "refused: config write by someone other than the operator");
-            Err(ApiError::forbidden("only the operator may change config"))
-        }
+    if peer.is_one_of(&[]) {
+        return Ok(());
     }
+    tracing::warn!(%peer, "refused: config write by someone other than the operator");
+    Err(ApiError::forbidden("only the operator may change config"))
 }
 
 #[derive(Debug, Deserialize)]

@@ -316,10 +316,22 @@ async fn internal_and_unknown_paths_are_never_routed() {
     );
 }
 
-/// Registers an instance of `service` that answers 200 to any request (over
-/// mTLS, as `service`), counting them.
+/// Registers an instance of `service` that answers 200 to any request,
+/// counting them.
 async fn any_answer_upstream(shop: &Shop, service: &'static str) -> Arc<AtomicUsize> {
     let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let app = axum::Router::new().fallback(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { "anything" }
+    });
+    serve_fake(shop, service, app).await;
+    seen
+}
+
+/// Serves `app` as an instance of `service` (over mTLS as `service`, or the
+/// gateway would refuse it before asking) and registers it.
+async fn serve_fake(shop: &Shop, service: &'static str, app: axum::Router) {
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -329,21 +341,21 @@ async fn any_answer_upstream(shop: &Shop, service: &'static str) -> Arc<AtomicUs
     let listener =
         emporium_identity::Listener::new(tcp, Some(credentials.server_config().expect("tls")))
             .expect("listener");
-    let counter = seen.clone();
-    let app = axum::Router::new().fallback(move || {
-        counter.fetch_add(1, Ordering::SeqCst);
-        async { "anything" }
-    });
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
+    register_fake(shop, service, addr).await;
+}
+
+/// Registers an instance of `service` at `addr` as the operator, for a minute.
+async fn register_fake(shop: &Shop, service: &str, addr: std::net::SocketAddr) {
     RegistryClient::new(
         &shop.registry.url,
         emporium_testkit::identity::operator_clients(),
     )
     .register(&Registration {
         service: service.into(),
-        instance_id: format!("{service}-any"),
+        instance_id: format!("{service}-fake"),
         address: addr.to_string(),
         version: "0".into(),
         metadata: Default::default(),
@@ -351,7 +363,6 @@ async fn any_answer_upstream(shop: &Shop, service: &'static str) -> Arc<AtomicUs
     })
     .await
     .expect("register");
-    seen
 }
 
 /// The status of `GET path` sent byte for byte, with no normalisation.
@@ -519,45 +530,19 @@ async fn upstream_failures_are_502_503_504() {
         gateway.upstream_timeout_ms = 300;
     })
     .await;
-    let rc = RegistryClient::new(
-        &shop.registry.url,
-        emporium_testkit::identity::operator_clients(),
-    );
     // A service that answers too slowly.
-    let slow = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let slow_addr = slow.local_addr().expect("addr");
-    // It speaks mTLS as search, or the gateway would refuse it before asking.
-    let search =
-        emporium_testkit::identity::credentials(emporium_identity::Principal::service("search"));
-    let slow = emporium_identity::Listener::new(slow, Some(search.server_config().expect("tls")))
-        .expect("listener");
-    tokio::spawn(async move {
-        let app = axum::Router::new().fallback(|| async {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            "late"
-        });
-        let _ = axum::serve(slow, app).await;
+    let late = axum::Router::new().fallback(|| async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        "late"
     });
+    serve_fake(&shop, "search", late).await;
     // A service whose only instance refuses connections.
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let closed_addr = closed.local_addr().expect("addr");
     drop(closed);
-    for (service, addr) in [("search", slow_addr), ("reviews", closed_addr)] {
-        rc.register(&Registration {
-            service: service.into(),
-            instance_id: format!("{service}-fake"),
-            address: addr.to_string(),
-            version: "0".into(),
-            metadata: Default::default(),
-            ttl_ms: 60_000,
-        })
-        .await
-        .expect("register");
-    }
+    register_fake(&shop, "reviews", closed_addr).await;
     let p = problem(
         client()
             .get(shop.at("/api/search?q=mug"))
