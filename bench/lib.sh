@@ -4,14 +4,13 @@
 BIN=target/release/emporium
 
 # Logs at warn (the benchmarks measure serving, not log shipping), rate limits out
-# of the way, and an admin the load generator can stock products with.
+# of the way.
 bench_env() {
   export EMPORIUM__LOG__LEVEL=warn
   export EMPORIUM__GATEWAY__RATE_LIMIT__PER_SECOND=100000000
   export EMPORIUM__GATEWAY__RATE_LIMIT__BURST=100000000
   export EMPORIUM__GATEWAY__RATE_LIMIT__USER_PER_SECOND=100000000
   export EMPORIUM__GATEWAY__RATE_LIMIT__USER_BURST=100000000
-  export EMPORIUM__USERS__ADMIN_EMAILS='["bench-admin@example.com"]'
 }
 
 # The usual start of a benchmark: a release build, a scratch folder in WORK, and on
@@ -35,6 +34,8 @@ up_start() {
     sleep 0.005
   done
   BASE=$(grep -o "Open http://[0-9.:]*" "$UP_LOG" | head -1 | cut -d' ' -f2)
+  # The admin the load generator stocks products with (it registers later).
+  "$BIN" admin grant bench-admin@example.com --data-dir "$data" >/dev/null
 }
 
 # Stops the `emporium up` started last, if it still runs, and waits for it.

@@ -9,8 +9,10 @@
 //! - `emporium logs` and `emporium trace ORDER_ID` read the logs `emporium up` keeps:
 //!   [`logview`];
 //! - `emporium load` drives the shop with shoppers' journeys: [`load`];
-//! - `emporium search reindex` rebuilds the search index without downtime, and
-//!   `emporium reviews rebuild` reviews' projections: [`operations`].
+//! - `emporium search reindex` rebuilds the search index without downtime,
+//!   `emporium reviews rebuild` reviews' projections, `emporium admin grant EMAIL`
+//!   makes an admin and `emporium keys rotate` rotates the token signing key:
+//!   [`operations`].
 
 mod events;
 mod load;
@@ -92,6 +94,28 @@ enum Command {
         #[arg(long, global = true)]
         data_dir: Option<PathBuf>,
     },
+    /// Grant or revoke the admin role: `emporium admin grant EMAIL`.
+    Admin {
+        #[command(subcommand)]
+        command: operations::AdminCommand,
+        /// The registry's URL; by default the one a running `emporium up` recorded.
+        #[arg(long, env = "EMPORIUM__REGISTRY_URL", global = true)]
+        registry: Option<String>,
+        /// The data folder of the `emporium up` to ask.
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Rotate users' token signing key: `emporium keys rotate`.
+    Keys {
+        #[command(subcommand)]
+        command: operations::KeysCommand,
+        /// The registry's URL; by default the one a running `emporium up` recorded.
+        #[arg(long, env = "EMPORIUM__REGISTRY_URL", global = true)]
+        registry: Option<String>,
+        /// The data folder of the `emporium up` to ask.
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
     /// Print the merged logs of `emporium up`, filtered; `--follow` keeps going.
     Logs {
         /// Only these services or instance ids (`orders`, `orders-2`).
@@ -166,6 +190,22 @@ fn main() -> anyhow::Result<()> {
         } => {
             let registry = operator::registry(registry, data_dir)?;
             runtime.block_on(operations::reviews(command, &registry))
+        }
+        Command::Admin {
+            command,
+            registry,
+            data_dir,
+        } => {
+            let registry = operator::registry(registry, data_dir)?;
+            runtime.block_on(operations::admin(command, &registry))
+        }
+        Command::Keys {
+            command,
+            registry,
+            data_dir,
+        } => {
+            let registry = operator::registry(registry, data_dir)?;
+            runtime.block_on(operations::keys(command, &registry))
         }
         Command::Logs {
             services,

@@ -1,6 +1,8 @@
 //! Operator commands on running services: `emporium search reindex` (every search
-//! instance builds a new index beside the one it serves, then swaps to it) and
-//! `emporium reviews rebuild` (reviews' projections made again from its event store).
+//! instance builds a new index beside the one it serves, then swaps to it),
+//! `emporium reviews rebuild` (reviews' projections made again from its event
+//! store), `emporium admin grant|revoke|list` (the admin role, by email) and
+//! `emporium keys rotate|list` (users' token signing keys).
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
@@ -21,6 +23,98 @@ pub enum SearchCommand {
 pub enum ReviewsCommand {
     /// Rebuild the reviews and rating summaries from the event store.
     Rebuild,
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Make the account with this email an admin (now, or once it registers).
+    Grant { email: String },
+    /// Take the admin role away (from the account's next access token on).
+    Revoke { email: String },
+    /// The emails granted the admin role.
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Sign access tokens with a new key from now on; the old one verifies the
+    /// tokens it signed until they expire, then is withdrawn.
+    Rotate,
+    /// The published signing keys.
+    List,
+}
+
+pub async fn admin(command: AdminCommand, registry: &RegistryClient) -> anyhow::Result<()> {
+    let segment = emporium_client::path_segment;
+    let (method, path) = match &command {
+        AdminCommand::Grant { email } => (
+            Method::PUT,
+            format!("/internal/users/admins/{}", segment(email)),
+        ),
+        AdminCommand::Revoke { email } => (
+            Method::DELETE,
+            format!("/internal/users/admins/{}", segment(email)),
+        ),
+        AdminCommand::List => (Method::GET, "/internal/users/admins".to_string()),
+    };
+    let (_, answer) = on_one(registry, emporium_users::NAME, method, &path).await?;
+    match command {
+        AdminCommand::Grant { .. } if answer["account"] == true => {
+            println!(
+                "{} is an admin from its next sign-in",
+                answer["email"].as_str().unwrap_or_default()
+            );
+        }
+        AdminCommand::Grant { .. } => println!(
+            "{} will be an admin once it registers",
+            answer["email"].as_str().unwrap_or_default()
+        ),
+        AdminCommand::Revoke { email } => println!(
+            "{email} is no longer an admin (access tokens already issued keep the role until they expire)"
+        ),
+        AdminCommand::List => {
+            for g in answer.as_array().into_iter().flatten() {
+                let waiting = if g["account"] == true {
+                    ""
+                } else {
+                    "  (not registered yet)"
+                };
+                println!(
+                    "{}  granted {}{waiting}",
+                    g["email"].as_str().unwrap_or_default(),
+                    g["granted_at"].as_str().unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn keys(command: KeysCommand, registry: &RegistryClient) -> anyhow::Result<()> {
+    let method = match command {
+        KeysCommand::Rotate => Method::POST,
+        KeysCommand::List => Method::GET,
+    };
+    let (_, answer) = on_one(
+        registry,
+        emporium_users::NAME,
+        method,
+        "/internal/users/keys",
+    )
+    .await?;
+    for k in answer.as_array().into_iter().flatten() {
+        let state = match k["withdrawn_at"].as_str() {
+            _ if k["signing"] == true => "signing".to_string(),
+            Some(at) => format!("retired, published until {at}"),
+            None => "published".to_string(),
+        };
+        println!(
+            "{}  created {}  {state}",
+            k["kid"].as_str().unwrap_or_default(),
+            k["created_at"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
 }
 
 pub async fn search(command: SearchCommand, registry: &RegistryClient) -> anyhow::Result<()> {
@@ -54,6 +148,37 @@ pub async fn reviews(command: ReviewsCommand, registry: &RegistryClient) -> anyh
         );
     }
     Ok(())
+}
+
+/// Sends `method path` to one healthy instance of `service` (the instances share
+/// one database), as the operator; its id and answer.
+async fn on_one(
+    registry: &RegistryClient,
+    service: &str,
+    method: Method,
+    path: &str,
+) -> anyhow::Result<(String, Value)> {
+    let snapshot = registry
+        .instances()
+        .await
+        .with_context(|| format!("asking the registry at {}", registry.base_url()))?;
+    let Some(i) = snapshot
+        .instances
+        .iter()
+        .find(|i| i.service == service && i.healthy)
+    else {
+        bail!("no {service} instance is running (see `emporium status`)");
+    };
+    let direct = Direct::new(&i.address, registry.clients().clone());
+    let client = ServiceClient::new(service, Arc::new(direct), Duration::from_secs(60));
+    match client.call_json::<Value>(method, path).await {
+        Ok(body) => Ok((i.instance_id.clone(), body)),
+        Err(e) => bail!(
+            "{}: {e}: {}",
+            i.instance_id,
+            e.problem_detail().unwrap_or("no detail")
+        ),
+    }
 }
 
 /// POSTs `path` to every healthy instance of `service` (the first only when `path`

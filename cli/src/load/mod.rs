@@ -23,7 +23,7 @@
 //!   progress line on a terminal, then a table, or one JSON object with `--json`.
 //!
 //! Products are stocked plentifully first when `--admin` names an admin account
-//! (`users.admin_emails`), so checkouts measure the shop rather than sold-out stock.
+//! (`emporium admin grant EMAIL`), so checkouts measure the shop rather than sold-out stock.
 
 mod report;
 mod shopper;
@@ -63,7 +63,8 @@ pub struct LoadArgs {
     /// Products the journeys use (the first N of the catalog).
     #[arg(long, default_value_t = 20)]
     pub skus: usize,
-    /// An admin account (in `users.admin_emails`) that stocks those products first.
+    /// An admin account (`emporium admin grant EMAIL`) that stocks those products
+    /// first; registered if new.
     #[arg(long)]
     pub admin: Option<String>,
     /// Print one JSON object instead of the table.

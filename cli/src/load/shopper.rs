@@ -215,8 +215,8 @@ impl Shop {
                 }
                 if r.status() == 403 {
                     bail!(
-                        "{admin} is not an admin: list it in users.admin_emails \
-                         (EMPORIUM__USERS__ADMIN_EMAILS) before it registers"
+                        "{admin} is not an admin: grant it the role with \
+                         `emporium admin grant {admin}` (before or after it registers)"
                     );
                 }
                 // 404 until inventory has applied the product's event.

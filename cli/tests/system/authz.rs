@@ -109,6 +109,24 @@ async fn every_route_answers_each_kind_of_caller_as_the_table_says() {
     );
     let b_me = send(&up, Some(&b.token), "GET", "/api/users/me", None).await;
     assert!(b_me.1.contains("b@example.com") && !b_me.1.contains("a@example.com"));
+    let a_sessions = send(&up, Some(&a.token), "GET", "/api/users/me/sessions", None).await;
+    let a_session = serde_json::from_str::<Value>(&a_sessions.1).expect("sessions")[0]["id"]
+        .as_str()
+        .expect("A has a session")
+        .to_string();
+    let b_sessions = send(&up, Some(&b.token), "GET", "/api/users/me/sessions", None).await;
+    assert!(!b_sessions.1.contains(&a_session), "B lists A's session");
+    let r = send(
+        &up,
+        Some(&b.token),
+        "DELETE",
+        &format!("/api/users/me/sessions/{a_session}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.0, 404, "B ended A's session: {}", r.1);
+    let still = send(&up, Some(&a.token), "GET", "/api/users/me/sessions", None).await;
+    assert!(still.1.contains(&a_session), "A's session survives B");
 
     let emails = AtomicUsize::new(0);
     let fresh_email = || format!("new-{}@example.com", emails.fetch_add(1, Ordering::SeqCst));
@@ -272,6 +290,39 @@ async fn every_route_answers_each_kind_of_caller_as_the_table_says() {
         row("POST", "/api/users/login", "/api/users/login".into(), open)
             .with(json!({"email": "a@example.com", "password": emporium_testkit::PASSWORD})),
         row("GET", "/api/users/me", "/api/users/me".into(), o),
+        row(
+            "POST",
+            "/api/users/token",
+            "/api/users/token".into(),
+            [401; 4],
+        )
+        .with(json!({"refresh_token": "not-a-refresh-token"})),
+        row(
+            "POST",
+            "/api/users/logout",
+            "/api/users/logout".into(),
+            [204; 4],
+        )
+        .with(json!({"refresh_token": "not-a-refresh-token"})),
+        row(
+            "GET",
+            "/api/users/me/sessions",
+            "/api/users/me/sessions".into(),
+            o,
+        ),
+        row(
+            "DELETE",
+            "/api/users/me/sessions/{id}",
+            format!("/api/users/me/sessions/{}", uuid::Uuid::now_v7()),
+            [401, 404, 404, 404],
+        ),
+        // Ends the sessions of A, B and the admin; their access tokens stay valid.
+        row(
+            "DELETE",
+            "/api/users/me/sessions",
+            "/api/users/me/sessions".into(),
+            o,
+        ),
         row(
             "GET",
             "/.well-known/jwks.json",

@@ -151,7 +151,6 @@ impl Up {
             .env_remove("EMPORIUM__DATABASE_URL")
             .env_remove("EMPORIUM__EVENTS__NATS_URL")
             .envs(backend_settings)
-            .env("EMPORIUM__USERS__ADMIN_EMAILS", r#"["boss@example.com"]"#)
             .env("EMPORIUM__GATEWAY__RATE_LIMIT__PER_SECOND", "10000")
             .env("EMPORIUM__GATEWAY__RATE_LIMIT__BURST", "10000")
             .env("EMPORIUM__GATEWAY__RATE_LIMIT__USER_PER_SECOND", "10000")
@@ -190,6 +189,18 @@ impl Up {
             .expect("url")
             .trim_end_matches('/');
         up.base = url.to_string();
+        // The operator makes boss@example.com an admin, before it registers.
+        let granted = Command::new(env!("CARGO_BIN_EXE_emporium"))
+            .args(["admin", "grant", "boss@example.com", "--data-dir"])
+            .arg(data)
+            .env_remove("EMPORIUM__REGISTRY_URL")
+            .output()
+            .expect("emporium admin grant runs");
+        assert!(
+            granted.status.success(),
+            "emporium admin grant: {}",
+            String::from_utf8_lossy(&granted.stderr)
+        );
         up
     }
 

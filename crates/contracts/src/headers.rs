@@ -11,8 +11,13 @@ pub const USER_ID: &str = "x-user-id";
 /// The verified roles (comma separated), set only by the gateway.
 pub const USER_ROLES: &str = "x-user-roles";
 
-/// Identity headers a client must never be able to set: the gateway strips them.
-pub const IDENTITY_HEADERS: [&str; 2] = [USER_ID, USER_ROLES];
+/// The client's address as the gateway determined it (see `gateway.trusted_proxies`),
+/// for per-client decisions behind it (login throttling).
+pub const CLIENT_IP: &str = "x-client-ip";
+
+/// Identity headers a client must never be able to set: the gateway strips them,
+/// and services accept them from the gateway and the storefront only.
+pub const IDENTITY_HEADERS: [&str; 3] = [USER_ID, USER_ROLES, CLIENT_IP];
 
 /// Makes a retried `POST` safe: the same key gives the same result.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -20,3 +25,6 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// The storefront's session cookie: the signed-in shopper's access token, HttpOnly.
 /// The gateway verifies it on every page request as it verifies a bearer token.
 pub const SESSION_COOKIE: &str = "emporium_session";
+/// The storefront's refresh cookie: the shopper's refresh token, HttpOnly, which
+/// the storefront exchanges for a new session when the access token expires.
+pub const REFRESH_COOKIE: &str = "emporium_refresh";

@@ -11,7 +11,7 @@
 //!   the service is public (the gateway: the public reaches its routes over plain
 //!   HTTP or the gateway's own TLS) or the path is one the service opens to anonymous TLS (the
 //!   registry's certificate endpoint);
-//! - identity headers (`x-user-id`, `x-user-roles`) are accepted only from the
+//! - identity headers (`x-user-id`, `x-user-roles`, `x-client-ip`) are accepted only from the
 //!   gateway, the storefront and the operator; from anyone else the request is
 //!   refused, not stripped, so a forgery is seen;
 //! - routes narrow this further with [`Callers::callers`], declared next to the
@@ -115,7 +115,9 @@ pub(crate) async fn check(
 
 fn carries_identity(req: &Request) -> bool {
     let h = req.headers();
-    h.contains_key(headers::USER_ID) || h.contains_key(headers::USER_ROLES)
+    headers::IDENTITY_HEADERS
+        .iter()
+        .any(|name| h.contains_key(*name))
 }
 
 /// Declares which services may call a router's routes.

@@ -1,11 +1,13 @@
-//! The caller's identity as verified by the gateway.
+//! The caller's identity as verified by the gateway, and the client's address.
 //!
 //! The gateway checks the access token and forwards the user id and roles in
-//! headers it strips from client requests; services trust those headers and nothing
-//! else. (Service-to-service authentication of that hop is a later step; services
-//! listen on loopback or inside the cluster network only.)
+//! headers it strips from client requests; services trust those headers because
+//! the guard accepts them only from the gateway and the storefront (see
+//! [`crate::guard`]).
 
-use axum::extract::FromRequestParts;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use emporium_contracts::headers;
 use http::request::Parts;
 use uuid::Uuid;
@@ -62,5 +64,30 @@ impl Caller {
             })
             .unwrap_or_default();
         Some(Caller { user_id, roles })
+    }
+}
+
+/// The end client's address: what the gateway (or the storefront, passing it on)
+/// put in `x-client-ip`, else the connection's peer. `None` for a request with
+/// neither (in-process calls with no address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let forwarded = parts
+            .headers
+            .get(headers::CLIENT_IP)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok());
+        let peer = || {
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip())
+        };
+        Ok(ClientIp(forwarded.or_else(peer)))
     }
 }

@@ -30,6 +30,6 @@ pub mod server;
 
 pub use extract::{ApiJson, ApiPath, ApiQuery};
 pub use guard::{Callers, Guard};
-pub use identity::Caller;
+pub use identity::{Caller, ClientIp};
 pub use problem::{ApiError, FieldError, Problem};
 pub use server::{Readiness, serve, shutdown_signal};

@@ -184,6 +184,21 @@ pub async fn sign_up(base: &str, email: &str) -> (String, String) {
     )
 }
 
+/// Grants the admin role to `email` as the operator would (`emporium admin
+/// grant`), at users' own address `users`; before or after the account registers.
+pub async fn grant_admin(users: &str, email: &str) {
+    let r = client()
+        .put(format!("{users}/internal/users/admins/{email}"))
+        .send()
+        .await
+        .expect("grant");
+    assert!(
+        r.status().is_success(),
+        "grant admin to {email}: {}",
+        r.status()
+    );
+}
+
 /// Polls `check` until it gives a value (every 50 ms, 20 s at most), then returns
 /// it; panics naming `what` if it never does.
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T

@@ -120,6 +120,8 @@ impl Default for GatewaySettings {
             public_routes: [
                 "POST /api/users/register",
                 "POST /api/users/login",
+                "POST /api/users/token",
+                "POST /api/users/logout",
                 "GET /api/catalog/",
                 "GET /api/inventory/",
                 "GET /api/search",

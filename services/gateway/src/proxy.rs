@@ -147,6 +147,7 @@ async fn forward(
     verified: Option<&Verified>,
 ) -> Result<Response, ApiError> {
     let peer = crate::forwarded::peer(&req);
+    let client_ip = gw.proxies.client_ip(&req);
     let tls = crate::edge::over_tls(&req);
     let (mut parts, body) = req.into_parts();
     // X-Forwarded-For/-Host/-Proto: kept and extended behind a trusted proxy,
@@ -168,15 +169,16 @@ async fn forward(
         .uri(path)
         .body(bytes)
         .map_err(|_| ApiError::bad_request("malformed request"))?;
-    *upstream.headers_mut() = forwarded_headers(std::mem::take(&mut parts.headers), verified);
+    *upstream.headers_mut() =
+        forwarded_headers(std::mem::take(&mut parts.headers), verified, client_ip);
     let client = gw.client(service);
     let mut response = client.send(upstream).await.map_err(ApiError::from)?;
     strip_hop_by_hop(response.headers_mut());
     Ok(response.map(Body::new))
 }
 
-/// Removes the storefront's session cookie from the `Cookie` headers, keeping the
-/// others.
+/// Removes the storefront's session and refresh cookies from the `Cookie` headers,
+/// keeping the others.
 fn strip_session_cookie(headers: &mut HeaderMap) {
     let kept: Vec<String> = headers
         .get_all(header::COOKIE)
@@ -186,7 +188,7 @@ fn strip_session_cookie(headers: &mut HeaderMap) {
         .map(str::trim)
         .filter(|pair| {
             let name = pair.split_once('=').map_or(*pair, |(name, _)| name);
-            !pair.is_empty() && name != headers::SESSION_COOKIE
+            !pair.is_empty() && name != headers::SESSION_COOKIE && name != headers::REFRESH_COOKIE
         })
         .map(str::to_string)
         .collect();
@@ -209,9 +211,13 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
 }
 
 /// The client's headers minus hop-by-hop and identity headers, plus the verified
-/// identity. `Authorization` stays at the gateway: services trust the identity
-/// headers, and tokens do not spread into their logs.
-fn forwarded_headers(mut out: HeaderMap, verified: Option<&Verified>) -> HeaderMap {
+/// identity and the client's address. `Authorization` stays at the gateway:
+/// services trust the identity headers, and tokens do not spread into their logs.
+fn forwarded_headers(
+    mut out: HeaderMap,
+    verified: Option<&Verified>,
+    client_ip: Option<std::net::IpAddr>,
+) -> HeaderMap {
     strip_hop_by_hop(&mut out);
     out.remove(header::HOST);
     out.remove(header::AUTHORIZATION);
@@ -228,6 +234,11 @@ fn forwarded_headers(mut out: HeaderMap, verified: Option<&Verified>) -> HeaderM
         if let Ok(roles) = HeaderValue::from_str(&v.roles.join(",")) {
             out.insert(headers::USER_ROLES, roles);
         }
+    }
+    if let Some(ip) = client_ip
+        && let Ok(ip) = HeaderValue::from_str(&ip.to_string())
+    {
+        out.insert(headers::CLIENT_IP, ip);
     }
     out
 }
@@ -262,8 +273,13 @@ mod tests {
         h.insert(header::CONNECTION, HeaderValue::from_static("x-secret-hop"));
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("accept", HeaderValue::from_static("application/json"));
-        let out = forwarded_headers(h.clone(), None);
+        h.insert(headers::CLIENT_IP, HeaderValue::from_static("6.6.6.6"));
+        let out = forwarded_headers(h.clone(), None, None);
         assert!(out.get(headers::USER_ID).is_none());
+        assert!(
+            out.get(headers::CLIENT_IP).is_none(),
+            "a client names its own address"
+        );
         assert!(out.get(headers::USER_ROLES).is_none());
         assert!(out.get(header::AUTHORIZATION).is_none());
         assert!(out.get("x-secret-hop").is_none());
@@ -273,8 +289,9 @@ mod tests {
             user_id: uuid::Uuid::nil(),
             roles: vec!["customer".into()],
         };
-        let out = forwarded_headers(h, Some(&v));
+        let out = forwarded_headers(h, Some(&v), "203.0.113.9".parse().ok());
         assert_eq!(out[headers::USER_ID], uuid::Uuid::nil().to_string());
+        assert_eq!(out[headers::CLIENT_IP], "203.0.113.9");
         assert_eq!(out[headers::USER_ROLES], "customer");
     }
 
@@ -283,7 +300,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(
             header::COOKIE,
-            HeaderValue::from_static("a=1; emporium_session=tok.en; b=2"),
+            HeaderValue::from_static("a=1; emporium_session=tok.en; b=2; emporium_refresh=r"),
         );
         h.append(
             header::COOKIE,

@@ -98,6 +98,27 @@ pub struct Registration<'a> {
 pub struct Token {
     pub access_token: String,
     pub expires_in: u64,
+    #[serde(default)]
+    pub refresh_token: String,
+    #[serde(default)]
+    pub refresh_expires_in: u64,
+}
+
+/// A refresh token, to exchange or to end its session.
+#[derive(Debug, Serialize)]
+pub struct Refresh<'a> {
+    pub refresh_token: &'a str,
+}
+
+/// `client`, passing on the address of the shopper the gateway saw (users slows
+/// down failed sign-ins per address).
+pub fn from_client(client: &ServiceClient, ip: Option<&str>) -> ServiceClient {
+    match ip.and_then(|ip| HeaderValue::from_str(ip).ok()) {
+        Some(ip) => client
+            .clone()
+            .with_header(HeaderName::from_static(headers::CLIENT_IP), ip),
+        None => client.clone(),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,10 +1,12 @@
 //! Who is browsing, and the protections every page gets.
 //!
 //! - The session is the access token users issued at sign-in, in an HttpOnly,
-//!   SameSite=Lax cookie (`Secure` over TLS) that page scripts cannot read. The
-//!   gateway verifies it on every page request and forwards the verified identity
-//!   in the headers services trust; here a cookie without an identity means the
-//!   token expired or was refused, and it is cleared.
+//!   SameSite=Lax cookie (`Secure` over TLS) that page scripts cannot read, beside
+//!   the session's refresh token in another. The gateway verifies the access token
+//!   on every page request and forwards the verified identity in the headers
+//!   services trust. When it has expired (minutes), [`refresh`] exchanges the
+//!   refresh token for a new pair before the page is made; a refresh token users
+//!   refuse (signed out elsewhere, reused, expired) clears the cookies.
 //! - CSRF: a random token in its own cookie, which every form repeats in a hidden
 //!   field (the double-submit pattern: another site can neither read nor set the
 //!   cookie); every `POST` must carry the same value, and an `Origin` that is not
@@ -17,20 +19,30 @@ use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use cookie::{Cookie, SameSite};
+use emporium_contracts::auth::AccessClaims;
 use emporium_contracts::headers;
 use emporium_http::Caller;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, header};
 use http_body_util::{BodyExt, Limited};
 
+use crate::backend::{self, Token};
 use crate::error::PageError;
+use crate::pages::App;
 
 /// The cookie holding the CSRF token.
 pub const CSRF_COOKIE: &str = "emporium_csrf";
 /// The form field that repeats it.
 pub const CSRF_FIELD: &str = "csrf";
+/// Set on a request whose refresh could not be tried (users unreachable): its
+/// cookies are kept for when it can.
+#[derive(Debug, Clone, Copy)]
+struct RefreshUnavailable;
+
 /// The cookie holding the shopper's display name (shown in the header only).
 const NAME_COOKIE: &str = "emporium_name";
 /// Largest form body read to find the CSRF field.
@@ -63,6 +75,10 @@ pub struct Visitor {
     pub secure: bool,
     /// Path and query of this page, to come back to after signing in.
     pub here: String,
+    /// The session's refresh token, when the browser holds one.
+    pub refresh_token: Option<String>,
+    /// The shopper's address as the gateway saw it.
+    pub client_ip: Option<String>,
 }
 
 impl Visitor {
@@ -106,6 +122,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Visitor {
             name,
             csrf,
             here,
+            refresh_token: cookie(&parts.headers, headers::REFRESH_COOKIE)
+                .filter(|t| !t.is_empty()),
+            client_ip: parts
+                .headers
+                .get(headers::CLIENT_IP)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
         })
     }
 }
@@ -131,21 +154,118 @@ pub fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool) -> Header
     HeaderValue::from_str(&c.encoded().to_string()).unwrap_or(HeaderValue::from_static(""))
 }
 
-/// The cookies a sign-in sets: the session (the token) and the display name.
-pub fn signed_in(token: &str, expires_in: u64, name: &str, secure: bool) -> [HeaderValue; 2] {
-    let age = i64::try_from(expires_in).unwrap_or(i64::MAX);
-    [
-        set_cookie(headers::SESSION_COOKIE, token, age, secure),
-        set_cookie(NAME_COOKIE, name, age, secure),
-    ]
+/// The session's cookies: the access token, and the refresh token when users gave one.
+fn session_cookies(token: &Token, secure: bool) -> Vec<HeaderValue> {
+    let age = |secs: u64| i64::try_from(secs).unwrap_or(i64::MAX);
+    let mut cookies = vec![set_cookie(
+        headers::SESSION_COOKIE,
+        &token.access_token,
+        age(token.expires_in),
+        secure,
+    )];
+    if !token.refresh_token.is_empty() {
+        cookies.push(set_cookie(
+            headers::REFRESH_COOKIE,
+            &token.refresh_token,
+            age(token.refresh_expires_in),
+            secure,
+        ));
+    }
+    cookies
+}
+
+/// The cookies a sign-in sets: the session and the display name (kept as long
+/// as the session can be refreshed).
+pub fn signed_in(token: &Token, name: &str, secure: bool) -> Vec<HeaderValue> {
+    let mut cookies = session_cookies(token, secure);
+    let age = token.refresh_expires_in.max(token.expires_in);
+    cookies.push(set_cookie(
+        NAME_COOKIE,
+        name,
+        i64::try_from(age).unwrap_or(i64::MAX),
+        secure,
+    ));
+    cookies
 }
 
 /// The cookies that sign out.
-pub fn signed_out(secure: bool) -> [HeaderValue; 2] {
+pub fn signed_out(secure: bool) -> [HeaderValue; 3] {
     [
         set_cookie(headers::SESSION_COOKIE, "", 0, secure),
+        set_cookie(headers::REFRESH_COOKIE, "", 0, secure),
         set_cookie(NAME_COOKIE, "", 0, secure),
     ]
+}
+
+/// Who a token users just issued names. Read, not verified: it came straight from
+/// users over the platform's own call; the gateway verifies it on every later page.
+pub fn caller_of(token: &str) -> Option<Caller> {
+    let payload = token.split('.').nth(1)?;
+    let claims: AccessClaims =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    Some(Caller {
+        user_id: uuid::Uuid::parse_str(&claims.sub).ok()?,
+        roles: claims.roles,
+    })
+}
+
+/// Middleware over the pages (not the assets): a visitor whose access token has
+/// expired but who holds a refresh token gets a new pair from users, and the page
+/// is made for them signed in, with the new cookies on the answer. A refresh token
+/// users refuse leaves the visitor signed out, and [`csrf`] clears the cookies;
+/// when users cannot be reached the page is made signed out and the cookies stay.
+pub async fn refresh(State(app): State<App>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let asset = path.starts_with("/assets/") || path == "/favicon.ico";
+    let refresh_token = cookie(req.headers(), headers::REFRESH_COOKIE).filter(|t| !t.is_empty());
+    let (Some(refresh_token), false, None) =
+        (refresh_token, asset, Caller::from_headers(req.headers()))
+    else {
+        return next.run(req).await;
+    };
+    let ip = req
+        .headers()
+        .get(headers::CLIENT_IP)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let refreshed: Result<Token, _> = backend::from_client(&app.backend.users, ip.as_deref())
+        .send_json(
+            Method::POST,
+            "/api/users/token",
+            &backend::Refresh {
+                refresh_token: &refresh_token,
+            },
+        )
+        .await;
+    let token = match refreshed {
+        Ok(token) => token,
+        Err(e) if e.status() == Some(http::StatusCode::UNAUTHORIZED) => {
+            return next.run(req).await;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot refresh a session; the page is made signed out");
+            req.extensions_mut().insert(RefreshUnavailable);
+            return next.run(req).await;
+        }
+    };
+    let Some(caller) = caller_of(&token.access_token) else {
+        tracing::warn!("users issued an unreadable token");
+        return next.run(req).await;
+    };
+    let h = req.headers_mut();
+    if let (Ok(id), Ok(roles)) = (
+        HeaderValue::from_str(&caller.user_id.to_string()),
+        HeaderValue::from_str(&caller.roles.join(",")),
+    ) {
+        h.insert(headers::USER_ID, id);
+        h.insert(headers::USER_ROLES, roles);
+    }
+    let secure = app.settings.secure_cookies || is_tls(req.headers());
+    let mut response = next.run(req).await;
+    for c in session_cookies(&token, secure) {
+        response.headers_mut().append(header::SET_COOKIE, c);
+    }
+    response
 }
 
 /// A fresh CSRF token: 244 random bits.
@@ -187,10 +307,12 @@ pub async fn csrf(State(always_secure): State<bool>, req: Request, next: Next) -
             Err(e) => return e.into_response(),
         };
     }
-    // A session cookie the gateway did not vouch for (expired, or from before a
-    // key rotation) is cleared; the page says so.
+    // Session cookies nobody vouched for (an access token the gateway refused and
+    // no refresh token users accepted) are cleared; the page says so.
     let stale = Caller::from_headers(req.headers()).is_none()
-        && cookie(req.headers(), headers::SESSION_COOKIE).is_some();
+        && req.extensions().get::<RefreshUnavailable>().is_none()
+        && (cookie(req.headers(), headers::SESSION_COOKIE).is_some()
+            || cookie(req.headers(), headers::REFRESH_COOKIE).is_some());
     req.extensions_mut().insert(Csrf(token.clone()));
     req.extensions_mut().insert(SecureCookies(secure));
     let mut response = next.run(req).await;
@@ -198,13 +320,14 @@ pub async fn csrf(State(always_secure): State<bool>, req: Request, next: Next) -
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
-    if !page {
-        return response;
-    }
-    if stale && !response.headers().contains_key(header::SET_COOKIE) {
+    let redirect = response.status().is_redirection();
+    if stale && (page || redirect) && !response.headers().contains_key(header::SET_COOKIE) {
         for c in signed_out(secure) {
             response.headers_mut().append(header::SET_COOKIE, c);
         }
+    }
+    if !page {
+        return response;
     }
     if found.is_none() {
         // A year: the token only proves "this site's page", never who you are.

@@ -1,8 +1,10 @@
-//! The Ed25519 key that signs access tokens, and the JWKS that publishes it.
+//! The Ed25519 keys that sign access tokens, and the JWKS that publishes them.
 //!
-//! Generated on first start and kept in this service's own database; the private half
-//! lives only in memory behind [`emporium_config::Secret`] and is never logged. The
-//! key id is the RFC 7638 thumbprint of the public JWK.
+//! The first is generated on first start and kept in this service's own database;
+//! the private half lives only in memory behind [`emporium_config::Secret`] and is
+//! never logged. The key id is the RFC 7638 thumbprint of the public JWK.
+//! `emporium keys rotate` adds a key that signs from then on; the one it replaces
+//! is retired: published until every token it signed has expired, then deleted.
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
@@ -13,12 +15,32 @@ use emporium_contracts::auth::{AUDIENCE, AccessClaims, ISSUER, TOKEN_TYPE};
 use emporium_store::Db;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use std::sync::Arc;
 
-/// Signs tokens with the current key; knows every published key.
+use arc_swap::ArcSwap;
+
+/// Signs tokens with the current key; knows every published key. Reloaded from
+/// the database (every instance shares it) so that a rotation made through one
+/// instance reaches the others.
 pub struct Keys {
+    current: ArcSwap<KeySet>,
+    /// How long a retired key stays published: longer than any token it signed lives.
+    publish_retired_ms: i64,
+}
+
+struct KeySet {
     kid: String,
     encoding: Secret<EncodingKey>,
-    published: Vec<(String, String)>,
+    published: Vec<StoredKey>,
+}
+
+/// A key as the operator sees it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredKey {
+    pub kid: String,
+    pub public_x: String,
+    pub created_at_ms: i64,
+    pub retired_at_ms: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -35,66 +57,145 @@ pub enum KeyError {
 /// never committed: a lock both engines take the same way (see `create_first`).
 const FIRST_KEY_GUARD: &str = "first-key-guard";
 
+/// How often every instance rereads the keys.
+pub const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Keys {
-    /// Loads the signing key, generating and storing one on first start.
-    pub async fn load_or_create(db: &Db, now_ms: i64) -> Result<Self, KeyError> {
-        let mut rows = stored(db).await?;
-        if rows.is_empty() {
+    /// Loads the signing key, generating and storing one on first start. A retired
+    /// key stays published `access_ttl_ms` (plus the time instances take to notice
+    /// a rotation, plus a minute of clock skew) after it stopped signing.
+    pub async fn load_or_create(
+        db: &Db,
+        now_ms: i64,
+        access_ttl_ms: i64,
+    ) -> Result<Self, KeyError> {
+        if stored(db).await?.is_empty() {
             create_first(db, now_ms).await?;
-            // Whoever created it: every instance signs with what is stored.
-            rows = stored(db).await?;
         }
-        let Some((kid, private_b64, _)) = rows.first() else {
-            return Err(KeyError::Invalid("no signing key was stored".into()));
-        };
-        let pkcs8 = Secret::new(
-            STANDARD
-                .decode(private_b64)
-                .map_err(|e| KeyError::Invalid(e.to_string()))?,
-        );
-        let encoding = EncodingKey::from_ed_der(pkcs8.expose());
+        let publish_retired_ms = access_ttl_ms + RELOAD_EVERY.as_millis() as i64 * 2 + 60_000;
+        let set = load(db, now_ms, publish_retired_ms).await?;
         Ok(Self {
-            kid: kid.clone(),
-            encoding: Secret::new(encoding),
-            published: rows.into_iter().map(|(kid, _, x)| (kid, x)).collect(),
+            current: ArcSwap::from_pointee(set),
+            publish_retired_ms,
         })
     }
 
+    /// Rereads the keys: a rotation made elsewhere signs here too, and keys whose
+    /// tokens have all expired are withdrawn (deleted).
+    pub async fn reload(&self, db: &Db, now_ms: i64) -> Result<(), KeyError> {
+        sqlx::query(
+            "DELETE FROM signing_keys WHERE retired_at_ms IS NOT NULL AND retired_at_ms < $1",
+        )
+        .bind(now_ms - self.publish_retired_ms)
+        .execute(db.pool())
+        .await?;
+        let set = load(db, now_ms, self.publish_retired_ms).await?;
+        if set.kid != self.current.load().kid {
+            tracing::info!(kid = %set.kid, "signing with a new key");
+        }
+        self.current.store(Arc::new(set));
+        Ok(())
+    }
+
+    /// Adds a new key that signs from now on and retires the others (they verify
+    /// until their tokens expire); the new key's id.
+    pub async fn rotate(&self, db: &Db, now_ms: i64) -> Result<String, KeyError> {
+        let mut tx = db.begin().await?;
+        sqlx::query("UPDATE signing_keys SET retired_at_ms = $1 WHERE retired_at_ms IS NULL")
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        let kid = store_new(&mut tx, now_ms).await?;
+        tx.commit().await?;
+        tracing::info!(%kid, "rotated the token signing key");
+        self.reload(db, now_ms).await?;
+        Ok(kid)
+    }
+
+    /// The keys published now, the signing one first.
+    pub fn published(&self) -> Vec<StoredKey> {
+        self.current.load().published.clone()
+    }
+
+    /// When a retired key is withdrawn.
+    pub fn withdrawn_at(&self, key: &StoredKey) -> Option<i64> {
+        key.retired_at_ms.map(|r| r + self.publish_retired_ms)
+    }
+
     #[cfg(test)]
-    pub fn kid(&self) -> &str {
-        &self.kid
+    pub fn kid(&self) -> String {
+        self.current.load().kid.clone()
     }
 
     /// Signs `claims` as an EdDSA JWT carrying the current key id.
     pub fn sign(&self, claims: &AccessClaims) -> Result<String, KeyError> {
+        let set = self.current.load();
         let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.kid.clone());
+        header.kid = Some(set.kid.clone());
         header.typ = Some(TOKEN_TYPE.to_string());
         Ok(jsonwebtoken::encode(
             &header,
             claims,
-            self.encoding.expose(),
+            set.encoding.expose(),
         )?)
     }
 
     /// The JWKS document.
     pub fn jwks(&self) -> Value {
         let keys: Vec<Value> = self
+            .current
+            .load()
             .published
             .iter()
-            .map(|(kid, x)| {
-                json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"})
+            .map(|k| {
+                json!({"kty": "OKP", "crv": "Ed25519", "x": k.public_x, "kid": k.kid, "alg": "EdDSA", "use": "sig"})
             })
             .collect();
         json!({ "keys": keys })
     }
 }
 
-/// Every stored key, the signing one (the newest) first: (kid, PKCS#8 base64, x).
-async fn stored(db: &Db) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+/// The signing key (the newest unretired one) and every key still published.
+async fn load(db: &Db, now_ms: i64, publish_retired_ms: i64) -> Result<KeySet, KeyError> {
+    let rows = stored(db).await?;
+    let Some(signing) = rows.iter().find(|r| r.retired_at_ms.is_none()) else {
+        return Err(KeyError::Invalid("no signing key is stored".into()));
+    };
+    let (private_b64,): (String,) =
+        sqlx::query_as("SELECT private_pkcs8 FROM signing_keys WHERE kid = $1")
+            .bind(&signing.kid)
+            .fetch_one(db.pool())
+            .await?;
+    let pkcs8 = Secret::new(
+        STANDARD
+            .decode(private_b64)
+            .map_err(|e| KeyError::Invalid(e.to_string()))?,
+    );
+    let encoding = EncodingKey::from_ed_der(pkcs8.expose());
+    let kid = signing.kid.clone();
+    let mut published: Vec<StoredKey> = rows
+        .into_iter()
+        .filter(|r| {
+            r.retired_at_ms
+                .is_none_or(|at| at + publish_retired_ms > now_ms)
+        })
+        .collect();
+    // The signing key first.
+    published.sort_by_key(|r| r.kid != kid);
+    Ok(KeySet {
+        kid,
+        encoding: Secret::new(encoding),
+        published,
+    })
+}
+
+/// Every stored key, the newest first.
+async fn stored(db: &Db) -> Result<Vec<StoredKey>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT kid, private_pkcs8, public_x FROM signing_keys ORDER BY created_at_ms DESC, kid",
+        "SELECT kid, public_x, created_at_ms, retired_at_ms FROM signing_keys \
+         WHERE kid <> $1 ORDER BY created_at_ms DESC, kid",
     )
+    .bind(FIRST_KEY_GUARD)
     .fetch_all(db.pool())
     .await
 }
@@ -121,16 +222,7 @@ async fn create_first(db: &Db, now_ms: i64) -> Result<(), KeyError> {
         .fetch_one(&mut *tx)
         .await?;
     if existing == 0 {
-        let (kid, pkcs8, x) = generate()?;
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, private_pkcs8, public_x, created_at_ms) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&kid)
-        .bind(STANDARD.encode(pkcs8.expose()))
-        .bind(&x)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
+        let kid = store_new(&mut tx, now_ms).await?;
         tracing::info!(%kid, "generated a new token signing key");
     }
     sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
@@ -139,6 +231,21 @@ async fn create_first(db: &Db, now_ms: i64) -> Result<(), KeyError> {
         .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Generates a key and stores it in `tx`; its id.
+async fn store_new(tx: &mut emporium_store::Tx, now_ms: i64) -> Result<String, KeyError> {
+    let (kid, pkcs8, x) = generate()?;
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, private_pkcs8, public_x, created_at_ms) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&kid)
+    .bind(STANDARD.encode(pkcs8.expose()))
+    .bind(&x)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(kid)
 }
 
 /// Claims for a token of `user_id` with `roles`, valid for `ttl_secs` from `now_secs`.
@@ -186,8 +293,8 @@ mod tests {
             .await
             .expect("db");
         db.migrate_all(&crate::MIGRATIONS).await.expect("migrate");
-        let keys = Keys::load_or_create(&db, 1).await.expect("create");
-        let again = Keys::load_or_create(&db, 2).await.expect("load");
+        let keys = Keys::load_or_create(&db, 1, 900_000).await.expect("create");
+        let again = Keys::load_or_create(&db, 2, 900_000).await.expect("load");
         assert_eq!(keys.kid(), again.kid(), "the key survives a restart");
 
         let token = keys
@@ -211,7 +318,44 @@ mod tests {
         v.validate_exp = false;
         let data = jsonwebtoken::decode::<AccessClaims>(&token, &key, &v).expect("valid");
         assert_eq!(data.claims.sub, "u-1");
-        assert!(!format!("{:?}", keys.encoding).contains("PRIVATE"));
+        assert!(!format!("{:?}", keys.current.load().encoding).contains("PRIVATE"));
+    }
+
+    #[tokio::test]
+    async fn a_rotated_key_verifies_until_its_tokens_expire_then_is_withdrawn() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = Db::open_service("users", dir.path(), None)
+            .await
+            .expect("db");
+        db.migrate_all(&crate::MIGRATIONS).await.expect("migrate");
+        let keys = Keys::load_or_create(&db, 1_000, 900_000)
+            .await
+            .expect("create");
+        let other = Keys::load_or_create(&db, 1_000, 900_000)
+            .await
+            .expect("load");
+        let old = keys.kid();
+        let new = keys.rotate(&db, 2_000).await.expect("rotate");
+        assert_ne!(old, new);
+        assert_eq!(keys.kid(), new, "the new key signs at once here");
+        let kids = |k: &Keys| k.published().into_iter().map(|k| k.kid).collect::<Vec<_>>();
+        assert_eq!(kids(&keys), [new.clone(), old.clone()]);
+        // Another instance signs with it after its next reload.
+        assert_eq!(other.kid(), old);
+        other.reload(&db, 3_000).await.expect("reload");
+        assert_eq!(other.kid(), new);
+        // Published until tokens of the old key have expired (900 s + 80 s).
+        let withdrawn = keys.withdrawn_at(&keys.published()[1]).expect("retired");
+        assert_eq!(withdrawn, 2_000 + 980_000);
+        keys.reload(&db, withdrawn - 1).await.expect("reload");
+        assert_eq!(kids(&keys), [new.clone(), old.clone()]);
+        keys.reload(&db, withdrawn + 1).await.expect("reload");
+        assert_eq!(kids(&keys), [new]);
+        let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM signing_keys")
+            .fetch_one(db.pool())
+            .await
+            .expect("count");
+        assert_eq!(left, 1, "the withdrawn private key is deleted");
     }
 
     #[test]

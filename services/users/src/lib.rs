@@ -1,32 +1,46 @@
-//! users: accounts, credentials and access tokens.
+//! users: accounts, sessions and access tokens.
 //!
-//! Owns accounts (email, name, roles) and their argon2id password hashes, and the
-//! Ed25519 key that signs access tokens. Public API, through the gateway:
+//! Owns accounts (email, name, roles) and their argon2id password hashes, their
+//! sessions with rotating refresh tokens, the operator's admin grants, and the
+//! Ed25519 keys that sign access tokens. Public API, through the gateway:
 //!
 //! - `POST /api/users/register` `{email, password, name}` → 201 `{id, email, name}`
 //!   (409 when the email is taken);
 //! - `POST /api/users/login` `{email, password}` → `{access_token, token_type,
-//!   expires_in}`; a short-lived EdDSA JWT with a `kid`; a wrong email and a wrong
-//!   password get the same answer in about the same time;
-//! - `GET /api/users/me` → the caller's account;
+//!   expires_in, refresh_token, refresh_expires_in}`: a short-lived EdDSA JWT with a
+//!   `kid`, and the session's first refresh token; a wrong email and a wrong
+//!   password get the same answer in about the same time, and repeated failures are
+//!   slowed down per email and per client address (429);
+//! - `POST /api/users/token` `{refresh_token}` → a new pair (each refresh token is
+//!   good once; a reused one ends its session); `POST /api/users/logout` ends one;
+//! - `GET /api/users/me`, `GET|DELETE /api/users/me/sessions[/{id}]`;
 //! - `GET /.well-known/jwks.json` → the public keys the gateway verifies tokens with.
 //!
-//! Users whose email is listed in `admin_emails` get the `admin` role. Publishes
+//! The operator's routes (`/internal/users/admins`, `/internal/users/keys`) grant
+//! and revoke the admin role by email and rotate the signing key. Publishes
 //! `UserRegistered` (with email and name, for notifications) through its outbox.
 
 mod api;
 mod domain;
 mod keys;
 mod passwords;
+mod sessions;
 mod store;
+mod throttle;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use emporium_runtime::{Build, Service};
+use emporium_store::now_ms;
 use serde::Deserialize;
+use tokio::sync::watch;
 
-pub use api::{LoginRequest, RegisterRequest, TokenResponse, UserView};
+pub use api::{
+    LoginRequest, RefreshRequest, RegisterRequest, SessionView, TokenResponse, UserView,
+};
+pub use throttle::ThrottleSettings;
 
 pub const NAME: &str = "users";
 
@@ -38,18 +52,29 @@ static MIGRATIONS: emporium_store::Migrations = emporium_store::migrations!();
 pub struct UsersSettings {
     /// Lifetime of an access token.
     pub access_token_ttl_secs: u64,
-    /// Accounts registered with these emails get the admin role.
-    pub admin_emails: Vec<String>,
+    /// Lifetime of a refresh token not used (each use issues a new one).
+    pub refresh_token_ttl_secs: u64,
+    /// Longest a session lasts from its sign-in, however often refreshed.
+    pub session_max_age_secs: u64,
+    /// How failed sign-ins slow down further attempts.
+    pub login_throttle: ThrottleSettings,
 }
 
 impl Default for UsersSettings {
     fn default() -> Self {
         Self {
             access_token_ttl_secs: 15 * 60,
-            admin_emails: Vec::new(),
+            refresh_token_ttl_secs: 14 * 24 * 3600,
+            session_max_age_secs: 30 * 24 * 3600,
+            login_throttle: ThrottleSettings::default(),
         }
     }
 }
+
+/// How long sessions that ended are remembered (a reused refresh token of an ended
+/// session is still recognised), and how often they are pruned.
+const KEEP_ENDED_SESSIONS_MS: i64 = 7 * 24 * 3600 * 1000;
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// The users service, as the runtime hosts it.
 pub struct Users;
@@ -60,16 +85,59 @@ impl Service for Users {
     const MIGRATIONS: Option<&'static emporium_store::Migrations> = Some(&MIGRATIONS);
 
     async fn build(&self, cx: &mut Build<UsersSettings>) -> anyhow::Result<Router> {
-        let keys = keys::Keys::load_or_create(cx.db(), emporium_store::now_ms()).await?;
+        let settings = cx.settings.clone();
+        let access_ttl_ms = i64::try_from(settings.access_token_ttl_secs * 1000)?;
+        let keys = Arc::new(keys::Keys::load_or_create(cx.db(), now_ms(), access_ttl_ms).await?);
+        let db = cx.db().clone();
+        let reloading = keys.clone();
+        cx.spawn(move |stop| async move {
+            every(keys::RELOAD_EVERY, stop, || async {
+                if let Err(e) = reloading.reload(&db, now_ms()).await {
+                    tracing::warn!(error = %e, "cannot reload the signing keys");
+                }
+            })
+            .await;
+        });
+        let db = cx.db().clone();
+        cx.spawn(move |stop| async move {
+            every(PRUNE_EVERY, stop, || async {
+                match sessions::prune(&db, now_ms(), KEEP_ENDED_SESSIONS_MS).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(sessions = n, "forgot sessions that ended"),
+                    Err(e) => tracing::warn!(error = %e, "cannot prune sessions"),
+                }
+            })
+            .await;
+        });
         let state = api::AppState {
             outbox: cx.outbox(),
             db: cx.db().clone(),
-            keys: Arc::new(keys),
+            keys,
             passwords: Arc::new(passwords::Passwords::new()),
-            settings: Arc::new(cx.settings.clone()),
+            throttle: Arc::new(throttle::LoginThrottle::new(
+                settings.login_throttle.clone(),
+            )),
+            settings: Arc::new(settings),
         };
         let (routes, _) = api::router(state);
         Ok(routes)
+    }
+}
+
+/// Runs `work` every `period` until `stop` turns true.
+async fn every<F, Fut>(period: Duration, mut stop: watch::Receiver<bool>, mut work: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => work().await,
+            _ = stop.changed() => return,
+        }
     }
 }
 

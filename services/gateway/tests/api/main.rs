@@ -35,10 +35,10 @@ async fn shop(configure: impl FnOnce(&mut GatewaySettings, &mut UsersSettings)) 
         )
         .await;
     let mut users = env.settings::<UsersSettings>(Some(&registry));
-    users.service.admin_emails = vec!["boss@example.com".into()];
     let mut gateway = env.settings::<GatewaySettings>(Some(&registry));
     configure(&mut gateway.service, &mut users.service);
     let users = env.spawn(emporium_users::Users, users).await;
+    emporium_testkit::grant_admin(&users.url, "boss@example.com").await;
     let catalog = env
         .spawn(
             emporium_catalog::Catalog,
@@ -666,8 +666,7 @@ async fn a_new_signing_key_is_fetched_when_its_first_token_arrives() {
     // users comes back with a new key (its data is gone).
     shop.users.take().expect("users").crash();
     std::fs::remove_dir_all(shop.env.dir.path().join("users")).expect("wipe users data");
-    let mut settings = shop.env.settings::<UsersSettings>(Some(&shop.registry));
-    settings.service.admin_emails = vec![];
+    let settings = shop.env.settings::<UsersSettings>(Some(&shop.registry));
     shop.users = Some(shop.env.spawn(emporium_users::Users, settings).await);
     let (_, second) = shop.account("second@example.com").await;
     let kid = |t: &str| jsonwebtoken_kid(t);

@@ -5,10 +5,6 @@
 use askama::Template;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use emporium_contracts::auth::AccessClaims;
-use emporium_http::Caller;
 use http::{Method, header};
 use serde::Deserialize;
 
@@ -82,7 +78,7 @@ pub async fn signin(
     visitor: Visitor,
     PageForm(form): PageForm<SignInForm>,
 ) -> Result<Response, PageError> {
-    match login(&app, form.email.trim(), &form.password).await {
+    match login(&app, &visitor, form.email.trim(), &form.password).await {
         Ok(token) => start(&app, &visitor, token, form.back).await,
         Err(e) if e.status().is_some_and(|s| s.is_client_error()) => {
             let error = match e.status().map(|s| s.as_u16()) {
@@ -179,7 +175,7 @@ pub async fn signup(
         }
         return render(&page);
     }
-    let token = login(&app, email, &form.password)
+    let token = login(&app, &visitor, email, &form.password)
         .await
         .map_err(|e| PageError::from_call("signing in", e))?;
     let mut back = form.back;
@@ -192,11 +188,11 @@ pub async fn signup(
 /// A token for `email` and `password` from users.
 async fn login(
     app: &App,
+    visitor: &Visitor,
     email: &str,
     password: &str,
 ) -> Result<Token, emporium_client::ClientError> {
-    app.backend
-        .users
+    backend::from_client(&app.backend.users, visitor.client_ip.as_deref())
         .send_json(
             Method::POST,
             "/api/users/login",
@@ -212,7 +208,7 @@ async fn start(
     token: Token,
     back: Return,
 ) -> Result<Response, PageError> {
-    let caller = caller_of(&token.access_token)
+    let caller = session::caller_of(&token.access_token)
         .ok_or_else(|| PageError::Internal(anyhow::anyhow!("users issued an unreadable token")))?;
     let name = backend::as_user(&app.backend.users, &caller)
         .get_json::<Account>("/api/users/me")
@@ -225,26 +221,33 @@ async fn start(
     }
     let next = safe_next(Some(&back.next));
     let mut response = Redirect::to(&next).into_response();
-    for cookie in session::signed_in(&token.access_token, token.expires_in, &name, visitor.secure) {
+    for cookie in session::signed_in(&token, &name, visitor.secure) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     Ok(response)
 }
 
-/// Who a token users just issued names. Read, not verified: it came straight from
-/// users over the platform's own call; the gateway verifies it on every later page.
-fn caller_of(token: &str) -> Option<Caller> {
-    let payload = token.split('.').nth(1)?;
-    let claims: AccessClaims =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-    Some(Caller {
-        user_id: uuid::Uuid::parse_str(&claims.sub).ok()?,
-        roles: claims.roles,
-    })
+/// Ends the session of `refresh_token` at users.
+async fn logout(app: &App, refresh_token: &str) -> Result<(), emporium_client::ClientError> {
+    app.backend
+        .users
+        .send_json(
+            Method::POST,
+            "/api/users/logout",
+            &backend::Refresh { refresh_token },
+        )
+        .await
 }
 
-/// `POST /signout`
-pub async fn signout(visitor: Visitor) -> Response {
+/// `POST /signout`: the session ends at users too (its refresh token stops
+/// working), not only in this browser.
+pub async fn signout(State(app): State<App>, visitor: Visitor) -> Response {
+    if let Some(refresh_token) = &visitor.refresh_token {
+        let ended = logout(&app, refresh_token).await;
+        if let Err(e) = ended {
+            tracing::warn!(error = %e, "cannot end the session at users; the cookies go anyway");
+        }
+    }
     let mut response = Redirect::to("/?n=signed-out").into_response();
     for cookie in session::signed_out(visitor.secure) {
         response.headers_mut().append(header::SET_COOKIE, cookie);

@@ -125,6 +125,11 @@ pub fn router(app: App) -> Router {
             app.settings.secure_cookies,
             session::csrf,
         ))
+        // Outside the CSRF check: a refreshed session is signed in by then.
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            session::refresh,
+        ))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(session::secure_headers))
         .with_state(app)

@@ -43,9 +43,10 @@ async fn shop() -> Shop {
         )
         .await;
     let r = Some(&registry);
-    let mut users_settings = env.settings::<UsersSettings>(r);
-    users_settings.service.admin_emails = vec!["boss@example.com".into()];
-    let users = env.spawn(emporium_users::Users, users_settings).await;
+    let users = env
+        .spawn(emporium_users::Users, env.settings::<UsersSettings>(r))
+        .await;
+    emporium_testkit::grant_admin(&users.url, "boss@example.com").await;
     let catalog = env
         .spawn(
             emporium_catalog::Catalog,
@@ -184,6 +185,15 @@ impl Browser {
             .filter_map(|c| c.split_once('='))
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v.to_string())
+    }
+
+    /// Sets cookie `name` as a server would; an empty value with `Max-Age=0`
+    /// drops it (a cookie that expired).
+    fn set_cookie(&self, name: &str, value: &str) {
+        let url = self.base.parse().expect("url");
+        let age = if value.is_empty() { "; Max-Age=0" } else { "" };
+        self.jar
+            .add_cookie_str(&format!("{name}={value}; Path=/{age}"), &url);
     }
 
     /// POSTs a form as a browser on this site would: with the page's CSRF token
@@ -507,6 +517,38 @@ async fn field_errors_show_next_to_their_fields_and_a_declined_card_keeps_the_ca
     );
     let (_, cart) = b.get("/cart").await;
     assert!(cart.contains(&sku), "the cart is still there");
+}
+
+#[tokio::test]
+async fn an_expired_session_is_refreshed_and_signing_out_ends_it_at_users() {
+    let shop = shop().await;
+    let b = shop.browser();
+    b.sign_up("ada@example.com").await;
+    let first = b.cookie("emporium_refresh").expect("a refresh cookie");
+    // The access token expires: the browser drops its cookie.
+    b.set_cookie("emporium_session", "");
+    assert!(b.cookie("emporium_session").is_none());
+    let (status, html) = b.get("/orders").await;
+    assert_eq!(status, 200, "still signed in: {html}");
+    assert!(html.contains("Sign out"));
+    assert!(b.cookie("emporium_session").is_some(), "a new access token");
+    let second = b.cookie("emporium_refresh").expect("a new refresh token");
+    assert_ne!(first, second, "rotated");
+    // The name stays in the header through a refresh.
+    assert!(html.contains("Ada"), "{html}");
+
+    // Signing out ends the session at users, not only in this browser: a copy of
+    // the refresh cookie kept from before no longer signs anyone in.
+    let r = b.submit("/signout", &[]).await;
+    assert_eq!(location(&r), "/?n=signed-out");
+    assert!(b.cookie("emporium_refresh").is_none());
+    b.set_cookie("emporium_refresh", &second);
+    let (status, _) = b.get("/orders").await;
+    assert_eq!(status, 303, "signed out: to the sign-in page");
+    assert!(
+        b.cookie("emporium_refresh").is_none(),
+        "the dead cookie is cleared"
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,7 @@
 //! users' API, over HTTP, against a real SQLite database in a temp folder.
 
+mod accounts;
+
 use emporium_contracts::auth::{AUDIENCE, AccessClaims, ISSUER};
 use emporium_contracts::headers;
 use emporium_testkit::{Spawned, TestEnv, client, problem};
@@ -9,9 +11,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::json;
 
 async fn spawn(env: &TestEnv) -> Spawned {
-    let mut settings = env.settings::<UsersSettings>(None);
-    settings.service.admin_emails = vec!["boss@example.com".into()];
-    env.spawn(Users, settings).await
+    env.spawn(Users, env.settings::<UsersSettings>(None)).await
 }
 
 async fn register(app: &Spawned, email: &str, password: &str) -> reqwest::Response {
@@ -215,26 +215,6 @@ async fn failed_logins_do_not_reveal_whether_the_account_exists() {
         401,
     )
     .await;
-}
-
-#[tokio::test]
-async fn admin_emails_get_the_admin_role() {
-    let env = TestEnv::new();
-    let app = spawn(&env).await;
-    let r = register(&app, "Boss@Example.com", "correct horse battery").await;
-    let user: UserView = r.json().await.expect("user");
-    assert!(user.roles.contains(&"admin".to_string()));
-    let token: TokenResponse = login(&app, "boss@example.com", "correct horse battery")
-        .await
-        .json()
-        .await
-        .expect("token");
-    assert!(
-        verify(&app, &token.access_token)
-            .await
-            .roles
-            .contains(&"admin".to_string())
-    );
 }
 
 #[tokio::test]

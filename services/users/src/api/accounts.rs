@@ -1,63 +1,24 @@
-//! users' HTTP handlers: parse input into domain types, call the store, map errors.
+//! Accounts: register, sign in, the account itself, and the JWKS.
 
-use std::sync::Arc;
-
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::{Json, Router};
-use emporium_contracts::auth::{ROLE_ADMIN, ROLE_CUSTOMER};
-use emporium_http::openapi::spec_router;
-use emporium_http::{ApiError, ApiJson, Caller, FieldError, Problem};
-use emporium_store::{Db, is_unique_violation, now_ms, rfc3339};
+use emporium_contracts::auth::ROLE_CUSTOMER;
+use emporium_http::{ApiError, ApiJson, Caller, ClientIp, FieldError, Problem};
+use emporium_store::{is_unique_violation, now_ms, rfc3339};
 use serde::{Deserialize, Serialize};
-use utoipa::{OpenApi, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
+use utoipa::ToSchema;
 
-use crate::UsersSettings;
+use super::AppState;
 use crate::domain::{Email, Name, Password};
-use crate::keys::{self, Keys};
-use crate::passwords::Passwords;
+use crate::keys;
+use crate::sessions::{self, Issued};
 use crate::store::{self, UserRow};
 
 /// Longest password input even looked at on login (the policy caps new ones at 128
 /// characters); longer input fails like any wrong password, without hashing it.
 const MAX_LOGIN_PASSWORD_BYTES: usize = 1024;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub db: Db,
-    pub outbox: emporium_events::Outbox,
-    pub keys: Arc<Keys>,
-    pub passwords: Arc<Passwords>,
-    pub settings: Arc<UsersSettings>,
-}
-
-#[derive(OpenApi)]
-#[openapi(info(title = "Emporium users", description = "Accounts and access tokens"))]
-struct ApiDoc;
-
-fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(register))
-        .routes(routes!(login))
-        .routes(routes!(me))
-        .routes(routes!(jwks))
-}
-
-/// The service's routes and its OpenAPI document (also served at the spec path).
-pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
-    let (routes, api) = routes().split_for_parts();
-    (
-        routes.with_state(state).merge(spec_router(api.clone())),
-        api,
-    )
-}
-
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().into_openapi()
-}
 
 /// A new account.
 #[derive(Deserialize, ToSchema)]
@@ -84,8 +45,41 @@ pub struct TokenResponse {
     pub access_token: String,
     /// Always `Bearer`.
     pub token_type: String,
-    /// Seconds until the token expires.
+    /// Seconds until the access token expires.
     pub expires_in: u64,
+    /// Good once, at `POST /api/users/token`, for a new access token and a new
+    /// refresh token; presenting it a second time ends the session.
+    pub refresh_token: String,
+    /// Seconds until the refresh token expires unused.
+    pub refresh_expires_in: u64,
+}
+
+impl TokenResponse {
+    /// An access token for `user` in the session `issued` belongs to.
+    pub(super) fn issue(
+        state: &AppState,
+        user: &UserRow,
+        issued: Issued,
+    ) -> Result<Self, ApiError> {
+        let ttl = state.settings.access_token_ttl_secs;
+        let now = issued.issued_at_ms;
+        let access_token = state
+            .keys
+            .sign(&keys::claims(
+                &user.id,
+                user.roles(),
+                (now / 1000) as u64,
+                ttl,
+            ))
+            .map_err(ApiError::internal)?;
+        Ok(Self {
+            access_token,
+            token_type: "Bearer".into(),
+            expires_in: ttl,
+            refresh_token: issued.token,
+            refresh_expires_in: u64::try_from((issued.expires_at_ms - now) / 1000).unwrap_or(0),
+        })
+    }
 }
 
 /// An account as its owner sees it.
@@ -121,7 +115,7 @@ impl From<&UserRow> for UserView {
         (status = 409, description = "The email is already registered", body = Problem),
         (status = 422, description = "Invalid fields", body = Problem),
     ))]
-async fn register(
+pub(super) async fn register(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -138,15 +132,6 @@ async fn register(
     let (Some(email), Some(password), Some(name)) = (email, password, name) else {
         return Err(ApiError::validation(errors));
     };
-    let mut roles = vec![ROLE_CUSTOMER.to_string()];
-    if state
-        .settings
-        .admin_emails
-        .iter()
-        .any(|a| a.trim().eq_ignore_ascii_case(email.as_str()))
-    {
-        roles.push(ROLE_ADMIN.to_string());
-    }
     let password_hash = state
         .passwords
         .hash(password.expose().to_string())
@@ -157,18 +142,23 @@ async fn register(
         email: email.as_str().to_string(),
         name: name.as_str().to_string(),
         password_hash,
-        roles: roles.join(","),
+        roles: ROLE_CUSTOMER.to_string(),
         created_at_ms: now_ms(),
+        admin_grants: 0,
     };
-    match store::insert(&state.db, &state.outbox, &user).await {
-        Ok(()) => {}
+    let user = match store::insert(&state.db, &state.outbox, &user).await {
+        // Read back: the operator may have granted this email the admin role.
+        Ok(()) => store::by_id(&state.db, &user.id)
+            .await
+            .map_err(ApiError::internal)?
+            .unwrap_or(user),
         Err(emporium_events::EventsError::Db(e)) if is_unique_violation(&e) => {
             return Err(ApiError::conflict(
                 "an account with this email already exists",
             ));
         }
         Err(e) => return Err(ApiError::internal(e)),
-    }
+    };
     tracing::info!(user_id = %user.id, "account created");
     let location = HeaderValue::from_static("/api/users/me");
     Ok((
@@ -178,23 +168,34 @@ async fn register(
     ))
 }
 
-/// Exchange email and password for an access token.
+/// Exchange email and password for an access token and a refresh token.
+///
+/// Failed attempts slow down the email tried and the address trying (see
+/// `users.login_throttle`): past a few failures, 429 with `Retry-After` until the
+/// delay has passed. Unknown emails get the same answers, in the same time.
 #[utoipa::path(post, path = "/api/users/login", tag = "users",
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in", body = TokenResponse),
         (status = 401, description = "Wrong email or password (the same answer for both)", body = Problem),
+        (status = 429, description = "Too many failed attempts for this email or from this address; see Retry-After", body = Problem),
     ))]
-async fn login(
+pub(super) async fn login(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let invalid = || ApiError::unauthorized("invalid email or password");
-    let user = match Email::parse(&req.email) {
-        Ok(email) => store::by_email(&state.db, email.as_str())
+    let email = Email::parse(&req.email).ok();
+    let account = email.as_ref().map(Email::as_str);
+    if let Some(wait) = state.throttle.blocked(account, ip, now_ms()) {
+        return Err(ApiError::too_many_requests(wait.as_secs().max(1)));
+    }
+    let user = match account {
+        Some(email) => store::by_email(&state.db, email)
             .await
             .map_err(ApiError::internal)?,
-        Err(_) => None,
+        None => None,
     };
     if req.password.len() > MAX_LOGIN_PASSWORD_BYTES {
         return Err(invalid());
@@ -205,21 +206,19 @@ async fn login(
         .await
         .map_err(ApiError::internal)?;
     let Some(user) = user.filter(|_| matched) else {
-        tracing::info!("login refused");
+        if state.throttle.failed(account, ip, now_ms()) {
+            tracing::warn!(client_ip = ?ip, "login refused; further attempts slowed down");
+        } else {
+            tracing::info!("login refused");
+        }
         return Err(invalid());
     };
-    let ttl = state.settings.access_token_ttl_secs;
-    let now = (now_ms() / 1000) as u64;
-    let token = state
-        .keys
-        .sign(&keys::claims(&user.id, user.roles(), now, ttl))
+    state.throttle.succeeded(&user.email);
+    let issued = sessions::start(&state.db, &user.id, now_ms(), state.lifetimes())
+        .await
         .map_err(ApiError::internal)?;
-    tracing::info!(user_id = %user.id, "signed in");
-    Ok(Json(TokenResponse {
-        access_token: token,
-        token_type: "Bearer".into(),
-        expires_in: ttl,
-    }))
+    tracing::info!(user_id = %user.id, session_id = %issued.session_id, "signed in");
+    Ok(Json(TokenResponse::issue(&state, &user, issued)?))
 }
 
 /// The signed-in user's account.
@@ -229,7 +228,10 @@ async fn login(
         (status = 200, description = "The account", body = UserView),
         (status = 401, description = "Not signed in", body = Problem),
     ))]
-async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<UserView>, ApiError> {
+pub(super) async fn me(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<UserView>, ApiError> {
     let user = store::by_id(&state.db, &caller.user_id.to_string())
         .await
         .map_err(ApiError::internal)?
@@ -240,7 +242,7 @@ async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<UserVi
 /// The public keys access tokens are signed with (RFC 7517).
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "users",
     responses((status = 200, description = "JSON Web Key Set", body = Object)))]
-async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
+pub(super) async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(
             header::CACHE_CONTROL,
