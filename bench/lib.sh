@@ -26,6 +26,8 @@ bench_setup() {
 up_start() {
   UP_LOG=$1
   local data=$2
+  # `emporium load` confirms its shoppers' addresses as this shop's operator.
+  export EMPORIUM_LOAD_DATA_DIR=$data
   shift 2
   "$BIN" up --port 0 --data-dir "$data" "$@" >"$UP_LOG" 2>&1 &
   UP_PID=$!

@@ -33,6 +33,8 @@ pub enum AdminCommand {
     Revoke { email: String },
     /// The emails granted the admin role.
     List,
+    /// Mark an account's email address confirmed (you checked it another way).
+    Verify { email: String },
 }
 
 #[derive(Subcommand)]
@@ -56,6 +58,10 @@ pub async fn admin(command: AdminCommand, registry: &RegistryClient) -> anyhow::
             format!("/internal/users/admins/{}", segment(email)),
         ),
         AdminCommand::List => (Method::GET, "/internal/users/admins".to_string()),
+        AdminCommand::Verify { email } => (
+            Method::PUT,
+            format!("/internal/users/verified/{}", segment(email)),
+        ),
     };
     let (_, answer) = on_one(registry, emporium_users::NAME, method, &path).await?;
     match command {
@@ -72,6 +78,9 @@ pub async fn admin(command: AdminCommand, registry: &RegistryClient) -> anyhow::
         AdminCommand::Revoke { email } => println!(
             "{email} is no longer an admin (access tokens already issued keep the role until they expire)"
         ),
+        AdminCommand::Verify { email } => {
+            println!("{email} is confirmed: checkouts work from its next access token");
+        }
         AdminCommand::List => {
             for g in answer.as_array().into_iter().flatten() {
                 let waiting = if g["account"] == true {
@@ -87,6 +96,16 @@ pub async fn admin(command: AdminCommand, registry: &RegistryClient) -> anyhow::
             }
         }
     }
+    Ok(())
+}
+
+/// Marks `email`'s address confirmed, as the operator.
+pub async fn vouch(registry: &RegistryClient, email: &str) -> anyhow::Result<()> {
+    let path = format!(
+        "/internal/users/verified/{}",
+        emporium_client::path_segment(email)
+    );
+    on_one(registry, emporium_users::NAME, Method::PUT, &path).await?;
     Ok(())
 }
 

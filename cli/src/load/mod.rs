@@ -70,6 +70,11 @@ pub struct LoadArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// The data folder of the `emporium up` under load: the shoppers' addresses are
+    /// confirmed as its operator (checking out needs a confirmed address). By
+    /// default the shop `emporium up` last ran.
+    #[arg(long, env = "EMPORIUM_LOAD_DATA_DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// Which journeys a run makes.
@@ -152,6 +157,17 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let report = Arc::new(Report::new());
     let mut shop = Shop::new(&args.base, report.clone())?;
     shop.pages = args.mix == Mix::Storefront;
+    shop.operator = match crate::operator::registry(None, args.data_dir.clone()) {
+        Ok(registry) => Some(registry),
+        Err(e) => {
+            eprintln!(
+                "warning: no running shop's data folder ({e:#}); shoppers' addresses stay \
+                 unconfirmed and their checkouts are refused unless \
+                 orders.require_verified_email = false"
+            );
+            None
+        }
+    };
     shop.products = shop.fetch_products(args.skus).await?;
     if let Some(admin) = &args.admin {
         shop.stock(admin).await?;

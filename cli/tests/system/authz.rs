@@ -304,6 +304,34 @@ async fn every_route_answers_each_kind_of_caller_as_the_table_says() {
             [204; 4],
         )
         .with(json!({"refresh_token": "not-a-refresh-token"})),
+        // Everyone here confirmed their address already.
+        row(
+            "POST",
+            "/api/users/verification",
+            "/api/users/verification".into(),
+            [401, 409, 409, 409],
+        ),
+        row(
+            "POST",
+            "/api/users/verify",
+            "/api/users/verify".into(),
+            [400; 4],
+        )
+        .with(json!({"token": "not-a-link-token"})),
+        row(
+            "POST",
+            "/api/users/password-reset",
+            "/api/users/password-reset".into(),
+            [202; 4],
+        )
+        .with(json!({"email": "nobody@example.com"})),
+        row(
+            "POST",
+            "/api/users/password-reset/confirm",
+            "/api/users/password-reset/confirm".into(),
+            [400; 4],
+        )
+        .with(json!({"token": "not-a-link-token", "password": "a brand new passphrase"})),
         row(
             "GET",
             "/api/users/me/sessions",

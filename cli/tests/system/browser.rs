@@ -106,6 +106,8 @@ impl Drop for Driver {
 struct Page {
     c: Client,
     base: String,
+    /// Where the shop's mail lands: the shopper's mailbox.
+    mail_dir: std::path::PathBuf,
 }
 
 impl Page {
@@ -235,6 +237,17 @@ impl Page {
         self.click("form.narrow button[type=submit]").await?;
         self.until_shown("Welcome! Your account is ready.", false)
             .await?;
+        self.confirm_email(email).await
+    }
+
+    /// Opens the link in the mail that confirms `email` and presses its button, as
+    /// its owner would (checking out needs it).
+    async fn confirm_email(&self, email: &str) -> anyhow::Result<()> {
+        let token = emporium_testkit::mail::mailed_token(&self.mail_dir, email, "/verify").await;
+        self.goto(&format!("/verify?token={token}")).await?;
+        self.click("form.confirm button[type=submit]").await?;
+        self.until_shown("Your email address is confirmed.", false)
+            .await?;
         Ok(())
     }
 
@@ -305,6 +318,7 @@ where
     let page = Page {
         c,
         base: up.base.clone(),
+        mail_dir: up.mail_dir(),
     };
     let started = Instant::now();
     let (page, result) = steps(page).await;
@@ -519,6 +533,7 @@ async fn shoppers_buy_review_and_recover_in_chromium() {
 
     // Signed out → add to cart → asked to sign in → back in the cart with it.
     emporium_testkit::sign_up(&up.base, "dee@example.com").await;
+    emporium_testkit::confirm_email(&up.base, &up.mail_dir(), "dee@example.com").await;
     let r = journey(
         "sign-in-detour",
         up,

@@ -22,7 +22,18 @@ pub(crate) struct Shopper {
     pub(crate) token: String,
 }
 
+/// A new account whose owner opened the link in the mail that confirms the
+/// address (checking out needs it), signed in.
 pub(crate) async fn shopper(up: &Up, email: &str) -> Shopper {
+    emporium_testkit::sign_up(&up.base, email).await;
+    emporium_testkit::confirm_email(&up.base, &up.mail_dir(), email).await;
+    Shopper {
+        token: emporium_testkit::sign_in(&up.base, email).await,
+    }
+}
+
+/// A new account, signed in, its address not confirmed.
+pub(crate) async fn unconfirmed_shopper(up: &Up, email: &str) -> Shopper {
     Shopper {
         token: emporium_testkit::sign_up(&up.base, email).await.1,
     }
@@ -787,20 +798,24 @@ async fn mail_goes_through_smtp_and_an_outage_delays_it_without_losing_it() {
             ("EMPORIUM__NOTIFICATIONS__SMTP__TLS", "none"),
             ("EMPORIUM__NOTIFICATIONS__RETRY_BASE_MS", "100"),
             ("EMPORIUM__NOTIFICATIONS__RETRY_MAX_MS", "500"),
+            // The confirmation mail cannot arrive while the server is down: this
+            // shop lets unconfirmed addresses check out.
+            ("EMPORIUM__ORDERS__REQUIRE_VERIFIED_EMAIL", "false"),
         ],
     );
     // The SMTP server is down: checkout is not affected.
-    let ada = shopper(&up, "smtp@example.com").await;
+    let ada = unconfirmed_shopper(&up, "smtp@example.com").await;
     let sku = stocked_sku(&up, 4).await;
     assert_eq!(ada.add(&up, &sku, 1).await.status(), 200);
     let order = ada.check_out(&up, APPROVE, Duration::from_secs(20)).await;
     let id = order["id"].as_str().expect("id").to_string();
     assert_eq!(order["status"], "CONFIRMED");
-    // Both mails (welcome, confirmation) are tried, fail, and stay queued.
+    // The three mails (welcome, confirm your address, order confirmation) are
+    // tried, fail, and stay queued.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let rows = message_states(&up).await;
-        if rows.len() == 2
+        if rows.len() == 3
             && rows
                 .iter()
                 .all(|(status, attempts)| status == "pending" && *attempts >= 1)
@@ -822,15 +837,15 @@ async fn mail_goes_through_smtp_and_an_outage_delays_it_without_losing_it() {
         .collect();
     assert_eq!(
         statuses,
-        ["pending", "pending"],
+        ["pending", "pending", "pending"],
         "shown as pending while SMTP is down"
     );
 
-    // The server comes up: both mails (welcome, confirmation) arrive, once each.
+    // The server comes up: the three mails arrive, once each.
     let maildir = data.path().join("maildir");
     let sink = SmtpSink::start(port, &maildir);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while sink.messages().len() < 2 {
+    while sink.messages().len() < 3 {
         assert!(
             Instant::now() < deadline,
             "mail was not delivered after the outage"
@@ -839,7 +854,7 @@ async fn mail_goes_through_smtp_and_an_outage_delays_it_without_losing_it() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let messages = sink.messages();
-    assert_eq!(messages.len(), 2, "each mail once");
+    assert_eq!(messages.len(), 3, "each mail once");
     let confirmation = messages
         .iter()
         .find(|m| m.contains(&format!("Subject: Order {} confirmed", &id[id.len() - 8..])))
@@ -853,6 +868,19 @@ async fn mail_goes_through_smtp_and_an_outage_delays_it_without_losing_it() {
         "plain text and HTML"
     );
     assert!(!confirmation.contains(APPROVE), "no card number in mail");
+
+    // The link to confirm the address came through SMTP too, minted as it went out
+    // after the outage, and it works.
+    let token = emporium_testkit::mail::mailed_token(&maildir, "smtp@example.com", "/verify").await;
+    let r = http()
+        .post(up.at("/api/users/verify"))
+        .json(&serde_json::json!({ "token": token }))
+        .send()
+        .await
+        .expect("verify");
+    assert_eq!(r.status(), 200);
+    let me: Value = r.json().await.expect("account");
+    assert_eq!(me["email_verified"], true, "{me}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

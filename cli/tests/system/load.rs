@@ -17,6 +17,8 @@ fn load(up: &Up, args: &[&str]) -> Value {
             "--admin",
             "boss@example.com",
         ])
+        .arg("--data-dir")
+        .arg(&up.data)
         .args(args)
         .output()
         .expect("emporium load runs");

@@ -290,6 +290,11 @@ impl Up {
             .expect("pid")
     }
 
+    /// Where notifications writes this shop's mail (`.eml` files).
+    fn mail_dir(&self) -> std::path::PathBuf {
+        self.data.join("notifications").join("mail")
+    }
+
     fn at(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -470,8 +475,9 @@ async fn status_of(up: &Up, path: &str) -> u16 {
         .as_u16()
 }
 
+/// A signed-in account with its address confirmed: its access token.
 async fn token(up: &Up, email: &str) -> String {
-    emporium_testkit::sign_up(&up.base, email).await.1
+    checkout::shopper(up, email).await.token
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

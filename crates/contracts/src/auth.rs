@@ -30,4 +30,31 @@ pub struct AccessClaims {
     /// Unique token id.
     pub jti: String,
     pub roles: Vec<String>,
+    /// Whether the account confirmed its email address (OpenID Connect's claim);
+    /// checking out needs it.
+    #[serde(default)]
+    pub email_verified: bool,
+}
+
+/// What a one-time link mailed to an account is for: the message kind in
+/// notifications and the purpose users checks when the link is used.
+pub const LINK_VERIFY_EMAIL: &str = "verify_email";
+/// See [`LINK_VERIFY_EMAIL`].
+pub const LINK_PASSWORD_RESET: &str = "password_reset";
+
+/// notifications asks users for a one-time link's token just before it mails it
+/// (`POST /internal/users/links`), so the token is never in an event or a stored
+/// message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkRequest {
+    pub user_id: String,
+    /// [`LINK_VERIFY_EMAIL`] or [`LINK_PASSWORD_RESET`].
+    pub purpose: String,
+}
+
+/// A one-time token, good once until `expires_at` (RFC 3339).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    pub token: String,
+    pub expires_at: String,
 }

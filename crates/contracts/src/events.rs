@@ -63,6 +63,36 @@ event!(UserRegistered, "users", "UserRegistered", |e| e
     .user_id
     .clone());
 
+/// users: an account's email address is to be confirmed (at registration, or asked
+/// again): notifications mails a one-time link, minted by users when it sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailVerificationRequested {
+    pub user_id: String,
+    pub email: String,
+    pub name: String,
+}
+event!(
+    EmailVerificationRequested,
+    "users",
+    "EmailVerificationRequested",
+    |e| e.user_id.clone()
+);
+
+/// users: the owner of an account asked to reset its password: notifications
+/// mails a one-time link, minted by users when it sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordResetRequested {
+    pub user_id: String,
+    pub email: String,
+    pub name: String,
+}
+event!(
+    PasswordResetRequested,
+    "users",
+    "PasswordResetRequested",
+    |e| e.user_id.clone()
+);
+
 /// catalog: a product was added. Events stored before the product's description,
 /// image, attributes and version were carried decode with those empty (version 0,
 /// older than any product's first).

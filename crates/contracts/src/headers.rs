@@ -11,13 +11,16 @@ pub const USER_ID: &str = "x-user-id";
 /// The verified roles (comma separated), set only by the gateway.
 pub const USER_ROLES: &str = "x-user-roles";
 
+/// `true` when the verified user's email address is confirmed (the access token's
+/// `email_verified` claim), set only by the gateway.
+pub const USER_EMAIL_VERIFIED: &str = "x-user-email-verified";
 /// The client's address as the gateway determined it (see `gateway.trusted_proxies`),
 /// for per-client decisions behind it (login throttling).
 pub const CLIENT_IP: &str = "x-client-ip";
 
 /// Identity headers a client must never be able to set: the gateway strips them,
 /// and services accept them from the gateway and the storefront only.
-pub const IDENTITY_HEADERS: [&str; 3] = [USER_ID, USER_ROLES, CLIENT_IP];
+pub const IDENTITY_HEADERS: [&str; 4] = [USER_ID, USER_ROLES, USER_EMAIL_VERIFIED, CLIENT_IP];
 
 /// Makes a retried `POST` safe: the same key gives the same result.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";

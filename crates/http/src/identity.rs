@@ -19,6 +19,8 @@ use crate::problem::ApiError;
 pub struct Caller {
     pub user_id: Uuid,
     pub roles: Vec<String>,
+    /// The account confirmed its email address.
+    pub email_verified: bool,
 }
 
 impl Caller {
@@ -63,7 +65,14 @@ impl Caller {
                     .collect()
             })
             .unwrap_or_default();
-        Some(Caller { user_id, roles })
+        let email_verified = map
+            .get(headers::USER_EMAIL_VERIFIED)
+            .is_some_and(|v| v.as_bytes() == b"true");
+        Some(Caller {
+            user_id,
+            roles,
+            email_verified,
+        })
     }
 }
 

@@ -9,6 +9,7 @@
 //! SIGKILL at the task level); the system tests kill real processes.
 
 pub mod identity;
+pub mod mail;
 pub mod otlp;
 pub mod prom;
 pub mod servers;
@@ -167,6 +168,14 @@ pub async fn sign_up(base: &str, email: &str) -> (String, String) {
         .expect("register");
     assert_eq!(r.status(), 201, "register {email}");
     let user: serde_json::Value = r.json().await.expect("user");
+    (
+        user["id"].as_str().expect("id").to_string(),
+        sign_in(base, email).await,
+    )
+}
+
+/// Signs `email` in (with [`PASSWORD`]) at `base`: an access token.
+pub async fn sign_in(base: &str, email: &str) -> String {
     let r = client()
         .post(format!("{base}/api/users/login"))
         .json(&serde_json::json!({"email": email, "password": PASSWORD}))
@@ -175,13 +184,23 @@ pub async fn sign_up(base: &str, email: &str) -> (String, String) {
         .expect("login");
     assert_eq!(r.status(), 200, "login {email}");
     let token: serde_json::Value = r.json().await.expect("token");
-    (
-        user["id"].as_str().expect("id").to_string(),
-        token["access_token"]
-            .as_str()
-            .expect("access_token")
-            .to_string(),
-    )
+    token["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_string()
+}
+
+/// Confirms `email`'s address as its owner would: the link from the mail in
+/// `mail_dir`, used at `base`. Sign in again afterwards for a token that says so.
+pub async fn confirm_email(base: &str, mail_dir: &std::path::Path, email: &str) {
+    let token = mail::mailed_token(mail_dir, email, "/verify").await;
+    let r = client()
+        .post(format!("{base}/api/users/verify"))
+        .json(&serde_json::json!({ "token": token }))
+        .send()
+        .await
+        .expect("verify");
+    assert_eq!(r.status(), 200, "confirm {email}");
 }
 
 /// Grants the admin role to `email` as the operator would (`emporium admin

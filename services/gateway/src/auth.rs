@@ -24,6 +24,8 @@ use uuid::Uuid;
 pub struct Verified {
     pub user_id: Uuid,
     pub roles: Vec<String>,
+    /// The account confirmed its email address.
+    pub email_verified: bool,
 }
 
 pub struct Verifier {
@@ -80,6 +82,7 @@ impl Verifier {
         Ok(Verified {
             user_id,
             roles: data.claims.roles,
+            email_verified: data.claims.email_verified,
         })
     }
 

@@ -122,6 +122,8 @@ impl Default for GatewaySettings {
                 "POST /api/users/login",
                 "POST /api/users/token",
                 "POST /api/users/logout",
+                "POST /api/users/verify",
+                "POST /api/users/password-reset",
                 "GET /api/catalog/",
                 "GET /api/inventory/",
                 "GET /api/search",

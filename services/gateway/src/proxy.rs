@@ -234,6 +234,12 @@ fn forwarded_headers(
         if let Ok(roles) = HeaderValue::from_str(&v.roles.join(",")) {
             out.insert(headers::USER_ROLES, roles);
         }
+        if v.email_verified {
+            out.insert(
+                headers::USER_EMAIL_VERIFIED,
+                HeaderValue::from_static("true"),
+            );
+        }
     }
     if let Some(ip) = client_ip
         && let Ok(ip) = HeaderValue::from_str(&ip.to_string())
@@ -274,6 +280,10 @@ mod tests {
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("accept", HeaderValue::from_static("application/json"));
         h.insert(headers::CLIENT_IP, HeaderValue::from_static("6.6.6.6"));
+        h.insert(
+            headers::USER_EMAIL_VERIFIED,
+            HeaderValue::from_static("true"),
+        );
         let out = forwarded_headers(h.clone(), None, None);
         assert!(out.get(headers::USER_ID).is_none());
         assert!(
@@ -281,6 +291,7 @@ mod tests {
             "a client names its own address"
         );
         assert!(out.get(headers::USER_ROLES).is_none());
+        assert!(out.get(headers::USER_EMAIL_VERIFIED).is_none());
         assert!(out.get(header::AUTHORIZATION).is_none());
         assert!(out.get("x-secret-hop").is_none());
         assert_eq!(out["accept"], "application/json");
@@ -288,10 +299,12 @@ mod tests {
         let v = Verified {
             user_id: uuid::Uuid::nil(),
             roles: vec!["customer".into()],
+            email_verified: true,
         };
         let out = forwarded_headers(h, Some(&v), "203.0.113.9".parse().ok());
         assert_eq!(out[headers::USER_ID], uuid::Uuid::nil().to_string());
         assert_eq!(out[headers::CLIENT_IP], "203.0.113.9");
+        assert_eq!(out[headers::USER_EMAIL_VERIFIED], "true");
         assert_eq!(out[headers::USER_ROLES], "customer");
     }
 

@@ -20,6 +20,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::{Notify, watch};
 
+use crate::links::{self, LinkError, Links};
 use crate::{NotificationsSettings, SmtpSettings};
 
 /// Where mail goes.
@@ -88,9 +89,11 @@ fn smtp_transport(s: &SmtpSettings) -> anyhow::Result<AsyncSmtpTransport<Tokio1E
     Ok(builder.build())
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 struct Due {
     id: String,
+    user_id: String,
+    kind: String,
     subject: String,
     text_body: String,
     html_body: String,
@@ -115,12 +118,15 @@ enum SendError {
     /// Trying again will not help (a malformed address, a 5xx from the server).
     Permanent(String),
     Transient(String),
+    /// Not needed any more (a link to confirm an address confirmed meanwhile).
+    Moot(String),
 }
 
 /// Sends due messages until `stop`.
 pub async fn run(
     db: Db,
     mailer: Mailer,
+    links: Links,
     settings: NotificationsSettings,
     wake: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
@@ -130,7 +136,7 @@ pub async fn run(
         Err(_) => return,
     };
     loop {
-        let full = match deliver_due(&db, &mailer, &from, &settings, &stop).await {
+        let full = match deliver_due(&db, &mailer, &links, &from, &settings, &stop).await {
             Ok(n) => n == BATCH && !*stop.borrow(),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read pending messages");
@@ -153,13 +159,14 @@ const BATCH: usize = 100;
 async fn deliver_due(
     db: &Db,
     mailer: &Mailer,
+    links: &Links,
     from: &Mailbox,
     settings: &NotificationsSettings,
     stop: &watch::Receiver<bool>,
 ) -> Result<usize, sqlx::Error> {
     let due: Vec<Due> = sqlx::query_as(
-        "SELECT m.id, m.subject, m.text_body, m.html_body, m.attempts, r.email, r.name, \
-         m.traceparent \
+        "SELECT m.id, m.user_id, m.kind, m.subject, m.text_body, m.html_body, m.attempts, \
+         r.email, r.name, m.traceparent \
          FROM messages m JOIN recipients r ON r.user_id = m.user_id \
          WHERE m.status = 'pending' AND m.next_try_ms <= $1 ORDER BY m.created_ms LIMIT $2",
     )
@@ -211,7 +218,7 @@ async fn deliver_due(
         let (trace_id, span_id) = (trace_id.as_deref(), span_id.as_deref());
         let mut stopping = stop.clone();
         let sent = tokio::select! {
-            sent = send_one(mailer, from, &m) => sent,
+            sent = deliver(mailer, from, links, &m) => sent,
             _ = stopping.changed() => {
                 // Shutting down: the message stays pending, and is due again at once
                 // (for the next start or another instance) unless it changed since.
@@ -255,6 +262,16 @@ async fn deliver_due(
                 .execute(db.pool())
                 .await?;
             }
+            Err(SendError::Moot(why)) => {
+                tracing::info!(message_id = %m.id, trace_id, span_id, why, "mail not needed any more; not sent");
+                sqlx::query(
+                    "UPDATE messages SET status = 'skipped', last_error = $2 WHERE id = $1",
+                )
+                .bind(&m.id)
+                .bind(why)
+                .execute(db.pool())
+                .await?;
+            }
             Err(SendError::Transient(error)) => {
                 let attempts = m.attempts + 1;
                 let delay = emporium_runtime::backoff(
@@ -293,6 +310,28 @@ fn claim_period(settings: &NotificationsSettings) -> Duration {
         .as_ref()
         .map_or(FILES, |smtp| Duration::from_millis(smtp.timeout_ms));
     send + MARGIN
+}
+
+/// Sends `m`, with its one-time link minted now if it carries one.
+async fn deliver(mailer: &Mailer, from: &Mailbox, links: &Links, m: &Due) -> Result<(), SendError> {
+    if !links::KINDS.contains(&m.kind.as_str()) {
+        return send_one(mailer, from, m).await;
+    }
+    let url = match links.url(&m.user_id, &m.kind).await {
+        Ok(url) => url,
+        Err(LinkError::Moot(why)) => return Err(SendError::Moot(why)),
+        Err(LinkError::Unavailable(why)) => {
+            return Err(SendError::Transient(format!("minting the link: {why}")));
+        }
+    };
+    let filled = Due {
+        text_body: m.text_body.replace(links::PLACEHOLDER, &url),
+        html_body: m
+            .html_body
+            .replace(links::PLACEHOLDER, &crate::render::esc(&url)),
+        ..m.clone()
+    };
+    send_one(mailer, from, &filled).await
 }
 
 async fn send_one(mailer: &Mailer, from: &Mailbox, m: &Due) -> Result<(), SendError> {

@@ -1,7 +1,11 @@
 //! Events notifications consumes: each records a message to send (and the
 //! recipient's address), inside the consumer's transaction.
 
-use emporium_contracts::events::{OrderCancelled, OrderConfirmed, UserRegistered};
+use emporium_contracts::auth::{LINK_PASSWORD_RESET, LINK_VERIFY_EMAIL};
+use emporium_contracts::events::{
+    EmailVerificationRequested, OrderCancelled, OrderConfirmed, PasswordResetRequested,
+    UserRegistered,
+};
 use emporium_events::Received;
 use emporium_store::{Tx, now_ms};
 use futures::future::BoxFuture;
@@ -63,6 +67,42 @@ pub fn user_registered(
             event.id.clone(),
             &u.user_id,
             "welcome",
+            &event.time,
+            message,
+        )
+        .await
+    })
+}
+
+pub fn verification_requested(
+    tx: &mut Tx,
+    event: Received<EmailVerificationRequested>,
+) -> BoxFuture<'_, anyhow::Result<()>> {
+    Box::pin(async move {
+        let message = render::verify_email(&event.data.name);
+        record(
+            tx,
+            event.id.clone(),
+            &event.data.user_id,
+            LINK_VERIFY_EMAIL,
+            &event.time,
+            message,
+        )
+        .await
+    })
+}
+
+pub fn reset_requested(
+    tx: &mut Tx,
+    event: Received<PasswordResetRequested>,
+) -> BoxFuture<'_, anyhow::Result<()>> {
+    Box::pin(async move {
+        let message = render::password_reset(&event.data.name);
+        record(
+            tx,
+            event.id.clone(),
+            &event.data.user_id,
+            LINK_PASSWORD_RESET,
             &event.time,
             message,
         )

@@ -1,7 +1,9 @@
 //! notifications: email on account and order events.
 //!
-//! Consumes users' `UserRegistered` (the recipient's address, and a welcome mail)
-//! and orders' `OrderConfirmed` and `OrderCancelled`. A handler only records the
+//! Consumes users' `UserRegistered` (the recipient's address, and a welcome mail),
+//! `EmailVerificationRequested` and `PasswordResetRequested` (a mail with a one-time
+//! link users mints as it goes out: see [`links`]) and orders' `OrderConfirmed` and
+//! `OrderCancelled`. A handler only records the
 //! message, in the consumer's transaction; a [`delivery`] loop woken after each
 //! commit sends it: through SMTP (lettre) when `[notifications.smtp]` is set, otherwise
 //! as an `.eml` file under `<data_dir>/notifications/mail/`. Delivery failures are
@@ -11,14 +13,19 @@
 mod api;
 mod delivery;
 mod handlers;
+mod links;
 mod render;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use emporium_config::Secret;
-use emporium_contracts::events::{OrderCancelled, OrderConfirmed, UserRegistered};
+use emporium_contracts::events::{
+    EmailVerificationRequested, OrderCancelled, OrderConfirmed, PasswordResetRequested,
+    UserRegistered,
+};
 use emporium_runtime::{Build, Service};
 use serde::Deserialize;
 
@@ -34,6 +41,9 @@ static MIGRATIONS: emporium_store::Migrations = emporium_store::migrations!();
 pub struct NotificationsSettings {
     /// The sender of every mail.
     pub from: String,
+    /// The shop's public address, for the links in account mails (confirm an
+    /// address, reset a password).
+    pub shop_url: String,
     /// Send through this SMTP server; without it, mail is written to `mail_dir`.
     pub smtp: Option<SmtpSettings>,
     /// Where `.eml` files go (default: `<data_dir>/notifications/mail`).
@@ -47,6 +57,7 @@ impl Default for NotificationsSettings {
     fn default() -> Self {
         Self {
             from: "Emporium <orders@emporium.localhost>".into(),
+            shop_url: "http://localhost:8080".into(),
             smtp: None,
             mail_dir: None,
             retry_base_ms: 500,
@@ -116,12 +127,15 @@ impl Service for Notifications {
         let mailer = delivery::Mailer::new(&s, mail_dir)?;
         let wake = Arc::new(tokio::sync::Notify::new());
         cx.on::<UserRegistered>(handlers::user_registered)
+            .on::<EmailVerificationRequested>(handlers::verification_requested)
+            .on::<PasswordResetRequested>(handlers::reset_requested)
             .on::<OrderConfirmed>(handlers::order_confirmed)
             .on::<OrderCancelled>(handlers::order_cancelled)
             .on_commit(wake.clone());
         let db = cx.db().clone();
         let sender_db = db.clone();
-        cx.spawn(move |stopped| delivery::run(sender_db, mailer, s, wake, stopped));
+        let links = links::Links::new(cx.client("users", Duration::from_secs(10)), &s.shop_url);
+        cx.spawn(move |stopped| delivery::run(sender_db, mailer, links, s, wake, stopped));
         Ok(api::router(api::AppState { db }))
     }
 }

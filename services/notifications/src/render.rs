@@ -3,6 +3,8 @@
 use emporium_contracts::checkout::order_number;
 use emporium_contracts::events::{OrderCancelled, OrderConfirmed};
 
+use crate::links::PLACEHOLDER;
+
 pub struct Rendered {
     pub subject: String,
     pub text: String,
@@ -14,7 +16,7 @@ fn money(minor: i64, currency: &str) -> String {
 }
 
 /// Escapes text for HTML.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -40,6 +42,55 @@ pub fn welcome(name: &str) -> Rendered {
             &subject,
             &format!(
                 "<p>Hello {},</p><p>your Emporium account is ready. Happy shopping!</p>",
+                esc(name)
+            ),
+        ),
+        subject,
+    }
+}
+
+/// Asks `name` to confirm their address; the link goes where
+/// [`PLACEHOLDER`] stands.
+pub fn verify_email(name: &str) -> Rendered {
+    let subject = "Confirm your email address".to_string();
+    Rendered {
+        text: format!(
+            "Hello {name},\n\nplease confirm this is your email address by opening this link \
+             (it works once, for a day):\n\n{PLACEHOLDER}\n\nIf you did not create an Emporium \
+             account, ignore this mail.\n\n— Emporium\n"
+        ),
+        html: page(
+            &subject,
+            &format!(
+                "<p>Hello {},</p><p>please confirm this is your email address \
+                 (the link works once, for a day):</p><p><a href=\"{PLACEHOLDER}\">Confirm my \
+                 address</a></p><p>If you did not create an Emporium account, ignore this \
+                 mail.</p>",
+                esc(name)
+            ),
+        ),
+        subject,
+    }
+}
+
+/// A password reset link for `name`, where [`PLACEHOLDER`] stands.
+pub fn password_reset(name: &str) -> Rendered {
+    let subject = "Reset your password".to_string();
+    Rendered {
+        text: format!(
+            "Hello {name},\n\nsomeone (we hope you) asked to reset your Emporium password. \
+             Choose a new one here (the link works once, for an hour):\n\n{PLACEHOLDER}\n\n\
+             Resetting signs you out everywhere. If you did not ask, ignore this mail: your \
+             password stays as it is.\n\n— Emporium\n"
+        ),
+        html: page(
+            &subject,
+            &format!(
+                "<p>Hello {},</p><p>someone (we hope you) asked to reset your Emporium \
+                 password. Choose a new one here (the link works once, for an hour):</p>\
+                 <p><a href=\"{PLACEHOLDER}\">Choose a new password</a></p><p>Resetting signs \
+                 you out everywhere. If you did not ask, ignore this mail: your password stays \
+                 as it is.</p>",
                 esc(name)
             ),
         ),

@@ -40,6 +40,8 @@ pub struct AppState {
     pub wait: Duration,
     /// How long a saga may take to reach its payment authorization.
     pub saga_timeout: Duration,
+    /// `orders.require_verified_email`.
+    pub require_verified_email: bool,
 }
 
 #[derive(OpenApi)]
@@ -276,6 +278,7 @@ async fn respond(
         (status = 200, description = "The same key and body again: the order, finished", body = OrderView),
         (status = 400, description = "Missing or invalid Idempotency-Key, malformed JSON", body = Problem),
         (status = 401, description = "Not signed in", body = Problem),
+        (status = 403, description = "The email address is not confirmed yet", body = Problem),
         (status = 422, description = "Invalid card or address, empty cart, key reused", body = Problem),
     ))]
 async fn checkout(
@@ -285,6 +288,13 @@ async fn checkout(
     ApiJson(request): ApiJson<CheckoutRequest>,
 ) -> Result<axum::response::Response, ApiError> {
     let key = idempotency_key(&headers)?;
+    if state.require_verified_email && !caller.email_verified {
+        return Err(ApiError::forbidden(
+            "confirm your email address before checking out: open the link we mailed you \
+             (POST /api/users/verification sends a new one), then sign in again or refresh \
+             your access token",
+        ));
+    }
     let checkout =
         domain::check(request, emporium_store::year_month_utc()).map_err(ApiError::validation)?;
     let user_id = caller.user_id.to_string();

@@ -52,6 +52,9 @@ pub struct OrdersSettings {
     /// How long an order stays with the instance driving it without a renewal:
     /// after a crash, another instance resumes it this much later.
     pub saga_lease_ms: u64,
+    /// Checking out needs a confirmed email address (the access token's
+    /// `email_verified`): the shop can reach whoever it takes money from.
+    pub require_verified_email: bool,
 }
 
 impl Default for OrdersSettings {
@@ -64,6 +67,7 @@ impl Default for OrdersSettings {
             retry_base_ms: 50,
             retry_max_ms: 2_000,
             saga_lease_ms: 10_000,
+            require_verified_email: true,
         }
     }
 }
@@ -100,6 +104,7 @@ impl Service for Orders {
             saga: saga.clone(),
             wait: Duration::from_millis(s.checkout_wait_ms),
             saga_timeout: Duration::from_millis(s.saga_timeout_ms),
+            require_verified_email: s.require_verified_email,
         };
         let interval = Duration::from_millis(s.recovery_interval_ms);
         cx.spawn(move |stopped| saga.recover(interval, stopped));

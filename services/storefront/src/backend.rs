@@ -56,6 +56,12 @@ pub fn as_user(client: &ServiceClient, caller: &Caller) -> ServiceClient {
     if let Ok(roles) = HeaderValue::from_str(&caller.roles.join(",")) {
         c = c.with_header(HeaderName::from_static(headers::USER_ROLES), roles);
     }
+    if caller.email_verified {
+        c = c.with_header(
+            HeaderName::from_static(headers::USER_EMAIL_VERIFIED),
+            HeaderValue::from_static("true"),
+        );
+    }
     c
 }
 
@@ -108,6 +114,23 @@ pub struct Token {
 #[derive(Debug, Serialize)]
 pub struct Refresh<'a> {
     pub refresh_token: &'a str,
+}
+
+/// A one-time link's token, from a mail.
+#[derive(Debug, Serialize)]
+pub struct EmailLink<'a> {
+    pub token: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ResetAsk<'a> {
+    pub email: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NewPassword<'a> {
+    pub token: &'a str,
+    pub password: &'a str,
 }
 
 /// `client`, passing on the address of the shopper the gateway saw (users slows

@@ -38,6 +38,11 @@ use crate::pages::App;
 pub const CSRF_COOKIE: &str = "emporium_csrf";
 /// The form field that repeats it.
 pub const CSRF_FIELD: &str = "csrf";
+/// The refresh token [`refresh`] was just given for this request: the cookie the
+/// request came with is used up.
+#[derive(Debug, Clone)]
+struct Renewed(String);
+
 /// Set on a request whose refresh could not be tried (users unreachable): its
 /// cookies are kept for when it can.
 #[derive(Debug, Clone, Copy)]
@@ -122,7 +127,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Visitor {
             name,
             csrf,
             here,
-            refresh_token: cookie(&parts.headers, headers::REFRESH_COOKIE)
+            refresh_token: parts
+                .extensions
+                .get::<Renewed>()
+                .map(|r| r.0.clone())
+                .or_else(|| cookie(&parts.headers, headers::REFRESH_COOKIE))
                 .filter(|t| !t.is_empty()),
             client_ip: parts
                 .headers
@@ -155,7 +164,7 @@ pub fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool) -> Header
 }
 
 /// The session's cookies: the access token, and the refresh token when users gave one.
-fn session_cookies(token: &Token, secure: bool) -> Vec<HeaderValue> {
+pub fn session_cookies(token: &Token, secure: bool) -> Vec<HeaderValue> {
     let age = |secs: u64| i64::try_from(secs).unwrap_or(i64::MAX);
     let mut cookies = vec![set_cookie(
         headers::SESSION_COOKIE,
@@ -206,7 +215,23 @@ pub fn caller_of(token: &str) -> Option<Caller> {
     Some(Caller {
         user_id: uuid::Uuid::parse_str(&claims.sub).ok()?,
         roles: claims.roles,
+        email_verified: claims.email_verified,
     })
+}
+
+/// A new access token (and refresh token) for the session of `refresh_token`.
+pub async fn renew(
+    app: &App,
+    refresh_token: &str,
+    client_ip: Option<&str>,
+) -> Result<Token, emporium_client::ClientError> {
+    backend::from_client(&app.backend.users, client_ip)
+        .send_json(
+            Method::POST,
+            "/api/users/token",
+            &backend::Refresh { refresh_token },
+        )
+        .await
 }
 
 /// Middleware over the pages (not the assets): a visitor whose access token has
@@ -228,16 +253,7 @@ pub async fn refresh(State(app): State<App>, mut req: Request, next: Next) -> Re
         .get(headers::CLIENT_IP)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let refreshed: Result<Token, _> = backend::from_client(&app.backend.users, ip.as_deref())
-        .send_json(
-            Method::POST,
-            "/api/users/token",
-            &backend::Refresh {
-                refresh_token: &refresh_token,
-            },
-        )
-        .await;
-    let token = match refreshed {
+    let token = match renew(&app, &refresh_token, ip.as_deref()).await {
         Ok(token) => token,
         Err(e) if e.status() == Some(http::StatusCode::UNAUTHORIZED) => {
             return next.run(req).await;
@@ -259,11 +275,29 @@ pub async fn refresh(State(app): State<App>, mut req: Request, next: Next) -> Re
     ) {
         h.insert(headers::USER_ID, id);
         h.insert(headers::USER_ROLES, roles);
+        if caller.email_verified {
+            h.insert(
+                headers::USER_EMAIL_VERIFIED,
+                HeaderValue::from_static("true"),
+            );
+        }
     }
     let secure = app.settings.secure_cookies || is_tls(req.headers());
+    req.extensions_mut()
+        .insert(Renewed(token.refresh_token.clone()));
     let mut response = next.run(req).await;
-    for c in session_cookies(&token, secure) {
-        response.headers_mut().append(header::SET_COOKIE, c);
+    // A page that set the session itself (signed in, out, or renewed it again)
+    // has the last word.
+    let prefix = format!("{}=", headers::REFRESH_COOKIE);
+    let decided = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .any(|v| v.as_bytes().starts_with(prefix.as_bytes()));
+    if !decided {
+        for c in session_cookies(&token, secure) {
+            response.headers_mut().append(header::SET_COOKIE, c);
+        }
     }
     response
 }

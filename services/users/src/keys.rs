@@ -248,8 +248,15 @@ async fn store_new(tx: &mut emporium_store::Tx, now_ms: i64) -> Result<String, K
     Ok(kid)
 }
 
-/// Claims for a token of `user_id` with `roles`, valid for `ttl_secs` from `now_secs`.
-pub fn claims(user_id: &str, roles: Vec<String>, now_secs: u64, ttl_secs: u64) -> AccessClaims {
+/// Claims for a token of `user_id` with `roles` (and its address confirmed or not),
+/// valid for `ttl_secs` from `now_secs`.
+pub fn claims(
+    user_id: &str,
+    roles: Vec<String>,
+    email_verified: bool,
+    now_secs: u64,
+    ttl_secs: u64,
+) -> AccessClaims {
     AccessClaims {
         sub: user_id.to_string(),
         iss: ISSUER.to_string(),
@@ -259,6 +266,7 @@ pub fn claims(user_id: &str, roles: Vec<String>, now_secs: u64, ttl_secs: u64) -
         exp: now_secs + ttl_secs,
         jti: uuid::Uuid::now_v7().to_string(),
         roles,
+        email_verified,
     }
 }
 
@@ -301,6 +309,7 @@ mod tests {
             .sign(&claims(
                 "u-1",
                 vec!["customer".into()],
+                false,
                 4_000_000_000 - 100,
                 900,
             ))

@@ -14,15 +14,24 @@
 //! - `POST /api/users/token` `{refresh_token}` → a new pair (each refresh token is
 //!   good once; a reused one ends its session); `POST /api/users/logout` ends one;
 //! - `GET /api/users/me`, `GET|DELETE /api/users/me/sessions[/{id}]`;
+//! - `POST /api/users/verify` `{token}` confirms the address with the mailed link
+//!   (`POST /api/users/verification` mails a new one); `POST
+//!   /api/users/password-reset` `{email}` mails a reset link, and `.../confirm`
+//!   `{token, password}` sets the new password and ends every session;
 //! - `GET /.well-known/jwks.json` → the public keys the gateway verifies tokens with.
 //!
 //! The operator's routes (`/internal/users/admins`, `/internal/users/keys`) grant
-//! and revoke the admin role by email and rotate the signing key. Publishes
-//! `UserRegistered` (with email and name, for notifications) through its outbox.
+//! and revoke the admin role by email and rotate the signing key;
+//! `/internal/users/links` gives notifications the token of a link it mails.
+//! Publishes `UserRegistered`, `EmailVerificationRequested` and
+//! `PasswordResetRequested` (with email and name, for notifications) through its
+//! outbox; no event carries a link's token.
 
 mod api;
 mod domain;
 mod keys;
+mod links;
+mod opaque;
 mod passwords;
 mod sessions;
 mod store;
@@ -38,7 +47,8 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 pub use api::{
-    LoginRequest, RefreshRequest, RegisterRequest, SessionView, TokenResponse, UserView,
+    LoginRequest, RefreshRequest, RegisterRequest, ResetConfirmation, ResetRequest, SessionView,
+    TokenResponse, UserView, VerifyRequest,
 };
 pub use throttle::ThrottleSettings;
 
@@ -58,6 +68,10 @@ pub struct UsersSettings {
     pub session_max_age_secs: u64,
     /// How failed sign-ins slow down further attempts.
     pub login_throttle: ThrottleSettings,
+    /// How long a link to confirm an email address works.
+    pub verification_link_ttl_secs: u64,
+    /// How long a password reset link works.
+    pub reset_link_ttl_secs: u64,
 }
 
 impl Default for UsersSettings {
@@ -67,6 +81,8 @@ impl Default for UsersSettings {
             refresh_token_ttl_secs: 14 * 24 * 3600,
             session_max_age_secs: 30 * 24 * 3600,
             login_throttle: ThrottleSettings::default(),
+            verification_link_ttl_secs: 24 * 3600,
+            reset_link_ttl_secs: 3600,
         }
     }
 }

@@ -8,10 +8,10 @@
 //! also ends at its absolute age, when its owner signs out of it, or when every
 //! session of an account is revoked (a password reset).
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use emporium_store::Db;
 use sqlx::FromRow;
+
+use crate::opaque::{NoRandomness, hash, new_token};
 
 /// How long tokens and sessions live, in milliseconds.
 #[derive(Debug, Clone, Copy)]
@@ -53,24 +53,14 @@ pub struct SessionRow {
 pub const REVOKED_SIGN_OUT: &str = "signed out";
 pub const REVOKED_REUSE: &str = "refresh token reused";
 pub const REVOKED_BY_OWNER: &str = "revoked by its owner";
+pub const REVOKED_PASSWORD_RESET: &str = "password reset";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error("session storage failed")]
     Db(#[from] sqlx::Error),
-    #[error("the system's random source failed")]
-    Random,
-}
-
-fn new_token() -> Result<String, SessionError> {
-    let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| SessionError::Random)?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
-}
-
-fn hash(token: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    URL_SAFE_NO_PAD.encode(digest.as_ref())
+    #[error(transparent)]
+    Random(#[from] NoRandomness),
 }
 
 /// Starts a session for `user_id` with its first refresh token.
@@ -255,6 +245,19 @@ pub async fn revoke_all(
     now_ms: i64,
     reason: &str,
 ) -> Result<u64, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let n = revoke_all_in(&mut tx, user_id, now_ms, reason).await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// [`revoke_all`] inside the caller's transaction.
+pub async fn revoke_all_in(
+    tx: &mut emporium_store::Tx,
+    user_id: &str,
+    now_ms: i64,
+    reason: &str,
+) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE sessions SET revoked_at_ms = $2, revoked_reason = $3 \
          WHERE user_id = $1 AND revoked_at_ms IS NULL AND expires_at_ms > $2",
@@ -262,7 +265,7 @@ pub async fn revoke_all(
     .bind(user_id)
     .bind(now_ms)
     .bind(reason)
-    .execute(db.pool())
+    .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected())
 }

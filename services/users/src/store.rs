@@ -1,9 +1,9 @@
 //! SQL for accounts and the operator's admin grants.
 
 use emporium_contracts::auth::ROLE_ADMIN;
-use emporium_contracts::events::UserRegistered;
+use emporium_contracts::events::{EmailVerificationRequested, UserRegistered};
 use emporium_events::{EventsError, Outbox};
-use emporium_store::Db;
+use emporium_store::{Db, Tx};
 use sqlx::FromRow;
 
 #[derive(Debug, Clone, FromRow)]
@@ -17,6 +17,8 @@ pub struct UserRow {
     pub created_at_ms: i64,
     /// Grants of the admin role to this account's email (0 or 1).
     pub admin_grants: i64,
+    /// When the account proved it receives mail at its address.
+    pub email_verified_at_ms: Option<i64>,
 }
 
 impl UserRow {
@@ -34,13 +36,13 @@ impl UserRow {
     }
 }
 
-/// Inserts a user and publishes `UserRegistered`, in one transaction; a duplicate
-/// email is a unique violation.
+/// Inserts a user and publishes `UserRegistered` and `EmailVerificationRequested`,
+/// in one transaction; a duplicate email is a unique violation.
 pub async fn insert(db: &Db, outbox: &Outbox, user: &UserRow) -> Result<(), EventsError> {
     let mut tx = db.begin().await?;
     sqlx::query(
-        "INSERT INTO users (id, email, name, password_hash, roles, created_at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO users (id, email, name, password_hash, roles, created_at_ms, \
+         verification_mailed_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $6)",
     )
     .bind(&user.id)
     .bind(&user.email)
@@ -56,7 +58,78 @@ pub async fn insert(db: &Db, outbox: &Outbox, user: &UserRow) -> Result<(), Even
         name: user.name.clone(),
     };
     outbox.publish(&mut tx, &registered).await?;
+    let verify = EmailVerificationRequested {
+        user_id: user.id.clone(),
+        email: user.email.clone(),
+        name: user.name.clone(),
+    };
+    outbox.publish(&mut tx, &verify).await?;
     outbox.commit(tx).await?;
+    Ok(())
+}
+
+/// What asking for a mail did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum MailRequest {
+    Queued,
+    /// One was asked for less than `MAIL_INTERVAL_MS` ago.
+    TooSoon,
+}
+
+/// At most one verification mail and one reset mail per account per minute.
+pub const MAIL_INTERVAL_MS: i64 = 60_000;
+
+/// Publishes `event` (a verification or reset mail for `user_id`: `reset` says
+/// which) unless the account asked for one of its kind within the last minute.
+pub async fn request_mail<E: emporium_contracts::events::EventData>(
+    db: &Db,
+    outbox: &Outbox,
+    user_id: &str,
+    reset: bool,
+    event: &E,
+    now_ms: i64,
+) -> Result<MailRequest, EventsError> {
+    let claim = if reset {
+        "UPDATE users SET reset_mailed_at_ms = $2 WHERE id = $1 \
+         AND (reset_mailed_at_ms IS NULL OR reset_mailed_at_ms <= $3)"
+    } else {
+        "UPDATE users SET verification_mailed_at_ms = $2 WHERE id = $1 \
+         AND (verification_mailed_at_ms IS NULL OR verification_mailed_at_ms <= $3)"
+    };
+    let mut tx = db.begin().await?;
+    let claimed = sqlx::query(claim)
+        .bind(user_id)
+        .bind(now_ms)
+        .bind(now_ms - MAIL_INTERVAL_MS)
+        .execute(&mut *tx)
+        .await?;
+    if claimed.rows_affected() != 1 {
+        return Ok(MailRequest::TooSoon);
+    }
+    outbox.publish(&mut tx, event).await?;
+    outbox.commit(tx).await?;
+    Ok(MailRequest::Queued)
+}
+
+/// Marks `user_id`'s address verified (if it was not already), in `tx`.
+pub async fn mark_verified(tx: &mut Tx, user_id: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE users SET email_verified_at_ms = $2 WHERE id = $1 AND email_verified_at_ms IS NULL",
+    )
+    .bind(user_id)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Replaces `user_id`'s password hash, in `tx`.
+pub async fn set_password(tx: &mut Tx, user_id: &str, hash: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+        .bind(user_id)
+        .bind(hash)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -64,7 +137,7 @@ pub async fn insert(db: &Db, outbox: &Outbox, user: &UserRow) -> Result<(), Even
 macro_rules! select_user {
     ($filter:literal) => {
         concat!(
-            "SELECT id, email, name, password_hash, roles, created_at_ms, ",
+            "SELECT id, email, name, password_hash, roles, created_at_ms, email_verified_at_ms, ",
             "(SELECT COUNT(*) FROM admins a WHERE a.email = users.email) AS admin_grants ",
             "FROM users WHERE ",
             $filter

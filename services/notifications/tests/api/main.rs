@@ -1,15 +1,17 @@
-//! notifications' API, over HTTP: a welcome mail for every account users registers
-//! (its UserRegistered event, through a registry and users' feed), written as an
-//! `.eml` file, listed only to its owner.
+//! notifications' API, over HTTP: a welcome mail and a mail to confirm the address
+//! for every account users registers (its events, through a registry and users'
+//! feed), written as `.eml` files, listed only to their owner; the confirmation's
+//! one-time link works at users.
 
 use emporium_notifications::{Notifications, NotificationsSettings};
 use emporium_registry::{RegistryService, RegistrySettings};
+use emporium_testkit::mail::mailed_token;
 use emporium_testkit::{TestEnv, client, eventually, problem, sign_up};
 use emporium_users::{Users, UsersSettings};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_new_account_gets_one_welcome_mail_that_only_its_owner_sees() {
+async fn each_new_account_gets_a_welcome_and_a_working_confirmation_link_only_its_owner_sees() {
     let env = TestEnv::new();
     let registry = env
         .spawn(RegistryService, env.settings::<RegistrySettings>(None))
@@ -37,38 +39,70 @@ async fn each_new_account_gets_one_welcome_mail_that_only_its_owner_sees() {
             r.json::<Value>().await.expect("page")
         }
     };
-    let mine = eventually("ada's welcome mail sent", || async {
+    let all_sent = |page: &Value| {
+        page["total"] == 2
+            && page["items"]
+                .as_array()
+                .is_some_and(|i| i.iter().all(|m| m["status"] == "sent"))
+    };
+    let mine = eventually("ada's mails sent", || async {
         let page = inbox(ada.clone()).await;
-        (page["items"][0]["status"] == "sent").then_some(page)
+        all_sent(&page).then_some(page)
     })
     .await;
-    assert_eq!(mine["total"], 1);
-    let message = &mine["items"][0];
-    assert_eq!(message["kind"], "welcome");
+    let of_kind = |kind: &str| {
+        mine["items"]
+            .as_array()
+            .and_then(|i| i.iter().find(|m| m["kind"] == kind))
+            .cloned()
+            .unwrap_or_else(|| panic!("a {kind} mail: {mine}"))
+    };
+    let welcome = of_kind("welcome");
     assert!(
-        message["body"]
+        welcome["body"]
             .as_str()
             .is_some_and(|b| b.contains("Test User"))
     );
-    eventually("bob's mail sent", || async {
+    // The inbox shows that a link was sent, never the link: reading the shop's
+    // inbox must not stand in for owning the mailbox.
+    let verify = of_kind("verify_email");
+    let body = verify["body"].as_str().expect("body");
+    assert!(body.contains("only in the mail"), "{body}");
+    assert!(!body.contains("token="), "{body}");
+    eventually("bob's mails sent", || async {
         let page = inbox(bob.clone()).await;
-        (page["total"] == 1 && page["items"][0]["status"] == "sent").then_some(())
+        all_sent(&page).then_some(())
     })
     .await;
 
-    // One .eml file per account, addressed to it.
+    // Two .eml files per account (welcome, confirm your address), addressed to it.
     let files: Vec<String> = std::fs::read_dir(&mail_dir)
         .expect("mail dir")
         .flatten()
         .map(|e| std::fs::read_to_string(e.path()).expect("eml"))
         .collect();
-    assert_eq!(files.len(), 2, "one mail each");
+    assert_eq!(files.len(), 4, "two mails each");
     assert!(
         files
             .iter()
             .any(|f| f.contains("To: ") && f.contains("ada@example.com"))
     );
     assert!(files.iter().any(|f| f.contains("bob@example.com")));
+
+    // The mailed link confirms Ada's address at users, once.
+    let token = mailed_token(&mail_dir, "ada@example.com", "/verify").await;
+    let confirm = || {
+        client()
+            .post(users.at("/api/users/verify"))
+            .json(&json!({ "token": token }))
+            .send()
+    };
+    let r = confirm().await.expect("verify");
+    assert_eq!(r.status(), 200);
+    let me: Value = r.json().await.expect("account");
+    assert_eq!(me["email"], "ada@example.com");
+    assert_eq!(me["email_verified"], true);
+    problem(confirm().await.expect("verify"), 400).await;
 
     problem(
         client()

@@ -4,6 +4,7 @@
 
 use emporium_cart::{Cart, CartSettings};
 use emporium_catalog::{Catalog, CatalogSettings};
+use emporium_contracts::headers;
 use emporium_inventory::{Inventory, InventorySettings};
 use emporium_orders::{Orders, OrdersSettings};
 use emporium_payments::{Payments, PaymentsSettings};
@@ -84,12 +85,14 @@ impl Shop {
         assert_eq!(r.status(), 200);
     }
 
+    /// A checkout by `user`, whose email address is confirmed.
     async fn checkout(&self, user: &str, key: Option<&str>, body: &Value) -> reqwest::Response {
         let mut r = as_user(
             client().post(format!("{}/api/orders", self.orders)),
             user,
             "",
-        );
+        )
+        .header(headers::USER_EMAIL_VERIFIED, "true");
         if let Some(key) = key {
             r = r.header("idempotency-key", key);
         }
@@ -210,6 +213,23 @@ async fn checkouts_without_a_key_an_empty_cart_or_a_bad_card_are_refused() {
         .await;
     let p = problem(bad, 422).await;
     assert!(p.errors.iter().any(|e| e.field == "card.number"), "{p:?}");
+    // An account whose address is not confirmed cannot check out.
+    let unconfirmed = as_user(
+        client().post(format!("{}/api/orders", shop.orders)),
+        "di",
+        "",
+    )
+    .header("idempotency-key", key())
+    .json(&body)
+    .send()
+    .await
+    .expect("send");
+    let p = problem(unconfirmed, 403).await;
+    assert!(
+        p.detail.contains("confirm your email address"),
+        "{}",
+        p.detail
+    );
     problem(
         client()
             .post(format!("{}/api/orders", shop.orders))

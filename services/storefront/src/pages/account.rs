@@ -21,6 +21,9 @@ pub struct Return {
     add: String,
     #[serde(default)]
     quantity: String,
+    /// A notice to show (after a password reset).
+    #[serde(default)]
+    n: Option<String>,
 }
 
 #[derive(Template)]
@@ -55,7 +58,8 @@ pub async fn signin_form(
         "Sign in to add this to your cart.".into()
     };
     render(&SignIn {
-        chrome: Chrome::new(&app, &visitor, "Sign in", None),
+        chrome: Chrome::new(&app, &visitor, "Sign in", None)
+            .with_notice(super::notice(back.n.as_deref())),
         back,
         email: Field::default(),
         error,

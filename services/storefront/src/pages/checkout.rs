@@ -257,6 +257,8 @@ pub async fn place(
             }
         }
         (Some(401), _) => return Err(PageError::SignIn("/checkout".into())),
+        // The address is not confirmed yet: the page that sends a new link says why.
+        (Some(403), _) => return Ok(Redirect::to("/verify?n=confirm-to-check-out").into_response()),
         _ => {
             tracing::warn!(error = %error, "checkout failed");
             // The order may have been placed all the same (orders places it on a

@@ -6,6 +6,7 @@ mod admin;
 mod browse;
 mod cart;
 mod checkout;
+mod email;
 mod ops;
 mod orders;
 mod product;
@@ -119,6 +120,10 @@ pub fn router(app: App) -> Router {
         .route("/signin", get(account::signin_form).post(account::signin))
         .route("/signup", get(account::signup_form).post(account::signup))
         .route("/signout", post(account::signout))
+        .route("/verify", get(email::verify_form).post(email::verify))
+        .route("/verification", post(email::resend))
+        .route("/reset", get(email::reset_form).post(email::ask_reset))
+        .route("/reset/confirm", post(email::confirm_reset))
         .route("/assets/{file}", get(assets::serve))
         .route("/favicon.ico", get(assets::favicon))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -246,6 +251,13 @@ pub fn notice(code: Option<&str>) -> &'static str {
         Some("updated") => "Your cart was updated.",
         Some("removed") => "Removed from your cart.",
         Some("signed-out") => "You are signed out.",
+        Some("verified") => "Your email address is confirmed.",
+        Some("confirm-to-check-out") => {
+            "To check out, confirm your email address first: open the link we mailed you."
+        }
+        Some("verification-sent") => "A new link is on its way; check your mailbox.",
+        Some("verification-wait") => "A mail went out less than a minute ago; wait a moment.",
+        Some("password-reset") => "Your password is changed: sign in with the new one.",
         Some("welcome") => "Welcome! Your account is ready.",
         Some("reviewed") => "Thank you! Your review is published.",
         Some("cart-empty") => "Your cart is empty; add something before checking out.",

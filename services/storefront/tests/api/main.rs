@@ -19,6 +19,7 @@ use emporium_registry::RegistrySettings;
 use emporium_reviews::ReviewsSettings;
 use emporium_search::SearchSettings;
 use emporium_storefront::{CSRF_COOKIE, CSRF_FIELD, StorefrontSettings};
+use emporium_testkit::mail::mailed_token;
 use emporium_testkit::{Spawned, TestEnv, eventually, stocked};
 use emporium_users::UsersSettings;
 use reqwest::cookie::CookieStore;
@@ -135,6 +136,11 @@ async fn shop() -> Shop {
 }
 
 impl Shop {
+    /// Where notifications writes the shop's mail.
+    fn mail_dir(&self) -> std::path::PathBuf {
+        self._env.dir.path().join("notifications").join("mail")
+    }
+
     fn browser(&self) -> Browser {
         let jar = Arc::new(reqwest::cookie::Jar::default());
         let client = reqwest::Client::builder()
@@ -147,6 +153,7 @@ impl Shop {
             base: self.gateway.url.clone(),
             client,
             jar,
+            mail_dir: self.mail_dir(),
         }
     }
 
@@ -161,6 +168,8 @@ struct Browser {
     base: String,
     client: reqwest::Client,
     jar: Arc<reqwest::cookie::Jar>,
+    /// The shopper's mailbox: where the shop's mail lands.
+    mail_dir: std::path::PathBuf,
 }
 
 impl Browser {
@@ -231,6 +240,16 @@ impl Browser {
             .await;
         assert_eq!(r.status(), 303, "signed up");
         assert!(self.cookie("emporium_session").is_some(), "a session");
+        self.confirm_email(email).await;
+    }
+
+    /// Opens the link in the mail that confirms `email` and presses its button.
+    async fn confirm_email(&self, email: &str) {
+        let token = mailed_token(&self.mail_dir, email, "/verify").await;
+        let (status, _) = self.get(&format!("/verify?token={token}")).await;
+        assert_eq!(status, 200);
+        let r = self.submit("/verify", &[("token", token.as_str())]).await;
+        assert_eq!(location(&r), "/?n=verified", "{email} confirmed");
     }
 }
 
@@ -549,6 +568,60 @@ async fn an_expired_session_is_refreshed_and_signing_out_ends_it_at_users() {
         b.cookie("emporium_refresh").is_none(),
         "the dead cookie is cleared"
     );
+}
+
+#[tokio::test]
+async fn the_mailed_links_confirm_the_address_and_reset_a_forgotten_password() {
+    let shop = shop().await;
+    let b = shop.browser();
+    // Signing up goes through the mailed link (see `Browser::sign_up`).
+    b.sign_up("ada@example.com").await;
+    let mail = shop.mail_dir();
+    let token = mailed_token(&mail, "ada@example.com", "/verify").await;
+    let r = b.submit("/verify", &[("token", token.as_str())]).await;
+    let page = r.text().await.expect("page");
+    assert!(page.contains("This link no longer works"), "once: {page}");
+
+    // Forgot the password: ask by email (the same answer for unknown ones).
+    b.submit("/signout", &[]).await;
+    let other = shop.browser();
+    let r = other
+        .fill("/reset", &[("email", "nobody@example.com")])
+        .await;
+    let unknown = r.text().await.expect("page");
+    assert!(
+        unknown.contains("If an account has this email"),
+        "{unknown}"
+    );
+    let r = other.fill("/reset", &[("email", "ada@example.com")]).await;
+    assert_eq!(r.text().await.expect("page"), unknown, "the same answer");
+    let token = mailed_token(&mail, "ada@example.com", "/reset").await;
+    let token = token.as_str();
+    let (status, page) = other.get(&format!("/reset?token={token}")).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Set my new password"), "{page}");
+    let r = other
+        .submit("/reset/confirm", &[("token", token), ("password", "short")])
+        .await;
+    let page = r.text().await.expect("page");
+    assert!(page.contains("at least 10 characters"), "{page}");
+    let r = other
+        .submit(
+            "/reset/confirm",
+            &[("token", token), ("password", "a brand new passphrase")],
+        )
+        .await;
+    assert_eq!(location(&r), "/signin?n=password-reset");
+    let r = other
+        .fill(
+            "/signin",
+            &[
+                ("email", "ada@example.com"),
+                ("password", "a brand new passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303, "signed in with the new password");
 }
 
 #[tokio::test]

@@ -68,6 +68,7 @@ impl TokenResponse {
             .sign(&keys::claims(
                 &user.id,
                 user.roles(),
+                user.email_verified_at_ms.is_some(),
                 (now / 1000) as u64,
                 ttl,
             ))
@@ -89,6 +90,8 @@ pub struct UserView {
     pub email: String,
     pub name: String,
     pub roles: Vec<String>,
+    /// Whether the account confirmed its address (a link mailed to it was used).
+    pub email_verified: bool,
     /// RFC 3339.
     pub created_at: String,
 }
@@ -101,6 +104,7 @@ impl From<&UserRow> for UserView {
             email: u.email.clone(),
             name: u.name.clone(),
             roles: u.roles(),
+            email_verified: u.email_verified_at_ms.is_some(),
             created_at,
         }
     }
@@ -145,6 +149,7 @@ pub(super) async fn register(
         roles: ROLE_CUSTOMER.to_string(),
         created_at_ms: now_ms(),
         admin_grants: 0,
+        email_verified_at_ms: None,
     };
     let user = match store::insert(&state.db, &state.outbox, &user).await {
         // Read back: the operator may have granted this email the admin role.

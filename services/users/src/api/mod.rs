@@ -1,13 +1,14 @@
 //! users' HTTP API: the routes, the state they share, and the operator's routes.
 
 mod accounts;
+mod email;
 mod operator;
 mod sessions;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use emporium_http::Callers;
 use emporium_http::openapi::spec_router;
 use utoipa::OpenApi;
@@ -21,6 +22,7 @@ use crate::sessions::Lifetimes;
 use crate::throttle::LoginThrottle;
 
 pub use accounts::{LoginRequest, RegisterRequest, TokenResponse, UserView};
+pub use email::{ResetConfirmation, ResetRequest, VerifyRequest};
 pub use sessions::{RefreshRequest, SessionView};
 
 #[derive(Clone)]
@@ -60,6 +62,10 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::logout))
         .routes(routes!(sessions::list, sessions::revoke_all))
         .routes(routes!(sessions::revoke))
+        .routes(routes!(email::resend_verification))
+        .routes(routes!(email::verify))
+        .routes(routes!(email::request_reset))
+        .routes(routes!(email::confirm_reset))
 }
 
 /// The service's routes (public and the operator's) and its public OpenAPI
@@ -72,15 +78,20 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             "/internal/users/admins/{email}",
             put(operator::grant).delete(operator::revoke),
         )
+        .route("/internal/users/verified/{email}", put(operator::vouch))
         .route(
             "/internal/users/keys",
             get(operator::keys).post(operator::rotate),
         )
         // `emporium admin` and `emporium keys`: the operator's.
         .callers(&[]);
+    let links = Router::new()
+        .route("/internal/users/links", post(email::mint_link))
+        .callers(&["notifications"]);
     (
         routes
             .merge(internal)
+            .merge(links)
             .with_state(state)
             .merge(spec_router(api.clone())),
         api,

@@ -10,11 +10,9 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::accounts::TokenResponse;
+use crate::opaque::MAX_TOKEN_BYTES;
 use crate::sessions::{self, Refresh, SessionRow};
 use crate::store;
-
-/// Longest refresh token looked at (ours are 43 characters).
-const MAX_REFRESH_TOKEN_BYTES: usize = 512;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -67,7 +65,7 @@ pub(super) async fn refresh(
     ApiJson(req): ApiJson<RefreshRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let invalid = || ApiError::unauthorized("the refresh token is not valid; sign in again");
-    if req.refresh_token.len() > MAX_REFRESH_TOKEN_BYTES {
+    if req.refresh_token.len() > MAX_TOKEN_BYTES {
         return Err(invalid());
     }
     let refreshed = sessions::rotate(&state.db, &req.refresh_token, now_ms(), state.lifetimes())
@@ -108,7 +106,7 @@ pub(super) async fn logout(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<RefreshRequest>,
 ) -> Result<StatusCode, ApiError> {
-    if req.refresh_token.len() <= MAX_REFRESH_TOKEN_BYTES
+    if req.refresh_token.len() <= MAX_TOKEN_BYTES
         && let Some((session_id, user_id)) =
             sessions::sign_out(&state.db, &req.refresh_token, now_ms())
                 .await

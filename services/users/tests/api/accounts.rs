@@ -6,16 +6,10 @@ use std::time::Duration;
 use emporium_contracts::headers;
 use emporium_testkit::identity::client_as;
 use emporium_testkit::{Spawned, TestEnv, client, problem};
-use emporium_users::{SessionView, TokenResponse, UserView, Users, UsersSettings};
+use emporium_users::{SessionView, TokenResponse, Users, UsersSettings};
 use serde_json::{Value, json};
 
-use super::{login, register, spawn, verify};
-
-async fn tokens(app: &Spawned, email: &str) -> TokenResponse {
-    let r = login(app, email, "correct horse battery").await;
-    assert_eq!(r.status(), 200, "{email} signs in");
-    r.json().await.expect("tokens")
-}
+use super::{account, register, spawn, tokens, verify};
 
 async fn refresh(app: &Spawned, refresh_token: &str) -> reqwest::Response {
     client()
@@ -56,11 +50,7 @@ async fn admins_are_granted_and_revoked_by_the_operator_only() {
     let g: Value = r.json().await.expect("grant");
     assert_eq!(g["email"], "boss@example.com");
     assert_eq!(g["account"], false);
-    let user: UserView = register(&app, "boss@example.com", "correct horse battery")
-        .await
-        .json()
-        .await
-        .expect("user");
+    let user = account(&app, "boss@example.com").await;
     assert!(
         user.roles.contains(&"admin".to_string()),
         "{:?}",
@@ -98,7 +88,7 @@ async fn admins_are_granted_and_revoked_by_the_operator_only() {
     problem(grant(&app, "not-an-email").await, 422).await;
 
     // A regular account is no admin; revoking takes the role from the next token.
-    register(&app, "ada@example.com", "correct horse battery").await;
+    account(&app, "ada@example.com").await;
     assert!(
         !verify(&app, &tokens(&app, "ada@example.com").await.access_token)
             .await
@@ -133,11 +123,7 @@ async fn admins_are_granted_and_revoked_by_the_operator_only() {
 async fn refresh_tokens_rotate_and_a_reused_one_ends_the_session() {
     let env = TestEnv::new();
     let app = spawn(&env).await;
-    let user: UserView = register(&app, "ada@example.com", "correct horse battery")
-        .await
-        .json()
-        .await
-        .expect("user");
+    let user = account(&app, "ada@example.com").await;
     let first = tokens(&app, "ada@example.com").await;
     assert_eq!(first.refresh_expires_in, 14 * 24 * 3600);
     let r = refresh(&app, &first.refresh_token).await;
@@ -173,16 +159,8 @@ async fn refresh_tokens_rotate_and_a_reused_one_ends_the_session() {
 async fn sign_out_ends_a_session_and_users_see_only_their_own() {
     let env = TestEnv::new();
     let app = spawn(&env).await;
-    let ada: UserView = register(&app, "ada@example.com", "correct horse battery")
-        .await
-        .json()
-        .await
-        .expect("ada");
-    let bob: UserView = register(&app, "bob@example.com", "correct horse battery")
-        .await
-        .json()
-        .await
-        .expect("bob");
+    let ada = account(&app, "ada@example.com").await;
+    let bob = account(&app, "bob@example.com").await;
     let laptop = tokens(&app, "ada@example.com").await;
     let phone = tokens(&app, "ada@example.com").await;
     let bobs = tokens(&app, "bob@example.com").await;
@@ -386,7 +364,7 @@ async fn password_spraying_is_slowed_per_address_and_guessing_per_account() {
 async fn a_rotated_signing_key_keeps_old_tokens_valid() {
     let env = TestEnv::new();
     let app = spawn(&env).await;
-    register(&app, "ada@example.com", "correct horse battery").await;
+    account(&app, "ada@example.com").await;
     let before = tokens(&app, "ada@example.com").await;
     let r = client()
         .post(app.at("/internal/users/keys"))

@@ -1,6 +1,7 @@
 //! users' API, over HTTP, against a real SQLite database in a temp folder.
 
 mod accounts;
+mod email;
 
 use emporium_contracts::auth::{AUDIENCE, AccessClaims, ISSUER};
 use emporium_contracts::headers;
@@ -30,6 +31,20 @@ async fn login(app: &Spawned, email: &str, password: &str) -> reqwest::Response 
         .send()
         .await
         .expect("send")
+}
+
+/// A new account for `email` with the usual password.
+async fn account(app: &Spawned, email: &str) -> UserView {
+    let r = register(app, email, "correct horse battery").await;
+    assert_eq!(r.status(), 201, "register {email}");
+    r.json().await.expect("user")
+}
+
+/// `email` signed in with the usual password: its tokens.
+async fn tokens(app: &Spawned, email: &str) -> TokenResponse {
+    let r = login(app, email, "correct horse battery").await;
+    assert_eq!(r.status(), 200, "{email} signs in");
+    r.json().await.expect("tokens")
 }
 
 async fn verify(app: &Spawned, token: &str) -> AccessClaims {
