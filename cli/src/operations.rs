@@ -122,10 +122,11 @@ pub async fn keys(command: KeysCommand, registry: &RegistryClient) -> anyhow::Re
     )
     .await?;
     for k in answer.as_array().into_iter().flatten() {
-        let state = match k["withdrawn_at"].as_str() {
+        let state = match (k["withdrawn_at"].as_str(), k["activates_at"].as_str()) {
             _ if k["signing"] == true => "signing".to_string(),
-            Some(at) => format!("retired, published until {at}"),
-            None => "published".to_string(),
+            (Some(at), _) => format!("retired, published until {at}"),
+            (None, Some(at)) => format!("published, signs from {at}"),
+            (None, None) => "published".to_string(),
         };
         println!(
             "{}  created {}  {state}",

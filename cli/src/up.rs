@@ -136,6 +136,9 @@ struct Supervised {
     /// Where each of its services listens; fixed after the first start so restarts
     /// keep the addresses.
     listens: Vec<(Service, SocketAddr)>,
+    /// The admin ports of its services that have one (the gateway's), as first
+    /// started.
+    admin: Vec<(Service, SocketAddr)>,
     pid: AtomicU32,
     stopping: AtomicBool,
     exited: Notify,
@@ -409,11 +412,13 @@ impl Env {
         let _ = std::fs::remove_file(&addr_file);
         let mut child = self.spawn(&services, label, &listens, registry_url, &addr_file)?;
         let actual = wait_for_addrs(&addr_file, display, &services, &mut child).await?;
+        let admin = admin_addrs(&addr_file, &services);
         let supervised = Arc::new(Supervised {
             services,
             label,
             display,
             listens: actual,
+            admin,
             pid: AtomicU32::new(child.id().unwrap_or_default()),
             stopping: AtomicBool::new(false),
             exited: Notify::new(),
@@ -604,6 +609,23 @@ async fn wait_for_addrs(
     }
 }
 
+/// The admin ports `path` lists (`<service>/admin <address>` lines).
+fn admin_addrs(path: &Path, services: &[Service]) -> Vec<(Service, SocketAddr)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    services
+        .iter()
+        .filter_map(|&service| {
+            text.lines().find_map(|line| {
+                let (name, addr) = line.split_once(' ')?;
+                (name.strip_suffix("/admin") == Some(service.name()))
+                    .then(|| addr.trim().parse().ok())
+                    .flatten()
+                    .map(|addr| (service, addr))
+            })
+        })
+        .collect()
+}
+
 /// Polls `/readyz` until it answers 200.
 async fn wait_ready(addr: SocketAddr) -> anyhow::Result<()> {
     let client = emporium_client::http_client();
@@ -659,6 +681,15 @@ fn print_table(
                 pid
             ));
         }
+        for &(service, addr) in &s.admin {
+            let name = format!("{}/admin", env.display_of(s, service));
+            out.push_str(&format!(
+                "  {:<14} {:<22} {:>8}\n",
+                name,
+                addr.to_string(),
+                pid
+            ));
+        }
     }
     out.push_str(&format!(
         "\n  Open http://{gateway}/   (API docs: http://{gateway}/docs/)\n"
@@ -668,7 +699,8 @@ fn print_table(
         emporium_telemetry::logfile::current(data_dir).display()
     ));
     out.push_str(&format!(
-        "  Metrics: GET /metrics on every service; prometheus --config.file={}\n",
+        "  Metrics: GET /metrics on every service (the gateway's on gateway/admin); \
+         prometheus --config.file={}\n",
         data_dir.join("run").join("prometheus.yml").display()
     ));
     out.push_str("  Ctrl-C stops everything.\n\n");

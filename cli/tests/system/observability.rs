@@ -405,10 +405,22 @@ async fn scrape(address: &str) -> Scrape {
     prom::parse(&text).unwrap_or_else(|e| panic!("{address}/metrics: {e}"))
 }
 
+/// Every service's metrics; the gateway's from its admin port, which is the only
+/// place it serves them (the public port answers 404).
 async fn scrape_all(up: &Up) -> HashMap<&'static str, Scrape> {
+    let public = http()
+        .get(up.at("/metrics"))
+        .send()
+        .await
+        .expect("public metrics");
+    assert_eq!(public.status(), 404, "no metrics on the public port");
     let mut all = HashMap::new();
     for service in SERVICES {
-        all.insert(service, scrape(&up.addr(service)).await);
+        let address = match service {
+            "gateway" => up.addr("gateway/admin"),
+            _ => up.addr(service),
+        };
+        all.insert(service, scrape(&address).await);
     }
     all
 }

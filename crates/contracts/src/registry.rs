@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 /// Base path of the registry's API.
 pub const BASE: &str = "/internal/registry";
 
+/// The registration metadata key of an instance's admin port (`host:port`), where
+/// it serves `/metrics` when not on its own port (the gateway's).
+pub const METRICS_ADDRESS: &str = "metrics_address";
+
 /// What a service instance tells the registry about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -77,16 +77,20 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
     if failures.is_empty() {
         "ready".into_response()
     } else {
-        // Not ready is an answer, not a failure: no warning per probe while a
-        // service starts (the supervisor and the registry ask often).
-        let error = ApiError::unavailable(format!("not ready: {}", failures.join("; ")));
-        let mut response = (error.status(), axum::Json(error.problem())).into_response();
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static(crate::problem::PROBLEM_JSON),
-        );
-        response
+        not_ready(format!("not ready: {}", failures.join("; ")))
     }
+}
+
+/// 503 with a problem body. Not ready is an answer, not a failure: no warning per
+/// probe while a service starts (the supervisor and the registry ask often).
+fn not_ready(detail: String) -> Response {
+    let error = ApiError::unavailable(detail);
+    let mut response = (error.status(), axum::Json(error.problem())).into_response();
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(crate::problem::PROBLEM_JSON),
+    );
+    response
 }
 
 /// `GET /metrics`: this process's metrics in Prometheus text format.
@@ -101,6 +105,15 @@ async fn metrics() -> Response {
         .into_response()
 }
 
+/// `/readyz` for the public: ready or not, without saying which check fails.
+async fn readyz_terse(State(readiness): State<Readiness>) -> Response {
+    if readiness.is_ready().await {
+        "ready".into_response()
+    } else {
+        not_ready("not ready".into())
+    }
+}
+
 /// The full application: the service's routes behind the default stack and
 /// `guard`'s rules, plus health and metrics.
 pub fn app(routes: Router, settings: &HttpSettings, readiness: Readiness, guard: Guard) -> Router {
@@ -109,6 +122,34 @@ pub fn app(routes: Router, settings: &HttpSettings, readiness: Readiness, guard:
         .route("/readyz", get(readyz))
         .with_state(readiness)
         .route("/metrics", get(metrics));
+    assemble(routes, health, settings, guard)
+}
+
+/// [`app`] for a public port with an admin port beside it ([`admin_app`]): no
+/// `/metrics`, and `/readyz` without the failing checks' details.
+pub fn public_app(
+    routes: Router,
+    settings: &HttpSettings,
+    readiness: Readiness,
+    guard: Guard,
+) -> Router {
+    let health = Router::new()
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz_terse))
+        .with_state(readiness);
+    assemble(routes, health, settings, guard)
+}
+
+/// The admin port of a public service: probes with details, and `/metrics`.
+pub fn admin_app(readiness: Readiness) -> Router {
+    Router::new()
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .with_state(readiness)
+        .route("/metrics", get(metrics))
+}
+
+fn assemble(routes: Router, health: Router, settings: &HttpSettings, guard: Guard) -> Router {
     let guarded = middleware::limits(routes, settings).merge(health).layer(
         axum::middleware::from_fn_with_state(Arc::new(guard), crate::guard::check),
     );
@@ -296,6 +337,45 @@ mod tests {
         assert_eq!(get(app.clone()).await, StatusCode::OK);
         readiness.drain();
         assert_eq!(get(app).await, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn a_public_port_keeps_metrics_and_check_details_for_the_admin_port() {
+        let readiness = Readiness::default();
+        readiness.add("database", || async {
+            Err("connection refused to 10.0.0.5".into())
+        });
+        let public = public_app(
+            Router::new(),
+            &HttpSettings::default(),
+            readiness.clone(),
+            Guard::off(),
+        );
+        let admin = admin_app(readiness);
+        let body = |r: Response| async move {
+            let bytes = axum::body::to_bytes(r.into_body(), 1 << 20)
+                .await
+                .expect("body");
+            String::from_utf8_lossy(&bytes).to_string()
+        };
+        let ask = |app: Router, path: &'static str| async move {
+            app.oneshot(Request::get(path).body(Body::empty()).expect("request"))
+                .await
+                .expect("response")
+        };
+        let r = ask(public.clone(), "/metrics").await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        let r = ask(public.clone(), "/readyz").await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!body(r).await.contains("10.0.0.5"), "no details in public");
+        let r = ask(admin.clone(), "/readyz").await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            body(r).await.contains("10.0.0.5"),
+            "the details on the admin port"
+        );
+        assert_eq!(ask(admin, "/metrics").await.status(), StatusCode::OK);
+        assert_eq!(ask(public, "/livez").await.status(), StatusCode::OK);
     }
 
     #[tokio::test]

@@ -18,7 +18,7 @@ use emporium_client::{
     Clients, Discovery, HttpTransport, InProcess, RegistryClient, Transport, agent,
 };
 use emporium_config::{Common, IdentityMode, Settings, Source};
-use emporium_contracts::registry::Registration;
+use emporium_contracts::registry::{METRICS_ADDRESS, Registration};
 use emporium_events::Events;
 use emporium_telemetry::Identity;
 use emporium_telemetry::identity;
@@ -146,17 +146,19 @@ impl Process {
                 events,
                 tasks: Vec::new(),
                 tls: None,
+                admin: None,
             };
             let routes = service.build(&mut cx).await?;
             if let Some(credentials) = credentials {
                 let common = cx.host.common.clone();
                 cx.spawn(move |stop| emporium_client::identity::renew(credentials, common, stop));
             }
-            anyhow::Ok((routes, cx.events, cx.tasks, cx.tls))
+            anyhow::Ok((routes, cx.events, cx.tasks, cx.tls, cx.admin))
         };
-        let (routes, events, tasks, own_tls) = identity::scope(owner.clone(), build)
-            .await
-            .with_context(|| format!("starting {name}"))?;
+        let (routes, events, tasks, own_tls, admin) =
+            identity::scope(owner.clone(), build)
+                .await
+                .with_context(|| format!("starting {name}"))?;
         Ok(Built {
             name,
             host,
@@ -168,6 +170,7 @@ impl Process {
             events,
             tasks,
             local: self.local.clone(),
+            admin,
         })
     }
 
@@ -223,6 +226,8 @@ pub struct Built {
     events: Option<Events>,
     tasks: Vec<Task>,
     local: Option<InProcess>,
+    /// The admin port, when the service serves one (see [`Build::serve_admin`]).
+    admin: Option<TcpListener>,
 }
 
 impl Built {
@@ -233,6 +238,11 @@ impl Built {
     /// The address it listens on.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The address of its admin port, if it has one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 }
 
@@ -283,15 +293,18 @@ async fn run_one(built: Built, mut stop: watch::Receiver<bool>) -> anyhow::Resul
         events,
         tasks,
         local,
+        admin,
     } = built;
     let events = events.map(Events::start);
     if let Some(events) = &events {
         routes = routes.merge(events.router());
     }
-    let app = emporium_http::server::owned_by(
-        emporium_http::server::app(routes, &host.common.http, host.readiness.clone(), guard),
-        owner,
-    );
+    let readiness = host.readiness.clone();
+    let app = match &admin {
+        None => emporium_http::server::app(routes, &host.common.http, readiness, guard),
+        Some(_) => emporium_http::server::public_app(routes, &host.common.http, readiness, guard),
+    };
+    let app = emporium_http::server::owned_by(app, owner.clone());
     if let Some(local) = &local {
         local.mount(name, app.clone());
     }
@@ -309,13 +322,25 @@ async fn run_one(built: Built, mut stop: watch::Receiver<bool>) -> anyhow::Resul
         .registry_url
         .as_deref()
         .map(|url| RegistryClient::new(url, host.clients.clone()));
+    let admin_addr = match &admin {
+        Some(l) => Some(l.local_addr().context("admin listener address")?),
+        None => None,
+    };
     let agent = registry.map(|registry| {
+        let mut metadata: std::collections::BTreeMap<String, String> =
+            [("pid".to_string(), std::process::id().to_string())].into();
+        if let Some(addr) = admin_addr {
+            metadata.insert(
+                METRICS_ADDRESS.to_string(),
+                advertised(addr, host.common.advertise_host.as_deref()),
+            );
+        }
         let registration = Registration {
             service: name.to_string(),
             instance_id: host.instance_id.clone(),
             address: advertised(local_addr, host.common.advertise_host.as_deref()),
             version: VERSION.to_string(),
-            metadata: [("pid".to_string(), std::process::id().to_string())].into(),
+            metadata,
             ttl_ms: host.common.registry_ttl_ms,
         };
         agent::start(registry, registration, host.readiness.clone())
@@ -336,9 +361,32 @@ async fn run_one(built: Built, mut stop: watch::Receiver<bool>) -> anyhow::Resul
         }
     };
     let grace = Duration::from_millis(host.common.http.grace_period_ms);
+    // The admin port stops with the service's own (once it has drained).
+    let (admin_stop, admin_stopped) = watch::channel(false);
+    let admin_server = admin.map(|listener| {
+        tracing::info!(addr = ?admin_addr, "serving metrics and probes on the admin port");
+        let app = emporium_http::server::owned_by(
+            emporium_http::server::admin_app(host.readiness.clone()),
+            owner,
+        );
+        let readiness = host.readiness.clone();
+        let mut stopped = admin_stopped;
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            emporium_http::serve(app, listener, None, grace, readiness, stop).await
+        })
+    });
     let served = emporium_http::serve(app, listener, tls, grace, host.readiness.clone(), shutdown)
         .await
         .with_context(|| format!("{name}: http server"));
+    let _ = admin_stop.send(true);
+    if let Some(server) = admin_server
+        && let Ok(Err(e)) = server.await
+    {
+        tracing::warn!(error = %e, "the admin port stopped with an error");
+    }
     if let Some(agent) = agent {
         agent.stop().await;
     }

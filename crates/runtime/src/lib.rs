@@ -70,6 +70,9 @@ pub async fn run_process(services: &[&dyn AnyService]) -> anyhow::Result<()> {
             let mut text = String::new();
             for b in &built {
                 let _ = writeln!(text, "{} {}", b.name(), b.local_addr()?);
+                if let Some(admin) = b.admin_addr() {
+                    let _ = writeln!(text, "{}/admin {admin}", b.name());
+                }
             }
             let tmp = format!("{path}.tmp");
             std::fs::write(&tmp, text)

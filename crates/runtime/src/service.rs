@@ -88,6 +88,7 @@ pub struct Build<S> {
     pub(crate) events: Option<Events>,
     pub(crate) tasks: Vec<Task>,
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) admin: Option<tokio::net::TcpListener>,
 }
 
 impl<S> Build<S> {
@@ -146,6 +147,16 @@ impl<S> Build<S> {
     /// public edge, with the certificate the public sees.
     pub fn serve_tls(&mut self, config: Arc<rustls::ServerConfig>) -> &mut Self {
         self.tls = Some(config);
+        self
+    }
+
+    /// Serves `/metrics` and the detailed `/readyz` on `listener` (plain HTTP, for
+    /// operators and Prometheus) instead of on the service's own port, whose
+    /// `/readyz` then only says ready or not: a public edge keeps its internals
+    /// off the internet. The registry learns the address as the instance's
+    /// `metrics_address`.
+    pub fn serve_admin(&mut self, listener: tokio::net::TcpListener) -> &mut Self {
+        self.admin = Some(listener);
         self
     }
 

@@ -218,6 +218,17 @@ pub async fn grant_admin(users: &str, email: &str) {
     );
 }
 
+/// Confirms `email`'s address as the operator would (`emporium admin verify`), at
+/// users' own address `users`.
+pub async fn vouch(users: &str, email: &str) {
+    let r = client()
+        .put(format!("{users}/internal/users/verified/{email}"))
+        .send()
+        .await
+        .expect("vouch");
+    assert_eq!(r.status(), 204, "confirm {email}");
+}
+
 /// Polls `check` until it gives a value (every 50 ms, 20 s at most), then returns
 /// it; panics naming `what` if it never does.
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T

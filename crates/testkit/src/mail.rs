@@ -36,6 +36,16 @@ pub fn mails(dir: &Path) -> Vec<String> {
     found.into_iter().map(|(_, text)| text).collect()
 }
 
+/// Whether `mail`'s `To:` header names `email` (not merely contains it:
+/// `ada@example.com` is not `nada@example.com`).
+fn addressed_to(mail: &str, email: &str) -> bool {
+    let bracketed = format!("<{email}>");
+    mail.lines()
+        .take_while(|l| !l.is_empty())
+        .filter(|l| l.to_ascii_lowercase().starts_with("to:"))
+        .any(|l| l.contains(&bracketed) || l[3..].trim() == email)
+}
+
 /// Waits (20 s at most) for a mail in `dir` to `email` with a link to `page`, and
 /// returns the newest such link's token.
 pub async fn mailed_token(dir: &Path, email: &str, page: &str) -> String {
@@ -44,7 +54,7 @@ pub async fn mailed_token(dir: &Path, email: &str, page: &str) -> String {
         if let Some(token) = mails(dir)
             .iter()
             .rev()
-            .filter(|m| m.contains(email))
+            .filter(|m| addressed_to(m, email))
             .find_map(|m| link_token(m, page))
         {
             return token;
@@ -76,5 +86,9 @@ mod tests {
         );
         assert_eq!(link_token(&mail, "/reset"), None);
         assert_eq!(link_token("/verify?token=short", "/verify"), None);
+        let to_ada = "From: shop\r\nTo: \"Ada\" <ada@example.com>\r\n\r\nbody";
+        assert!(addressed_to(to_ada, "ada@example.com"));
+        assert!(!addressed_to(to_ada, "da@example.com"));
+        assert!(!addressed_to(to_ada, "nada@example.com"));
     }
 }

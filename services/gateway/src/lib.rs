@@ -31,6 +31,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use axum::Router;
 use axum::routing::{any, get};
 use emporium_client::ServiceClient;
@@ -72,6 +73,11 @@ pub struct GatewaySettings {
     /// Serve the public over TLS with these certificate files (reloaded when
     /// they change); plain HTTP is then redirected to HTTPS.
     pub tls: Option<edge::EdgeTls>,
+    /// Where `/metrics` and the detailed `/readyz` are served (plain HTTP, for
+    /// operators and Prometheus), off the public port; the public `/readyz` only
+    /// says ready or not. By default a free port on loopback (the registry tells
+    /// Prometheus which).
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// Requests per client IP, and per signed-in user (from the verified token, so
@@ -138,6 +144,7 @@ impl Default for GatewaySettings {
             jwt_leeway_secs: 30,
             trusted_proxies: Vec::new(),
             tls: None,
+            admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         }
     }
 }
@@ -238,7 +245,18 @@ impl Service for Gateway {
     }
 
     async fn build(&self, cx: &mut Build<GatewaySettings>) -> anyhow::Result<Router> {
-        let routes = router(cx.host.clone(), &cx.settings)?;
+        let mut routes = router(cx.host.clone(), &cx.settings)?;
+        if let Some(addr) = cx.settings.admin_listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("gateway.admin_listen: binding {addr}"))?;
+            cx.serve_admin(listener);
+            // Not a page either: the storefront's own metrics stay inside too.
+            routes = routes.route(
+                "/metrics",
+                any(|| async { emporium_http::ApiError::not_found("no such resource") }),
+            );
+        }
         let Some(tls) = cx.settings.tls.clone() else {
             return Ok(routes);
         };

@@ -22,7 +22,8 @@ pub const KINDS: [&str; 2] = [LINK_VERIFY_EMAIL, LINK_PASSWORD_RESET];
 /// Why no link could be had.
 #[derive(Debug)]
 pub enum LinkError {
-    /// The mail is not needed any more (the account is gone, or confirmed).
+    /// The mail is not needed any more: users says the account is gone (410) or
+    /// the address confirmed (409). Any other refusal is retried.
     Moot(String),
     /// users could not be asked; try again later.
     Unavailable(String),
@@ -62,7 +63,7 @@ impl Links {
             Ok(link) => Ok(format!("{}/{page}?token={}", self.shop_url, link.token)),
             Err(
                 e @ ClientError::Status {
-                    status: StatusCode::NOT_FOUND | StatusCode::CONFLICT,
+                    status: StatusCode::GONE | StatusCode::CONFLICT,
                     ..
                 },
             ) => Err(LinkError::Moot(

@@ -60,7 +60,13 @@ async fn targets(State(s): State<SdState>) -> Json<Vec<TargetGroup>> {
         },
     }];
     groups.extend(s.registry.all().instances.into_iter().map(|i| TargetGroup {
-        targets: vec![i.address],
+        // An instance with an admin port (the gateway) serves metrics there.
+        targets: vec![
+            i.metadata
+                .get(emporium_contracts::registry::METRICS_ADDRESS)
+                .cloned()
+                .unwrap_or(i.address),
+        ],
         labels: Labels {
             service: i.service,
             instance_id: i.instance_id,

@@ -283,6 +283,7 @@ pub async fn refresh(State(app): State<App>, mut req: Request, next: Next) -> Re
         }
     }
     let secure = app.settings.secure_cookies || is_tls(req.headers());
+    let name = cookie(req.headers(), NAME_COOKIE).unwrap_or_default();
     req.extensions_mut()
         .insert(Renewed(token.refresh_token.clone()));
     let mut response = next.run(req).await;
@@ -295,7 +296,8 @@ pub async fn refresh(State(app): State<App>, mut req: Request, next: Next) -> Re
         .iter()
         .any(|v| v.as_bytes().starts_with(prefix.as_bytes()));
     if !decided {
-        for c in session_cookies(&token, secure) {
+        // The name lives as long as the session it belongs to.
+        for c in signed_in(&token, &name, secure) {
             response.headers_mut().append(header::SET_COOKIE, c);
         }
     }

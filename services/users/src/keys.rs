@@ -26,6 +26,8 @@ pub struct Keys {
     current: ArcSwap<KeySet>,
     /// How long a retired key stays published: longer than any token it signed lives.
     publish_retired_ms: i64,
+    /// How long a rotated-in key is published before it signs.
+    activation_delay_ms: i64,
 }
 
 struct KeySet {
@@ -40,6 +42,8 @@ pub struct StoredKey {
     pub kid: String,
     pub public_x: String,
     pub created_at_ms: i64,
+    /// When it starts signing (None: since its creation).
+    pub activates_at_ms: Option<i64>,
     pub retired_at_ms: Option<i64>,
 }
 
@@ -64,10 +68,15 @@ impl Keys {
     /// Loads the signing key, generating and storing one on first start. A retired
     /// key stays published `access_ttl_ms` (plus the time instances take to notice
     /// a rotation, plus a minute of clock skew) after it stopped signing.
+    ///
+    /// A rotated-in key is published `activation_delay_ms` before it signs: long
+    /// enough for every instance to reload (`RELOAD_EVERY`) and every gateway to
+    /// fetch the JWKS again, so no token carries a kid a verifier cannot find.
     pub async fn load_or_create(
         db: &Db,
         now_ms: i64,
         access_ttl_ms: i64,
+        activation_delay_ms: i64,
     ) -> Result<Self, KeyError> {
         if stored(db).await?.is_empty() {
             create_first(db, now_ms).await?;
@@ -77,6 +86,7 @@ impl Keys {
         Ok(Self {
             current: ArcSwap::from_pointee(set),
             publish_retired_ms,
+            activation_delay_ms,
         })
     }
 
@@ -97,19 +107,31 @@ impl Keys {
         Ok(())
     }
 
-    /// Adds a new key that signs from now on and retires the others (they verify
-    /// until their tokens expire); the new key's id.
+    /// Adds a new key, published now, that signs once its activation delay has
+    /// passed; the others retire then (and verify until their tokens expire). The
+    /// new key's id.
     pub async fn rotate(&self, db: &Db, now_ms: i64) -> Result<String, KeyError> {
+        let activates_at = now_ms + self.activation_delay_ms;
         let mut tx = db.begin().await?;
         sqlx::query("UPDATE signing_keys SET retired_at_ms = $1 WHERE retired_at_ms IS NULL")
-            .bind(now_ms)
+            .bind(activates_at)
             .execute(&mut *tx)
             .await?;
         let kid = store_new(&mut tx, now_ms).await?;
+        sqlx::query("UPDATE signing_keys SET activates_at_ms = $2 WHERE kid = $1")
+            .bind(&kid)
+            .bind(activates_at)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        tracing::info!(%kid, "rotated the token signing key");
+        tracing::info!(%kid, activates_at = %emporium_store::rfc3339(activates_at), "rotated the token signing key");
         self.reload(db, now_ms).await?;
         Ok(kid)
+    }
+
+    /// The id of the key that signs now.
+    pub fn signing_kid(&self) -> String {
+        self.current.load().kid.clone()
     }
 
     /// The keys published now, the signing one first.
@@ -120,11 +142,6 @@ impl Keys {
     /// When a retired key is withdrawn.
     pub fn withdrawn_at(&self, key: &StoredKey) -> Option<i64> {
         key.retired_at_ms.map(|r| r + self.publish_retired_ms)
-    }
-
-    #[cfg(test)]
-    pub fn kid(&self) -> String {
-        self.current.load().kid.clone()
     }
 
     /// Signs `claims` as an EdDSA JWT carrying the current key id.
@@ -158,7 +175,11 @@ impl Keys {
 /// The signing key (the newest unretired one) and every key still published.
 async fn load(db: &Db, now_ms: i64, publish_retired_ms: i64) -> Result<KeySet, KeyError> {
     let rows = stored(db).await?;
-    let Some(signing) = rows.iter().find(|r| r.retired_at_ms.is_none()) else {
+    // The newest key that is active and not retired (rows are newest first).
+    let Some(signing) = rows.iter().find(|r| {
+        r.activates_at_ms.is_none_or(|at| at <= now_ms)
+            && r.retired_at_ms.is_none_or(|at| at > now_ms)
+    }) else {
         return Err(KeyError::Invalid("no signing key is stored".into()));
     };
     let (private_b64,): (String,) =
@@ -192,7 +213,7 @@ async fn load(db: &Db, now_ms: i64, publish_retired_ms: i64) -> Result<KeySet, K
 /// Every stored key, the newest first.
 async fn stored(db: &Db) -> Result<Vec<StoredKey>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT kid, public_x, created_at_ms, retired_at_ms FROM signing_keys \
+        "SELECT kid, public_x, created_at_ms, activates_at_ms, retired_at_ms FROM signing_keys \
          WHERE kid <> $1 ORDER BY created_at_ms DESC, kid",
     )
     .bind(FIRST_KEY_GUARD)
@@ -301,9 +322,17 @@ mod tests {
             .await
             .expect("db");
         db.migrate_all(&crate::MIGRATIONS).await.expect("migrate");
-        let keys = Keys::load_or_create(&db, 1, 900_000).await.expect("create");
-        let again = Keys::load_or_create(&db, 2, 900_000).await.expect("load");
-        assert_eq!(keys.kid(), again.kid(), "the key survives a restart");
+        let keys = Keys::load_or_create(&db, 1, 900_000, 0)
+            .await
+            .expect("create");
+        let again = Keys::load_or_create(&db, 2, 900_000, 0)
+            .await
+            .expect("load");
+        assert_eq!(
+            keys.signing_kid(),
+            again.signing_kid(),
+            "the key survives a restart"
+        );
 
         let token = keys
             .sign(&claims(
@@ -331,31 +360,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_rotated_key_verifies_until_its_tokens_expire_then_is_withdrawn() {
+    async fn a_rotated_key_is_published_before_it_signs_and_withdrawn_after_its_tokens() {
         let dir = tempfile::tempdir().expect("dir");
         let db = Db::open_service("users", dir.path(), None)
             .await
             .expect("db");
         db.migrate_all(&crate::MIGRATIONS).await.expect("migrate");
-        let keys = Keys::load_or_create(&db, 1_000, 900_000)
+        let keys = Keys::load_or_create(&db, 1_000, 900_000, 30_000)
             .await
             .expect("create");
-        let other = Keys::load_or_create(&db, 1_000, 900_000)
+        let other = Keys::load_or_create(&db, 1_000, 900_000, 30_000)
             .await
             .expect("load");
-        let old = keys.kid();
+        let old = keys.signing_kid();
         let new = keys.rotate(&db, 2_000).await.expect("rotate");
         assert_ne!(old, new);
-        assert_eq!(keys.kid(), new, "the new key signs at once here");
         let kids = |k: &Keys| k.published().into_iter().map(|k| k.kid).collect::<Vec<_>>();
-        assert_eq!(kids(&keys), [new.clone(), old.clone()]);
-        // Another instance signs with it after its next reload.
-        assert_eq!(other.kid(), old);
+        // Published at once, everywhere after a reload; the old key still signs.
+        assert_eq!(keys.signing_kid(), old, "not active yet");
         other.reload(&db, 3_000).await.expect("reload");
-        assert_eq!(other.kid(), new);
-        // Published until tokens of the old key have expired (900 s + 80 s).
+        assert_eq!(kids(&other), [old.clone(), new.clone()]);
+        assert_eq!(other.signing_kid(), old);
+        // From its activation (30 s on), the new key signs on every instance.
+        other.reload(&db, 32_000).await.expect("reload");
+        keys.reload(&db, 32_000).await.expect("reload");
+        assert_eq!(other.signing_kid(), new);
+        assert_eq!(keys.signing_kid(), new);
+        assert_eq!(kids(&keys), [new.clone(), old.clone()]);
+        // The old key, retired at that moment, stays published until its last
+        // tokens have expired (900 s + 80 s).
         let withdrawn = keys.withdrawn_at(&keys.published()[1]).expect("retired");
-        assert_eq!(withdrawn, 2_000 + 980_000);
+        assert_eq!(withdrawn, 32_000 + 980_000);
         keys.reload(&db, withdrawn - 1).await.expect("reload");
         assert_eq!(kids(&keys), [new.clone(), old.clone()]);
         keys.reload(&db, withdrawn + 1).await.expect("reload");

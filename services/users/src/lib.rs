@@ -66,12 +66,19 @@ pub struct UsersSettings {
     pub refresh_token_ttl_secs: u64,
     /// Longest a session lasts from its sign-in, however often refreshed.
     pub session_max_age_secs: u64,
+    /// A used refresh token presented again this soon after its use is a retry
+    /// (two tabs, a lost answer) and gets another successor; later, it ends the
+    /// session as a stolen copy. 0: every second use ends it.
+    pub refresh_reuse_grace_secs: u64,
     /// How failed sign-ins slow down further attempts.
     pub login_throttle: ThrottleSettings,
     /// How long a link to confirm an email address works.
     pub verification_link_ttl_secs: u64,
     /// How long a password reset link works.
     pub reset_link_ttl_secs: u64,
+    /// How long a key `emporium keys rotate` adds is published before it signs
+    /// (every instance and gateway has it by then).
+    pub key_activation_delay_secs: u64,
 }
 
 impl Default for UsersSettings {
@@ -80,9 +87,11 @@ impl Default for UsersSettings {
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 14 * 24 * 3600,
             session_max_age_secs: 30 * 24 * 3600,
+            refresh_reuse_grace_secs: 30,
             login_throttle: ThrottleSettings::default(),
             verification_link_ttl_secs: 24 * 3600,
             reset_link_ttl_secs: 3600,
+            key_activation_delay_secs: 30,
         }
     }
 }
@@ -102,8 +111,11 @@ impl Service for Users {
 
     async fn build(&self, cx: &mut Build<UsersSettings>) -> anyhow::Result<Router> {
         let settings = cx.settings.clone();
-        let access_ttl_ms = i64::try_from(settings.access_token_ttl_secs * 1000)?;
-        let keys = Arc::new(keys::Keys::load_or_create(cx.db(), now_ms(), access_ttl_ms).await?);
+        let access_ttl_ms = i64::try_from(settings.access_token_ttl_secs.saturating_mul(1000))?;
+        let activation_ms = i64::try_from(settings.key_activation_delay_secs.saturating_mul(1000))?;
+        let keys = Arc::new(
+            keys::Keys::load_or_create(cx.db(), now_ms(), access_ttl_ms, activation_ms).await?,
+        );
         let db = cx.db().clone();
         let reloading = keys.clone();
         cx.spawn(move |stop| async move {

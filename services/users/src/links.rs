@@ -31,6 +31,12 @@ pub async fn mint(
     let token = new_token()?;
     let expires_at_ms = now_ms + ttl_ms;
     let mut tx = db.begin().await?;
+    // The account's row, locked (PostgreSQL; SQLite's transactions are serial):
+    // two mints at once then retire each other's links in turn, not neither.
+    sqlx::query("UPDATE users SET id = id WHERE id = $1")
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(
         "UPDATE email_tokens SET used_at_ms = $3 \
          WHERE user_id = $1 AND purpose = $2 AND used_at_ms IS NULL",

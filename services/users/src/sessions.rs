@@ -4,7 +4,10 @@
 //! bytes, stored only as their SHA-256. Each refresh token is good once: using it
 //! marks it used and issues its successor in the same session. A used token that
 //! comes back is a copy someone kept (a thief's or the owner's, whichever came
-//! second), so the whole session is revoked and both must sign in again. A session
+//! second), so the whole session is revoked and both must sign in again — unless
+//! it comes back within a few seconds of its use (`reuse_grace_ms`): two tabs
+//! refreshing at once, or an answer that never reached the browser, get another
+//! successor (Okta's grace period, Auth0's reuse interval). A session
 //! also ends at its absolute age, when its owner signs out of it, or when every
 //! session of an account is revoked (a password reset).
 
@@ -20,6 +23,10 @@ pub struct Lifetimes {
     pub refresh_ms: i64,
     /// A session from its sign-in, however often refreshed.
     pub session_ms: i64,
+    /// How long after its use a refresh token presented again is taken for a retry
+    /// (two tabs refreshing at once, an answer lost on the way) and answered with
+    /// another successor, rather than for a stolen copy.
+    pub reuse_grace_ms: i64,
 }
 
 /// A refresh token just issued.
@@ -140,26 +147,15 @@ pub async fn rotate(
     if revoked_at.is_some() {
         return Ok(Refresh::Invalid);
     }
-    if used_at.is_some() {
-        end(&mut tx, &session_id, now_ms, REVOKED_REUSE).await?;
-        tx.commit().await?;
-        return Ok(Refresh::Reused {
-            session_id,
-            user_id,
-        });
-    }
     if token_end <= now_ms || session_end <= now_ms {
         return Ok(Refresh::Invalid);
     }
-    // Two presentations at once: the database lets one mark it used.
-    let marked = sqlx::query(
-        "UPDATE refresh_tokens SET used_at_ms = $2 WHERE hash = $1 AND used_at_ms IS NULL",
-    )
-    .bind(&hashed)
-    .bind(now_ms)
-    .execute(&mut *tx)
-    .await?;
-    if marked.rows_affected() != 1 {
+    if let Some(used) = used_at {
+        if now_ms - used <= life.reuse_grace_ms {
+            let issued = issue(&mut tx, &session_id, now_ms, session_end, life).await?;
+            tx.commit().await?;
+            return Ok(Refresh::Rotated { user_id, issued });
+        }
         end(&mut tx, &session_id, now_ms, REVOKED_REUSE).await?;
         tx.commit().await?;
         return Ok(Refresh::Reused {
@@ -167,6 +163,13 @@ pub async fn rotate(
             user_id,
         });
     }
+    // Two presentations at once: the database lets one mark it used; the other
+    // is a retry (within the grace period by definition) and gets a successor too.
+    sqlx::query("UPDATE refresh_tokens SET used_at_ms = $2 WHERE hash = $1 AND used_at_ms IS NULL")
+        .bind(&hashed)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("UPDATE sessions SET last_used_at_ms = $2 WHERE id = $1")
         .bind(&session_id)
         .bind(now_ms)
@@ -311,6 +314,7 @@ mod tests {
     const LIFE: Lifetimes = Lifetimes {
         refresh_ms: 1_000,
         session_ms: 10_000,
+        reuse_grace_ms: 50,
     };
 
     async fn db() -> (tempfile::TempDir, Db) {
@@ -337,10 +341,22 @@ mod tests {
         assert_ne!(issued.token, first.token);
         assert_eq!(issued.expires_at_ms, 1_100);
 
-        // The first token again: reuse, and the successor dies with its session.
+        // The first token again, within the grace period: a retry, answered with
+        // another successor; the first successor stays good.
+        let Refresh::Rotated { issued: retry, .. } =
+            rotate(&db, &first.token, 120, LIFE).await.expect("rotate")
+        else {
+            panic!("a retry within the grace period rotates")
+        };
+        assert_ne!(retry.token, issued.token);
+        // Later: reuse, and every successor dies with the session.
         assert!(matches!(
             rotate(&db, &first.token, 200, LIFE).await.expect("rotate"),
             Refresh::Reused { .. }
+        ));
+        assert!(matches!(
+            rotate(&db, &retry.token, 210, LIFE).await.expect("rotate"),
+            Refresh::Invalid
         ));
         assert!(matches!(
             rotate(&db, &issued.token, 300, LIFE).await.expect("rotate"),

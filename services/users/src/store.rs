@@ -12,7 +12,8 @@ pub struct UserRow {
     pub email: String,
     pub name: String,
     pub password_hash: String,
-    /// The roles every account has (`customer`); `admin` comes from a grant.
+    /// The roles every account has (`customer`); `admin` comes from a grant, once
+    /// the account has confirmed it owns the address granted.
     pub roles: String,
     pub created_at_ms: i64,
     /// Grants of the admin role to this account's email (0 or 1).
@@ -29,7 +30,11 @@ impl UserRow {
             .filter(|r| !r.is_empty())
             .map(String::from)
             .collect();
-        if self.admin_grants > 0 && !roles.iter().any(|r| r == ROLE_ADMIN) {
+        // A grant names an address: whoever registered it holds the role only after
+        // proving they receive its mail (else the first to register a granted
+        // address would be admin).
+        let granted = self.admin_grants > 0 && self.email_verified_at_ms.is_some();
+        if granted && !roles.iter().any(|r| r == ROLE_ADMIN) {
             roles.push(ROLE_ADMIN.to_string());
         }
         roles

@@ -91,6 +91,7 @@ impl LoginThrottle {
     }
 
     /// How long until `account` from `ip` may try again, if it is blocked now.
+    #[cfg(test)]
     pub fn blocked(
         &self,
         account: Option<&str>,
@@ -98,19 +99,57 @@ impl LoginThrottle {
         now_ms: i64,
     ) -> Option<Duration> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        Self::wait(&entries, account, ip, now_ms)
+    }
+
+    fn wait(
+        entries: &HashMap<Key, Entry>,
+        account: Option<&str>,
+        ip: Option<IpAddr>,
+        now_ms: i64,
+    ) -> Option<Duration> {
         Self::keys(account, ip)
             .filter_map(|k| entries.get(&k))
             .map(|e| e.blocked_until_ms - now_ms)
             .filter(|left| *left > 0)
             .max()
-            .map(|left| Duration::from_millis(u64::try_from(left).unwrap_or(0)))
+            // Rounded up: a client that waits as long as told is let in.
+            .map(|left| Duration::from_secs(u64::try_from(left).unwrap_or(0).div_ceil(1000)))
+    }
+
+    /// An attempt about to be checked: refused with how long to wait while blocked,
+    /// else counted as a failure at once (so that attempts sent in parallel cannot
+    /// all pass before the first is counted) and let through; whether it started a
+    /// block. A success gives the count back ([`Self::succeeded`]).
+    pub fn attempt(
+        &self,
+        account: Option<&str>,
+        ip: Option<IpAddr>,
+        now_ms: i64,
+    ) -> Result<bool, Duration> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(wait) = Self::wait(&entries, account, ip, now_ms) {
+            return Err(wait);
+        }
+        Ok(self.count(&mut entries, account, ip, now_ms))
     }
 
     /// Counts a failed attempt; whether it started a block.
+    #[cfg(test)]
     pub fn failed(&self, account: Option<&str>, ip: Option<IpAddr>, now_ms: i64) -> bool {
-        let s = &self.settings;
-        let forget_ms = i64::try_from(s.forget_after_secs * 1000).unwrap_or(i64::MAX);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        self.count(&mut entries, account, ip, now_ms)
+    }
+
+    fn count(
+        &self,
+        entries: &mut HashMap<Key, Entry>,
+        account: Option<&str>,
+        ip: Option<IpAddr>,
+        now_ms: i64,
+    ) -> bool {
+        let s = &self.settings;
+        let forget_ms = i64::try_from(s.forget_after_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         if entries.len() >= MAX_ENTRIES {
             entries.retain(|_, e| e.blocked_until_ms > now_ms && now_ms - e.last_ms < forget_ms);
         }
@@ -138,7 +177,7 @@ impl LoginThrottle {
                 let delay = s
                     .base_delay_ms
                     .saturating_mul(1 << doublings)
-                    .min(max_secs * 1000);
+                    .min(max_secs.saturating_mul(1000));
                 e.blocked_until_ms = now_ms + i64::try_from(delay).unwrap_or(i64::MAX / 2);
                 blocked = true;
             }
@@ -146,10 +185,18 @@ impl LoginThrottle {
         blocked
     }
 
-    /// A successful sign-in: the account's failures are forgotten.
-    pub fn succeeded(&self, account: &str) {
+    /// A successful sign-in: the account's failures are forgotten, and the
+    /// address gets back the count [`Self::attempt`] took (its own failures stay:
+    /// one valid account does not clear a spraying address).
+    pub fn succeeded(&self, account: &str, ip: Option<IpAddr>) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries.remove(&Key::Account(account.to_string()));
+        if let Some(e) = ip.and_then(|ip| entries.get_mut(&Key::Address(ip))) {
+            e.failures = e.failures.saturating_sub(1);
+            if e.failures <= self.settings.ip_free_failures {
+                e.blocked_until_ms = 0;
+            }
+        }
     }
 }
 
@@ -186,7 +233,7 @@ mod tests {
         assert_eq!(*delays.last().expect("some"), 60_000, "capped");
         // Another email from the same address is not blocked by this one.
         assert!(t.blocked(Some("grace@example.com"), None, now).is_none());
-        t.succeeded("ada@example.com");
+        t.succeeded("ada@example.com", None);
         assert!(t.blocked(a, None, now).is_none());
     }
 
@@ -202,9 +249,30 @@ mod tests {
         // The victims, from their own addresses, are not.
         let home = Some(IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 1)));
         assert!(t.blocked(Some("victim3@example.com"), home, 21).is_none());
-        // A success on one account does not clear the address.
-        t.succeeded("victim3@example.com");
-        assert!(t.blocked(None, IP, 22).is_some());
+        // While blocked, the address cannot even try an account it owns.
+        assert!(t.attempt(Some("victim3@example.com"), IP, 22).is_err());
+    }
+
+    #[test]
+    fn attempts_in_parallel_are_counted_before_any_is_checked() {
+        let t = throttle();
+        let a = Some("ada@example.com");
+        // Six let through (the sixth starts the block), the seventh refused, all
+        // before any of them has been checked.
+        let outcomes: Vec<_> = (0..7).map(|_| t.attempt(a, None, 0)).collect();
+        assert!(
+            outcomes[..5].iter().all(|o| *o == Ok(false)),
+            "{outcomes:?}"
+        );
+        assert_eq!(outcomes[5], Ok(true));
+        assert_eq!(outcomes[6], Err(Duration::from_secs(1)));
+        // A success gives the address its attempt back.
+        let t = throttle();
+        for _ in 0..20 {
+            assert!(t.attempt(None, IP, 0).is_ok());
+            t.succeeded("someone@example.com", IP);
+        }
+        assert_eq!(t.attempt(None, IP, 0), Ok(false), "successes do not add up");
     }
 
     #[test]

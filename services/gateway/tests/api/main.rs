@@ -76,8 +76,16 @@ impl Shop {
     }
 
     /// A new account: its id and an access token.
+    /// A new account with its address confirmed (the operator vouches), signed in.
     async fn account(&self, email: &str) -> (String, String) {
-        emporium_testkit::sign_up(&self.gateway.url, email).await
+        let (id, _) = emporium_testkit::sign_up(&self.gateway.url, email).await;
+        if let Some(users) = &self.users {
+            emporium_testkit::vouch(&users.url, email).await;
+        }
+        (
+            id,
+            emporium_testkit::sign_in(&self.gateway.url, email).await,
+        )
     }
 }
 

@@ -96,7 +96,12 @@ pub async fn console(State(app): State<App>, visitor: Visitor) -> Result<Respons
         .map(|i| InstanceRow {
             service: i.service.clone(),
             instance: i.instance_id.clone(),
-            metrics: format!("http://{}/metrics", i.address),
+            metrics: format!(
+                "http://{}/metrics",
+                i.metadata
+                    .get(emporium_contracts::registry::METRICS_ADDRESS)
+                    .unwrap_or(&i.address)
+            ),
             address: i.address.clone(),
             version: i.version.clone(),
             healthy: i.healthy,

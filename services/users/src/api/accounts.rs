@@ -193,9 +193,10 @@ pub(super) async fn login(
     let invalid = || ApiError::unauthorized("invalid email or password");
     let email = Email::parse(&req.email).ok();
     let account = email.as_ref().map(Email::as_str);
-    if let Some(wait) = state.throttle.blocked(account, ip, now_ms()) {
-        return Err(ApiError::too_many_requests(wait.as_secs().max(1)));
-    }
+    let started_block = match state.throttle.attempt(account, ip, now_ms()) {
+        Ok(started) => started,
+        Err(wait) => return Err(ApiError::too_many_requests(wait.as_secs().max(1))),
+    };
     let user = match account {
         Some(email) => store::by_email(&state.db, email)
             .await
@@ -211,14 +212,15 @@ pub(super) async fn login(
         .await
         .map_err(ApiError::internal)?;
     let Some(user) = user.filter(|_| matched) else {
-        if state.throttle.failed(account, ip, now_ms()) {
+        // The attempt was counted as a failure when it came in.
+        if started_block {
             tracing::warn!(client_ip = ?ip, "login refused; further attempts slowed down");
         } else {
             tracing::info!("login refused");
         }
         return Err(invalid());
     };
-    state.throttle.succeeded(&user.email);
+    state.throttle.succeeded(&user.email, ip);
     let issued = sessions::start(&state.db, &user.id, now_ms(), state.lifetimes())
         .await
         .map_err(ApiError::internal)?;

@@ -208,13 +208,14 @@ pub(super) async fn confirm_reset(
         .await
         .map_err(ApiError::internal)?;
     tx.commit().await.map_err(ApiError::internal)?;
-    state.throttle.succeeded(&user.email);
+    state.throttle.succeeded(&user.email, None);
     tracing::info!(%user_id, sessions_ended = ended, "password reset");
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /internal/users/links` (notifications): a token for a link it is about to
-/// mail. 409 for a verification link of an address confirmed since it was asked for.
+/// mail. 409 for a verification link of an address confirmed since it was asked
+/// for, 410 when the account is gone.
 pub(super) async fn mint_link(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<LinkRequest>,
@@ -232,7 +233,9 @@ pub(super) async fn mint_link(
     let user = store::by_id(&state.db, &req.user_id)
         .await
         .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found("no such account"))?;
+        // 410, not 404: notifications drops the mail for this answer only, never
+        // for a route some other instance lacks.
+        .ok_or_else(|| ApiError::new(StatusCode::GONE, "account_gone", "no such account"))?;
     if req.purpose == LINK_VERIFY_EMAIL && user.email_verified_at_ms.is_some() {
         return Err(ApiError::conflict(
             "this email address is confirmed already",

@@ -41,6 +41,7 @@ impl AppState {
         Lifetimes {
             refresh_ms: ms(self.settings.refresh_token_ttl_secs),
             session_ms: ms(self.settings.session_max_age_secs),
+            reuse_grace_ms: ms(self.settings.refresh_reuse_grace_secs),
         }
     }
 }

@@ -112,6 +112,8 @@ pub struct KeyView {
     pub created_at: String,
     /// Whether new tokens are signed with it.
     pub signing: bool,
+    /// When it starts signing, if it was rotated in (published before then).
+    pub activates_at: Option<String>,
     /// When it stopped signing.
     pub retired_at: Option<String>,
     /// When it leaves the JWKS (every token it signed has expired by then).
@@ -121,12 +123,13 @@ pub struct KeyView {
 /// `GET /internal/users/keys`: the published keys, the signing one first.
 pub(super) async fn keys(State(state): State<AppState>) -> Json<Vec<KeyView>> {
     let keys = &state.keys;
+    let signing = keys.signing_kid();
     Json(
         keys.published()
             .into_iter()
-            .enumerate()
-            .map(|(i, k)| KeyView {
-                signing: i == 0,
+            .map(|k| KeyView {
+                signing: k.kid == signing,
+                activates_at: k.activates_at_ms.map(rfc3339),
                 withdrawn_at: keys.withdrawn_at(&k).map(rfc3339),
                 retired_at: k.retired_at_ms.map(rfc3339),
                 created_at: rfc3339(k.created_at_ms),

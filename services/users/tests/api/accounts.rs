@@ -50,12 +50,26 @@ async fn admins_are_granted_and_revoked_by_the_operator_only() {
     let g: Value = r.json().await.expect("grant");
     assert_eq!(g["email"], "boss@example.com");
     assert_eq!(g["account"], false);
+    // Whoever registers the address is no admin until they prove they receive
+    // its mail.
     let user = account(&app, "boss@example.com").await;
-    assert!(
-        user.roles.contains(&"admin".to_string()),
-        "{:?}",
-        user.roles
+    assert_eq!(
+        user.roles,
+        ["customer"],
+        "not before the address is confirmed"
     );
+    assert_eq!(
+        verify(&app, &tokens(&app, "boss@example.com").await.access_token)
+            .await
+            .roles,
+        ["customer"]
+    );
+    let r = client()
+        .put(app.at("/internal/users/verified/boss@example.com"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 204);
     assert!(
         verify(&app, &tokens(&app, "boss@example.com").await.access_token)
             .await
@@ -122,7 +136,9 @@ async fn admins_are_granted_and_revoked_by_the_operator_only() {
 #[tokio::test]
 async fn refresh_tokens_rotate_and_a_reused_one_ends_the_session() {
     let env = TestEnv::new();
-    let app = spawn(&env).await;
+    let mut settings = env.settings::<UsersSettings>(None);
+    settings.service.refresh_reuse_grace_secs = 0;
+    let app = env.spawn(Users, settings).await;
     let user = account(&app, "ada@example.com").await;
     let first = tokens(&app, "ada@example.com").await;
     assert_eq!(first.refresh_expires_in, 14 * 24 * 3600);
@@ -153,6 +169,28 @@ async fn refresh_tokens_rotate_and_a_reused_one_ends_the_session() {
         .await
         .expect("send");
     problem(r, 422).await;
+}
+
+#[tokio::test]
+async fn a_refresh_token_sent_twice_at_once_is_a_retry_not_a_theft() {
+    let env = TestEnv::new();
+    let app = spawn(&env).await;
+    let user = account(&app, "ada@example.com").await;
+    let first = tokens(&app, "ada@example.com").await;
+    // Two tabs refresh with the same token at the same moment: both get a
+    // successor (within the grace period), and both successors work.
+    let (a, b) = tokio::join!(
+        refresh(&app, &first.refresh_token),
+        refresh(&app, &first.refresh_token)
+    );
+    assert_eq!(a.status(), 200);
+    assert_eq!(b.status(), 200);
+    let a: TokenResponse = a.json().await.expect("a");
+    let b: TokenResponse = b.json().await.expect("b");
+    assert_ne!(a.refresh_token, b.refresh_token);
+    assert_eq!(refresh(&app, &a.refresh_token).await.status(), 200);
+    assert_eq!(refresh(&app, &b.refresh_token).await.status(), 200);
+    assert_eq!(sessions_of(&app, &user.id).await.len(), 1, "one session");
 }
 
 #[tokio::test]
@@ -363,7 +401,10 @@ async fn password_spraying_is_slowed_per_address_and_guessing_per_account() {
 #[tokio::test]
 async fn a_rotated_signing_key_keeps_old_tokens_valid() {
     let env = TestEnv::new();
-    let app = spawn(&env).await;
+    let mut settings = env.settings::<UsersSettings>(None);
+    // Signs at once here (by default a new key is published 30 s before it signs).
+    settings.service.key_activation_delay_secs = 0;
+    let app = env.spawn(Users, settings).await;
     account(&app, "ada@example.com").await;
     let before = tokens(&app, "ada@example.com").await;
     let r = client()

@@ -52,7 +52,7 @@ async fn a_mailed_link_confirms_the_address_once() {
     problem(r, 403).await;
     problem(
         mint(&app, &uuid::Uuid::now_v7().to_string(), "verify_email").await,
-        404,
+        410,
     )
     .await;
     problem(mint(&app, &user.id, "make_admin").await, 422).await;
