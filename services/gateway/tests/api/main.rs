@@ -279,6 +279,27 @@ async fn expired_tokens_are_401() {
         problem(r, 401).await.detail,
         "invalid access token: expired"
     );
+    // A client that sends its expired token along on every call can still
+    // refresh and sign out: there the refresh token is the credential.
+    let session: Value = client()
+        .post(shop.at("/api/users/login"))
+        .json(&json!({"email": "old@example.com", "password": emporium_testkit::PASSWORD}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("tokens");
+    for (path, status) in [("/api/users/token", 200), ("/api/users/logout", 204)] {
+        let r = client()
+            .post(shop.at(path))
+            .bearer_auth(&token)
+            .json(&json!({"refresh_token": session["refresh_token"]}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), status, "{path} with an expired bearer");
+    }
 }
 
 #[tokio::test]
