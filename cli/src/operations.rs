@@ -178,36 +178,28 @@ async fn on_one(
     method: Method,
     path: &str,
 ) -> anyhow::Result<(String, Value)> {
-    let snapshot = registry
-        .instances()
-        .await
-        .with_context(|| format!("asking the registry at {}", registry.base_url()))?;
-    let Some(i) = snapshot
-        .instances
-        .iter()
-        .find(|i| i.service == service && i.healthy)
-    else {
-        bail!("no {service} instance is running (see `emporium status`)");
-    };
-    let direct = Direct::new(&i.address, registry.clients().clone());
-    let client = ServiceClient::new(service, Arc::new(direct), Duration::from_secs(60));
-    match client.call_json::<Value>(method, path).await {
-        Ok(body) => Ok((i.instance_id.clone(), body)),
-        Err(e) => bail!(
-            "{}: {e}: {}",
-            i.instance_id,
-            e.problem_detail().unwrap_or("no detail")
-        ),
-    }
+    let mut answers = ask(registry, service, method, path, 1).await?;
+    Ok(answers.remove(0))
 }
 
-/// POSTs `path` to every healthy instance of `service` (the first only when `path`
-/// acts on a shared database is the caller's choice), in turn, as the operator;
+/// POSTs `path` to every healthy instance of `service`, in turn, as the operator;
 /// their answers.
 async fn on_each(
     registry: &RegistryClient,
     service: &str,
     path: &str,
+) -> anyhow::Result<Vec<(String, Value)>> {
+    ask(registry, service, Method::POST, path, usize::MAX).await
+}
+
+/// Sends `method path` to at most `limit` healthy instances of `service`, in
+/// turn, as the operator; their answers (at least one, else an error).
+async fn ask(
+    registry: &RegistryClient,
+    service: &str,
+    method: Method,
+    path: &str,
+    limit: usize,
 ) -> anyhow::Result<Vec<(String, Value)>> {
     let snapshot = registry
         .instances()
@@ -218,10 +210,11 @@ async fn on_each(
         .instances
         .iter()
         .filter(|i| i.service == service && i.healthy)
+        .take(limit)
     {
         let direct = Direct::new(&i.address, registry.clients().clone());
         let client = ServiceClient::new(service, Arc::new(direct), Duration::from_secs(300));
-        match client.call_json::<Value>(Method::POST, path).await {
+        match client.call_json::<Value>(method.clone(), path).await {
             Ok(body) => answers.push((i.instance_id.clone(), body)),
             Err(e) => bail!(
                 "{}: {e}: {}",

@@ -586,18 +586,7 @@ async fn wait_for_addrs(
             bail!("{label} exited while starting ({status}); see its log above");
         }
         if let Ok(text) = std::fs::read_to_string(path) {
-            let found: Vec<(Service, SocketAddr)> = services
-                .iter()
-                .filter_map(|&service| {
-                    text.lines().find_map(|line| {
-                        let (name, addr) = line.split_once(' ')?;
-                        (name == service.name())
-                            .then(|| addr.trim().parse().ok())
-                            .flatten()
-                            .map(|addr| (service, addr))
-                    })
-                })
-                .collect();
+            let found = listed(&text, services, "");
             if found.len() == services.len() {
                 return Ok(found);
             }
@@ -611,13 +600,22 @@ async fn wait_for_addrs(
 
 /// The admin ports `path` lists (`<service>/admin <address>` lines).
 fn admin_addrs(path: &Path, services: &[Service]) -> Vec<(Service, SocketAddr)> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    listed(
+        &std::fs::read_to_string(path).unwrap_or_default(),
+        services,
+        "/admin",
+    )
+}
+
+/// The addresses an address file lists for `services`: its `<service><suffix>
+/// <address>` lines.
+fn listed(text: &str, services: &[Service], suffix: &str) -> Vec<(Service, SocketAddr)> {
     services
         .iter()
         .filter_map(|&service| {
             text.lines().find_map(|line| {
                 let (name, addr) = line.split_once(' ')?;
-                (name.strip_suffix("/admin") == Some(service.name()))
+                (name.strip_suffix(suffix) == Some(service.name()))
                     .then(|| addr.trim().parse().ok())
                     .flatten()
                     .map(|addr| (service, addr))

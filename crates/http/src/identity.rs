@@ -48,6 +48,25 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 }
 
 impl Caller {
+    /// Writes this caller as the identity headers [`Caller::from_headers`] reads
+    /// (what the gateway forwards and the storefront sends for a shopper).
+    pub fn write_to(&self, map: &mut http::HeaderMap) {
+        if let Ok(id) = http::HeaderValue::from_str(&self.user_id.to_string()) {
+            map.insert(headers::USER_ID, id);
+        }
+        if let Ok(roles) = http::HeaderValue::from_str(&self.roles.join(",")) {
+            map.insert(headers::USER_ROLES, roles);
+        }
+        if self.email_verified {
+            map.insert(
+                headers::USER_EMAIL_VERIFIED,
+                http::HeaderValue::from_static("true"),
+            );
+        } else {
+            map.remove(headers::USER_EMAIL_VERIFIED);
+        }
+    }
+
     /// The caller the identity headers name, if they name one.
     pub fn from_headers(map: &http::HeaderMap) -> Option<Caller> {
         let user_id = map

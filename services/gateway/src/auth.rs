@@ -19,14 +19,8 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use uuid::Uuid;
 
-/// A verified caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verified {
-    pub user_id: Uuid,
-    pub roles: Vec<String>,
-    /// The account confirmed its email address.
-    pub email_verified: bool,
-}
+/// A verified caller: the user the token names, as services receive it.
+pub type Verified = emporium_http::Caller;
 
 pub struct Verifier {
     users: ServiceClient,

@@ -239,18 +239,7 @@ fn forwarded_headers(
         out.remove(name);
     }
     if let Some(v) = verified {
-        if let Ok(id) = HeaderValue::from_str(&v.user_id.to_string()) {
-            out.insert(headers::USER_ID, id);
-        }
-        if let Ok(roles) = HeaderValue::from_str(&v.roles.join(",")) {
-            out.insert(headers::USER_ROLES, roles);
-        }
-        if v.email_verified {
-            out.insert(
-                headers::USER_EMAIL_VERIFIED,
-                HeaderValue::from_static("true"),
-            );
-        }
+        v.write_to(&mut out);
     }
     if let Some(ip) = client_ip
         && let Ok(ip) = HeaderValue::from_str(&ip.to_string())

@@ -49,20 +49,11 @@ impl Backend {
 
 /// `client`, acting for `caller`: the identity headers the services trust.
 pub fn as_user(client: &ServiceClient, caller: &Caller) -> ServiceClient {
-    let mut c = client.clone();
-    if let Ok(id) = HeaderValue::from_str(&caller.user_id.to_string()) {
-        c = c.with_header(HeaderName::from_static(headers::USER_ID), id);
-    }
-    if let Ok(roles) = HeaderValue::from_str(&caller.roles.join(",")) {
-        c = c.with_header(HeaderName::from_static(headers::USER_ROLES), roles);
-    }
-    if caller.email_verified {
-        c = c.with_header(
-            HeaderName::from_static(headers::USER_EMAIL_VERIFIED),
-            HeaderValue::from_static("true"),
-        );
-    }
-    c
+    let mut identity = http::HeaderMap::new();
+    caller.write_to(&mut identity);
+    identity.iter().fold(client.clone(), |c, (name, value)| {
+        c.with_header(name.clone(), value.clone())
+    })
 }
 
 /// The path `base?query` with `pairs` encoded as a query string (empty values left

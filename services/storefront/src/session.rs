@@ -268,20 +268,7 @@ pub async fn refresh(State(app): State<App>, mut req: Request, next: Next) -> Re
         tracing::warn!("users issued an unreadable token");
         return next.run(req).await;
     };
-    let h = req.headers_mut();
-    if let (Ok(id), Ok(roles)) = (
-        HeaderValue::from_str(&caller.user_id.to_string()),
-        HeaderValue::from_str(&caller.roles.join(",")),
-    ) {
-        h.insert(headers::USER_ID, id);
-        h.insert(headers::USER_ROLES, roles);
-        if caller.email_verified {
-            h.insert(
-                headers::USER_EMAIL_VERIFIED,
-                HeaderValue::from_static("true"),
-            );
-        }
-    }
+    caller.write_to(req.headers_mut());
     let secure = app.settings.secure_cookies || is_tls(req.headers());
     let name = cookie(req.headers(), NAME_COOKIE).unwrap_or_default();
     req.extensions_mut()
