@@ -6,15 +6,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
+use emporium_config::CallPolicy;
 use emporium_contracts::registry::Snapshot;
 
 use crate::error::ClientError;
 use crate::registry::RegistryClient;
+use crate::resilience::outlier::{self, Change, Health, Standing};
 
 /// How long one long poll waits for a change.
 const WATCH_WAIT: Duration = Duration::from_secs(20);
-/// How long an instance that refused a connection is tried last.
-const EJECT_FOR: Duration = Duration::from_secs(5);
 /// After the registry restarted, how long the instances known before are still used:
 /// the new registry learns of every instance within one heartbeat interval.
 const AMNESIA_GRACE: Duration = Duration::from_secs(15);
@@ -23,8 +23,13 @@ const AMNESIA_GRACE: Duration = Duration::from_secs(15);
 ///
 /// The first lookup of a service asks the registry and starts a background long-poll
 /// that keeps the cached list fresh; later lookups never wait on the registry, so a
-/// registry outage only freezes the list. Each lookup rotates the starting instance
-/// (round-robin); instances that refused a connection recently go last.
+/// registry outage only freezes the list.
+///
+/// Each call's first choice is the less busy of two instances picked at random
+/// (power of two choices on calls in flight), so a slow or hung instance, whose
+/// calls pile up, soon gets none; the others follow in rotation, then those that
+/// refused a connection a moment ago, then the ejected ones
+/// ([`outlier`](crate::resilience::outlier)), as a last resort.
 pub struct Discovery {
     registry: Option<RegistryClient>,
     fixed: HashMap<String, Vec<Arc<str>>>,
@@ -35,7 +40,17 @@ pub struct Discovery {
 struct Entry {
     state: RwLock<EntryState>,
     cursor: AtomicUsize,
-    ejected: Mutex<HashMap<String, Instant>>,
+    /// What the balancer knows of each instance, by address.
+    health: RwLock<HashMap<Arc<str>, Arc<Health>>>,
+    /// Held while deciding an ejection, so two cannot both take the last share.
+    ejecting: Mutex<()>,
+}
+
+/// One instance a call may go to.
+#[derive(Clone)]
+pub struct Route {
+    pub address: Arc<str>,
+    pub health: Arc<Health>,
 }
 
 #[derive(Default)]
@@ -80,6 +95,32 @@ impl EntryState {
     }
 }
 
+impl Entry {
+    /// The health record of `address`, made on first sight.
+    fn health_of(&self, address: &Arc<str>) -> Arc<Health> {
+        if let Some(h) = self
+            .health
+            .read()
+            .ok()
+            .and_then(|h| h.get(address).cloned())
+        {
+            return h;
+        }
+        match self.health.write() {
+            Ok(mut health) => health.entry(address.clone()).or_default().clone(),
+            Err(_) => Arc::new(Health::default()),
+        }
+    }
+
+    /// Forgets the health of instances no longer listed.
+    fn prune(&self) {
+        let current = self.state.read().map(|s| s.current()).unwrap_or_default();
+        if let Ok(mut health) = self.health.write() {
+            health.retain(|address, _| current.contains(address));
+        }
+    }
+}
+
 impl Discovery {
     /// Discovery through `registry`; `None` resolves only fixed addresses.
     pub fn new(registry: Option<RegistryClient>) -> Self {
@@ -105,6 +146,18 @@ impl Discovery {
 
     /// The addresses to try for one call, in order.
     pub async fn candidates(self: &Arc<Self>, service: &str) -> Result<Vec<Arc<str>>, ClientError> {
+        Ok(self
+            .routes(service)
+            .await?
+            .into_iter()
+            .map(|r| r.address)
+            .collect())
+    }
+
+    /// The instances to try for one call, in order: the first by power of two
+    /// choices among those in good standing, then the others in rotation, then
+    /// those that refused a connection lately, then the ejected.
+    pub async fn routes(self: &Arc<Self>, service: &str) -> Result<Vec<Route>, ClientError> {
         let (entry, addresses) = match self.fixed.get(service) {
             Some(fixed) => (self.entry_for_fixed(service), fixed.clone()),
             None => {
@@ -117,34 +170,75 @@ impl Discovery {
             return Err(ClientError::NoInstances(service.to_string()));
         }
         let start = entry.cursor.fetch_add(1, Ordering::Relaxed) % addresses.len();
-        let mut rotated: Vec<Arc<str>> = addresses[start..]
+        let now = Instant::now();
+        let mut routes: Vec<(Standing, Route)> = addresses[start..]
             .iter()
             .chain(&addresses[..start])
-            .cloned()
+            .map(|address| {
+                let health = entry.health_of(address);
+                (
+                    health.standing(now),
+                    Route {
+                        address: address.clone(),
+                        health,
+                    },
+                )
+            })
             .collect();
-        if let Ok(mut ejected) = entry.ejected.lock() {
-            let now = Instant::now();
-            ejected.retain(|_, until| *until > now);
-            if !ejected.is_empty() {
-                // Stable partition: healthy first, recently failed last.
-                rotated.sort_by_key(|a| ejected.contains_key(&**a));
-            }
+        // Stable: rotation order within each standing.
+        routes.sort_by_key(|(standing, _)| *standing);
+        let good = routes
+            .iter()
+            .take_while(|(s, _)| *s == Standing::Available)
+            .count();
+        if good >= 2 {
+            let a = fastrand::usize(..good);
+            let b = (a + 1 + fastrand::usize(..good - 1)) % good;
+            let pick = if routes[b].1.health.in_flight() < routes[a].1.health.in_flight() {
+                b
+            } else {
+                a
+            };
+            routes[..=pick].rotate_right(1);
         }
-        Ok(rotated)
+        Ok(routes.into_iter().map(|(_, r)| r).collect())
     }
 
-    /// Records that `address` refused a connection: it goes last for a while.
-    pub fn report_failure(&self, service: &str, address: &str) {
+    /// Records how a call to `route` went: a failure (`refused`: the connection
+    /// was refused) counts towards its ejection under `policy`, an answer ends the
+    /// streak. Returns the change in its standing, if any.
+    pub fn record(
+        &self,
+        service: &str,
+        route: &Route,
+        failure: Option<bool>,
+        policy: &CallPolicy,
+    ) -> Option<Change> {
+        let Some(refused) = failure else {
+            return route.health.succeeded();
+        };
         let entry = self
             .entries
             .read()
             .ok()
             .and_then(|e| e.get(service).cloned());
-        if let Some(entry) = entry
-            && let Ok(mut ejected) = entry.ejected.lock()
-        {
-            ejected.insert(address.to_string(), Instant::now() + EJECT_FOR);
-        }
+        route.health.failed(refused, policy, || {
+            let Some(entry) = entry else { return false };
+            let Ok(_deciding) = entry.ejecting.lock() else {
+                return false;
+            };
+            let instances = entry.state.read().map(|s| s.current().len()).unwrap_or(0);
+            let instances = match self.fixed.get(service) {
+                Some(fixed) => fixed.len(),
+                None => instances,
+            };
+            let out = entry
+                .health
+                .read()
+                .map(|h| h.values().filter(|h| h.out()).count())
+                .unwrap_or(0);
+            outlier::may_eject(instances, out, policy.eject_max_percent)
+        })
     }
 
     fn entry_for_fixed(&self, service: &str) -> Arc<Entry> {
@@ -233,6 +327,8 @@ async fn watch(
                 {
                     tracing::debug!(%service, instances = snapshot.instances.len(), "instances changed");
                     state.apply(snapshot);
+                    drop(state);
+                    entry.prune();
                 }
             }
             Err(error) => {
@@ -270,25 +366,81 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn round_robin_and_ejection() {
-        let d = Arc::new(
+    fn three() -> Arc<Discovery> {
+        Arc::new(
             Discovery::new(None)
                 .with_fixed("catalog", vec!["a:1".into(), "b:1".into(), "c:1".into()]),
+        )
+    }
+
+    async fn route_to(d: &Arc<Discovery>, address: &str) -> Route {
+        d.routes("catalog")
+            .await
+            .expect("routes")
+            .into_iter()
+            .find(|r| &*r.address == address)
+            .expect("listed")
+    }
+
+    #[tokio::test]
+    async fn spreads_calls_and_avoids_the_busy_instance() {
+        let d = three();
+        let mut firsts = HashMap::<String, usize>::new();
+        for _ in 0..300 {
+            let routes = d.routes("catalog").await.expect("routes");
+            assert_eq!(routes.len(), 3, "every instance stays a fallback");
+            *firsts.entry(routes[0].address.to_string()).or_default() += 1;
+        }
+        assert!(
+            firsts.values().all(|n| *n > 50),
+            "idle instances share calls: {firsts:?}"
         );
-        let firsts: Vec<String> =
-            futures::future::join_all((0..6).map(|_| d.candidates("catalog")))
-                .await
-                .into_iter()
-                .map(|c| c.expect("candidates")[0].to_string())
-                .collect();
-        assert_eq!(firsts, ["a:1", "b:1", "c:1", "a:1", "b:1", "c:1"]);
-        d.report_failure("catalog", "a:1");
-        for _ in 0..3 {
+
+        // "a" has calls piling up (hung): with two choices it is picked first only
+        // when both picks are... never, as one of the two is always idle.
+        let a = route_to(&d, "a:1").await;
+        let _stuck: Vec<_> = (0..5).map(|_| a.health.start()).collect();
+        for _ in 0..100 {
+            let routes = d.routes("catalog").await.expect("routes");
+            assert_ne!(
+                &*routes[0].address, "a:1",
+                "the busy instance is not chosen first"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn refused_and_ejected_instances_go_last() {
+        let d = three();
+        let policy = CallPolicy {
+            eject_after: 2,
+            eject_max_percent: 50,
+            ..CallPolicy::default()
+        };
+        let a = route_to(&d, "a:1").await;
+        assert_eq!(d.record("catalog", &a, Some(true), &policy), None);
+        for _ in 0..10 {
             let c = d.candidates("catalog").await.expect("candidates");
-            assert_eq!(c.len(), 3, "a failed instance is still tried, last");
+            assert_eq!(c.len(), 3, "a refusing instance is still tried, last");
             assert_eq!(&*c[2], "a:1");
         }
+        let b = route_to(&d, "b:1").await;
+        d.record("catalog", &b, Some(false), &policy);
+        assert!(matches!(
+            d.record("catalog", &b, Some(false), &policy),
+            Some(Change::Ejected(_))
+        ));
+        let c = d.candidates("catalog").await.expect("candidates");
+        assert_eq!(
+            names(c),
+            ["c:1", "a:1", "b:1"],
+            "good, then refused, then ejected"
+        );
+        assert_eq!(
+            d.record("catalog", &a, Some(false), &policy),
+            None,
+            "a second ejection would pass 50% of three"
+        );
     }
 
     #[tokio::test]

@@ -8,6 +8,13 @@ pub enum ClientError {
     /// The registry lists no healthy instance of the service.
     #[error("no instance of {0} is available")]
     NoInstances(String),
+    /// The target has been failing as a whole: its circuit is open and calls fail
+    /// at once until a probe finds it back.
+    #[error("{0} is failing; its circuit is open")]
+    CircuitOpen(String),
+    /// Too many calls to the target are in flight already (its bulkhead is full).
+    #[error("too many calls to {0} in flight")]
+    Overloaded(String),
     /// Every instance refused the connection.
     #[error("cannot reach {service}")]
     Unreachable {
@@ -50,6 +57,18 @@ impl ClientError {
         }
     }
 
+    /// Whether the call certainly reached no server (no instance, an open circuit,
+    /// a full bulkhead, every connection refused): whatever it asked was not done.
+    pub fn never_sent(&self) -> bool {
+        matches!(
+            self,
+            ClientError::NoInstances(_)
+                | ClientError::CircuitOpen(_)
+                | ClientError::Overloaded(_)
+                | ClientError::Unreachable { .. }
+        )
+    }
+
     /// The `code` of the problem the called service answered with, if any.
     pub fn problem_code(&self) -> Option<&str> {
         match self {
@@ -81,10 +100,13 @@ impl ClientError {
     }
 
     /// The status a proxying or calling service answers with when this happens:
-    /// 503 when nobody is there, 504 on the deadline, 502 otherwise.
+    /// 503 when nobody is there or the target is refused at once (open circuit,
+    /// full bulkhead), 504 on the deadline, 502 otherwise.
     pub fn upstream_status(&self) -> StatusCode {
         match self {
-            ClientError::NoInstances(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ClientError::NoInstances(_)
+            | ClientError::CircuitOpen(_)
+            | ClientError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ClientError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ClientError::Unreachable { .. } => StatusCode::BAD_GATEWAY,
             _ => StatusCode::BAD_GATEWAY,
@@ -97,6 +119,8 @@ impl From<ClientError> for ApiError {
     fn from(e: ClientError) -> Self {
         let detail = match &e {
             ClientError::NoInstances(s) => format!("{s} is unavailable; retry shortly"),
+            ClientError::CircuitOpen(s) => format!("{s} is failing; retry shortly"),
+            ClientError::Overloaded(s) => format!("{s} is busy; retry shortly"),
             ClientError::Timeout(s) => format!("{s} did not answer in time"),
             ClientError::Unreachable { service, .. } => format!("{service} cannot be reached"),
             ClientError::Transport { service, .. }
@@ -109,6 +133,18 @@ impl From<ClientError> for ApiError {
             StatusCode::GATEWAY_TIMEOUT => "timeout",
             _ => "bad_gateway",
         };
-        ApiError::new(status, code, detail).with_source(e)
+        let fail_fast = matches!(
+            e,
+            ClientError::NoInstances(_) | ClientError::CircuitOpen(_) | ClientError::Overloaded(_)
+        );
+        let error = ApiError::new(status, code, detail).with_source(e);
+        if fail_fast {
+            error.with_header(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            )
+        } else {
+            error
+        }
     }
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 use emporium_config::Common;
 use emporium_http::Readiness;
 
-use crate::{Clients, Discovery, HttpTransport, RegistryClient, ServiceClient, Transport};
+use crate::{
+    Clients, Discovery, HttpTransport, Policies, RegistryClient, ServiceClient, Transport,
+};
 
 /// What a service gets from the process hosting it: its name and instance id, the
 /// common settings, its readiness, and the transport its calls take.
@@ -21,6 +23,8 @@ pub struct Host {
     pub transport: Arc<dyn Transport>,
     /// How this service's calls leave the process (its certificate, when mTLS).
     pub clients: Clients,
+    /// The resilience policies of its calls, with each target's state.
+    pub policies: Arc<Policies>,
 }
 
 impl Host {
@@ -32,8 +36,12 @@ impl Host {
             .as_deref()
             .map(|url| RegistryClient::new(url, clients.clone()));
         let discovery = Arc::new(Discovery::new(registry));
-        let transport: Arc<dyn Transport> =
-            Arc::new(HttpTransport::new(discovery.clone(), clients.clone()));
+        let policies = Arc::new(Policies::new(common.client.clone()));
+        let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(
+            discovery.clone(),
+            clients.clone(),
+            policies.clone(),
+        ));
         Self {
             service,
             instance_id: instance_id(service, common),
@@ -42,6 +50,7 @@ impl Host {
             discovery,
             transport,
             clients,
+            policies,
         }
     }
 

@@ -3,8 +3,10 @@
 //! - [`RegistryClient`] speaks the registry's internal API;
 //! - [`Discovery`] resolves a service name to its healthy instances through the
 //!   registry and keeps them in a local cache that a background long-poll keeps fresh,
-//!   so traffic keeps flowing while the registry is down; it balances round-robin and
-//!   sets aside for a few seconds an instance that refused a connection;
+//!   so traffic keeps flowing while the registry is down; it balances by power of two
+//!   choices on calls in flight and keeps each instance's outlier record;
+//! - [`resilience`] holds the policies every call goes through: bulkhead, retries
+//!   with hedging inside a retry budget, circuit breaker, outlier ejection;
 //! - [`Transport`] is how a request reaches a service: [`HttpTransport`] over the
 //!   network, [`LocalTransport`] to fixed in-process routers (tests), and
 //!   [`InProcess`] to the services hosted in this process, over HTTP to the rest,
@@ -26,17 +28,19 @@ mod host;
 mod http_client;
 pub mod identity;
 mod registry;
+pub mod resilience;
 mod service_client;
 mod transport;
 
 pub use backoff::backoff;
-pub use discovery::Discovery;
+pub use discovery::{Discovery, Route};
 pub use error::ClientError;
 pub use host::{Host, instance_id};
 pub use http_client::{Clients, HttpClient, http_client, tls_client};
 pub use registry::RegistryClient;
+pub use resilience::Policies;
 pub use service_client::ServiceClient;
-pub use transport::{Direct, HttpTransport, InProcess, LocalTransport, Transport};
+pub use transport::{Deadline, Direct, HttpTransport, InProcess, LocalTransport, Transport};
 
 /// Percent-encodes one path segment (an id or a SKU from outside): anything but
 /// RFC 3986's unreserved characters, so it cannot change the path it is put in.

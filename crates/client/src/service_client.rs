@@ -1,7 +1,7 @@
 //! Typed JSON calls to a named service.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use bytes::Bytes;
@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::ClientError;
-use crate::transport::Transport;
+use crate::transport::{Deadline, Transport};
 
 /// Calls one service through a transport.
 ///
@@ -64,6 +64,12 @@ impl ServiceClient {
         self.json(request).await
     }
 
+    /// Whether a call would be refused at once now (no instance, open circuit),
+    /// without making one.
+    pub async fn check(&self) -> Result<(), ClientError> {
+        self.transport.check(&self.service).await
+    }
+
     pub fn service(&self) -> &str {
         &self.service
     }
@@ -92,12 +98,26 @@ impl ServiceClient {
 
     /// Sends a prepared request with the deadline and propagation headers applied;
     /// the response streams and its status is not checked.
-    pub async fn send(&self, mut request: Request<Bytes>) -> Result<Response<Body>, ClientError> {
-        let started = std::time::Instant::now();
+    pub async fn send(&self, request: Request<Bytes>) -> Result<Response<Body>, ClientError> {
+        let deadline = Instant::now() + self.budget();
+        self.send_until(request, deadline).await
+    }
+
+    /// The time this call may take: the client's timeout, or what is left of the
+    /// current request's budget if less.
+    fn budget(&self) -> Duration {
+        context::current().map_or(self.timeout, |c| c.remaining().min(self.timeout))
+    }
+
+    async fn send_until(
+        &self,
+        mut request: Request<Bytes>,
+        deadline: Instant,
+    ) -> Result<Response<Body>, ClientError> {
+        let started = Instant::now();
         let ctx = context::current();
-        let budget = ctx
-            .as_ref()
-            .map_or(self.timeout, |c| c.remaining().min(self.timeout));
+        let budget = deadline.saturating_duration_since(started);
+        request.extensions_mut().insert(Deadline(deadline));
         // A client span only inside traced work: background polling starts no trace.
         let mut span = ctx.as_ref().and_then(|c| c.trace.as_ref()).map(|parent| {
             let mut span = Span::start("call", Kind::Client, Some(parent));
@@ -175,10 +195,11 @@ impl ServiceClient {
     }
 
     async fn json<T: DeserializeOwned>(&self, request: Request<Bytes>) -> Result<T, ClientError> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let response = self.send(request).await?;
+        // Reading the answer counts against the same deadline as waiting for it.
+        let deadline = Instant::now() + self.budget();
+        let response = self.send_until(request, deadline).await?;
         let status = response.status();
-        let bytes = tokio::time::timeout_at(deadline, response.into_body().collect())
+        let bytes = tokio::time::timeout_at(deadline.into(), response.into_body().collect())
             .await
             .map_err(|_| ClientError::Timeout(self.service.clone()))?
             .map_err(|e| ClientError::Transport {

@@ -2,16 +2,21 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
 use bytes::Bytes;
+use emporium_config::CallPolicy;
+use futures::StreamExt;
 use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use http::{Request, Response, Uri};
 use tower::ServiceExt;
 
-use crate::discovery::Discovery;
+use crate::discovery::{Discovery, Route};
 use crate::error::ClientError;
+use crate::resilience::{Admit, Policies, Target, retry};
 use emporium_identity::{Peer, Principal};
 
 use crate::http_client::Clients;
@@ -27,23 +32,49 @@ pub trait Transport: Send + Sync + 'static {
         service: &str,
         request: Request<Bytes>,
     ) -> BoxFuture<'static, Result<Response<Body>, ClientError>>;
+
+    /// Whether a call to `service` would be refused at once now (no instance
+    /// listed, its circuit open), without making one: for a caller that would
+    /// rather not start work it cannot finish.
+    fn check(&self, service: &str) -> BoxFuture<'static, Result<(), ClientError>> {
+        let _ = service;
+        Box::pin(async { Ok(()) })
+    }
 }
 
+/// The deadline of a call, which [`crate::ServiceClient`] hands to the transport in
+/// the request's extensions: no retry is started that could not finish before it.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(pub Instant);
+
 /// Over HTTP (mutual TLS unless identity is off) to instances found by
-/// [`Discovery`].
+/// [`Discovery`], through the caller's [`Policies`] for the target:
 ///
-/// A connection refused by one instance is retried on the next (the request did not
-/// reach it, so this is safe for any method) and that instance is tried last for a
-/// few seconds. Nothing else is retried here.
+/// - the bulkhead first: too many calls in flight to the target fail at once;
+/// - each attempt asks the circuit breaker, and goes to the instance the balancer
+///   put first, a retry to the next one;
+/// - a call that never reached a server (connection refused) may be sent again
+///   whatever its method; one that may be repeated (see [`retry::idempotent`])
+///   also after a reset or a 502/503/504, after a jittered backoff or the
+///   `Retry-After` it was given, and is hedged to another instance when an attempt
+///   goes unanswered for the attempt timeout;
+/// - every retry and hedge is taken from the target's retry budget, and none is
+///   started that could not finish before the call's [`Deadline`];
+/// - every attempt's outcome feeds the breaker and the instance's outlier record.
 #[derive(Clone)]
 pub struct HttpTransport {
     discovery: Arc<Discovery>,
     clients: Clients,
+    policies: Arc<Policies>,
 }
 
 impl HttpTransport {
-    pub fn new(discovery: Arc<Discovery>, clients: Clients) -> Self {
-        Self { discovery, clients }
+    pub fn new(discovery: Arc<Discovery>, clients: Clients, policies: Arc<Policies>) -> Self {
+        Self {
+            discovery,
+            clients,
+            policies,
+        }
     }
 }
 
@@ -55,54 +86,228 @@ impl Transport for HttpTransport {
     ) -> BoxFuture<'static, Result<Response<Body>, ClientError>> {
         let this = self.clone();
         let service = service.to_string();
+        Box::pin(async move { this.call(service, request).await })
+    }
+
+    fn check(&self, service: &str) -> BoxFuture<'static, Result<(), ClientError>> {
+        let this = self.clone();
+        let service = service.to_string();
         Box::pin(async move {
-            let candidates = this.discovery.candidates(&service).await?;
-            let http = this.clients.to(&service)?;
-            let scheme = this.clients.scheme();
-            let (parts, body) = request.into_parts();
-            let path = path_of(&parts.uri);
-            let mut last_error = None;
-            let attempts = candidates.len().min(3);
-            let mut parts = Some(parts);
-            for (i, address) in candidates.iter().take(attempts).enumerate() {
-                let uri = at(&service, scheme, address, &path)?;
-                // The last attempt takes the request's parts; earlier ones copy them.
-                let mut head = if i + 1 == attempts {
-                    parts.take()
-                } else {
-                    parts.as_ref().map(|p| {
-                        let mut copy = Request::new(()).into_parts().0;
-                        copy.method = p.method.clone();
-                        copy.headers = p.headers.clone();
-                        copy
-                    })
-                }
-                .ok_or_else(|| ClientError::NoInstances(service.clone()))?;
-                head.uri = uri;
-                let req = Request::from_parts(head, Body::from(body.clone()));
-                match http.request(req).await {
-                    Ok(response) => return Ok(response.map(Body::new)),
-                    Err(e) if e.is_connect() => {
-                        tracing::debug!(%service, %address, error = %e, "instance refused; trying the next");
-                        this.discovery.report_failure(&service, address);
-                        last_error = Some(e);
+            if this.policies.target(&service).is_open() {
+                return Err(ClientError::CircuitOpen(service));
+            }
+            this.discovery.routes(&service).await.map(|_| ())
+        })
+    }
+}
+
+/// How one attempt ended, as far as the policies care.
+enum Ended {
+    Answered(Response<Body>),
+    Refused(hyper_util::client::legacy::Error),
+    Broken(hyper_util::client::legacy::Error),
+}
+
+impl HttpTransport {
+    async fn call(
+        self,
+        service: String,
+        request: Request<Bytes>,
+    ) -> Result<Response<Body>, ClientError> {
+        let target = self.policies.target(&service);
+        let _slot = target.enter()?;
+        target.called();
+        let routes = self.discovery.routes(&service).await?;
+        let http = self.clients.to(&service)?;
+        let scheme = self.clients.scheme();
+        let deadline = request.extensions().get::<Deadline>().map(|d| d.0);
+        let (parts, body) = request.into_parts();
+        let path = path_of(&parts.uri);
+        let policy = &target.policy;
+        let idempotent = retry::idempotent(&parts.method, &parts.headers);
+        let attempt_timeout = Duration::from_millis(policy.attempt_timeout_ms);
+        let hedge = idempotent && !attempt_timeout.is_zero();
+        let max_attempts = 1 + policy.retries as usize;
+        let backoff = |retry: usize| {
+            retry::backoff(
+                Duration::from_millis(policy.backoff_base_ms),
+                Duration::from_millis(policy.backoff_max_ms),
+                retry as u32,
+            )
+        };
+        let fits = |at: Instant| deadline.is_none_or(|d| at < d);
+
+        let mut attempts = Attempts {
+            discovery: &self.discovery,
+            service: &service,
+            policy,
+            launched: Vec::new(),
+            overdue: if hedge {
+                attempt_timeout
+            } else {
+                Duration::from_millis(policy.attempt_timeout_ms.max(1_000))
+            },
+        };
+        let mut running = FuturesUnordered::new();
+        // When the next attempt goes, and why.
+        let mut next: Option<(Instant, &'static str)> = Some((Instant::now(), "first"));
+        let mut last: Option<Result<Response<Body>, ClientError>> = None;
+        loop {
+            if let Some((at, reason)) = next
+                && at <= Instant::now()
+            {
+                next = None;
+                let n = attempts.launched.len();
+                let allowed = n == 0 || target.retry(reason);
+                let admitted = match allowed.then(|| target.admit()) {
+                    Some(Ok(admit)) => Some(admit),
+                    Some(Err(open)) => {
+                        last.get_or_insert(Err(open));
+                        None
                     }
-                    Err(e) => {
-                        return Err(ClientError::Transport {
-                            service,
-                            source: e.into(),
-                        });
+                    None => None,
+                };
+                if let Some(admit) = admitted {
+                    let route = routes[n % routes.len()].clone();
+                    let mut req = Request::new(Body::from(body.clone()));
+                    *req.method_mut() = parts.method.clone();
+                    *req.uri_mut() = at_address(&service, scheme, &route.address, &path)?;
+                    *req.headers_mut() = parts.headers.clone();
+                    let in_flight = route.health.start();
+                    let send = http.request(req);
+                    running.push(async move {
+                        let result = send.await;
+                        drop(in_flight);
+                        (n, result)
+                    });
+                    attempts
+                        .launched
+                        .push((route, admit, Instant::now(), false));
+                    if hedge && n + 1 < max_attempts && fits(Instant::now() + attempt_timeout) {
+                        next = Some((Instant::now() + attempt_timeout, "hedge"));
                     }
                 }
             }
-            Err(match last_error {
-                Some(e) => ClientError::Unreachable {
-                    service,
-                    source: e.into(),
+            if running.is_empty() {
+                match next {
+                    Some((at, _)) => {
+                        tokio::time::sleep_until(at.into()).await;
+                        continue;
+                    }
+                    None => {
+                        return last
+                            .unwrap_or_else(|| Err(ClientError::NoInstances(service.clone())));
+                    }
+                }
+            }
+            let done = match next {
+                Some((at, _)) => tokio::select! {
+                    done = running.next() => done,
+                    () = tokio::time::sleep_until(at.into()) => continue,
                 },
-                None => ClientError::NoInstances(service),
-            })
-        })
+                None => running.next().await,
+            };
+            let Some((n, result)) = done else { continue };
+            let ended = match result {
+                Ok(response) => Ended::Answered(response.map(Body::new)),
+                Err(e) if e.is_connect() => Ended::Refused(e),
+                Err(e) => Ended::Broken(e),
+            };
+            let failed = match &ended {
+                Ended::Answered(r) => r.status().is_server_error(),
+                _ => true,
+            };
+            attempts.ended(n, failed, matches!(ended, Ended::Refused(_)), &target);
+            let n = attempts.launched.len();
+            let (retry_reason, wait) = match &ended {
+                // Told to come back later than a backoff would: the answer goes
+                // back to the caller, whose caller can decide.
+                Ended::Answered(r)
+                    if retry::retry_after(r.headers()).is_some_and(|wait| {
+                        wait > Duration::from_millis(policy.backoff_max_ms)
+                    }) =>
+                {
+                    (None, Duration::ZERO)
+                }
+                Ended::Answered(r) if retry::retryable(r.status()) && idempotent => {
+                    let wait = retry::retry_after(r.headers()).unwrap_or_default();
+                    (Some("status"), backoff(n).max(wait))
+                }
+                Ended::Answered(_) => (None, Duration::ZERO),
+                Ended::Refused(_) if n < routes.len() => (Some("refused"), Duration::ZERO),
+                Ended::Refused(_) => (Some("refused"), backoff(n)),
+                Ended::Broken(_) if idempotent => (Some("reset"), backoff(n)),
+                Ended::Broken(_) => (None, Duration::ZERO),
+            };
+            let outcome = match ended {
+                Ended::Answered(response) => Ok(response),
+                Ended::Refused(e) => Err(ClientError::Unreachable {
+                    service: service.clone(),
+                    source: e.into(),
+                }),
+                Ended::Broken(e) => Err(ClientError::Transport {
+                    service: service.clone(),
+                    source: e.into(),
+                }),
+            };
+            // A refusal never hides what an earlier attempt got: the caller may
+            // rely on "never sent" meaning no attempt reached a server.
+            if !matches!(&outcome, Err(e) if e.never_sent())
+                || last
+                    .as_ref()
+                    .is_none_or(|l| matches!(l, Err(e) if e.never_sent()))
+            {
+                last = Some(outcome);
+            }
+            let Some(reason) = retry_reason else {
+                return last.unwrap_or_else(|| Err(ClientError::NoInstances(service.clone())));
+            };
+            // While a hedged attempt still runs, it may yet answer: wait for it.
+            let at = Instant::now() + wait;
+            if running.is_empty() {
+                next = (n < max_attempts && fits(at)).then_some((at, reason));
+            }
+        }
+    }
+}
+
+/// The attempts of one call, so that those still unanswered when the call ends
+/// (another attempt answered first, or the caller gave up) count as timed out.
+struct Attempts<'a> {
+    discovery: &'a Discovery,
+    service: &'a str,
+    policy: &'a CallPolicy,
+    /// Each attempt's instance, breaker admission, start, and whether it ended.
+    launched: Vec<(Route, Admit, Instant, bool)>,
+    /// How long unanswered makes an attempt a failure of its instance.
+    overdue: Duration,
+}
+
+impl Attempts<'_> {
+    fn ended(&mut self, n: usize, failed: bool, refused: bool, target: &Target) {
+        let Some((route, admit, _, done)) = self.launched.get_mut(n) else {
+            return;
+        };
+        *done = true;
+        target.attempted(*admit, !failed);
+        let change =
+            self.discovery
+                .record(self.service, route, failed.then_some(refused), self.policy);
+        if let Some(change) = change {
+            target.outlier(&route.address, change);
+        }
+    }
+}
+
+impl Drop for Attempts<'_> {
+    fn drop(&mut self) {
+        for (route, _, started, done) in &self.launched {
+            if !done && started.elapsed() >= self.overdue {
+                // The breaker is not told: the call as a whole did not fail.
+                self.discovery
+                    .record(self.service, route, Some(false), self.policy);
+            }
+        }
     }
 }
 
@@ -112,7 +317,7 @@ fn path_of(uri: &Uri) -> String {
 }
 
 /// `path` at the instance listening on `address`.
-fn at(service: &str, scheme: &str, address: &str, path: &str) -> Result<Uri, ClientError> {
+fn at_address(service: &str, scheme: &str, address: &str, path: &str) -> Result<Uri, ClientError> {
     format!("{scheme}://{address}{path}")
         .parse()
         .map_err(|e: http::uri::InvalidUri| ClientError::Decode {
@@ -150,7 +355,7 @@ impl Transport for Direct {
         Box::pin(async move {
             let (mut head, body) = request.into_parts();
             let scheme = this.clients.scheme();
-            head.uri = at(&service, scheme, &this.address, &path_of(&head.uri))?;
+            head.uri = at_address(&service, scheme, &this.address, &path_of(&head.uri))?;
             match this
                 .clients
                 .to(&service)?
@@ -306,6 +511,13 @@ impl InProcess {
 }
 
 impl Transport for InProcess {
+    fn check(&self, service: &str) -> BoxFuture<'static, Result<(), ClientError>> {
+        match (&self.remote, self.local.contains_key(service)) {
+            (Some(remote), false) => remote.check(service),
+            _ => Box::pin(async { Ok(()) }),
+        }
+    }
+
     fn send(
         &self,
         service: &str,

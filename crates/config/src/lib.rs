@@ -9,6 +9,7 @@
 //! each service reads its own table (`[catalog]`, `[users]`, ...) into its own type.
 //! Secrets are wrapped in [`Secret`], which never prints its value.
 
+mod client;
 mod secret;
 
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use figment::value::{Dict, Value};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+pub use client::{CallPolicy, CallPolicyOverrides, ClientSettings};
 pub use figment::Figment as Source;
 pub use secret::Secret;
 
@@ -59,6 +61,8 @@ pub struct Common {
     pub http: HttpSettings,
     pub events: EventsSettings,
     pub identity: IdentitySettings,
+    /// How this process calls the others (`[client.default]`, `[client.<target>]`).
+    pub client: ClientSettings,
 }
 
 impl Default for Common {
@@ -74,6 +78,7 @@ impl Default for Common {
             http: HttpSettings::default(),
             events: EventsSettings::default(),
             identity: IdentitySettings::default(),
+            client: ClientSettings::default(),
         }
     }
 }

@@ -105,7 +105,7 @@ impl Process {
                 .clone();
             // Its own calls: to co-hosted services in-process, as itself; to the
             // rest over the network with its own certificate.
-            let remote = HttpTransport::new(discovery.clone(), clients);
+            let remote = HttpTransport::new(discovery.clone(), clients, host.policies.clone());
             let transport: Arc<dyn Transport> = match &self.local {
                 Some(local) => Arc::new(local.as_caller(name, remote)),
                 None => Arc::new(remote),

@@ -91,6 +91,34 @@ fn describe_common() {
         Unit::Seconds,
         "Time until another service answered (headers), by target, method and outcome."
     );
+    describe_counter!(
+        "http_client_retries_total",
+        "Calls to another service sent again, by target and reason (refused, reset, status, timeout, hedge)."
+    );
+    describe_counter!(
+        "http_client_retry_budget_exhausted_total",
+        "Retries not made because the target's retry budget was spent."
+    );
+    describe_counter!(
+        "http_client_rejected_total",
+        "Calls failed at once, by target and reason (breaker_open, bulkhead_full)."
+    );
+    describe_gauge!(
+        "http_client_breaker_state",
+        "Circuit breaker per target: 0 closed, 1 open, 2 half-open."
+    );
+    describe_counter!(
+        "http_client_breaker_transitions_total",
+        "Circuit breaker state changes, by target and new state."
+    );
+    describe_counter!(
+        "http_client_ejections_total",
+        "Instances of a target ejected after consecutive failures."
+    );
+    describe_counter!(
+        "http_client_readmissions_total",
+        "Ejected instances re-admitted by a successful probe."
+    );
     describe_gauge!(
         "emporium_outbox_head_sequence",
         "Newest sequence number in this service's outbox."

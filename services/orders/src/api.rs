@@ -280,6 +280,7 @@ async fn respond(
         (status = 401, description = "Not signed in", body = Problem),
         (status = 403, description = "The email address is not confirmed yet", body = Problem),
         (status = 422, description = "Invalid card or address, empty cart, key reused", body = Problem),
+        (status = 503, description = "Inventory or payments is known to be down (nothing was reserved or charged); retry shortly", body = Problem),
     ))]
 async fn checkout(
     State(state): State<AppState>,
@@ -304,6 +305,10 @@ async fn checkout(
     {
         return replay(&state, existing, &checkout.fingerprint).await;
     }
+    // Known to be down (no instance listed, its circuit open): say so at once,
+    // before anything is reserved, rather than leave the shopper waiting.
+    state.saga.inventory.check().await?;
+    state.saga.payments.check().await?;
     let cart: CartSnapshot = state
         .cart
         .get_json(&format!("/internal/carts/{user_id}"))

@@ -288,6 +288,11 @@ impl Saga {
     ) -> Result<(Next, Option<OrderRow>), StepError> {
         let order_id = order.id.as_str();
         let past_deadline = now_ms() >= order.deadline_ms;
+        // Every step's calls may be repeated (they are keyed by the order): saying
+        // so lets the client retry them on another instance.
+        let key = format!("{order_id}:{}", order.step);
+        let inventory = keyed(&self.inventory, &key);
+        let payments = keyed(&self.payments, &key);
         match order.step.as_str() {
             step::RESERVE => {
                 if card.is_none() {
@@ -316,8 +321,7 @@ impl Saga {
                         quantity: l.quantity,
                     })
                     .collect();
-                let r: Reservation = self
-                    .inventory
+                let r: Reservation = inventory
                     .send_json(
                         Method::PUT,
                         &format!("/internal/reservations/{order_id}"),
@@ -361,8 +365,7 @@ impl Saga {
                             card: card.clone(),
                         };
                         let path = format!("/internal/payments/{order_id}/authorization");
-                        match self
-                            .payments
+                        match payments
                             .send_json::<_, Payment>(Method::PUT, &path, &request)
                             .await
                         {
@@ -389,7 +392,7 @@ impl Saga {
                     }
                     None => {
                         let path = format!("/internal/payments/{order_id}");
-                        match self.payments.get_json::<Payment>(&path).await {
+                        match payments.get_json::<Payment>(&path).await {
                         Ok(payment) => self.after_authorization(&order, &payment, past_deadline).await,
                         Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => {
                             self.compensate(&order, "interrupted", "the checkout was interrupted before payment; nothing was charged")
@@ -401,8 +404,7 @@ impl Saga {
                 }
             }
             step::COMPLETE => {
-                let r: Reservation = self
-                    .inventory
+                let r: Reservation = inventory
                     .send_json(
                         Method::POST,
                         &format!("/internal/reservations/{order_id}/commit"),
@@ -415,37 +417,47 @@ impl Saga {
                         .compensate(&order, "interrupted", "the stock was no longer held")
                         .await;
                 }
-                let p: Payment = self
-                    .payments
-                    .send_json(
+                let captured = payments
+                    .send_json::<_, Payment>(
                         Method::POST,
                         &format!("/internal/payments/{order_id}/capture"),
                         &(),
                     )
-                    .await?;
-                if p.status != "captured" {
-                    tracing::error!(status = %p.status, "payment could not be captured");
+                    .await;
+                // Payments refuses a capture it can never make (the payment is not
+                // authorized: voided, declined, refunded, or unknown); asking again
+                // would wait forever. Only then is the sale undone: any other failure
+                // may pass, and is retried.
+                let refusal = match &captured {
+                    Ok(p) if p.status == "captured" => None,
+                    Ok(p) => Some(format!("the payment is {}", p.status)),
+                    Err(e) if matches!(e.problem_code(), Some("invalid_state" | "not_found")) => {
+                        Some(e.problem_detail().unwrap_or("refused").to_string())
+                    }
+                    Err(_) => None,
+                };
+                if let Some(why) = refusal {
+                    tracing::error!(%why, "the payment could not be captured; undoing the sale");
                     return self
                         .compensate(
                             &order,
                             "payment_failed",
-                            "the payment could not be captured",
+                            &format!("the payment could not be captured: {why}"),
                         )
                         .await;
                 }
+                captured?;
                 self.confirm(&order).await
             }
             step::COMPENSATE => {
-                let r: Reservation = self
-                    .inventory
+                let r: Reservation = inventory
                     .send_json(
                         Method::POST,
                         &format!("/internal/reservations/{order_id}/release"),
                         &(),
                     )
                     .await?;
-                let p: Payment = self
-                    .payments
+                let p: Payment = payments
                     .send_json(
                         Method::POST,
                         &format!("/internal/payments/{order_id}/cancel"),
@@ -628,5 +640,16 @@ impl Saga {
             tx.rollback().await?;
         }
         Ok((Next::Done, None))
+    }
+}
+
+/// `client` marking its calls safe to repeat, with `key`.
+fn keyed(client: &ServiceClient, key: &str) -> ServiceClient {
+    match http::HeaderValue::from_str(key) {
+        Ok(value) => client.clone().with_header(
+            http::HeaderName::from_static(emporium_contracts::headers::IDEMPOTENCY_KEY),
+            value,
+        ),
+        Err(_) => client.clone(),
     }
 }

@@ -9,6 +9,7 @@ use emporium_inventory::{Inventory, InventorySettings};
 use emporium_orders::{Orders, OrdersSettings};
 use emporium_payments::{Payments, PaymentsSettings};
 use emporium_registry::{RegistryService, RegistrySettings};
+use emporium_runtime::{Build, Service};
 use emporium_testkit::{
     Spawned, TestEnv, as_user, available, client, eventually, problem, stocked,
 };
@@ -19,14 +20,21 @@ const DECLINE: &str = "4000000000000002";
 
 struct Shop {
     _services: Vec<Spawned>,
+    registry: Spawned,
+    payments: Option<Spawned>,
     catalog: String,
     inventory: String,
     cart: String,
     orders: String,
-    _env: TestEnv,
+    env: TestEnv,
 }
 
 async fn shop() -> Shop {
+    open_shop(Some(Payments), OrdersSettings::default()).await
+}
+
+/// The shop with `payments` (a stand-in, or none) and orders set up with `orders`.
+async fn open_shop<P: Service>(payments: Option<P>, orders: OrdersSettings) -> Shop {
     let env = TestEnv::new();
     let registry = env
         .spawn(RegistryService, env.settings::<RegistrySettings>(None))
@@ -36,18 +44,23 @@ async fn shop() -> Shop {
     let inventory = env
         .spawn(Inventory, env.settings::<InventorySettings>(r))
         .await;
-    let payments = env
-        .spawn(Payments, env.settings::<PaymentsSettings>(r))
-        .await;
+    let payments = match payments {
+        Some(p) => Some(env.spawn(p, env.settings::<P::Settings>(r)).await),
+        None => None,
+    };
     let cart = env.spawn(Cart, env.settings::<CartSettings>(r)).await;
-    let orders = env.spawn(Orders, env.settings::<OrdersSettings>(r)).await;
+    let mut settings = env.settings::<OrdersSettings>(r);
+    settings.service = orders;
+    let orders = env.spawn(Orders, settings).await;
     Shop {
         catalog: catalog.url.clone(),
         inventory: inventory.url.clone(),
         cart: cart.url.clone(),
         orders: orders.url.clone(),
-        _services: vec![registry, catalog, inventory, payments, cart, orders],
-        _env: env,
+        _services: vec![catalog, inventory, cart, orders],
+        registry,
+        payments,
+        env,
     }
 }
 
@@ -344,4 +357,150 @@ async fn admins_list_every_shoppers_orders_by_status_and_shoppers_only_their_own
         (2, 1),
         "{outcomes}"
     );
+}
+
+/// A payments that authorizes every card and then refuses to capture, as payments
+/// does for a payment that is no longer authorized (voided, refunded).
+struct NoCapture;
+
+impl Service for NoCapture {
+    type Settings = PaymentsSettings;
+    const NAME: &'static str = "payments";
+    const EVENTS: bool = false;
+
+    async fn build(&self, _cx: &mut Build<PaymentsSettings>) -> anyhow::Result<axum::Router> {
+        use axum::extract::Path;
+        use axum::routing::{post, put};
+        let payment = |order_id: String, status: &str| {
+            axum::Json(json!({"order_id": order_id, "status": status, "amount": 1,
+                "currency": "EUR", "brand": "visa", "last4": "4242", "attempts": 1,
+                "reason": null}))
+        };
+        Ok(axum::Router::new()
+            .route(
+                "/internal/payments/{id}/authorization",
+                put(move |Path(id): Path<String>| async move { payment(id, "authorized") }),
+            )
+            .route(
+                "/internal/payments/{id}/capture",
+                post(|| async {
+                    emporium_http::ApiError::new(
+                        axum::http::StatusCode::CONFLICT,
+                        "invalid_state",
+                        "payment is voided",
+                    )
+                }),
+            )
+            .route(
+                "/internal/payments/{id}/cancel",
+                post(move |Path(id): Path<String>| async move { payment(id, "voided") }),
+            ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_payments_refuses_for_good_undoes_the_sale() {
+    let shop = open_shop(Some(NoCapture), OrdersSettings::default()).await;
+    let (sku, before) = shop.stocked(1).await;
+    shop.add("di", &sku, 1).await;
+    let order: Value = shop
+        .checkout("di", Some(&key()), &checkout_body(APPROVE))
+        .await
+        .json()
+        .await
+        .expect("order");
+    assert_eq!(order["status"], "CANCELLED", "not retried forever: {order}");
+    assert_eq!(order["reason"], "payment_failed");
+    assert!(
+        order["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("voided")),
+        "{order}"
+    );
+    assert_eq!(shop.available(&sku).await, before, "the sold unit is back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_payments_down_checkouts_are_refused_at_once_and_those_in_flight_finish_when_it_is_back()
+ {
+    let mut shop = open_shop(
+        Some(Payments),
+        OrdersSettings {
+            checkout_wait_ms: 1_000,
+            ..OrdersSettings::default()
+        },
+    )
+    .await;
+    let (sku, before) = shop.stocked(3).await;
+    shop.payments.take().expect("payments").crash();
+
+    // Placed while payments is still listed: the saga keeps trying.
+    shop.add("ed", &sku, 1).await;
+    let in_flight: Value = shop
+        .checkout("ed", Some(&key()), &checkout_body(APPROVE))
+        .await
+        .json()
+        .await
+        .expect("order");
+    assert_eq!(in_flight["status"], "PENDING", "{in_flight}");
+
+    // Once the registry has dropped it, a checkout is refused before anything is
+    // reserved (a shopper with an empty cart would otherwise get 422).
+    eventually("payments known to be down", || async {
+        let r = shop
+            .checkout("fay", Some(&key()), &checkout_body(APPROVE))
+            .await;
+        (r.status() == 503).then_some(())
+    })
+    .await;
+    shop.add("gus", &sku, 1).await;
+    let started = std::time::Instant::now();
+    let refused = shop
+        .checkout("gus", Some(&key()), &checkout_body(APPROVE))
+        .await;
+    let took = started.elapsed();
+    assert!(
+        refused.headers().contains_key("retry-after"),
+        "{:?}",
+        refused.headers()
+    );
+    let p = problem(refused, 503).await;
+    assert_eq!(p.code, "unavailable");
+    assert!(p.detail.contains("payments"), "{}", p.detail);
+    assert!(
+        took < std::time::Duration::from_millis(500),
+        "at once: {took:?}"
+    );
+    assert_eq!(
+        shop.available(&sku).await,
+        before - 1,
+        "only the order in flight holds stock"
+    );
+
+    // Payments is back: the order in flight completes, and checkouts work again.
+    let r = Some(&shop.registry);
+    shop.payments = Some(
+        shop.env
+            .spawn(Payments, shop.env.settings::<PaymentsSettings>(r))
+            .await,
+    );
+    let id = in_flight["id"].as_str().expect("id").to_string();
+    eventually("the order in flight confirmed", || async {
+        let o: Value = shop
+            .get("ed", &format!("/api/orders/{id}"))
+            .await
+            .json()
+            .await
+            .ok()?;
+        (o["status"] == "CONFIRMED").then_some(())
+    })
+    .await;
+    let again: Value = shop
+        .checkout("gus", Some(&key()), &checkout_body(APPROVE))
+        .await
+        .json()
+        .await
+        .expect("order");
+    assert_eq!(again["status"], "CONFIRMED", "{again}");
+    assert_eq!(shop.available(&sku).await, before - 2);
 }

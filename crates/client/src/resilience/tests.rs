@@ -1,0 +1,358 @@
+//! The policies against real HTTP servers on loopback: each test makes instances
+//! that misbehave in one way and checks what the calls and the servers saw.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::any;
+use emporium_config::{CallPolicyOverrides, ClientSettings};
+use emporium_contracts::headers;
+use http::{HeaderName, HeaderValue, Method};
+
+use crate::{ClientError, Clients, Discovery, HttpTransport, Policies, ServiceClient};
+
+/// One instance: what it answers (changeable), and how many calls reached it.
+struct Instance {
+    address: String,
+    hits: Arc<AtomicUsize>,
+    behaviour: Arc<Mutex<Behaviour>>,
+}
+
+impl Instance {
+    fn set(&self, behaviour: Behaviour) {
+        if let Ok(mut b) = self.behaviour.lock() {
+            *b = behaviour;
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Behaviour {
+    Ok,
+    Status(StatusCode),
+    Hang,
+    Slow(Duration),
+    /// 503 with `Retry-After: N`.
+    Busy(u64),
+}
+
+async fn instance(behaviour: Behaviour) -> Instance {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let behaviour = Arc::new(Mutex::new(behaviour));
+    let (counted, current) = (hits.clone(), behaviour.clone());
+    let app = Router::new().route(
+        "/{*path}",
+        any(move || {
+            let counted = counted.clone();
+            let now = current.lock().map(|b| *b).unwrap_or(Behaviour::Ok);
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let retry_after = match now {
+                    Behaviour::Busy(secs) => secs.to_string(),
+                    _ => "0".to_string(),
+                };
+                let answer = match now {
+                    Behaviour::Ok => (StatusCode::OK, "\"ok\""),
+                    Behaviour::Status(status) => (status, "{}"),
+                    Behaviour::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "{}"),
+                    Behaviour::Hang => {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        (StatusCode::OK, "\"late\"")
+                    }
+                    Behaviour::Slow(by) => {
+                        tokio::time::sleep(by).await;
+                        (StatusCode::OK, "\"ok\"")
+                    }
+                };
+                (
+                    answer.0,
+                    [(http::header::RETRY_AFTER, retry_after)],
+                    answer.1,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Instance {
+        address,
+        hits,
+        behaviour,
+    }
+}
+
+/// An address nothing listens on.
+async fn closed_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    drop(listener);
+    address
+}
+
+fn client(addresses: Vec<String>, policy: CallPolicyOverrides) -> ServiceClient {
+    let discovery = Arc::new(Discovery::new(None).with_fixed("svc", addresses));
+    let settings = ClientSettings([("svc".to_string(), policy)].into_iter().collect());
+    let transport = HttpTransport::new(
+        discovery,
+        Clients::plain(),
+        Arc::new(Policies::new(settings)),
+    );
+    ServiceClient::new("svc", Arc::new(transport), Duration::from_secs(5))
+}
+
+fn keyed(client: ServiceClient) -> ServiceClient {
+    client.with_header(
+        HeaderName::from_static(headers::IDEMPOTENCY_KEY),
+        HeaderValue::from_static("k-1"),
+    )
+}
+
+fn hits(i: &Instance) -> usize {
+    i.hits.load(Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn reads_and_keyed_commands_are_retried_on_another_instance_other_commands_are_not() {
+    let bad = instance(Behaviour::Status(StatusCode::SERVICE_UNAVAILABLE)).await;
+    let good = instance(Behaviour::Ok).await;
+    let c = client(
+        vec![bad.address.clone(), good.address.clone()],
+        CallPolicyOverrides {
+            eject_after: Some(1_000),
+            ..Default::default()
+        },
+    );
+    for _ in 0..20 {
+        let r: String = c
+            .get_json("/x")
+            .await
+            .expect("a GET always finds the good one");
+        assert_eq!(r, "ok");
+    }
+    for _ in 0..20 {
+        keyed(c.clone())
+            .send_json::<_, String>(Method::POST, "/x", &())
+            .await
+            .expect("a keyed POST is retried too");
+    }
+    let before = hits(&bad);
+    let mut refused = 0;
+    for _ in 0..20 {
+        if let Err(e) = c.send_json::<_, String>(Method::POST, "/x", &()).await {
+            assert_eq!(e.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+            refused += 1;
+        }
+    }
+    assert!(
+        refused > 0,
+        "a POST without a key that reached the bad one is not repeated"
+    );
+    assert_eq!(hits(&bad) - before, refused, "each of them reached it once");
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_whatever_the_method() {
+    let good = instance(Behaviour::Ok).await;
+    let c = client(
+        vec![closed_port().await, good.address.clone()],
+        Default::default(),
+    );
+    for _ in 0..10 {
+        c.send_json::<_, String>(Method::POST, "/x", &())
+            .await
+            .expect("the request never reached the closed port, so it may go elsewhere");
+    }
+    assert_eq!(hits(&good), 10);
+}
+
+#[tokio::test]
+async fn a_retry_after_longer_than_a_backoff_goes_back_to_the_caller() {
+    let busy = instance(Behaviour::Busy(5)).await;
+    let c = client(vec![busy.address.clone()], Default::default());
+    let started = Instant::now();
+    let e = c.get_json::<String>("/x").await.expect_err("503");
+    assert_eq!(e.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(hits(&busy), 1, "not retried sooner than it said");
+    busy.set(Behaviour::Status(StatusCode::SERVICE_UNAVAILABLE));
+    let _ = c.get_json::<String>("/x").await;
+    assert_eq!(
+        hits(&busy),
+        4,
+        "without Retry-After: the first attempt and two retries"
+    );
+}
+
+#[tokio::test]
+async fn retries_stay_within_the_budget() {
+    let bad = instance(Behaviour::Status(StatusCode::BAD_GATEWAY)).await;
+    let c = client(
+        vec![bad.address.clone()],
+        CallPolicyOverrides {
+            budget_min_per_sec: Some(0),
+            backoff_base_ms: Some(1),
+            backoff_max_ms: Some(2),
+            eject_after: Some(1_000),
+            breaker_min_calls: Some(1_000),
+            ..Default::default()
+        },
+    );
+    for _ in 0..100 {
+        let e = c.get_json::<String>("/x").await.expect_err("always 502");
+        assert_eq!(e.status(), Some(StatusCode::BAD_GATEWAY));
+    }
+    let retries = hits(&bad) - 100;
+    assert!(
+        (15..=20).contains(&retries),
+        "20% of 100 calls may be retried, and are: {retries}"
+    );
+}
+
+#[tokio::test]
+async fn an_unanswered_read_is_hedged_to_another_instance() {
+    let hung = instance(Behaviour::Hang).await;
+    let good = instance(Behaviour::Ok).await;
+    let c = client(
+        vec![hung.address.clone(), good.address.clone()],
+        CallPolicyOverrides {
+            attempt_timeout_ms: Some(200),
+            ..Default::default()
+        },
+    );
+    for _ in 0..20 {
+        let started = Instant::now();
+        let r: String = c.get_json("/x").await.expect("answered by the other");
+        assert_eq!(r, "ok");
+        assert!(
+            started.elapsed() < Duration::from_millis(600),
+            "at most an attempt timeout late: {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(
+        hits(&hung) <= 5,
+        "five unanswered attempts eject it: {}",
+        hits(&hung)
+    );
+}
+
+#[tokio::test]
+async fn a_slow_but_working_instance_still_answers_a_hedged_call() {
+    let slow = instance(Behaviour::Slow(Duration::from_millis(300))).await;
+    let c = client(
+        vec![slow.address.clone()],
+        CallPolicyOverrides {
+            attempt_timeout_ms: Some(100),
+            ..Default::default()
+        },
+    );
+    let r: String = c.get_json("/x").await.expect("the first attempt wins");
+    assert_eq!(r, "ok");
+}
+
+#[tokio::test]
+async fn a_failing_instance_is_ejected_and_gets_no_more_calls() {
+    let bad = instance(Behaviour::Status(StatusCode::INTERNAL_SERVER_ERROR)).await;
+    let good = instance(Behaviour::Ok).await;
+    let c = client(
+        vec![bad.address.clone(), good.address.clone()],
+        CallPolicyOverrides {
+            breaker_min_calls: Some(1_000),
+            ..Default::default()
+        },
+    );
+    for _ in 0..60 {
+        let _ = c.send_json::<_, String>(Method::POST, "/x", &()).await;
+    }
+    assert_eq!(hits(&bad), 5, "five failures in a row, then ejected");
+    assert_eq!(hits(&good), 55);
+}
+
+#[tokio::test]
+async fn the_circuit_opens_fails_fast_then_probes_and_closes() {
+    let bad = instance(Behaviour::Status(StatusCode::INTERNAL_SERVER_ERROR)).await;
+    let c = client(
+        vec![bad.address.clone()],
+        CallPolicyOverrides {
+            breaker_min_calls: Some(10),
+            breaker_open_ms: Some(300),
+            ..Default::default()
+        },
+    );
+    for _ in 0..10 {
+        let e = c
+            .send_json::<_, String>(Method::POST, "/x", &())
+            .await
+            .expect_err("500");
+        assert_eq!(e.status(), Some(StatusCode::INTERNAL_SERVER_ERROR));
+    }
+    let started = Instant::now();
+    let e = c
+        .send_json::<_, String>(Method::POST, "/x", &())
+        .await
+        .expect_err("open");
+    assert!(matches!(e, ClientError::CircuitOpen(_)), "{e:?}");
+    assert!(started.elapsed() < Duration::from_millis(50), "at once");
+    assert_eq!(hits(&bad), 10, "an open circuit sends nothing");
+    assert_eq!(
+        emporium_http::ApiError::from(e).status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let e = c
+        .send_json::<_, String>(Method::POST, "/x", &())
+        .await
+        .expect_err("probe fails");
+    assert_eq!(e.status(), Some(StatusCode::INTERNAL_SERVER_ERROR));
+    assert_eq!(hits(&bad), 11, "one probe went through");
+    let e = c
+        .send_json::<_, String>(Method::POST, "/x", &())
+        .await
+        .expect_err("open again");
+    assert!(matches!(e, ClientError::CircuitOpen(_)), "{e:?}");
+
+    bad.set(Behaviour::Ok);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    c.send_json::<_, String>(Method::POST, "/x", &())
+        .await
+        .expect("the probe finds it back");
+    for _ in 0..5 {
+        c.send_json::<_, String>(Method::POST, "/x", &())
+            .await
+            .expect("closed again");
+    }
+    assert_eq!(hits(&bad), 17);
+}
+
+#[tokio::test]
+async fn a_full_bulkhead_refuses_at_once() {
+    let slow = instance(Behaviour::Slow(Duration::from_millis(500))).await;
+    let c = client(
+        vec![slow.address.clone()],
+        CallPolicyOverrides {
+            max_concurrent: Some(2),
+            ..Default::default()
+        },
+    );
+    let (a, b) = (c.clone(), c.clone());
+    let first = tokio::spawn(async move { a.get_json::<String>("/x").await });
+    let second = tokio::spawn(async move { b.get_json::<String>("/x").await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let e = c
+        .get_json::<String>("/x")
+        .await
+        .expect_err("third in flight");
+    assert!(matches!(e, ClientError::Overloaded(_)), "{e:?}");
+    assert!(started.elapsed() < Duration::from_millis(50));
+    assert!(first.await.expect("join").is_ok());
+    assert!(second.await.expect("join").is_ok());
+    c.get_json::<String>("/x").await.expect("room again");
+}
