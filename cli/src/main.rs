@@ -12,8 +12,12 @@
 //! - `emporium search reindex` rebuilds the search index without downtime,
 //!   `emporium reviews rebuild` reviews' projections, `emporium admin grant EMAIL`
 //!   makes an admin and `emporium keys rotate` rotates the token signing key:
-//!   [`operations`].
+//!   [`operations`];
+//! - `emporium config get|set|watch KEY` changes settings every process applies at
+//!   once, and `emporium chaos delay|abort|reset` injects faults into calls between
+//!   services for a while: [`chaos`].
 
+mod chaos;
 mod events;
 mod load;
 mod logs;
@@ -98,6 +102,29 @@ enum Command {
     Admin {
         #[command(subcommand)]
         command: operations::AdminCommand,
+        /// The registry's URL; by default the one a running `emporium up` recorded.
+        #[arg(long, env = "EMPORIUM__REGISTRY_URL", global = true)]
+        registry: Option<String>,
+        /// The data folder of the `emporium up` to ask.
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Settings every process applies at once: `emporium config set log.level debug`.
+    Config {
+        #[command(subcommand)]
+        command: chaos::ConfigCommand,
+        /// The registry's URL; by default the one a running `emporium up` recorded.
+        #[arg(long, env = "EMPORIUM__REGISTRY_URL", global = true)]
+        registry: Option<String>,
+        /// The data folder of the `emporium up` to ask.
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Inject faults into calls between services, for a while:
+    /// `emporium chaos delay --from orders --to payments --ms 800 --percent 50 --for 60s`.
+    Chaos {
+        #[command(subcommand)]
+        command: chaos::ChaosCommand,
         /// The registry's URL; by default the one a running `emporium up` recorded.
         #[arg(long, env = "EMPORIUM__REGISTRY_URL", global = true)]
         registry: Option<String>,
@@ -198,6 +225,22 @@ fn main() -> anyhow::Result<()> {
         } => {
             let registry = operator::registry(registry, data_dir)?;
             runtime.block_on(operations::admin(command, &registry))
+        }
+        Command::Config {
+            command,
+            registry,
+            data_dir,
+        } => {
+            let registry = operator::registry(registry, data_dir)?;
+            runtime.block_on(chaos::config(command, &registry))
+        }
+        Command::Chaos {
+            command,
+            registry,
+            data_dir,
+        } => {
+            let registry = operator::registry(registry, data_dir)?;
+            runtime.block_on(chaos::chaos(command, &registry))
         }
         Command::Keys {
             command,

@@ -30,6 +30,7 @@ mod fuzz;
 mod load;
 mod observability;
 mod production;
+mod resilience;
 mod search;
 
 /// PostgreSQL (one database, a schema per service) and NATS of one test.

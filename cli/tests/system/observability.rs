@@ -388,7 +388,7 @@ async fn a_trace_not_sampled_is_exported_by_no_service_yet_logged_with_its_id() 
 }
 
 /// GET `/metrics` of one process, parsed strictly.
-async fn scrape(address: &str) -> Scrape {
+pub(crate) async fn scrape(address: &str) -> Scrape {
     let r = http()
         .get(format!("http://{address}/metrics"))
         .send()

@@ -11,7 +11,7 @@ use emporium_contracts::registry::Snapshot;
 
 use crate::error::ClientError;
 use crate::registry::RegistryClient;
-use crate::resilience::outlier::{self, Change, Health, Standing};
+use crate::resilience::outlier::{self, Change, Failure, Health, Standing};
 
 /// How long one long poll waits for a change.
 const WATCH_WAIT: Duration = Duration::from_secs(20);
@@ -204,17 +204,17 @@ impl Discovery {
         Ok(routes.into_iter().map(|(_, r)| r).collect())
     }
 
-    /// Records how a call to `route` went: a failure (`refused`: the connection
-    /// was refused) counts towards its ejection under `policy`, an answer ends the
-    /// streak. Returns the change in its standing, if any.
+    /// Records how a call to `route` went: a failure counts towards its ejection
+    /// under `policy`, an answer ends the streak. Returns the change in its
+    /// standing, if any.
     pub fn record(
         &self,
         service: &str,
         route: &Route,
-        failure: Option<bool>,
+        failure: Option<Failure>,
         policy: &CallPolicy,
     ) -> Option<Change> {
-        let Some(refused) = failure else {
+        let Some(failure) = failure else {
             return route.health.succeeded();
         };
         let entry = self
@@ -222,7 +222,7 @@ impl Discovery {
             .read()
             .ok()
             .and_then(|e| e.get(service).cloned());
-        route.health.failed(refused, policy, || {
+        route.health.failed(failure, policy, || {
             let Some(entry) = entry else { return false };
             let Ok(_deciding) = entry.ejecting.lock() else {
                 return false;
@@ -418,16 +418,19 @@ mod tests {
             ..CallPolicy::default()
         };
         let a = route_to(&d, "a:1").await;
-        assert_eq!(d.record("catalog", &a, Some(true), &policy), None);
+        assert_eq!(
+            d.record("catalog", &a, Some(Failure::Refused), &policy),
+            None
+        );
         for _ in 0..10 {
             let c = d.candidates("catalog").await.expect("candidates");
             assert_eq!(c.len(), 3, "a refusing instance is still tried, last");
             assert_eq!(&*c[2], "a:1");
         }
         let b = route_to(&d, "b:1").await;
-        d.record("catalog", &b, Some(false), &policy);
+        d.record("catalog", &b, Some(Failure::Failed), &policy);
         assert!(matches!(
-            d.record("catalog", &b, Some(false), &policy),
+            d.record("catalog", &b, Some(Failure::Failed), &policy),
             Some(Change::Ejected(_))
         ));
         let c = d.candidates("catalog").await.expect("candidates");
@@ -437,7 +440,7 @@ mod tests {
             "good, then refused, then ejected"
         );
         assert_eq!(
-            d.record("catalog", &a, Some(false), &policy),
+            d.record("catalog", &a, Some(Failure::Failed), &policy),
             None,
             "a second ejection would pass 50% of three"
         );

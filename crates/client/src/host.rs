@@ -8,7 +8,7 @@ use emporium_config::Common;
 use emporium_http::Readiness;
 
 use crate::{
-    Clients, Discovery, HttpTransport, Policies, RegistryClient, ServiceClient, Transport,
+    Clients, Discovery, Faults, HttpTransport, Policies, RegistryClient, ServiceClient, Transport,
 };
 
 /// What a service gets from the process hosting it: its name and instance id, the
@@ -36,7 +36,11 @@ impl Host {
             .as_deref()
             .map(|url| RegistryClient::new(url, clients.clone()));
         let discovery = Arc::new(Discovery::new(registry));
-        let policies = Arc::new(Policies::new(common.client.clone()));
+        let policies = Arc::new(Policies::new(
+            service,
+            common.client.clone(),
+            Arc::new(Faults::default()),
+        ));
         let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(
             discovery.clone(),
             clients.clone(),
@@ -57,6 +61,18 @@ impl Host {
     /// Replaces the transport (tests, in-process calls).
     pub fn with_transport(mut self, transport: Arc<dyn Transport>) -> Self {
         self.transport = transport;
+        self
+    }
+
+    /// Calls through `policies` (the process's, with its fault rules) over the
+    /// network from now on.
+    pub fn with_policies(mut self, policies: Arc<Policies>) -> Self {
+        self.policies = policies.clone();
+        self.transport = Arc::new(HttpTransport::new(
+            self.discovery.clone(),
+            self.clients.clone(),
+            policies,
+        ));
         self
     }
 

@@ -7,6 +7,7 @@
 //!   choices on calls in flight and keeps each instance's outlier record;
 //! - [`resilience`] holds the policies every call goes through: bulkhead, retries
 //!   with hedging inside a retry budget, circuit breaker, outlier ejection;
+//!   [`faults`] holds the fault rules injected into this process's calls on purpose;
 //! - [`Transport`] is how a request reaches a service: [`HttpTransport`] over the
 //!   network, [`LocalTransport`] to fixed in-process routers (tests), and
 //!   [`InProcess`] to the services hosted in this process, over HTTP to the rest,
@@ -24,6 +25,7 @@ pub mod agent;
 mod backoff;
 mod discovery;
 mod error;
+pub mod faults;
 mod host;
 mod http_client;
 pub mod identity;
@@ -35,6 +37,7 @@ mod transport;
 pub use backoff::backoff;
 pub use discovery::{Discovery, Route};
 pub use error::ClientError;
+pub use faults::Faults;
 pub use host::{Host, instance_id};
 pub use http_client::{Clients, HttpClient, http_client, tls_client};
 pub use registry::RegistryClient;

@@ -146,6 +146,22 @@ impl RegistryClient {
             .await
     }
 
+    /// Deletes a config key; `false` when it was not set.
+    pub async fn config_delete(&self, key: &str) -> Result<bool, ClientError> {
+        let path = format!("{BASE}/config/{key}");
+        match self
+            .call::<()>(Method::DELETE, &path, None::<&()>, CALL_TIMEOUT)
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(ClientError::Status {
+                status: StatusCode::NOT_FOUND,
+                ..
+            }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The config entries under `prefix`; with `after`, a long poll as in [`Self::resolve`].
     pub async fn config_list(
         &self,

@@ -8,6 +8,8 @@ use axum::Router;
 use axum::body::Body;
 use bytes::Bytes;
 use emporium_config::CallPolicy;
+use emporium_contracts::chaos::Fault;
+use emporium_telemetry::metrics;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -16,6 +18,7 @@ use tower::ServiceExt;
 
 use crate::discovery::{Discovery, Route};
 use crate::error::ClientError;
+use crate::resilience::outlier::Failure;
 use crate::resilience::{Admit, Policies, Target, retry};
 use emporium_identity::{Peer, Principal};
 
@@ -104,8 +107,83 @@ impl Transport for HttpTransport {
 /// How one attempt ended, as far as the policies care.
 enum Ended {
     Answered(Response<Body>),
-    Refused(hyper_util::client::legacy::Error),
-    Broken(hyper_util::client::legacy::Error),
+    /// Never reached a server.
+    Refused(BoxError),
+    /// Broke on the way (a reset, a closed connection).
+    Broken(BoxError),
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl From<hyper_util::client::legacy::Error> for Ended {
+    fn from(e: hyper_util::client::legacy::Error) -> Self {
+        if e.is_connect() {
+            Ended::Refused(e.into())
+        } else {
+            Ended::Broken(e.into())
+        }
+    }
+}
+
+/// What a fault rule does to one call.
+enum Injected {
+    /// Send it after this wait.
+    Wait(Duration),
+    /// Answer with this instead of sending it.
+    Answer(Response<Body>),
+    /// Fail it as a reset connection.
+    Reset,
+}
+
+/// Counts `fault` on a call to `target` and says what it does.
+fn inject(fault: &Fault, target: &str) -> Injected {
+    let (kind, injected) = match fault {
+        Fault::Delay { ms, jitter_ms } => {
+            let jitter = if *jitter_ms > 0 {
+                fastrand::u64(..=*jitter_ms)
+            } else {
+                0
+            };
+            ("delay", Injected::Wait(Duration::from_millis(ms + jitter)))
+        }
+        Fault::Abort { status } => {
+            let status = http::StatusCode::from_u16(*status)
+                .unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE);
+            let problem = emporium_http::ApiError::new(
+                status,
+                "fault_injected",
+                "a fault rule aborted this call",
+            );
+            (
+                "abort",
+                Injected::Answer(axum::response::IntoResponse::into_response(problem)),
+            )
+        }
+        Fault::Reset => ("reset", Injected::Reset),
+    };
+    metrics::counter!("emporium_faults_injected_total", "target" => target.to_string(), "kind" => kind)
+        .increment(1);
+    injected
+}
+
+const INJECTED_RESET: &str = "connection reset (injected by a fault rule)";
+
+/// Sends one attempt, or does to it what the fault a rule picked says.
+async fn attempt(
+    send: hyper_util::client::legacy::ResponseFuture,
+    fault: Option<Fault>,
+    target: &str,
+) -> Ended {
+    match fault.map(|f| inject(&f, target)) {
+        Some(Injected::Wait(wait)) => tokio::time::sleep(wait).await,
+        Some(Injected::Answer(response)) => return Ended::Answered(response),
+        Some(Injected::Reset) => return Ended::Broken(INJECTED_RESET.into()),
+        None => {}
+    }
+    match send.await {
+        Ok(response) => Ended::Answered(response.map(Body::new)),
+        Err(e) => e.into(),
+    }
 }
 
 impl HttpTransport {
@@ -126,7 +204,9 @@ impl HttpTransport {
         let policy = &target.policy;
         let idempotent = retry::idempotent(&parts.method, &parts.headers);
         let attempt_timeout = Duration::from_millis(policy.attempt_timeout_ms);
-        let hedge = idempotent && !attempt_timeout.is_zero();
+        // A long poll waits on purpose: an unanswered attempt is no sign of trouble.
+        let long_poll = emporium_http::limit::is_long_poll(&parts.uri);
+        let hedge = idempotent && !attempt_timeout.is_zero() && !long_poll;
         let max_attempts = 1 + policy.retries as usize;
         let backoff = |retry: usize| {
             retry::backoff(
@@ -142,7 +222,9 @@ impl HttpTransport {
             service: &service,
             policy,
             launched: Vec::new(),
-            overdue: if hedge {
+            overdue: if long_poll {
+                Duration::MAX
+            } else if hedge {
                 attempt_timeout
             } else {
                 Duration::from_millis(policy.attempt_timeout_ms.max(1_000))
@@ -175,10 +257,15 @@ impl HttpTransport {
                     *req.headers_mut() = parts.headers.clone();
                     let in_flight = route.health.start();
                     let send = http.request(req);
+                    let fault = self
+                        .policies
+                        .faults()
+                        .pick(self.policies.caller(), &service);
+                    let name = service.clone();
                     running.push(async move {
-                        let result = send.await;
+                        let ended = attempt(send, fault, &name).await;
                         drop(in_flight);
-                        (n, result)
+                        (n, ended)
                     });
                     attempts
                         .launched
@@ -207,12 +294,7 @@ impl HttpTransport {
                 },
                 None => running.next().await,
             };
-            let Some((n, result)) = done else { continue };
-            let ended = match result {
-                Ok(response) => Ended::Answered(response.map(Body::new)),
-                Err(e) if e.is_connect() => Ended::Refused(e),
-                Err(e) => Ended::Broken(e),
-            };
+            let Some((n, ended)) = done else { continue };
             let failed = match &ended {
                 Ended::Answered(r) => r.status().is_server_error(),
                 _ => true,
@@ -220,14 +302,20 @@ impl HttpTransport {
             attempts.ended(n, failed, matches!(ended, Ended::Refused(_)), &target);
             let n = attempts.launched.len();
             let (retry_reason, wait) = match &ended {
-                // Told to come back later than a backoff would: the answer goes
-                // back to the caller, whose caller can decide.
+                // Told to come back to this instance later than a backoff would
+                // (it sheds load, or its own dependency failed): another instance
+                // may take the call at once; with none, the answer goes back to
+                // the caller, whose caller can decide.
                 Ended::Answered(r)
                     if retry::retry_after(r.headers()).is_some_and(|wait| {
                         wait > Duration::from_millis(policy.backoff_max_ms)
                     }) =>
                 {
-                    (None, Duration::ZERO)
+                    if idempotent && retry::retryable(r.status()) && n < routes.len() {
+                        (Some("status"), Duration::ZERO)
+                    } else {
+                        (None, Duration::ZERO)
+                    }
                 }
                 Ended::Answered(r) if retry::retryable(r.status()) && idempotent => {
                     let wait = retry::retry_after(r.headers()).unwrap_or_default();
@@ -241,13 +329,13 @@ impl HttpTransport {
             };
             let outcome = match ended {
                 Ended::Answered(response) => Ok(response),
-                Ended::Refused(e) => Err(ClientError::Unreachable {
+                Ended::Refused(source) => Err(ClientError::Unreachable {
                     service: service.clone(),
-                    source: e.into(),
+                    source,
                 }),
-                Ended::Broken(e) => Err(ClientError::Transport {
+                Ended::Broken(source) => Err(ClientError::Transport {
                     service: service.clone(),
-                    source: e.into(),
+                    source,
                 }),
             };
             // A refusal never hides what an earlier attempt got: the caller may
@@ -290,9 +378,14 @@ impl Attempts<'_> {
         };
         *done = true;
         target.attempted(*admit, !failed);
-        let change =
-            self.discovery
-                .record(self.service, route, failed.then_some(refused), self.policy);
+        let failure = match (failed, refused) {
+            (false, _) => None,
+            (true, true) => Some(Failure::Refused),
+            (true, false) => Some(Failure::Failed),
+        };
+        let change = self
+            .discovery
+            .record(self.service, route, failure, self.policy);
         if let Some(change) = change {
             target.outlier(&route.address, change);
         }
@@ -304,8 +397,13 @@ impl Drop for Attempts<'_> {
         for (route, _, started, done) in &self.launched {
             if !done && started.elapsed() >= self.overdue {
                 // The breaker is not told: the call as a whole did not fail.
-                self.discovery
-                    .record(self.service, route, Some(false), self.policy);
+                let aside = self.overdue.max(Duration::from_secs(1));
+                self.discovery.record(
+                    self.service,
+                    route,
+                    Some(Failure::Abandoned(aside)),
+                    self.policy,
+                );
             }
         }
     }
@@ -535,6 +633,11 @@ impl Transport for InProcess {
         let now = slot.borrow().clone();
         let mut waiting = slot.subscribe();
         let service = service.to_string();
+        // The process's fault rules apply to calls inside it too.
+        let fault = match (&self.remote, &self.caller) {
+            (Some(remote), Some(caller)) => remote.policies.faults().pick(caller, &service),
+            _ => None,
+        };
         let peer = self
             .caller
             .as_deref()
@@ -553,6 +656,17 @@ impl Transport for InProcess {
             let Slot::Serving(router) = settled else {
                 return Err(ClientError::NoInstances(service));
             };
+            match fault.map(|f| inject(&f, &service)) {
+                Some(Injected::Wait(wait)) => tokio::time::sleep(wait).await,
+                Some(Injected::Answer(response)) => return Ok(response),
+                Some(Injected::Reset) => {
+                    return Err(ClientError::Transport {
+                        service,
+                        source: INJECTED_RESET.into(),
+                    });
+                }
+                None => {}
+            }
             call_router(router, service, peer, request).await
         })
     }

@@ -38,6 +38,13 @@ macro_rules! call_policy {
                 $( if let Some(v) = &self.$name { policy.$name = v.clone(); } )*
                 policy
             }
+
+            /// The values this table sets, and `base`'s where it sets none.
+            pub fn or(&self, base: &CallPolicyOverrides) -> CallPolicyOverrides {
+                CallPolicyOverrides {
+                    $( $name: self.$name.clone().or_else(|| base.$name.clone()), )*
+                }
+            }
         }
     };
 }
@@ -102,6 +109,16 @@ impl ClientSettings {
     /// The table that applies to every target.
     pub const DEFAULT: &'static str = "default";
 
+    /// These settings with `live`'s tables laid over them, value by value.
+    pub fn with(&self, live: &ClientSettings) -> ClientSettings {
+        let mut merged = self.0.clone();
+        for (table, values) in &live.0 {
+            let base = merged.get(table).cloned().unwrap_or_default();
+            merged.insert(table.clone(), values.or(&base));
+        }
+        ClientSettings(merged)
+    }
+
     /// The policy for calls to `target`: compiled defaults, then `[client.default]`,
     /// then `[client.<target>]`.
     pub fn policy(&self, target: &str) -> CallPolicy {
@@ -133,6 +150,14 @@ mod tests {
         assert!(
             serde_json::from_str::<ClientSettings>(r#"{"cart": {"retriez": 1}}"#).is_err(),
             "a misspelt key is an error"
+        );
+        let live: ClientSettings =
+            serde_json::from_str(r#"{"payments": {"retries": 0}}"#).expect("parses");
+        let merged = settings.with(&live).policy("payments");
+        assert_eq!(
+            (merged.retries, merged.max_concurrent),
+            (0, 8),
+            "a live value wins, the file's others stay"
         );
     }
 }

@@ -96,8 +96,15 @@ impl Common {
 pub struct HttpSettings {
     /// Longest a request may take; a shorter budget from the caller wins.
     pub request_timeout_ms: u64,
-    /// Requests served at once; more are refused with 503 rather than queued.
+    /// The most requests served at once; more are refused with 503 rather than
+    /// queued. With `adaptive_concurrency`, the ceiling of the adaptive limit.
     pub concurrency_limit: usize,
+    /// Let the limit follow latency (a gradient limit, as Netflix's
+    /// concurrency-limits): it shrinks while requests queue, down to
+    /// `concurrency_floor` (below which an instance never sheds), and grows back
+    /// to `concurrency_limit`.
+    pub adaptive_concurrency: bool,
+    pub concurrency_floor: usize,
     /// Largest request body accepted, in bytes.
     pub body_limit_bytes: usize,
     /// How long in-flight requests may finish after shutdown starts.
@@ -116,6 +123,8 @@ impl Default for HttpSettings {
         Self {
             request_timeout_ms: 10_000,
             concurrency_limit: 1024,
+            adaptive_concurrency: true,
+            concurrency_floor: 64,
             body_limit_bytes: 64 * 1024,
             grace_period_ms: 5_000,
             honour_caller_timeout: true,

@@ -11,10 +11,12 @@
 //! - [`events`]: the data of every domain event, with its CloudEvents type and source;
 //! - [`card`]: payment cards and their validation (Luhn, expiry), never logged in full;
 //! - [`checkout`]: the internal calls of the checkout saga (cart, inventory, payments);
-//! - [`sku`]: the stock-keeping unit format.
+//! - [`sku`]: the stock-keeping unit format;
+//! - [`chaos`]: fault rules the operator injects into calls between services.
 
 pub mod auth;
 pub mod card;
+pub mod chaos;
 pub mod checkout;
 pub mod events;
 pub mod headers;

@@ -1,8 +1,9 @@
 //! The HTTP chassis every Emporium service is served with.
 //!
 //! - [`server::serve`] runs a service's `Router` behind the one default middleware
-//!   stack ([`middleware`]): request id → deadline → access log → problem mapping →
-//!   load shedding over a concurrency limit → body limit; adds `/livez`, `/readyz`
+//!   stack ([`middleware`]): request id → deadline (bounding streamed answers too,
+//!   [`bounded`]) → access log → problem mapping → load shedding over an adaptive
+//!   concurrency limit ([`limit`]) → body limit; adds `/livez`, `/readyz`
 //!   and `/metrics` (Prometheus); and shuts down gracefully within a bounded grace
 //!   period. The first layer also starts each request's server span and counts it
 //!   per route and status.
@@ -19,10 +20,12 @@
 //!   threading them through every function.
 
 pub use emporium_telemetry::context;
+pub mod bounded;
 pub mod cookies;
 pub mod extract;
 pub mod guard;
 pub mod identity;
+pub mod limit;
 pub mod middleware;
 pub mod openapi;
 pub mod problem;

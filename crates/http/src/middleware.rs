@@ -6,8 +6,8 @@
 //!    (a child of the caller's `traceparent`), enforce the deadline (504), write the
 //!    access log line, count the request and its duration per route and status, and
 //!    make sure every error response is problem+json;
-//! 2. load shedding over a concurrency limit: past the limit, 503 at once rather than
-//!    a queue that turns overload into timeouts;
+//! 2. load shedding over an adaptive concurrency limit ([`crate::limit`]): past the
+//!    limit, 503 at once rather than a queue that turns overload into timeouts;
 //! 3. the request body limit (413), enforced by the body extractors.
 //!
 //! Health probes sit inside 1 but outside 2 and 3, so an overloaded service still
@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -25,10 +26,11 @@ use emporium_contracts::headers;
 use emporium_telemetry::metrics;
 use emporium_telemetry::trace::{self, Kind, Span};
 use http::{HeaderValue, StatusCode, header};
-use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use crate::bounded::Bounded;
 use crate::context::{self, RequestContext};
+use crate::limit::Limiter;
 use crate::problem::{ApiError, PROBLEM_JSON};
 
 /// Longest request id accepted from a caller; longer or odd ones are replaced.
@@ -36,24 +38,35 @@ const MAX_REQUEST_ID_LEN: usize = 64;
 
 /// Applies layers 2 and 3 to a service's routes.
 pub fn limits(router: Router, settings: &HttpSettings) -> Router {
-    let permits = Arc::new(Semaphore::new(settings.concurrency_limit.max(1)));
+    let limiter = Limiter::new(
+        settings.concurrency_floor,
+        settings.concurrency_limit,
+        settings.adaptive_concurrency,
+    );
     router
         .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
-        .layer(axum::middleware::from_fn_with_state(permits, shed_load))
+        .layer(axum::middleware::from_fn_with_state(limiter, shed_load))
 }
 
-/// Layer 2: one permit per request in flight, shared by every route; none left means
-/// 503 at once. A queue would only turn overload into timeouts.
-async fn shed_load(State(permits): State<Arc<Semaphore>>, req: Request, next: Next) -> Response {
-    match permits.try_acquire_owned() {
-        Ok(permit) => {
+/// Layer 2: a place under the limit per request in flight, shared by every route;
+/// none left means 503 at once. A queue would only turn overload into timeouts.
+/// Long polls wait on purpose and stay outside.
+async fn shed_load(State(limiter): State<Arc<Limiter>>, req: Request, next: Next) -> Response {
+    if crate::limit::is_long_poll(req.uri()) {
+        return next.run(req).await;
+    }
+    match limiter.try_acquire() {
+        Some(permit) => {
             let response = next.run(req).await;
             drop(permit);
             response
         }
-        Err(_) => ApiError::unavailable("the service is overloaded; retry shortly")
-            .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
-            .into_response(),
+        None => {
+            metrics::counter!("http_server_shed_total").increment(1);
+            ApiError::unavailable("the service is overloaded; retry shortly")
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+                .into_response()
+        }
     }
 }
 
@@ -147,10 +160,13 @@ pub async fn request_context(
         deadline: started + budget,
         trace: span.as_ref().map(|s| s.context().clone()),
     };
+    let deadline = tokio::time::Instant::from_std(started + budget);
     let (mut response, label) = context::scope(ctx, async move {
-        match tokio::time::timeout(budget, next.run(req)).await {
+        match tokio::time::timeout_at(deadline, next.run(req)).await {
             Ok(mut response) => {
                 let label = response.extensions_mut().remove::<RouteLabel>();
+                // The body may still be streaming: the deadline bounds it too.
+                let response = response.map(|body| Body::new(Bounded::new(body, deadline)));
                 (ensure_problem(response), label)
             }
             Err(_) => (

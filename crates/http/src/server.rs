@@ -312,6 +312,113 @@ mod tests {
         );
     }
 
+    /// What a load run saw: answers per second, the p99 of the answered, and
+    /// how many were shed.
+    #[derive(Debug)]
+    struct Seen {
+        goodput: f64,
+        p99: Duration,
+        shed: usize,
+    }
+
+    /// A service that works on 4 requests at once, 20 ms each (200 a second):
+    /// 1 s at 50 a second, then `rate` a second for 3 s, counted after the first
+    /// second of it.
+    async fn offered(adaptive: bool, rate: u32) -> Seen {
+        let capacity = Arc::new(tokio::sync::Semaphore::new(4));
+        let routes = Router::new().route(
+            "/work",
+            get(move || {
+                let capacity = capacity.clone();
+                async move {
+                    let _worker = capacity.acquire().await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    "done"
+                }
+            }),
+        );
+        let settings = HttpSettings {
+            adaptive_concurrency: adaptive,
+            concurrency_floor: 1,
+            request_timeout_ms: 2_000,
+            ..HttpSettings::default()
+        };
+        let app = app(routes, &settings, Readiness::default(), Guard::off());
+        let mut calls = tokio::task::JoinSet::new();
+        let start = std::time::Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        let mut sent = 0u32;
+        while start.elapsed() < Duration::from_secs(4) {
+            tick.tick().await;
+            // Open loop: what is due by now is sent, answered or not.
+            let elapsed = start.elapsed().as_secs_f64();
+            let due = if elapsed < 1.0 {
+                (elapsed * 50.0) as u32
+            } else {
+                50 + ((elapsed - 1.0) * f64::from(rate)) as u32
+            };
+            while sent < due {
+                sent += 1;
+                let app = app.clone();
+                calls.spawn(async move {
+                    let began = std::time::Instant::now();
+                    let status = app
+                        .oneshot(Request::get("/work").body(Body::empty()).expect("request"))
+                        .await
+                        .map(|r| r.status())
+                        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    (began, status, began.elapsed())
+                });
+            }
+        }
+        let counted_from = start + Duration::from_secs(2);
+        let (mut ok, mut shed, mut latencies) = (0usize, 0usize, Vec::new());
+        while let Some(call) = calls.join_next().await {
+            let (began, status, took) = call.expect("join");
+            if began < counted_from {
+                continue;
+            }
+            match status {
+                StatusCode::OK => {
+                    ok += 1;
+                    latencies.push(took);
+                }
+                StatusCode::SERVICE_UNAVAILABLE => shed += 1,
+                _ => {}
+            }
+        }
+        latencies.sort();
+        let p99 = latencies
+            .get(latencies.len().saturating_sub(1) * 99 / 100)
+            .copied()
+            .unwrap_or_default();
+        Seen {
+            goodput: ok as f64 / 2.0,
+            p99,
+            shed,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_three_times_capacity_goodput_holds_and_the_answered_stay_fast() {
+        let adaptive = offered(true, 600).await;
+        assert!(
+            adaptive.goodput >= 0.9 * 200.0,
+            "serves about what it can: {adaptive:?}"
+        );
+        assert!(adaptive.shed > 0, "{adaptive:?}");
+        assert!(
+            adaptive.p99 <= Duration::from_millis(100),
+            "within five times the unloaded 20 ms: {adaptive:?}"
+        );
+        // The control: the same load against a fixed limit queues up.
+        let fixed = offered(false, 600).await;
+        assert!(
+            fixed.p99 > Duration::from_millis(300),
+            "without the adaptive limit requests queue: {fixed:?}"
+        );
+    }
+
     #[tokio::test]
     async fn readiness_follows_checks_and_draining() {
         let readiness = Readiness::default();

@@ -26,6 +26,7 @@ use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::live::Live;
 use crate::service::{Build, Service, Task};
 
 /// The version every service reports to the registry.
@@ -41,6 +42,8 @@ pub struct Process {
     /// the registry present that service's certificate).
     discovery: tokio::sync::OnceCell<Arc<Discovery>>,
     local: Option<InProcess>,
+    /// The settings this process takes from the registry's config store.
+    live: Arc<Live>,
 }
 
 impl Process {
@@ -55,6 +58,7 @@ impl Process {
             common: common.clone(),
             discovery: tokio::sync::OnceCell::new(),
             local,
+            live: Live::new(common),
         }
     }
 
@@ -96,7 +100,12 @@ impl Process {
         let clients = credentials
             .clone()
             .map_or_else(Clients::plain, Clients::mtls);
-        let mut host = emporium_client::Host::new(name, &common, clients.clone());
+        let policies = self.live.policies(name, &common.client);
+        let mut host =
+            emporium_client::Host::new(name, &common, clients.clone()).with_policies(policies);
+        if let Some(registry) = host.discovery.registry() {
+            self.live.watch(registry.clone());
+        }
         if common.registry_url == self.common.registry_url {
             let discovery = self
                 .discovery

@@ -15,6 +15,7 @@
 //!   log lines, metrics (a `service` label) and spans carry its own name.
 
 pub mod hosting;
+pub mod live;
 mod service;
 
 use std::fmt::Write as _;

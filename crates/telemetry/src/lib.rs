@@ -50,6 +50,7 @@ pub fn init(identity: Identity, settings: &LogSettings) {
         LogFormat::Pretty => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
     let result = if json {
         registry.with(JsonLayer::stdout(identity)).try_init()
@@ -64,7 +65,30 @@ pub fn init(identity: Identity, settings: &LogSettings) {
             .try_init()
     };
     // A second init (several services in one test process) keeps the first.
-    let _ = result;
+    if result.is_ok() {
+        let _ = LOG_FILTER.set(handle);
+    }
+}
+
+static LOG_FILTER: std::sync::OnceLock<
+    tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>,
+> = std::sync::OnceLock::new();
+
+/// Replaces the log filter of the running process with `directive` (as in
+/// `log.level`, e.g. `info,emporium_orders=debug`): the live setting.
+pub fn set_log_level(directive: &str) -> Result<(), String> {
+    let filter = EnvFilter::try_new(directive).map_err(|e| e.to_string())?;
+    match LOG_FILTER.get() {
+        Some(handle) => handle.reload(filter).map_err(|e| e.to_string()),
+        None => Err("logging is not set up in this process".into()),
+    }
+}
+
+/// Whether `directive` is a valid log filter.
+pub fn valid_log_level(directive: &str) -> Result<(), String> {
+    EnvFilter::try_new(directive)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Logs for tests: silent unless `TEST_LOG` is set.

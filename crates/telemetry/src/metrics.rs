@@ -83,6 +83,18 @@ fn describe_common() {
         "Time to answer a request, by method, route template and status."
     );
     describe_counter!(
+        "emporium_faults_injected_total",
+        "Faults a fault rule injected into this process's calls, by target and kind."
+    );
+    describe_counter!(
+        "http_server_shed_total",
+        "Requests refused with 503 because the concurrency limit was reached."
+    );
+    describe_gauge!(
+        "http_server_concurrency_limit",
+        "The adaptive concurrency limit, when it moved off its ceiling."
+    );
+    describe_counter!(
         "http_client_requests_total",
         "Calls to other services, by target service, method and outcome (status, timeout, error)."
     );

@@ -37,10 +37,17 @@ impl From<LedgerError> for ApiError {
                 "invalid_state",
                 e.to_string(),
             ),
+            // The saga decides when to ask again (and records it): a Retry-After
+            // longer than a client's backoff sends the answer back to it rather
+            // than into the client's own retries.
             LedgerError::Processor(_) => ApiError::new(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 "processor_unavailable",
                 e.to_string(),
+            )
+            .with_header(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
             ),
             LedgerError::Db(source) => ApiError::internal(source),
         }
@@ -73,15 +80,18 @@ async fn authorize(
     let Some(summary) = summary.filter(|_| errors.is_empty()) else {
         return Err(ApiError::validation(errors));
     };
-    let payment = ledger
-        .authorize(
-            &order_id,
-            request.amount,
-            &request.currency,
-            &request.card,
-            &summary,
-        )
-        .await?;
+    let payment = detached(async move {
+        ledger
+            .authorize(
+                &order_id,
+                request.amount,
+                &request.currency,
+                &request.card,
+                &summary,
+            )
+            .await
+    })
+    .await?;
     Ok(Json(payment))
 }
 
@@ -89,12 +99,37 @@ async fn capture(
     State(ledger): State<Ledger>,
     ApiPath(order_id): ApiPath<String>,
 ) -> Result<Json<Payment>, ApiError> {
-    Ok(Json(ledger.capture(&order_id).await?))
+    Ok(Json(
+        detached(async move { ledger.capture(&order_id).await }).await?,
+    ))
 }
 
 async fn cancel(
     State(ledger): State<Ledger>,
     ApiPath(order_id): ApiPath<String>,
 ) -> Result<Json<Payment>, ApiError> {
-    Ok(Json(ledger.cancel(&order_id).await?))
+    Ok(Json(
+        detached(async move { ledger.cancel(&order_id).await }).await?,
+    ))
+}
+
+/// Runs a ledger operation to its end even if the caller goes away (it gave up,
+/// or a hedged copy of its call answered first): one cut off between the
+/// processor's answer and the write that records it would leave the payment
+/// `authorizing` until it is stale.
+async fn detached<F>(work: F) -> Result<Payment, ApiError>
+where
+    F: Future<Output = Result<Payment, LedgerError>> + Send + 'static,
+{
+    let ctx = emporium_http::context::current();
+    let work = async move {
+        match ctx {
+            Some(ctx) => emporium_http::context::scope(ctx, work).await,
+            None => work.await,
+        }
+    };
+    emporium_telemetry::identity::spawn(work)
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::from)
 }

@@ -21,12 +21,16 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub use breaker::{Admit, State as BreakerState};
 
 use crate::error::ClientError;
+use crate::faults::Faults;
 
-/// The policies of one caller, with the state of each target it calls.
-#[derive(Debug, Default)]
+/// The policies of one caller, with the state of each target it calls, and the
+/// fault rules of its process.
+#[derive(Debug)]
 pub struct Policies {
-    settings: ClientSettings,
+    caller: String,
+    settings: RwLock<ClientSettings>,
     targets: RwLock<HashMap<String, Arc<Target>>>,
+    faults: Arc<Faults>,
 }
 
 /// One target service as one caller sees it.
@@ -40,11 +44,39 @@ pub struct Target {
 }
 
 impl Policies {
-    pub fn new(settings: ClientSettings) -> Self {
+    /// The policies of `caller`'s calls, under `settings` and the rules in `faults`.
+    pub fn new(caller: &str, settings: ClientSettings, faults: Arc<Faults>) -> Self {
         Self {
-            settings,
+            caller: caller.to_string(),
+            settings: RwLock::new(settings),
             targets: RwLock::new(HashMap::new()),
+            faults,
         }
+    }
+
+    /// The service whose calls these are.
+    pub fn caller(&self) -> &str {
+        &self.caller
+    }
+
+    /// The fault rules of this process.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Applies new settings from the next call on (live configuration). Targets
+    /// whose policy changed start afresh: breaker closed, budget and bulkhead new.
+    pub fn reconfigure(&self, settings: ClientSettings) {
+        let Ok(mut current) = self.settings.write() else {
+            return;
+        };
+        if *current == settings {
+            return;
+        }
+        if let Ok(mut targets) = self.targets.write() {
+            targets.retain(|name, t| t.policy == settings.policy(name));
+        }
+        *current = settings;
     }
 
     /// The state of calls to `service`, made on first use.
@@ -57,7 +89,12 @@ impl Policies {
         {
             return t;
         }
-        let target = Arc::new(Target::new(service, self.settings.policy(service)));
+        let policy = self
+            .settings
+            .read()
+            .map(|s| s.policy(service))
+            .unwrap_or_default();
+        let target = Arc::new(Target::new(service, policy));
         match self.targets.write() {
             Ok(mut targets) => targets.entry(service.to_string()).or_insert(target).clone(),
             Err(_) => target,
@@ -67,6 +104,8 @@ impl Policies {
 
 impl Target {
     fn new(name: &str, policy: CallPolicy) -> Self {
+        // A new target (first call, or new settings) starts with its circuit closed.
+        metrics::gauge!("http_client_breaker_state", "target" => name.to_string()).set(0.0);
         Self {
             name: name.to_string(),
             budget: budget::RetryBudget::new(

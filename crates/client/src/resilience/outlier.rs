@@ -24,8 +24,22 @@ struct Outlier {
     consecutive: u32,
     ejected_until: Option<Instant>,
     times_ejected: u32,
-    /// Refused a connection recently: tried after the others until then.
+    /// Refused a connection or left a call unanswered recently: tried after the
+    /// others until then.
     refused_until: Option<Instant>,
+}
+
+/// How an attempt at an instance failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The connection was refused: it goes last for a few seconds.
+    Refused,
+    /// A 5xx, or a broken connection.
+    Failed,
+    /// Left unanswered past the attempt timeout and given up on (another attempt
+    /// answered, or the caller's deadline passed): it goes last for this long, so
+    /// calls stop piling onto a hung instance before it is ejected.
+    Abandoned(Duration),
 }
 
 /// A change worth a metric and a log line.
@@ -39,7 +53,7 @@ pub enum Change {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Standing {
     Available,
-    /// Refused a connection a moment ago.
+    /// Refused a connection, or left a call unanswered, a moment ago.
     Refused,
     Ejected,
 }
@@ -89,14 +103,19 @@ impl Health {
     /// instance (asked only when this one has earned its ejection).
     pub fn failed(
         &self,
-        refused: bool,
+        failure: Failure,
         policy: &CallPolicy,
         may_eject: impl FnOnce() -> bool,
     ) -> Option<Change> {
         let now = Instant::now();
         let mut s = self.state.lock().ok()?;
-        if refused {
-            s.refused_until = Some(now + REFUSED_FOR);
+        let aside = match failure {
+            Failure::Refused => Some(REFUSED_FOR),
+            Failure::Abandoned(time) => Some(time),
+            Failure::Failed => None,
+        };
+        if let Some(time) = aside {
+            s.refused_until = Some(now + time);
         }
         s.consecutive = s.consecutive.saturating_add(1);
         // A failed probe (ejection over, not yet re-admitted) ejects at once.
@@ -165,19 +184,19 @@ mod tests {
     fn ejects_after_consecutive_failures_then_a_probe_readmits() {
         let h = Health::default();
         let p = policy();
-        assert_eq!(h.failed(false, &p, || true), None);
+        assert_eq!(h.failed(Failure::Failed, &p, || true), None);
         assert_eq!(h.succeeded(), None, "a success breaks the streak");
-        assert_eq!(h.failed(false, &p, || true), None);
-        assert_eq!(h.failed(false, &p, || true), None);
+        assert_eq!(h.failed(Failure::Failed, &p, || true), None);
+        assert_eq!(h.failed(Failure::Failed, &p, || true), None);
         assert_eq!(
-            h.failed(false, &p, || true),
+            h.failed(Failure::Failed, &p, || true),
             Some(Change::Ejected(Duration::from_millis(40)))
         );
         assert_eq!(h.standing(Instant::now()), Standing::Ejected);
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(h.standing(Instant::now()), Standing::Available, "probe due");
         assert_eq!(
-            h.failed(false, &p, || true),
+            h.failed(Failure::Failed, &p, || true),
             Some(Change::Ejected(Duration::from_millis(80))),
             "a failed probe ejects again, for twice as long"
         );
@@ -191,7 +210,7 @@ mod tests {
         let h = Health::default();
         let p = policy();
         for _ in 0..10 {
-            assert_eq!(h.failed(false, &p, || false), None);
+            assert_eq!(h.failed(Failure::Failed, &p, || false), None);
         }
         assert_eq!(h.standing(Instant::now()), Standing::Available);
     }

@@ -12,7 +12,7 @@ use emporium_config::{CallPolicyOverrides, ClientSettings};
 use emporium_contracts::headers;
 use http::{HeaderName, HeaderValue, Method};
 
-use crate::{ClientError, Clients, Discovery, HttpTransport, Policies, ServiceClient};
+use crate::{ClientError, Clients, Discovery, Faults, HttpTransport, Policies, ServiceClient};
 
 /// One instance: what it answers (changeable), and how many calls reached it.
 struct Instance {
@@ -101,7 +101,11 @@ fn client(addresses: Vec<String>, policy: CallPolicyOverrides) -> ServiceClient 
     let transport = HttpTransport::new(
         discovery,
         Clients::plain(),
-        Arc::new(Policies::new(settings)),
+        Arc::new(Policies::new(
+            "caller",
+            settings,
+            Arc::new(Faults::default()),
+        )),
     );
     ServiceClient::new("svc", Arc::new(transport), Duration::from_secs(5))
 }

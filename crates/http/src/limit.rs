@@ -1,0 +1,314 @@
+//! The adaptive concurrency limit every server sheds load with: a gradient limit
+//! in the manner of Netflix's concurrency-limits and Envoy's adaptive concurrency
+//! filter, over windows of requests rather than single ones.
+//!
+//! Requests in flight past the limit get 503 at once. The limit follows latency:
+//! each window (at least 100 ms and 20 requests, or 1 s) compares its average
+//! latency with the latency without load (the lowest window average of the last
+//! one to two minutes). When requests take more than twice that and at least
+//! 20 ms more, they are queueing (for the CPU, a pool, a dependency): the limit
+//! drops at once to what was in flight times the ratio (at most halving it). A
+//! few milliseconds of queueing is how a busy server works, and refusing work for
+//! it would only turn good answers into 503s. Otherwise, while the limit is what
+//! holds requests back (at least half of it in use), it grows by its square root,
+//! smoothed. It starts at the configured ceiling, so a service that is not
+//! overloaded behaves as with a fixed limit, and never goes below the floor.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use emporium_telemetry::metrics;
+
+/// Window latency over the no-load latency beyond which the limit shrinks...
+const TOLERANCE: f64 = 2.0;
+/// ...if it is also this much longer (seconds).
+const QUEUE_SLACK: f64 = 0.020;
+/// Weight of a growing estimate (the gradient limit's smoothing).
+const SMOOTHING: f64 = 0.2;
+/// How long one block of the no-load latency lasts: the lowest window of this
+/// block and the last one is the baseline, so it can rise after a change.
+const BASELINE_BLOCK: Duration = Duration::from_secs(60);
+/// A window closes after this long, with at least [`WINDOW_SAMPLES`] requests...
+const WINDOW_MIN: Duration = Duration::from_millis(100);
+const WINDOW_SAMPLES: u32 = 20;
+/// ...or after this long whatever the count.
+const WINDOW_MAX: Duration = Duration::from_secs(1);
+
+/// Whether a request is a long poll (a `wait` or `wait_ms` query parameter other
+/// than 0: the events feed, the registry's watches): it waits on purpose, holding
+/// no CPU, so it is outside the concurrency limit, whose latency it would
+/// mislead, and clients do not hedge it.
+pub fn is_long_poll(uri: &http::Uri) -> bool {
+    uri.query().is_some_and(|query| {
+        query.split('&').any(|pair| {
+            matches!(pair.split_once('='), Some(("wait" | "wait_ms", value)) if !value.is_empty() && value != "0")
+        })
+    })
+}
+
+/// Admits requests under a limit that adapts to latency (or a fixed one).
+#[derive(Debug)]
+pub struct Limiter {
+    in_flight: AtomicUsize,
+    limit: AtomicUsize,
+    floor: usize,
+    ceiling: usize,
+    adaptive: bool,
+    origin: Instant,
+    /// The open window: its start (µs since `origin`), latency sum (µs), count,
+    /// and the most requests in flight at once.
+    window_start: AtomicU64,
+    window_sum: AtomicU64,
+    window_samples: AtomicU32,
+    window_peak: AtomicUsize,
+    gradient: Mutex<Gradient>,
+}
+
+#[derive(Debug)]
+struct Gradient {
+    estimate: f64,
+    /// The lowest window average latency of this block and the last, seconds
+    /// (infinite: none yet).
+    block_low: f64,
+    last_block_low: f64,
+    block_start: Instant,
+}
+
+impl Gradient {
+    fn new(estimate: f64) -> Self {
+        Self {
+            estimate,
+            block_low: f64::INFINITY,
+            last_block_low: f64::INFINITY,
+            block_start: Instant::now(),
+        }
+    }
+
+    /// Moves the estimate after a window whose requests took `short` seconds on
+    /// average with at most `peak` in flight at once.
+    fn observe(&mut self, short: f64, peak: usize, floor: f64, ceiling: f64, now: Instant) {
+        if short <= 0.0 {
+            return;
+        }
+        if now.duration_since(self.block_start) >= BASELINE_BLOCK {
+            self.last_block_low = self.block_low;
+            self.block_low = short;
+            self.block_start = now;
+        } else {
+            self.block_low = self.block_low.min(short);
+        }
+        let baseline = self.block_low.min(self.last_block_low);
+        let threshold = (TOLERANCE * baseline).max(baseline + QUEUE_SLACK);
+        let gradient = (threshold / short).clamp(0.5, 1.0);
+        if gradient < 1.0 {
+            // Queueing: shrink at once, from what was really in flight.
+            let from = self.estimate.min(peak as f64);
+            self.estimate = (from * gradient + from.sqrt())
+                .min(self.estimate)
+                .clamp(floor, ceiling);
+        } else if peak as f64 >= self.estimate / 2.0 {
+            let proposed = self.estimate + self.estimate.sqrt();
+            self.estimate =
+                (self.estimate * (1.0 - SMOOTHING) + proposed * SMOOTHING).clamp(floor, ceiling);
+        }
+    }
+}
+
+/// A request admitted: counted in flight, and its latency sampled, until dropped.
+#[derive(Debug)]
+pub struct Permit {
+    limiter: Arc<Limiter>,
+    started: Instant,
+}
+
+impl Limiter {
+    /// A limit between `floor` and `ceiling`, starting at the ceiling; fixed at
+    /// the ceiling unless `adaptive`.
+    pub fn new(floor: usize, ceiling: usize, adaptive: bool) -> Arc<Self> {
+        let ceiling = ceiling.max(1);
+        let floor = floor.clamp(1, ceiling);
+        Arc::new(Self {
+            in_flight: AtomicUsize::new(0),
+            limit: AtomicUsize::new(ceiling),
+            floor,
+            ceiling,
+            adaptive,
+            origin: Instant::now(),
+            window_start: AtomicU64::new(0),
+            window_sum: AtomicU64::new(0),
+            window_samples: AtomicU32::new(0),
+            window_peak: AtomicUsize::new(0),
+            gradient: Mutex::new(Gradient::new(ceiling as f64)),
+        })
+    }
+
+    /// The limit now.
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Admits a request, or `None` when the limit is reached.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+        let now = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        if now > self.limit() {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        if self.adaptive {
+            self.window_peak.fetch_max(now, Ordering::Relaxed);
+        }
+        Some(Permit {
+            limiter: self.clone(),
+            started: Instant::now(),
+        })
+    }
+
+    fn micros(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.origin).as_micros() as u64
+    }
+
+    fn sample(&self, started: Instant) {
+        if !self.adaptive {
+            return;
+        }
+        let now = Instant::now();
+        let latency = now.saturating_duration_since(started).as_micros() as u64;
+        self.window_sum.fetch_add(latency, Ordering::Relaxed);
+        let samples = self.window_samples.fetch_add(1, Ordering::Relaxed) + 1;
+        let start = self.window_start.load(Ordering::Relaxed);
+        let open = Duration::from_micros(self.micros(now).saturating_sub(start));
+        if (open < WINDOW_MIN || samples < WINDOW_SAMPLES) && open < WINDOW_MAX {
+            return;
+        }
+        // One completion closes the window; the others go on.
+        if self
+            .window_start
+            .compare_exchange(start, self.micros(now), Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let sum = self.window_sum.swap(0, Ordering::Relaxed);
+        let samples = self.window_samples.swap(0, Ordering::Relaxed);
+        let peak = self
+            .window_peak
+            .swap(self.in_flight.load(Ordering::Relaxed), Ordering::Relaxed);
+        if samples == 0 {
+            return;
+        }
+        let average = sum as f64 / f64::from(samples) / 1e6;
+        let Ok(mut g) = self.gradient.lock() else {
+            return;
+        };
+        g.observe(average, peak, self.floor as f64, self.ceiling as f64, now);
+        let limit = g.estimate.round() as usize;
+        drop(g);
+        if self.limit.swap(limit, Ordering::Relaxed) != limit {
+            metrics::gauge!("http_server_concurrency_limit").set(limit as f64);
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.limiter.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.limiter.sample(self.started);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A service that can work on `capacity` requests at once, each taking
+    /// `service_time` s, offered more than it can take: `limit` requests are in
+    /// flight and those past the capacity queue. Returns the last window's latency.
+    fn overloaded(g: &mut Gradient, capacity: f64, service_time: f64, windows: usize) -> f64 {
+        let mut latency = 0.0;
+        for _ in 0..windows {
+            latency = service_time * (g.estimate / capacity).max(1.0);
+            g.observe(latency, g.estimate as usize, 20.0, 1024.0, Instant::now());
+        }
+        latency
+    }
+
+    #[test]
+    fn under_overload_the_limit_drops_at_once_and_settles_where_latency_stays_near_the_unloaded() {
+        let mut g = Gradient::new(1024.0);
+        // Unloaded first: 20 ms with few in flight.
+        g.observe(0.020, 10, 20.0, 1024.0, Instant::now());
+        assert_eq!(g.estimate, 1024.0);
+        overloaded(&mut g, 50.0, 0.020, 5);
+        assert!(
+            g.estimate < 200.0,
+            "drops within a few windows: {}",
+            g.estimate
+        );
+        let latency = overloaded(&mut g, 50.0, 0.020, 200);
+        assert!(
+            g.estimate > 80.0 && g.estimate < 140.0,
+            "settles near twice the capacity: {}",
+            g.estimate
+        );
+        assert!(latency < 0.05, "admitted requests stay fast: {latency}");
+    }
+
+    #[test]
+    fn a_few_milliseconds_of_queueing_is_not_overload() {
+        let mut g = Gradient::new(1024.0);
+        g.observe(0.000_3, 1, 20.0, 1024.0, Instant::now());
+        for _ in 0..100 {
+            // 32 in flight on a fast service: 1.6 ms each, five times the unloaded.
+            g.observe(0.001_6, 32, 20.0, 1024.0, Instant::now());
+        }
+        assert_eq!(g.estimate, 1024.0);
+    }
+
+    #[test]
+    fn the_limit_grows_back_when_capacity_returns() {
+        let mut g = Gradient::new(1024.0);
+        g.observe(0.020, 10, 20.0, 1024.0, Instant::now());
+        overloaded(&mut g, 50.0, 0.020, 50);
+        assert!(g.estimate < 200.0);
+        // Capacity is back (the neighbour stopped eating the CPU).
+        overloaded(&mut g, 5_000.0, 0.020, 400);
+        assert_eq!(g.estimate, 1024.0, "{}", g.estimate);
+    }
+
+    #[test]
+    fn light_traffic_does_not_grow_the_limit() {
+        let mut g = Gradient::new(100.0);
+        g.observe(0.010, 100, 20.0, 1024.0, Instant::now());
+        let before = g.estimate;
+        for _ in 0..20 {
+            g.observe(0.010, 10, 20.0, 1024.0, Instant::now());
+        }
+        assert_eq!(
+            g.estimate, before,
+            "few in flight: the limit holds nothing back"
+        );
+    }
+
+    #[test]
+    fn long_polls_are_known_by_their_wait() {
+        let uri = |u: &str| u.parse::<http::Uri>().expect("uri");
+        assert!(is_long_poll(&uri("/internal/events?after=3&wait=20000")));
+        assert!(is_long_poll(&uri(
+            "/internal/registry/config?epoch=e&index=1&wait_ms=20000"
+        )));
+        assert!(!is_long_poll(&uri("/internal/events?after=3&wait=0")));
+        assert!(!is_long_poll(&uri("/api/catalog/products?await=1")));
+        assert!(!is_long_poll(&uri("/api/catalog/products")));
+    }
+
+    #[test]
+    fn admits_up_to_the_limit() {
+        let l = Limiter::new(1, 2, false);
+        let a = l.try_acquire().expect("first");
+        let _b = l.try_acquire().expect("second");
+        assert!(l.try_acquire().is_none(), "third sheds");
+        drop(a);
+        assert!(l.try_acquire().is_some(), "room again");
+    }
+}
