@@ -327,7 +327,11 @@ async fn pause(registry: &RegistryClient, service: &str, duration: Duration) -> 
             .with_context(|| format!("stopping {name} (pid {pid})"))?;
         println!("paused {name} (pid {pid})");
     }
-    tokio::time::sleep(duration).await;
+    // Ctrl-C ends the pause early: never leave a process stopped behind.
+    tokio::select! {
+        () = tokio::time::sleep(duration) => {}
+        _ = tokio::signal::ctrl_c() => println!("interrupted"),
+    }
     for (name, pid) in &frozen {
         let _ = kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGCONT);
         println!("resumed {name} (pid {pid})");

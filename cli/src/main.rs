@@ -15,7 +15,8 @@
 //!   [`operations`];
 //! - `emporium config get|set|watch KEY` changes settings every process applies at
 //!   once, and `emporium chaos delay|abort|reset` injects faults into calls between
-//!   services for a while: [`chaos`].
+//!   services for a while: [`chaos`];
+//! - `emporium verify` checks the checkout's invariants across services: [`verify`].
 
 mod chaos;
 mod events;
@@ -29,6 +30,7 @@ mod running;
 mod services;
 mod status;
 mod up;
+mod verify;
 
 use std::path::PathBuf;
 
@@ -118,6 +120,16 @@ enum Command {
         registry: Option<String>,
         /// The data folder of the `emporium up` to ask.
         #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Check the checkout's invariants across services (running or stopped shop);
+    /// exits non-zero on a violation.
+    Verify {
+        /// The registry's URL; by default the one a running `emporium up` recorded.
+        #[arg(long, env = "EMPORIUM__REGISTRY_URL")]
+        registry: Option<String>,
+        /// The data folder of the shop to check.
+        #[arg(long)]
         data_dir: Option<PathBuf>,
     },
     /// Inject faults into calls between services, for a while:
@@ -233,6 +245,13 @@ fn main() -> anyhow::Result<()> {
         } => {
             let registry = operator::registry(registry, data_dir)?;
             runtime.block_on(chaos::config(command, &registry))
+        }
+        Command::Verify { registry, data_dir } => {
+            if runtime.block_on(verify::run(registry, data_dir))? {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
         }
         Command::Chaos {
             command,

@@ -172,7 +172,7 @@ pub async fn reviews(command: ReviewsCommand, registry: &RegistryClient) -> anyh
 
 /// Sends `method path` to one healthy instance of `service` (the instances share
 /// one database), as the operator; its id and answer.
-async fn on_one(
+pub(crate) async fn on_one(
     registry: &RegistryClient,
     service: &str,
     method: Method,

@@ -930,11 +930,22 @@ async fn a_saga_past_its_deadline_compensates() {
 }
 
 pub(crate) fn emporium(data: &Path, args: &[&str]) -> (bool, String) {
+    emporium_with(data, args, Vec::new())
+}
+
+/// `emporium ARGS --data-dir DATA` with `env` (a shop's backend settings).
+pub(crate) fn emporium_with(
+    data: &Path,
+    args: &[&str],
+    env: Vec<(String, String)>,
+) -> (bool, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_emporium"))
         .args(args)
         .arg("--data-dir")
         .arg(data)
         .env_remove("EMPORIUM__REGISTRY_URL")
+        .env_remove("EMPORIUM__DATABASE_URL")
+        .envs(env)
         .output()
         .expect("emporium runs");
     let text = format!(

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::checkout::{APPROVE, body, emporium, key, shopper, stocked_sku};
+use crate::checkout::{APPROVE, body, emporium, emporium_with, key, shopper, stocked_sku};
 use crate::observability::scrape;
 use crate::{Frozen, Up, http};
 
@@ -180,20 +180,39 @@ async fn fault_rules_open_the_circuit_and_live_settings_change_the_retries() {
         "each read tried three times (two retries)"
     );
 
-    // Fewer retries, live.
+    // Fewer retries, live: each process applies it as soon as the store changes.
     cli(&["config", "set", "client.catalog.retries", "0"]);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut tries = 0;
+    loop {
+        let before = injected().await;
+        assert_eq!(get().await.status(), 503);
+        if injected().await - before == 1.0 {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 50, "the gateway never took the new setting");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let before = injected().await;
     for _ in 0..5 {
         assert_eq!(get().await.status(), 503);
     }
     assert_eq!(injected().await - before, 5.0, "one attempt each now");
 
-    // The circuit as configured by default: 20 calls failing, and it opens.
+    // The circuit as configured by default: 20 calls of 10 s failing, and it opens.
     cli(&["config", "delete", "client.catalog.breaker_min_calls"]);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    for _ in 0..20 {
-        get().await;
+    let mut calls = 0;
+    loop {
+        let r = get().await;
+        let problem: Value = r.json().await.expect("problem");
+        if problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("failing"))
+        {
+            break;
+        }
+        calls += 1;
+        assert!(calls <= 60, "the circuit never opened: {problem}");
     }
     let before = injected().await;
     let started = Instant::now();
@@ -249,4 +268,55 @@ where
         assert!(Instant::now() < deadline, "never answered {status}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// `emporium verify` with the shop's backend settings (a stopped shop's
+/// databases are found through them).
+fn verify(up: &Up) -> (bool, String) {
+    let settings = up
+        .backends
+        .as_ref()
+        .map(crate::Backends::settings)
+        .unwrap_or_default();
+    emporium_with(&up.data, &["verify"], settings)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_checks_the_invariants_of_a_running_and_a_stopped_shop() {
+    let data = tempfile::tempdir().expect("data dir");
+    let mut up = Up::start(data.path());
+    let sku = stocked_sku(&up, 1).await;
+    let ada = shopper(&up, "ada@example.com").await;
+    for card in [APPROVE, crate::checkout::DECLINE] {
+        assert_eq!(ada.add(&up, &sku, 1).await.status(), 200);
+        ada.check_out(&up, card, Duration::from_secs(30)).await;
+    }
+    let (ok, out) = verify(&up);
+    assert!(ok, "{out}");
+    assert!(out.contains("asking the running shop"), "{out}");
+    assert!(out.contains("2 orders (2 finished, 0 in flight)"), "{out}");
+    assert!(out.contains("0 violation(s)"), "{out}");
+
+    // Money taken that no order accounts for: named, and the exit code says so.
+    let payments = up.db("payments").await;
+    sqlx::query("UPDATE payments SET amount = amount + 1 WHERE status = 'captured'")
+        .execute(payments.pool())
+        .await
+        .expect("tamper");
+    let (ok, out) = verify(&up);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("FAILED  captured money equals the totals of the confirmed orders"),
+        "{out}"
+    );
+    sqlx::query("UPDATE payments SET amount = amount - 1 WHERE status = 'captured'")
+        .execute(payments.pool())
+        .await
+        .expect("repair");
+
+    assert!(up.stop().success());
+    let (ok, out) = verify(&up);
+    assert!(ok, "{out}");
+    assert!(out.contains("the shop is not running"), "{out}");
+    assert!(out.contains("0 violation(s)"), "{out}");
 }

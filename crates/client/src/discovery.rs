@@ -221,21 +221,23 @@ impl Discovery {
             .entries
             .read()
             .ok()
-            .and_then(|e| e.get(service).cloned());
+            .and_then(|e| e.get(service).cloned())?;
+        // Held until the ejection is recorded, so two cannot both take the last share.
+        let _deciding = entry.ejecting.lock().ok()?;
         route.health.failed(failure, policy, || {
-            let Some(entry) = entry else { return false };
-            let Ok(_deciding) = entry.ejecting.lock() else {
-                return false;
-            };
-            let instances = entry.state.read().map(|s| s.current().len()).unwrap_or(0);
             let instances = match self.fixed.get(service) {
                 Some(fixed) => fixed.len(),
-                None => instances,
+                None => entry.state.read().map(|s| s.current().len()).unwrap_or(0),
             };
+            // The others out: this one may be out already, awaiting its probe.
             let out = entry
                 .health
                 .read()
-                .map(|h| h.values().filter(|h| h.out()).count())
+                .map(|h| {
+                    h.values()
+                        .filter(|h| !Arc::ptr_eq(h, &route.health) && h.out())
+                        .count()
+                })
                 .unwrap_or(0);
             outlier::may_eject(instances, out, policy.eject_max_percent)
         })
@@ -407,6 +409,30 @@ mod tests {
                 "the busy instance is not chosen first"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_failed_probe_ejects_again() {
+        let d =
+            Arc::new(Discovery::new(None).with_fixed("catalog", vec!["a:1".into(), "b:1".into()]));
+        let policy = CallPolicy {
+            eject_after: 1,
+            eject_base_ms: 50,
+            ..CallPolicy::default()
+        };
+        let b = route_to(&d, "b:1").await;
+        assert!(matches!(
+            d.record("catalog", &b, Some(Failure::Failed), &policy),
+            Some(Change::Ejected(_))
+        ));
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(
+            matches!(
+                d.record("catalog", &b, Some(Failure::Failed), &policy),
+                Some(Change::Ejected(_))
+            ),
+            "its failed probe ejects it again: it does not count against its own share"
+        );
     }
 
     #[tokio::test]

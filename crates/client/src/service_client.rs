@@ -118,6 +118,15 @@ impl ServiceClient {
         let ctx = context::current();
         let budget = deadline.saturating_duration_since(started);
         request.extensions_mut().insert(Deadline(deadline));
+        if self
+            .headers
+            .as_ref()
+            .is_some_and(|h| h.contains_key(headers::IDEMPOTENCY_KEY))
+        {
+            request
+                .extensions_mut()
+                .insert(crate::resilience::retry::Keyed);
+        }
         // A client span only inside traced work: background polling starts no trace.
         let mut span = ctx.as_ref().and_then(|c| c.trace.as_ref()).map(|parent| {
             let mut span = Span::start("call", Kind::Client, Some(parent));

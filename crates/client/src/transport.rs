@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use bytes::Bytes;
-use emporium_config::CallPolicy;
 use emporium_contracts::chaos::Fault;
 use emporium_telemetry::metrics;
 use futures::StreamExt;
@@ -202,11 +201,15 @@ impl HttpTransport {
         let (parts, body) = request.into_parts();
         let path = path_of(&parts.uri);
         let policy = &target.policy;
-        let idempotent = retry::idempotent(&parts.method, &parts.headers);
+        let keyed = parts.extensions.get::<retry::Keyed>().is_some();
+        let idempotent = retry::idempotent(&parts.method, keyed);
         let attempt_timeout = Duration::from_millis(policy.attempt_timeout_ms);
         // A long poll waits on purpose: an unanswered attempt is no sign of trouble.
         let long_poll = emporium_http::limit::is_long_poll(&parts.uri);
-        let hedge = idempotent && !attempt_timeout.is_zero() && !long_poll;
+        // Hedged: reads only (a command's copy could answer before the original
+        // has done its work), and only to another instance.
+        let read = matches!(parts.method, http::Method::GET | http::Method::HEAD);
+        let hedge = read && !attempt_timeout.is_zero() && !long_poll && routes.len() > 1;
         let max_attempts = 1 + policy.retries as usize;
         let backoff = |retry: usize| {
             retry::backoff(
@@ -220,7 +223,9 @@ impl HttpTransport {
         let mut attempts = Attempts {
             discovery: &self.discovery,
             service: &service,
-            policy,
+            target: &target,
+            deadline,
+            answered: false,
             launched: Vec::new(),
             overdue: if long_poll {
                 Duration::MAX
@@ -255,6 +260,14 @@ impl HttpTransport {
                     *req.method_mut() = parts.method.clone();
                     *req.uri_mut() = at_address(&service, scheme, &route.address, &path)?;
                     *req.headers_mut() = parts.headers.clone();
+                    // What is left of the deadline now, not when the call began.
+                    if let Some(deadline) = deadline {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        req.headers_mut().insert(
+                            emporium_contracts::headers::TIMEOUT_MS,
+                            http::HeaderValue::from(left.as_millis() as u64),
+                        );
+                    }
                     let in_flight = route.health.start();
                     let send = http.request(req);
                     let fault = self
@@ -295,11 +308,17 @@ impl HttpTransport {
                 None => running.next().await,
             };
             let Some((n, ended)) = done else { continue };
-            let failed = match &ended {
-                Ended::Answered(r) => r.status().is_server_error(),
-                _ => true,
+            let (failed, declined) = match &ended {
+                Ended::Answered(r) => {
+                    let failed = r.status().is_server_error();
+                    (
+                        failed,
+                        failed && r.headers().contains_key(http::header::RETRY_AFTER),
+                    )
+                }
+                _ => (true, false),
             };
-            attempts.ended(n, failed, matches!(ended, Ended::Refused(_)), &target);
+            attempts.ended(n, failed, matches!(ended, Ended::Refused(_)), declined);
             let n = attempts.launched.len();
             let (retry_reason, wait) = match &ended {
                 // Told to come back to this instance later than a backoff would
@@ -360,24 +379,37 @@ impl HttpTransport {
 }
 
 /// The attempts of one call, so that those still unanswered when the call ends
-/// (another attempt answered first, or the caller gave up) count as timed out.
+/// count as timed out: another attempt answered first, or the call's deadline
+/// passed. (A caller that went away early, a shopper closing the page, says
+/// nothing about the instance.)
 struct Attempts<'a> {
     discovery: &'a Discovery,
     service: &'a str,
-    policy: &'a CallPolicy,
+    target: &'a Target,
     /// Each attempt's instance, breaker admission, start, and whether it ended.
     launched: Vec<(Route, Admit, Instant, bool)>,
     /// How long unanswered makes an attempt a failure of its instance.
     overdue: Duration,
+    deadline: Option<Instant>,
+    /// Whether an attempt has ended (the call is deciding, not being dropped).
+    answered: bool,
 }
 
 impl Attempts<'_> {
-    fn ended(&mut self, n: usize, failed: bool, refused: bool, target: &Target) {
+    /// Records how attempt `n` ended: `failed` (a 5xx or a broken connection,
+    /// `refused` if it never connected), or neither (`declined`: a 5xx with
+    /// `Retry-After`, the server shedding load or its own dependency down, which
+    /// says nothing of the instance's health).
+    fn ended(&mut self, n: usize, failed: bool, refused: bool, declined: bool) {
+        self.answered = true;
         let Some((route, admit, _, done)) = self.launched.get_mut(n) else {
             return;
         };
         *done = true;
-        target.attempted(*admit, !failed);
+        if declined {
+            return;
+        }
+        self.target.attempted(*admit, !failed);
         let failure = match (failed, refused) {
             (false, _) => None,
             (true, true) => Some(Failure::Refused),
@@ -385,25 +417,35 @@ impl Attempts<'_> {
         };
         let change = self
             .discovery
-            .record(self.service, route, failure, self.policy);
+            .record(self.service, route, failure, &self.target.policy);
         if let Some(change) = change {
-            target.outlier(&route.address, change);
+            self.target.outlier(&route.address, change);
         }
     }
 }
 
 impl Drop for Attempts<'_> {
     fn drop(&mut self) {
+        let now = Instant::now();
+        let timed_out = self
+            .deadline
+            .is_some_and(|d| now + Duration::from_millis(10) >= d);
+        if !self.answered && !timed_out {
+            return;
+        }
         for (route, _, started, done) in &self.launched {
-            if !done && started.elapsed() >= self.overdue {
+            if !done && now.duration_since(*started) >= self.overdue {
                 // The breaker is not told: the call as a whole did not fail.
                 let aside = self.overdue.max(Duration::from_secs(1));
-                self.discovery.record(
+                let change = self.discovery.record(
                     self.service,
                     route,
                     Some(Failure::Abandoned(aside)),
-                    self.policy,
+                    &self.target.policy,
                 );
+                if let Some(change) = change {
+                    self.target.outlier(&route.address, change);
+                }
             }
         }
     }

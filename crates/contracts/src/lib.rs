@@ -12,8 +12,10 @@
 //! - [`card`]: payment cards and their validation (Luhn, expiry), never logged in full;
 //! - [`checkout`]: the internal calls of the checkout saga (cart, inventory, payments);
 //! - [`sku`]: the stock-keeping unit format;
-//! - [`chaos`]: fault rules the operator injects into calls between services.
+//! - [`chaos`]: fault rules the operator injects into calls between services;
+//! - [`audit`]: the facts each checkout service reports for `emporium verify`.
 
+pub mod audit;
 pub mod auth;
 pub mod card;
 pub mod chaos;

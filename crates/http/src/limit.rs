@@ -35,12 +35,15 @@ const WINDOW_SAMPLES: u32 = 20;
 /// ...or after this long whatever the count.
 const WINDOW_MAX: Duration = Duration::from_secs(1);
 
-/// Whether a request is a long poll (a `wait` or `wait_ms` query parameter other
-/// than 0: the events feed, the registry's watches): it waits on purpose, holding
-/// no CPU, so it is outside the concurrency limit, whose latency it would
-/// mislead, and clients do not hedge it.
+/// Whether a request is a long poll (an `/internal/` path with a `wait` or
+/// `wait_ms` query parameter other than 0: the events feed, the registry's
+/// watches): it waits on purpose, holding no CPU, so it is outside the
+/// concurrency limit, whose latency it would mislead, and clients do not hedge
+/// it. Only internal paths: the public cannot reach them through the gateway, so
+/// nobody outside can step around the limit by adding `?wait=1`.
 pub fn is_long_poll(uri: &http::Uri) -> bool {
-    uri.query().is_some_and(|query| {
+    uri.path().starts_with("/internal/")
+        && uri.query().is_some_and(|query| {
         query.split('&').any(|pair| {
             matches!(pair.split_once('='), Some(("wait" | "wait_ms", value)) if !value.is_empty() && value != "0")
         })
@@ -300,6 +303,10 @@ mod tests {
         assert!(!is_long_poll(&uri("/internal/events?after=3&wait=0")));
         assert!(!is_long_poll(&uri("/api/catalog/products?await=1")));
         assert!(!is_long_poll(&uri("/api/catalog/products")));
+        assert!(
+            !is_long_poll(&uri("/api/catalog/products?wait=1")),
+            "public paths never"
+        );
     }
 
     #[test]

@@ -242,6 +242,11 @@ impl Service for Gateway {
         common.http.honour_caller_timeout = false;
         // Nor trace ids: each public request starts a trace (linked to the caller's).
         common.http.honour_caller_trace = false;
+        // Its latency is its upstreams' (a checkout waits seconds, a read takes
+        // one): it would tell the adaptive limit nothing about the gateway's own
+        // queueing. The services behind it shed their own load; the gateway keeps
+        // the fixed ceiling, and its rate limits.
+        common.http.adaptive_concurrency = false;
     }
 
     async fn build(&self, cx: &mut Build<GatewaySettings>) -> anyhow::Result<Router> {

@@ -47,9 +47,18 @@ pub fn router(state: AppState) -> Router {
         .route("/internal/reservations/{order_id}/release", post(release))
         // The saga's steps: orders alone reserves stock.
         .callers(&["orders"]);
+    // `emporium verify`: the operator alone.
+    let audit = Router::new()
+        .route(
+            "/internal/inventory/audit",
+            axum::routing::get(crate::audit::audit),
+        )
+        .callers(&[])
+        .with_state(state.db.clone());
     public
         .merge(internal)
         .with_state(state)
+        .merge(audit)
         .merge(spec_router(api))
 }
 

@@ -19,6 +19,7 @@
 //! availability as a `StockChanged` in its snapshot.
 
 mod api;
+pub mod audit;
 mod handlers;
 mod stock;
 

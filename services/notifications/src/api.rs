@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::{Json, Router};
 use emporium_http::openapi::spec_router;
-use emporium_http::{ApiError, Caller, Problem};
+use emporium_http::{ApiError, Caller, Callers, Problem};
 use emporium_store::{Db, rfc3339};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
@@ -28,7 +28,18 @@ fn routes() -> OpenApiRouter<AppState> {
 
 pub fn router(state: AppState) -> Router {
     let (routes, api) = routes().split_for_parts();
-    routes.with_state(state).merge(spec_router(api))
+    // `emporium verify`: the operator alone.
+    let audit = Router::new()
+        .route(
+            "/internal/notifications/audit",
+            axum::routing::get(crate::audit::audit),
+        )
+        .callers(&[])
+        .with_state(state.db.clone());
+    routes
+        .with_state(state)
+        .merge(audit)
+        .merge(spec_router(api))
 }
 
 pub fn openapi() -> utoipa::openapi::OpenApi {

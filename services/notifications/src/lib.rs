@@ -11,6 +11,7 @@
 //! checkout and no mail is lost. Public API: `GET /api/notifications` (your messages).
 
 mod api;
+pub mod audit;
 mod delivery;
 mod handlers;
 mod links;

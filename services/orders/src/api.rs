@@ -60,9 +60,18 @@ pub fn router(state: AppState) -> Router {
     let internal = Router::new()
         .route("/internal/orders/outcomes", axum::routing::get(outcomes))
         .callers(&["storefront"]);
+    // `emporium verify`: the operator alone.
+    let audit = Router::new()
+        .route(
+            "/internal/orders/audit",
+            axum::routing::get(crate::audit::audit),
+        )
+        .callers(&[])
+        .with_state(state.db.clone());
     routes
         .merge(internal)
         .with_state(state)
+        .merge(audit)
         .merge(spec_router(api))
 }
 

@@ -14,6 +14,7 @@
 //! left in flight.
 
 mod api;
+pub mod audit;
 mod domain;
 mod metrics;
 mod saga;

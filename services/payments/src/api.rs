@@ -10,6 +10,11 @@ use emporium_http::{ApiError, ApiJson, ApiPath, FieldError};
 use crate::ledger::{Ledger, LedgerError};
 
 pub fn router(ledger: Ledger) -> Router {
+    // `emporium verify`: the operator alone.
+    let audit = Router::new()
+        .route("/internal/payments/audit", get(crate::audit::audit))
+        .callers(&[])
+        .with_state(ledger.db.clone());
     Router::new()
         .route("/internal/payments/{order_id}", get(get_payment))
         .route(
@@ -21,6 +26,7 @@ pub fn router(ledger: Ledger) -> Router {
         // The saga's steps: orders alone moves money.
         .callers(&["orders"])
         .with_state(ledger)
+        .merge(audit)
 }
 
 impl From<LedgerError> for ApiError {

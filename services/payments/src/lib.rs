@@ -8,9 +8,11 @@
 //! - `PUT /internal/payments/{order_id}/authorization` `{amount, currency, card}`;
 //! - `POST /internal/payments/{order_id}/capture`;
 //! - `POST /internal/payments/{order_id}/cancel` (void or refund, whichever applies);
-//! - `GET /internal/payments/{order_id}`.
+//! - `GET /internal/payments/{order_id}`;
+//! - `GET /internal/payments/audit` (the operator's `emporium verify`).
 
 mod api;
+pub mod audit;
 mod ledger;
 pub mod processor;
 

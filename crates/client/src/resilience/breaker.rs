@@ -156,7 +156,7 @@ mod tests {
 
     #[test]
     fn opens_on_a_failure_ratio_over_enough_calls_then_probes_then_closes() {
-        let b = breaker(50);
+        let b = breaker(300);
         assert_eq!(
             b.record(Admit::Yes, false),
             None,
@@ -171,7 +171,7 @@ mod tests {
         );
         assert_eq!(b.admit(), (Admit::No, None), "fails fast while open");
         assert!(b.is_open());
-        std::thread::sleep(Duration::from_millis(60));
+        std::thread::sleep(Duration::from_millis(330));
         assert_eq!(b.admit(), (Admit::Probe, Some(State::HalfOpen)));
         assert_eq!(b.admit(), (Admit::No, None), "one probe at a time");
         assert_eq!(
@@ -179,7 +179,7 @@ mod tests {
             Some(State::Open),
             "a failed probe opens again"
         );
-        std::thread::sleep(Duration::from_millis(60));
+        std::thread::sleep(Duration::from_millis(330));
         assert_eq!(b.admit().0, Admit::Probe);
         assert_eq!(b.record(Admit::Probe, true), Some(State::Closed));
         assert!(!b.is_open());
@@ -193,13 +193,13 @@ mod tests {
 
     #[test]
     fn a_probe_that_never_reports_is_given_up() {
-        let b = breaker(30);
+        let b = breaker(200);
         for _ in 0..4 {
             b.record(Admit::Yes, false);
         }
-        std::thread::sleep(Duration::from_millis(40));
+        std::thread::sleep(Duration::from_millis(230));
         assert_eq!(b.admit().0, Admit::Probe);
-        std::thread::sleep(Duration::from_millis(40));
+        std::thread::sleep(Duration::from_millis(230));
         assert_eq!(b.admit().0, Admit::Probe, "the lost probe no longer blocks");
     }
 }

@@ -174,8 +174,8 @@ mod tests {
     fn policy() -> CallPolicy {
         CallPolicy {
             eject_after: 3,
-            eject_base_ms: 40,
-            eject_max_ms: 100,
+            eject_base_ms: 200,
+            eject_max_ms: 500,
             ..CallPolicy::default()
         }
     }
@@ -190,17 +190,17 @@ mod tests {
         assert_eq!(h.failed(Failure::Failed, &p, || true), None);
         assert_eq!(
             h.failed(Failure::Failed, &p, || true),
-            Some(Change::Ejected(Duration::from_millis(40)))
+            Some(Change::Ejected(Duration::from_millis(200)))
         );
         assert_eq!(h.standing(Instant::now()), Standing::Ejected);
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(230));
         assert_eq!(h.standing(Instant::now()), Standing::Available, "probe due");
         assert_eq!(
             h.failed(Failure::Failed, &p, || true),
-            Some(Change::Ejected(Duration::from_millis(80))),
+            Some(Change::Ejected(Duration::from_millis(400))),
             "a failed probe ejects again, for twice as long"
         );
-        std::thread::sleep(Duration::from_millis(90));
+        std::thread::sleep(Duration::from_millis(430));
         assert_eq!(h.succeeded(), Some(Change::Readmitted));
         assert!(!h.out());
     }

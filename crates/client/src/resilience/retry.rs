@@ -2,15 +2,21 @@
 
 use std::time::Duration;
 
-use emporium_contracts::headers;
 use http::{HeaderMap, Method, StatusCode, header};
 
 /// Whether a request may be sent twice: a read, or a command its caller made
-/// safe to repeat with an `idempotency-key`. (PUT and DELETE are idempotent by
-/// HTTP's definition, but a service's handler may not be: only a key promises it.)
-pub fn idempotent(method: &Method, headers: &HeaderMap) -> bool {
-    matches!(*method, Method::GET | Method::HEAD) || headers.contains_key(headers::IDEMPOTENCY_KEY)
+/// safe to repeat (`keyed`: the calling service put an `idempotency-key` on its
+/// client, [`crate::ServiceClient::with_header`], whose callee dedupes by it).
+/// A key that merely came along in a request from outside (the gateway passing a
+/// shopper's on) does not count: the callee of that route may not dedupe. (PUT
+/// and DELETE are idempotent by HTTP's definition, but a handler may not be.)
+pub fn idempotent(method: &Method, keyed: bool) -> bool {
+    matches!(*method, Method::GET | Method::HEAD) || keyed
 }
+
+/// Marks a request whose caller keyed it as safe to repeat (see [`idempotent`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Keyed;
 
 /// Statuses that say this instance could not serve the call now, where another
 /// instance, or the same one a moment later, may.
@@ -49,15 +55,10 @@ mod tests {
 
     #[test]
     fn only_reads_and_keyed_commands_are_idempotent() {
-        let mut h = HeaderMap::new();
-        assert!(idempotent(&Method::GET, &h));
-        assert!(!idempotent(&Method::POST, &h));
-        assert!(!idempotent(&Method::PUT, &h));
-        h.insert(
-            headers::IDEMPOTENCY_KEY,
-            HeaderValue::from_static("order-1:reserve"),
-        );
-        assert!(idempotent(&Method::POST, &h));
+        assert!(idempotent(&Method::GET, false));
+        assert!(!idempotent(&Method::POST, false));
+        assert!(!idempotent(&Method::PUT, false));
+        assert!(idempotent(&Method::POST, true));
     }
 
     #[test]

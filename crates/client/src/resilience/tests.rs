@@ -50,10 +50,6 @@ async fn instance(behaviour: Behaviour) -> Instance {
             let now = current.lock().map(|b| *b).unwrap_or(Behaviour::Ok);
             async move {
                 counted.fetch_add(1, Ordering::SeqCst);
-                let retry_after = match now {
-                    Behaviour::Busy(secs) => secs.to_string(),
-                    _ => "0".to_string(),
-                };
                 let answer = match now {
                     Behaviour::Ok => (StatusCode::OK, "\"ok\""),
                     Behaviour::Status(status) => (status, "{}"),
@@ -67,11 +63,13 @@ async fn instance(behaviour: Behaviour) -> Instance {
                         (StatusCode::OK, "\"ok\"")
                     }
                 };
-                (
-                    answer.0,
-                    [(http::header::RETRY_AFTER, retry_after)],
-                    answer.1,
-                )
+                let mut response = axum::response::IntoResponse::into_response(answer);
+                if let Behaviour::Busy(secs) = now {
+                    response
+                        .headers_mut()
+                        .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+                }
+                response
             }
         }),
     );
@@ -161,6 +159,49 @@ async fn reads_and_keyed_commands_are_retried_on_another_instance_other_commands
 }
 
 #[tokio::test]
+async fn a_key_that_came_from_outside_does_not_make_a_command_repeatable() {
+    let bad = instance(Behaviour::Status(StatusCode::SERVICE_UNAVAILABLE)).await;
+    let c = client(vec![bad.address.clone()], Default::default());
+    // As the gateway passes a shopper's request on: the key is the shopper's.
+    let request = http::Request::post("/x")
+        .header(headers::IDEMPOTENCY_KEY, "k-2")
+        .body(bytes::Bytes::new())
+        .expect("request");
+    let response = c.send(request).await.expect("an answer");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(hits(&bad), 1, "sent once");
+    keyed(c.clone())
+        .send_json::<_, String>(Method::POST, "/x", &())
+        .await
+        .expect_err("still 503");
+    assert_eq!(hits(&bad), 4, "keyed by the calling service: retried twice");
+}
+
+#[tokio::test]
+async fn a_503_with_retry_after_is_not_held_against_the_instance() {
+    let busy = instance(Behaviour::Busy(5)).await;
+    let good = instance(Behaviour::Ok).await;
+    let c = client(
+        vec![busy.address.clone(), good.address.clone()],
+        CallPolicyOverrides {
+            eject_after: Some(2),
+            breaker_min_calls: Some(4),
+            ..Default::default()
+        },
+    );
+    for _ in 0..40 {
+        c.get_json::<String>("/x").await.expect("the other answers");
+    }
+    let before = hits(&busy);
+    assert!(before > 4, "shedding, not failing: still tried ({before})");
+    busy.set(Behaviour::Status(StatusCode::INTERNAL_SERVER_ERROR));
+    for _ in 0..40 {
+        let _ = c.send_json::<_, String>(Method::POST, "/x", &()).await;
+    }
+    assert_eq!(hits(&busy) - before, 2, "failing: ejected after two");
+}
+
+#[tokio::test]
 async fn a_refused_connection_is_retried_whatever_the_method() {
     let good = instance(Behaviour::Ok).await;
     let c = client(
@@ -247,10 +288,11 @@ async fn an_unanswered_read_is_hedged_to_another_instance() {
 }
 
 #[tokio::test]
-async fn a_slow_but_working_instance_still_answers_a_hedged_call() {
+async fn slow_but_working_instances_still_answer_a_hedged_call() {
     let slow = instance(Behaviour::Slow(Duration::from_millis(300))).await;
+    let other = instance(Behaviour::Slow(Duration::from_millis(300))).await;
     let c = client(
-        vec![slow.address.clone()],
+        vec![slow.address.clone(), other.address.clone()],
         CallPolicyOverrides {
             attempt_timeout_ms: Some(100),
             ..Default::default()
