@@ -288,25 +288,31 @@ async fn processes(registry: &RegistryClient, service: &str) -> anyhow::Result<V
     Ok(found)
 }
 
+/// SIGKILLs one process of `service` (or of any but the registry, for
+/// `random`); what it did.
+pub async fn kill_once(registry: &RegistryClient, service: &str) -> anyhow::Result<String> {
+    use nix::sys::signal::{Signal, kill};
+    let candidates = processes(registry, service).await?;
+    if candidates.is_empty() {
+        bail!("no process of {service} runs on this machine");
+    }
+    let (name, pid) = &candidates[fastrand::usize(..candidates.len())];
+    kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGKILL)
+        .with_context(|| format!("killing {name} (pid {pid})"))?;
+    Ok(format!("killed {name} (pid {pid})"))
+}
+
 async fn kill(
     registry: &RegistryClient,
     service: &str,
     every: Option<Duration>,
     duration: Option<Duration>,
 ) -> anyhow::Result<()> {
-    use nix::sys::signal::{Signal, kill};
     let until = duration.map(|d| std::time::Instant::now() + d);
     let mut kills = 0;
     loop {
-        let candidates = processes(registry, service).await?;
-        if candidates.is_empty() {
-            bail!("no process of {service} runs on this machine");
-        }
-        let (name, pid) = &candidates[fastrand::usize(..candidates.len())];
-        kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGKILL)
-            .with_context(|| format!("killing {name} (pid {pid})"))?;
+        println!("{}", kill_once(registry, service).await?);
         kills += 1;
-        println!("killed {name} (pid {pid})");
         let Some(every) = every else { return Ok(()) };
         if until.is_some_and(|u| std::time::Instant::now() + every > u) {
             println!("{kills} kill(s)");

@@ -16,7 +16,8 @@
 //! - `emporium config get|set|watch KEY` changes settings every process applies at
 //!   once, and `emporium chaos delay|abort|reset` injects faults into calls between
 //!   services for a while: [`chaos`];
-//! - `emporium verify` checks the checkout's invariants across services: [`verify`].
+//! - `emporium verify` checks the checkout's invariants across services: [`verify`],
+//!   and `emporium soak` checks out under chaos, then verifies: [`soak`].
 
 mod chaos;
 mod events;
@@ -28,6 +29,7 @@ mod operations;
 mod operator;
 mod running;
 mod services;
+mod soak;
 mod status;
 mod up;
 mod verify;
@@ -122,6 +124,9 @@ enum Command {
         #[arg(long, global = true)]
         data_dir: Option<PathBuf>,
     },
+    /// Checkouts while processes are killed (and faults injected), then `verify`:
+    /// `emporium soak --for 10m --kill-every 10s --faults`.
+    Soak(soak::SoakArgs),
     /// Check the checkout's invariants across services (running or stopped shop);
     /// exits non-zero on a violation.
     Verify {
@@ -245,6 +250,13 @@ fn main() -> anyhow::Result<()> {
         } => {
             let registry = operator::registry(registry, data_dir)?;
             runtime.block_on(chaos::config(command, &registry))
+        }
+        Command::Soak(args) => {
+            if runtime.block_on(soak::run(args))? {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
         }
         Command::Verify { registry, data_dir } => {
             if runtime.block_on(verify::run(registry, data_dir))? {

@@ -25,7 +25,7 @@
 //! Products are stocked plentifully first when `--admin` names an admin account
 //! (`emporium admin grant EMAIL`), so checkouts measure the shop rather than sold-out stock.
 
-mod report;
+pub mod report;
 mod shopper;
 
 use std::sync::Arc;
@@ -146,6 +146,28 @@ fn parse_think(text: &str) -> Result<(u64, u64), String> {
 }
 
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
+    let (report, shop, tokens) = prepare(&args).await?;
+    let progress = report::Progress::start(report.clone(), args.json, args.warmup + args.seconds);
+    if args.warmup > 0 {
+        drive(&args, &shop, &tokens, Duration::from_secs(args.warmup)).await;
+    }
+    report.reset();
+    let started = Instant::now();
+    drive(&args, &shop, &tokens, Duration::from_secs(args.seconds)).await;
+    let elapsed = started.elapsed();
+    progress.finish();
+    let summary = report.summary(elapsed, &args);
+    if args.json {
+        println!("{}", summary.to_json());
+    } else {
+        print!("{}", summary.table());
+    }
+    Ok(())
+}
+
+/// The shoppers of a run, signed up and in, and the products stocked: what
+/// `emporium load` and `emporium soak` start from.
+pub async fn prepare(args: &LoadArgs) -> anyhow::Result<(Arc<Report>, Arc<Shop>, Vec<String>)> {
     if args.users == 0 {
         bail!("--users must be at least 1");
     }
@@ -184,28 +206,14 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             tokens.push(token?);
         }
     }
-    let shop = Arc::new(shop);
-
-    let progress = report::Progress::start(report.clone(), args.json, args.warmup + args.seconds);
-    if args.warmup > 0 {
-        drive(&args, &shop, &tokens, Duration::from_secs(args.warmup)).await;
-    }
-    report.reset();
-    let started = Instant::now();
-    drive(&args, &shop, &tokens, Duration::from_secs(args.seconds)).await;
-    let elapsed = started.elapsed();
-    progress.finish();
-    let summary = report.summary(elapsed, &args);
-    if args.json {
-        println!("{}", summary.to_json());
-    } else {
-        print!("{}", summary.table());
-    }
-    Ok(())
+    Ok((report, Arc::new(shop), tokens))
 }
 
+/// How long a closed-loop shopper waits after a failed journey.
+const FAILURE_PAUSE: Duration = Duration::from_millis(250);
+
 /// Makes journeys for `length`, in the loop the arguments ask for.
-async fn drive(args: &LoadArgs, shop: &Arc<Shop>, tokens: &[String], length: Duration) {
+pub async fn drive(args: &LoadArgs, shop: &Arc<Shop>, tokens: &[String], length: Duration) {
     let end = Instant::now() + length;
     let weights = args.mix.weights();
     match args.rate {
@@ -218,7 +226,11 @@ async fn drive(args: &LoadArgs, shop: &Arc<Shop>, tokens: &[String], length: Dur
                     let mut dice = shopper::Dice::new(i as u64);
                     while Instant::now() < end {
                         let step = dice.pick(weights);
-                        shop.journey(step, &token, &mut dice, Instant::now()).await;
+                        if !shop.journey(step, &token, &mut dice, Instant::now()).await {
+                            // As a person would: a moment before trying again, rather
+                            // than a loop of instant failures against a shop that is down.
+                            tokio::time::sleep(FAILURE_PAUSE).await;
+                        }
                         let pause = dice.between(think.0, think.1);
                         if pause > 0 {
                             tokio::time::sleep(Duration::from_millis(pause)).await;
@@ -249,7 +261,7 @@ async fn drive(args: &LoadArgs, shop: &Arc<Shop>, tokens: &[String], length: Dur
                 running.push(tokio::spawn(async move {
                     let token = idle_rx.lock().await.recv().await;
                     if let Some(token) = token {
-                        shop.journey(step, &token, &mut own, scheduled).await;
+                        let _ = shop.journey(step, &token, &mut own, scheduled).await;
                         let _ = idle_tx.send(token);
                     }
                 }));

@@ -165,6 +165,14 @@ impl Summary {
         self.rows.iter().filter(|r| !r.step.is_setup())
     }
 
+    /// Journeys made and journeys failed.
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            self.journeys().map(|r| r.count).sum(),
+            self.journeys().map(Row::failed).sum(),
+        )
+    }
+
     pub fn table(&self) -> String {
         let mut out = String::new();
         let total: u64 = self.journeys().map(|r| r.count).sum();
@@ -279,6 +287,15 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// Prints `line` above the progress line (a kill, a fault rule).
+    pub fn note(&self, line: &str) {
+        if self.bar.is_hidden() {
+            println!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
+
     pub fn start(report: Arc<Report>, quiet: bool, seconds: u64) -> Self {
         let bar = if quiet {
             indicatif::ProgressBar::hidden()

@@ -292,12 +292,14 @@ impl Shop {
     }
 
     /// One journey of `step` by the shopper holding `token`, measured from `due`.
-    pub async fn journey(&self, step: Step, token: &str, dice: &mut Dice, due: Instant) {
+    /// Makes one journey and records it; whether it succeeded.
+    pub async fn journey(&self, step: Step, token: &str, dice: &mut Dice, due: Instant) -> bool {
         let product = &self.products[dice.below(self.products.len())];
         if self.pages {
             let outcome = self.page_journey(step, token, product).await;
+            let ok = outcome.is_ok();
             self.report.record(step, due, outcome);
-            return;
+            return ok;
         }
         let outcome = match step {
             Step::Index => self.get("/api/catalog/products?limit=20", None).await,
@@ -342,7 +344,9 @@ impl Shop {
             }
             Step::SignUp | Step::SignIn => Ok(()),
         };
+        let ok = outcome.is_ok();
         self.report.record(step, due, outcome);
+        ok
     }
 
     /// The same journeys through the storefront: the pages a browser without

@@ -320,3 +320,69 @@ async fn verify_checks_the_invariants_of_a_running_and_a_stopped_shop() {
     assert!(out.contains("the shop is not running"), "{out}");
     assert!(out.contains("0 violation(s)"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_soak_with_kills_and_faults_breaks_no_invariant() {
+    let data = tempfile::tempdir().expect("data dir");
+    let up = Up::start(data.path());
+    stocked_sku(&up, 0).await;
+    let settings = up
+        .backends
+        .as_ref()
+        .map(crate::Backends::settings)
+        .unwrap_or_default();
+    let (ok, out) = emporium_with(
+        &up.data,
+        &[
+            "soak",
+            "--for",
+            "44s",
+            "--kill-every",
+            "4s",
+            "--faults",
+            "--users",
+            "6",
+            "--base",
+            &up.base,
+        ],
+        settings,
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("0 violation(s)"), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("soak: "))
+        .unwrap_or_else(|| panic!("no summary line: {out}"));
+    eprintln!("{line}");
+    let number = |after: &str| -> f64 {
+        line.split(after)
+            .next()
+            .and_then(|s| s.split_whitespace().last())
+            .and_then(|n| n.trim_start_matches('(').trim_end_matches('%').parse().ok())
+            .unwrap_or_else(|| panic!("{after} in {line}"))
+    };
+    let (checkouts, kills) = (number(" checkouts"), number(" kills"));
+    assert!(checkouts > 50.0, "{line}");
+    // As processes, each kill is one service; as a monolith, each is all of them.
+    let expected = if crate::monolith() { 5.0 } else { 10.0 };
+    assert!(
+        kills >= expected,
+        "every kind of backend killed at least once: {line}"
+    );
+    // Which processes died, as the supervisor saw it: every backend service.
+    let lines = up.lines.lock().expect("lock").join("\n");
+    for service in [
+        "users",
+        "catalog",
+        "inventory",
+        "payments",
+        "cart",
+        "orders",
+        "notifications",
+    ] {
+        assert!(
+            lines.contains(&format!("{} restarted", up.process_of(service))),
+            "{service} was killed and restarted"
+        );
+    }
+}

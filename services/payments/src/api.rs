@@ -134,8 +134,12 @@ where
             None => work.await,
         }
     };
-    emporium_telemetry::identity::spawn(work)
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::from)
+    // Its log lines stay in the request's span (its trace id).
+    emporium_telemetry::identity::spawn(tracing::Instrument::instrument(
+        work,
+        tracing::Span::current(),
+    ))
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::from)
 }

@@ -1,0 +1,199 @@
+//! `emporium soak`: checkout journeys against the running shop while its
+//! processes are killed one after another (and, with `--faults`, fault rules
+//! slow, abort and reset calls between the services), then `emporium verify`.
+//! It prints the load's table, the kills, and the verification; it exits
+//! non-zero when an invariant broke.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use emporium_client::RegistryClient;
+use emporium_client::faults::now_ms;
+use emporium_contracts::chaos::{FAULTS_PREFIX, Fault, FaultRule};
+
+use crate::chaos::parse_duration;
+use crate::load::{self, LoadArgs, Mix, report::Progress};
+
+#[derive(clap::Args)]
+pub struct SoakArgs {
+    /// How long the load and the chaos last.
+    #[arg(long = "for", value_parser = parse_duration, default_value = "10m")]
+    duration: Duration,
+    /// Kill one process this often, each service in turn (`emporium up`
+    /// restarts it). The gateway and the registry are spared: every request
+    /// goes through the one, and the kills are found through the other.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    kill_every: Duration,
+    /// Also apply fault rules for the whole run: calls from orders to payments
+    /// delayed, some calls to catalog aborted, some to cart reset.
+    #[arg(long)]
+    faults: bool,
+    /// Shoppers checking out, closed loop.
+    #[arg(long, default_value_t = 16)]
+    users: usize,
+    /// The gateway.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    base: String,
+    /// The registry's URL; by default the one a running `emporium up` recorded.
+    #[arg(long, env = "EMPORIUM__REGISTRY_URL")]
+    registry: Option<String>,
+    /// The data folder of the `emporium up` to soak.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+/// The fault rules of `--faults`, lasting `ttl`.
+fn rules(ttl: Duration) -> Vec<FaultRule> {
+    let expires_at_ms = now_ms() + ttl.as_millis() as i64;
+    let rule = |from: Option<&str>, to: &str, fault: Fault, percent: f64| FaultRule {
+        from: from.map(str::to_string),
+        to: to.to_string(),
+        fault,
+        percent,
+        expires_at_ms,
+    };
+    vec![
+        rule(
+            Some("orders"),
+            "payments",
+            Fault::Delay {
+                ms: 100,
+                jitter_ms: 200,
+            },
+            30.0,
+        ),
+        rule(None, "catalog", Fault::Abort { status: 503 }, 10.0),
+        rule(None, "cart", Fault::Reset, 5.0),
+    ]
+}
+
+pub async fn run(args: SoakArgs) -> anyhow::Result<bool> {
+    let registry = crate::operator::registry(args.registry.clone(), args.data_dir.clone())?;
+    // An admin of the run's own stocks the products the shoppers buy.
+    let admin = format!(
+        "soak-{}@example.com",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    crate::operations::admin(
+        crate::operations::AdminCommand::Grant {
+            email: admin.clone(),
+        },
+        &registry,
+    )
+    .await?;
+    let load_args = LoadArgs {
+        base: args.base.clone(),
+        mix: Mix::Checkout,
+        users: args.users,
+        rate: None,
+        seconds: args.duration.as_secs(),
+        warmup: 0,
+        think: (0, 0),
+        skus: 20,
+        admin: Some(admin),
+        json: false,
+        data_dir: args.data_dir.clone(),
+    };
+    let (report, shop, tokens) = load::prepare(&load_args).await?;
+
+    let mut written = Vec::new();
+    if args.faults {
+        for (i, rule) in rules(args.duration + Duration::from_secs(60))
+            .into_iter()
+            .enumerate()
+        {
+            let key = format!("{FAULTS_PREFIX}soak-{i}");
+            registry
+                .config_put(&key, &serde_json::to_string(&rule)?)
+                .await?;
+            written.push(key);
+        }
+    }
+    let progress = Progress::start(report.clone(), false, args.duration.as_secs());
+    if args.faults {
+        progress.note(&format!("{} fault rules on", written.len()));
+    }
+    let started = Instant::now();
+    let (chaos, notes) = {
+        let registry = registry.clone();
+        let every = args.kill_every;
+        let end = started + args.duration;
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let task = tokio::spawn(async move {
+            let mut kills = Vec::new();
+            let mut turn = 0usize;
+            loop {
+                tokio::time::sleep(every).await;
+                if Instant::now() + Duration::from_millis(500) >= end {
+                    return kills;
+                }
+                match kill_next(&registry, &mut turn).await {
+                    Ok(line) => {
+                        let _ = tx.send(line.clone());
+                        kills.push(line);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(format!("no kill this time: {e:#}"));
+                    }
+                }
+            }
+        });
+        (task, rx)
+    };
+    let drive = load::drive(&load_args, &shop, &tokens, args.duration);
+    tokio::pin!(drive);
+    loop {
+        tokio::select! {
+            () = &mut drive => break,
+            () = tokio::time::sleep(Duration::from_millis(200)) => {
+                while let Ok(line) = notes.try_recv() {
+                    progress.note(&line);
+                }
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    let kills = chaos.await.unwrap_or_default();
+    while let Ok(line) = notes.try_recv() {
+        progress.note(&line);
+    }
+    progress.finish();
+    for key in &written {
+        let _ = registry.config_delete(key).await;
+    }
+    let summary = report.summary(elapsed, &load_args);
+    print!("{}", summary.table());
+    let (journeys, failed) = summary.totals();
+    let share = if journeys == 0 {
+        0.0
+    } else {
+        100.0 * (journeys - failed) as f64 / journeys as f64
+    };
+    println!(
+        "soak: {journeys} checkouts, {failed} failed ({share:.2}% succeeded), {} kills, fault rules {}",
+        kills.len(),
+        if args.faults { "on" } else { "off" }
+    );
+    // Sagas caught by the last kill finish (or compensate) before the check.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    crate::verify::run(args.registry, args.data_dir).await
+}
+
+/// Kills the next service in turn (every backend service, the gateway and the
+/// registry spared), on this machine; what it did.
+async fn kill_next(registry: &RegistryClient, turn: &mut usize) -> anyhow::Result<String> {
+    let snapshot = registry.instances().await?;
+    let mut services: Vec<String> = snapshot
+        .instances
+        .iter()
+        .map(|i| i.service.clone())
+        .filter(|s| s != "registry" && s != "gateway")
+        .collect();
+    services.sort();
+    services.dedup();
+    anyhow::ensure!(!services.is_empty(), "no service to kill");
+    let service = services[*turn % services.len()].clone();
+    *turn += 1;
+    let killed = crate::chaos::kill_once(registry, &service).await?;
+    Ok(killed)
+}
