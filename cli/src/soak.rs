@@ -7,7 +7,6 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use emporium_client::RegistryClient;
 use emporium_client::faults::now_ms;
 use emporium_contracts::chaos::{FAULTS_PREFIX, Fault, FaultRule};
 
@@ -113,6 +112,19 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<bool> {
     if args.faults {
         progress.note(&format!("{} fault rules on", written.len()));
     }
+    // Each backend service in turn, as listed now (a killed one may be missing
+    // from the registry for a moment; its turn still comes).
+    let mut victims: Vec<String> = registry
+        .instances()
+        .await?
+        .instances
+        .into_iter()
+        .map(|i| i.service)
+        .filter(|s| s != "registry" && s != "gateway")
+        .collect();
+    victims.sort();
+    victims.dedup();
+    anyhow::ensure!(!victims.is_empty(), "no service to kill");
     let started = Instant::now();
     let (chaos, notes) = {
         let registry = registry.clone();
@@ -127,7 +139,9 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<bool> {
                 if Instant::now() + Duration::from_millis(500) >= end {
                     return kills;
                 }
-                match kill_next(&registry, &mut turn).await {
+                let service = &victims[turn % victims.len()];
+                turn += 1;
+                match crate::chaos::kill_once(&registry, service).await {
                     Ok(line) => {
                         let _ = tx.send(line.clone());
                         kills.push(line);
@@ -177,23 +191,4 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<bool> {
     // Sagas caught by the last kill finish (or compensate) before the check.
     tokio::time::sleep(Duration::from_secs(5)).await;
     crate::verify::run(args.registry, args.data_dir).await
-}
-
-/// Kills the next service in turn (every backend service, the gateway and the
-/// registry spared), on this machine; what it did.
-async fn kill_next(registry: &RegistryClient, turn: &mut usize) -> anyhow::Result<String> {
-    let snapshot = registry.instances().await?;
-    let mut services: Vec<String> = snapshot
-        .instances
-        .iter()
-        .map(|i| i.service.clone())
-        .filter(|s| s != "registry" && s != "gateway")
-        .collect();
-    services.sort();
-    services.dedup();
-    anyhow::ensure!(!services.is_empty(), "no service to kill");
-    let service = services[*turn % services.len()].clone();
-    *turn += 1;
-    let killed = crate::chaos::kill_once(registry, &service).await?;
-    Ok(killed)
 }
