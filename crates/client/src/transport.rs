@@ -436,7 +436,9 @@ impl Drop for Attempts<'_> {
         for (route, _, started, done) in &self.launched {
             if !done && now.duration_since(*started) >= self.overdue {
                 // The breaker is not told: the call as a whole did not fail.
-                let aside = self.overdue.max(Duration::from_secs(1));
+                // As long as a refused instance: a hung one is ejected or dropped
+                // by the registry before its turn comes again.
+                let aside = self.overdue.max(Duration::from_secs(5));
                 let change = self.discovery.record(
                     self.service,
                     route,
