@@ -167,11 +167,11 @@ pub fn check(facts: &Facts, now_ms: i64, stopped: bool) -> Vec<Check> {
         .iter()
         .map(|r| (r.order_id.as_str(), r.status.as_str()))
         .collect();
-    let orders: HashMap<&str, &str> = facts
+    let orders: HashMap<&str, &emporium_contracts::audit::OrderFact> = facts
         .orders
         .orders
         .iter()
-        .map(|o| (o.id.as_str(), o.status.as_str()))
+        .map(|o| (o.id.as_str(), o))
         .collect();
     let done = |o: &&emporium_contracts::audit::OrderFact| o.step == "done";
 
@@ -231,12 +231,10 @@ pub fn check(facts: &Facts, now_ms: i64, stopped: bool) -> Vec<Check> {
                 p.amount, p.currency, p.order_id
             ));
         }
-        let finished = facts
-            .orders
-            .orders
-            .iter()
-            .any(|o| o.id == p.order_id && o.step == "done");
-        if finished {
+        if orders
+            .get(p.order_id.as_str())
+            .is_some_and(|o| o.step == "done")
+        {
             *captured.entry(p.currency.as_str()).or_default() += p.amount;
         }
     }
@@ -273,8 +271,8 @@ pub fn check(facts: &Facts, now_ms: i64, stopped: bool) -> Vec<Check> {
         if !matches!(r.status.as_str(), "reserved" | "committed") {
             continue;
         }
-        let order = orders.get(r.order_id.as_str());
-        if order == Some(&"CANCELLED") || (stopped && order.is_none()) {
+        let order = orders.get(r.order_id.as_str()).map(|o| o.status.as_str());
+        if order == Some("CANCELLED") || (stopped && order.is_none()) {
             stock.push(format!(
                 "stock {} for order {}, which is not live",
                 r.status, r.order_id
