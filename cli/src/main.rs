@@ -28,6 +28,7 @@ mod monitoring;
 mod operations;
 mod operator;
 mod running;
+mod secrets;
 mod services;
 mod soak;
 mod status;
@@ -186,6 +187,15 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// The shop's identity material for deployments elsewhere:
+    /// `emporium identity kubernetes | kubectl apply -f -`.
+    Identity {
+        #[command(subcommand)]
+        command: IdentityCommand,
+        /// The data folder holding `identity/` (made here when missing).
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
     /// Print a service's join token (`identity.tokens.<service>` for a process
     /// started elsewhere), from the bootstrap secret in the data folder.
     Token {
@@ -195,6 +205,13 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum IdentityCommand {
+    /// Kubernetes Secrets for deploy/k8s: the CA for the registry, the trust anchor
+    /// for every pod, a join token per service.
+    Kubernetes,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -296,6 +313,13 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(logview::logs(filter, follow, data_dir))
         }
         Command::Trace { order_id, data_dir } => logview::trace(&order_id, data_dir),
+        Command::Identity {
+            command: IdentityCommand::Kubernetes,
+            data_dir,
+        } => {
+            print!("{}", secrets::kubernetes(data_dir)?);
+            Ok(())
+        }
         Command::Token { service, data_dir } => {
             println!("{}", operator::join_token(&service, data_dir)?);
             Ok(())

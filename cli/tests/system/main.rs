@@ -26,6 +26,7 @@ use emporium_testkit::servers::{self, Nats, Postgres};
 mod authz;
 mod browser;
 mod checkout;
+mod deploy;
 mod fuzz;
 mod load;
 mod observability;

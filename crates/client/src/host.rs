@@ -88,7 +88,16 @@ impl Host {
     }
 
     /// A client for calling `service` with a per-call timeout.
+    ///
+    /// In debug builds, a call the shop's topology does not declare
+    /// (`emporium_contracts::topology::CALLS`) panics: the NetworkPolicies are
+    /// derived from that table, so an undeclared call would be refused in a cluster.
     pub fn client(&self, service: &str, timeout: Duration) -> ServiceClient {
+        debug_assert!(
+            emporium_contracts::topology::may_call(self.service, service),
+            "{} calls {service}, which emporium_contracts::topology::CALLS does not declare",
+            self.service
+        );
         ServiceClient::new(service, self.transport.clone(), timeout)
     }
 }

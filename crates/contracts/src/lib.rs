@@ -13,7 +13,9 @@
 //! - [`checkout`]: the internal calls of the checkout saga (cart, inventory, payments);
 //! - [`sku`]: the stock-keeping unit format;
 //! - [`chaos`]: fault rules the operator injects into calls between services;
-//! - [`audit`]: the facts each checkout service reports for `emporium verify`.
+//! - [`audit`]: the facts each checkout service reports for `emporium verify`;
+//! - [`topology`]: who calls whom across the network (checked against the
+//!   Kubernetes NetworkPolicies).
 
 pub mod audit;
 pub mod auth;
@@ -25,3 +27,4 @@ pub mod headers;
 pub mod money;
 pub mod registry;
 pub mod sku;
+pub mod topology;

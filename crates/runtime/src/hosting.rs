@@ -449,8 +449,12 @@ impl<S: Service> AnyService for S {
 }
 
 /// The address others use to reach a listener bound to `local`.
+/// An IPv6 address given as the host (a pod IP from the downward API) is bracketed.
 pub fn advertised(local: SocketAddr, host: Option<&str>) -> String {
     match host {
+        Some(host) if host.parse::<std::net::Ipv6Addr>().is_ok() => {
+            format!("[{host}]:{}", local.port())
+        }
         Some(host) => format!("{host}:{}", local.port()),
         None if local.ip().is_unspecified() => format!("127.0.0.1:{}", local.port()),
         None => local.to_string(),
@@ -501,6 +505,17 @@ mod tests {
                 .route("/relay", relay)
                 .route("/whoami", get(whoami)))
         }
+    }
+
+    #[test]
+    fn advertised_addresses_others_can_dial() {
+        let wildcard: SocketAddr = "0.0.0.0:8080".parse().expect("addr");
+        assert_eq!(advertised(wildcard, Some("10.1.2.3")), "10.1.2.3:8080");
+        assert_eq!(advertised(wildcard, Some("catalog")), "catalog:8080");
+        assert_eq!(advertised(wildcard, Some("fd00::7")), "[fd00::7]:8080");
+        assert_eq!(advertised(wildcard, None), "127.0.0.1:8080");
+        let bound: SocketAddr = "192.168.5.9:81".parse().expect("addr");
+        assert_eq!(advertised(bound, None), "192.168.5.9:81");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,70 @@
+//! `emporium identity kubernetes`: the shop's identity material as Kubernetes
+//! Secrets, for the manifests in `deploy/k8s` — the CA key and the bootstrap secret
+//! for the registry alone, the CA certificate (the trust anchor) for every pod, and
+//! one join token per service, each in a Secret of its own so that a service's pods
+//! can read only theirs. The CA is the one `emporium up` keeps in the data folder,
+//! made there on first use.
+
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::services::Service;
+
+/// The Secrets, as a YAML stream (one JSON document each) for `kubectl apply -f -`.
+pub fn kubernetes(data_dir: Option<PathBuf>) -> anyhow::Result<String> {
+    let dir = crate::running::data_dir(data_dir);
+    let prepared = crate::operator::prepare(&dir)?;
+    let anchor_path = dir.join("identity").join("ca.pem");
+    let anchor = std::fs::read_to_string(&anchor_path)?;
+    let ca_key = std::fs::read_to_string(&prepared.ca_key)?;
+    let mut secrets = vec![
+        secret(
+            "emporium-ca",
+            "registry",
+            &[
+                ("ca.key", ca_key.as_str()),
+                ("bootstrap-secret", prepared.secret.as_str()),
+            ],
+        ),
+        secret("emporium-trust-anchor", "", &[("ca.pem", anchor.as_str())]),
+    ];
+    for service in Service::BEHIND_REGISTRY {
+        let token = emporium_identity::token::join_token(&prepared.secret, service.name());
+        secrets.push(secret(
+            &format!("emporium-token-{}", service.name()),
+            service.name(),
+            &[("token", token.as_str())],
+        ));
+    }
+    let mut out = String::from(
+        "# Made by `emporium identity kubernetes`: apply with `kubectl apply -f -`, keep out of git.\n",
+    );
+    for s in secrets {
+        out.push_str("---\n");
+        out.push_str(&serde_json::to_string_pretty(&s)?);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+fn secret(name: &str, service: &str, data: &[(&str, &str)]) -> Value {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let data: serde_json::Map<String, Value> = data
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::String(b64.encode(v))))
+        .collect();
+    let mut labels = serde_json::Map::new();
+    labels.insert("app.kubernetes.io/part-of".into(), json!("emporium"));
+    if !service.is_empty() {
+        labels.insert("app.kubernetes.io/name".into(), json!(service));
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": { "name": name, "labels": labels },
+        "type": "Opaque",
+        "data": data,
+    })
+}

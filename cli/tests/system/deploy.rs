@@ -1,0 +1,781 @@
+//! The delivery files, checked without a cluster: every kustomize overlay renders
+//! (`kubectl kustomize`), validates against the Kubernetes schemas in strict mode
+//! (`kubernetes-validate`), and keeps the rules every workload must follow; the
+//! NetworkPolicies admit exactly the callers `emporium_contracts::topology`
+//! declares; the Secrets the manifests read are the ones `emporium identity
+//! kubernetes` makes. Run once (not per backend or shape): the files do not depend
+//! on either.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use emporium_contracts::topology;
+
+const OVERLAYS: [&str; 2] = ["embedded", "production"];
+/// Kubernetes releases whose schemas the rendered objects must satisfy: the
+/// oldest the manifests support (kubectl's, 1.32: the preStop sleep action) and
+/// the newest the validator bundles.
+const KUBERNETES: [Option<&str>; 2] = [Some("1.32.0"), None];
+/// Secrets an operator makes besides `emporium identity kubernetes`'s, named in
+/// the overlays' comments: the database and NATS URLs, the Ingress's certificate.
+const OPERATOR_SECRETS: [&str; 2] = ["emporium-backends", "emporium-tls"];
+
+fn k8s_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/k8s")
+}
+
+/// Runs a tool the tests need; None (skipped) when it is missing and not required.
+fn tool(program: &str, args: &[&str]) -> Option<std::process::Output> {
+    match Command::new(program).args(args).output() {
+        Ok(out) => Some(out),
+        Err(e) => {
+            assert!(
+                std::env::var_os("EMPORIUM_REQUIRE_BACKENDS").is_none(),
+                "{program} is not runnable ({e}); scripts/test installs it"
+            );
+            eprintln!("skipped: {program} is not installed");
+            None
+        }
+    }
+}
+
+/// The YAML `kubectl kustomize` renders for `dir`.
+fn kustomize(dir: &Path) -> Option<String> {
+    let out = tool("kubectl", &["kustomize", &dir.to_string_lossy()])?;
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {} failed: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8(out.stdout).expect("utf-8"))
+}
+
+fn documents(yaml: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(yaml)
+        .map(|doc| {
+            let value: Value = serde::Deserialize::deserialize(doc).expect("a YAML document");
+            value
+        })
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn render(overlay: &str) -> Option<Vec<Value>> {
+    Some(documents(&kustomize(
+        &k8s_dir().join("overlays").join(overlay),
+    )?))
+}
+
+fn kind_name(doc: &Value) -> (String, String) {
+    (
+        doc["kind"].as_str().unwrap_or_default().to_string(),
+        doc["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> impl Iterator<Item = &'a Value> {
+    docs.iter().filter(move |d| d["kind"] == kind)
+}
+
+#[test]
+fn every_overlay_renders_and_validates_against_the_kubernetes_schemas() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for overlay in OVERLAYS {
+        let Some(yaml) = kustomize(&k8s_dir().join("overlays").join(overlay)) else {
+            return;
+        };
+        let file = dir.path().join(format!("{overlay}.yaml"));
+        std::fs::write(&file, &yaml).expect("write");
+        for version in KUBERNETES {
+            let mut args = vec!["--strict", "--quiet", "--no-warn"];
+            if let Some(v) = version {
+                args.extend(["--kubernetes-version", v]);
+            }
+            let file = file.to_string_lossy();
+            args.push(&file);
+            let Some(out) = tool("kubernetes-validate", &args) else {
+                return;
+            };
+            assert!(
+                out.status.success(),
+                "{overlay} does not validate against Kubernetes {}:\n{}{}",
+                version.unwrap_or("(newest bundled)"),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // Everything the shop needs is there: a Deployment, Service and
+        // ServiceAccount per service.
+        let docs = documents(&yaml);
+        for service in topology::SERVICES {
+            for kind in ["Deployment", "Service", "ServiceAccount"] {
+                assert!(
+                    docs.iter()
+                        .any(|d| kind_name(d) == (kind.into(), service.to_string())),
+                    "{overlay}: no {kind} {service}"
+                );
+            }
+        }
+    }
+}
+
+/// What a workload breaks of the rules every Emporium pod follows.
+fn violations(docs: &[Value]) -> Vec<String> {
+    let mut found = Vec::new();
+    let accounts: BTreeSet<String> = of_kind(docs, "ServiceAccount")
+        .map(|d| kind_name(d).1)
+        .collect();
+    for d in of_kind(docs, "Deployment") {
+        let name = kind_name(d).1;
+        let pod = &d["spec"]["template"]["spec"];
+        let mut fail = |rule: &str| found.push(format!("{name}: {rule}"));
+        let account = pod["serviceAccountName"].as_str().unwrap_or_default();
+        if account != name || !accounts.contains(account) {
+            fail("a ServiceAccount of its own");
+        }
+        if pod["automountServiceAccountToken"] != false {
+            fail("no service account token mounted");
+        }
+        if pod["securityContext"]["runAsNonRoot"] != true {
+            fail("pod runAsNonRoot");
+        }
+        if pod["securityContext"]["seccompProfile"]["type"] != "RuntimeDefault" {
+            fail("seccomp RuntimeDefault");
+        }
+        let containers = pod["containers"].as_array().cloned().unwrap_or_default();
+        if containers.is_empty() {
+            fail("containers");
+        }
+        let mut pre_stop = 0;
+        for c in &containers {
+            let sc = &c["securityContext"];
+            if sc["readOnlyRootFilesystem"] != true {
+                fail("read-only root filesystem");
+            }
+            if sc["allowPrivilegeEscalation"] != false {
+                fail("allowPrivilegeEscalation: false");
+            }
+            if sc["capabilities"]["drop"] != serde_json::json!(["ALL"]) {
+                fail("every capability dropped");
+            }
+            if sc["runAsNonRoot"] != true {
+                fail("container runAsNonRoot");
+            }
+            for (probe, path) in [
+                ("startupProbe", "/livez"),
+                ("livenessProbe", "/livez"),
+                ("readinessProbe", "/readyz"),
+            ] {
+                if c[probe]["httpGet"]["path"] != path {
+                    fail(&format!("{probe} on {path}"));
+                }
+            }
+            for kind in ["requests", "limits"] {
+                for resource in ["cpu", "memory"] {
+                    if c["resources"][kind][resource].is_null() {
+                        fail(&format!("resources.{kind}.{resource}"));
+                    }
+                }
+            }
+            pre_stop = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+                .as_u64()
+                .unwrap_or(0);
+            if pre_stop == 0 {
+                fail("a preStop pause for the load balancers to drain");
+            }
+            let args: Vec<&str> = c["args"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if args != [name.as_str()] {
+                fail("serves its own service (args: [<name>])");
+            }
+        }
+        // preStop, then the server's grace for requests in flight, then stopping
+        // consumers and deregistering.
+        let grace_s = emporium_config::HttpSettings::default().grace_period_ms / 1000;
+        let termination = pod["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
+        if termination < pre_stop + grace_s + 1 {
+            fail(&format!(
+                "terminationGracePeriodSeconds ({termination}) covers preStop ({pre_stop} s) and the shutdown grace ({grace_s} s)"
+            ));
+        }
+    }
+    found
+}
+
+#[test]
+fn every_workload_is_hardened_probed_bounded_and_drained() {
+    for overlay in OVERLAYS {
+        let Some(docs) = render(overlay) else { return };
+        let found = violations(&docs);
+        assert!(found.is_empty(), "{overlay}:\n{}", found.join("\n"));
+    }
+    // The rules catch what they are for: a doctored catalog breaks three of them.
+    let Some(mut docs) = render("embedded") else {
+        return;
+    };
+    let catalog = docs
+        .iter_mut()
+        .find(|d| kind_name(d) == ("Deployment".into(), "catalog".into()))
+        .expect("catalog");
+    let container = &mut catalog["spec"]["template"]["spec"]["containers"][0];
+    container["securityContext"]["readOnlyRootFilesystem"] = Value::Bool(false);
+    container["readinessProbe"] = Value::Null;
+    catalog["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 5.into();
+    let found = violations(&docs);
+    assert_eq!(found.len(), 3, "{found:#?}");
+}
+
+/// Whether `selector` (a LabelSelector's matchLabels) selects pods labelled `labels`.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    selector["matchLabels"]
+        .as_object()
+        .is_some_and(|m| m.iter().all(|(k, v)| &labels[k] == v))
+}
+
+/// For each shop service: the services whose pods its NetworkPolicies let in, and
+/// whether anything outside the shop's pods is let in (a namespace selector).
+fn admitted(docs: &[Value]) -> BTreeMap<String, (BTreeSet<String>, bool)> {
+    let pods: Vec<(String, Value)> = of_kind(docs, "Deployment")
+        .map(|d| {
+            (
+                kind_name(d).1,
+                d["spec"]["template"]["metadata"]["labels"].clone(),
+            )
+        })
+        .collect();
+    let mut admitted: BTreeMap<String, (BTreeSet<String>, bool)> = BTreeMap::new();
+    for policy in of_kind(docs, "NetworkPolicy") {
+        let target = &policy["spec"]["podSelector"];
+        let targets: Vec<&String> = pods
+            .iter()
+            .filter(|(_, labels)| {
+                target.as_object().is_some_and(|t| t.is_empty()) || selects(target, labels)
+            })
+            .map(|(name, _)| name)
+            .collect();
+        assert!(
+            !targets.is_empty(),
+            "NetworkPolicy {} selects no workload",
+            kind_name(policy).1
+        );
+        for rule in policy["spec"]["ingress"].as_array().into_iter().flatten() {
+            for peer in rule["from"].as_array().into_iter().flatten() {
+                if peer.get("namespaceSelector").is_some() {
+                    for t in &targets {
+                        admitted.entry(t.to_string()).or_default().1 = true;
+                    }
+                    continue;
+                }
+                let from: Vec<&String> = pods
+                    .iter()
+                    .filter(|(_, labels)| selects(&peer["podSelector"], labels))
+                    .map(|(name, _)| name)
+                    .collect();
+                assert!(
+                    !from.is_empty(),
+                    "NetworkPolicy {}: a peer selects no workload: {peer}",
+                    kind_name(policy).1
+                );
+                for t in &targets {
+                    let entry = admitted.entry(t.to_string()).or_default();
+                    entry.0.extend(from.iter().map(|f| f.to_string()));
+                }
+            }
+        }
+    }
+    admitted
+}
+
+#[test]
+fn network_policies_admit_exactly_the_callers_the_topology_declares() {
+    for overlay in OVERLAYS {
+        let Some(docs) = render(overlay) else { return };
+        assert!(
+            of_kind(&docs, "NetworkPolicy").any(|p| {
+                p["spec"]["podSelector"]
+                    .as_object()
+                    .is_some_and(|s| s.is_empty())
+                    && p["spec"]["ingress"].is_null()
+            }),
+            "{overlay}: a default-deny policy"
+        );
+        let admitted = admitted(&docs);
+        for service in topology::SERVICES {
+            let (from, outside) = admitted.get(*service).cloned().unwrap_or_default();
+            let expected: BTreeSet<String> = topology::callers_of(service)
+                .into_iter()
+                .map(String::from)
+                .collect();
+            assert_eq!(from, expected, "{overlay}: who may reach {service}");
+            // Only the gateway is reached from outside the shop (the ingress), and
+            // Prometheus's namespace where scraping is on.
+            let scraped = overlay == "production";
+            assert_eq!(
+                outside,
+                *service == "gateway" || scraped,
+                "{overlay}: {service} reachable from another namespace"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_component_is_used_by_an_overlay() {
+    let components: Vec<String> = std::fs::read_dir(k8s_dir().join("components"))
+        .expect("components")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(components.len() >= 3, "{components:?}");
+    for component in components {
+        let used = OVERLAYS.iter().any(|o| {
+            std::fs::read_to_string(
+                k8s_dir()
+                    .join("overlays")
+                    .join(o)
+                    .join("kustomization.yaml"),
+            )
+            .expect("kustomization")
+            .contains(&format!("../../components/{component}"))
+        });
+        assert!(used, "component {component} is in no overlay");
+    }
+}
+
+/// Names of the Secrets a rendered overlay reads (env and volumes).
+fn secrets_read(docs: &[Value]) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut walk = vec![Value::Array(docs.to_vec())];
+    while let Some(v) = walk.pop() {
+        match v {
+            Value::Object(map) => {
+                if let Some(n) = map.get("secretKeyRef").and_then(|r| r["name"].as_str()) {
+                    names.insert(n.to_string());
+                }
+                if let Some(n) = map.get("secret").and_then(|r| r["secretName"].as_str()) {
+                    names.insert(n.to_string());
+                }
+                if let Some(n) = map.get("secretName").and_then(Value::as_str) {
+                    names.insert(n.to_string());
+                }
+                walk.extend(map.into_iter().map(|(_, v)| v));
+            }
+            Value::Array(items) => walk.extend(items),
+            _ => {}
+        }
+    }
+    names
+}
+
+#[test]
+fn the_secrets_the_manifests_read_are_made_by_emporium_identity_kubernetes() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_emporium"))
+        .args(["identity", "kubernetes", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .expect("emporium identity kubernetes");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let made = documents(&String::from_utf8(out.stdout).expect("utf-8"));
+    let made_names: BTreeSet<String> = made.iter().map(|d| kind_name(d).1).collect();
+    // Each service's token is its own Secret, and the registry's CA key is in
+    // none of theirs.
+    for d in &made {
+        let name = kind_name(d).1;
+        let keys: Vec<&String> = d["data"].as_object().expect("data").keys().collect();
+        if name != "emporium-ca" {
+            assert!(
+                !keys.iter().any(|k| *k == "ca.key"),
+                "{name} holds the CA key"
+            );
+        }
+    }
+    // The tokens are the ones the registry accepts: derived from the secret in
+    // the data folder.
+    let secret = std::fs::read_to_string(data.path().join("identity/bootstrap.secret"))
+        .expect("bootstrap secret");
+    let catalog_token = made
+        .iter()
+        .find(|d| kind_name(d).1 == "emporium-token-catalog")
+        .and_then(|d| d["data"]["token"].as_str())
+        .expect("catalog's token");
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(catalog_token)
+        .expect("base64");
+    assert_eq!(
+        String::from_utf8(decoded).expect("utf-8"),
+        emporium_identity::token::join_token(secret.trim(), "catalog")
+    );
+    for overlay in OVERLAYS {
+        let Some(docs) = render(overlay) else { return };
+        for name in secrets_read(&docs) {
+            assert!(
+                made_names.contains(&name) || OPERATOR_SECRETS.contains(&name.as_str()),
+                "{overlay} reads Secret {name}, which nothing makes"
+            );
+        }
+    }
+}
+
+fn workflows_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../.github/workflows")
+}
+
+#[test]
+fn the_workflows_are_valid_github_workflows() {
+    let mut files: Vec<String> = std::fs::read_dir(workflows_dir())
+        .expect("workflows")
+        .map(|e| e.expect("entry").path().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert!(files.len() > topology::SERVICES.len(), "{files:?}");
+    let mut args = vec!["--builtin-schema", "vendor.github-workflows"];
+    args.extend(files.iter().map(String::as_str));
+    let Some(out) = tool("check-jsonschema", &args) else {
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The workspace's chassis crates each service depends on, from `cargo metadata`,
+/// as the folders a change to which must run that service's pipeline.
+fn chassis_folders(service: &str) -> BTreeSet<String> {
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Value = serde_json::from_slice(&out.stdout).expect("metadata");
+    let packages = meta["packages"].as_array().expect("packages");
+    let package = |name: &str| {
+        packages
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no package {name}"))
+    };
+    let root = Path::new(meta["workspace_root"].as_str().expect("root"));
+    let mut folders = BTreeSet::new();
+    let mut todo = vec![format!("emporium-{service}")];
+    let mut seen = BTreeSet::new();
+    while let Some(name) = todo.pop() {
+        for dep in package(&name)["dependencies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let dep_name = dep["name"].as_str().unwrap_or_default();
+            if dep["kind"].is_null() && dep["path"].is_string() && seen.insert(dep_name.to_string())
+            {
+                let manifest = package(dep_name)["manifest_path"].as_str().expect("path");
+                let folder = Path::new(manifest)
+                    .parent()
+                    .and_then(|p| p.strip_prefix(root).ok())
+                    .expect("inside the workspace");
+                folders.insert(format!("{}/**", folder.display()));
+                todo.push(dep_name.to_string());
+            }
+        }
+    }
+    folders
+}
+
+#[test]
+fn each_service_has_a_pipeline_triggered_by_exactly_what_it_builds_from() {
+    for service in topology::SERVICES {
+        let file = workflows_dir().join(format!("{service}.yml"));
+        let yaml =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let workflow: Value = serde_yaml_ng::from_str(&yaml).expect("workflow");
+        let job = &workflow["jobs"]["pipeline"];
+        assert_eq!(job["uses"], "./.github/workflows/service.yml", "{service}");
+        assert_eq!(job["with"]["service"], *service, "{service}");
+        for event in ["push", "pull_request"] {
+            let paths: BTreeSet<String> = workflow["on"][event]["paths"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{service}: {event} paths"))
+                .iter()
+                .filter_map(|p| p.as_str().map(String::from))
+                .collect();
+            let crates: BTreeSet<String> = paths
+                .iter()
+                .filter(|p| p.starts_with("crates/"))
+                .cloned()
+                .collect();
+            assert_eq!(crates, chassis_folders(service), "{service}: {event} paths");
+            for own in [
+                format!("services/{service}/**"),
+                "Cargo.lock".into(),
+                "deploy/image/**".into(),
+                ".github/workflows/service.yml".into(),
+            ] {
+                assert!(paths.contains(&own), "{service}: {event} paths lack {own}");
+            }
+        }
+    }
+}
+
+/// Containers of one test, removed with their image when it ends.
+struct Podman {
+    conf: PathBuf,
+    image: String,
+    containers: Vec<String>,
+}
+
+impl Podman {
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("podman")
+            .env("CONTAINERS_CONF", &self.conf)
+            .args(args)
+            .output()
+            .expect("podman")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "podman {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        for c in &self.containers {
+            if std::thread::panicking() {
+                eprintln!("logs of {c}:\n{:?}", self.run(&["logs", c]));
+            }
+            self.run(&["rm", "-f", "-t", "2", c]);
+        }
+        let listed = self.run(&[
+            "images",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+            &self.image,
+        ]);
+        for tag in String::from_utf8_lossy(&listed.stdout).lines() {
+            self.run(&["rmi", "-f", tag]);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The status of a plain-HTTP GET (probes may speak plain HTTP to any service).
+fn status_of(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    answer.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn the_image_runs_services_as_non_root_on_a_read_only_root_with_mtls_between_containers() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if tool("podman", &["--version"]).is_none() {
+        return;
+    }
+    let name = format!("localhost/emporium-test-{}", std::process::id());
+    let mut podman = Podman {
+        conf: repo.join("scripts/podman/containers.conf"),
+        image: name.clone(),
+        containers: Vec::new(),
+    };
+    // The image, from the binary these tests run.
+    let built = Command::new(repo.join("scripts/image"))
+        .args(["--binary", env!("CARGO_BIN_EXE_emporium"), "--name", &name])
+        .env("CONTAINERS_CONF", &podman.conf)
+        .output()
+        .expect("scripts/image");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let tags = String::from_utf8_lossy(&built.stdout).into_owned();
+    let revision = String::from_utf8_lossy(
+        &Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .current_dir(&repo)
+            .output()
+            .expect("git")
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    assert!(
+        tags.lines()
+            .any(|t| t.starts_with(&format!("{name}:0.")) && t.contains(&revision)),
+        "tagged with the version and the revision {revision}: {tags}"
+    );
+    let image = format!("{name}:{}", emporium_runtime::VERSION);
+    let config = podman.ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Config.User}} {{json .Config.Entrypoint}} {{index .Config.Labels \"org.opencontainers.image.version\"}}",
+        &image,
+    ]);
+    assert_eq!(
+        config.trim(),
+        format!(
+            "65532:65532 [\"/usr/bin/emporium\",\"serve\"] {}",
+            emporium_runtime::VERSION
+        )
+    );
+
+    // The CA and tokens an operator makes, readable by the image's user.
+    let data = tempfile::tempdir().expect("tempdir");
+    let made = Command::new(env!("CARGO_BIN_EXE_emporium"))
+        .args(["identity", "kubernetes", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .expect("emporium identity");
+    assert!(made.status.success());
+    let identity = data.path().join("identity");
+    let secret = std::fs::read_to_string(identity.join("bootstrap.secret")).expect("secret");
+    // (A test's throwaway CA: world-readable so the container's user reads it
+    // through the bind mount; a cluster mounts it from a Secret with fsGroup.)
+    for (path, mode) in [
+        (identity.clone(), 0o755),
+        (identity.join("ca.pem"), 0o644),
+        (identity.join("ca.key"), 0o644),
+    ] {
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .expect("chmod");
+    }
+    let mount = format!("{}:/etc/emporium/identity:ro", identity.display());
+    let (registry_port, catalog_port) = (free_port(), free_port());
+    let registry_url = format!("https://127.0.0.1:{registry_port}");
+    let hardened = [
+        "run",
+        "-d",
+        "--network",
+        "host",
+        "--read-only",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "-v",
+        &mount,
+        "-e",
+        "EMPORIUM__IDENTITY__TRUST_ANCHOR=/etc/emporium/identity/ca.pem",
+        "-e",
+    ];
+    let registry_name = format!("emporium-test-registry-{}", std::process::id());
+    let listen = format!("EMPORIUM__REGISTRY__LISTEN=127.0.0.1:{registry_port}");
+    let bootstrap = format!("EMPORIUM__IDENTITY__BOOTSTRAP_SECRET={}", secret.trim());
+    let mut args = hardened.to_vec();
+    args.extend([
+        listen.as_str(),
+        "-e",
+        "EMPORIUM__IDENTITY__CA_KEY=/etc/emporium/identity/ca.key",
+        "-e",
+        &bootstrap,
+        "--name",
+        &registry_name,
+        &image,
+        "registry",
+    ]);
+    podman.ok(&args);
+    podman.containers.push(registry_name.clone());
+
+    let catalog_name = format!("emporium-test-catalog-{}", std::process::id());
+    let listen = format!("EMPORIUM__CATALOG__LISTEN=127.0.0.1:{catalog_port}");
+    let token = format!(
+        "EMPORIUM__IDENTITY__TOKENS__CATALOG={}",
+        emporium_identity::token::join_token(secret.trim(), "catalog")
+    );
+    let registry_env = format!("EMPORIUM__REGISTRY_URL={registry_url}");
+    let mut args = hardened.to_vec();
+    args.extend([
+        listen.as_str(),
+        "-e",
+        &token,
+        "-e",
+        &registry_env,
+        "--name",
+        &catalog_name,
+        &image,
+        "catalog",
+    ]);
+    podman.ok(&args);
+    podman.containers.push(catalog_name.clone());
+
+    // Catalog gets its certificate from the registry, registers, and is ready.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while status_of(catalog_port, "/readyz") != Some(200) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "catalog in its container never became ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let status = Command::new(env!("CARGO_BIN_EXE_emporium"))
+        .args(["status", "--registry", &registry_url, "--data-dir"])
+        .arg(data.path())
+        .output()
+        .expect("emporium status");
+    let listed = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success()
+            && listed.contains("catalog")
+            && listed.contains(&format!("127.0.0.1:{catalog_port}")),
+        "the registry (over mTLS, as the operator) lists catalog's container: {listed}{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    // Each runs as the image's user, not root.
+    for c in [&registry_name, &catalog_name] {
+        let top = podman.ok(&["top", c, "user", "huser"]);
+        assert!(
+            top.lines()
+                .skip(1)
+                .all(|l| l.split_whitespace().eq(["emporium", "65532"])),
+            "{c}: {top}"
+        );
+    }
+}
