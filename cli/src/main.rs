@@ -212,6 +212,13 @@ enum IdentityCommand {
     /// Kubernetes Secrets for deploy/k8s: the CA for the registry, the trust anchor
     /// for every pod, a join token per service.
     Kubernetes,
+    /// The same as files in a folder (`ca.pem`, `ca.key`, `bootstrap.secret`,
+    /// `tokens/<service>`), made once and kept: compose's `identity` container.
+    Init {
+        /// Where to write them.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -313,13 +320,13 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(logview::logs(filter, follow, data_dir))
         }
         Command::Trace { order_id, data_dir } => logview::trace(&order_id, data_dir),
-        Command::Identity {
-            command: IdentityCommand::Kubernetes,
-            data_dir,
-        } => {
-            print!("{}", secrets::kubernetes(data_dir)?);
-            Ok(())
-        }
+        Command::Identity { command, data_dir } => match command {
+            IdentityCommand::Kubernetes => {
+                print!("{}", secrets::kubernetes(data_dir)?);
+                Ok(())
+            }
+            IdentityCommand::Init { out } => secrets::init(&out),
+        },
         Command::Token { service, data_dir } => {
             println!("{}", operator::join_token(&service, data_dir)?);
             Ok(())

@@ -81,9 +81,13 @@ impl Prepared {
 
 /// The CA and the bootstrap secret in `<data_dir>/identity/`, made on first use.
 pub fn prepare(data_dir: &std::path::Path) -> anyhow::Result<Prepared> {
+    prepare_in(&data_dir.join("identity"))
+}
+
+/// The CA (`ca.pem`, `ca.key`) and the bootstrap secret in `dir`, made on first use.
+pub fn prepare_in(dir: &std::path::Path) -> anyhow::Result<Prepared> {
     use anyhow::Context as _;
-    let dir = data_dir.join("identity");
-    let files = CaFiles::in_dir(&dir);
+    let files = CaFiles::in_dir(dir);
     Ca::load_or_create(&files)?;
     let secret_file = dir.join("bootstrap.secret");
     let secret = match std::fs::read_to_string(&secret_file) {

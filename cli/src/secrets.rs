@@ -1,11 +1,15 @@
-//! `emporium identity kubernetes`: the shop's identity material as Kubernetes
-//! Secrets, for the manifests in `deploy/k8s` — the CA key and the bootstrap secret
-//! for the registry alone, the CA certificate (the trust anchor) for every pod, and
-//! one join token per service, each in a Secret of its own so that a service's pods
-//! can read only theirs. The CA is the one `emporium up` keeps in the data folder,
-//! made there on first use.
+//! The shop's identity material for deployments beyond `emporium up`:
+//!
+//! - `emporium identity kubernetes`: Kubernetes Secrets for `deploy/k8s` — the CA key
+//!   and the bootstrap secret for the registry alone, the CA certificate (the trust
+//!   anchor) for every pod, and one join token per service, each in a Secret of its
+//!   own so that a service's pods can read only theirs. The CA is the one `emporium
+//!   up` keeps in the data folder, made there on first use.
+//! - `emporium identity init --out DIR`: the same as files — `ca.pem`, `ca.key`,
+//!   `bootstrap.secret` and `tokens/<service>` — for `identity.tokens_dir` and
+//!   `identity.bootstrap_secret_file` (compose's `identity` container).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -47,6 +51,26 @@ pub fn kubernetes(data_dir: Option<PathBuf>) -> anyhow::Result<String> {
         out.push('\n');
     }
     Ok(out)
+}
+
+/// Makes (or keeps) the CA and the bootstrap secret in `out`, and writes every
+/// service's join token to `out/tokens/<service>`.
+pub fn init(out: &Path) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let prepared = crate::operator::prepare_in(out)?;
+    let tokens = out.join("tokens");
+    std::fs::create_dir_all(&tokens).with_context(|| format!("creating {}", tokens.display()))?;
+    for service in Service::BEHIND_REGISTRY {
+        let token = emporium_identity::token::join_token(&prepared.secret, service.name());
+        let file = tokens.join(service.name());
+        emporium_identity::write_private(&file, &token)
+            .with_context(|| format!("writing {}", file.display()))?;
+    }
+    println!(
+        "identity in {}: ca.pem, ca.key, bootstrap.secret, tokens/",
+        out.display()
+    );
+    Ok(())
 }
 
 fn secret(name: &str, service: &str, data: &[(&str, &str)]) -> Value {

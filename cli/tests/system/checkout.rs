@@ -11,7 +11,7 @@ use nix::unistd::Pid;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use super::{Up, http};
+use super::{Shop, Up, http};
 
 pub(crate) const APPROVE: &str = "4242424242424242";
 pub(crate) const DECLINE: &str = "4000000000000002";
@@ -24,18 +24,18 @@ pub(crate) struct Shopper {
 
 /// A new account whose owner opened the link in the mail that confirms the
 /// address (checking out needs it), signed in.
-pub(crate) async fn shopper(up: &Up, email: &str) -> Shopper {
-    emporium_testkit::sign_up(&up.base, email).await;
-    emporium_testkit::confirm_email(&up.base, &up.mail_dir(), email).await;
+pub(crate) async fn shopper(up: &impl Shop, email: &str) -> Shopper {
+    emporium_testkit::sign_up(up.base(), email).await;
+    emporium_testkit::confirm_email(up.base(), &up.mail_dir(), email).await;
     Shopper {
-        token: emporium_testkit::sign_in(&up.base, email).await,
+        token: emporium_testkit::sign_in(up.base(), email).await,
     }
 }
 
 /// A new account, signed in, its address not confirmed.
-pub(crate) async fn unconfirmed_shopper(up: &Up, email: &str) -> Shopper {
+pub(crate) async fn unconfirmed_shopper(up: &impl Shop, email: &str) -> Shopper {
     Shopper {
-        token: emporium_testkit::sign_up(&up.base, email).await.1,
+        token: emporium_testkit::sign_up(up.base(), email).await.1,
     }
 }
 
@@ -52,7 +52,7 @@ pub(crate) fn key() -> String {
 }
 
 impl Shopper {
-    pub(crate) async fn add(&self, up: &Up, sku: &str, quantity: i64) -> reqwest::Response {
+    pub(crate) async fn add(&self, up: &impl Shop, sku: &str, quantity: i64) -> reqwest::Response {
         http()
             .post(up.at("/api/cart/items"))
             .bearer_auth(&self.token)
@@ -62,7 +62,7 @@ impl Shopper {
             .expect("add to cart")
     }
 
-    pub(crate) async fn cart(&self, up: &Up) -> Value {
+    pub(crate) async fn cart(&self, up: &impl Shop) -> Value {
         http()
             .get(up.at("/api/cart"))
             .bearer_auth(&self.token)
@@ -76,7 +76,7 @@ impl Shopper {
 
     pub(crate) async fn checkout(
         &self,
-        up: &Up,
+        up: &impl Shop,
         key: Option<&str>,
         body: &Value,
     ) -> reqwest::Response {
@@ -91,7 +91,7 @@ impl Shopper {
     }
 
     /// `GET /api/notifications`.
-    pub(crate) async fn inbox(&self, up: &Up) -> Value {
+    pub(crate) async fn inbox(&self, up: &impl Shop) -> Value {
         http()
             .get(up.at("/api/notifications"))
             .bearer_auth(&self.token)
@@ -103,7 +103,7 @@ impl Shopper {
             .expect("json")
     }
 
-    pub(crate) async fn order(&self, up: &Up, id: &str) -> reqwest::Response {
+    pub(crate) async fn order(&self, up: &impl Shop, id: &str) -> reqwest::Response {
         http()
             .get(up.at(&format!("/api/orders/{id}")))
             .bearer_auth(&self.token)
@@ -113,7 +113,7 @@ impl Shopper {
     }
 
     /// Checks out with a fresh key and `card`, and waits until the order settled.
-    pub(crate) async fn check_out(&self, up: &Up, card: &str, timeout: Duration) -> Value {
+    pub(crate) async fn check_out(&self, up: &impl Shop, card: &str, timeout: Duration) -> Value {
         let r = self
             .checkout(up, Some(&key()), &body(card, "Springfield"))
             .await;
@@ -124,7 +124,7 @@ impl Shopper {
     }
 
     /// Polls the order until its saga finished (through restarts of orders).
-    pub(crate) async fn settled(&self, up: &Up, id: &str, timeout: Duration) -> Value {
+    pub(crate) async fn settled(&self, up: &impl Shop, id: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(r) = http()
@@ -146,7 +146,7 @@ impl Shopper {
 }
 
 /// A SKU with stock, once inventory has learnt the catalog.
-pub(crate) async fn stocked_sku(up: &Up, skip: usize) -> String {
+pub(crate) async fn stocked_sku(up: &impl Shop, skip: usize) -> String {
     let page: Value = http()
         .get(up.at("/api/catalog/products?limit=100&sort=price"))
         .send()

@@ -23,8 +23,12 @@ const KUBERNETES: [Option<&str>; 2] = [Some("1.32.0"), None];
 /// the overlays' comments: the database and NATS URLs, the Ingress's certificate.
 const OPERATOR_SECRETS: [&str; 2] = ["emporium-backends", "emporium-tls"];
 
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 fn k8s_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/k8s")
+    repo().join("deploy/k8s")
 }
 
 /// Runs a tool the tests need; None (skipped) when it is missing and not required.
@@ -573,13 +577,43 @@ impl Podman {
     }
 }
 
+impl Podman {
+    /// The image built by `scripts/image` from the binary these tests run, named
+    /// for this test; with the tags it printed. None: podman is missing (skipped).
+    fn with_image(label: &str) -> Option<(Self, String)> {
+        tool("podman", &["--version"])?;
+        let name = format!("localhost/emporium-test-{label}-{}", std::process::id());
+        let podman = Podman {
+            conf: repo().join("scripts/podman/containers.conf"),
+            image: name.clone(),
+            containers: Vec::new(),
+        };
+        let built = Command::new(repo().join("scripts/image"))
+            .args(["--binary", env!("CARGO_BIN_EXE_emporium"), "--name", &name])
+            .env("CONTAINERS_CONF", &podman.conf)
+            .output()
+            .expect("scripts/image");
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        Some((podman, String::from_utf8_lossy(&built.stdout).into_owned()))
+    }
+
+    /// The image's version tag.
+    fn tag(&self) -> String {
+        format!("{}:{}", self.image, emporium_runtime::VERSION)
+    }
+}
+
 impl Drop for Podman {
     fn drop(&mut self) {
         for c in &self.containers {
             if std::thread::panicking() {
                 eprintln!("logs of {c}:\n{:?}", self.run(&["logs", c]));
             }
-            self.run(&["rm", "-f", "-t", "2", c]);
+            self.run(&["rm", "-f", "-v", "-t", "2", c]);
         }
         let listed = self.run(&[
             "images",
@@ -614,32 +648,14 @@ fn status_of(port: u16, path: &str) -> Option<u16> {
 
 #[test]
 fn the_image_runs_services_as_non_root_on_a_read_only_root_with_mtls_between_containers() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    if tool("podman", &["--version"]).is_none() {
+    let Some((mut podman, tags)) = Podman::with_image("image") else {
         return;
-    }
-    let name = format!("localhost/emporium-test-{}", std::process::id());
-    let mut podman = Podman {
-        conf: repo.join("scripts/podman/containers.conf"),
-        image: name.clone(),
-        containers: Vec::new(),
     };
-    // The image, from the binary these tests run.
-    let built = Command::new(repo.join("scripts/image"))
-        .args(["--binary", env!("CARGO_BIN_EXE_emporium"), "--name", &name])
-        .env("CONTAINERS_CONF", &podman.conf)
-        .output()
-        .expect("scripts/image");
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let tags = String::from_utf8_lossy(&built.stdout).into_owned();
+    let name = podman.image.clone();
     let revision = String::from_utf8_lossy(
         &Command::new("git")
             .args(["rev-parse", "--short=12", "HEAD"])
-            .current_dir(&repo)
+            .current_dir(repo())
             .output()
             .expect("git")
             .stdout,
@@ -651,7 +667,7 @@ fn the_image_runs_services_as_non_root_on_a_read_only_root_with_mtls_between_con
             .any(|t| t.starts_with(&format!("{name}:0.")) && t.contains(&revision)),
         "tagged with the version and the revision {revision}: {tags}"
     );
-    let image = format!("{name}:{}", emporium_runtime::VERSION);
+    let image = podman.tag();
     let config = podman.ok(&[
         "image",
         "inspect",
@@ -777,5 +793,122 @@ fn the_image_runs_services_as_non_root_on_a_read_only_root_with_mtls_between_con
                 .all(|l| l.split_whitespace().eq(["emporium", "65532"])),
             "{c}: {top}"
         );
+    }
+}
+
+/// A compose project of one test, taken down with its volumes when it ends.
+struct Compose {
+    podman: Podman,
+    project: String,
+    port: u16,
+}
+
+impl Compose {
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("podman-compose")
+            .env("CONTAINERS_CONF", &self.podman.conf)
+            .env("EMPORIUM_IMAGE", self.podman.tag())
+            .env("EMPORIUM_PUBLISH", format!("127.0.0.1:{}", self.port))
+            .args(["-p", &self.project, "-f"])
+            .arg(repo().join("compose.yaml"))
+            .args(args)
+            .output()
+            .expect("podman-compose")
+    }
+
+    /// Where a named volume of the project is on this machine.
+    fn volume(&self, name: &str) -> PathBuf {
+        let out = self.podman.ok(&[
+            "volume",
+            "inspect",
+            "--format",
+            "{{.Mountpoint}}",
+            &format!("{}_{name}", self.project),
+        ]);
+        PathBuf::from(out.trim())
+    }
+}
+
+impl Drop for Compose {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let logs = self.run(&["logs", "--tail", "20"]);
+            eprintln!("{}", String::from_utf8_lossy(&logs.stdout));
+        }
+        self.run(&["down", "-v", "-t", "5"]);
+    }
+}
+
+/// The shop published by compose on this machine.
+struct Published {
+    base: String,
+    mail: PathBuf,
+}
+
+impl super::Shop for Published {
+    fn base(&self) -> &str {
+        &self.base
+    }
+    fn mail_dir(&self) -> PathBuf {
+        self.mail.clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_runs_the_shop_in_containers_that_reach_each_other_by_name() {
+    if tool("podman-compose", &["--version"]).is_none() {
+        return;
+    }
+    let Some((podman, _)) = Podman::with_image("compose") else {
+        return;
+    };
+    let compose = Compose {
+        project: format!("emporium-test-{}", std::process::id()),
+        port: free_port(),
+        podman,
+    };
+    let up = compose.run(&["up", "-d"]);
+    assert!(
+        up.status.success(),
+        "podman-compose up: {}{}",
+        String::from_utf8_lossy(&up.stdout),
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let shop = Published {
+        base: format!("http://127.0.0.1:{}", compose.port),
+        mail: compose.volume("notifications").join("notifications/mail"),
+    };
+    super::until_ready(&shop, std::time::Duration::from_secs(180)).await;
+    // A checkout crosses containers by name: gateway → orders → cart, inventory,
+    // payments, each over mTLS with the certificate the registry issued it.
+    let shopper = super::checkout::shopper(&shop, "compose@example.com").await;
+    let sku = super::checkout::stocked_sku(&shop, 0).await;
+    assert_eq!(shopper.add(&shop, &sku, 1).await.status(), 200);
+    let order = shopper
+        .check_out(
+            &shop,
+            super::checkout::APPROVE,
+            std::time::Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(order["status"], "CONFIRMED", "{order}");
+    // Each container runs as the image's user with a read-only root.
+    let ps = compose.podman.ok(&[
+        "ps",
+        "--filter",
+        &format!("label=io.podman.compose.project={}", compose.project),
+        "--format",
+        "{{.Names}}",
+    ]);
+    let names: Vec<&str> = ps.lines().collect();
+    assert!(names.len() >= 12, "{ps}");
+    for name in names {
+        let inspect = compose.podman.ok(&[
+            "inspect",
+            "--format",
+            "{{.Config.User}} {{.HostConfig.ReadonlyRootfs}}",
+            name,
+        ]);
+        assert_eq!(inspect.trim(), "65532:65532 true", "{name}");
     }
 }

@@ -28,6 +28,7 @@ mod browser;
 mod checkout;
 mod deploy;
 mod fuzz;
+mod hosts;
 mod load;
 mod observability;
 mod production;
@@ -89,6 +90,40 @@ impl Backends {
                 self.nats.lock().expect("lock").url(),
             ),
         ]
+    }
+}
+
+/// Where a test reaches the shop: its gateway, and the folder notifications
+/// writes mail to.
+trait Shop {
+    fn base(&self) -> &str;
+    fn mail_dir(&self) -> std::path::PathBuf;
+    fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.base())
+    }
+}
+
+impl<S: Shop + ?Sized> Shop for Arc<S> {
+    fn base(&self) -> &str {
+        S::base(self)
+    }
+    fn mail_dir(&self) -> std::path::PathBuf {
+        S::mail_dir(self)
+    }
+    fn at(&self, path: &str) -> String {
+        S::at(self, path)
+    }
+}
+
+impl Shop for Up {
+    fn base(&self) -> &str {
+        &self.base
+    }
+    fn mail_dir(&self) -> std::path::PathBuf {
+        Up::mail_dir(self)
+    }
+    fn at(&self, path: &str) -> String {
+        Up::at(self, path)
     }
 }
 
@@ -465,6 +500,40 @@ async fn until_ok(url: &str, timeout: Duration) {
         }
         assert!(Instant::now() < deadline, "{url} did not come back");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Until the shop answers through its gateway with every service registered (the
+/// catalog listed, search's index built, the combined API document naming orders,
+/// inventory and search).
+async fn until_ready(shop: &impl Shop, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut listed = true;
+        for path in ["/api/catalog/products?limit=1", "/api/search?q=cream"] {
+            listed &= http()
+                .get(shop.at(path))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
+        }
+        let document = match http().get(shop.at("/api/openapi.json")).send().await {
+            Ok(r) if r.status() == 200 => r.text().await.unwrap_or_default(),
+            _ => String::new(),
+        };
+        if listed
+            && ["/api/orders", "/api/inventory", "/api/search"]
+                .iter()
+                .all(|p| document.contains(p))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never became ready",
+            shop.base()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

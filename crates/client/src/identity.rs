@@ -69,12 +69,15 @@ async fn issue(principal: &Principal, common: &Common) -> anyhow::Result<Credent
     let Principal::Service(service) = principal else {
         anyhow::bail!("only the CA's holder issues operator certificates");
     };
-    let token = settings.tokens.get(service).ok_or_else(|| {
-        Permanent(format!(
-            "no join token for {service}: set identity.tokens.{service} (EMPORIUM__IDENTITY__TOKENS__{}), or identity.mode = \"off\"",
-            service.to_uppercase()
-        ))
-    })?;
+    let token = settings
+        .token(service)
+        .map_err(|e| Permanent(e.to_string()))?
+        .ok_or_else(|| {
+            Permanent(format!(
+                "no join token for {service}: set identity.tokens.{service} (EMPORIUM__IDENTITY__TOKENS__{}) or identity.tokens_dir, or identity.mode = \"off\"",
+                service.to_uppercase()
+            ))
+        })?;
     let registry = common
         .registry_url
         .as_deref()

@@ -153,6 +153,12 @@ pub struct IdentitySettings {
     /// Join tokens by service (`identity.tokens.orders`), shown to the registry
     /// for that service's certificate (`emporium token orders` prints one).
     pub tokens: std::collections::BTreeMap<String, Secret<String>>,
+    /// A folder of join tokens, a file per service named after it (a mounted Secret,
+    /// compose's identity volume made by `emporium identity init`); `tokens.<service>`
+    /// wins.
+    pub tokens_dir: Option<PathBuf>,
+    /// A file holding the bootstrap secret, when `bootstrap_secret` is unset.
+    pub bootstrap_secret_file: Option<PathBuf>,
     /// Lifetime of a workload certificate in seconds; renewed at two thirds.
     pub cert_lifetime_s: u64,
 }
@@ -165,17 +171,58 @@ impl Default for IdentitySettings {
             ca_key: None,
             bootstrap_secret: None,
             tokens: Default::default(),
+            tokens_dir: None,
+            bootstrap_secret_file: None,
             cert_lifetime_s: 24 * 3600,
         }
     }
 }
 
 impl IdentitySettings {
+    /// The join token of `service`: `tokens.<service>`, else its file in
+    /// `tokens_dir`; None when neither has one.
+    pub fn token(&self, service: &str) -> Result<Option<Secret<String>>, ConfigError> {
+        if let Some(token) = self.tokens.get(service) {
+            return Ok(Some(token.clone()));
+        }
+        match &self.tokens_dir {
+            Some(dir) => read_secret(&dir.join(service), "identity.tokens_dir"),
+            None => Ok(None),
+        }
+    }
+
+    /// The bootstrap secret: `bootstrap_secret`, else `bootstrap_secret_file`'s.
+    pub fn bootstrap_secret(&self) -> Result<Option<Secret<String>>, ConfigError> {
+        if let Some(secret) = &self.bootstrap_secret {
+            return Ok(Some(secret.clone()));
+        }
+        match &self.bootstrap_secret_file {
+            Some(file) => read_secret(file, "identity.bootstrap_secret_file"),
+            None => Ok(None),
+        }
+    }
+
     /// The trust anchor's path, given the data folder.
     pub fn trust_anchor_path(&self, data_dir: &Path) -> PathBuf {
         self.trust_anchor
             .clone()
             .unwrap_or_else(|| data_dir.join("identity").join("ca.pem"))
+    }
+}
+
+/// A secret kept in a file (trimmed); None when the file does not exist.
+fn read_secret(path: &Path, key: &str) -> Result<Option<Secret<String>>, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(s) if !s.trim().is_empty() => Ok(Some(Secret::new(s.trim().to_string()))),
+        Ok(_) => Err(ConfigError::Key {
+            key: key.into(),
+            message: format!("{} is empty", path.display()),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ConfigError::Key {
+            key: key.into(),
+            message: format!("reading {}: {e}", path.display()),
+        }),
     }
 }
 
@@ -434,6 +481,40 @@ mod tests {
             jail.set_env("EMPORIUM__DEMO__PAGE_SISE", "5");
             let err = load::<Demo>("demo", addr()).expect_err("typo must fail");
             assert!(err.to_string().contains("page_sise"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn tokens_and_the_bootstrap_secret_come_from_files_when_not_set() {
+        figment::Jail::expect_with(|jail| {
+            let dir = jail.directory().to_path_buf();
+            std::fs::create_dir_all(dir.join("tokens")).map_err(|e| e.to_string())?;
+            std::fs::write(dir.join("tokens/orders"), "orders-token\n")
+                .map_err(|e| e.to_string())?;
+            std::fs::write(dir.join("secret"), "s3cret\n").map_err(|e| e.to_string())?;
+            let mut identity = IdentitySettings {
+                tokens_dir: Some(dir.join("tokens")),
+                bootstrap_secret_file: Some(dir.join("secret")),
+                ..IdentitySettings::default()
+            };
+            let token = identity.token("orders").map_err(|e| e.to_string())?;
+            assert_eq!(
+                token.map(|t| t.expose().clone()),
+                Some("orders-token".into())
+            );
+            assert!(identity.token("cart").map_err(|e| e.to_string())?.is_none());
+            let secret = identity.bootstrap_secret().map_err(|e| e.to_string())?;
+            assert_eq!(secret.map(|s| s.expose().clone()), Some("s3cret".into()));
+            // Set explicitly, the value wins over the file.
+            identity
+                .tokens
+                .insert("orders".into(), Secret::new("inline".into()));
+            let token = identity.token("orders").map_err(|e| e.to_string())?;
+            assert_eq!(token.map(|t| t.expose().clone()), Some("inline".into()));
+            // An empty file is an error, not a missing token.
+            std::fs::write(dir.join("tokens/cart"), "").map_err(|e| e.to_string())?;
+            assert!(identity.token("cart").is_err());
             Ok(())
         });
     }

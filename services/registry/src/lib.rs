@@ -87,7 +87,7 @@ impl Service for RegistryService {
 /// The CA and the bootstrap secret, when this registry has both.
 fn issuer(common: &Common) -> anyhow::Result<Option<issuer::Issuer>> {
     let settings = &common.identity;
-    let (Some(key), Some(secret)) = (&settings.ca_key, &settings.bootstrap_secret) else {
+    let (Some(key), Some(secret)) = (&settings.ca_key, settings.bootstrap_secret()?) else {
         return Ok(None);
     };
     let ca = emporium_identity::Ca::load(&emporium_identity::CaFiles {
@@ -95,7 +95,7 @@ fn issuer(common: &Common) -> anyhow::Result<Option<issuer::Issuer>> {
         key: key.clone(),
     })?;
     let lifetime = std::time::Duration::from_secs(settings.cert_lifetime_s.max(60));
-    Ok(Some(issuer::Issuer::new(ca, secret.clone(), lifetime)))
+    Ok(Some(issuer::Issuer::new(ca, secret, lifetime)))
 }
 
 static MIGRATIONS: emporium_store::Migrations = emporium_store::migrations!();
