@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Who reads each producer's feed and snapshot: the services that consume its
 /// events (`cx.on::<E>()` in a consumer needs its name here, next to `E`'s
@@ -53,7 +54,7 @@ macro_rules! event {
 }
 
 /// users: an account was created.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UserRegistered {
     pub user_id: String,
     pub email: String,
@@ -65,7 +66,7 @@ event!(UserRegistered, "users", "UserRegistered", |e| e
 
 /// users: an account's email address is to be confirmed (at registration, or asked
 /// again): notifications mails a one-time link, minted by users when it sends.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EmailVerificationRequested {
     pub user_id: String,
     pub email: String,
@@ -80,7 +81,7 @@ event!(
 
 /// users: the owner of an account asked to reset its password: notifications
 /// mails a one-time link, minted by users when it sends.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PasswordResetRequested {
     pub user_id: String,
     pub email: String,
@@ -96,7 +97,7 @@ event!(
 /// catalog: a product was added. Events stored before the product's description,
 /// image, attributes and version were carried decode with those empty (version 0,
 /// older than any product's first).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ProductCreated {
     pub product_id: String,
     pub sku: String,
@@ -124,7 +125,7 @@ event!(ProductCreated, "catalog", "ProductCreated", |e| e
 
 /// catalog: a product changed (name, description, category, attributes, image or
 /// price): its whole public view after the change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ProductUpdated {
     pub product_id: String,
     pub sku: String,
@@ -165,7 +166,7 @@ impl From<ProductCreated> for ProductUpdated {
 }
 
 /// catalog: a product's price changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PriceChanged {
     pub product_id: String,
     pub sku: String,
@@ -178,7 +179,7 @@ event!(PriceChanged, "catalog", "PriceChanged", |e| e
     .clone());
 
 /// How much of a product a shopper can buy, as a shopper sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StockLevel {
     InStock,
@@ -211,7 +212,7 @@ impl StockLevel {
 /// inventory: a SKU's availability crossed a level a shopper sees ([`StockLevel`]):
 /// published when a stock row is created and when the level changes, not on every
 /// unit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StockChanged {
     pub sku: String,
     pub product_id: String,
@@ -224,7 +225,7 @@ pub struct StockChanged {
 event!(StockChanged, "inventory", "StockChanged", |e| e.sku.clone());
 
 /// A product's rating, as reviews computes it from the reviews shown.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, Default)]
 pub struct RatingSummary {
     pub product_id: String,
     pub count: i64,
@@ -241,7 +242,7 @@ event!(RatingSummary, "reviews", "RatingSummary", |e| e
     .clone());
 
 /// reviews: a verified buyer reviewed a product.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ReviewAdded {
     pub review_id: String,
     pub product_id: String,
@@ -254,7 +255,7 @@ event!(ReviewAdded, "reviews", "ReviewAdded", |e| e
     .clone());
 
 /// reviews: a reviewer changed their review.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ReviewChanged {
     pub review_id: String,
     pub product_id: String,
@@ -266,7 +267,7 @@ event!(ReviewChanged, "reviews", "ReviewChanged", |e| e
     .clone());
 
 /// reviews: an admin hid a review; the summary no longer counts it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ReviewHidden {
     pub review_id: String,
     pub product_id: String,
@@ -277,7 +278,7 @@ event!(ReviewHidden, "reviews", "ReviewHidden", |e| e
     .clone());
 
 /// One line of an order, as placed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OrderLine {
     pub sku: String,
     pub product_id: String,
@@ -288,7 +289,7 @@ pub struct OrderLine {
 }
 
 /// orders: a checkout was accepted and its saga started.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OrderPlaced {
     pub order_id: String,
     pub user_id: String,
@@ -298,7 +299,7 @@ pub struct OrderPlaced {
 event!(OrderPlaced, "orders", "OrderPlaced", |e| e.order_id.clone());
 
 /// orders: stock committed and payment captured; the order will ship.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OrderConfirmed {
     pub order_id: String,
     pub user_id: String,
@@ -311,7 +312,7 @@ event!(OrderConfirmed, "orders", "OrderConfirmed", |e| e
     .clone());
 
 /// orders: the checkout did not go through; nothing is charged or held.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OrderCancelled {
     pub order_id: String,
     pub user_id: String,

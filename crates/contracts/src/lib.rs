@@ -9,6 +9,8 @@
 //! - [`money`]: amounts in integer minor units with a currency;
 //! - [`auth`]: the claims inside the access tokens users issues and the gateway verifies;
 //! - [`events`]: the data of every domain event, with its CloudEvents type and source;
+//! - [`event_schemas`]: a JSON Schema per event type, checked in, and the rule that
+//!   keeps `v1` consumers working;
 //! - [`card`]: payment cards and their validation (Luhn, expiry), never logged in full;
 //! - [`checkout`]: the internal calls of the checkout saga (cart, inventory, payments);
 //! - [`sku`]: the stock-keeping unit format;
@@ -22,6 +24,7 @@ pub mod auth;
 pub mod card;
 pub mod chaos;
 pub mod checkout;
+pub mod event_schemas;
 pub mod events;
 pub mod headers;
 pub mod money;
