@@ -18,10 +18,13 @@
 //!   the transport its calls take;
 //! - [`ServiceClient`] makes typed JSON calls over a transport with a deadline on every
 //!   call and the request id, time budget and trace context of the current request;
+//! - [`api`] holds the typed clients of the internal APIs (inventory, payments,
+//!   cart), one method per call, over the paths the contracts define;
 //! - [`agent`] registers the running service, heartbeats, re-registers when the
 //!   registry forgot it, and deregisters on shutdown.
 
 pub mod agent;
+pub mod api;
 mod backoff;
 mod discovery;
 mod error;

@@ -42,8 +42,11 @@ pub const LINK_VERIFY_EMAIL: &str = "verify_email";
 /// See [`LINK_VERIFY_EMAIL`].
 pub const LINK_PASSWORD_RESET: &str = "password_reset";
 
+/// users: `POST` mints a one-time link's token ([`LinkRequest`] → [`Link`]).
+pub const LINKS_PATH: &str = "/internal/users/links";
+
 /// notifications asks users for a one-time link's token just before it mails it
-/// (`POST /internal/users/links`), so the token is never in an event or a stored
+/// (`POST` [`LINKS_PATH`]), so the token is never in an event or a stored
 /// message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkRequest {

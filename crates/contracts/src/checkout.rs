@@ -3,6 +3,40 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The paths of the checkout's internal calls, defined once: the providers mount
+/// these (axum's `{param}` syntax) and the typed clients
+/// (`emporium_client::api`) fill them with [`fill`].
+pub mod paths {
+    /// cart: `GET` the cart of a user, priced ([`super::CartSnapshot`]).
+    pub const CART: &str = "/internal/carts/{user_id}";
+    /// inventory: `PUT` reserves ([`super::ReserveRequest`]), `GET` reads
+    /// ([`super::Reservation`]).
+    pub const RESERVATION: &str = "/internal/reservations/{order_id}";
+    /// inventory: `POST` turns a reservation into a sale.
+    pub const RESERVATION_COMMIT: &str = "/internal/reservations/{order_id}/commit";
+    /// inventory: `POST` gives the units back.
+    pub const RESERVATION_RELEASE: &str = "/internal/reservations/{order_id}/release";
+    /// payments: `GET` an order's payment ([`super::Payment`]).
+    pub const PAYMENT: &str = "/internal/payments/{order_id}";
+    /// payments: `PUT` authorizes the card ([`super::AuthorizeRequest`]).
+    pub const AUTHORIZATION: &str = "/internal/payments/{order_id}/authorization";
+    /// payments: `POST` captures what was authorized.
+    pub const CAPTURE: &str = "/internal/payments/{order_id}/capture";
+    /// payments: `POST` voids an authorization or refunds a capture.
+    pub const CANCEL: &str = "/internal/payments/{order_id}/cancel";
+}
+
+/// `template` with its one `{parameter}` replaced by `segment` (already encoded as
+/// a path segment).
+pub fn fill(template: &str, segment: &str) -> String {
+    match (template.find('{'), template.find('}')) {
+        (Some(open), Some(close)) if open < close => {
+            format!("{}{segment}{}", &template[..open], &template[close + 1..])
+        }
+        _ => template.to_string(),
+    }
+}
+
 use crate::card::Card;
 use crate::events::OrderLine;
 
@@ -69,4 +103,19 @@ pub fn order_number(order_id: &str) -> &str {
     order_id
         .get(order_id.len().saturating_sub(8)..)
         .unwrap_or(order_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_filled_with_their_parameter() {
+        assert_eq!(
+            fill(paths::RESERVATION_COMMIT, "o-1"),
+            "/internal/reservations/o-1/commit"
+        );
+        assert_eq!(fill(paths::CART, "u%2F1"), "/internal/carts/u%2F1");
+        assert_eq!(fill("/plain", "x"), "/plain");
+    }
 }

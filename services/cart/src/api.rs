@@ -6,6 +6,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use emporium_client::{ClientError, ServiceClient};
 use emporium_contracts::checkout::CartSnapshot;
+use emporium_contracts::checkout::paths;
 use emporium_contracts::events::OrderLine;
 use emporium_contracts::money::Money;
 use emporium_contracts::sku::Sku;
@@ -45,7 +46,7 @@ pub fn router(state: AppState) -> Router {
     let (public, api) = routes().split_for_parts();
     // Anyone's cart, by user id: for checkout alone.
     let internal = Router::new()
-        .route("/internal/carts/{user_id}", get(snapshot))
+        .route(paths::CART, get(snapshot))
         .callers(&["orders"]);
     public
         .merge(internal)

@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::routing::{post, put};
 use axum::{Json, Router};
 use emporium_contracts::auth::ROLE_ADMIN;
+use emporium_contracts::checkout::paths;
 use emporium_contracts::checkout::{Reservation, ReserveRequest};
 use emporium_http::Callers;
 use emporium_http::openapi::spec_router;
@@ -39,12 +40,9 @@ fn routes() -> OpenApiRouter<AppState> {
 pub fn router(state: AppState) -> Router {
     let (public, api) = routes().split_for_parts();
     let internal = Router::new()
-        .route(
-            "/internal/reservations/{order_id}",
-            put(reserve).get(get_reservation),
-        )
-        .route("/internal/reservations/{order_id}/commit", post(commit))
-        .route("/internal/reservations/{order_id}/release", post(release))
+        .route(paths::RESERVATION, put(reserve).get(get_reservation))
+        .route(paths::RESERVATION_COMMIT, post(commit))
+        .route(paths::RESERVATION_RELEASE, post(release))
         // The saga's steps: orders alone reserves stock.
         .callers(&["orders"]);
     // `emporium verify`: the operator alone.

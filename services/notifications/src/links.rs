@@ -1,14 +1,16 @@
 //! One-time links in account mails (confirm an address, reset a password).
 //!
 //! The stored message holds a placeholder where the link goes; just before each
-//! send, users mints the link's token (`POST /internal/users/links`) and the mail
+//! send, users mints the link's token (`POST /internal/users/links`, through
+//! [`Users::link`]) and the mail
 //! goes out with it. So the token is in no event, no stored message and no inbox
 //! page: only in the mail, and hashed at users. A retried send asks for a new
 //! token, which retires the one before.
 
+use emporium_client::api::Users;
 use emporium_client::{ClientError, ServiceClient};
-use emporium_contracts::auth::{LINK_PASSWORD_RESET, LINK_VERIFY_EMAIL, Link, LinkRequest};
-use http::{Method, StatusCode};
+use emporium_contracts::auth::{LINK_PASSWORD_RESET, LINK_VERIFY_EMAIL, LinkRequest};
+use http::StatusCode;
 
 /// Where a message's link goes, in its text and HTML bodies.
 pub const PLACEHOLDER: &str = "{link}";
@@ -32,14 +34,14 @@ pub enum LinkError {
 /// Mints links through users, pointing at the shop's pages.
 #[derive(Clone)]
 pub struct Links {
-    users: ServiceClient,
+    users: Users,
     shop_url: String,
 }
 
 impl Links {
     pub fn new(users: ServiceClient, shop_url: &str) -> Self {
         Self {
-            users,
+            users: Users(users),
             shop_url: shop_url.trim_end_matches('/').to_string(),
         }
     }
@@ -55,11 +57,7 @@ impl Links {
             user_id: user_id.to_string(),
             purpose: kind.to_string(),
         };
-        match self
-            .users
-            .send_json::<_, Link>(Method::POST, "/internal/users/links", &request)
-            .await
-        {
+        match self.users.link(&request).await {
             Ok(link) => Ok(format!("{}/{page}?token={}", self.shop_url, link.token)),
             Err(
                 e @ ClientError::Status {

@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use emporium_client::ServiceClient;
+use emporium_client::api::Cart;
 use emporium_contracts::auth::ROLE_ADMIN;
 use emporium_contracts::checkout::CartSnapshot;
 use emporium_contracts::events::{OrderLine, OrderPlaced};
@@ -34,7 +34,7 @@ use crate::store::{self, OrderRow, step};
 pub struct AppState {
     pub db: Db,
     pub outbox: Outbox,
-    pub cart: ServiceClient,
+    pub cart: Cart,
     pub saga: Arc<Saga>,
     /// How long a checkout request waits for its saga before answering PENDING.
     pub wait: Duration,
@@ -318,10 +318,7 @@ async fn checkout(
     // before anything is reserved, rather than leave the shopper waiting.
     state.saga.inventory.check().await?;
     state.saga.payments.check().await?;
-    let cart: CartSnapshot = state
-        .cart
-        .get_json(&format!("/internal/carts/{user_id}"))
-        .await?;
+    let cart: CartSnapshot = state.cart.snapshot(&user_id).await?;
     if cart.lines.is_empty() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -101,7 +101,7 @@ impl Service for Orders {
         let state = api::AppState {
             db: cx.db().clone(),
             outbox: cx.outbox(),
-            cart: cx.client("cart", calls),
+            cart: emporium_client::api::Cart(cx.client("cart", calls)),
             saga: saga.clone(),
             wait: Duration::from_millis(s.checkout_wait_ms),
             saga_timeout: Duration::from_millis(s.saga_timeout_ms),

@@ -26,17 +26,16 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use emporium_client::api::{Inventory, Payments};
 use emporium_client::{ClientError, ServiceClient};
 use emporium_contracts::card::Card;
-use emporium_contracts::checkout::{
-    AuthorizeRequest, Payment, Reservation, ReserveRequest, StockLine,
-};
+use emporium_contracts::checkout::{AuthorizeRequest, Payment, Reservation, StockLine};
 use emporium_contracts::events::{OrderCancelled, OrderConfirmed};
 use emporium_events::Outbox;
 use emporium_http::context::{self, RequestContext};
 use emporium_store::{Db, now_ms};
 use emporium_telemetry::trace::{Kind, Span};
-use http::{Method, StatusCode};
+use http::StatusCode;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
@@ -291,8 +290,8 @@ impl Saga {
         // Every step's calls may be repeated (they are keyed by the order): saying
         // so lets the client retry them on another instance.
         let key = format!("{order_id}:{}", order.step);
-        let inventory = keyed(&self.inventory, &key);
-        let payments = keyed(&self.payments, &key);
+        let inventory = Inventory(keyed(&self.inventory, &key));
+        let payments = Payments(keyed(&self.payments, &key));
         match order.step.as_str() {
             step::RESERVE => {
                 if card.is_none() {
@@ -321,13 +320,7 @@ impl Saga {
                         quantity: l.quantity,
                     })
                     .collect();
-                let r: Reservation = inventory
-                    .send_json(
-                        Method::PUT,
-                        &format!("/internal/reservations/{order_id}"),
-                        &ReserveRequest { lines },
-                    )
-                    .await?;
+                let r: Reservation = inventory.reserve(order_id, lines).await?;
                 match r.status.as_str() {
                     "reserved" => {
                         self.advance(&order, step::AUTHORIZE, "stock_reserved", "")
@@ -347,83 +340,69 @@ impl Saga {
                     }
                 }
             }
-            step::AUTHORIZE => {
-                match card {
-                    Some(card) => {
-                        if past_deadline {
-                            return self
-                                .compensate(
-                                    &order,
-                                    "deadline_exceeded",
-                                    "the payment was not authorized in time",
-                                )
-                                .await;
-                        }
-                        let request = AuthorizeRequest {
-                            amount: order.total,
-                            currency: order.currency.clone(),
-                            card: card.clone(),
-                        };
-                        let path = format!("/internal/payments/{order_id}/authorization");
-                        match payments
-                            .send_json::<_, Payment>(Method::PUT, &path, &request)
-                            .await
-                        {
-                            Ok(payment) => self.after_authorization(&order, &payment, false).await,
-                            Err(e) if e.problem_code() == Some("processor_unavailable") => {
-                                self.note(
-                                    &order,
-                                    "payment_retry",
-                                    "the card processor failed; retrying",
-                                )
-                                .await?;
-                                Ok((Next::Wait, None))
-                            }
-                            Err(e) if e.status() == Some(StatusCode::UNPROCESSABLE_ENTITY) => {
-                                self.compensate(
-                                    &order,
-                                    "payment_invalid",
-                                    "the card was refused as invalid",
-                                )
-                                .await
-                            }
-                            Err(e) => Err(e.into()),
-                        }
+            step::AUTHORIZE => match card {
+                Some(card) => {
+                    if past_deadline {
+                        return self
+                            .compensate(
+                                &order,
+                                "deadline_exceeded",
+                                "the payment was not authorized in time",
+                            )
+                            .await;
                     }
-                    None => {
-                        let path = format!("/internal/payments/{order_id}");
-                        match payments.get_json::<Payment>(&path).await {
-                        Ok(payment) => self.after_authorization(&order, &payment, past_deadline).await,
-                        Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => {
-                            self.compensate(&order, "interrupted", "the checkout was interrupted before payment; nothing was charged")
-                                .await
+                    let request = AuthorizeRequest {
+                        amount: order.total,
+                        currency: order.currency.clone(),
+                        card: card.clone(),
+                    };
+                    match payments.authorize(order_id, &request).await {
+                        Ok(payment) => self.after_authorization(&order, &payment, false).await,
+                        Err(e) if e.problem_code() == Some("processor_unavailable") => {
+                            self.note(
+                                &order,
+                                "payment_retry",
+                                "the card processor failed; retrying",
+                            )
+                            .await?;
+                            Ok((Next::Wait, None))
+                        }
+                        Err(e) if e.status() == Some(StatusCode::UNPROCESSABLE_ENTITY) => {
+                            self.compensate(
+                                &order,
+                                "payment_invalid",
+                                "the card was refused as invalid",
+                            )
+                            .await
                         }
                         Err(e) => Err(e.into()),
                     }
-                    }
                 }
-            }
+                None => match payments.payment(order_id).await {
+                    Ok(payment) => {
+                        self.after_authorization(&order, &payment, past_deadline)
+                            .await
+                    }
+                    Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => {
+                        self.compensate(
+                            &order,
+                            "interrupted",
+                            "the checkout was interrupted before payment; nothing was charged",
+                        )
+                        .await
+                    }
+                    Err(e) => Err(e.into()),
+                },
+            },
             step::COMPLETE => {
-                let r: Reservation = inventory
-                    .send_json(
-                        Method::POST,
-                        &format!("/internal/reservations/{order_id}/commit"),
-                        &(),
-                    )
-                    .await?;
+                let r: Reservation = inventory.commit(order_id).await?;
                 if r.status != "committed" {
                     tracing::error!(status = %r.status, "stock could not be committed after payment");
                     return self
                         .compensate(&order, "interrupted", "the stock was no longer held")
                         .await;
                 }
-                let captured = payments
-                    .send_json::<_, Payment>(
-                        Method::POST,
-                        &format!("/internal/payments/{order_id}/capture"),
-                        &(),
-                    )
-                    .await;
+                let captured = payments.capture(order_id).await;
                 // Payments refuses a capture it can never make (the payment is not
                 // authorized: voided, declined, refunded, or unknown); asking again
                 // would wait forever. Only then is the sale undone: any other failure
@@ -450,20 +429,8 @@ impl Saga {
                 self.confirm(&order).await
             }
             step::COMPENSATE => {
-                let r: Reservation = inventory
-                    .send_json(
-                        Method::POST,
-                        &format!("/internal/reservations/{order_id}/release"),
-                        &(),
-                    )
-                    .await?;
-                let p: Payment = payments
-                    .send_json(
-                        Method::POST,
-                        &format!("/internal/payments/{order_id}/cancel"),
-                        &(),
-                    )
-                    .await?;
+                let r: Reservation = inventory.release(order_id).await?;
+                let p: Payment = payments.cancel(order_id).await?;
                 self.cancel(&order, &format!("stock {}, payment {}", r.status, p.status))
                     .await
             }

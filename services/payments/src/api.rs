@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use emporium_contracts::checkout::paths;
 use emporium_contracts::checkout::{AuthorizeRequest, Payment};
 use emporium_http::Callers;
 use emporium_http::{ApiError, ApiJson, ApiPath, FieldError};
@@ -16,13 +17,10 @@ pub fn router(ledger: Ledger) -> Router {
         .callers(&[])
         .with_state(ledger.db.clone());
     Router::new()
-        .route("/internal/payments/{order_id}", get(get_payment))
-        .route(
-            "/internal/payments/{order_id}/authorization",
-            put(authorize),
-        )
-        .route("/internal/payments/{order_id}/capture", post(capture))
-        .route("/internal/payments/{order_id}/cancel", post(cancel))
+        .route(paths::PAYMENT, get(get_payment))
+        .route(paths::AUTHORIZATION, put(authorize))
+        .route(paths::CAPTURE, post(capture))
+        .route(paths::CANCEL, post(cancel))
         // The saga's steps: orders alone moves money.
         .callers(&["orders"])
         .with_state(ledger)

@@ -87,7 +87,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         // `emporium admin` and `emporium keys`: the operator's.
         .callers(&[]);
     let links = Router::new()
-        .route("/internal/users/links", post(email::mint_link))
+        .route(emporium_contracts::auth::LINKS_PATH, post(email::mint_link))
         .callers(&["notifications"]);
     (
         routes
