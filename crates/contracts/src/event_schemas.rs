@@ -88,11 +88,20 @@ fn local_refs(value: &mut Value) {
     }
 }
 
-/// What in `new` would break a consumer written against `old` (empty: nothing).
+/// What in `new` would break a consumer written against `old`, or a consumer built
+/// from `new` reading events published under `old` (retained, replayed, or from a
+/// producer not yet redeployed). Empty: compatible.
 pub fn breaking_changes(old: &Value, new: &Value) -> Vec<String> {
     let mut found = Vec::new();
-    compare(old, old, new, new, "", &mut found);
+    let mut seen = std::collections::HashSet::new();
+    compare(&Roots { old, new }, old, new, "", &mut seen, &mut found);
     found
+}
+
+/// The two documents `$ref`s resolve in.
+struct Roots<'a> {
+    old: &'a Value,
+    new: &'a Value,
 }
 
 /// `schema` itself, or the definition its `$ref` names in `root`.
@@ -109,7 +118,14 @@ fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
 /// The parts of a schema a consumer's parser depends on, besides its properties.
 fn shape(schema: &Value) -> Value {
     let mut shape = Map::new();
-    for key in ["type", "format", "items", "additionalProperties"] {
+    for key in [
+        "type",
+        "format",
+        "minimum",
+        "maximum",
+        "items",
+        "additionalProperties",
+    ] {
         if let Some(v) = schema.get(key) {
             let v = if key == "items" || key == "additionalProperties" {
                 // Compared on their own, below.
@@ -123,15 +139,21 @@ fn shape(schema: &Value) -> Value {
     Value::Object(shape)
 }
 
-fn compare(
-    old_root: &Value,
-    old: &Value,
-    new_root: &Value,
-    new: &Value,
+fn compare<'a>(
+    roots: &Roots<'a>,
+    old: &'a Value,
+    new: &'a Value,
     at: &str,
+    seen: &mut std::collections::HashSet<(String, String)>,
     found: &mut Vec<String>,
 ) {
-    let (old, new) = (resolve(old_root, old), resolve(new_root, new));
+    // A recursive type is compared once per pair of definitions.
+    if let (Some(a), Some(b)) = (old["$ref"].as_str(), new["$ref"].as_str())
+        && !seen.insert((a.to_string(), b.to_string()))
+    {
+        return;
+    }
+    let (old, new) = (resolve(roots.old, old), resolve(roots.new, new));
     let here = if at.is_empty() { "the event" } else { at };
     if shape(old) != shape(new) {
         found.push(format!(
@@ -142,24 +164,38 @@ fn compare(
         return;
     }
     if let Some(values) = old["enum"].as_array() {
-        for v in new["enum"].as_array().into_iter().flatten() {
-            if !values.contains(v) {
-                found.push(format!(
-                    "{here}: new value {v} (old consumers cannot read it)"
-                ));
+        match new["enum"].as_array() {
+            Some(new_values) => {
+                for v in new_values {
+                    if !values.contains(v) {
+                        found.push(format!(
+                            "{here}: new value {v} (old consumers cannot read it)"
+                        ));
+                    }
+                }
             }
+            None => found.push(format!("{here}: no longer limited to {}", old["enum"])),
         }
     }
     for key in ["items", "additionalProperties"] {
         if old[key].is_object() {
-            compare(
-                old_root,
-                &old[key],
-                new_root,
-                &new[key],
-                &format!("{at}[]"),
-                found,
-            );
+            compare(roots, &old[key], &new[key], &format!("{at}[]"), seen, found);
+        }
+    }
+    // Optional values and enumerations with data: alternative by alternative.
+    for key in ["oneOf", "anyOf", "allOf"] {
+        let (a, b) = (old[key].as_array(), new[key].as_array());
+        if a.map(Vec::len) != b.map(Vec::len) {
+            found.push(format!("{here}: {key} changed"));
+            continue;
+        }
+        for (i, (x, y)) in a
+            .into_iter()
+            .flatten()
+            .zip(b.into_iter().flatten())
+            .enumerate()
+        {
+            compare(roots, x, y, &format!("{at}<{key} {i}>"), seen, found);
         }
     }
     let required = |s: &Value, name: &str| {
@@ -167,20 +203,35 @@ fn compare(
             .as_array()
             .is_some_and(|r| r.iter().any(|v| v == name))
     };
-    for (name, old_field) in old["properties"].as_object().into_iter().flatten() {
-        let path = if at.is_empty() {
-            name.clone()
+    let path = |name: &str| {
+        if at.is_empty() {
+            name.to_string()
         } else {
             format!("{at}.{name}")
-        };
+        }
+    };
+    for (name, old_field) in old["properties"].as_object().into_iter().flatten() {
         let Some(new_field) = new["properties"].get(name) else {
-            found.push(format!("{path}: removed or renamed"));
+            found.push(format!("{}: removed or renamed", path(name)));
             continue;
         };
         if required(old, name) && !required(new, name) {
-            found.push(format!("{path}: may now be missing"));
+            found.push(format!("{}: may now be missing", path(name)));
         }
-        compare(old_root, old_field, new_root, new_field, &path, found);
+        compare(roots, old_field, new_field, &path(name), seen, found);
+    }
+    for name in new["properties"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(n, _)| n)
+    {
+        if required(new, name) && old["properties"].get(name).is_none() {
+            found.push(format!(
+                "{}: new and required, but events published before lack it (give it #[serde(default)])",
+                path(name)
+            ));
+        }
     }
 }
 
@@ -269,11 +320,23 @@ mod tests {
                 "id": {"type": "string"},
                 "level": {"type": "string", "enum": ["low", "high"]},
                 "note": {"type": "string"},
+                "maybe": {"oneOf": [{"type": "string"}, {"type": "null"}]},
                 "lines": {"type": "array", "items": {"$ref": "#/$defs/Line"}},
             },
             "$defs": {"Line": {"type": "object", "required": ["qty"],
                                "properties": {"qty": {"type": "integer", "format": "int64"}}}},
         })
+    }
+
+    #[test]
+    fn a_recursive_type_is_compared_once() {
+        let tree = json!({
+            "type": "object",
+            "properties": {"root": {"$ref": "#/$defs/Node"}},
+            "$defs": {"Node": {"type": "object", "properties": {
+                "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}}}}},
+        });
+        assert!(breaking_changes(&tree, &tree).is_empty());
     }
 
     #[test]
@@ -284,7 +347,7 @@ mod tests {
         assert!(breaking_changes(&old, &added).is_empty());
 
         type Change = fn(&mut Value);
-        let cases: [(&str, Change); 6] = [
+        let cases: [(&str, Change); 10] = [
             ("removed", |s| {
                 s["properties"].as_object_mut().map(|p| p.remove("note"));
             }),
@@ -302,6 +365,19 @@ mod tests {
             }),
             ("lines[].qty: removed", |s| {
                 s["$defs"]["Line"]["properties"] = json!({"quantity": {"type": "integer"}})
+            }),
+            ("extra: new and required", |s| {
+                s["properties"]["extra"] = json!({"type": "string"});
+                s["required"] = json!(["id", "level", "lines", "extra"]);
+            }),
+            ("no longer limited", |s| {
+                s["properties"]["level"] = json!({"type": "string"})
+            }),
+            ("lines[].qty: type changed", |s| {
+                s["$defs"]["Line"]["properties"]["qty"]["minimum"] = json!(0)
+            }),
+            ("maybe<oneOf 0>: type changed", |s| {
+                s["properties"]["maybe"] = json!({"oneOf": [{"type": "integer"}, {"type": "null"}]})
             }),
         ];
         for (expected, change) in cases {
