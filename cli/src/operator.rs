@@ -44,6 +44,8 @@ pub fn clients(data_dir: Option<PathBuf>) -> anyhow::Result<Clients> {
 
 /// What `emporium up` hands its processes for service identity.
 pub struct Prepared {
+    /// The CA certificate: the trust anchor of every process.
+    pub ca_cert: PathBuf,
     /// The CA key, for the registry alone.
     pub ca_key: PathBuf,
     /// The bootstrap secret, for the registry alone; the others get join tokens
@@ -72,10 +74,15 @@ impl Prepared {
             .map(|s| {
                 (
                     format!("EMPORIUM__IDENTITY__TOKENS__{}", s.to_uppercase()),
-                    emporium_identity::token::join_token(&self.secret, s),
+                    self.token(s),
                 )
             })
             .collect()
+    }
+
+    /// The join token of `service`, derived from the bootstrap secret.
+    pub fn token(&self, service: &str) -> String {
+        emporium_identity::token::join_token(&self.secret, service)
     }
 }
 
@@ -100,6 +107,7 @@ pub fn prepare_in(dir: &std::path::Path) -> anyhow::Result<Prepared> {
         }
     };
     Ok(Prepared {
+        ca_cert: files.cert,
         ca_key: files.key,
         secret,
     })

@@ -18,10 +18,8 @@ use crate::services::Service;
 
 /// The Secrets, as a YAML stream (one JSON document each) for `kubectl apply -f -`.
 pub fn kubernetes(data_dir: Option<PathBuf>) -> anyhow::Result<String> {
-    let dir = crate::running::data_dir(data_dir);
-    let prepared = crate::operator::prepare(&dir)?;
-    let anchor_path = dir.join("identity").join("ca.pem");
-    let anchor = std::fs::read_to_string(&anchor_path)?;
+    let prepared = crate::operator::prepare(&crate::running::data_dir(data_dir))?;
+    let anchor = std::fs::read_to_string(&prepared.ca_cert)?;
     let ca_key = std::fs::read_to_string(&prepared.ca_key)?;
     let mut secrets = vec![
         secret(
@@ -35,7 +33,7 @@ pub fn kubernetes(data_dir: Option<PathBuf>) -> anyhow::Result<String> {
         secret("emporium-trust-anchor", "", &[("ca.pem", anchor.as_str())]),
     ];
     for service in Service::BEHIND_REGISTRY {
-        let token = emporium_identity::token::join_token(&prepared.secret, service.name());
+        let token = prepared.token(service.name());
         secrets.push(secret(
             &format!("emporium-token-{}", service.name()),
             service.name(),
@@ -61,7 +59,7 @@ pub fn init(out: &Path) -> anyhow::Result<()> {
     let tokens = out.join("tokens");
     std::fs::create_dir_all(&tokens).with_context(|| format!("creating {}", tokens.display()))?;
     for service in Service::BEHIND_REGISTRY {
-        let token = emporium_identity::token::join_token(&prepared.secret, service.name());
+        let token = prepared.token(service.name());
         let file = tokens.join(service.name());
         emporium_identity::write_private(&file, &token)
             .with_context(|| format!("writing {}", file.display()))?;

@@ -105,3 +105,21 @@ pub fn die_with_parent() {
 pub async fn wait_for_signal() {
     emporium_http::shutdown_signal().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::ValueEnum as _;
+
+    use super::Service;
+
+    /// The topology the NetworkPolicies are checked against names exactly the
+    /// services this binary hosts.
+    #[test]
+    fn the_topology_names_every_service_this_binary_hosts() {
+        let mut hosted: Vec<&str> = Service::value_variants().iter().map(|s| s.name()).collect();
+        let mut declared = emporium_contracts::topology::SERVICES.to_vec();
+        hosted.sort_unstable();
+        declared.sort_unstable();
+        assert_eq!(hosted, declared);
+    }
+}

@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use emporium_contracts::topology;
+use emporium_testkit::servers::free_port;
 
 const OVERLAYS: [&str; 2] = ["embedded", "production"];
 /// Kubernetes releases whose schemas the rendered objects must satisfy: the
@@ -38,7 +39,7 @@ fn tool(program: &str, args: &[&str]) -> Option<std::process::Output> {
         Ok(out) => Some(out),
         Err(e) => {
             assert!(
-                std::env::var_os("EMPORIUM_REQUIRE_BACKENDS").is_none(),
+                !emporium_testkit::servers::required(),
                 "{program} is not runnable ({e}); scripts/test installs it"
             );
             eprintln!("skipped: {program} is not installed");
@@ -679,13 +680,6 @@ impl Drop for Podman {
             self.run(&["rmi", "-f", &id]);
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// The status of a plain-HTTP GET (probes may speak plain HTTP to any service).

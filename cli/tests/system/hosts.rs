@@ -46,15 +46,12 @@ impl Net {
     /// Three hosts and a switch; None (the test skipped) without root or `ip`,
     /// unless the run requires everything.
     fn create() -> Option<Self> {
-        use std::os::unix::fs::MetadataExt as _;
-        // /proc/self belongs to the effective user.
-        let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-        let usable = root
+        let usable = emporium_testkit::servers::running_as_root()
             && Command::new("ip").arg("-V").output().is_ok()
             && Command::new("iptables").arg("-V").output().is_ok();
         if !usable {
             assert!(
-                std::env::var_os("EMPORIUM_REQUIRE_BACKENDS").is_none(),
+                !emporium_testkit::servers::required(),
                 "the multi-host test needs root, ip (iproute2) and iptables"
             );
             eprintln!("skipped: the multi-host test needs root, ip and iptables");

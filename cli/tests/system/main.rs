@@ -110,9 +110,6 @@ impl<S: Shop + ?Sized> Shop for Arc<S> {
     fn mail_dir(&self) -> std::path::PathBuf {
         S::mail_dir(self)
     }
-    fn at(&self, path: &str) -> String {
-        S::at(self, path)
-    }
 }
 
 impl Shop for Up {
@@ -121,9 +118,6 @@ impl Shop for Up {
     }
     fn mail_dir(&self) -> std::path::PathBuf {
         Up::mail_dir(self)
-    }
-    fn at(&self, path: &str) -> String {
-        Up::at(self, path)
     }
 }
 

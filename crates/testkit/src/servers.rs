@@ -41,7 +41,8 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-fn running_as_root() -> bool {
+/// Whether this process runs as root (its `/proc/self` belongs to the effective user).
+pub fn running_as_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
