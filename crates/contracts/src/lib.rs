@@ -14,6 +14,7 @@
 //! - [`card`]: payment cards and their validation (Luhn, expiry), never logged in full;
 //! - [`checkout`]: the internal calls of the checkout saga (cart, inventory, payments);
 //! - [`sku`]: the stock-keeping unit format;
+//! - [`fields`]: text fields several services check alike, with their JSON Schemas;
 //! - [`chaos`]: fault rules the operator injects into calls between services;
 //! - [`audit`]: the facts each checkout service reports for `emporium verify`;
 //! - [`topology`]: who calls whom across the network (checked against the
@@ -26,6 +27,7 @@ pub mod chaos;
 pub mod checkout;
 pub mod event_schemas;
 pub mod events;
+pub mod fields;
 pub mod headers;
 pub mod money;
 pub mod registry;

@@ -25,3 +25,50 @@ impl Sku {
         &self.0
     }
 }
+
+/// What [`Sku::parse`] accepts, as a JSON Schema pattern (before trimming and
+/// upper-casing, which it also does).
+pub const SKU_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9-]{1,30}[A-Za-z0-9]$";
+
+impl utoipa::PartialSchema for Sku {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(SKU_PATTERN))
+            .description(Some(
+                "Stock-keeping unit: 3 to 32 characters of A-Z, 0-9 and `-`, not starting \
+                 or ending with `-` (lower case is read as upper case)",
+            ))
+            .examples(["ELE-00001"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Sku {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pattern_says_what_parse_accepts() {
+        let pattern = regex::Regex::new(SKU_PATTERN).expect("a regex");
+        for s in [
+            "ELE-00001",
+            "abc",
+            "A-B",
+            "A1",
+            "-AB",
+            "AB-",
+            "A B",
+            "ÄBC",
+            &"A".repeat(33),
+        ] {
+            assert_eq!(
+                pattern.is_match(s),
+                Sku::parse(s).is_ok(),
+                "{s:?}: the pattern and the parser disagree"
+            );
+        }
+    }
+}

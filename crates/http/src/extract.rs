@@ -57,23 +57,28 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
 }
 
 /// Parses JSON, mapping serde's error to a problem that names the field.
+///
+/// A number with a zero fraction (`5.0`) is an integer in JSON Schema, and so in the
+/// API's documents; serde refuses it for an integer field, so a body that fails on
+/// one is read again with such numbers made integers.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
-    let value = result.map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let message = strip_position(&inner.to_string());
-        match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                ApiError::bad_request(format!("malformed JSON: {message}"))
-            }
-            serde_json::error::Category::Io => ApiError::bad_request("the body could not be read"),
-            serde_json::error::Category::Data => {
-                ApiError::validation(vec![FieldError::new(field_name(&path, &message), message)])
-            }
+    let value = match result {
+        Ok(value) => value,
+        Err(e)
+            if e.inner()
+                .to_string()
+                .starts_with("invalid type: floating point") =>
+        {
+            let mut json: serde_json::Value =
+                serde_json::from_slice(bytes).map_err(|e| json_problem(".", e))?;
+            integral_floats_to_integers(&mut json);
+            return serde_path_to_error::deserialize(json)
+                .map_err(|e| json_problem(&e.path().to_string(), e.into_inner()));
         }
-    })?;
+        Err(e) => return Err(json_problem(&e.path().to_string(), e.into_inner())),
+    };
     // Nothing but whitespace may follow the value.
     de.end().map_err(|e| {
         ApiError::bad_request(format!(
@@ -82,6 +87,40 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ))
     })?;
     Ok(value)
+}
+
+/// A problem for serde's error at `path`: 400 for malformed JSON, 422 naming the
+/// field for a value of the wrong shape.
+fn json_problem(path: &str, e: serde_json::Error) -> ApiError {
+    let message = strip_position(&e.to_string());
+    match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            ApiError::bad_request(format!("malformed JSON: {message}"))
+        }
+        serde_json::error::Category::Io => ApiError::bad_request("the body could not be read"),
+        serde_json::error::Category::Data => {
+            ApiError::validation(vec![FieldError::new(field_name(path, &message), message)])
+        }
+    }
+}
+
+/// Turns every number with a zero fraction that fits an `i64` into that integer.
+fn integral_floats_to_integers(json: &mut serde_json::Value) {
+    use serde_json::Value;
+    match json {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|_| n.is_f64())
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                // Exactly representable: |f| < 2^53.
+                *n = serde_json::Number::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_floats_to_integers),
+        Value::Null | Value::Bool(_) | Value::String(_) => {}
+    }
 }
 
 /// serde_json appends " at line 1 column 12"; the field path says more.
@@ -164,6 +203,15 @@ mod tests {
     #[allow(dead_code)]
     struct Address {
         city: String,
+    }
+
+    #[test]
+    fn an_integral_float_is_an_integer() {
+        let b: Body = parse_json(br#"{"email":"a@b.c","age":7.0}"#).expect("7.0 is 7");
+        assert_eq!(b.age, 7);
+        let e = parse_json::<Body>(br#"{"email":"a@b.c","age":7.5}"#).expect_err("7.5");
+        assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(e.problem().errors[0].field, "age");
     }
 
     #[test]

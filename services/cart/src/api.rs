@@ -120,9 +120,9 @@ async fn view(State(state): State<AppState>, caller: Caller) -> Result<Json<Cart
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewItem {
-    #[schema(example = "EMP-0001")]
+    #[schema(value_type = emporium_contracts::sku::Sku)]
     pub sku: String,
-    #[schema(example = 1)]
+    #[schema(example = 1, minimum = 1, maximum = 99)]
     pub quantity: i64,
 }
 
@@ -130,7 +130,7 @@ pub struct NewItem {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuantityChange {
-    #[schema(example = 2)]
+    #[schema(example = 2, minimum = 1, maximum = 99)]
     pub quantity: i64,
 }
 
@@ -222,7 +222,7 @@ async fn add_item(
 
 /// Change how many of a product your cart holds.
 #[utoipa::path(patch, path = "/api/cart/items/{sku}", tag = "cart", security(("bearer" = [])),
-    params(("sku" = String, Path, description = "Stock-keeping unit")),
+    params(("sku" = emporium_contracts::sku::Sku, Path, description = "Stock-keeping unit")),
     request_body = QuantityChange,
     responses(
         (status = 200, description = "The cart after the change", body = CartView),
@@ -259,7 +259,7 @@ async fn change_item(
 
 /// Take a product out of your cart.
 #[utoipa::path(delete, path = "/api/cart/items/{sku}", tag = "cart", security(("bearer" = [])),
-    params(("sku" = String, Path, description = "Stock-keeping unit")),
+    params(("sku" = emporium_contracts::sku::Sku, Path, description = "Stock-keeping unit")),
     responses(
         (status = 200, description = "The cart after the change", body = CartView),
         (status = 401, description = "Not signed in", body = Problem),

@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use axum::{Json, Router};
 use emporium_contracts::auth::ROLE_ADMIN;
 use emporium_contracts::events::PriceChanged;
+use emporium_contracts::fields;
 use emporium_contracts::money::Money;
 use emporium_events::{EventsError, Outbox};
 use emporium_http::openapi::spec_router;
@@ -19,6 +20,7 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::docs;
 use crate::domain::{self, Cursor, ListParams, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, Sku, Sort};
 use crate::image;
 use crate::store::{self, ProductRow};
@@ -126,12 +128,17 @@ pub struct CategoryList {
 #[allow(dead_code)]
 struct ListQueryDoc {
     /// A category id from `/api/catalog/categories`.
+    #[param(schema_with = fields::slug_schema)]
     category: Option<String>,
+    #[param(minimum = 0, maximum = 100_000_000)]
     min_price: Option<i64>,
+    #[param(minimum = 0, maximum = 100_000_000)]
     max_price: Option<i64>,
     /// `name` (default), `-name`, `price` or `-price`.
+    #[param(pattern = "^-?(name|price)$")]
     sort: Option<String>,
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// The `next` of the previous page.
     cursor: Option<String>,
@@ -185,7 +192,7 @@ fn parse_id(id: &str) -> Result<String, ApiError> {
 
 /// A product by id.
 #[utoipa::path(get, path = "/api/catalog/products/{id}", tag = "catalog",
-    params(("id" = String, Path, description = "Product id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Product id")),
     responses(
         (status = 200, description = "The product", body = ProductView),
         (status = 400, description = "Not a UUID", body = Problem),
@@ -205,7 +212,7 @@ async fn get_product(
 
 /// A product by SKU.
 #[utoipa::path(get, path = "/api/catalog/products/sku/{sku}", tag = "catalog",
-    params(("sku" = String, Path, description = "Stock-keeping unit, e.g. ELE-00001")),
+    params(("sku" = emporium_contracts::sku::Sku, Path, description = "Stock-keeping unit, e.g. ELE-00001")),
     responses(
         (status = 200, description = "The product", body = ProductView),
         (status = 400, description = "Not a SKU", body = Problem),
@@ -247,14 +254,22 @@ async fn list_categories(State(state): State<AppState>) -> Result<Json<CategoryL
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProduct {
+    #[schema(value_type = emporium_contracts::sku::Sku)]
     pub sku: String,
+    #[schema(schema_with = fields::line_schema::<200>)]
     pub name: String,
+    #[schema(schema_with = fields::required_text_schema::<5000>)]
     pub description: String,
+    /// An existing category's id.
+    #[schema(schema_with = fields::slug_schema)]
     pub category: String,
+    #[schema(schema_with = docs::price)]
     pub price: Money,
     #[serde(default)]
+    #[schema(schema_with = docs::image_url)]
     pub image_url: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = docs::attributes)]
     pub attributes: BTreeMap<String, String>,
 }
 
@@ -262,11 +277,17 @@ pub struct NewProduct {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductPatch {
+    #[schema(schema_with = fields::nullable_line_schema::<200>)]
     pub name: Option<String>,
+    #[schema(schema_with = fields::nullable_required_text_schema::<5000>)]
     pub description: Option<String>,
+    #[schema(schema_with = docs::nullable_slug)]
     pub category: Option<String>,
+    #[schema(schema_with = docs::nullable_price)]
     pub price: Option<Money>,
+    #[schema(schema_with = docs::image_url)]
     pub image_url: Option<String>,
+    #[schema(schema_with = docs::nullable_attributes)]
     pub attributes: Option<BTreeMap<String, String>>,
 }
 
@@ -395,7 +416,7 @@ async fn create_product(
 /// Change a product (admin).
 #[utoipa::path(patch, path = "/api/catalog/products/{id}", tag = "catalog",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Product id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Product id")),
     request_body = ProductPatch,
     responses(
         (status = 200, description = "Updated", body = ProductView),
@@ -497,9 +518,10 @@ async fn update_product(
 
 /// A generated SVG picture of a product.
 #[utoipa::path(get, path = "/api/catalog/images/{sku}", tag = "catalog",
-    params(("sku" = String, Path, description = "Stock-keeping unit")),
+    params(("sku" = emporium_contracts::sku::Sku, Path, description = "Stock-keeping unit")),
     responses(
         (status = 200, description = "SVG image", content_type = "image/svg+xml", body = String),
+        (status = 400, description = "Not a SKU", body = Problem),
         (status = 404, description = "No such product", body = Problem),
     ))]
 async fn product_image(

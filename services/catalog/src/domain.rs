@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use emporium_contracts::fields;
 use emporium_http::FieldError;
 use serde::{Deserialize, Serialize};
 
@@ -45,30 +46,36 @@ pub fn check_slug(input: &str) -> Result<(), &'static str> {
     }
 }
 
-/// Trimmed text of 1..=`max` characters without control characters (newlines and
-/// tabs allowed where `multiline`).
+/// A line (or with `multiline`, paragraphs) of 1..=`max` characters without
+/// control characters, trimmed: [`emporium_contracts::fields`].
 pub fn check_text(input: &str, max: usize, multiline: bool) -> Result<String, String> {
-    let text = input.trim();
-    if text.is_empty() {
-        return Err("is required".into());
-    }
-    if text.chars().count() > max {
-        return Err(format!("must be at most {max} characters"));
-    }
-    if text
-        .chars()
-        .any(|c| c.is_control() && !(multiline && (c == '\n' || c == '\t')))
-    {
-        return Err("must not contain control characters".into());
-    }
-    Ok(text.to_string())
+    let checked = if multiline {
+        fields::required_text(input, max)
+    } else {
+        fields::line(input, max)
+    };
+    checked.map(str::to_string)
 }
 
 /// An image URL: a path on this site or an https URL.
+///
+/// An https URL's host is a DNS name or IPv4 address (letters, digits, `.`, `-`),
+/// with a port if any; no user info, no IPv6 literal.
 pub fn check_image_url(input: &str) -> Result<String, &'static str> {
-    let url = input.trim();
-    let ok = url.len() <= MAX_IMAGE_URL_LEN
-        && (url.starts_with('/') && !url.starts_with("//") || url.starts_with("https://"))
+    let url = input;
+    let host_ok = |rest: &str| {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let (host, port) = authority.split_once(':').unwrap_or((authority, "1"));
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+            && (1..=5).contains(&port.len())
+            && port.bytes().all(|b| b.is_ascii_digit())
+    };
+    let ok = url.chars().count() <= MAX_IMAGE_URL_LEN
+        && (url.starts_with('/') && !url.starts_with("//")
+            || url.strip_prefix("https://").is_some_and(host_ok))
         && !url.chars().any(|c| c.is_whitespace() || c.is_control());
     if ok {
         Ok(url.to_string())
@@ -194,11 +201,7 @@ impl ListParams {
                 ));
             }
         }
-        if let (Some(min), Some(max)) = (self.min_price, self.max_price)
-            && min > max
-        {
-            errors.push(FieldError::new("min_price", "must not exceed max_price"));
-        }
+        // A minimum above the maximum is a range nothing is in: an empty page.
         let sort = match self.sort.as_deref().map(Sort::parse).transpose() {
             Ok(s) => s.unwrap_or(Sort::NameAsc),
             Err(m) => {
@@ -214,7 +217,7 @@ impl ListParams {
             ));
         }
         let after = match self.cursor.as_deref() {
-            None => None,
+            None | Some("") => None,
             Some(c) => match Cursor::decode(c) {
                 Some(cursor) if cursor.sort == sort => Some(cursor),
                 Some(_) => {
@@ -312,14 +315,19 @@ mod tests {
         .expect_err("invalid");
         let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["category", "min_price", "sort", "limit"]);
-        let errs = ListParams {
+        // A range nothing is in is a listing of nothing, not an error.
+        let empty = ListParams {
             min_price: Some(500),
             max_price: Some(100),
+            cursor: Some(String::new()),
             ..Default::default()
         }
         .check()
-        .expect_err("min > max");
-        assert_eq!(errs[0].field, "min_price");
+        .expect("min > max");
+        assert_eq!(
+            (empty.min_price, empty.max_price, empty.after),
+            (Some(500), Some(100), None)
+        );
         let name_cursor = Cursor {
             sort: Sort::NameAsc,
             price: None,
@@ -347,5 +355,26 @@ mod tests {
         assert!(check_image_url("https://cdn.example.com/x.png").is_ok());
         assert!(check_image_url("javascript:alert(1)").is_err());
         assert!(check_image_url("//evil.example.com/x").is_err());
+        assert!(check_image_url("https://cdn.example.com:8443").is_ok());
+        for bad in [
+            "https://",
+            "https://[::1/x",
+            "https://a@b/x",
+            "https://h:/x",
+            "https://h:123456",
+        ] {
+            assert!(check_image_url(bad).is_err(), "{bad}");
+        }
+        let pattern = regex::Regex::new(&crate::docs::IMAGE_URL_PATTERN.replace("(?!/)", ""))
+            .expect("a regex");
+        for url in [
+            "/x",
+            "https://a.b:80/x?y#z",
+            "https://h",
+            "https://[::1]/",
+            "https://a@b",
+        ] {
+            assert_eq!(pattern.is_match(url), check_image_url(url).is_ok(), "{url}");
+        }
     }
 }

@@ -17,6 +17,7 @@
 //! in its snapshot (`/internal/events/snapshot`) for read models built from nothing.
 
 mod api;
+mod docs;
 mod domain;
 mod image;
 mod seed;

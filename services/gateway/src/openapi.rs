@@ -11,12 +11,24 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use emporium_http::ApiError;
-use emporium_http::openapi::SPEC_PATH;
+use emporium_http::openapi::{self, SPEC_PATH};
 use utoipa::openapi::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::Shared;
+
+/// What the gateway answers for every operation it routes.
+const RATE_LIMITED: (&str, &str) = (
+    "429",
+    "Too many requests from this client or account; try again after `Retry-After`",
+);
+
+/// What the gateway answers for a path parameter that could change the path.
+const MALFORMED_PATH: (&str, &str) = (
+    "400",
+    "A path segment is `.` or `..`, or hides a `/` or `\\` (refused before routing)",
+);
 
 /// How long a combined document is served before it is built again.
 const CACHE_FOR: Duration = Duration::from_secs(10);
@@ -54,7 +66,13 @@ pub async fn serve(State(gw): State<Shared>) -> Result<impl IntoResponse, ApiErr
     if !missing.is_empty() {
         tracing::debug!(?missing, "services left out of the API document");
     }
-    let value = serde_json::to_value(&doc).map_err(ApiError::internal)?;
+    let mut value = serde_json::to_value(&doc).map_err(ApiError::internal)?;
+    openapi::for_each_operation(&mut value, |op| {
+        openapi::add_problems(op, &[RATE_LIMITED]);
+        if openapi::takes(op, "path") {
+            openapi::add_problems(op, &[MALFORMED_PATH]);
+        }
+    });
     if let Ok(mut cached) = gw.docs.cached.lock() {
         *cached = Some((Instant::now(), value.clone()));
     }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use emporium_contracts::headers;
 use emporium_http::ApiError;
 use emporium_http::middleware::RouteLabel;
-use http::{HeaderMap, HeaderName, HeaderValue, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::Shared;
@@ -71,7 +71,7 @@ async fn route(gw: &Shared, routed: Route<'_>, req: Request) -> Result<Response,
     // that adds its last one, expired, to every call) is ignored, not refused:
     // else that client could never refresh.
     let bearer = match req.uri().path() {
-        REFRESH | SIGN_OUT => None,
+        REFRESH | SIGN_OUT if req.method() == Method::POST => None,
         _ => req.headers().get(header::AUTHORIZATION),
     };
     let verified = match bearer {

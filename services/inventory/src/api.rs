@@ -84,7 +84,7 @@ impl From<stock::StockRow> for StockView {
 
 /// Units available of one SKU.
 #[utoipa::path(get, path = "/api/inventory/{sku}", tag = "inventory",
-    params(("sku" = String, Path, description = "Stock-keeping unit")),
+    params(("sku" = emporium_contracts::sku::Sku, Path, description = "Stock-keeping unit")),
     responses(
         (status = 200, description = "Stock", body = StockView),
         (status = 404, description = "Unknown SKU", body = Problem),
@@ -104,14 +104,14 @@ async fn get_stock(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StockUpdate {
-    #[schema(example = 40)]
+    #[schema(example = 40, minimum = 0, maximum = 1_000_000_000)]
     pub available: i64,
 }
 
 /// Set the units available of a SKU (admin): restock or correct a count.
 #[utoipa::path(put, path = "/api/inventory/{sku}", tag = "inventory",
     security(("bearer" = [])),
-    params(("sku" = String, Path, description = "Stock-keeping unit")),
+    params(("sku" = emporium_contracts::sku::Sku, Path, description = "Stock-keeping unit")),
     request_body = StockUpdate,
     responses(
         (status = 200, description = "Updated", body = StockView),

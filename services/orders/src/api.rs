@@ -280,7 +280,7 @@ async fn respond(
 /// or CANCELLED); poll `GET /api/orders/{id}` while it is PENDING. Retrying with the
 /// same `Idempotency-Key` and body returns the same order.
 #[utoipa::path(post, path = "/api/orders", tag = "orders", security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "A UUID per checkout attempt")),
+    params(("Idempotency-Key" = uuid::Uuid, Header, description = "A UUID per checkout attempt")),
     request_body = CheckoutRequest,
     responses(
         (status = 202, description = "Accepted; the order and its status", body = OrderView),
@@ -433,10 +433,10 @@ fn decode_cursor(c: &str) -> Option<(i64, String)> {
 /// Your orders, newest first; with `scope=all`, everyone's (admins).
 #[utoipa::path(get, path = "/api/orders", tag = "orders", security(("bearer" = [])),
     params(
-        ("limit" = Option<u32>, Query, description = "1–100, default 20"),
+        ("limit" = Option<u32>, Query, description = "1–100, default 20", minimum = 1, maximum = 100),
         ("cursor" = Option<String>, Query, description = "`next` of the previous page"),
-        ("scope" = Option<String>, Query, description = "`mine` (default) or `all` (admin)"),
-        ("status" = Option<String>, Query, description = "`PENDING`, `CONFIRMED` or `CANCELLED`"),
+        ("scope" = Option<String>, Query, description = "`mine` (default) or `all` (admin)", pattern = "^(mine|all)$"),
+        ("status" = Option<String>, Query, description = "`PENDING`, `CONFIRMED` or `CANCELLED`", pattern = "^(PENDING|CONFIRMED|CANCELLED)$"),
     ),
     responses(
         (status = 200, description = "A page of orders", body = OrderPage),
@@ -454,7 +454,7 @@ async fn list_orders(
     if !(1..=100).contains(&limit) {
         errors.push(FieldError::new("limit", "must be 1 to 100"));
     }
-    let cursor = match &q.cursor {
+    let cursor = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
         Some(c) => match decode_cursor(c) {
             Some(c) => Some(c),
             None => {
@@ -515,7 +515,7 @@ async fn list_orders(
 
 /// One of your orders, with its timeline.
 #[utoipa::path(get, path = "/api/orders/{id}", tag = "orders", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Order id")),
+    params(("id" = uuid::Uuid, Path, description = "Order id")),
     responses(
         (status = 200, description = "The order", body = OrderView),
         (status = 401, description = "Not signed in", body = Problem),

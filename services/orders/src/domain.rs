@@ -2,6 +2,7 @@
 //! idempotency. No I/O.
 
 use emporium_contracts::card::{Card, CardSummary};
+use emporium_contracts::fields;
 use emporium_http::FieldError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -10,18 +11,19 @@ use utoipa::ToSchema;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShippingAddress {
-    #[schema(example = "Ada Lovelace")]
+    #[schema(example = "Ada Lovelace", schema_with = fields::line_schema::<200>)]
     pub name: String,
-    #[schema(example = "12 St James's Square")]
+    #[schema(example = "12 St James's Square", schema_with = fields::line_schema::<200>)]
     pub line1: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = fields::optional_line_schema::<200>)]
     pub line2: Option<String>,
-    #[schema(example = "London")]
+    #[schema(example = "London", schema_with = fields::line_schema::<100>)]
     pub city: String,
-    #[schema(example = "SW1Y 4JH")]
+    #[schema(example = "SW1Y 4JH", schema_with = fields::line_schema::<20>)]
     pub postal_code: String,
-    /// ISO 3166-1 alpha-2.
-    #[schema(example = "GB")]
+    /// ISO 3166-1 alpha-2 (lower case is read as upper case).
+    #[schema(example = "GB", pattern = "^[A-Za-z]{2}$")]
     pub country: String,
 }
 
@@ -42,19 +44,12 @@ pub struct Checkout {
     pub fingerprint: String,
 }
 
+/// A line of an address ([`fields::line`]); an error is collected.
 fn text(errors: &mut Vec<FieldError>, field: &str, value: &str, max: usize) -> String {
-    let v = value.trim();
-    if v.is_empty() {
-        errors.push(FieldError::new(field, "is required"));
-    } else if v.chars().count() > max {
-        errors.push(FieldError::new(field, format!("at most {max} characters")));
-    } else if v.chars().any(char::is_control) {
-        errors.push(FieldError::new(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    v.to_string()
+    fields::line(value, max)
+        .map_err(|m| errors.push(FieldError::new(field, m)))
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Checks every field, reporting all problems at once.
@@ -65,15 +60,14 @@ pub fn check(request: CheckoutRequest, today: (u32, u32)) -> Result<Checkout, Ve
     let shipping = ShippingAddress {
         name: text(&mut errors, &format!("{p}.name"), &a.name, 200),
         line1: text(&mut errors, &format!("{p}.line1"), &a.line1, 200),
-        line2: a
-            .line2
-            .as_deref()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(|l| text(&mut errors, &format!("{p}.line2"), l, 200)),
+        line2: fields::optional_line(a.line2.as_deref().unwrap_or_default(), 200)
+            .map_err(|m| errors.push(FieldError::new(format!("{p}.line2"), m)))
+            .ok()
+            .flatten()
+            .map(str::to_string),
         city: text(&mut errors, &format!("{p}.city"), &a.city, 100),
         postal_code: text(&mut errors, &format!("{p}.postal_code"), &a.postal_code, 20),
-        country: a.country.trim().to_ascii_uppercase(),
+        country: a.country.to_ascii_uppercase(),
     };
     if shipping.country.len() != 2 || !shipping.country.bytes().all(|b| b.is_ascii_uppercase()) {
         errors.push(FieldError::new(

@@ -10,6 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use emporium_contracts::auth::ROLE_ADMIN;
 use emporium_contracts::events::{RatingSummary, ReviewAdded, ReviewChanged, ReviewHidden};
+use emporium_contracts::fields;
 use emporium_events::Outbox;
 use emporium_http::Callers;
 use emporium_http::openapi::spec_router;
@@ -102,22 +103,29 @@ pub struct ReviewPage {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewReview {
+    #[schema(schema_with = fields::uuid_schema)]
     pub product_id: String,
     /// 1 to 5 stars.
+    #[schema(minimum = 1, maximum = 5)]
     pub rating: i64,
     /// 1 to 120 characters.
+    #[schema(schema_with = fields::line_schema::<120>)]
     pub title: String,
     /// Up to 4,000 characters.
     #[serde(default)]
+    #[schema(schema_with = fields::text_schema::<4000>)]
     pub text: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewEdit {
+    #[schema(minimum = 1, maximum = 5)]
     pub rating: i64,
+    #[schema(schema_with = fields::line_schema::<120>)]
     pub title: String,
     #[serde(default)]
+    #[schema(schema_with = fields::text_schema::<4000>)]
     pub text: String,
     /// The version you read: refused with 409 if the review changed since.
     pub version: i64,
@@ -154,6 +162,13 @@ fn parse_uuid(field: &str, id: &str) -> Result<String, ApiError> {
         .map_err(|_| ApiError::validation(vec![FieldError::new(field, "must be a UUID")]))
 }
 
+/// A review id from the path: one that is not a UUID names no review.
+fn path_id(id: &str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(id)
+        .map(|u| u.to_string())
+        .map_err(|_| ApiError::not_found("no review with this id"))
+}
+
 fn appended(e: AppendError) -> ApiError {
     match e {
         AppendError::Conflict { expected } => ApiError::new(
@@ -167,6 +182,7 @@ fn appended(e: AppendError) -> ApiError {
 
 /// Write a review of a product you bought.
 #[utoipa::path(post, path = "/api/reviews", tag = "reviews", request_body = NewReview,
+    security(("bearer" = [])),
     responses(
         (status = 201, description = "The review", body = ReviewView),
         (status = 403, description = "Not a buyer of this product", body = Problem),
@@ -241,7 +257,8 @@ async fn add_review(
 
 /// Edit your own review.
 #[utoipa::path(put, path = "/api/reviews/{id}", tag = "reviews", request_body = ReviewEdit,
-    params(("id" = String, Path, description = "Review id")),
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Review id")),
     responses(
         (status = 200, description = "The review", body = ReviewView),
         (status = 404, description = "No such review of yours", body = Problem),
@@ -254,7 +271,7 @@ async fn edit_review(
     ApiPath(id): ApiPath<String>,
     ApiJson(edit): ApiJson<ReviewEdit>,
 ) -> Result<Json<ReviewView>, ApiError> {
-    let id = parse_uuid("id", &id)?;
+    let id = path_id(&id)?;
     let content =
         domain::check(edit.rating, &edit.title, &edit.text).map_err(ApiError::validation)?;
     let mut tx = state.db.begin().await.map_err(ApiError::internal)?;
@@ -308,7 +325,8 @@ async fn edit_review(
 
 /// Hide a review (admin): it is no longer shown or counted.
 #[utoipa::path(post, path = "/api/reviews/{id}/hide", tag = "reviews",
-    params(("id" = String, Path, description = "Review id")),
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Review id")),
     responses(
         (status = 200, description = "The product's rating without it", body = SummaryView),
         (status = 403, description = "Not an admin", body = Problem),
@@ -320,7 +338,7 @@ async fn hide_review(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SummaryView>, ApiError> {
     caller.require_role(ROLE_ADMIN)?;
-    let id = parse_uuid("id", &id)?;
+    let id = path_id(&id)?;
     let mut tx = state.db.begin().await.map_err(ApiError::internal)?;
     let row: Option<(String, i64)> =
         sqlx::query_as("SELECT product_id, hidden FROM reviews WHERE id = $1")
@@ -382,11 +400,14 @@ async fn view_in(tx: &mut Tx, id: &str) -> Result<ReviewView, ApiError> {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListParams {
-    /// The product (UUID); required but for admins, who may list every product's.
+    /// The product; required but for admins, who may list every product's.
+    #[param(value_type = Option<uuid::Uuid>)]
     product_id: Option<String>,
     /// `recent` (default) or `rating` (highest first).
+    #[param(pattern = "^(recent|rating)$")]
     sort: Option<String>,
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// The `next` of the previous page.
     cursor: Option<String>,
@@ -436,7 +457,7 @@ async fn list_reviews(
         errors.push(FieldError::new("limit", "must be 1 to 100"));
     }
     let after = match q.cursor.as_deref() {
-        None => None,
+        None | Some("") => None,
         Some(raw) => {
             let cursor = URL_SAFE_NO_PAD
                 .decode(raw.as_bytes())
@@ -520,7 +541,8 @@ async fn list_reviews(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct SummaryParams {
-    /// The product (UUID).
+    /// The product.
+    #[param(value_type = uuid::Uuid)]
     product_id: String,
 }
 

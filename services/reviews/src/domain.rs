@@ -2,6 +2,7 @@
 //! stream, and how a product's rating follows from them.
 
 use emporium_contracts::events::RatingSummary;
+use emporium_contracts::fields;
 use emporium_http::FieldError;
 use serde::{Deserialize, Serialize};
 
@@ -56,35 +57,12 @@ pub fn check(rating: i64, title: &str, text: &str) -> Result<Content, Vec<FieldE
     if !(1..=5).contains(&rating) {
         errors.push(FieldError::new("rating", "must be 1 to 5 stars"));
     }
-    let title = title.trim();
-    if title.is_empty() {
-        errors.push(FieldError::new("title", "is required"));
-    } else if title.chars().count() > MAX_TITLE_CHARS {
-        errors.push(FieldError::new(
-            "title",
-            format!("must be at most {MAX_TITLE_CHARS} characters"),
-        ));
-    } else if title.chars().any(char::is_control) {
-        errors.push(FieldError::new(
-            "title",
-            "must not contain control characters",
-        ));
-    }
-    let text = text.trim();
-    if text.chars().count() > MAX_TEXT_CHARS {
-        errors.push(FieldError::new(
-            "text",
-            format!("must be at most {MAX_TEXT_CHARS} characters"),
-        ));
-    } else if text
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        errors.push(FieldError::new(
-            "text",
-            "must not contain control characters",
-        ));
-    }
+    let title = fields::line(title, MAX_TITLE_CHARS)
+        .map_err(|m| errors.push(FieldError::new("title", m)))
+        .unwrap_or_default();
+    let text = fields::text(text, MAX_TEXT_CHARS)
+        .map_err(|m| errors.push(FieldError::new("text", m)))
+        .unwrap_or_default();
     if errors.is_empty() {
         Ok(Content {
             rating,

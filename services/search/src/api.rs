@@ -8,7 +8,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use emporium_http::openapi::spec_router;
 use emporium_http::{ApiError, ApiQuery, FieldError, Problem};
-use emporium_store::Db;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -21,7 +20,6 @@ use crate::searching::{self, Facets};
 
 #[derive(Clone)]
 pub struct AppState {
-    pub db: Db,
     pub shared: Arc<Shared>,
 }
 
@@ -88,15 +86,8 @@ async fn search(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<SearchPage>, ApiError> {
+    // A category nothing is in finds nothing, as a price range nothing is in.
     let checked = params.check().map_err(ApiError::invalid_query)?;
-    if let Some(category) = &checked.filters.category
-        && !known_category(&state.db, category).await?
-    {
-        return Err(ApiError::invalid_query(vec![FieldError::new(
-            "category",
-            "no product has this category",
-        )]));
-    }
     let engine = state.shared.engine();
     let sort = checked.sort;
     let outcome = tokio::task::spawn_blocking(move || {
@@ -134,21 +125,12 @@ async fn search(
     }))
 }
 
-async fn known_category(db: &Db, category: &str) -> Result<bool, ApiError> {
-    let row: Option<(String,)> =
-        sqlx::query_as("SELECT product_id FROM documents WHERE category = $1 LIMIT 1")
-            .bind(category)
-            .fetch_optional(db.pool())
-            .await
-            .map_err(ApiError::internal)?;
-    Ok(row.is_some())
-}
-
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct SuggestParams {
     /// What has been typed so far.
+    #[param(max_length = 10240)]
     q: Option<String>,
 }
 
@@ -171,10 +153,10 @@ async fn suggest(
     ApiQuery(params): ApiQuery<SuggestParams>,
 ) -> Result<Json<Suggestions>, ApiError> {
     let text = params.q.unwrap_or_default();
-    if text.len() > params::MAX_QUERY_BYTES {
+    if text.chars().count() > params::MAX_QUERY_CHARS {
         return Err(ApiError::invalid_query(vec![FieldError::new(
             "q",
-            format!("must be at most {} bytes", params::MAX_QUERY_BYTES),
+            format!("must be at most {} characters", params::MAX_QUERY_CHARS),
         )]));
     }
     let engine = state.shared.engine();

@@ -80,13 +80,13 @@ impl Service for Search {
         }
         cx.spawn(move |stop| indexer.run(stop));
         let subscriptions: Vec<String> = SOURCES.iter().map(|s| format!("{NAME}.{s}")).collect();
-        let (check_db, check) = (db.clone(), shared.clone());
+        let (check_db, check) = (db, shared.clone());
         cx.host.readiness.add("index", move || {
             let (db, shared, subscriptions) =
                 (check_db.clone(), check.clone(), subscriptions.clone());
             async move { shared.check(&db, &subscriptions).await }
         });
-        Ok(api::router(api::AppState { db, shared }))
+        Ok(api::router(api::AppState { shared }))
     }
 }
 

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::searching::{After, Filters, Sort};
 
-/// Longest query text accepted, in bytes.
-pub const MAX_QUERY_BYTES: usize = 10_240;
+/// Longest query text accepted, in characters.
+pub const MAX_QUERY_CHARS: usize = 10_240;
 pub const DEFAULT_LIMIT: usize = 20;
 pub const MAX_LIMIT: usize = 100;
 /// Highest price filter, in minor units (as catalog's highest price).
@@ -21,20 +21,27 @@ pub const MAX_PRICE: i64 = 100_000_000;
 pub struct SearchParams {
     /// What to look for: words (typos and a partial last word are fine) or a SKU.
     /// Empty: every product, for browsing by filters.
+    #[param(max_length = 10240)]
     pub q: Option<String>,
     /// A category id.
+    #[param(schema_with = emporium_contracts::fields::slug_schema)]
     pub category: Option<String>,
     /// Minor units, inclusive.
+    #[param(minimum = 0, maximum = 100_000_000)]
     pub min_price: Option<i64>,
     /// Minor units, inclusive.
+    #[param(minimum = 0, maximum = 100_000_000)]
     pub max_price: Option<i64>,
     /// Only what can be bought now.
     pub in_stock: Option<bool>,
     /// Stars (1 to 5, decimals allowed), at least.
+    #[param(minimum = 1, maximum = 5)]
     pub min_rating: Option<f64>,
     /// `relevance` (default), `price`, `-price`, `rating` or `new`.
+    #[param(pattern = "^(relevance|-?price|rating|new)$")]
     pub sort: Option<String>,
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<usize>,
     /// The `next` of the previous page.
     pub cursor: Option<String>,
@@ -77,10 +84,10 @@ impl SearchParams {
     pub fn check(self) -> Result<Checked, Vec<FieldError>> {
         let mut errors = Vec::new();
         let text = self.q.unwrap_or_default();
-        if text.len() > MAX_QUERY_BYTES {
+        if text.chars().count() > MAX_QUERY_CHARS {
             errors.push(FieldError::new(
                 "q",
-                format!("must be at most {MAX_QUERY_BYTES} bytes"),
+                format!("must be at most {MAX_QUERY_CHARS} characters"),
             ));
         }
         if let Some(c) = &self.category
@@ -101,11 +108,7 @@ impl SearchParams {
                 ));
             }
         }
-        if let (Some(min), Some(max)) = (self.min_price, self.max_price)
-            && min > max
-        {
-            errors.push(FieldError::new("min_price", "must not exceed max_price"));
-        }
+        // A minimum above the maximum is a range nothing is in: no results.
         let min_rating = match self.min_rating {
             None => None,
             Some(r) if r.is_finite() && (1.0..=5.0).contains(&r) => {
@@ -199,13 +202,14 @@ mod tests {
             }),
             ["min_price"]
         );
-        assert_eq!(
+        // A range nothing is in finds nothing; it is not an error.
+        assert!(
             fields(SearchParams {
                 min_price: Some(500),
                 max_price: Some(100),
                 ..Default::default()
-            }),
-            ["min_price"]
+            })
+            .is_empty()
         );
         for r in [0.0, 6.0, f64::NAN] {
             assert_eq!(
@@ -218,7 +222,7 @@ mod tests {
         }
         assert_eq!(
             fields(SearchParams {
-                q: Some("x".repeat(MAX_QUERY_BYTES + 1)),
+                q: Some("x".repeat(MAX_QUERY_CHARS + 1)),
                 sort: Some("cheapest".into()),
                 limit: Some(0),
                 cursor: Some("!!".into()),

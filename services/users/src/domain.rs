@@ -46,6 +46,32 @@ impl fmt::Display for Email {
     }
 }
 
+/// What [`Email::parse`] accepts, as a JSON Schema: a dot-atom local part of at
+/// most 64 characters, a domain of DNS labels and an alphabetic top-level label,
+/// at most 254 characters in all.
+pub fn email_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Type};
+    const ATOM: &str = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+";
+    let shape = format!(
+        r"^{ATOM}(?:\.{ATOM})*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?\.)+[A-Za-z]{{2,63}}$"
+    );
+    AllOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(shape))
+                .max_length(Some(MAX_EMAIL_LEN)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[^@]{1,64}@")),
+        )
+        .examples(["ada@example.com"])
+        .build()
+        .into()
+}
+
 fn valid_local(local: &str) -> bool {
     const SPECIAL: &[u8] = b".!#$%&'*+/=?^_`{|}~-";
     !local.starts_with('.')
@@ -156,17 +182,7 @@ pub const MAX_NAME_CHARS: usize = 100;
 
 impl Name {
     pub fn parse(input: &str) -> Result<Self, String> {
-        let name = input.trim();
-        if name.is_empty() {
-            return Err("is required".into());
-        }
-        if name.chars().count() > MAX_NAME_CHARS {
-            return Err(format!("must be at most {MAX_NAME_CHARS} characters"));
-        }
-        if name.chars().any(char::is_control) {
-            return Err("must not contain control characters".into());
-        }
-        Ok(Self(name.to_string()))
+        emporium_contracts::fields::line(input, MAX_NAME_CHARS).map(|n| Self(n.to_string()))
     }
 
     pub fn as_str(&self) -> &str {

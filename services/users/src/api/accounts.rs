@@ -24,12 +24,17 @@ const MAX_LOGIN_PASSWORD_BYTES: usize = 1024;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
-    #[schema(example = "ada@example.com")]
+    #[schema(schema_with = crate::domain::email_schema)]
     pub email: String,
-    /// 10 to 128 characters; not a common password, not the email.
-    #[schema(example = "correct horse battery staple")]
+    /// 10 to 128 characters; not a common password, not one character repeated,
+    /// not the email.
+    #[schema(
+        example = "correct horse battery staple",
+        min_length = 10,
+        max_length = 128
+    )]
     pub password: String,
-    #[schema(example = "Ada Lovelace")]
+    #[schema(example = "Ada Lovelace", schema_with = emporium_contracts::fields::line_schema::<100>)]
     pub name: String,
 }
 

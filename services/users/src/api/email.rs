@@ -29,6 +29,7 @@ pub struct VerifyRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetRequest {
+    #[schema(schema_with = crate::domain::email_schema)]
     pub email: String,
 }
 
@@ -38,6 +39,7 @@ pub struct ResetConfirmation {
     /// The token from the reset mail.
     pub token: String,
     /// The new password (the same rules as at registration).
+    #[schema(min_length = 10, max_length = 128)]
     pub password: String,
 }
 
