@@ -1071,3 +1071,81 @@ fn production_scales_every_service_but_the_registry_and_each_ships_its_own_image
         }
     }
 }
+
+/// `scripts/pacts-in-production` reads each consumer's pact at the revision the
+/// production overlay's image tag names, not the one checked out, and skips a
+/// consumer deployed without a revision in its tag.
+#[test]
+fn a_provider_is_verified_against_the_pacts_production_runs() {
+    let work = tempfile::tempdir().expect("temp");
+    let root = work.path();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(root)
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let write = |path: &str, text: &str| {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    };
+    std::fs::create_dir_all(root.join("scripts")).expect("mkdir");
+    std::fs::copy(
+        repo().join("scripts/pacts-in-production"),
+        root.join("scripts/pacts-in-production"),
+    )
+    .expect("copy the script");
+    git(&["init", "-q", "-b", "main"]);
+    let pacts = "crates/contracts/pacts";
+    write(&format!("{pacts}/orders-payments.json"), "as deployed\n");
+    write(&format!("{pacts}/cart-payments.json"), "cart's\n");
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "deployed"]);
+    let deployed = git(&["rev-parse", "HEAD"]);
+    let overlay = |orders_tag: &str| {
+        format!(
+            "images:\n  - name: emporium-cart\n    newName: x/emporium\n    newTag: 0.1.0\n  \
+             - name: emporium-orders\n    newName: x/emporium\n    newTag: {orders_tag}\n"
+        )
+    };
+    write(
+        "deploy/k8s/overlays/production/kustomization.yaml",
+        &overlay(&format!("0.1.0-{}", &deployed[..12])),
+    );
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "the environment"]);
+    git(&["branch", "env/production"]);
+    // The consumer has moved on since: its pact in the checkout is newer.
+    write(&format!("{pacts}/orders-payments.json"), "newer\n");
+    git(&["commit", "-qam", "orders relies on more"]);
+    let out_dir = root.join("collected");
+    let out = Command::new("bash")
+        .arg(root.join("scripts/pacts-in-production"))
+        .args(["payments", "--branch", "env/production", "--collect-only"])
+        .arg(&out_dir)
+        .output()
+        .expect("the script runs");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let collected = |name: &str| std::fs::read_to_string(out_dir.join(name)).ok();
+    assert_eq!(
+        collected("orders-payments.json").as_deref(),
+        Some("as deployed\n"),
+        "{said}"
+    );
+    assert_eq!(
+        collected("cart-payments.json"),
+        None,
+        "cart runs an untagged 0.1.0: {said}"
+    );
+    assert!(said.contains("cart: production runs 0.1.0"), "{said}");
+}

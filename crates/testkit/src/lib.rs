@@ -11,6 +11,7 @@
 pub mod identity;
 pub mod mail;
 pub mod otlp;
+pub mod pact;
 pub mod prom;
 pub mod servers;
 

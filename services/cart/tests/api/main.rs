@@ -2,6 +2,8 @@
 //! lines priced by catalog, quantities checked, and prices kept current by
 //! catalog's PriceChanged events (through a registry and catalog's feed).
 
+mod pacts;
+
 use emporium_cart::{Cart, CartSettings};
 use emporium_catalog::{Catalog, CatalogSettings};
 use emporium_registry::{RegistryService, RegistrySettings};

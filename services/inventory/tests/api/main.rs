@@ -2,6 +2,8 @@
 //! registry and catalog's feed), public reads, admin restocks, and the internal
 //! reservation calls the checkout saga makes.
 
+mod pacts;
+
 use emporium_catalog::{Catalog, CatalogSettings};
 use emporium_inventory::{Inventory, InventorySettings};
 use emporium_registry::{RegistryService, RegistrySettings};

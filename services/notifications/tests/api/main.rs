@@ -3,6 +3,8 @@
 //! feed), written as `.eml` files, listed only to their owner; the confirmation's
 //! one-time link works at users.
 
+mod pacts;
+
 use emporium_notifications::{Notifications, NotificationsSettings};
 use emporium_registry::{RegistryService, RegistrySettings};
 use emporium_testkit::mail::mailed_token;

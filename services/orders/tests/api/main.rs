@@ -2,6 +2,8 @@
 //! inventory, payments, cart behind a registry): one order per Idempotency-Key,
 //! confirmed or cancelled with the reason, and each shopper sees only their own.
 
+mod pacts;
+
 use emporium_cart::{Cart, CartSettings};
 use emporium_catalog::{Catalog, CatalogSettings};
 use emporium_contracts::headers;

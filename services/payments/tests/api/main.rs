@@ -2,6 +2,7 @@
 //! keyed by order id, so the saga may repeat any of them.
 
 mod authorization;
+mod pacts;
 
 use emporium_payments::{Payments, PaymentsSettings};
 use emporium_testkit::{Spawned, TestEnv, client, problem};

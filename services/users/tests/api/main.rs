@@ -2,6 +2,7 @@
 
 mod accounts;
 mod email;
+mod pacts;
 
 use emporium_contracts::auth::{AUDIENCE, AccessClaims, ISSUER};
 use emporium_contracts::headers;

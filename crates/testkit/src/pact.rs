@@ -1,0 +1,466 @@
+//! Consumer-driven contracts between services (after Pact), without a broker:
+//! the pacts are JSON files checked in under `crates/contracts/pacts/`.
+//!
+//! - **Consumer side** ([`Pact::declare`], [`Pact::client`], [`Pact::finish`]): a
+//!   consumer's API tests call the provider through its real typed client, over a
+//!   [`Transport`] that answers from the interactions the test declares: each one a
+//!   request the consumer sends and the answer it relies on (the status, the shape
+//!   of the body, and the values it branches on). A request no interaction expects
+//!   fails the test. `finish` then compares the pact with the checked-in file (or
+//!   writes it with `EMPORIUM_BLESS=1`), so a change of what a consumer relies on
+//!   shows up in review as a change of that file.
+//! - **Provider side** ([`Pact::load`], [`verify`]): the provider's API tests send
+//!   every interaction of every pact naming it to a real instance, after putting it
+//!   in the state the interaction is `given` (a function of the provider's tests,
+//!   which may say what the consumer's example values stand for there, such as the
+//!   id a user got), and check the answer: the same status, and a body with every
+//!   field of the consumer's example, of the same JSON type, and equal where the
+//!   interaction says it must be (`exact`, JSON pointers).
+//!
+//! `EMPORIUM_PACTS_DIR` points the provider side at other pacts — those of the
+//! revision a consumer runs in production — so a provider can ask whether it may
+//! ship alone.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{Request, Response, StatusCode};
+use emporium_client::{ClientError, ServiceClient, Transport};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// What a consumer relies on from one provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pact {
+    pub consumer: String,
+    pub provider: String,
+    pub interactions: Vec<Interaction>,
+}
+
+/// One request and the answer the consumer relies on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Interaction {
+    pub description: String,
+    /// The provider state this needs, set up by the provider's tests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given: Option<String>,
+    /// Example values by name (`sku`, `user_id`): the provider state says what
+    /// each stands for at the provider, and the request and answer are read with
+    /// its values in their place.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, String>,
+    pub request: PactRequest,
+    pub response: PactResponse,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PactRequest {
+    pub method: String,
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PactResponse {
+    pub status: u16,
+    /// An example: the provider's body must have each of its fields, of the same
+    /// JSON type (arrays: each item like the first example item).
+    pub body: Value,
+    /// JSON pointers into `body` whose values must also be equal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exact: Vec<String>,
+}
+
+impl Interaction {
+    pub fn new(description: &str) -> Self {
+        Self {
+            description: description.to_string(),
+            given: None,
+            params: BTreeMap::new(),
+            request: PactRequest {
+                method: "GET".into(),
+                path: String::new(),
+                body: None,
+            },
+            response: PactResponse {
+                status: 200,
+                body: Value::Null,
+                exact: Vec::new(),
+            },
+        }
+    }
+
+    #[must_use]
+    pub fn given(mut self, state: &str) -> Self {
+        self.given = Some(state.to_string());
+        self
+    }
+
+    /// `value`, wherever it is in the request or the answer, is an example of
+    /// `name`: the provider state gives its own.
+    #[must_use]
+    pub fn param(mut self, name: &str, value: &str) -> Self {
+        self.params.insert(name.to_string(), value.to_string());
+        self
+    }
+
+    /// The request: `method path`, with a JSON body or none.
+    #[must_use]
+    pub fn request(mut self, method: &str, path: &str, body: Option<Value>) -> Self {
+        self.request = PactRequest {
+            method: method.to_string(),
+            path: path.to_string(),
+            body,
+        };
+        self
+    }
+
+    /// The answer relied on, with the pointers whose values matter.
+    #[must_use]
+    pub fn responds(mut self, status: u16, body: Value, exact: &[&str]) -> Self {
+        self.response = PactResponse {
+            status,
+            body,
+            exact: exact.iter().map(|p| p.to_string()).collect(),
+        };
+        self
+    }
+}
+
+/// Where the checked-in pacts are, or `EMPORIUM_PACTS_DIR`.
+pub fn pacts_dir() -> PathBuf {
+    std::env::var_os("EMPORIUM_PACTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("contracts")
+                .join("pacts")
+        })
+}
+
+/// The consumer side: the interactions declared so far and the requests seen.
+struct Recorder {
+    interactions: Vec<Interaction>,
+    used: Vec<bool>,
+    unexpected: Vec<String>,
+}
+
+impl Pact {
+    /// An empty pact of `consumer` with `provider`, to declare interactions on.
+    pub fn declare(consumer: &str, provider: &str) -> PactBuilder {
+        PactBuilder {
+            pact: Pact {
+                consumer: consumer.to_string(),
+                provider: provider.to_string(),
+                interactions: Vec::new(),
+            },
+            recorder: Arc::new(Mutex::new(Recorder {
+                interactions: Vec::new(),
+                used: Vec::new(),
+                unexpected: Vec::new(),
+            })),
+        }
+    }
+
+    fn file(consumer: &str, provider: &str) -> PathBuf {
+        pacts_dir().join(format!("{consumer}-{provider}.json"))
+    }
+
+    /// Every pact naming `provider`, from [`pacts_dir`].
+    pub fn load(provider: &str) -> Vec<Pact> {
+        let dir = pacts_dir();
+        let mut pacts: Vec<Pact> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .map(|p| {
+                let text = std::fs::read_to_string(&p).expect("a pact file");
+                serde_json::from_str::<Pact>(&text)
+                    .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            })
+            .filter(|p| p.provider == provider)
+            .collect();
+        pacts.sort_by(|a, b| a.consumer.cmp(&b.consumer));
+        pacts
+    }
+}
+
+/// A pact being declared by a consumer's test.
+pub struct PactBuilder {
+    pact: Pact,
+    recorder: Arc<Mutex<Recorder>>,
+}
+
+impl PactBuilder {
+    /// Declares an interaction; the client answers it from now on.
+    pub fn interaction(&mut self, interaction: Interaction) {
+        self.pact.interactions.push(interaction.clone());
+        if let Ok(mut r) = self.recorder.lock() {
+            r.interactions.push(interaction);
+            r.used.push(false);
+        }
+    }
+
+    /// A client of the provider that answers from the declared interactions.
+    pub fn client(&self) -> ServiceClient {
+        let transport = Arc::new(Mock(self.recorder.clone()));
+        ServiceClient::new(&self.pact.provider, transport, Duration::from_secs(5))
+    }
+
+    /// Checks that every interaction was exercised and nothing else was asked,
+    /// then that the pact is the checked-in one (`EMPORIUM_BLESS=1` writes it).
+    pub fn finish(self) {
+        let recorder = self.recorder.lock().expect("recorder");
+        assert!(
+            recorder.unexpected.is_empty(),
+            "requests no interaction of the pact expects:\n{}",
+            recorder.unexpected.join("\n")
+        );
+        for (i, used) in recorder.interactions.iter().zip(&recorder.used) {
+            assert!(used, "interaction never exercised: {}", i.description);
+        }
+        let file = Pact::file(&self.pact.consumer, &self.pact.provider);
+        let text = serde_json::to_string_pretty(&self.pact).expect("json") + "\n";
+        if std::env::var_os("EMPORIUM_BLESS").is_some() {
+            std::fs::write(&file, &text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            return;
+        }
+        let checked_in = std::fs::read_to_string(&file).unwrap_or_default();
+        assert!(
+            checked_in == text,
+            "{} is not what {} relies on now; if the change is meant, run this test with \
+             EMPORIUM_BLESS=1 and commit the file (its provider's tests then check it):\n{text}",
+            file.display(),
+            self.pact.consumer
+        );
+    }
+}
+
+/// The consumer side's transport: answers a request from the interaction it
+/// matches (method, path and JSON body equal).
+struct Mock(Arc<Mutex<Recorder>>);
+
+impl Transport for Mock {
+    fn send(
+        &self,
+        _service: &str,
+        request: Request<Bytes>,
+    ) -> Pin<Box<dyn Future<Output = Result<Response<Body>, ClientError>> + Send + 'static>> {
+        let method = request.method().to_string();
+        let path = request.uri().to_string();
+        // A command without arguments sends `null`: no body, as far as a pact goes.
+        let body: Option<Value> = match request.body().as_ref() {
+            [] => None,
+            bytes => serde_json::from_slice(bytes)
+                .ok()
+                .filter(|v: &Value| !v.is_null()),
+        };
+        let answer = {
+            let mut r = self.0.lock().expect("recorder");
+            let found = r.interactions.iter().position(|i| {
+                i.request.method == method && i.request.path == path && i.request.body == body
+            });
+            match found {
+                Some(at) => {
+                    r.used[at] = true;
+                    Ok(r.interactions[at].response.clone())
+                }
+                None => {
+                    let seen = format!("{method} {path} {}", body.unwrap_or(Value::Null));
+                    r.unexpected.push(seen.clone());
+                    Err(seen)
+                }
+            }
+        };
+        Box::pin(async move {
+            let (status, body) = match answer {
+                Ok(r) => (r.status, r.body.to_string()),
+                Err(seen) => (
+                    500,
+                    serde_json::json!({ "detail": format!("no interaction expects {seen}") })
+                        .to_string(),
+                ),
+            };
+            let content_type = if status >= 400 {
+                "application/problem+json"
+            } else {
+                "application/json"
+            };
+            Ok(Response::builder()
+                .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+                .header("content-type", content_type)
+                .body(Body::from(body))
+                .expect("a response"))
+        })
+    }
+}
+
+/// What a provider state makes of an interaction's [`Interaction::param`]s: by
+/// name, the provider's own value (a SKU it has, the id a user got).
+pub type Substitutions = Vec<(&'static str, String)>;
+
+/// Sends every interaction of every pact naming `provider` to `base` (the
+/// provider's URL), calling with the consumer's identity, after `state` sets up
+/// what the interaction is `given` (told the interaction's params); panics listing every interaction the provider
+/// does not honour.
+pub async fn verify<F, Fut>(provider: &str, base: &str, state: F)
+where
+    F: Fn(String, BTreeMap<String, String>) -> Fut,
+    Fut: Future<Output = Substitutions>,
+{
+    let pacts = Pact::load(provider);
+    assert!(
+        !pacts.is_empty(),
+        "no pact names {provider} in {}",
+        pacts_dir().display()
+    );
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for pact in &pacts {
+        let client = crate::identity::client_as(&pact.consumer);
+        for i in &pact.interactions {
+            let subs = match &i.given {
+                Some(given) => state(given.clone(), i.params.clone()).await,
+                None => Substitutions::new(),
+            };
+            let pairs: Vec<(&String, &String)> = subs
+                .iter()
+                .map(|(name, value)| {
+                    let example = i
+                        .params
+                        .get(*name)
+                        .unwrap_or_else(|| panic!("`{}` has no param `{name}`", i.description));
+                    (example, value)
+                })
+                .collect();
+            let replace = |s: &str| {
+                pairs
+                    .iter()
+                    .fold(s.to_string(), |s, (from, to)| s.replace(from.as_str(), to))
+            };
+            let method = reqwest::Method::from_bytes(i.request.method.as_bytes()).expect("method");
+            let mut req = client.request(method, format!("{base}{}", replace(&i.request.path)));
+            if let Some(body) = &i.request.body {
+                let body: Value =
+                    serde_json::from_str(&replace(&body.to_string())).expect("the body");
+                req = req.json(&body);
+            }
+            let who = format!("{} → {}: {}", pact.consumer, provider, i.description);
+            let response = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    failures.push(format!("{who}: {e}"));
+                    continue;
+                }
+            };
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let expected: Value =
+                serde_json::from_str(&replace(&i.response.body.to_string())).expect("the body");
+            let mut problems = Vec::new();
+            if status != i.response.status {
+                problems.push(format!("status {status}, relied on {}", i.response.status));
+            }
+            like(&expected, &body, "", &mut problems);
+            for pointer in &i.response.exact {
+                if expected.pointer(pointer) != body.pointer(pointer) {
+                    problems.push(format!(
+                        "{pointer} is {:?}, relied on {:?}",
+                        body.pointer(pointer),
+                        expected.pointer(pointer)
+                    ));
+                }
+            }
+            if !problems.is_empty() {
+                failures.push(format!("{who}: {}\n  answered {body}", problems.join("; ")));
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{provider} does not honour what its consumers rely on:\n{}",
+        failures.join("\n")
+    );
+    assert!(checked > 0, "no interaction checked");
+}
+
+/// Whether `actual` has everything `expected` has, of the same JSON types.
+fn like(expected: &Value, actual: &Value, at: &str, problems: &mut Vec<String>) {
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => {
+            for (key, value) in e {
+                match a.get(key) {
+                    Some(found) => like(value, found, &format!("{at}/{key}"), problems),
+                    // `null` in the example: relied on to be absent or anything.
+                    None if value.is_null() => {}
+                    None => problems.push(format!("{at}/{key} is missing")),
+                }
+            }
+        }
+        (Value::Array(e), Value::Array(a)) => {
+            if let Some(first) = e.first() {
+                if a.is_empty() {
+                    problems.push(format!("{at} is empty"));
+                }
+                for (n, item) in a.iter().enumerate() {
+                    like(first, item, &format!("{at}/{n}"), problems);
+                }
+            }
+        }
+        // An integer is relied on to be one; a fraction may be any number.
+        (Value::Number(e), Value::Number(a)) => {
+            if !e.is_f64() && a.is_f64() {
+                problems.push(format!("{at} is {a}, relied on an integer like {e}"));
+            }
+        }
+        (Value::Null, _) => {}
+        (e, a) if std::mem::discriminant(e) == std::mem::discriminant(a) => {}
+        (e, a) => problems.push(format!("{at} is {a}, relied on something like {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn problems(expected: Value, actual: Value) -> Vec<String> {
+        let mut p = Vec::new();
+        like(&expected, &actual, "", &mut p);
+        p
+    }
+
+    #[test]
+    fn a_body_is_like_the_example_when_it_has_its_fields_and_types() {
+        let example = json!({"status": "reserved", "lines": [{"sku": "A", "n": 1}], "note": null});
+        assert!(
+            problems(
+                example.clone(),
+                json!({"status": "x", "lines": [{"sku": "B", "n": 2, "more": true}], "extra": 1})
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            problems(example.clone(), json!({"lines": []})).len(),
+            2,
+            "status missing, lines empty"
+        );
+        assert_eq!(
+            problems(
+                example,
+                json!({"status": 1, "lines": [{"sku": "B", "n": "2"}]})
+            )
+            .len(),
+            2
+        );
+    }
+}

@@ -1,0 +1,27 @@
+//! users honours what its consumers rely on: every pact naming it
+//! (`crates/contracts/pacts/*-users.json`), replayed against a real instance.
+
+use std::collections::BTreeMap;
+
+use emporium_testkit::TestEnv;
+use emporium_testkit::pact::{Substitutions, verify};
+
+use super::{account, spawn};
+
+#[tokio::test]
+async fn honours_the_pacts_of_its_consumers() {
+    let env = TestEnv::new();
+    let app = spawn(&env).await;
+    let app = &app;
+    let state = |given: String, _: BTreeMap<String, String>| async move {
+        let subs: Substitutions = match given.as_str() {
+            "a user has an account" => {
+                let email = format!("pact-{}@example.com", uuid::Uuid::new_v4().simple());
+                vec![("user_id", account(app, &email).await.id)]
+            }
+            other => panic!("users knows no provider state `{other}`"),
+        };
+        subs
+    };
+    verify("users", &app.url, state).await;
+}
