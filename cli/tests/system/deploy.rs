@@ -1149,3 +1149,39 @@ fn a_provider_is_verified_against_the_pacts_production_runs() {
     );
     assert!(said.contains("cart: production runs 0.1.0"), "{said}");
 }
+
+/// Every provider a pact names replays its pacts in its own API tests (else the
+/// pipeline's check would pass by running nothing), and every consumer's pact is
+/// declared by one of its tests.
+#[test]
+fn every_pact_is_declared_by_its_consumer_and_replayed_by_its_provider() {
+    let dir = repo().join("crates/contracts/pacts");
+    let mut pacts = 0;
+    for entry in std::fs::read_dir(&dir).expect("the pacts") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("a pact");
+        let pact: Value = serde_json::from_str(&text).expect("json");
+        let (consumer, provider) = (
+            pact["consumer"].as_str().expect("consumer"),
+            pact["provider"].as_str().expect("provider"),
+        );
+        assert_eq!(
+            path.file_name().and_then(|n| n.to_str()),
+            Some(format!("{consumer}-{provider}.json").as_str())
+        );
+        let tests = |service: &str| {
+            std::fs::read_to_string(repo().join(format!("services/{service}/tests/api/pacts.rs")))
+                .unwrap_or_default()
+        };
+        assert!(
+            tests(provider).contains("async fn honours_the_pacts_of_its_consumers()"),
+            "{provider} does not replay the pacts naming it"
+        );
+        assert!(
+            tests(consumer).contains(&format!("Pact::declare(\"{consumer}\", \"{provider}\")")),
+            "no test of {consumer} declares its pact with {provider}"
+        );
+        pacts += 1;
+    }
+    assert!(pacts >= 4, "{pacts} pacts");
+}

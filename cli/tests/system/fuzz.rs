@@ -14,7 +14,8 @@ use super::{Up, token};
 
 /// Runs the `schemathesis` CLI (`st`) with `args`, through Python so that where
 /// pip put its scripts does not matter; `None` when it is not installed.
-fn schemathesis(args: &[String]) -> Option<std::process::Output> {
+/// It runs in `cwd`, where it keeps its cache (`.schemathesis`, `.hypothesis`).
+fn schemathesis(cwd: &std::path::Path, args: &[String]) -> Option<std::process::Output> {
     let installed = Command::new("python3")
         .args(["-c", "import schemathesis"])
         .status()
@@ -31,6 +32,7 @@ fn schemathesis(args: &[String]) -> Option<std::process::Output> {
         Command::new("python3")
             .args(["-c", run, "--config-file", config])
             .args(args)
+            .current_dir(cwd)
             .env("NO_COLOR", "1")
             .env(
                 "SCHEMATHESIS_HOOKS",
@@ -67,7 +69,9 @@ async fn the_public_api_does_what_its_document_says() {
     ]
     .map(String::from)
     .to_vec();
-    let Some(out) = tokio::task::spawn_blocking(move || schemathesis(&args))
+    let cwd = tempfile::tempdir().expect("a folder for schemathesis");
+    let at = cwd.path().to_path_buf();
+    let Some(out) = tokio::task::spawn_blocking(move || schemathesis(&at, &args))
         .await
         .expect("join")
     else {

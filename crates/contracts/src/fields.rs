@@ -3,7 +3,12 @@
 //! accept (the public API is fuzzed against its document with that rule, and the
 //! tests here hold each pattern to its check).
 //!
-//! Struct fields take the schemas with `#[schema(schema_with = line::<120>)]`.
+//! Struct fields take the schemas with `#[schema(schema_with = line_schema::<120>)]`.
+//!
+//! The patterns are ECMA-262 (JSON Schema's dialect), anchored, and also mean the
+//! same in Rust's `regex` (the tests here) — but in Python's `re`, `$` also matches
+//! before a final newline: read them there with `fullmatch`, as jsonschema
+//! validators do.
 
 use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
 use utoipa::openapi::{KnownFormat, Object, SchemaFormat};

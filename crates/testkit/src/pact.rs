@@ -121,9 +121,17 @@ impl Interaction {
         self
     }
 
-    /// The answer relied on, with the pointers whose values matter.
+    /// The answer relied on, with the pointers whose values matter (each must
+    /// point into `body`: one that did not could never fail).
     #[must_use]
     pub fn responds(mut self, status: u16, body: Value, exact: &[&str]) -> Self {
+        for pointer in exact {
+            assert!(
+                body.pointer(pointer).is_some(),
+                "{}: `{pointer}` is not in the example answer",
+                self.description
+            );
+        }
         self.response = PactResponse {
             status,
             body,
@@ -331,27 +339,30 @@ where
                 Some(given) => state(given.clone(), i.params.clone()).await,
                 None => Substitutions::new(),
             };
-            let pairs: Vec<(&String, &String)> = subs
+            let pairs: BTreeMap<&str, &str> = subs
                 .iter()
                 .map(|(name, value)| {
                     let example = i
                         .params
                         .get(*name)
                         .unwrap_or_else(|| panic!("`{}` has no param `{name}`", i.description));
-                    (example, value)
+                    (example.as_str(), value.as_str())
                 })
                 .collect();
-            let replace = |s: &str| {
-                pairs
-                    .iter()
-                    .fold(s.to_string(), |s, (from, to)| s.replace(from.as_str(), to))
-            };
             let method = reqwest::Method::from_bytes(i.request.method.as_bytes()).expect("method");
-            let mut req = client.request(method, format!("{base}{}", replace(&i.request.path)));
-            if let Some(body) = &i.request.body {
-                let body: Value =
-                    serde_json::from_str(&replace(&body.to_string())).expect("the body");
-                req = req.json(&body);
+            let path = i
+                .request
+                .path
+                .split('/')
+                .map(|segment| pairs.get(segment).copied().unwrap_or(segment))
+                .collect::<Vec<_>>()
+                .join("/");
+            let mut req = client.request(method.clone(), format!("{base}{path}"));
+            match &i.request.body {
+                Some(body) => req = req.json(&substituted(body.clone(), &pairs)),
+                // The typed clients send `null` for a command without arguments.
+                None if method != reqwest::Method::GET => req = req.json(&Value::Null),
+                None => {}
             }
             let who = format!("{} → {}: {}", pact.consumer, provider, i.description);
             let response = match req.send().await {
@@ -363,8 +374,7 @@ where
             };
             let status = response.status().as_u16();
             let body: Value = response.json().await.unwrap_or(Value::Null);
-            let expected: Value =
-                serde_json::from_str(&replace(&i.response.body.to_string())).expect("the body");
+            let expected = substituted(i.response.body.clone(), &pairs);
             let mut problems = Vec::new();
             if status != i.response.status {
                 problems.push(format!("status {status}, relied on {}", i.response.status));
@@ -391,6 +401,25 @@ where
         failures.join("\n")
     );
     assert!(checked > 0, "no interaction checked");
+}
+
+/// `value` with every string equal to an example in `pairs` replaced by the
+/// provider's value.
+fn substituted(mut value: Value, pairs: &BTreeMap<&str, &str>) -> Value {
+    fn walk(value: &mut Value, pairs: &BTreeMap<&str, &str>) {
+        match value {
+            Value::String(s) => {
+                if let Some(to) = pairs.get(s.as_str()) {
+                    *s = (*to).to_string();
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| walk(v, pairs)),
+            Value::Object(fields) => fields.values_mut().for_each(|v| walk(v, pairs)),
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+    walk(&mut value, pairs);
+    value
 }
 
 /// Whether `actual` has everything `expected` has, of the same JSON types.

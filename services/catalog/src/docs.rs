@@ -11,7 +11,7 @@ use crate::domain::{
 
 /// What `check_image_url` accepts: a path on this site (not `//`) or an https URL
 /// with a plain host (and port), with no white space or control character.
-pub const IMAGE_URL_PATTERN: &str = r"^(?:/(?!/)|https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:[/?#]|$))[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$";
+pub const IMAGE_URL_PATTERN: &str = r"^(?:/(?:[^/\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*)?|https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:[/?#][^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*)?)$";
 
 fn nullable(builder: ObjectBuilder, ty: Type) -> ObjectBuilder {
     builder.schema_type(SchemaType::from_iter([ty, Type::Null]))

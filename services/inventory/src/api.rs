@@ -6,6 +6,7 @@ use axum::{Json, Router};
 use emporium_contracts::auth::ROLE_ADMIN;
 use emporium_contracts::checkout::paths;
 use emporium_contracts::checkout::{Reservation, ReserveRequest};
+use emporium_contracts::sku::Sku;
 use emporium_http::Callers;
 use emporium_http::openapi::spec_router;
 use emporium_http::{ApiError, ApiJson, ApiPath, Caller, FieldError, Problem};
@@ -93,7 +94,8 @@ async fn get_stock(
     State(state): State<AppState>,
     ApiPath(sku): ApiPath<String>,
 ) -> Result<Json<StockView>, ApiError> {
-    stock::available(&state.db, &sku)
+    let sku = path_sku(&sku)?;
+    stock::available(&state.db, sku.as_str())
         .await
         .map_err(ApiError::internal)?
         .map(|r| Json(r.into()))
@@ -133,12 +135,19 @@ async fn set_stock(
             format!("must be 0 to {MAX_STOCK}"),
         )]));
     }
-    let row = stock::set_available(&state.db, &state.outbox, &sku, update.available)
+    let sku = path_sku(&sku)?;
+    let row = stock::set_available(&state.db, &state.outbox, sku.as_str(), update.available)
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found("no stock for this SKU"))?;
     tracing::info!(sku = %row.sku, available = row.available, "stock set");
     Ok(Json(row.into()))
+}
+
+/// A SKU from the path as catalog spells it (upper case); one that is no SKU has
+/// no stock.
+fn path_sku(raw: &str) -> Result<Sku, ApiError> {
+    Sku::parse(raw).map_err(|_| ApiError::not_found("no stock for this SKU"))
 }
 
 async fn reserve(

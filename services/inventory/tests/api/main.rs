@@ -77,6 +77,19 @@ async fn stock_comes_from_catalog_events_and_unknown_skus_are_404() {
     let (sku, available) = w.stocked(1).await;
     assert!(available > 0);
     assert_eq!(w.available(&sku).await, available, "reads are stable");
+    // A SKU is read in upper case, as catalog spells it.
+    let lower: Value = client()
+        .get(
+            w.inventory
+                .at(&format!("/api/inventory/{}", sku.to_lowercase())),
+        )
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(lower["sku"], sku.as_str());
     let p = get_problem(&w.inventory.at("/api/inventory/NOPE-00000"), 404).await;
     assert_eq!(p.code, "not_found");
 }

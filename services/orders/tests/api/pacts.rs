@@ -77,6 +77,17 @@ async fn the_saga_relies_on_inventory_for_reservations() {
                 &[],
             ),
     );
+    // Compensation releases whatever the order holds, and may hold nothing (the
+    // saga failed before reserving); an error would stop the compensation.
+    pact.interaction(
+        Interaction::new("release what an order never reserved")
+            .request("POST", &format!("{}/release", reservation(5)), None)
+            .responds(
+                200,
+                json!({ "order_id": order(5), "status": "released", "unavailable": [] }),
+                &[],
+            ),
+    );
     let inventory = Inventory(pact.client());
     let line = |sku: &str, quantity| StockLine {
         sku: sku.to_string(),
@@ -98,6 +109,7 @@ async fn the_saga_relies_on_inventory_for_reservations() {
     let r = inventory.commit(&order(3)).await.expect("commit");
     assert_eq!(r.status, "committed");
     inventory.release(&order(4)).await.expect("release");
+    inventory.release(&order(5)).await.expect("release nothing");
     pact.finish();
 }
 
@@ -208,6 +220,16 @@ async fn the_saga_relies_on_payments_for_money() {
             .request("POST", &format!("{}/cancel", payment(19)), None)
             .responds(200, json!({ "order_id": order(19), "status": "voided", "amount": 1999, "currency": "USD", "attempts": 1 }), &[]),
     );
+    // Compensation cancels whatever payment the order has, and may have none.
+    pact.interaction(
+        Interaction::new("cancel a payment never authorized")
+            .request("POST", &format!("{}/cancel", payment(20)), None)
+            .responds(
+                200,
+                json!({ "order_id": order(20), "status": "voided", "amount": 0, "currency": "USD", "attempts": 0 }),
+                &[],
+            ),
+    );
     let payments = Payments(pact.client());
     let p = payments
         .authorize(&order(11), &authorize("4242424242424242"))
@@ -258,6 +280,10 @@ async fn the_saga_relies_on_payments_for_money() {
         "the saga undoes the sale"
     );
     payments.cancel(&order(19)).await.expect("voided");
+    payments
+        .cancel(&order(20))
+        .await
+        .expect("nothing to cancel");
     pact.finish();
 }
 

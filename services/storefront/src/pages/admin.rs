@@ -339,7 +339,7 @@ pub async fn create_product(
             &NewProduct {
                 sku: form.sku.trim(),
                 name: form.name.trim(),
-                description: form.description.trim(),
+                description: &super::paragraphs(&form.description),
                 category: &form.category,
                 price: Money::new(amount, &form.currency),
             },
@@ -415,7 +415,7 @@ pub async fn save_product(
             &format!("/api/catalog/products/{}", segment(&id)),
             &ProductPatch {
                 name: form.name.trim(),
-                description: form.description.trim(),
+                description: &super::paragraphs(&form.description),
                 category: &form.category,
                 price: Money::new(amount, &form.currency),
             },

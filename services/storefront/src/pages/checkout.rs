@@ -211,13 +211,15 @@ pub async fn place(
             exp_year,
             cvc: form.cvc.clone(),
         },
+        // What a shopper typed around a field is not part of it (orders counts and
+        // checks fields as sent).
         shipping_address: Address {
-            name: form.name.clone(),
-            line1: form.line1.clone(),
+            name: form.name.trim().to_string(),
+            line1: form.line1.trim().to_string(),
             line2: (!line2.is_empty()).then(|| line2.to_string()),
-            city: form.city.clone(),
-            postal_code: form.postal_code.clone(),
-            country: form.country.clone(),
+            city: form.city.trim().to_string(),
+            postal_code: form.postal_code.trim().to_string(),
+            country: form.country.trim().to_string(),
         },
     };
     let orders = backend::as_user(&app.backend.orders, user);

@@ -283,6 +283,12 @@ impl Field {
     }
 }
 
+/// A textarea's text as the APIs take it: trimmed, with the CRLF line breaks
+/// browsers submit as LF (a carriage return is a control character there).
+pub fn paragraphs(text: &str) -> String {
+    text.trim().replace("\r\n", "\n").replace('\r', "\n")
+}
+
 /// A form body decoded into `T`; a bad form is a 400 page.
 pub struct PageForm<T>(pub T);
 
@@ -333,6 +339,13 @@ pub fn safe_next(next: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_textarea_is_sent_with_lf_line_breaks() {
+        let sent = paragraphs(" Good lamp.\r\n\r\nBright.\r ");
+        assert_eq!(sent, "Good lamp.\n\nBright.");
+        assert!(emporium_contracts::fields::required_text(&sent, 100).is_ok());
+    }
 
     #[test]
     fn next_stays_on_this_site() {

@@ -221,7 +221,7 @@ pub async fn review(
                 product_id: &product.id,
                 rating: form.rating,
                 title: form.title.trim(),
-                text: form.text.trim(),
+                text: &super::paragraphs(&form.text),
             },
         )
         .await;
