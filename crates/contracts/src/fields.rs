@@ -53,6 +53,19 @@ pub fn text(input: &str, max: usize) -> Result<&str, String> {
     Ok(input.trim())
 }
 
+/// A category id: a lowercase slug (see [`SLUG_PATTERN`]).
+pub fn category_id(input: &str) -> Result<(), &'static str> {
+    let ok = (1..=64).contains(&input.len())
+        && input
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err("must be a category id such as `home-kitchen`")
+    }
+}
+
 /// [`text`] that is not blank.
 pub fn required_text(input: &str, max: usize) -> Result<&str, String> {
     match text(input, max)? {
@@ -79,16 +92,12 @@ pub fn line_schema<const MAX: usize>() -> Object {
 
 /// [`line_schema`], or `null` (a PATCH field left as it is).
 pub fn nullable_line_schema<const MAX: usize>() -> Object {
-    string(LINE_PATTERN, MAX)
-        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
-        .build()
+    nullable(line_schema::<MAX>())
 }
 
 /// The schema of an [`optional_line`], absent or `null` too.
 pub fn optional_line_schema<const MAX: usize>() -> Object {
-    string(OPTIONAL_LINE_PATTERN, MAX)
-        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
-        .build()
+    nullable(string(OPTIONAL_LINE_PATTERN, MAX).build())
 }
 
 /// The schema of [`text`] of at most `MAX` characters.
@@ -103,9 +112,21 @@ pub fn required_text_schema<const MAX: usize>() -> Object {
 
 /// [`required_text_schema`], or `null` (a PATCH field left as it is).
 pub fn nullable_required_text_schema<const MAX: usize>() -> Object {
-    string(REQUIRED_TEXT_PATTERN, MAX)
-        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
-        .build()
+    nullable(required_text_schema::<MAX>())
+}
+
+/// `schema`, or `null` too.
+pub fn nullable(mut schema: Object) -> Object {
+    let mut types = match schema.schema_type {
+        SchemaType::Type(t) => vec![t],
+        SchemaType::Array(types) => types,
+        SchemaType::AnyValue => return schema,
+    };
+    if !types.contains(&Type::Null) {
+        types.push(Type::Null);
+    }
+    schema.schema_type = SchemaType::Array(types);
+    schema
 }
 
 /// The schema of a category id (see [`SLUG_PATTERN`]).
@@ -179,6 +200,33 @@ mod tests {
                 "required {s:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_category_id_pattern_says_what_the_check_accepts() {
+        let pattern = regex::Regex::new(SLUG_PATTERN).expect("a regex");
+        let long = "a".repeat(65);
+        for s in [
+            "home-kitchen",
+            "a",
+            "",
+            "Home",
+            "a b",
+            "a_b",
+            "ü",
+            long.as_str(),
+            "x
+",
+        ] {
+            assert_eq!(pattern.is_match(s), category_id(s).is_ok(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn nullable_adds_null_once() {
+        let once = nullable(slug_schema());
+        assert!(once.schema_type == SchemaType::Array(vec![Type::String, Type::Null]));
+        assert!(nullable(once.clone()).schema_type == once.schema_type);
     }
 
     #[test]

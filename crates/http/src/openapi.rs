@@ -91,19 +91,16 @@ fn complete_json(mut doc: Value) -> Value {
         }
         add_problems(op, &add);
     });
+    // The problems added refer to the Problem schema: make sure it is there.
+    let problem = serde_json::to_value(Problem::schema()).unwrap_or_default();
     let schemas = doc
-        .pointer_mut("/components")
+        .as_object_mut()
+        .map(|d| d.entry("components").or_insert_with(|| json!({})))
         .and_then(Value::as_object_mut)
-        .map(|c| c.entry("schemas").or_insert_with(|| json!({})));
-    if let Some(Value::Object(schemas)) = schemas {
-        let problem = serde_json::to_value(Problem::schema()).unwrap_or_default();
+        .map(|c| c.entry("schemas").or_insert_with(|| json!({})))
+        .and_then(Value::as_object_mut);
+    if let Some(schemas) = schemas {
         schemas.entry(Problem::name()).or_insert(problem);
-    } else if let Some(doc) = doc.as_object_mut() {
-        let problem = serde_json::to_value(Problem::schema()).unwrap_or_default();
-        doc.insert(
-            "components".into(),
-            json!({ "schemas": { Problem::name(): problem } }),
-        );
     }
     doc
 }

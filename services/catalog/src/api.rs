@@ -315,7 +315,7 @@ impl Checker<'_> {
     }
 
     async fn category(&mut self, id: &str) -> Result<Option<String>, ApiError> {
-        let Some(()) = self.field("category", domain::check_slug(id)) else {
+        let Some(()) = self.field("category", fields::category_id(id)) else {
             return Ok(None);
         };
         if store::category_exists(&self.state.db, id)

@@ -1,8 +1,9 @@
 //! JSON Schemas of catalog's own request fields, for its OpenAPI document: each
 //! allows exactly what [`crate::domain`] accepts.
 
+use emporium_contracts::fields::{nullable, slug_schema};
 use utoipa::openapi::Object;
-use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, SchemaType, Type};
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
 
 use crate::domain::{
     MAX_ATTRIBUTE_KEY_CHARS, MAX_ATTRIBUTE_VALUE_CHARS, MAX_ATTRIBUTES, MAX_IMAGE_URL_LEN,
@@ -13,11 +14,8 @@ use crate::domain::{
 /// with a plain host (and port), with no white space or control character.
 pub const IMAGE_URL_PATTERN: &str = r"^(?:/(?:[^/\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*)?|https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:[/?#][^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*)?)$";
 
-fn nullable(builder: ObjectBuilder, ty: Type) -> ObjectBuilder {
-    builder.schema_type(SchemaType::from_iter([ty, Type::Null]))
-}
-
-fn price_builder() -> ObjectBuilder {
+/// A price: more than zero, at most 1,000,000.00, in the shop's currency.
+pub fn price() -> Object {
     let amount = ObjectBuilder::new()
         .schema_type(Type::Integer)
         .minimum(Some(1))
@@ -34,18 +32,15 @@ fn price_builder() -> ObjectBuilder {
         .required("amount")
         .required("currency")
         .additional_properties(Some(AdditionalProperties::FreeForm(false)))
-}
-
-/// A price: more than zero, at most 1,000,000.00, in the shop's currency.
-pub fn price() -> Object {
-    price_builder().build()
+        .build()
 }
 
 pub fn nullable_price() -> Object {
-    nullable(price_builder(), Type::Object).build()
+    nullable(price())
 }
 
-fn attributes_builder() -> ObjectBuilder {
+/// Up to 50 named attributes (name 1-64 characters, value up to 256).
+pub fn attributes() -> Object {
     let key = ObjectBuilder::new()
         .schema_type(Type::String)
         .min_length(Some(1))
@@ -58,28 +53,25 @@ fn attributes_builder() -> ObjectBuilder {
         .max_properties(Some(MAX_ATTRIBUTES))
         .additional_properties(Some(value))
         .property_names(Some(key))
-}
-
-/// Up to 50 named attributes (name 1-64 characters, value up to 256).
-pub fn attributes() -> Object {
-    attributes_builder().build()
+        .build()
 }
 
 pub fn nullable_attributes() -> Object {
-    nullable(attributes_builder(), Type::Object).build()
+    nullable(attributes())
 }
 
 /// An image: a path on this site or an https URL; `null` for none.
 pub fn image_url() -> Object {
-    let builder = ObjectBuilder::new()
-        .pattern(Some(IMAGE_URL_PATTERN))
-        .max_length(Some(MAX_IMAGE_URL_LEN));
-    nullable(builder, Type::String).build()
+    nullable(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(IMAGE_URL_PATTERN))
+            .max_length(Some(MAX_IMAGE_URL_LEN))
+            .build(),
+    )
 }
 
 /// A category id, or `null` (left as it is).
 pub fn nullable_slug() -> Object {
-    let mut slug = emporium_contracts::fields::slug_schema();
-    slug.schema_type = SchemaType::from_iter([Type::String, Type::Null]);
-    slug
+    nullable(slug_schema())
 }

@@ -33,19 +33,6 @@ pub fn check_price(amount: i64) -> Result<i64, String> {
     }
 }
 
-/// A category id: a lowercase slug.
-pub fn check_slug(input: &str) -> Result<(), &'static str> {
-    let ok = (1..=64).contains(&input.len())
-        && input
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err("must be a category id such as `home-kitchen`")
-    }
-}
-
 /// A line (or with `multiline`, paragraphs) of 1..=`max` characters without
 /// control characters, trimmed: [`emporium_contracts::fields`].
 pub fn check_text(input: &str, max: usize, multiline: bool) -> Result<String, String> {
@@ -187,7 +174,7 @@ impl ListParams {
     pub fn check(self) -> Result<Listing, Vec<FieldError>> {
         let mut errors = Vec::new();
         if let Some(c) = &self.category
-            && let Err(m) = check_slug(c)
+            && let Err(m) = fields::category_id(c)
         {
             errors.push(FieldError::new("category", m));
         }

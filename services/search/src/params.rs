@@ -91,12 +91,9 @@ impl SearchParams {
             ));
         }
         if let Some(c) = &self.category
-            && !is_slug(c)
+            && let Err(m) = emporium_contracts::fields::category_id(c)
         {
-            errors.push(FieldError::new(
-                "category",
-                "must be a category id such as `home-kitchen`",
-            ));
+            errors.push(FieldError::new("category", m));
         }
         for (field, value) in [("min_price", self.min_price), ("max_price", self.max_price)] {
             if let Some(v) = value
@@ -171,13 +168,6 @@ impl SearchParams {
             after,
         })
     }
-}
-
-fn is_slug(input: &str) -> bool {
-    (1..=64).contains(&input.len())
-        && input
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 #[cfg(test)]
