@@ -123,7 +123,13 @@ pub async fn config(command: ConfigCommand, registry: &RegistryClient) -> anyhow
             None => bail!("{key} is not set"),
         },
         ConfigCommand::Set { key, value } => {
-            live::check(&key, &value).map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+            emporium_gateway::share::check(&key, &value)
+                .unwrap_or_else(|| {
+                    live::check(&key, &value).map_err(|e| {
+                        format!("{e}, or {}<field>", emporium_gateway::share::LIVE_PREFIX)
+                    })
+                })
+                .map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
             registry.config_put(&key, &value).await?;
             println!("{key} = {value}");
         }

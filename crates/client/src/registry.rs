@@ -5,7 +5,8 @@ use std::time::Duration;
 use axum::body::Body;
 use bytes::Bytes;
 use emporium_contracts::registry::{
-    BASE, ConfigEntry, ConfigSnapshot, ConfigValue, Heartbeat, Registration, Snapshot,
+    BASE, ConfigEntry, ConfigSnapshot, ConfigValue, Heartbeat, Registration, Snapshot, USAGE,
+    UsageExchange, UsageReport,
 };
 use http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
@@ -175,6 +176,13 @@ impl RegistryClient {
         query.push_str(prefix);
         let path = format!("{BASE}/config{query}");
         self.call(Method::GET, &path, None::<&()>, CALL_TIMEOUT + wait)
+            .await
+    }
+
+    /// Reports what this instance's rate limits admitted and gets what the
+    /// service's other instances reported (shared quotas).
+    pub async fn exchange_usage(&self, report: &UsageReport) -> Result<UsageExchange, ClientError> {
+        self.call(Method::POST, USAGE, Some(report), CALL_TIMEOUT)
             .await
     }
 

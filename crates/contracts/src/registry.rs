@@ -111,3 +111,48 @@ pub struct CertificateGrant {
     /// PEM, the instance's certificate.
     pub certificate: String,
 }
+
+/// Where instances of one service share what their rate limits admitted (the
+/// gateways' quotas, which hold across instances).
+pub const USAGE: &str = "/internal/registry/usage";
+
+/// Requests admitted per limit (`ip`, `user`) and key (an address, a user id).
+pub type Usage = std::collections::BTreeMap<String, std::collections::BTreeMap<String, u32>>;
+
+/// An instance's report of what it admitted since its last report, and where it
+/// stands in what the others reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageReport {
+    /// The service whose instances share the usage.
+    pub service: String,
+    /// The reporting instance (its own reports are not sent back to it).
+    pub instance_id: String,
+    /// The last `(epoch, index)` this instance was answered; none at first.
+    #[serde(default)]
+    pub after: Option<(String, u64)>,
+    #[serde(default)]
+    pub usage: Usage,
+}
+
+impl UsageReport {
+    /// How many `(limit, key)` counts the report carries.
+    pub fn entries(&self) -> usize {
+        self.usage.values().map(|keys| keys.len()).sum()
+    }
+}
+
+/// What the other instances of the service reported since `after`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageExchange {
+    pub epoch: String,
+    pub index: u64,
+    pub reports: Vec<UsageSince>,
+}
+
+/// One report of another instance, and how long ago the registry received it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageSince {
+    pub age_ms: u64,
+    pub usage: Usage,
+}

@@ -156,6 +156,7 @@ impl Process {
                 tasks: Vec::new(),
                 tls: None,
                 admin: None,
+                live: self.live.clone(),
             };
             let routes = service.build(&mut cx).await?;
             if let Some(credentials) = credentials {

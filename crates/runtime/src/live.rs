@@ -6,6 +6,7 @@
 //! | `log.level` | the log filter (`info`, `info,emporium_orders=debug`) |
 //! | `client.<table>.<field>` | a call policy value (`client.payments.retries`), over `[client.<table>]` |
 //! | `faults/<id>` | a fault rule (JSON, [`emporium_contracts::chaos::FaultRule`]) |
+//! | a service's own keys | what it registered with [`Live::on_change`] (the gateway's `gateway.rate_limit.<field>`) |
 //!
 //! A value that does not parse is logged and ignored; the key's file or default
 //! value applies, as it does once the key is deleted.
@@ -38,7 +39,13 @@ pub struct Live {
     /// The log filter applied last.
     log_level: Mutex<Option<String>>,
     watching: std::sync::atomic::AtomicBool,
+    /// What services apply themselves (their own keys), called with every entry.
+    hooks: Mutex<Vec<Hook>>,
+    /// The entries applied last, for a hook added later.
+    last: Mutex<Vec<ConfigEntry>>,
 }
+
+type Hook = Box<dyn Fn(&[ConfigEntry]) + Send + Sync>;
 
 impl Live {
     pub fn new(common: &Common) -> Arc<Self> {
@@ -50,7 +57,20 @@ impl Live {
             file_log_level: started.clone(),
             log_level: Mutex::new(Some(started)),
             watching: std::sync::atomic::AtomicBool::new(false),
+            hooks: Mutex::new(Vec::new()),
+            last: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Calls `hook` with the whole store now and after every change: a service
+    /// applying keys of its own (the gateway's `gateway.rate_limit.*`).
+    pub fn on_change(&self, hook: impl Fn(&[ConfigEntry]) + Send + Sync + 'static) {
+        if let Ok(last) = self.last.lock() {
+            hook(&last);
+        }
+        if let Ok(mut hooks) = self.hooks.lock() {
+            hooks.push(Box::new(hook));
+        }
     }
 
     /// The call policies of `caller`, kept up to date from now on.
@@ -96,6 +116,15 @@ impl Live {
         if *self.faults.rules() != rules {
             tracing::info!(rules = rules.len(), "fault rules changed");
             self.faults.set(rules);
+        }
+
+        if let Ok(mut last) = self.last.lock() {
+            *last = entries.to_vec();
+        }
+        if let Ok(hooks) = self.hooks.lock() {
+            for hook in hooks.iter() {
+                hook(entries);
+            }
         }
 
         let live = client_settings(entries);

@@ -89,6 +89,7 @@ pub struct Build<S> {
     pub(crate) tasks: Vec<Task>,
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     pub(crate) admin: Option<tokio::net::TcpListener>,
+    pub(crate) live: Arc<crate::live::Live>,
 }
 
 impl<S> Build<S> {
@@ -168,6 +169,16 @@ impl<S> Build<S> {
         Fut: Future<Output = ()> + Send + 'static,
     {
         self.tasks.push(Box::new(move |stop| Box::pin(task(stop))));
+        self
+    }
+
+    /// Calls `apply` with the registry's config store now and after every change
+    /// (live config of the service's own keys; see [`crate::live`]).
+    pub fn on_config(
+        &mut self,
+        apply: impl Fn(&[emporium_contracts::registry::ConfigEntry]) + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.live.on_change(apply);
         self
     }
 

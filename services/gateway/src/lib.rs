@@ -1,8 +1,8 @@
 //! gateway: the only public entry point.
 //!
 //! Every request passes, in order: the chassis stack (request id, deadline, access
-//! log, load shedding), the per-IP rate limit ([`ratelimit`], GCRA via governor: 429
-//! with `Retry-After`), the route table ([`routes`]: `/api/<area>/...` → the service
+//! log, load shedding), the per-IP rate limit ([`ratelimit`], GCRA, held across
+//! gateway instances by [`share`]: 429 with `Retry-After`), the route table ([`routes`]: `/api/<area>/...` → the service
 //! that owns the area; `/internal/...` never), authentication ([`auth`]: EdDSA JWTs
 //! verified against users' JWKS; the verified user id and roles are forwarded in
 //! headers that clients cannot set), and the proxy ([`proxy`]: load-balanced across
@@ -24,6 +24,7 @@ mod pages;
 mod proxy;
 mod ratelimit;
 mod routes;
+pub mod share;
 
 use http::HeaderValue;
 use std::collections::{BTreeMap, HashMap};
@@ -82,7 +83,9 @@ pub struct GatewaySettings {
 
 /// Requests per client IP, and per signed-in user (from the verified token, so
 /// a user spreading requests over many addresses is still one user): a
-/// sustained rate and a burst each (GCRA).
+/// sustained rate and a burst each (GCRA), held across every gateway instance
+/// ([`share`]). The rates and bursts can change live
+/// (`emporium config set gateway.rate_limit.burst 400`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitSettings {
@@ -91,6 +94,9 @@ pub struct RateLimitSettings {
     pub burst: u32,
     pub user_per_second: u32,
     pub user_burst: u32,
+    /// How often the gateways exchange what they admitted through the registry
+    /// (0: each instance limits on its own).
+    pub share_every_ms: u64,
 }
 
 impl Default for RateLimitSettings {
@@ -101,6 +107,7 @@ impl Default for RateLimitSettings {
             burst: 200,
             user_per_second: 50,
             user_burst: 100,
+            share_every_ms: 250,
         }
     }
 }
@@ -158,8 +165,7 @@ pub(crate) struct GatewayState {
     /// One client per routed service, made once.
     pub clients: HashMap<String, ServiceClient>,
     pub verifier: auth::Verifier,
-    pub limiter: Option<ratelimit::Limiter<std::net::IpAddr>>,
-    pub user_limiter: Option<ratelimit::Limiter<uuid::Uuid>>,
+    pub limits: Arc<share::Limits>,
     pub proxies: forwarded::TrustedProxies,
     pub upstream_timeout: Duration,
     pub body_limit: usize,
@@ -177,7 +183,11 @@ impl GatewayState {
 }
 
 /// The gateway's router.
-pub fn router(host: Host, settings: &GatewaySettings) -> anyhow::Result<Router> {
+fn router(
+    host: Host,
+    settings: &GatewaySettings,
+    limits: Arc<share::Limits>,
+) -> anyhow::Result<Router> {
     let table = routes::RouteTable::new(&settings.routes, &settings.public_routes)?;
     let upstream_timeout = Duration::from_millis(settings.upstream_timeout_ms);
     let clients = table
@@ -186,15 +196,6 @@ pub fn router(host: Host, settings: &GatewaySettings) -> anyhow::Result<Router> 
         .chain([USERS, STOREFRONT])
         .map(|s| (s.to_string(), host.client(s, upstream_timeout)))
         .collect();
-    let limits = &settings.rate_limit;
-    let limiter = limits
-        .enabled
-        .then(|| ratelimit::Limiter::per_ip(limits))
-        .transpose()?;
-    let user_limiter = limits
-        .enabled
-        .then(|| ratelimit::Limiter::per_user(limits))
-        .transpose()?;
     let gateway: Shared = Arc::new(GatewayState {
         verifier: auth::Verifier::new(
             host.client(USERS, upstream_timeout),
@@ -203,8 +204,7 @@ pub fn router(host: Host, settings: &GatewaySettings) -> anyhow::Result<Router> 
         ),
         table,
         clients,
-        limiter,
-        user_limiter,
+        limits,
         proxies: forwarded::TrustedProxies::parse(&settings.trusted_proxies)?,
         upstream_timeout,
         body_limit: host.common.http.body_limit_bytes,
@@ -250,7 +250,18 @@ impl Service for Gateway {
     }
 
     async fn build(&self, cx: &mut Build<GatewaySettings>) -> anyhow::Result<Router> {
-        let mut routes = router(cx.host.clone(), &cx.settings)?;
+        let limits = Arc::new(share::Limits::new(&cx.settings.rate_limit)?);
+        let mut routes = router(cx.host.clone(), &cx.settings, limits.clone())?;
+        let live = Arc::downgrade(&limits);
+        cx.on_config(move |entries| {
+            if let Some(limits) = live.upgrade() {
+                limits.apply(entries);
+            }
+        });
+        let registry = cx.host.discovery.registry().cloned();
+        let instance_id = cx.host.instance_id.clone();
+        let every = Duration::from_millis(cx.settings.rate_limit.share_every_ms);
+        cx.spawn(move |stop| share::run(limits, registry, instance_id, every, stop));
         if let Some(addr) = cx.settings.admin_listen {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await

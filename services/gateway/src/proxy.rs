@@ -33,7 +33,7 @@ const SIGN_OUT: &str = "/api/users/logout";
 
 /// Rate limiting, as a layer over every gateway route (health probes sit outside).
 pub async fn rate_limit(State(gw): State<Shared>, req: Request, next: Next) -> Response {
-    if let (Some(limiter), Some(ip)) = (&gw.limiter, gw.proxies.client_ip(&req))
+    if let (Some(limiter), Some(ip)) = (&gw.limits.ip, gw.proxies.client_ip(&req))
         && let Err(retry_after) = limiter.check(ip)
     {
         return ApiError::too_many_requests(retry_after).into_response();
@@ -92,7 +92,7 @@ async fn route(gw: &Shared, routed: Route<'_>, req: Request) -> Result<Response,
 
 /// 429 when the signed-in user is over their own rate.
 fn limit_user(gw: &Shared, verified: Option<&Verified>) -> Result<(), ApiError> {
-    match (&gw.user_limiter, verified) {
+    match (&gw.limits.user, verified) {
         (Some(limiter), Some(v)) => limiter
             .check(v.user_id)
             .map_err(ApiError::too_many_requests),

@@ -10,13 +10,16 @@ use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, put};
-use emporium_contracts::registry::{BASE, CERTIFICATES, ConfigValue, Heartbeat, Registration};
+use emporium_contracts::registry::{
+    BASE, CERTIFICATES, ConfigValue, Heartbeat, Registration, USAGE,
+};
 use emporium_http::{ApiError, ApiJson, ApiPath, ApiQuery, FieldError};
 use emporium_identity::Peer;
 use serde::Deserialize;
 
 use crate::issuer::{Issuer, issue};
 use crate::state::{Beat, Registry};
+use crate::usage::UsageLog;
 
 /// Longest a long poll may hold a request.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -29,6 +32,9 @@ pub fn router(registry: Registry, issuer: Option<Arc<Issuer>>) -> Router {
     let certificates = Router::new()
         .route(CERTIFICATES, axum::routing::post(issue))
         .with_state(issuer);
+    let usage = Router::new()
+        .route(USAGE, axum::routing::post(crate::usage::exchange))
+        .with_state(UsageLog::new(registry.epoch()));
     Router::new()
         .route(&format!("{BASE}/instances"), get(all))
         .route(
@@ -47,11 +53,12 @@ pub fn router(registry: Registry, issuer: Option<Arc<Issuer>>) -> Router {
         )
         .with_state(registry)
         .merge(certificates)
+        .merge(usage)
 }
 
 /// 403 unless `peer` may act for instances of `service` (that service itself,
 /// or the operator, or anyone with identity off), logged.
-fn must_act_for(peer: &Peer, service: &str, what: &str) -> Result<(), ApiError> {
+pub(crate) fn must_act_for(peer: &Peer, service: &str, what: &str) -> Result<(), ApiError> {
     if peer.is_one_of(&[service]) {
         return Ok(());
     }
@@ -98,7 +105,7 @@ impl Watch {
     }
 }
 
-fn check_name(field: &str, value: &str) -> Result<(), FieldError> {
+pub(crate) fn check_name(field: &str, value: &str) -> Result<(), FieldError> {
     let ok = !value.is_empty()
         && value.len() <= 64
         && value

@@ -12,6 +12,8 @@
 //! - `GET    /config?prefix=`            config entries; long-polls like services
 //! - `GET|PUT|DELETE /config/{key}`      one config value
 //! - `GET    /prometheus/targets`        Prometheus HTTP service discovery
+//! - `POST   /usage`                     what an instance's rate limits admitted, for
+//!   what the other instances of its service admitted (shared quotas)
 //! - `POST   /certificates`              a certificate for an instance that shows its
 //!   service's join token (over TLS without a client certificate)
 //!
@@ -28,6 +30,7 @@ mod issuer;
 mod prometheus;
 mod state;
 mod store;
+mod usage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

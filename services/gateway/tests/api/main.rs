@@ -18,6 +18,8 @@ use emporium_testkit::{Spawned, TestEnv, client, problem};
 use emporium_users::{UserView, UsersSettings};
 use serde_json::{Value, json};
 
+mod quotas;
+
 struct Shop {
     env: TestEnv,
     registry: Spawned,

@@ -6,7 +6,7 @@
 use emporium_catalog::CatalogSettings;
 use emporium_client::RegistryClient;
 use emporium_config::Secret;
-use emporium_contracts::registry::{CERTIFICATES, Registration};
+use emporium_contracts::registry::{CERTIFICATES, Registration, UsageReport};
 use emporium_identity::{Principal, token};
 use emporium_registry::{RegistryService, RegistrySettings};
 use emporium_testkit::identity::{anonymous, clients_as, operator_clients, plain};
@@ -178,6 +178,33 @@ async fn nobody_registers_heartbeats_or_deregisters_for_another_service() {
         .expect("services read config")
         .expect("the value");
     assert_eq!(read.value, "true");
+    // Shared rate-limit usage: only a gateway reports, and reads, the gateways'.
+    let report = |instance: &str| UsageReport {
+        service: "gateway".into(),
+        instance_id: instance.into(),
+        after: None,
+        usage: [("ip".to_string(), [("203.0.113.9".to_string(), 5)].into())].into(),
+    };
+    let e = as_orders
+        .exchange_usage(&report("gateway-fake"))
+        .await
+        .expect_err("orders reported a gateway's usage");
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(403));
+    let as_gateway = RegistryClient::new(&registry.url, clients_as("gateway"));
+    as_gateway
+        .exchange_usage(&report("gateway-1"))
+        .await
+        .expect("a gateway reports");
+    let seen = as_gateway
+        .exchange_usage(&report("gateway-2"))
+        .await
+        .expect("another gateway reports");
+    assert_eq!(
+        seen.reports.len(),
+        1,
+        "gateway-2 learns what gateway-1 admitted"
+    );
+    assert_eq!(seen.reports[0].usage["ip"]["203.0.113.9"], 5);
 }
 
 async fn client_as_orders_put(
