@@ -39,10 +39,16 @@ pub struct Live {
     /// The log filter applied last.
     log_level: Mutex<Option<String>>,
     watching: std::sync::atomic::AtomicBool,
-    /// What services apply themselves (their own keys), called with every entry.
-    hooks: Mutex<Vec<Hook>>,
-    /// The entries applied last, for a hook added later.
-    last: Mutex<Vec<ConfigEntry>>,
+    /// What services apply themselves (their own keys), with the entries
+    /// applied last (for a hook added later): one lock, so a hook added while
+    /// the store changes sees the change.
+    hooks: Mutex<Hooks>,
+}
+
+#[derive(Default)]
+struct Hooks {
+    last: Vec<ConfigEntry>,
+    hooks: Vec<Hook>,
 }
 
 type Hook = Box<dyn Fn(&[ConfigEntry]) + Send + Sync>;
@@ -57,19 +63,17 @@ impl Live {
             file_log_level: started.clone(),
             log_level: Mutex::new(Some(started)),
             watching: std::sync::atomic::AtomicBool::new(false),
-            hooks: Mutex::new(Vec::new()),
-            last: Mutex::new(Vec::new()),
+            hooks: Mutex::new(Hooks::default()),
         })
     }
 
     /// Calls `hook` with the whole store now and after every change: a service
-    /// applying keys of its own (the gateway's `gateway.rate_limit.*`).
+    /// applying keys of its own (the gateway's `gateway.rate_limit.*`). Hooks
+    /// are called one at a time, under a lock: a hook must not add another.
     pub fn on_change(&self, hook: impl Fn(&[ConfigEntry]) + Send + Sync + 'static) {
-        if let Ok(last) = self.last.lock() {
-            hook(&last);
-        }
         if let Ok(mut hooks) = self.hooks.lock() {
-            hooks.push(Box::new(hook));
+            hook(&hooks.last);
+            hooks.hooks.push(Box::new(hook));
         }
     }
 
@@ -118,11 +122,9 @@ impl Live {
             self.faults.set(rules);
         }
 
-        if let Ok(mut last) = self.last.lock() {
-            *last = entries.to_vec();
-        }
-        if let Ok(hooks) = self.hooks.lock() {
-            for hook in hooks.iter() {
+        if let Ok(mut hooks) = self.hooks.lock() {
+            hooks.last = entries.to_vec();
+            for hook in &hooks.hooks {
                 hook(entries);
             }
         }

@@ -34,13 +34,28 @@ struct Cell {
     admitted: u32,
 }
 
+/// How far past an empty bucket usage admitted elsewhere can push a key, in
+/// bursts: enough that N gateways each at their limit still hold the key to one
+/// sustained rate between them, and a bounded wait however large the flood.
+const MAX_DEBT_BURSTS: u64 = 1;
+
 /// A GCRA limiter keyed by `K`.
 pub struct Limiter<K: Hash + Eq> {
     cells: DashMap<K, Cell>,
-    /// Nanoseconds between two requests at the sustained rate.
-    interval_ns: AtomicU64,
-    burst: AtomicU64,
+    /// The nanoseconds between two requests at the sustained rate (high 32
+    /// bits) and the burst (low 32), in one word so a check never sees half a
+    /// change.
+    shape: AtomicU64,
     start: Instant,
+}
+
+fn pack(interval_ns: u32, burst: u32) -> u64 {
+    (u64::from(interval_ns) << 32) | u64::from(burst)
+}
+
+/// The nanoseconds a full bucket spans in a packed shape.
+fn tolerance(shape: u64) -> u64 {
+    (shape >> 32).saturating_mul(shape & u64::from(u32::MAX))
 }
 
 impl<K: Hash + Eq + Clone + Display + FromStr> Limiter<K> {
@@ -48,27 +63,33 @@ impl<K: Hash + Eq + Clone + Display + FromStr> Limiter<K> {
     pub fn new(per_second: u32, burst: u32, what: &str) -> anyhow::Result<Self> {
         let limiter = Self {
             cells: DashMap::new(),
-            interval_ns: AtomicU64::new(0),
-            burst: AtomicU64::new(0),
+            shape: AtomicU64::new(0),
             start: Instant::now(),
         };
         limiter.set(per_second, burst, what)?;
         Ok(limiter)
     }
 
-    /// Changes the rate and the burst from now on. A key's bucket is never
-    /// emptier than empty at the new shape: a raised rate helps at once.
+    /// Changes the rate and the burst from now on. Each key keeps the number of
+    /// requests it has used of its bucket: a raised rate or burst helps at
+    /// once, a lowered rate does not hand out a new burst.
     pub fn set(&self, per_second: u32, burst: u32, what: &str) -> anyhow::Result<()> {
         anyhow::ensure!(per_second > 0, "{what} rate must be > 0");
         anyhow::ensure!(burst > 0, "{what} burst must be > 0");
-        let interval = 1_000_000_000 / u64::from(per_second);
-        let burst = u64::from(burst);
-        let old_interval = self.interval_ns.swap(interval, Ordering::Relaxed);
-        let old_burst = self.burst.swap(burst, Ordering::Relaxed);
-        if (old_interval, old_burst) != (interval, burst) {
-            let full = self.now().saturating_add(interval.saturating_mul(burst));
+        let shape = pack(1_000_000_000 / per_second, burst);
+        let old = self.shape.swap(shape, Ordering::Relaxed);
+        if old != 0 && old != shape {
+            let now = self.now();
+            let (old_interval, new_interval) = ((old >> 32).max(1), shape >> 32);
+            let most = now.saturating_add(tolerance(shape).saturating_mul(1 + MAX_DEBT_BURSTS));
             for mut cell in self.cells.iter_mut() {
-                cell.tat = cell.tat.min(full);
+                if let Some(used) = cell.tat.checked_sub(now) {
+                    let rescaled =
+                        u128::from(used) * u128::from(new_interval) / u128::from(old_interval);
+                    cell.tat = now
+                        .saturating_add(u64::try_from(rescaled).unwrap_or(u64::MAX))
+                        .min(most);
+                }
             }
         }
         Ok(())
@@ -82,11 +103,8 @@ impl<K: Hash + Eq + Clone + Display + FromStr> Limiter<K> {
 
     /// `(interval, tolerance)`: the bucket holds `tolerance / interval` requests.
     fn shape(&self) -> (u64, u64) {
-        let interval = self.interval_ns.load(Ordering::Relaxed).max(1);
-        (
-            interval,
-            interval.saturating_mul(self.burst.load(Ordering::Relaxed)),
-        )
+        let shape = self.shape.load(Ordering::Relaxed);
+        ((shape >> 32).max(1), tolerance(shape))
     }
 
     /// `Ok` when `key` may make a request now (and it is counted); otherwise the
@@ -106,19 +124,20 @@ impl<K: Hash + Eq + Clone + Display + FromStr> Limiter<K> {
         Ok(())
     }
 
-    /// Charges `key` with `n` requests admitted elsewhere `age` ago; a charge
-    /// empties the bucket at most (no debt beyond it).
+    /// Charges `key` with `n` requests admitted elsewhere `age` ago. Past an
+    /// empty bucket the key runs into debt (it waits for what others admitted
+    /// while it was at its limit here), at most [`MAX_DEBT_BURSTS`] bursts.
     pub fn charge(&self, key: K, n: u32, age: Duration) {
         let now = self.now();
         let (interval, tolerance) = self.shape();
         let at = now.saturating_sub(u64::try_from(age.as_nanos()).unwrap_or(u64::MAX));
-        let full = now.saturating_add(tolerance);
+        let most = now.saturating_add(tolerance.saturating_mul(1 + MAX_DEBT_BURSTS));
         let mut cell = self.cells.entry(key).or_default();
         let charged = cell
             .tat
             .max(at)
             .saturating_add(interval.saturating_mul(u64::from(n)))
-            .min(full);
+            .min(most);
         cell.tat = cell.tat.max(charged);
     }
 
@@ -145,10 +164,12 @@ impl<K: Hash + Eq + Clone + Display + FromStr> Limiter<K> {
         taken.into_iter().map(|(k, n)| (k.to_string(), n)).collect()
     }
 
-    /// Forgets the keys whose bucket is full again and who have nothing to report.
-    pub fn retain(&self) {
+    /// Forgets the keys whose bucket is full again, unless they have usage to
+    /// report (`sharing`; without it nothing is ever taken).
+    pub fn retain(&self, sharing: bool) {
         let now = self.now();
-        self.cells.retain(|_, c| c.tat > now || c.admitted > 0);
+        self.cells
+            .retain(|_, c| c.tat > now || (sharing && c.admitted > 0));
         self.cells.shrink_to_fit();
     }
 
@@ -200,10 +221,16 @@ mod tests {
         l.charge(ip("10.0.0.1"), 7, Duration::ZERO);
         let admitted = (0..10).filter(|_| l.check(ip("10.0.0.1")).is_ok()).count();
         assert_eq!(admitted, 3, "7 of the burst of 10 were spent elsewhere");
-        // A flood elsewhere empties the bucket, no more: one second refills one.
+        // A flood elsewhere runs the key into debt, one burst at most: the wait
+        // is the burst's ten seconds plus one.
         l.charge(ip("10.0.0.2"), 1_000_000, Duration::ZERO);
         let wait = l.check(ip("10.0.0.2")).expect_err("empty");
-        assert_eq!(wait, 1, "no debt beyond an empty bucket");
+        assert_eq!(wait, 11, "no debt beyond one burst");
+        // At its limit here, what another gateway admitted still counts.
+        let busy = ip("10.0.0.4");
+        while l.check(busy).is_ok() {}
+        l.charge(busy, 3, Duration::ZERO);
+        assert_eq!(l.check(busy).expect_err("in debt"), 4);
         // Usage long past has refilled since.
         l.charge(ip("10.0.0.3"), 10, Duration::from_secs(60));
         assert!(l.check(ip("10.0.0.3")).is_ok());
@@ -227,8 +254,15 @@ mod tests {
         assert!(l.take_admitted(10).is_empty());
         assert_eq!(l.len(), 3);
         std::thread::sleep(Duration::from_millis(10));
-        l.retain();
+        l.retain(true);
         assert_eq!(l.len(), 0, "every bucket is full again");
+        // Without sharing, what was admitted is never taken: keys go all the same.
+        l.check(ip("10.0.0.5")).expect("admitted");
+        std::thread::sleep(Duration::from_millis(10));
+        l.retain(true);
+        assert_eq!(l.len(), 1, "kept for its report");
+        l.retain(false);
+        assert_eq!(l.len(), 0, "no report without sharing");
     }
 
     #[test]
@@ -260,6 +294,13 @@ mod tests {
         assert!(
             l.check(ip("10.0.0.1")).is_ok(),
             "a raised rate helps at once"
+        );
+        // Spent, then lowered to one a second: still spent, no new burst.
+        while l.check(ip("10.0.0.1")).is_ok() {}
+        l.set(1, 5, "test").expect("set");
+        assert!(
+            l.check(ip("10.0.0.1")).is_err(),
+            "a lowered rate hands out nothing"
         );
         assert!(l.set(0, 5, "test").is_err());
     }

@@ -94,9 +94,9 @@ impl Limits {
         }
     }
 
-    fn retain(&self) {
-        self.ip.iter().for_each(Limiter::retain);
-        self.user.iter().for_each(Limiter::retain);
+    fn retain(&self, sharing: bool) {
+        self.ip.iter().for_each(|l| l.retain(sharing));
+        self.user.iter().for_each(|l| l.retain(sharing));
     }
 
     /// Applies the live `gateway.rate_limit.*` entries over the file's values; a
@@ -173,39 +173,61 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let registry = registry.filter(|_| !every.is_zero());
-    let tick_every = if registry.is_some() {
-        every
-    } else {
-        RETAIN_EVERY
-    };
-    let mut tick = tokio::time::interval(tick_every);
+    let sharing = registry.is_some();
+    let mut tick = tokio::time::interval(if sharing { every } else { RETAIN_EVERY });
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_retain = tokio::time::Instant::now();
-    let mut idle = 0;
-    let mut after: Option<(String, u64)> = None;
-    let mut sharing = true;
+    let mut exchange = Exchange {
+        instance_id,
+        after: None,
+        unsent: Usage::new(),
+        idle: 0,
+        shared: true,
+    };
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }
         if last_retain.elapsed() >= RETAIN_EVERY {
-            limits.retain();
+            limits.retain(sharing);
             last_retain = tokio::time::Instant::now();
         }
-        let Some(registry) = &registry else {
-            continue;
-        };
-        let usage = limits.take_admitted();
-        if usage.is_empty() && idle + 1 < IDLE_EXCHANGE_EVERY {
-            idle += 1;
-            continue;
+        if let Some(registry) = &registry {
+            tokio::select! {
+                () = exchange.once(&limits, registry) => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
         }
-        idle = 0;
+    }
+}
+
+/// Where one gateway stands in the exchange.
+struct Exchange {
+    instance_id: String,
+    /// The last `(epoch, index)` the registry answered.
+    after: Option<(String, u64)>,
+    /// Usage a failed exchange did not deliver, sent with the next.
+    unsent: Usage,
+    /// Ticks since the last exchange.
+    idle: u32,
+    /// Whether the last exchange went through.
+    shared: bool,
+}
+
+impl Exchange {
+    async fn once(&mut self, limits: &Limits, registry: &RegistryClient) {
+        let mut usage = limits.take_admitted();
+        merge(&mut usage, std::mem::take(&mut self.unsent));
+        if usage.is_empty() && self.idle + 1 < IDLE_EXCHANGE_EVERY {
+            self.idle += 1;
+            return;
+        }
+        self.idle = 0;
         let report = UsageReport {
             service: crate::NAME.into(),
-            instance_id: instance_id.clone(),
-            after: after.clone(),
+            instance_id: self.instance_id.clone(),
+            after: self.after.clone(),
             usage,
         };
         match registry.exchange_usage(&report).await {
@@ -213,20 +235,41 @@ pub async fn run(
                 for report in &answer.reports {
                     limits.charge(&report.usage, Duration::from_millis(report.age_ms));
                 }
-                after = Some((answer.epoch, answer.index));
-                if !sharing {
+                self.after = Some((answer.epoch, answer.index));
+                if !self.shared {
                     tracing::info!("rate limits are shared with the other gateways again");
-                    sharing = true;
+                    self.shared = true;
                 }
                 metrics::gauge!("gateway_rate_limit_shared").set(1.0);
             }
             Err(error) => {
-                if sharing {
-                    tracing::warn!(%error, "rate limits are per gateway instance until the registry answers");
-                    sharing = false;
+                // Unreachable or busy: what this gateway admitted goes with the
+                // next report (a report the registry kept but whose answer was
+                // lost is then counted twice: limits err on the strict side).
+                // A report it refused would only be refused again.
+                if !error.status().is_some_and(|s| s.is_client_error()) {
+                    self.unsent = report.usage;
+                }
+                if self.shared {
+                    tracing::warn!(%error, "rate limits are per gateway instance until the usage exchange with the registry works again");
+                    self.shared = false;
                 }
                 metrics::gauge!("gateway_rate_limit_shared").set(0.0);
             }
+        }
+    }
+}
+
+/// Adds `more` to `usage`, keeping at most [`MAX_KEYS`] keys per limit.
+fn merge(usage: &mut Usage, more: Usage) {
+    for (limit, keys) in more {
+        let into = usage.entry(limit).or_default();
+        for (key, n) in keys {
+            if into.len() >= MAX_KEYS && !into.contains_key(&key) {
+                continue;
+            }
+            let count = into.entry(key).or_default();
+            *count = count.saturating_add(n);
         }
     }
 }
@@ -262,6 +305,34 @@ mod tests {
         assert!(ip().check(a).is_ok(), "live burst of 3");
         limits.apply(&[]);
         assert!(ip().check(a).is_err(), "back to the file's burst of 1");
+    }
+
+    #[test]
+    fn unsent_usage_is_added_to_the_next_report_within_the_cap() {
+        let mut usage: Usage = [("ip".to_string(), [("a".to_string(), 2)].into())].into();
+        let more: Usage = [
+            (
+                "ip".to_string(),
+                [("a".to_string(), 3), ("b".to_string(), 1)].into(),
+            ),
+            ("user".to_string(), [("u".to_string(), 4)].into()),
+        ]
+        .into();
+        merge(&mut usage, more);
+        assert_eq!(usage["ip"]["a"], 5);
+        assert_eq!(usage["ip"]["b"], 1);
+        assert_eq!(usage["user"]["u"], 4);
+        let full: Usage = [(
+            "ip".to_string(),
+            (0..MAX_KEYS).map(|i| (i.to_string(), 1)).collect(),
+        )]
+        .into();
+        let mut capped = full.clone();
+        merge(
+            &mut capped,
+            [("ip".to_string(), [("new".to_string(), 1)].into())].into(),
+        );
+        assert_eq!(capped, full, "no key past the cap");
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub fn router(registry: Registry, issuer: Option<Arc<Issuer>>) -> Router {
         .with_state(issuer);
     let usage = Router::new()
         .route(USAGE, axum::routing::post(crate::usage::exchange))
+        .layer(axum::extract::DefaultBodyLimit::max(crate::usage::MAX_BODY))
         .with_state(UsageLog::new(registry.epoch()));
     Router::new()
         .route(&format!("{BASE}/instances"), get(all))

@@ -24,6 +24,8 @@ pub const RETAIN: Duration = Duration::from_secs(10);
 pub const MAX_RETAINED: usize = 500_000;
 /// Most counts in one report.
 pub const MAX_REPORT: usize = 20_000;
+/// Largest report body: 20,000 counts of the longest keys (IPv6 addresses).
+pub const MAX_BODY: usize = 2 * 1024 * 1024;
 
 struct Kept {
     index: u64,
@@ -57,17 +59,15 @@ impl UsageLog {
     }
 
     /// Keeps `report` and answers what the service's other instances reported
-    /// after the report's `after` (everything kept, when it names another epoch).
-    pub fn exchange(&self, report: UsageReport) -> UsageExchange {
+    /// after the report's `after` (everything kept, when it names another epoch);
+    /// `None` when the log is unusable (a panic while it was held).
+    pub fn exchange(&self, report: UsageReport) -> Option<UsageExchange> {
         let now = Instant::now();
         let after = match &report.after {
             Some((epoch, index)) if **epoch == *self.epoch => *index,
             _ => 0,
         };
-        let Ok(mut inner) = self.inner.lock() else {
-            // A poisoned lock: no sharing, the instance limits on its own.
-            return self.answer(0, Vec::new());
-        };
+        let mut inner = self.inner.lock().ok()?;
         inner.prune(now);
         let reports = inner
             .kept
@@ -97,15 +97,11 @@ impl UsageLog {
             });
             inner.prune(now);
         }
-        self.answer(inner.last, reports)
-    }
-
-    fn answer(&self, index: u64, reports: Vec<UsageSince>) -> UsageExchange {
-        UsageExchange {
+        Some(UsageExchange {
             epoch: self.epoch.to_string(),
-            index,
+            index: inner.last,
             reports,
-        }
+        })
     }
 }
 
@@ -144,7 +140,9 @@ pub async fn exchange(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    Ok(Json(log.exchange(report)))
+    log.exchange(report)
+        .map(Json)
+        .ok_or_else(|| ApiError::unavailable("usage is not shared right now"))
 }
 
 #[cfg(test)]
@@ -177,20 +175,21 @@ mod tests {
     #[test]
     fn each_instance_gets_the_others_reports_once() {
         let log = UsageLog::new("e1");
-        let a1 = log.exchange(report("a", None, &[("10.0.0.1", 3)]));
+        let x = |r| log.exchange(r).expect("exchange");
+        let a1 = x(report("a", None, &[("10.0.0.1", 3)]));
         assert!(a1.reports.is_empty(), "its own report is not sent back");
-        let b1 = log.exchange(report("b", None, &[("10.0.0.1", 2)]));
+        let b1 = x(report("b", None, &[("10.0.0.1", 2)]));
         assert_eq!(counts(&b1), [3]);
-        let a2 = log.exchange(report("a", Some(("e1".into(), a1.index)), &[]));
+        let a2 = x(report("a", Some(("e1".into(), a1.index)), &[]));
         assert_eq!(counts(&a2), [2]);
-        let a3 = log.exchange(report("a", Some(("e1".into(), a2.index)), &[]));
+        let a3 = x(report("a", Some(("e1".into(), a2.index)), &[]));
         assert!(a3.reports.is_empty(), "nothing new");
         // Another service's instances share nothing with these.
         let mut other = report("c", None, &[]);
         other.service = "users".into();
-        assert!(log.exchange(other).reports.is_empty());
+        assert!(x(other).reports.is_empty());
         // A cursor from another epoch (the registry restarted) gets everything kept.
-        let stale = log.exchange(report("a", Some(("e0".into(), 99)), &[]));
+        let stale = x(report("a", Some(("e0".into(), 99)), &[]));
         assert_eq!(counts(&stale), [2]);
     }
 
