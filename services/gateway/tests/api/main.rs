@@ -657,6 +657,28 @@ async fn one_api_document_and_a_browsable_ui() {
     let ui = client().get(shop.at("/docs/")).send().await.expect("send");
     assert_eq!(ui.status(), 200);
     assert!(ui.text().await.expect("html").contains("swagger"));
+    // Its files are kept gzipped: sent so to a browser, unpacked for others.
+    let bundle = "/docs/swagger-ui-bundle.js";
+    let packed = client()
+        .get(shop.at(bundle))
+        .header("accept-encoding", "gzip, deflate")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(packed.status(), 200);
+    assert_eq!(packed.headers()["content-encoding"], "gzip");
+    assert_eq!(packed.headers()["vary"], "accept-encoding");
+    let packed = packed.bytes().await.expect("body");
+    let plain = client().get(shop.at(bundle)).send().await.expect("send");
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.bytes().await.expect("body");
+    assert!(
+        plain.len() > 3 * packed.len(),
+        "{} bytes unpacked from {}",
+        plain.len(),
+        packed.len()
+    );
+    assert!(std::str::from_utf8(&plain).is_ok_and(|js| js.contains("SwaggerUIBundle")));
     let landing = client().get(shop.at("/api")).send().await.expect("send");
     assert_eq!(landing.status(), 200);
     assert!(landing.text().await.expect("html").contains("Swagger UI"));
