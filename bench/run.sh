@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Platform benchmarks (checkout has its own: bench/checkout.sh), on a release build:
+# Platform benchmarks (checkout has its own: bench/checkout.sh; memory per process:
+# bench/memory.sh), on a release build:
 #   1. time from `emporium up` to every service ready (fresh data, then existing data);
-#   2. idle resident memory of each process and of the whole system;
-#   3. GET /api/catalog/products/{id} with wrk against (a) catalog directly,
-#      (b) nginx as a reverse proxy in front of catalog, (c) the gateway with rate
-#      limiting on (limits set high enough never to refuse), interleaved in one run.
+#   2. GET /api/catalog/products/{id} with wrk, two shops running side by side:
+#      - service identity off (plain HTTP between services): (a) catalog directly,
+#        (b) nginx as a reverse proxy in front of catalog, (c) the gateway;
+#      - identity on (the default: mutual TLS between services; catalog refuses
+#        plain HTTP, so wrk cannot reach it directly): (d) nginx reaching catalog
+#        over mTLS with a gateway certificate from the shop's CA, (e) the gateway;
+#      the gateway with rate limiting on (limits set high enough never to refuse),
+#      the five targets interleaved round by round.
 # Usage: bench/run.sh [seconds-per-wrk-run, default 10] [rounds, default 2]
-# Needs wrk and nginx (installed from Debian's packages when missing).
+# Needs wrk, nginx and openssl (installed from Debian's packages when missing).
 # Traffic goes to 127.0.0.1 only; every process started here is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +22,7 @@ CONNECTIONS=64
 need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
 need wrk wrk
 need nginx nginx
+need openssl openssl
 
 source bench/lib.sh
 cargo build --release -p emporium >/dev/null
@@ -42,8 +48,6 @@ start_up() {
   READY_MS=$(((t1 - t0) / 1000000))
 }
 addr_of() { up_processes | awk -v s="$1" '$1 == s {print $2; exit}'; }
-pid_of() { up_processes | awk -v s="$1" '$1 == s {print $3; exit}'; }
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 echo "## Startup (emporium up → every /readyz 200), 5 runs each"
 fresh=(); warm=()
@@ -56,29 +60,33 @@ median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1
 echo "- fresh data dir (migrations, 1,200-product seed, key generation): median $(median "${fresh[@]}") ms (runs: ${fresh[*]})"
 echo "- existing data dir: median $(median "${warm[@]}") ms (runs: ${warm[*]})"
 
-DATA="$WORK/data-bench"
-start_up "$DATA"
-sleep 3
-echo
-echo "## Idle resident memory, 3 s after ready"
-total=0
-for s in registry users catalog inventory payments cart orders notifications gateway; do
-  kib=$(rss_kib "$(pid_of $s)"); total=$((total + kib))
-  echo "- $s: $((kib / 1024)).$(((kib % 1024) * 10 / 1024)) MiB"
-done
-sup=$(rss_kib "$UP_PID"); total=$((total + sup))
-echo "- supervisor (emporium up): $((sup / 1024)).$(((sup % 1024) * 10 / 1024)) MiB"
-echo "- whole system: $((total / 1024)).$(((total % 1024) * 10 / 1024)) MiB"
-
+# The shop with identity off, then the default one; each keeps its processes.
+EMPORIUM__IDENTITY__MODE=off start_up "$WORK/data-plain"
 CATALOG=$(addr_of catalog)
 GATEWAY=$(addr_of gateway)
+start_up "$WORK/data-mtls"
+DATA_MTLS=$WORK/data-mtls
+CATALOG_MTLS=$(addr_of catalog)
+GATEWAY_MTLS=$(addr_of gateway)
+UP_PID=
 ID=$(curl -s "http://$GATEWAY/api/catalog/products?limit=1" | sed -E 's/.*"id":"([^"]+)".*/\1/' | head -c 36)
+ID_MTLS=$(curl -s "http://$GATEWAY_MTLS/api/catalog/products?limit=1" | sed -E 's/.*"id":"([^"]+)".*/\1/' | head -c 36)
+
+# nginx's certificate: the gateway's identity, signed by the mTLS shop's CA.
+n=$WORK/nginx
+mkdir -p "$n"
+openssl ecparam -name prime256v1 -genkey -noout -out "$n/gw.key"
+openssl req -new -key "$n/gw.key" -subj "/O=Emporium/CN=gateway" -out "$n/gw.csr"
+printf '%s\n' "subjectAltName=URI:spiffe://emporium.local/service/gateway,DNS:gateway.svc.emporium.local" \
+  "extendedKeyUsage=clientAuth,serverAuth" "keyUsage=critical,digitalSignature" "basicConstraints=CA:FALSE" >"$n/ext.cnf"
+openssl x509 -req -in "$n/gw.csr" -CA "$DATA_MTLS/identity/ca.pem" -CAkey "$DATA_MTLS/identity/ca.key" \
+  -CAserial "$n/ca.srl" -CAcreateserial -days 1 -extfile "$n/ext.cnf" -out "$n/gw.crt" 2>/dev/null
 NGINX_PORT=$((20000 + RANDOM % 20000))
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<CONF
+NGINX_MTLS_PORT=$((NGINX_PORT + 1))
+cat >"$n/nginx.conf" <<CONF
 worker_processes auto;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
+pid $n/nginx.pid;
+error_log $n/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
@@ -91,13 +99,40 @@ http {
       proxy_set_header Connection "";
     }
   }
+  upstream catalog_mtls { server $CATALOG_MTLS; keepalive 128; }
+  server {
+    listen 127.0.0.1:$NGINX_MTLS_PORT;
+    location / {
+      proxy_pass https://catalog_mtls;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_ssl_certificate $n/gw.crt;
+      proxy_ssl_certificate_key $n/gw.key;
+      proxy_ssl_trusted_certificate $DATA_MTLS/identity/ca.pem;
+      proxy_ssl_verify on;
+      proxy_ssl_name catalog.svc.emporium.local;
+      proxy_ssl_protocols TLSv1.3;
+      proxy_ssl_session_reuse on;
+    }
+  }
 }
 CONF
-nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" -g 'daemon off;' &
+nginx -c "$n/nginx.conf" -p "$n" -g 'daemon off;' &
 PIDS+=("$!")
-until curl -sf "http://127.0.0.1:$NGINX_PORT/api/catalog/products/$ID" >/dev/null; do sleep 0.05; done
+declare -A URL=(
+  [direct]="http://$CATALOG/api/catalog/products/$ID"
+  [nginx]="http://127.0.0.1:$NGINX_PORT/api/catalog/products/$ID"
+  [gateway]="http://$GATEWAY/api/catalog/products/$ID"
+  [nginx-mtls]="http://127.0.0.1:$NGINX_MTLS_PORT/api/catalog/products/$ID_MTLS"
+  [gateway-mtls]="http://$GATEWAY_MTLS/api/catalog/products/$ID_MTLS"
+)
+TARGETS=(direct nginx gateway nginx-mtls gateway-mtls)
+for t in "${TARGETS[@]}"; do
+  for _ in $(seq 100); do curl -sf "${URL[$t]}" >/dev/null && continue 2; sleep 0.05; done
+  echo "$t does not answer ${URL[$t]}"; cat "$n/error.log"; exit 1
+done
 
-declare -A RPS P50 P99
+declare -A RPS
 run_wrk() { # name url
   local out rps p50 p99
   out=$(wrk -t2 -c$CONNECTIONS -d"${DURATION}s" --latency "$2")
@@ -113,13 +148,13 @@ echo
 echo "| target | req/s | p50 | p99 |"
 echo "|---|---|---|---|"
 for r in $(seq "$ROUNDS"); do
-  run_wrk direct "http://$CATALOG/api/catalog/products/$ID"
-  run_wrk nginx "http://127.0.0.1:$NGINX_PORT/api/catalog/products/$ID"
-  run_wrk gateway "http://$GATEWAY/api/catalog/products/$ID"
+  for t in "${TARGETS[@]}"; do run_wrk "$t" "${URL[$t]}"; done
 done
 mean() { awk '{s=0; for (i=1;i<=NF;i++) s+=$i; printf "%.0f", s/NF}' <<<"$1"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 d=$(mean "${RPS[direct]}"); n=$(mean "${RPS[nginx]}"); g=$(mean "${RPS[gateway]}")
+nm=$(mean "${RPS[nginx-mtls]}"); gm=$(mean "${RPS[gateway-mtls]}")
 echo
-echo "Mean req/s: direct $d, nginx $n, gateway $g."
-echo "Ratios: gateway/nginx $(awk -v a="$g" -v b="$n" 'BEGIN {printf "%.2f", a/b}'), gateway/direct $(awk -v a="$g" -v b="$d" 'BEGIN {printf "%.2f", a/b}'), nginx/direct $(awk -v a="$n" -v b="$d" 'BEGIN {printf "%.2f", a/b}')."
-up_stop
+echo "Mean req/s: direct $d, nginx $n, gateway $g; with mTLS to catalog: nginx $nm, gateway $gm."
+echo "Ratios, plain: gateway/nginx $(ratio "$g" "$n"), gateway/direct $(ratio "$g" "$d"), nginx/direct $(ratio "$n" "$d")."
+echo "Ratios, mTLS to catalog: gateway/nginx $(ratio "$gm" "$nm"); mTLS/plain: nginx $(ratio "$nm" "$n"), gateway $(ratio "$gm" "$g")."
