@@ -29,6 +29,7 @@ struct Shop {
     gateway: Spawned,
     catalog: String,
     inventory: String,
+    inventory_instance: Option<Spawned>,
     reviews: Option<Spawned>,
     search: Option<Spawned>,
     _services: Vec<Spawned>,
@@ -103,13 +104,13 @@ async fn shop() -> Shop {
         catalog: catalog.url.clone(),
         inventory: inventory.url.clone(),
         gateway,
+        inventory_instance: Some(inventory),
         reviews: Some(reviews),
         search: Some(search),
         _services: vec![
             registry,
             users,
             catalog,
-            inventory,
             payments,
             cart,
             orders,
@@ -683,6 +684,39 @@ async fn a_signed_out_shopper_signs_in_and_lands_in_the_cart_with_the_item() {
             .expect("html")
             .contains("do not match an account")
     );
+}
+
+#[tokio::test]
+async fn product_pages_and_the_catalog_answer_while_inventory_is_down() {
+    let mut shop = shop().await;
+    let sku = shop.stocked(1).await;
+    let b = shop.browser();
+    let (status, page) = b.get(&format!("/products/{sku}")).await;
+    assert_eq!(status, 200);
+    assert!(!page.contains("Stock unknown right now"), "{page}");
+
+    shop.inventory_instance.take().expect("inventory").crash();
+    let started = std::time::Instant::now();
+    let (status, page) = b.get(&format!("/products/{sku}")).await;
+    assert_eq!(status, 200, "the product page without inventory");
+    assert!(page.contains("Stock unknown right now"), "{page}");
+    assert!(page.contains("Add to cart"));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "the page waited {:?} for inventory",
+        started.elapsed()
+    );
+    let (status, _) = b.get("/").await;
+    assert_eq!(status, 200, "the home page");
+    let (status, listing) = b.get("/search?category=books").await;
+    assert_eq!(status, 200, "a category page");
+    assert!(listing.contains("/products/"), "{listing}");
+    let api = emporium_testkit::client()
+        .get(shop.gateway.at(&format!("/api/catalog/products/sku/{sku}")))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(api.status(), 200, "the catalog's API");
 }
 
 #[tokio::test]
