@@ -317,11 +317,7 @@ mod tests {
 
     #[tokio::test]
     async fn keys_persist_and_tokens_verify_against_the_jwks() {
-        let dir = tempfile::tempdir().expect("dir");
-        let db = Db::open_service("users", dir.path(), None)
-            .await
-            .expect("db");
-        db.migrate_all(&crate::MIGRATIONS).await.expect("migrate");
+        let (_dir, db) = crate::test_db().await;
         let keys = Keys::load_or_create(&db, 1, 900_000, 0)
             .await
             .expect("create");
@@ -361,11 +357,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_rotated_key_is_published_before_it_signs_and_withdrawn_after_its_tokens() {
-        let dir = tempfile::tempdir().expect("dir");
-        let db = Db::open_service("users", dir.path(), None)
-            .await
-            .expect("db");
-        db.migrate_all(&crate::MIGRATIONS).await.expect("migrate");
+        let (_dir, db) = crate::test_db().await;
         let keys = Keys::load_or_create(&db, 1_000, 900_000, 30_000)
             .await
             .expect("create");

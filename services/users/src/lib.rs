@@ -54,6 +54,17 @@ pub use throttle::ThrottleSettings;
 
 pub const NAME: &str = "users";
 
+/// A migrated users database in a temporary folder, for unit tests.
+#[cfg(test)]
+pub(crate) async fn test_db() -> (tempfile::TempDir, emporium_store::Db) {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = emporium_store::Db::open_service("users", dir.path(), None)
+        .await
+        .expect("db");
+    db.migrate_all(&MIGRATIONS).await.expect("migrate");
+    (dir, db)
+}
+
 static MIGRATIONS: emporium_store::Migrations = emporium_store::migrations!();
 
 /// The `[users]` settings table.
@@ -137,14 +148,27 @@ impl Service for Users {
             })
             .await;
         });
+        let throttle = Arc::new(throttle::LoginThrottle::new(
+            settings.login_throttle.clone(),
+            cx.db().clone(),
+        ));
+        let pruned = throttle.clone();
+        cx.spawn(move |stop| async move {
+            every(PRUNE_EVERY, stop, || async {
+                match pruned.prune(now_ms()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(keys = n, "forgot quiet login failures"),
+                    Err(e) => tracing::warn!(error = %e, "cannot prune the login throttle"),
+                }
+            })
+            .await;
+        });
         let state = api::AppState {
             outbox: cx.outbox(),
             db: cx.db().clone(),
             keys,
             passwords: Arc::new(passwords::Passwords::new()),
-            throttle: Arc::new(throttle::LoginThrottle::new(
-                settings.login_throttle.clone(),
-            )),
+            throttle: throttle.clone(),
             settings: Arc::new(settings),
         };
         let (routes, _) = api::router(state);

@@ -107,11 +107,7 @@ mod tests {
 
     #[tokio::test]
     async fn links_work_once_for_their_purpose_until_they_expire() {
-        let dir = tempfile::tempdir().expect("dir");
-        let db = Db::open_service("users", dir.path(), None)
-            .await
-            .expect("db");
-        db.migrate_all(&crate::MIGRATIONS).await.expect("migrate");
+        let (_dir, db) = crate::test_db().await;
         let (first, at) = mint(&db, "u-1", "verify_email", 0, 1_000)
             .await
             .expect("mint");

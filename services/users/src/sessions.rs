@@ -318,12 +318,7 @@ mod tests {
     };
 
     async fn db() -> (tempfile::TempDir, Db) {
-        let dir = tempfile::tempdir().expect("dir");
-        let db = Db::open_service("users", dir.path(), None)
-            .await
-            .expect("db");
-        db.migrate_all(&crate::MIGRATIONS).await.expect("migrate");
-        (dir, db)
+        crate::test_db().await
     }
 
     #[tokio::test]

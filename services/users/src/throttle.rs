@@ -13,14 +13,17 @@
 //! forgotten after a quiet period. The answer is the same for emails that have an
 //! account and emails that do not.
 //!
-//! The state is each instance's own, bounded in size; several users instances each
-//! count on their own (see docs/architecture.md).
+//! The counts live in users' database (`login_throttle`), so every users instance
+//! sees the same ones: N instances do not give an attacker N times the attempts.
+//! Each attempt locks its keys' rows (PostgreSQL `FOR UPDATE`; SQLite's write
+//! transaction), so attempts sent in parallel, to one instance or several, are
+//! counted one after another. Rows that block nothing and are past the quiet period
+//! are pruned.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::Duration;
 
+use emporium_store::{Backend, Db, Tx};
 use serde::Deserialize;
 
 /// The `[users.login_throttle]` settings table.
@@ -54,149 +57,197 @@ impl Default for ThrottleSettings {
     }
 }
 
-/// Keys tracked at most; past it, entries that block nothing are dropped first.
-const MAX_ENTRIES: usize = 100_000;
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
-    Account(String),
-    Address(IpAddr),
-}
-
-#[derive(Debug, Clone, Copy)]
+/// The state of one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
-    failures: u32,
+    failures: i64,
     last_ms: i64,
     blocked_until_ms: i64,
 }
 
+/// A key with its rules: its free failures and its longest block.
+struct Key {
+    name: String,
+    free: i64,
+    max_delay_ms: i64,
+}
+
 pub struct LoginThrottle {
     settings: ThrottleSettings,
-    entries: Mutex<HashMap<Key, Entry>>,
+    db: Db,
+}
+
+fn ms(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
 impl LoginThrottle {
-    pub fn new(settings: ThrottleSettings) -> Self {
-        Self {
-            settings,
-            entries: Mutex::new(HashMap::new()),
-        }
+    pub fn new(settings: ThrottleSettings, db: Db) -> Self {
+        Self { settings, db }
     }
 
-    fn keys(account: Option<&str>, ip: Option<IpAddr>) -> impl Iterator<Item = Key> {
-        account
-            .map(|a| Key::Account(a.to_string()))
-            .into_iter()
-            .chain(ip.map(Key::Address))
+    fn account_key(account: &str) -> String {
+        format!("account:{account}")
     }
 
-    /// How long until `account` from `ip` may try again, if it is blocked now.
-    #[cfg(test)]
-    pub fn blocked(
-        &self,
-        account: Option<&str>,
-        ip: Option<IpAddr>,
-        now_ms: i64,
-    ) -> Option<Duration> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        Self::wait(&entries, account, ip, now_ms)
+    fn address_key(ip: IpAddr) -> String {
+        format!("ip:{ip}")
     }
 
-    fn wait(
-        entries: &HashMap<Key, Entry>,
-        account: Option<&str>,
-        ip: Option<IpAddr>,
-        now_ms: i64,
-    ) -> Option<Duration> {
-        Self::keys(account, ip)
-            .filter_map(|k| entries.get(&k))
-            .map(|e| e.blocked_until_ms - now_ms)
-            .filter(|left| *left > 0)
-            .max()
-            // Rounded up: a client that waits as long as told is let in.
-            .map(|left| Duration::from_secs(u64::try_from(left).unwrap_or(0).div_ceil(1000)))
+    /// The keys of an attempt, always in the same order (the account first), so
+    /// that two attempts lock shared rows in the same order.
+    fn keys(&self, account: Option<&str>, ip: Option<IpAddr>) -> Vec<Key> {
+        let s = &self.settings;
+        let account = account.map(|a| Key {
+            name: Self::account_key(a),
+            free: i64::from(s.account_free_failures),
+            max_delay_ms: ms(s.account_max_delay_secs),
+        });
+        let address = ip.map(|ip| Key {
+            name: Self::address_key(ip),
+            free: i64::from(s.ip_free_failures),
+            max_delay_ms: ms(s.ip_max_delay_secs),
+        });
+        account.into_iter().chain(address).collect()
     }
 
     /// An attempt about to be checked: refused with how long to wait while blocked,
     /// else counted as a failure at once (so that attempts sent in parallel cannot
     /// all pass before the first is counted) and let through; whether it started a
     /// block. A success gives the count back ([`Self::succeeded`]).
-    pub fn attempt(
+    pub async fn attempt(
         &self,
         account: Option<&str>,
         ip: Option<IpAddr>,
         now_ms: i64,
-    ) -> Result<bool, Duration> {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(wait) = Self::wait(&entries, account, ip, now_ms) {
-            return Err(wait);
+    ) -> Result<Result<bool, Duration>, sqlx::Error> {
+        let keys = self.keys(account, ip);
+        if keys.is_empty() {
+            return Ok(Ok(false));
         }
-        Ok(self.count(&mut entries, account, ip, now_ms))
-    }
-
-    /// Counts a failed attempt; whether it started a block.
-    #[cfg(test)]
-    pub fn failed(&self, account: Option<&str>, ip: Option<IpAddr>, now_ms: i64) -> bool {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        self.count(&mut entries, account, ip, now_ms)
-    }
-
-    fn count(
-        &self,
-        entries: &mut HashMap<Key, Entry>,
-        account: Option<&str>,
-        ip: Option<IpAddr>,
-        now_ms: i64,
-    ) -> bool {
-        let s = &self.settings;
-        let forget_ms = i64::try_from(s.forget_after_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-        if entries.len() >= MAX_ENTRIES {
-            entries.retain(|_, e| e.blocked_until_ms > now_ms && now_ms - e.last_ms < forget_ms);
+        let mut tx = self.db.begin().await?;
+        let mut entries = Vec::with_capacity(keys.len());
+        for key in &keys {
+            entries.push(self.locked(&mut tx, &key.name, now_ms).await?);
+        }
+        let wait = entries
+            .iter()
+            .map(|e| e.blocked_until_ms - now_ms)
+            .filter(|left| *left > 0)
+            .max();
+        if let Some(left) = wait {
+            tx.rollback().await?;
+            // Rounded up: a client that waits as long as told is let in.
+            return Ok(Err(Duration::from_secs(
+                u64::try_from(left).unwrap_or(0).div_ceil(1000),
+            )));
         }
         let mut blocked = false;
-        for key in Self::keys(account, ip) {
-            let (free, max_secs) = match key {
-                Key::Account(_) => (s.account_free_failures, s.account_max_delay_secs),
-                Key::Address(_) => (s.ip_free_failures, s.ip_max_delay_secs),
-            };
-            if entries.len() >= MAX_ENTRIES && !entries.contains_key(&key) {
-                continue;
-            }
-            let e = entries.entry(key).or_insert(Entry {
-                failures: 0,
-                last_ms: now_ms,
-                blocked_until_ms: 0,
-            });
-            if now_ms - e.last_ms >= forget_ms {
-                e.failures = 0;
-            }
-            e.failures = e.failures.saturating_add(1);
-            e.last_ms = now_ms;
-            if e.failures > free {
-                let doublings = (e.failures - free - 1).min(30);
-                let delay = s
-                    .base_delay_ms
-                    .saturating_mul(1 << doublings)
-                    .min(max_secs.saturating_mul(1000));
-                e.blocked_until_ms = now_ms + i64::try_from(delay).unwrap_or(i64::MAX / 2);
-                blocked = true;
-            }
+        for (key, entry) in keys.iter().zip(entries) {
+            let (counted, blocks) = self.count(entry, key, now_ms);
+            blocked |= blocks;
+            sqlx::query(
+                "UPDATE login_throttle SET failures = $2, last_ms = $3, blocked_until_ms = $4 \
+                 WHERE key = $1",
+            )
+            .bind(&key.name)
+            .bind(counted.failures)
+            .bind(counted.last_ms)
+            .bind(counted.blocked_until_ms)
+            .execute(&mut *tx)
+            .await?;
         }
-        blocked
+        tx.commit().await?;
+        Ok(Ok(blocked))
+    }
+
+    /// The key's row, made if new, locked until the transaction ends.
+    async fn locked(&self, tx: &mut Tx, key: &str, now_ms: i64) -> Result<Entry, sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO login_throttle (key, failures, last_ms, blocked_until_ms) \
+             VALUES ($1, 0, $2, 0) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?;
+        let select = match self.db.backend() {
+            Backend::Postgres => {
+                "SELECT failures, last_ms, blocked_until_ms FROM login_throttle \
+                 WHERE key = $1 FOR UPDATE"
+            }
+            // The write transaction already holds SQLite's only write lock.
+            Backend::Sqlite => {
+                "SELECT failures, last_ms, blocked_until_ms FROM login_throttle WHERE key = $1"
+            }
+        };
+        let (failures, last_ms, blocked_until_ms): (i64, i64, i64) = sqlx::query_as(select)
+            .bind(key)
+            .fetch_one(&mut **tx)
+            .await?;
+        Ok(Entry {
+            failures,
+            last_ms,
+            blocked_until_ms,
+        })
+    }
+
+    /// `entry` with one more failure at `now_ms`; whether that starts a block.
+    fn count(&self, mut entry: Entry, key: &Key, now_ms: i64) -> (Entry, bool) {
+        let s = &self.settings;
+        if now_ms - entry.last_ms >= ms(s.forget_after_secs) {
+            entry.failures = 0;
+        }
+        entry.failures = entry.failures.saturating_add(1);
+        entry.last_ms = now_ms;
+        if entry.failures <= key.free {
+            return (entry, false);
+        }
+        let doublings = u32::try_from((entry.failures - key.free - 1).min(30)).unwrap_or(30);
+        let delay = i64::try_from(s.base_delay_ms.saturating_mul(1 << doublings))
+            .unwrap_or(i64::MAX)
+            .min(key.max_delay_ms);
+        entry.blocked_until_ms = now_ms.saturating_add(delay);
+        (entry, true)
     }
 
     /// A successful sign-in: the account's failures are forgotten, and the
     /// address gets back the count [`Self::attempt`] took (its own failures stay:
     /// one valid account does not clear a spraying address).
-    pub fn succeeded(&self, account: &str, ip: Option<IpAddr>) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.remove(&Key::Account(account.to_string()));
-        if let Some(e) = ip.and_then(|ip| entries.get_mut(&Key::Address(ip))) {
-            e.failures = e.failures.saturating_sub(1);
-            if e.failures <= self.settings.ip_free_failures {
-                e.blocked_until_ms = 0;
-            }
+    pub async fn succeeded(&self, account: &str, ip: Option<IpAddr>) -> Result<(), sqlx::Error> {
+        let mut tx = self.db.begin().await?;
+        sqlx::query("DELETE FROM login_throttle WHERE key = $1")
+            .bind(Self::account_key(account))
+            .execute(&mut *tx)
+            .await?;
+        if let Some(ip) = ip {
+            sqlx::query(
+                "UPDATE login_throttle SET failures = failures - 1, \
+                 blocked_until_ms = CASE WHEN failures - 1 <= $2 THEN 0 ELSE blocked_until_ms END \
+                 WHERE key = $1 AND failures > 0",
+            )
+            .bind(Self::address_key(ip))
+            .bind(i64::from(self.settings.ip_free_failures))
+            .execute(&mut *tx)
+            .await?;
         }
+        tx.commit().await
+    }
+
+    /// Forgets keys that block nothing and have been quiet for the quiet period;
+    /// how many.
+    pub async fn prune(&self, now_ms: i64) -> Result<u64, sqlx::Error> {
+        let quiet_since = now_ms.saturating_sub(ms(self.settings.forget_after_secs));
+        let mut tx = self.db.begin().await?;
+        let done = sqlx::query(
+            "DELETE FROM login_throttle WHERE blocked_until_ms <= $1 AND last_ms <= $2",
+        )
+        .bind(now_ms)
+        .bind(quiet_since)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
     }
 }
 
@@ -204,62 +255,119 @@ impl LoginThrottle {
 mod tests {
     use super::*;
 
-    fn throttle() -> LoginThrottle {
-        LoginThrottle::new(ThrottleSettings::default())
+    async fn throttle() -> (tempfile::TempDir, LoginThrottle) {
+        let (dir, db) = crate::test_db().await;
+        (dir, LoginThrottle::new(ThrottleSettings::default(), db))
     }
 
     const IP: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 9)));
 
-    #[test]
-    fn an_account_is_slowed_exponentially_and_at_most_a_minute() {
-        let t = throttle();
+    /// Counts a failed attempt; whether it started a block.
+    async fn fail(t: &LoginThrottle, account: Option<&str>, ip: Option<IpAddr>, now: i64) -> bool {
+        t.attempt(account, ip, now)
+            .await
+            .expect("db")
+            .expect("not blocked")
+    }
+
+    /// How long until `account` from `ip` may try again, if it is blocked now.
+    async fn blocked(
+        t: &LoginThrottle,
+        account: Option<&str>,
+        ip: Option<IpAddr>,
+        now: i64,
+    ) -> Option<Duration> {
+        let mut tx = t.db.begin().await.expect("tx");
+        let mut wait = None;
+        for key in t.keys(account, ip) {
+            let e = t.locked(&mut tx, &key.name, now).await.expect("row");
+            let left = e.blocked_until_ms - now;
+            if left > 0 {
+                wait = wait.max(Some(Duration::from_millis(
+                    u64::try_from(left).unwrap_or(0),
+                )));
+            }
+        }
+        tx.rollback().await.expect("rollback");
+        wait
+    }
+
+    #[tokio::test]
+    async fn an_account_is_slowed_exponentially_and_at_most_a_minute() {
+        let (_dir, t) = throttle().await;
         let a = Some("ada@example.com");
         for i in 0..5 {
-            assert!(t.blocked(a, None, i).is_none());
-            assert!(!t.failed(a, None, i), "five free failures");
+            assert!(blocked(&t, a, None, i).await.is_none());
+            assert!(!fail(&t, a, None, i).await, "five free failures");
         }
         let mut now = 10;
         let mut delays = Vec::new();
         for _ in 0..10 {
-            assert!(t.blocked(a, None, now).is_none());
-            assert!(t.failed(a, None, now));
-            let left = t.blocked(a, None, now).expect("blocked");
+            assert!(blocked(&t, a, None, now).await.is_none());
+            assert!(fail(&t, a, None, now).await);
+            let left = blocked(&t, a, None, now).await.expect("blocked");
             delays.push(left.as_millis());
             // A blocked attempt is refused and does not count.
-            assert!(t.blocked(a, None, now + 1).is_some());
+            assert!(t.attempt(a, None, now + 1).await.expect("db").is_err());
             now += i64::try_from(left.as_millis()).expect("ms");
         }
         assert_eq!(delays[..4], [1_000, 2_000, 4_000, 8_000]);
         assert_eq!(*delays.last().expect("some"), 60_000, "capped");
         // Another email from the same address is not blocked by this one.
-        assert!(t.blocked(Some("grace@example.com"), None, now).is_none());
-        t.succeeded("ada@example.com", None);
-        assert!(t.blocked(a, None, now).is_none());
+        assert!(
+            blocked(&t, Some("grace@example.com"), None, now)
+                .await
+                .is_none()
+        );
+        t.succeeded("ada@example.com", None).await.expect("db");
+        assert!(blocked(&t, a, None, now).await.is_none());
     }
 
-    #[test]
-    fn an_address_spraying_many_accounts_is_slowed() {
-        let t = throttle();
+    #[tokio::test]
+    async fn an_address_spraying_many_accounts_is_slowed() {
+        let (_dir, t) = throttle().await;
         for i in 0..20 {
             let email = format!("victim{i}@example.com");
-            assert!(!t.failed(Some(&email), IP, i));
+            assert!(!fail(&t, Some(&email), IP, i).await);
         }
-        assert!(t.failed(Some("victim20@example.com"), IP, 20));
-        assert!(t.blocked(Some("victim21@example.com"), IP, 21).is_some());
+        assert!(fail(&t, Some("victim20@example.com"), IP, 20).await);
+        assert!(
+            blocked(&t, Some("victim21@example.com"), IP, 21)
+                .await
+                .is_some()
+        );
         // The victims, from their own addresses, are not.
         let home = Some(IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 1)));
-        assert!(t.blocked(Some("victim3@example.com"), home, 21).is_none());
+        assert!(
+            blocked(&t, Some("victim3@example.com"), home, 21)
+                .await
+                .is_none()
+        );
         // While blocked, the address cannot even try an account it owns.
-        assert!(t.attempt(Some("victim3@example.com"), IP, 22).is_err());
+        assert!(
+            t.attempt(Some("victim3@example.com"), IP, 22)
+                .await
+                .expect("db")
+                .is_err()
+        );
     }
 
-    #[test]
-    fn attempts_in_parallel_are_counted_before_any_is_checked() {
-        let t = throttle();
+    #[tokio::test]
+    async fn attempts_in_parallel_are_counted_one_after_another() {
+        let (_dir, t) = throttle().await;
         let a = Some("ada@example.com");
         // Six let through (the sixth starts the block), the seventh refused, all
-        // before any of them has been checked.
-        let outcomes: Vec<_> = (0..7).map(|_| t.attempt(a, None, 0)).collect();
+        // sent at once.
+        let mut outcomes: Vec<_> = futures::future::join_all((0..7).map(|_| t.attempt(a, None, 0)))
+            .await
+            .into_iter()
+            .map(|o| o.expect("db"))
+            .collect();
+        outcomes.sort_by_key(|o| match o {
+            Ok(false) => 0,
+            Ok(true) => 1,
+            Err(_) => 2,
+        });
         assert!(
             outcomes[..5].iter().all(|o| *o == Ok(false)),
             "{outcomes:?}"
@@ -267,22 +375,48 @@ mod tests {
         assert_eq!(outcomes[5], Ok(true));
         assert_eq!(outcomes[6], Err(Duration::from_secs(1)));
         // A success gives the address its attempt back.
-        let t = throttle();
+        let (_dir, t) = throttle().await;
         for _ in 0..20 {
-            assert!(t.attempt(None, IP, 0).is_ok());
-            t.succeeded("someone@example.com", IP);
+            assert!(t.attempt(None, IP, 0).await.expect("db").is_ok());
+            t.succeeded("someone@example.com", IP).await.expect("db");
         }
-        assert_eq!(t.attempt(None, IP, 0), Ok(false), "successes do not add up");
+        assert_eq!(
+            t.attempt(None, IP, 0).await.expect("db"),
+            Ok(false),
+            "successes do not add up"
+        );
     }
 
-    #[test]
-    fn failures_are_forgotten_after_a_quiet_period() {
-        let t = throttle();
+    #[tokio::test]
+    async fn two_instances_count_together() {
+        let (_dir, t) = throttle().await;
+        let other = LoginThrottle::new(ThrottleSettings::default(), t.db.clone());
         let a = Some("ada@example.com");
         for i in 0..5 {
-            t.failed(a, None, i);
+            let one = if i % 2 == 0 { &t } else { &other };
+            assert!(!fail(one, a, None, i).await);
+        }
+        assert!(
+            fail(&other, a, None, 5).await,
+            "the sixth, wherever it lands, blocks"
+        );
+        assert!(t.attempt(a, None, 6).await.expect("db").is_err());
+    }
+
+    #[tokio::test]
+    async fn failures_are_forgotten_after_a_quiet_period() {
+        let (_dir, t) = throttle().await;
+        let a = Some("ada@example.com");
+        for i in 0..5 {
+            fail(&t, a, None, i).await;
         }
         let later = 15 * 60 * 1000 + 10;
-        assert!(!t.failed(a, None, later), "counting starts again");
+        assert!(!fail(&t, a, None, later).await, "counting starts again");
+        assert_eq!(
+            t.prune(later).await.expect("prune"),
+            0,
+            "ada was just counted"
+        );
+        assert_eq!(t.prune(later * 3).await.expect("prune"), 1);
     }
 }

@@ -198,7 +198,12 @@ pub(super) async fn login(
     let invalid = || ApiError::unauthorized("invalid email or password");
     let email = Email::parse(&req.email).ok();
     let account = email.as_ref().map(Email::as_str);
-    let started_block = match state.throttle.attempt(account, ip, now_ms()) {
+    let started_block = match state
+        .throttle
+        .attempt(account, ip, now_ms())
+        .await
+        .map_err(ApiError::internal)?
+    {
         Ok(started) => started,
         Err(wait) => return Err(ApiError::too_many_requests(wait.as_secs().max(1))),
     };
@@ -225,7 +230,11 @@ pub(super) async fn login(
         }
         return Err(invalid());
     };
-    state.throttle.succeeded(&user.email, ip);
+    state
+        .throttle
+        .succeeded(&user.email, ip)
+        .await
+        .map_err(ApiError::internal)?;
     let issued = sessions::start(&state.db, &user.id, now_ms(), state.lifetimes())
         .await
         .map_err(ApiError::internal)?;

@@ -210,7 +210,10 @@ pub(super) async fn confirm_reset(
         .await
         .map_err(ApiError::internal)?;
     tx.commit().await.map_err(ApiError::internal)?;
-    state.throttle.succeeded(&user.email, None);
+    if let Err(error) = state.throttle.succeeded(&user.email, None).await {
+        // The password is already reset; a stale count only delays a sign-in.
+        tracing::warn!(%error, "cannot clear the login throttle after a password reset");
+    }
     tracing::info!(%user_id, sessions_ended = ended, "password reset");
     Ok(StatusCode::NO_CONTENT)
 }
