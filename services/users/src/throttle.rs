@@ -23,7 +23,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use emporium_store::{Backend, Db, Tx};
+use emporium_store::{Db, Tx};
 use serde::Deserialize;
 
 /// The `[users.login_throttle]` settings table.
@@ -65,6 +65,16 @@ struct Entry {
     blocked_until_ms: i64,
 }
 
+/// How long until the latest block among `entries` ends, if one is on: rounded
+/// up, so a client that waits as long as told is let in.
+fn wait<'a>(entries: impl Iterator<Item = &'a Entry>, now_ms: i64) -> Option<Duration> {
+    entries
+        .map(|e| e.blocked_until_ms - now_ms)
+        .filter(|left| *left > 0)
+        .max()
+        .map(|left| Duration::from_secs(u64::try_from(left).unwrap_or(0).div_ceil(1000)))
+}
+
 /// A key with its rules: its free failures and its longest block.
 struct Key {
     name: String,
@@ -90,8 +100,16 @@ impl LoginThrottle {
         format!("account:{account}")
     }
 
+    /// An IPv4 address, or the /64 of an IPv6 one (one subscriber's network:
+    /// rotating through its addresses is no way around the limit).
     fn address_key(ip: IpAddr) -> String {
-        format!("ip:{ip}")
+        match ip {
+            IpAddr::V4(v4) => format!("ip:{v4}"),
+            IpAddr::V6(v6) => {
+                let network = u128::from(v6) & !((1u128 << 64) - 1);
+                format!("ip:{}/64", std::net::Ipv6Addr::from(network))
+            }
+        }
     }
 
     /// The keys of an attempt, always in the same order (the account first), so
@@ -125,22 +143,24 @@ impl LoginThrottle {
         if keys.is_empty() {
             return Ok(Ok(false));
         }
+        // A blocked key is refused without a write or a lock: hammering it costs
+        // one read.
+        let mut seen = Vec::with_capacity(keys.len());
+        for key in &keys {
+            seen.push(self.read(&key.name).await?);
+        }
+        if let Some(wait) = wait(seen.iter().flatten(), now_ms) {
+            return Ok(Err(wait));
+        }
         let mut tx = self.db.begin().await?;
         let mut entries = Vec::with_capacity(keys.len());
         for key in &keys {
             entries.push(self.locked(&mut tx, &key.name, now_ms).await?);
         }
-        let wait = entries
-            .iter()
-            .map(|e| e.blocked_until_ms - now_ms)
-            .filter(|left| *left > 0)
-            .max();
-        if let Some(left) = wait {
+        // Another attempt may have started a block meanwhile.
+        if let Some(wait) = wait(entries.iter(), now_ms) {
             tx.rollback().await?;
-            // Rounded up: a client that waits as long as told is let in.
-            return Ok(Err(Duration::from_secs(
-                u64::try_from(left).unwrap_or(0).div_ceil(1000),
-            )));
+            return Ok(Err(wait));
         }
         let mut blocked = false;
         for (key, entry) in keys.iter().zip(entries) {
@@ -161,30 +181,34 @@ impl LoginThrottle {
         Ok(Ok(blocked))
     }
 
-    /// The key's row, made if new, locked until the transaction ends.
+    /// The key's row as it stands, if any (no lock).
+    async fn read(&self, key: &str) -> Result<Option<Entry>, sqlx::Error> {
+        let row: Option<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT failures, last_ms, blocked_until_ms FROM login_throttle WHERE key = $1",
+        )
+        .bind(key)
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(row.map(|(failures, last_ms, blocked_until_ms)| Entry {
+            failures,
+            last_ms,
+            blocked_until_ms,
+        }))
+    }
+
+    /// The key's row, made if new, locked until the transaction ends: one
+    /// statement, so no prune can remove it in between (the no-op update takes
+    /// PostgreSQL's row lock; SQLite's write transaction holds its only lock).
     async fn locked(&self, tx: &mut Tx, key: &str, now_ms: i64) -> Result<Entry, sqlx::Error> {
-        sqlx::query(
+        let (failures, last_ms, blocked_until_ms): (i64, i64, i64) = sqlx::query_as(
             "INSERT INTO login_throttle (key, failures, last_ms, blocked_until_ms) \
-             VALUES ($1, 0, $2, 0) ON CONFLICT (key) DO NOTHING",
+             VALUES ($1, 0, $2, 0) ON CONFLICT (key) DO UPDATE SET key = excluded.key \
+             RETURNING failures, last_ms, blocked_until_ms",
         )
         .bind(key)
         .bind(now_ms)
-        .execute(&mut **tx)
+        .fetch_one(&mut **tx)
         .await?;
-        let select = match self.db.backend() {
-            Backend::Postgres => {
-                "SELECT failures, last_ms, blocked_until_ms FROM login_throttle \
-                 WHERE key = $1 FOR UPDATE"
-            }
-            // The write transaction already holds SQLite's only write lock.
-            Backend::Sqlite => {
-                "SELECT failures, last_ms, blocked_until_ms FROM login_throttle WHERE key = $1"
-            }
-        };
-        let (failures, last_ms, blocked_until_ms): (i64, i64, i64) = sqlx::query_as(select)
-            .bind(key)
-            .fetch_one(&mut **tx)
-            .await?;
         Ok(Entry {
             failures,
             last_ms,
@@ -234,20 +258,28 @@ impl LoginThrottle {
         tx.commit().await
     }
 
-    /// Forgets keys that block nothing and have been quiet for the quiet period;
-    /// how many.
+    /// Forgets keys that block nothing and have been quiet for the quiet period,
+    /// a thousand per transaction (sign-ins wait for no long delete); how many.
     pub async fn prune(&self, now_ms: i64) -> Result<u64, sqlx::Error> {
+        const BATCH: u64 = 1_000;
         let quiet_since = now_ms.saturating_sub(ms(self.settings.forget_after_secs));
-        let mut tx = self.db.begin().await?;
-        let done = sqlx::query(
-            "DELETE FROM login_throttle WHERE blocked_until_ms <= $1 AND last_ms <= $2",
-        )
-        .bind(now_ms)
-        .bind(quiet_since)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected())
+        let mut total = 0;
+        loop {
+            let mut tx = self.db.begin().await?;
+            let done = sqlx::query(
+                "DELETE FROM login_throttle WHERE key IN (SELECT key FROM login_throttle \
+                 WHERE last_ms <= $2 AND blocked_until_ms <= $1 LIMIT 1000)",
+            )
+            .bind(now_ms)
+            .bind(quiet_since)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            total += done.rows_affected();
+            if done.rows_affected() < BATCH {
+                return Ok(total);
+            }
+        }
     }
 }
 
@@ -401,6 +433,14 @@ mod tests {
             "the sixth, wherever it lands, blocks"
         );
         assert!(t.attempt(a, None, 6).await.expect("db").is_err());
+    }
+
+    #[test]
+    fn an_ipv6_subscriber_is_one_key_for_its_whole_64() {
+        let key = |s: &str| LoginThrottle::address_key(s.parse().expect("ip"));
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("203.0.113.9"), "ip:203.0.113.9");
     }
 
     #[tokio::test]

@@ -6,3 +6,4 @@ CREATE TABLE login_throttle (
     last_ms INTEGER NOT NULL,
     blocked_until_ms INTEGER NOT NULL
 );
+CREATE INDEX login_throttle_last ON login_throttle (last_ms);

@@ -196,6 +196,11 @@ pub(super) async fn login(
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let invalid = || ApiError::unauthorized("invalid email or password");
+    // Longer than any password can be: refused before it is counted or hashed
+    // (so it cannot fill the throttle's table for free).
+    if req.password.len() > MAX_LOGIN_PASSWORD_BYTES {
+        return Err(invalid());
+    }
     let email = Email::parse(&req.email).ok();
     let account = email.as_ref().map(Email::as_str);
     let started_block = match state
@@ -213,9 +218,6 @@ pub(super) async fn login(
             .map_err(ApiError::internal)?,
         None => None,
     };
-    if req.password.len() > MAX_LOGIN_PASSWORD_BYTES {
-        return Err(invalid());
-    }
     let matched = state
         .passwords
         .verify(req.password, user.as_ref().map(|u| u.password_hash.clone()))
@@ -230,11 +232,10 @@ pub(super) async fn login(
         }
         return Err(invalid());
     };
-    state
-        .throttle
-        .succeeded(&user.email, ip)
-        .await
-        .map_err(ApiError::internal)?;
+    if let Err(error) = state.throttle.succeeded(&user.email, ip).await {
+        // The password matched: a stale count only delays a later sign-in.
+        tracing::warn!(%error, "cannot clear the login throttle after a sign-in");
+    }
     let issued = sessions::start(&state.db, &user.id, now_ms(), state.lifetimes())
         .await
         .map_err(ApiError::internal)?;
