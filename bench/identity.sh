@@ -2,7 +2,7 @@
 # The cost of service identity: the whole shop with mTLS between services (the
 # default) and with identity off (plain HTTP, EMPORIUM__IDENTITY__MODE=off),
 # interleaved in one run. Each round starts a fresh `emporium up` (release, embedded
-# defaults) per mode and measures: idle resident memory per process 3 s after the
+# defaults) per mode and measures: idle memory per process (RSS, PSS, USS) 3 s after the
 # banner; GET /api/catalog/products?limit=20 through the gateway with wrk (one mTLS
 # hop, gateway -> catalog: requests/s, p99); closed-loop checkouts with
 # `emporium load --mix checkout` (the saga's hops: checkouts/s, p99); and the CPU time
@@ -38,7 +38,7 @@ for round in $(seq "$ROUNDS"); do
   for mode in off on; do
     start_up "$mode"
     sleep 3
-    rss_kib | sed "s/^/$mode /" >>"$MEMORY"
+    memory_kib | sed "s/^/$mode /" >>"$MEMORY"
     measure_round "$round" "$mode" "$DURATION" "$USERS" "$RESULTS"
   done
 done
@@ -47,14 +47,19 @@ python3 - "$MEMORY" <<'PY'
 import sys, statistics as st
 mem = {}
 for line in open(sys.argv[1]):
-    mode, name, kib = line.split()
-    mem.setdefault(name, {}).setdefault(mode, []).append(int(kib) / 1024)
-print("## Idle VmRSS per process, MiB (mean over rounds): off, on, on - off")
-total = {"off": 0.0, "on": 0.0}
+    mode, name, *kib = line.split()
+    mem.setdefault(name, {}).setdefault(mode, []).append([int(k) / 1024 for k in kib])
+print("## Idle memory per process, MiB (mean over rounds): off, on, on - off; RSS, then PSS, then USS")
+total = {"off": [0.0] * 3, "on": [0.0] * 3}
 for name, modes in sorted(mem.items()):
-    off, on = st.mean(modes["off"]), st.mean(modes["on"])
-    total["off"] += off
-    total["on"] += on
-    print(f"{name:<14} {off:7.1f} {on:7.1f} {on - off:+6.1f}")
-print(f"{'total':<14} {total['off']:7.1f} {total['on']:7.1f} {total['on'] - total['off']:+6.1f}")
+    cells = []
+    for i in range(3):
+        off = st.mean(v[i] for v in modes["off"])
+        on = st.mean(v[i] for v in modes["on"])
+        total["off"][i] += off
+        total["on"][i] += on
+        cells.append(f"{off:7.1f} {on:7.1f} {on - off:+5.1f}")
+    print(f"{name:<14} " + " | ".join(cells))
+print(f"{'total':<14} " + " | ".join(
+    f"{total['off'][i]:7.1f} {total['on'][i]:7.1f} {total['on'][i] - total['off'][i]:+5.1f}" for i in range(3)))
 PY

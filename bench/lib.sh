@@ -83,9 +83,18 @@ PY
 }
 
 # "NAME KIB" (VmRSS) of every process of the running `emporium up`.
-rss_kib() {
+# "RSS PSS USS" in KiB of one PID, from /proc/PID/smaps_rollup: resident pages,
+# shared ones included; the proportional share (each shared page divided among the
+# processes mapping it); private pages only (bench/memory.sh says why all three).
+smaps_kib() {
+  awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} /^Private_(Clean|Dirty):/ {u+=$2} END {print r, p, u}' \
+    "/proc/$1/smaps_rollup"
+}
+
+# "NAME RSS PSS USS" (KiB) of every process of the running `emporium up`.
+memory_kib() {
   up_processes | while read -r name _ pid; do
-    echo "$name $(awk '/VmRSS/ {print $2}' "/proc/$pid/status")"
+    echo "$name $(smaps_kib "$pid")"
   done
 }
 

@@ -23,21 +23,15 @@ source bench/lib.sh
 bench_setup
 bench_env
 
-# "RSS PSS USS" in KiB of one PID.
-smaps() {
-  awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} /^Private_(Clean|Dirty):/ {u+=$2} END {print r, p, u}' \
-    "/proc/$1/smaps_rollup"
-}
-
 # Lines "PHASE SHAPE NAME RSS PSS USS" for every process of the running shop and
 # for the supervisor.
 measure() {
   local phase=$1 shape=$2
-  up_processes | while read -r name _ pid; do
+  memory_kib | while read -r name figures; do
     [ "$shape" = monolith ] && [ "$name" != registry ] && name=monolith
-    echo "$phase $shape $name $(smaps "$pid")"
+    echo "$phase $shape $name $figures"
   done
-  echo "$phase $shape supervisor $(smaps "$UP_PID")"
+  echo "$phase $shape supervisor $(smaps_kib "$UP_PID")"
 }
 
 echo "## Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
@@ -82,11 +76,10 @@ for phase in ("idle", "loaded"):
             figures = [mib(values, i) for i in range(3)]
             label = name if shape == "processes" else f"{name} (monolith shape)"
             print(f"| {label} | {figures[0]:.1f} | {figures[1]:.1f} | {figures[2]:.1f} |")
-            if name != "supervisor":
-                shop = [a + b for a, b in zip(shop, figures)]
+            shop = [a + b for a, b in zip(shop, figures)]
         totals[shape] = shop
     for shape, shop in totals.items():
-        print(f"| **whole shop, {shape}** (supervisor apart) | **{shop[0]:.1f}** | **{shop[1]:.1f}** | **{shop[2]:.1f}** |")
+        print(f"| **whole shop, {shape}** (supervisor included) | **{shop[0]:.1f}** | **{shop[1]:.1f}** | **{shop[2]:.1f}** |")
     p, m = totals["processes"], totals["monolith"]
     print(f"| **monolith / processes** | {m[0]/p[0]:.2f} | {m[1]/p[1]:.2f} | {m[2]/p[2]:.2f} |")
 PY

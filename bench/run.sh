@@ -39,11 +39,12 @@ trap cleanup EXIT
 bench_env
 
 # Starts `emporium up` on data dir $1; sets UP_PID, UP_LOG and READY_MS (ms until ready).
+# Short-lived shops are stopped by the caller (up_stop); long-lived ones are
+# added to PIDS for the exit trap.
 start_up() {
   local t0 t1
   t0=$(date +%s%N)
   up_start "$WORK/up-$RANDOM.log" "$1"
-  PIDS+=("$UP_PID")
   t1=$(date +%s%N)
   READY_MS=$(((t1 - t0) / 1000000))
 }
@@ -62,9 +63,11 @@ echo "- existing data dir: median $(median "${warm[@]}") ms (runs: ${warm[*]})"
 
 # The shop with identity off, then the default one; each keeps its processes.
 EMPORIUM__IDENTITY__MODE=off start_up "$WORK/data-plain"
+PIDS+=("$UP_PID")
 CATALOG=$(addr_of catalog)
 GATEWAY=$(addr_of gateway)
 start_up "$WORK/data-mtls"
+PIDS+=("$UP_PID")
 DATA_MTLS=$WORK/data-mtls
 CATALOG_MTLS=$(addr_of catalog)
 GATEWAY_MTLS=$(addr_of gateway)
@@ -139,6 +142,8 @@ run_wrk() { # name url
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  # An error answered fast would pass for throughput.
+  if grep -q "Non-2xx" <<<"$out"; then echo "$1: $(grep Non-2xx <<<"$out")"; exit 1; fi
   echo "| $1 | $rps | $p50 | $p99 |"
   RPS[$1]="${RPS[$1]:-} $rps"
 }

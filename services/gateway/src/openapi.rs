@@ -132,18 +132,21 @@ async fn gunzip_unless_accepted(req: Request, next: Next) -> Response {
     }
     response
         .headers_mut()
-        .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        .append(header::VARY, HeaderValue::from_static("accept-encoding"));
     if accepts {
         return response;
     }
     let (mut parts, body) = response.into_parts();
     let unpacked = match body.collect().await {
-        Ok(collected) => {
+        // Inflating a megabyte and a half is work for a blocking thread.
+        Ok(collected) => tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
             flate2::read::GzDecoder::new(&collected.to_bytes()[..])
                 .read_to_end(&mut out)
                 .map(|_| out)
-        }
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e))),
         Err(e) => Err(std::io::Error::other(e)),
     };
     match unpacked {
@@ -159,22 +162,29 @@ async fn gunzip_unless_accepted(req: Request, next: Next) -> Response {
     }
 }
 
-/// Whether `Accept-Encoding` takes gzip (named or `*`, with a q-value above 0).
+/// Whether `Accept-Encoding` takes gzip: its own q-value when named (`gzip` or
+/// `x-gzip`), else that of `*`; above 0 either way.
 fn accepts_gzip(headers: &http::HeaderMap) -> bool {
-    headers
+    let (mut named, mut any) = (None::<f32>, None::<f32>);
+    for coding in headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|coding| {
-            let mut parts = coding.split(';').map(str::trim);
-            let name = parts.next().unwrap_or_default();
-            let q = parts
-                .find_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
-                .and_then(|q| q.parse::<f32>().ok())
-                .unwrap_or(1.0);
-            (name.eq_ignore_ascii_case("gzip") || name == "*") && q > 0.0
-        })
+    {
+        let mut parts = coding.split(';').map(str::trim);
+        let name = parts.next().unwrap_or_default();
+        let q = parts
+            .find_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
+            .and_then(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip") {
+            named = Some(named.map_or(q, |n| n.max(q)));
+        } else if name == "*" {
+            any = Some(q);
+        }
+    }
+    named.or(any).is_some_and(|q| q > 0.0)
 }
 
 #[cfg(test)]
@@ -196,6 +206,9 @@ mod tests {
         assert!(accept("br;q=1.0, GZIP;q=0.5"));
         assert!(accept("*"));
         assert!(!accept("gzip;q=0"));
+        assert!(!accept("gzip;q=0, *"), "named, gzip's own q-value wins");
+        assert!(accept("x-gzip"));
+        assert!(!accept("*;q=0"));
         assert!(!accept("identity"));
         assert!(!accept("br, deflate"));
         assert!(!accepts_gzip(&http::HeaderMap::new()));
