@@ -70,8 +70,16 @@ pub fn start(
                 if !due {
                     return Ok(false);
                 }
+                // A registration says whether the instance is ready, so a
+                // starting one is never listed before it can answer.
+                let register = |ready: bool| {
+                    let mut registration = registration.clone();
+                    registration.ready = Some(ready);
+                    let client = client.clone();
+                    async move { client.register(&registration).await.map(|()| true) }
+                };
                 match ready {
-                    None => client.register(&registration).await.map(|()| true),
+                    None => register(readiness.is_ready().await).await,
                     Some(ready) => match client
                         .heartbeat(&registration.instance_id, Heartbeat { ready })
                         .await
@@ -79,7 +87,7 @@ pub fn start(
                         Ok(HeartbeatOutcome::Known) => Ok(true),
                         Ok(HeartbeatOutcome::Unknown) => {
                             tracing::info!("the registry forgot this instance; registering again");
-                            client.register(&registration).await.map(|()| true)
+                            register(ready).await
                         }
                         Err(e) => Err(e),
                     },

@@ -23,6 +23,10 @@ pub struct Registration {
     pub metadata: std::collections::BTreeMap<String, String>,
     /// How long the instance stays listed without a heartbeat.
     pub ttl_ms: u64,
+    /// Whether it can take traffic as it registers. `None` (a registration made by
+    /// hand): listed until a heartbeat says otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<bool>,
 }
 
 /// A heartbeat: the instance is alive and says whether it can take traffic.

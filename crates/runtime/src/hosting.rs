@@ -352,6 +352,7 @@ async fn run_one(built: Built, mut stop: watch::Receiver<bool>) -> anyhow::Resul
             version: VERSION.to_string(),
             metadata,
             ttl_ms: host.common.registry_ttl_ms,
+            ready: None,
         };
         agent::start(registry, registration, host.readiness.clone())
     });

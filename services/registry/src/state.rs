@@ -137,7 +137,10 @@ impl Registry {
         let moved_from = previous
             .map(|e| e.registration.service.clone())
             .filter(|old| *old != service);
-        tracing::info!(service = %service, instance = %registration.instance_id, address = %registration.address, "instance registered");
+        // Listed at once if it says it is ready (or does not say); a starting
+        // instance is not, until a heartbeat says it is.
+        let ready = registration.ready.unwrap_or(true);
+        tracing::info!(service = %service, instance = %registration.instance_id, address = %registration.address, ready, "instance registered");
         inner.instances.insert(
             registration.instance_id.clone(),
             Entry {
@@ -145,8 +148,7 @@ impl Registry {
                 registered_at_ms,
                 last_heartbeat: now,
                 last_heartbeat_ms: now_ms(),
-                // Listed as soon as it registers; the first heartbeat reports readiness.
-                ready: true,
+                ready,
             },
         );
         if let Some(old) = moved_from {
@@ -351,6 +353,7 @@ mod tests {
             version: "1".into(),
             metadata: Default::default(),
             ttl_ms,
+            ready: None,
         }
     }
 
@@ -367,6 +370,21 @@ mod tests {
         assert!(after.index > before, "readiness flips are changes");
         assert_eq!(r.heartbeat("nope", true), Beat::Unknown);
         assert_eq!(r.all().instances.len(), 2, "all lists unhealthy ones too");
+    }
+
+    #[tokio::test]
+    async fn an_instance_that_registers_unready_is_listed_only_once_ready() {
+        let (_d, r) = registry().await;
+        let mut starting = reg("search", "s1", 10_000);
+        starting.ready = Some(false);
+        r.register(starting);
+        assert!(
+            r.healthy("search").instances.is_empty(),
+            "not before it can answer"
+        );
+        assert_eq!(r.all().instances.len(), 1, "known all the same");
+        assert_eq!(r.heartbeat("s1", true), Beat::Ok);
+        assert_eq!(r.healthy("search").instances.len(), 1);
     }
 
     #[tokio::test]

@@ -18,6 +18,7 @@ use emporium_testkit::{Spawned, TestEnv, client, problem};
 use emporium_users::{UserView, UsersSettings};
 use serde_json::{Value, json};
 
+mod pacts;
 mod quotas;
 
 struct Shop {
@@ -391,6 +392,7 @@ async fn register_fake(shop: &Shop, service: &str, addr: std::net::SocketAddr) {
         version: "0".into(),
         metadata: Default::default(),
         ttl_ms: 60_000,
+        ready: None,
     })
     .await
     .expect("register");

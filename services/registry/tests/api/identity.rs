@@ -29,6 +29,7 @@ fn registration(service: &str, id: &str) -> Registration {
         version: "0".into(),
         metadata: Default::default(),
         ttl_ms: 60_000,
+        ready: None,
     }
 }
 

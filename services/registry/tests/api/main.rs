@@ -55,6 +55,7 @@ fn registration(id: &str, addr: &str) -> Registration {
         version: "1.0.0".into(),
         metadata: Default::default(),
         ttl_ms: 400,
+        ready: None,
     }
 }
 
