@@ -16,7 +16,7 @@
 //! `/docs`, the JWKS at `/.well-known/jwks.json`, and the API's landing page at
 //! `/api`.
 
-mod auth;
+pub mod auth;
 pub mod edge;
 mod forwarded;
 mod openapi;
