@@ -23,7 +23,7 @@ bench_setup
 bench_env
 up_start "$WORK/up.log" "$WORK/data" "$@"
 
-echo "## Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+echo "## Machine: $(machine)"
 echo "## Saturation: $USERS closed-loop shoppers, ${SECONDS_PER_RUN}s"
 SAT=$(checkout_load --users "$USERS" --seconds "$SECONDS_PER_RUN")
 echo "$SAT"

@@ -28,7 +28,7 @@ start_up() {
   fi
 }
 
-echo "## Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+echo "## Machine: $(machine)"
 echo "## ${DURATION}s per measurement, $ROUNDS rounds, modes interleaved"
 RESULTS="$WORK/results"
 MEMORY="$WORK/memory"

@@ -3,6 +3,11 @@
 
 BIN=target/release/emporium
 
+# The machine a benchmark ran on, for its header line.
+machine() {
+  echo "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+}
+
 # Logs at warn (the benchmarks measure serving, not log shipping), rate limits out
 # of the way.
 bench_env() {

@@ -34,7 +34,7 @@ measure() {
   echo "$phase $shape supervisor $(smaps_kib "$UP_PID")"
 }
 
-echo "## Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+echo "## Machine: $(machine)"
 echo "## binary: $(du -m "$BIN" | cut -f1) MB; $ROUNDS rounds, shapes interleaved; ${MIX}s of the mix (32 shoppers) between the two readings"
 RESULTS="$WORK/results"
 : >"$RESULTS"

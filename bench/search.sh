@@ -25,7 +25,7 @@ search_rss() {
   awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status"
 }
 
-echo "## Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); load generator on the same cores"
+echo "## Machine: $(machine); load generator on the same cores"
 up_start "$WORK/up.log" "$WORK/data"
 sleep 5
 idle=$(search_rss)

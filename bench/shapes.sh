@@ -29,7 +29,7 @@ rss_mib() {
 
 field() { python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2]))" "$1" "$2"; }
 
-echo "## Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); load generator on the same cores"
+echo "## Machine: $(machine); load generator on the same cores"
 echo "## ${DURATION}s per run, $ROUNDS rounds, $USERS shoppers, shapes interleaved"
 RESULTS="$WORK/results"
 : >"$RESULTS"

@@ -31,7 +31,7 @@ source bench/lib.sh
 bench_setup
 bench_env
 
-echo "## Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); load generator and browser on the same cores"
+echo "## Machine: $(machine); load generator and browser on the same cores"
 up_start "$WORK/up.log" "$WORK/data"
 sleep 3
 

@@ -72,6 +72,16 @@ pub struct ConfigEntry {
     pub index: u64,
 }
 
+impl ConfigEntry {
+    pub fn new(key: impl Into<String>, value: impl Into<String>, index: u64) -> Self {
+        Self {
+            key: key.into(),
+            value: value.into(),
+            index,
+        }
+    }
+}
+
 /// Body of a config write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

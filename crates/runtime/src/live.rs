@@ -249,11 +249,7 @@ mod tests {
     use super::*;
 
     fn entry(key: &str, value: &str) -> ConfigEntry {
-        ConfigEntry {
-            key: key.into(),
-            value: value.into(),
-            index: 1,
-        }
+        ConfigEntry::new(key, value, 1)
     }
 
     #[test]

@@ -144,7 +144,7 @@ fn field_mut<'a>(settings: &'a mut RateLimitSettings, field: &str) -> Option<&'a
 }
 
 fn parse(field: &str, value: &str) -> Result<u32, String> {
-    if !LIVE_FIELDS.contains(&field) {
+    if field_mut(&mut RateLimitSettings::default(), field).is_none() {
         return Err(format!(
             "not a live rate limit field: expected one of {}",
             LIVE_FIELDS.join(", ")
@@ -279,11 +279,7 @@ mod tests {
     use super::*;
 
     fn entry(key: &str, value: &str) -> ConfigEntry {
-        ConfigEntry {
-            key: key.into(),
-            value: value.into(),
-            index: 1,
-        }
+        ConfigEntry::new(key, value, 1)
     }
 
     #[test]
@@ -347,5 +343,12 @@ mod tests {
             Some(Err(_))
         ));
         assert_eq!(check("log.level", "debug"), None);
+        // The fields the error names are the fields that apply.
+        for field in LIVE_FIELDS {
+            assert!(
+                field_mut(&mut RateLimitSettings::default(), field).is_some(),
+                "{field}"
+            );
+        }
     }
 }

@@ -274,11 +274,7 @@ impl Registry {
         let index = self.reserve_index();
         store::put(&self.db, key, value, index, now_ms()).await?;
         self.publish_config(index);
-        Ok(ConfigEntry {
-            key: key.to_string(),
-            value: value.to_string(),
-            index,
-        })
+        Ok(ConfigEntry::new(key, value, index))
     }
 
     pub async fn config_delete(&self, key: &str) -> Result<bool, sqlx::Error> {

@@ -62,9 +62,5 @@ pub async fn delete(db: &Db, key: &str) -> Result<bool, sqlx::Error> {
 }
 
 fn entry((key, value, index): (String, String, i64)) -> ConfigEntry {
-    ConfigEntry {
-        key,
-        value,
-        index: index as u64,
-    }
+    ConfigEntry::new(key, value, index as u64)
 }
