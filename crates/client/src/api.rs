@@ -9,7 +9,8 @@ use http::Method;
 
 use emporium_contracts::auth::{LINKS_PATH, Link, LinkRequest};
 use emporium_contracts::checkout::{
-    AuthorizeRequest, CartSnapshot, Payment, Reservation, ReserveRequest, StockLine, fill, paths,
+    AuthorizeRequest, CartReturn, CartSnapshot, Payment, Reservation, ReserveRequest, StockLine,
+    TakeCart, TakenCart, fill, paths,
 };
 
 use crate::{ClientError, ServiceClient, path_segment};
@@ -85,6 +86,20 @@ impl Cart {
     pub async fn snapshot(&self, user_id: &str) -> Result<CartSnapshot, ClientError> {
         let path = fill(paths::CART, &path_segment(user_id));
         self.0.get_json(&path).await
+    }
+
+    /// Takes the user's lines out of the cart for an order (see [`TakeCart`]).
+    pub async fn take(&self, user_id: &str, request: &TakeCart) -> Result<TakenCart, ClientError> {
+        let path = fill(paths::CART_CHECKOUTS, &path_segment(user_id));
+        self.0.send_json(Method::POST, &path, request).await
+    }
+
+    /// Puts what the order took back into its cart; true if this call did, false if
+    /// it was already back, confirmed, or never taken.
+    pub async fn give_back(&self, order_id: &str) -> Result<bool, ClientError> {
+        let path = fill(paths::CART_CHECKOUT_RETURN, &path_segment(order_id));
+        let answer: CartReturn = self.0.send_json(Method::POST, &path, &()).await?;
+        Ok(answer.returned)
     }
 }
 

@@ -7,8 +7,15 @@ use serde::{Deserialize, Serialize};
 /// these (axum's `{param}` syntax) and the typed clients
 /// (`emporium_client::api`) fill them with [`fill`].
 pub mod paths {
-    /// cart: `GET` the cart of a user, priced ([`super::CartSnapshot`]).
+    /// cart: `GET` the cart of a user, priced ([`super::CartSnapshot`]). Kept for
+    /// orders before cart's checkouts; the checkout takes the cart instead.
     pub const CART: &str = "/internal/carts/{user_id}";
+    /// cart: `POST` takes a user's lines out of the cart for an order
+    /// ([`super::TakeCart`] → [`super::TakenCart`]).
+    pub const CART_CHECKOUTS: &str = "/internal/carts/{user_id}/checkouts";
+    /// cart: `POST` puts the lines an order took back into the cart (its checkout did
+    /// not go through). Keyed by order id alone.
+    pub const CART_CHECKOUT_RETURN: &str = "/internal/cart-checkouts/{order_id}/return";
     /// inventory: `PUT` reserves ([`super::ReserveRequest`]), `GET` reads
     /// ([`super::Reservation`]).
     pub const RESERVATION: &str = "/internal/reservations/{order_id}";
@@ -48,6 +55,39 @@ pub struct CartSnapshot {
     pub currency: String,
     pub lines: Vec<OrderLine>,
     pub total: i64,
+}
+
+/// orders → cart: `POST /internal/carts/{user_id}/checkouts`. The cart's lines
+/// leave it for `order_id` at once, so a second checkout (another key) cannot buy
+/// them again while the first is under way; they come back if the order is
+/// cancelled (a `return` call, the `OrderCancelled` event, or `expires_ms` passing
+/// with neither outcome known). The same `idempotency_key` again answers what it
+/// took the first time, with the order id it took it for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakeCart {
+    pub order_id: String,
+    pub idempotency_key: String,
+    /// Unix ms after which cart gives the lines back unless the order was confirmed.
+    pub expires_ms: i64,
+}
+
+/// cart's answer to a take: what left the cart, priced, and for which order (that of
+/// the first take with the key). No lines: the cart was empty and nothing was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakenCart {
+    pub order_id: String,
+    pub user_id: String,
+    pub currency: String,
+    pub lines: Vec<OrderLine>,
+    pub total: i64,
+}
+
+/// cart's answer to a return: `returned` is true when this call put the lines
+/// back, false when they already were, the order was confirmed, or it took nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CartReturn {
+    pub order_id: String,
+    pub returned: bool,
 }
 
 /// A quantity of one SKU.

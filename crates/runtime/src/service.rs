@@ -172,6 +172,26 @@ impl<S> Build<S> {
         self
     }
 
+    /// Runs `work` every `period` while the service runs (the first time one period
+    /// after it starts serving; a run that overruns delays the next).
+    pub fn every<F, Fut>(&mut self, period: Duration, mut work: F) -> &mut Self
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.spawn(move |mut stop| async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => work().await,
+                    _ = stop.changed() => return,
+                }
+            }
+        })
+    }
+
     /// Calls `apply` with the registry's config store now and after every change
     /// (live config of the service's own keys; see [`crate::live`]).
     pub fn on_config(

@@ -2,11 +2,10 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use emporium_client::{ClientError, ServiceClient};
-use emporium_contracts::checkout::CartSnapshot;
-use emporium_contracts::checkout::paths;
+use emporium_contracts::checkout::{CartReturn, CartSnapshot, TakeCart, TakenCart, paths};
 use emporium_contracts::events::OrderLine;
 use emporium_contracts::money::Money;
 use emporium_contracts::sku::Sku;
@@ -19,6 +18,7 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::checkouts;
 use crate::store::{self, AddRefused, LineRow};
 
 /// Units of one product a cart line may hold.
@@ -47,6 +47,8 @@ pub fn router(state: AppState) -> Router {
     // Anyone's cart, by user id: for checkout alone.
     let internal = Router::new()
         .route(paths::CART, get(snapshot))
+        .route(paths::CART_CHECKOUTS, post(take))
+        .route(paths::CART_CHECKOUT_RETURN, post(give_back))
         .callers(&["orders"]);
     public
         .merge(internal)
@@ -281,6 +283,26 @@ async fn remove_item(
     Ok(Json(current(&state, &caller).await?))
 }
 
+/// Lines as orders takes them: total, currency (empty without lines) and lines.
+fn for_order(lines: Vec<LineRow>) -> (i64, String, Vec<OrderLine>) {
+    let currency = lines
+        .first()
+        .map(|l| l.currency.clone())
+        .unwrap_or_default();
+    let total = lines.iter().map(|l| l.unit_price * l.quantity).sum();
+    let lines = lines
+        .into_iter()
+        .map(|l| OrderLine {
+            sku: l.sku,
+            product_id: l.product_id,
+            name: l.name,
+            unit_price: l.unit_price,
+            quantity: l.quantity,
+        })
+        .collect();
+    (total, currency, lines)
+}
+
 /// The cart orders checks out (internal).
 async fn snapshot(
     State(state): State<AppState>,
@@ -289,23 +311,63 @@ async fn snapshot(
     let lines = store::lines(&state.db, &user_id)
         .await
         .map_err(ApiError::internal)?;
-    let currency = lines
-        .first()
-        .map(|l| l.currency.clone())
-        .unwrap_or_default();
+    let (total, currency, lines) = for_order(lines);
     Ok(Json(CartSnapshot {
         user_id,
-        total: lines.iter().map(|l| l.unit_price * l.quantity).sum(),
+        total,
         currency,
-        lines: lines
-            .into_iter()
-            .map(|l| OrderLine {
-                sku: l.sku,
-                product_id: l.product_id,
-                name: l.name,
-                unit_price: l.unit_price,
-                quantity: l.quantity,
-            })
-            .collect(),
+        lines,
     }))
+}
+
+/// Takes the cart's lines for an order (internal; see [`crate::checkouts`]).
+async fn take(
+    State(state): State<AppState>,
+    ApiPath(user_id): ApiPath<String>,
+    ApiJson(request): ApiJson<TakeCart>,
+) -> Result<Json<TakenCart>, ApiError> {
+    let mut errors = Vec::new();
+    if request.order_id.is_empty() || request.order_id.len() > 64 {
+        errors.push(FieldError::new("order_id", "must be 1 to 64 characters"));
+    }
+    if request.idempotency_key.is_empty() || request.idempotency_key.len() > 64 {
+        errors.push(FieldError::new(
+            "idempotency_key",
+            "must be 1 to 64 characters",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let taken = checkouts::take(
+        &state.db,
+        &user_id,
+        &request.order_id,
+        &request.idempotency_key,
+        request.expires_ms,
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    let (total, currency, lines) = for_order(taken.lines.into_iter().map(|t| t.line).collect());
+    Ok(Json(TakenCart {
+        order_id: taken.order_id,
+        user_id,
+        total,
+        currency,
+        lines,
+    }))
+}
+
+/// Puts what an order took back into its cart (internal).
+async fn give_back(
+    State(state): State<AppState>,
+    ApiPath(order_id): ApiPath<String>,
+) -> Result<Json<CartReturn>, ApiError> {
+    let returned = checkouts::give_back(&state.db, &order_id)
+        .await
+        .map_err(ApiError::internal)?;
+    if returned {
+        tracing::info!(%order_id, "the order's lines are back in the cart");
+    }
+    Ok(Json(CartReturn { order_id, returned }))
 }

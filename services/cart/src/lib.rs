@@ -9,17 +9,21 @@
 //! - `PATCH /api/cart/items/{sku}` `{quantity}`, `DELETE /api/cart/items/{sku}`.
 //!
 //! Quantities are 1–99 per line. Consumes catalog's `PriceChanged` (lines are
-//! repriced) and orders' `OrderConfirmed` (the ordered quantities leave the cart).
-//! Internal: `GET /internal/carts/{user_id}`, the snapshot orders checks out.
+//! repriced) and orders' `OrderConfirmed` and `OrderCancelled` (the outcome of a
+//! checkout). Internal, for orders alone: `POST /internal/carts/{user_id}/checkouts`
+//! takes the lines out of the cart for an order, and
+//! `POST /internal/cart-checkouts/{order_id}/return` puts them back (see
+//! [`checkouts`]); `GET /internal/carts/{user_id}` still reads a cart.
 
 mod api;
+mod checkouts;
 mod handlers;
 mod store;
 
 use std::time::Duration;
 
 use axum::Router;
-use emporium_contracts::events::{OrderConfirmed, PriceChanged};
+use emporium_contracts::events::{OrderCancelled, OrderConfirmed, PriceChanged};
 use emporium_runtime::{Build, Service};
 use serde::Deserialize;
 
@@ -37,6 +41,9 @@ pub struct CartSettings {
     pub max_lines: usize,
     /// Timeout of a product lookup at catalog.
     pub catalog_timeout_ms: u64,
+    /// How often checkouts whose order's outcome never came (by the order's
+    /// deadline, which orders sends) give their lines back.
+    pub checkout_sweep_ms: u64,
 }
 
 impl Default for CartSettings {
@@ -44,6 +51,7 @@ impl Default for CartSettings {
         Self {
             max_lines: 50,
             catalog_timeout_ms: 2_000,
+            checkout_sweep_ms: 10_000,
         }
     }
 }
@@ -63,7 +71,20 @@ impl Service for Cart {
         );
         emporium_telemetry::metrics::counter!("emporium_cart_items_added_total").absolute(0);
         cx.on::<PriceChanged>(handlers::price_changed)
-            .on::<OrderConfirmed>(handlers::order_confirmed);
+            .on::<OrderConfirmed>(handlers::order_confirmed)
+            .on::<OrderCancelled>(handlers::order_cancelled);
+        let db = cx.db().clone();
+        cx.every(
+            Duration::from_millis(cx.settings.checkout_sweep_ms.max(1)),
+            move || {
+                let db = db.clone();
+                async move {
+                    if let Err(e) = checkouts::sweep(&db, emporium_store::now_ms()).await {
+                        tracing::warn!(error = %e, "cannot give back expired checkouts");
+                    }
+                }
+            },
+        );
         let state = api::AppState {
             db: cx.db().clone(),
             catalog: cx.client(

@@ -1,8 +1,9 @@
 //! SQL for carts.
 
 use emporium_store::{Db, now_ms};
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct LineRow {
     pub sku: String,
     pub product_id: String,

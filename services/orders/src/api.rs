@@ -10,9 +10,10 @@ use axum::response::IntoResponse;
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use emporium_client::ClientError;
 use emporium_client::api::Cart;
 use emporium_contracts::auth::ROLE_ADMIN;
-use emporium_contracts::checkout::CartSnapshot;
+use emporium_contracts::checkout::TakeCart;
 use emporium_contracts::events::{OrderLine, OrderPlaced};
 use emporium_contracts::headers::IDEMPOTENCY_KEY;
 use emporium_contracts::money::Money;
@@ -27,14 +28,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::domain::{self, CheckoutRequest, ShippingAddress};
-use crate::saga::Saga;
+use crate::saga::{Saga, keyed};
 use crate::store::{self, OrderRow, step};
 
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
     pub outbox: Outbox,
-    pub cart: Cart,
     pub saga: Arc<Saga>,
     /// How long a checkout request waits for its saga before answering PENDING.
     pub wait: Duration,
@@ -274,8 +274,9 @@ async fn respond(
 
 /// Check out your cart.
 ///
-/// Snapshots the cart and its prices into a PENDING order and runs the checkout saga:
-/// reserve stock, authorize the card, commit stock and capture the payment. Answers
+/// Takes the cart's lines and their prices into a PENDING order (the cart is empty at
+/// once; a cancelled order puts them back) and runs the checkout saga: reserve stock,
+/// authorize the card, commit stock and capture the payment. Answers
 /// `202` with the order as it stands after a short wait (usually already CONFIRMED
 /// or CANCELLED); poll `GET /api/orders/{id}` while it is PENDING. Retrying with the
 /// same `Idempotency-Key` and body returns the same order.
@@ -288,6 +289,7 @@ async fn respond(
         (status = 400, description = "Missing or invalid Idempotency-Key, malformed JSON", body = Problem),
         (status = 401, description = "Not signed in", body = Problem),
         (status = 403, description = "The email address is not confirmed yet", body = Problem),
+        (status = 409, description = "Another request with this Idempotency-Key is still placing the order; retry with the same key", body = Problem),
         (status = 422, description = "Invalid card or address, empty cart, key reused", body = Problem),
         (status = 503, description = "Inventory or payments is known to be down (nothing was reserved or charged); retry shortly", body = Problem),
     ))]
@@ -318,17 +320,15 @@ async fn checkout(
     // before anything is reserved, rather than leave the shopper waiting.
     state.saga.inventory.check().await?;
     state.saga.payments.check().await?;
-    let cart: CartSnapshot = state.cart.snapshot(&user_id).await?;
-    if cart.lines.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "cart_empty",
-            "the cart is empty; add something before checking out",
-        ));
-    }
     let now = now_ms();
+    let deadline_ms = now + state.saga_timeout.as_millis() as i64;
+    let take = TakeCart {
+        order_id: uuid::Uuid::now_v7().to_string(),
+        idempotency_key: key.clone(),
+        expires_ms: deadline_ms + CART_GRACE_MS,
+    };
     let order = OrderRow {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: take.order_id.clone(),
         user_id: user_id.clone(),
         idempotency_key: key.clone(),
         request_hash: checkout.fingerprint.clone(),
@@ -336,33 +336,60 @@ async fn checkout(
         step: step::RESERVE.into(),
         reason: None,
         detail: None,
-        total: cart.total,
-        currency: cart.currency.clone(),
+        total: 0,
+        currency: String::new(),
         card_brand: checkout.summary.brand.clone(),
         card_last4: checkout.summary.last4.clone(),
         shipping: serde_json::to_string(&checkout.shipping).map_err(ApiError::internal)?,
         created_ms: now,
         updated_ms: now,
-        deadline_ms: now + state.saga_timeout.as_millis() as i64,
+        deadline_ms,
     };
-    let claim = state.saga.claim(&order.id).ok_or_else(|| {
-        ApiError::internal(std::io::Error::other("fresh order id already claimed"))
-    })?;
-    // Placing the order and starting its saga happen on their own task: if this
-    // request is dropped (the client or the gateway gave up), the order still goes
-    // through rather than being left to recovery, which has no card.
+    // Taking the cart, placing the order and starting its saga happen on their own
+    // task: if this request is dropped (the client or the gateway gave up), the order
+    // still goes through rather than leaving the lines taken without an order.
     let ctx = emporium_http::context::current();
     let request_id = ctx.as_ref().map(|c| c.request_id.clone());
     let placing = {
         let state = state.clone();
-        let order = order.clone();
-        let lines = cart.lines.clone();
         let card = checkout.card.clone();
+        let cart = Cart(keyed(&state.saga.cart, &key));
+        let user_id = user_id.clone();
         let place_and_start = async move {
-            place(&state, &order, &lines).await?;
+            let taken = cart.take(&user_id, &take).await?;
+            if taken.lines.is_empty() {
+                return Ok(Placing::Empty);
+            }
+            // The same key took the lines before (a retry, or a twin request racing
+            // this one): the order is the one they were taken for.
+            let order = OrderRow {
+                id: taken.order_id.clone(),
+                total: taken.total,
+                currency: taken.currency.clone(),
+                ..order
+            };
+            let Some(claim) = state.saga.claim(&order.id) else {
+                return Ok(Placing::Twin);
+            };
+            match place(&state, &order, &taken.lines).await {
+                Ok(()) => {}
+                Err(EventsError::Db(e)) if is_unique_violation(&e) => {
+                    return Ok(Placing::Twin);
+                }
+                Err(e) => {
+                    // Nothing placed: the lines go back now (or when they expire).
+                    if let Err(e) = cart.give_back(&order.id).await {
+                        tracing::warn!(error = %e, "cannot put the lines back into the cart; they come back when the take expires");
+                    }
+                    return Err(PlaceError::Events(e));
+                }
+            }
             crate::metrics::placed();
-            tracing::info!(order_id = %order.id, total = order.total, lines = lines.len(), "order placed");
-            Ok::<_, EventsError>(state.saga.spawn(claim, Some(card), request_id))
+            tracing::info!(order_id = %order.id, total = order.total, lines = taken.lines.len(), "order placed");
+            Ok::<_, PlaceError>(Placing::Started(
+                order.id.clone(),
+                state.saga.spawn(claim, Some(card), request_id),
+            ))
         }
         .instrument(tracing::Span::current());
         // The request's context (request id, trace) goes along for the outbox row.
@@ -374,24 +401,79 @@ async fn checkout(
             None => emporium_telemetry::identity::spawn(place_and_start),
         }
     };
-    let mut saga = match placing.await.map_err(ApiError::internal)? {
-        Ok(saga) => saga,
-        Err(EventsError::Db(e)) if is_unique_violation(&e) => {
-            // The same key raced in from another request: answer with that order.
-            let existing = store::by_key(&state.db, &user_id, &key)
+    let (order_id, mut saga) = match placing.await.map_err(ApiError::internal)? {
+        Ok(Placing::Started(order_id, saga)) => (order_id, saga),
+        Ok(Placing::Empty) => {
+            // A request with the same key may have placed the order meanwhile.
+            return match store::by_key(&state.db, &user_id, &key)
                 .await
                 .map_err(ApiError::internal)?
-                .ok_or_else(|| ApiError::internal(e))?;
-            return replay(&state, existing, &checkout.fingerprint).await;
+            {
+                Some(existing) => replay(&state, existing, &checkout.fingerprint).await,
+                None => Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "cart_empty",
+                    "the cart is empty; add something before checking out",
+                )),
+            };
         }
-        Err(e) => return Err(ApiError::internal(e)),
+        // The same key raced in from another request: answer with that order.
+        Ok(Placing::Twin) => return twin(&state, &user_id, &key, &checkout.fingerprint).await,
+        Err(PlaceError::Cart(e)) => return Err(e.into()),
+        Err(PlaceError::Events(e)) => return Err(ApiError::internal(e)),
     };
     let _ = tokio::time::timeout(state.wait, &mut saga).await;
-    let order = store::get(&state.db, &order.id)
+    let order = store::get(&state.db, &order_id)
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::internal(std::io::Error::other("order vanished")))?;
     respond(&state, order, StatusCode::ACCEPTED).await
+}
+
+/// How long after an order's deadline cart gives its lines back if it has heard
+/// nothing of the order (it was never placed: orders failed between the two).
+const CART_GRACE_MS: i64 = 5 * 60_000;
+
+/// How taking the cart and placing the order went.
+enum Placing {
+    /// Placed, its saga running.
+    Started(String, tokio::task::JoinHandle<()>),
+    /// The cart was empty.
+    Empty,
+    /// Another request with the same key is placing (or placed) the same order.
+    Twin,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum PlaceError {
+    #[error(transparent)]
+    Cart(#[from] ClientError),
+    #[error(transparent)]
+    Events(EventsError),
+}
+
+/// The answer to a request whose twin (the same key) places the order: that order,
+/// once it is placed (within a second or two), else a 409 to retry.
+async fn twin(
+    state: &AppState,
+    user_id: &str,
+    key: &str,
+    fingerprint: &str,
+) -> Result<axum::response::Response, ApiError> {
+    for _ in 0..40 {
+        if let Some(existing) = store::by_key(&state.db, user_id, key)
+            .await
+            .map_err(ApiError::internal)?
+        {
+            return replay(state, existing, fingerprint).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "checkout_in_progress",
+        "a checkout with this Idempotency-Key is still being placed; retry with the same key",
+    ))
 }
 
 async fn place(state: &AppState, order: &OrderRow, lines: &[OrderLine]) -> Result<(), EventsError> {

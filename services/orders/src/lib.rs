@@ -3,7 +3,8 @@
 //! Public API, through the gateway:
 //!
 //! - `POST /api/orders` with `Idempotency-Key: <uuid>` and `{card, shipping_address}`:
-//!   snapshots the cart into a PENDING order and runs the [`saga`]; answers `202` with
+//!   takes the cart's lines into a PENDING order (cart gives them back if it is
+//!   cancelled) and runs the [`saga`]; answers `202` with
 //!   the order (usually already CONFIRMED or CANCELLED). The same key with the same
 //!   body returns the same order; with a different body, `422`;
 //! - `GET /api/orders` (own orders, newest first, keyset paged);
@@ -91,6 +92,7 @@ impl Service for Orders {
             cx.outbox(),
             cx.client("inventory", calls),
             cx.client("payments", calls),
+            cx.client("cart", calls),
             saga::SagaSettings {
                 retry_base: Duration::from_millis(s.retry_base_ms),
                 retry_max: Duration::from_millis(s.retry_max_ms),
@@ -101,7 +103,6 @@ impl Service for Orders {
         let state = api::AppState {
             db: cx.db().clone(),
             outbox: cx.outbox(),
-            cart: emporium_client::api::Cart(cx.client("cart", calls)),
             saga: saga.clone(),
             wait: Duration::from_millis(s.checkout_wait_ms),
             saga_timeout: Duration::from_millis(s.saga_timeout_ms),

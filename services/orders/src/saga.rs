@@ -10,6 +10,8 @@
 //! void the payment); the authorization is the pivot, after which the saga only rolls
 //! forward: commit the stock and capture the payment, retried until they succeed.
 //! Every call is idempotent by order id, so a step repeated after a crash is harmless.
+//! The cart's lines left it when the order was placed (cart's checkouts); the
+//! compensation puts them back at once, so the shopper can try another card.
 //!
 //! The card number is never stored: it lives in the memory of the task that runs the
 //! saga. A saga resumed by recovery after a crash has no card; if payments never saw
@@ -26,7 +28,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use emporium_client::api::{Inventory, Payments};
+use emporium_client::api::{Cart, Inventory, Payments};
 use emporium_client::{ClientError, ServiceClient};
 use emporium_contracts::card::Card;
 use emporium_contracts::checkout::{AuthorizeRequest, Payment, Reservation, StockLine};
@@ -55,6 +57,7 @@ pub struct Saga {
     pub outbox: Outbox,
     pub inventory: ServiceClient,
     pub payments: ServiceClient,
+    pub cart: ServiceClient,
     pub settings: SagaSettings,
     /// This instance: the owner it records on the orders it drives.
     pub instance: String,
@@ -101,6 +104,7 @@ impl Saga {
         outbox: Outbox,
         inventory: ServiceClient,
         payments: ServiceClient,
+        cart: ServiceClient,
         settings: SagaSettings,
         instance: String,
     ) -> Arc<Self> {
@@ -109,6 +113,7 @@ impl Saga {
             outbox,
             inventory,
             payments,
+            cart,
             settings,
             instance,
             running: Mutex::new(HashSet::new()),
@@ -431,6 +436,13 @@ impl Saga {
             step::COMPENSATE => {
                 let r: Reservation = inventory.release(order_id).await?;
                 let p: Payment = payments.cancel(order_id).await?;
+                // The lines back into the cart before the answer says CANCELLED, so a
+                // retry with another card finds them. Not a step that must succeed:
+                // cart puts them back on OrderCancelled too.
+                let cart = Cart(keyed(&self.cart, &key));
+                if let Err(e) = cart.give_back(order_id).await {
+                    tracing::warn!(error = %e, "cannot put the lines back into the cart now; OrderCancelled will");
+                }
                 self.cancel(&order, &format!("stock {}, payment {}", r.status, p.status))
                     .await
             }
@@ -611,7 +623,7 @@ impl Saga {
 }
 
 /// `client` marking its calls safe to repeat, with `key`.
-fn keyed(client: &ServiceClient, key: &str) -> ServiceClient {
+pub(crate) fn keyed(client: &ServiceClient, key: &str) -> ServiceClient {
     match http::HeaderValue::from_str(key) {
         Ok(value) => client.clone().with_header(
             http::HeaderName::from_static(emporium_contracts::headers::IDEMPOTENCY_KEY),

@@ -44,7 +44,6 @@ use axum::Router;
 use emporium_runtime::{Build, Service};
 use emporium_store::now_ms;
 use serde::Deserialize;
-use tokio::sync::watch;
 
 pub use api::{
     LoginRequest, RefreshRequest, RegisterRequest, ResetConfirmation, ResetRequest, SessionView,
@@ -129,39 +128,39 @@ impl Service for Users {
         );
         let db = cx.db().clone();
         let reloading = keys.clone();
-        cx.spawn(move |stop| async move {
-            every(keys::RELOAD_EVERY, stop, || async {
+        cx.every(keys::RELOAD_EVERY, move || {
+            let (reloading, db) = (reloading.clone(), db.clone());
+            async move {
                 if let Err(e) = reloading.reload(&db, now_ms()).await {
                     tracing::warn!(error = %e, "cannot reload the signing keys");
                 }
-            })
-            .await;
+            }
         });
         let db = cx.db().clone();
-        cx.spawn(move |stop| async move {
-            every(PRUNE_EVERY, stop, || async {
+        cx.every(PRUNE_EVERY, move || {
+            let db = db.clone();
+            async move {
                 match sessions::prune(&db, now_ms(), KEEP_ENDED_SESSIONS_MS).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(sessions = n, "forgot sessions that ended"),
                     Err(e) => tracing::warn!(error = %e, "cannot prune sessions"),
                 }
-            })
-            .await;
+            }
         });
         let throttle = Arc::new(throttle::LoginThrottle::new(
             settings.login_throttle.clone(),
             cx.db().clone(),
         ));
         let pruned = throttle.clone();
-        cx.spawn(move |stop| async move {
-            every(PRUNE_EVERY, stop, || async {
+        cx.every(PRUNE_EVERY, move || {
+            let pruned = pruned.clone();
+            async move {
                 match pruned.prune(now_ms()).await {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(keys = n, "forgot quiet login failures"),
                     Err(e) => tracing::warn!(error = %e, "cannot prune the login throttle"),
                 }
-            })
-            .await;
+            }
         });
         let state = api::AppState {
             outbox: cx.outbox(),
@@ -173,23 +172,6 @@ impl Service for Users {
         };
         let (routes, _) = api::router(state);
         Ok(routes)
-    }
-}
-
-/// Runs `work` every `period` until `stop` turns true.
-async fn every<F, Fut>(period: Duration, mut stop: watch::Receiver<bool>, mut work: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => work().await,
-            _ = stop.changed() => return,
-        }
     }
 }
 

@@ -7,6 +7,8 @@ mod pacts;
 use emporium_cart::{Cart, CartSettings};
 use emporium_catalog::{Catalog, CatalogSettings};
 use emporium_registry::{RegistryService, RegistrySettings};
+use emporium_store::now_ms;
+use emporium_testkit::identity::client_as;
 use emporium_testkit::{Spawned, TestEnv, as_user, client, eventually, problem, user_id};
 use serde_json::{Value, json};
 
@@ -18,6 +20,10 @@ struct World {
 }
 
 async fn world(max_lines: usize) -> World {
+    world_with(max_lines, CartSettings::default().checkout_sweep_ms).await
+}
+
+async fn world_with(max_lines: usize, checkout_sweep_ms: u64) -> World {
     let env = TestEnv::new();
     let registry = env
         .spawn(RegistryService, env.settings::<RegistrySettings>(None))
@@ -27,6 +33,7 @@ async fn world(max_lines: usize) -> World {
         .await;
     let mut settings = env.settings::<CartSettings>(Some(&registry));
     settings.service.max_lines = max_lines;
+    settings.service.checkout_sweep_ms = checkout_sweep_ms;
     let cart = env.spawn(Cart, settings).await;
     World {
         _registry: registry,
@@ -48,6 +55,41 @@ impl World {
             .send()
             .await
             .expect("add")
+    }
+
+    /// orders' take of `user`'s cart for `order_id` under `key`, expiring in an hour.
+    async fn take(&self, user: &str, key: &str, order_id: &str) -> Value {
+        self.take_until(user, key, order_id, now_ms() + 3_600_000)
+            .await
+    }
+
+    async fn take_until(&self, user: &str, key: &str, order_id: &str, expires_ms: i64) -> Value {
+        let r = client_as("orders")
+            .post(
+                self.cart
+                    .at(&format!("/internal/carts/{}/checkouts", user_id(user))),
+            )
+            .json(&json!({"order_id": order_id, "idempotency_key": key, "expires_ms": expires_ms}))
+            .send()
+            .await
+            .expect("take");
+        assert_eq!(r.status(), 200);
+        r.json().await.expect("taken")
+    }
+
+    /// orders giving back what `order_id` took: whether this call did.
+    async fn give_back(&self, order_id: &str) -> bool {
+        let r = client_as("orders")
+            .post(
+                self.cart
+                    .at(&format!("/internal/cart-checkouts/{order_id}/return")),
+            )
+            .send()
+            .await
+            .expect("give back");
+        assert_eq!(r.status(), 200);
+        let answer: Value = r.json().await.expect("answer");
+        answer["returned"].as_bool().expect("returned")
     }
 
     async fn view(&self, user: &str) -> Value {
@@ -186,4 +228,122 @@ async fn a_price_change_in_catalog_reprices_the_cart() {
             .then_some(())
     })
     .await;
+}
+
+/// The quantity of each SKU in a cart view.
+fn quantities(cart: &Value) -> Vec<(String, i64)> {
+    cart["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|l| {
+            (
+                l["sku"].as_str().expect("sku").to_string(),
+                l["quantity"].as_i64().expect("quantity"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_takes_the_lines_once_and_a_cancelled_one_gives_them_back() {
+    let w = world(50).await;
+    let products = w.products(2).await;
+    let sku_a = products[0]["sku"].as_str().expect("sku");
+    let sku_b = products[1]["sku"].as_str().expect("sku");
+    assert_eq!(w.add("ida", sku_a, 2).await.status(), 200);
+    assert_eq!(w.add("ida", sku_b, 1).await.status(), 200);
+    let before = w.view("ida").await;
+
+    // The checkout takes every line, priced; the cart is empty at once.
+    let taken = w.take("ida", "key-1", "order-1").await;
+    assert_eq!(taken["order_id"], "order-1");
+    assert_eq!(taken["user_id"], user_id("ida"));
+    assert_eq!(taken["total"], before["total"]["amount"]);
+    let lines: Vec<(String, i64)> = taken["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| {
+            (
+                l["sku"].as_str().expect("sku").to_string(),
+                l["quantity"].as_i64().expect("quantity"),
+            )
+        })
+        .collect();
+    assert_eq!(lines, quantities(&before));
+    assert_eq!(w.view("ida").await["item_count"], 0);
+
+    // The same key again (a retry): what it took, for the order it took it for.
+    let again = w.take("ida", "key-1", "order-1b").await;
+    assert_eq!(again["order_id"], "order-1");
+    assert_eq!(again["lines"], taken["lines"]);
+    // Another key (a second checkout while the first is under way): nothing to buy.
+    let second = w.take("ida", "key-2", "order-2").await;
+    assert_eq!(second["lines"], json!([]));
+    assert_eq!(second["total"], 0);
+
+    // Something added since, then the order is cancelled: its lines come back,
+    // merged with the new ones.
+    assert_eq!(w.add("ida", sku_a, 1).await.status(), 200);
+    assert!(w.give_back("order-1").await, "put back");
+    let back = quantities(&w.view("ida").await);
+    assert_eq!(
+        back,
+        vec![(sku_a.to_string(), 3), (sku_b.to_string(), 1)],
+        "merged, in the order they were first added"
+    );
+    // Once only: a repeated return (the saga's and the event's) adds nothing.
+    assert!(!w.give_back("order-1").await);
+    assert!(!w.give_back("never-took").await);
+    assert_eq!(quantities(&w.view("ida").await), back);
+
+    // A line never goes over 99 when its units come back.
+    let taken = w.take("ida", "key-3", "order-3").await;
+    assert_eq!(taken["lines"].as_array().expect("lines").len(), 2);
+    assert_eq!(w.add("ida", sku_a, 98).await.status(), 200);
+    assert!(w.give_back("order-3").await);
+    assert_eq!(quantities(&w.view("ida").await)[0], (sku_a.to_string(), 99));
+
+    // Only orders takes carts.
+    let r = client_as("payments")
+        .post(
+            w.cart
+                .at(&format!("/internal/carts/{}/checkouts", user_id("ida"))),
+        )
+        .json(&json!({"order_id": "o", "idempotency_key": "k", "expires_ms": 0}))
+        .send()
+        .await
+        .expect("take");
+    assert_eq!(r.status(), 403);
+    assert_eq!(w.view("ida").await["item_count"], 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_taken_for_an_order_that_never_came_are_given_back_when_the_take_expires() {
+    let w = world_with(50, 50).await;
+    let sku = w.products(1).await[0]["sku"]
+        .as_str()
+        .expect("sku")
+        .to_string();
+    assert_eq!(w.add("jo", &sku, 2).await.status(), 200);
+    // Taken for an order that lasts: still out of the cart after several sweeps.
+    let kept = w.take("jo", "key-1", "order-1").await;
+    assert_eq!(kept["lines"][0]["quantity"], 2);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(w.view("jo").await["item_count"], 0);
+    assert!(w.give_back("order-1").await);
+
+    // Taken for an order whose deadline passed without an outcome: back by itself.
+    let taken = w.take_until("jo", "key-2", "order-2", now_ms() - 1).await;
+    assert_eq!(taken["lines"][0]["quantity"], 2);
+    eventually("the expired take given back", || async {
+        (w.view("jo").await["item_count"] == 2).then_some(())
+    })
+    .await;
+    assert!(!w.give_back("order-2").await, "given back once");
+    // Its key may take again (the order it was for was never placed).
+    let retaken = w.take("jo", "key-2", "order-2b").await;
+    assert_eq!(retaken["order_id"], "order-2b");
+    assert_eq!(retaken["lines"][0]["quantity"], 2);
 }

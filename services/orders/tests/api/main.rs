@@ -114,6 +114,16 @@ impl Shop {
         r.json(body).send().await.expect("checkout")
     }
 
+    async fn cart_view(&self, user: &str) -> Value {
+        as_user(client().get(format!("{}/api/cart", self.cart)), user, "")
+            .send()
+            .await
+            .expect("cart")
+            .json()
+            .await
+            .expect("cart json")
+    }
+
     async fn get(&self, user: &str, path: &str) -> reqwest::Response {
         as_user(client().get(format!("{}{path}", self.orders)), user, "")
             .send()
@@ -167,19 +177,9 @@ async fn a_checkout_confirms_once_per_key_and_empties_the_cart() {
         .await;
     assert_eq!(problem(reused, 422).await.code, "idempotency_key_reused");
 
-    // OrderConfirmed empties the cart.
-    let cart_url = format!("{}/api/cart", shop.cart);
-    eventually("the cart emptied", || async {
-        let cart: Value = as_user(client().get(&cart_url), "ada", "")
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (cart["item_count"] == 0).then_some(())
-    })
-    .await;
+    // The checkout took the lines out of the cart: it is empty at once (not only
+    // when cart hears of OrderConfirmed), so nothing can be bought twice.
+    assert_eq!(shop.cart_view("ada").await["item_count"], 0);
     let page: Value = shop
         .get("ada", "/api/orders")
         .await
@@ -204,11 +204,62 @@ async fn a_declined_card_cancels_and_gives_the_stock_back() {
     assert_eq!(order["status"], "CANCELLED", "{order}");
     assert_eq!(order["reason"], "payment_declined");
     assert_eq!(shop.available(&sku).await, before, "stock released");
+    // The line is back in the cart by the time the answer says CANCELLED: another
+    // card can be tried at once.
+    assert_eq!(shop.cart_view("bo").await["items"][0]["quantity"], 1);
+    let retried: Value = shop
+        .checkout("bo", Some(&key()), &checkout_body(APPROVE))
+        .await
+        .json()
+        .await
+        .expect("order");
+    assert_eq!(retried["status"], "CONFIRMED", "{retried}");
+    assert_eq!(retried["lines"][0]["quantity"], 1);
     // Another shopper cannot see it; its owner can.
     let id = order["id"].as_str().expect("id");
     problem(shop.get("cy", &format!("/api/orders/{id}")).await, 404).await;
     let own = shop.get("bo", &format!("/api/orders/{id}")).await;
     assert_eq!(own.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_checkouts_at_once_buy_the_cart_once() {
+    let shop = shop().await;
+    let (sku, before) = shop.stocked(4).await;
+    shop.add("di", &sku, 2).await;
+    // Two checkouts at once, each with its own key (two tabs): one buys the cart,
+    // the other finds it empty; nothing is bought twice.
+    let body = checkout_body(APPROVE);
+    let (k1, k2) = (key(), key());
+    let (a, b) = tokio::join!(
+        shop.checkout("di", Some(&k1), &body),
+        shop.checkout("di", Some(&k2), &body)
+    );
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [202, 422], "one order, one empty cart");
+    let (placed, refused) = if a.status() == 202 { (a, b) } else { (b, a) };
+    assert_eq!(problem(refused, 422).await.code, "cart_empty");
+    let order: Value = placed.json().await.expect("order");
+    assert_eq!(order["status"], "CONFIRMED", "{order}");
+    assert_eq!(order["lines"][0]["quantity"], 2);
+    assert_eq!(shop.available(&sku).await, before - 2);
+
+    // One added right after the confirmation: the next checkout buys that one
+    // alone, whether or not cart has heard of the first order yet.
+    shop.add("di", &sku, 1).await;
+    let next: Value = shop
+        .checkout("di", Some(&key()), &body)
+        .await
+        .json()
+        .await
+        .expect("order");
+    assert_eq!(next["status"], "CONFIRMED", "{next}");
+    assert_eq!(next["lines"][0]["quantity"], 1);
+    assert_eq!(shop.available(&sku).await, before - 3);
+    // And what the first order bought never comes back when cart hears of it.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(shop.cart_view("di").await["item_count"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@
 use axum::http::StatusCode;
 use emporium_client::api::{Cart, Inventory, Payments};
 use emporium_contracts::card::Card;
-use emporium_contracts::checkout::{AuthorizeRequest, StockLine};
+use emporium_contracts::checkout::{AuthorizeRequest, StockLine, TakeCart};
 use emporium_testkit::pact::{Interaction, Pact};
 use serde_json::json;
 
@@ -288,27 +288,63 @@ async fn the_saga_relies_on_payments_for_money() {
 }
 
 #[tokio::test]
-async fn the_saga_relies_on_cart_for_what_is_bought() {
+async fn the_checkout_relies_on_cart_for_what_is_bought() {
     let mut pact = Pact::declare("orders", "cart");
+    let key = "22222222-2222-4222-8222-222222222222";
     pact.interaction(
-        Interaction::new("the cart of a shopper with items in it, priced")
+        Interaction::new("take a shopper's lines out of the cart for an order, priced")
             .given("a shopper has 2 of a SKU in the cart")
             .param("user_id", USER)
             .param("sku", SKU)
-            .request("GET", &format!("/internal/carts/{USER}"), None)
+            .request(
+                "POST",
+                &format!("/internal/carts/{USER}/checkouts"),
+                Some(json!({
+                    "order_id": order(21), "idempotency_key": key, "expires_ms": 4_102_444_800_000_i64
+                })),
+            )
             .responds(
                 200,
-                json!({ "user_id": USER, "currency": "USD", "total": 3998, "lines": [
-                    { "sku": SKU, "product_id": "p", "name": "n", "unit_price": 1999, "quantity": 2 }
-                ] }),
-                &["/user_id", "/lines/0/sku", "/lines/0/quantity"],
+                json!({ "order_id": order(21), "user_id": USER, "currency": "USD", "total": 3998,
+                    "lines": [
+                        { "sku": SKU, "product_id": "p", "name": "n", "unit_price": 1999, "quantity": 2 }
+                    ] }),
+                &["/order_id", "/user_id", "/lines/0/sku", "/lines/0/quantity"],
             ),
     );
-    let cart = Cart(pact.client()).snapshot(USER).await.expect("snapshot");
-    assert_eq!(cart.lines.len(), 1);
-    assert_eq!(
-        cart.total,
-        cart.lines[0].unit_price * cart.lines[0].quantity
+    pact.interaction(
+        Interaction::new("put back what a cancelled order took")
+            .given("an order took a shopper's cart")
+            .param("order_id", &order(22))
+            .request(
+                "POST",
+                &format!("/internal/cart-checkouts/{}/return", order(22)),
+                None,
+            )
+            .responds(
+                200,
+                json!({ "order_id": order(22), "returned": true }),
+                &["/order_id", "/returned"],
+            ),
     );
+    let cart = Cart(pact.client());
+    let taken = cart
+        .take(
+            USER,
+            &TakeCart {
+                order_id: order(21),
+                idempotency_key: key.into(),
+                expires_ms: 4_102_444_800_000,
+            },
+        )
+        .await
+        .expect("take");
+    assert_eq!(taken.order_id, order(21));
+    assert_eq!(taken.lines.len(), 1);
+    assert_eq!(
+        taken.total,
+        taken.lines[0].unit_price * taken.lines[0].quantity
+    );
+    assert!(cart.give_back(&order(22)).await.expect("give back"));
     pact.finish();
 }
