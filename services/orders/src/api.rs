@@ -374,12 +374,23 @@ async fn checkout(
             match place(&state, &order, &taken.lines).await {
                 Ok(()) => {}
                 Err(EventsError::Db(e)) if is_unique_violation(&e) => {
+                    // The key's order exists. If it is not the one these lines were
+                    // taken for (it finished, and this request took the cart again),
+                    // they go back.
+                    let existing = store::by_key(&state.db, &order.user_id, &order.idempotency_key)
+                        .await
+                        .map_err(|e| PlaceError::Events(EventsError::Db(e)))?;
+                    if existing.is_some_and(|o| o.id != order.id) {
+                        give_back(&cart, &order.id).await;
+                    }
                     return Ok(Placing::Twin);
                 }
                 Err(e) => {
-                    // Nothing placed: the lines go back now (or when they expire).
-                    if let Err(e) = cart.give_back(&order.id).await {
-                        tracing::warn!(error = %e, "cannot put the lines back into the cart; they come back when the take expires");
+                    // Nothing placed by this request. Unless a twin request placed
+                    // the same order meanwhile, the lines go back now (or when the
+                    // take expires).
+                    if matches!(store::get(&state.db, &order.id).await, Ok(None)) {
+                        give_back(&cart, &order.id).await;
                     }
                     return Err(PlaceError::Events(e));
                 }
@@ -431,8 +442,18 @@ async fn checkout(
 }
 
 /// How long after an order's deadline cart gives its lines back if it has heard
-/// nothing of the order (it was never placed: orders failed between the two).
-const CART_GRACE_MS: i64 = 5 * 60_000;
+/// nothing of the order (it was never placed: orders failed between the two). Long,
+/// because an authorized order rolls forward past its deadline while inventory or
+/// payments is down, and lines given back while it runs could be bought again.
+const CART_GRACE_MS: i64 = 60 * 60_000;
+
+/// Puts the lines `order_id` took back into the cart, or says why not (they come
+/// back when the take expires).
+async fn give_back(cart: &Cart, order_id: &str) {
+    if let Err(e) = cart.give_back(order_id).await {
+        tracing::warn!(error = %e, %order_id, "cannot put the lines back into the cart; they come back when the take expires");
+    }
+}
 
 /// How taking the cart and placing the order went.
 enum Placing {
