@@ -183,8 +183,16 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<bool> {
     } else {
         100.0 * (journeys - failed) as f64 / journeys as f64
     };
+    // A journey stops at its first failed request: one failed request each.
+    let requests = summary.requests();
+    let requests_ok = if requests == 0 {
+        0.0
+    } else {
+        100.0 * requests.saturating_sub(failed) as f64 / requests as f64
+    };
     println!(
-        "soak: {journeys} checkouts, {failed} failed ({share:.2}% succeeded), {} kills, fault rules {}",
+        "soak: {journeys} checkouts, {failed} failed ({share:.2}% succeeded), \
+         {requests} requests ({requests_ok:.2}% of requests succeeded), {} kills, fault rules {}",
         kills.len(),
         if args.faults { "on" } else { "off" }
     );

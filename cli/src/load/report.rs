@@ -173,6 +173,11 @@ impl Summary {
         )
     }
 
+    /// HTTP requests sent, sign-ups and sign-ins included.
+    pub fn requests(&self) -> u64 {
+        self.requests
+    }
+
     pub fn table(&self) -> String {
         let mut out = String::new();
         let total: u64 = self.journeys().map(|r| r.count).sum();

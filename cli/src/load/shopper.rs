@@ -483,6 +483,9 @@ impl Shop {
             .http
             .post(format!("{}/api/cart/items", self.base))
             .bearer_auth(token)
+            // Keyed, as a careful client does: the gateway may then send it
+            // again after a reset connection without adding twice.
+            .header("idempotency-key", uuid::Uuid::new_v4().to_string())
             .json(&json!({"sku": sku, "quantity": 1}))
             .send()
             .await;

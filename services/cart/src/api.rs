@@ -1,12 +1,13 @@
 //! cart's HTTP handlers.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use emporium_client::{ClientError, ServiceClient};
 use emporium_contracts::checkout::{CartReturn, CartSnapshot, TakeCart, TakenCart, paths};
 use emporium_contracts::events::OrderLine;
+use emporium_contracts::headers::IDEMPOTENCY_KEY;
 use emporium_contracts::money::Money;
 use emporium_contracts::sku::Sku;
 use emporium_http::Callers;
@@ -154,20 +155,27 @@ struct Product {
     price: Money,
 }
 
-/// Add a product to your cart (or more of one already in it).
+/// Add a product to your cart (or more of one already in it). With an
+/// `Idempotency-Key`, sending the same add again (a retry after a lost answer)
+/// adds nothing more.
 #[utoipa::path(post, path = "/api/cart/items", tag = "cart", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Up to 64 visible ASCII characters you pick per add (a UUID is fine); kept a day")),
     request_body = NewItem,
     responses(
         (status = 200, description = "The cart after the change", body = CartView),
+        (status = 400, description = "A malformed Idempotency-Key", body = Problem),
         (status = 401, description = "Not signed in", body = Problem),
-        (status = 422, description = "Unknown SKU, bad quantity or a full cart", body = Problem),
+        (status = 422, description = "Unknown SKU, bad quantity, a full cart, or a key used for another add", body = Problem),
         (status = 503, description = "Catalog unavailable", body = Problem),
     ))]
 async fn add_item(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     ApiJson(item): ApiJson<NewItem>,
 ) -> Result<Json<CartView>, ApiError> {
+    let key = add_key(&headers)?;
     let mut errors = Vec::new();
     let sku = Sku::parse(&item.sku)
         .map_err(|m| errors.push(FieldError::new("sku", m)))
@@ -199,9 +207,16 @@ async fn add_item(
         quantity: item.quantity,
     };
     let user = caller.user_id.to_string();
-    match store::add(&state.db, &user, &line, MAX_QUANTITY, state.max_lines)
-        .await
-        .map_err(ApiError::internal)?
+    match store::add(
+        &state.db,
+        &user,
+        &line,
+        key.as_deref(),
+        MAX_QUANTITY,
+        state.max_lines,
+    )
+    .await
+    .map_err(ApiError::internal)?
     {
         Ok(()) => {
             emporium_telemetry::metrics::counter!("emporium_cart_items_added_total").increment(1);
@@ -218,8 +233,31 @@ async fn add_item(
                 format!("the cart is full ({} lines)", state.max_lines),
             )]));
         }
+        Err(AddRefused::KeyReused) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for another add; use a new key",
+            ));
+        }
     }
     Ok(Json(current(&state, &caller).await?))
+}
+
+/// An add's optional `Idempotency-Key`: 1 to 64 visible ASCII characters.
+fn add_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value.to_str().map(str::trim).unwrap_or_default();
+    if key.is_empty() || key.len() > 64 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "idempotency_key_invalid",
+            "the Idempotency-Key header must be 1 to 64 visible ASCII characters",
+        ));
+    }
+    Ok(Some(key.to_string()))
 }
 
 /// Change how many of a product your cart holds.

@@ -42,7 +42,8 @@ pub struct CartSettings {
     /// Timeout of a product lookup at catalog.
     pub catalog_timeout_ms: u64,
     /// How often checkouts whose order's outcome never came (by the order's
-    /// deadline, which orders sends) give their lines back.
+    /// deadline, which orders sends) give their lines back, and add keys
+    /// older than a day are forgotten.
     pub checkout_sweep_ms: u64,
 }
 
@@ -79,8 +80,12 @@ impl Service for Cart {
             move || {
                 let db = db.clone();
                 async move {
-                    if let Err(e) = checkouts::sweep(&db, emporium_store::now_ms()).await {
+                    let now = emporium_store::now_ms();
+                    if let Err(e) = checkouts::sweep(&db, now).await {
                         tracing::warn!(error = %e, "cannot give back expired checkouts");
+                    }
+                    if let Err(e) = store::prune_add_keys(&db, now).await {
+                        tracing::warn!(error = %e, "cannot forget old add keys");
                     }
                 }
             },

@@ -1,6 +1,6 @@
 //! SQL for carts.
 
-use emporium_store::{Db, now_ms};
+use emporium_store::{Db, Tx, now_ms};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
@@ -29,18 +29,79 @@ pub enum AddRefused {
     TooMany(i64),
     /// The cart already has the most lines allowed.
     Full,
+    /// The Idempotency-Key was used before for another SKU or quantity.
+    KeyReused,
+}
+
+/// An add's Idempotency-Key is kept this long (a day, like the orders'): a
+/// repeat within it adds nothing.
+pub const KEEP_ADD_KEYS_MS: i64 = 24 * 3_600_000;
+
+/// Records `key` for this add in `tx`: `Some(Ok(()))` when it was recorded
+/// before for the same line (the add is done already), `Some(Err(KeyReused))`
+/// for another line, `None` when it is new. On PostgreSQL a concurrent add with
+/// the same key waits here for the other to commit or roll back.
+async fn seen(
+    tx: &mut Tx,
+    user_id: &str,
+    key: &str,
+    line: &LineRow,
+) -> Result<Option<Result<(), AddRefused>>, sqlx::Error> {
+    let recorded = sqlx::query(
+        "INSERT INTO cart_adds (user_id, idempotency_key, sku, quantity, created_ms) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, idempotency_key) DO NOTHING",
+    )
+    .bind(user_id)
+    .bind(key)
+    .bind(&line.sku)
+    .bind(line.quantity)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    if recorded.rows_affected() == 1 {
+        return Ok(None);
+    }
+    let (sku, quantity): (String, i64) = sqlx::query_as(
+        "SELECT sku, quantity FROM cart_adds WHERE user_id = $1 AND idempotency_key = $2",
+    )
+    .bind(user_id)
+    .bind(key)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(Some(if sku == line.sku && quantity == line.quantity {
+        Ok(())
+    } else {
+        Err(AddRefused::KeyReused)
+    }))
+}
+
+/// Forgets add keys older than [`KEEP_ADD_KEYS_MS`].
+pub async fn prune_add_keys(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM cart_adds WHERE created_ms < $1")
+        .bind(now - KEEP_ADD_KEYS_MS)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected())
 }
 
 /// Adds `line.quantity` units of a product (a new line or more of an existing one),
-/// refreshing the name and price from catalog.
+/// refreshing the name and price from catalog. With an idempotency `key`, a
+/// repeat of an add that was done adds nothing (and a refused add records no
+/// key: its repeat is judged afresh).
 pub async fn add(
     db: &Db,
     user_id: &str,
     line: &LineRow,
+    key: Option<&str>,
     max_quantity: i64,
     max_lines: usize,
 ) -> Result<Result<(), AddRefused>, sqlx::Error> {
     let mut tx = db.begin().await?;
+    if let Some(key) = key
+        && let Some(done) = seen(&mut tx, user_id, key, line).await?
+    {
+        return Ok(done);
+    }
     // A locking read (a no-op UPDATE ... RETURNING, on both engines): on PostgreSQL a
     // concurrent add of the same line waits here and then sees this one's quantity,
     // so the per-line maximum is answered as TooMany rather than a CHECK violation.

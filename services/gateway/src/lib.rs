@@ -60,6 +60,10 @@ pub struct GatewaySettings {
     pub routes: BTreeMap<String, String>,
     /// `METHOD /path/prefix` entries anyone may call without a token.
     pub public_routes: Vec<String>,
+    /// `METHOD /exact/path` entries whose service dedupes by the
+    /// `Idempotency-Key` header: a request that carries one may be retried
+    /// (after a reset connection or a 502/503/504) like a read.
+    pub keyed_routes: Vec<String>,
     pub rate_limit: RateLimitSettings,
     /// Deadline of a call to a service.
     pub upstream_timeout_ms: u64,
@@ -145,6 +149,10 @@ impl Default for GatewaySettings {
             .iter()
             .map(|s| s.to_string())
             .collect(),
+            keyed_routes: ["POST /api/orders", "POST /api/cart/items"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             rate_limit: RateLimitSettings::default(),
             upstream_timeout_ms: 10_000,
             jwks_refetch_interval_ms: 5_000,
@@ -188,7 +196,11 @@ fn router(
     settings: &GatewaySettings,
     limits: Arc<share::Limits>,
 ) -> anyhow::Result<Router> {
-    let table = routes::RouteTable::new(&settings.routes, &settings.public_routes)?;
+    let table = routes::RouteTable::new(
+        &settings.routes,
+        &settings.public_routes,
+        &settings.keyed_routes,
+    )?;
     let upstream_timeout = Duration::from_millis(settings.upstream_timeout_ms);
     let clients = table
         .services()

@@ -9,6 +9,7 @@ use http::Method;
 pub struct RouteTable {
     areas: BTreeMap<String, String>,
     public: Vec<(Method, String)>,
+    keyed: Vec<(Method, String)>,
 }
 
 /// Where a request goes.
@@ -25,22 +26,22 @@ pub enum Route<'a> {
 }
 
 impl RouteTable {
-    pub fn new(areas: &BTreeMap<String, String>, public: &[String]) -> anyhow::Result<Self> {
-        let mut parsed = Vec::new();
-        for entry in public {
-            let Some((method, prefix)) = entry.split_once(' ') else {
-                bail!("public route `{entry}` must look like `GET /api/catalog/`");
-            };
-            let method: Method = method.parse()?;
-            if !prefix.starts_with("/api/") {
-                bail!("public route `{entry}` must be under /api/");
-            }
-            parsed.push((method, prefix.to_string()));
-        }
+    pub fn new(
+        areas: &BTreeMap<String, String>,
+        public: &[String],
+        keyed: &[String],
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             areas: areas.clone(),
-            public: parsed,
+            public: parse("public", public)?,
+            keyed: parse("keyed", keyed)?,
         })
+    }
+
+    /// Whether the service behind `method path` (exactly) dedupes by the
+    /// `Idempotency-Key` header, so a request carrying one may be sent again.
+    pub fn keyed(&self, method: &Method, path: &str) -> bool {
+        self.keyed.iter().any(|(m, p)| m == method && p == path)
     }
 
     /// Every service some area routes to, once each.
@@ -84,6 +85,22 @@ impl RouteTable {
         });
         Route::Service { service, public }
     }
+}
+
+/// `METHOD /api/...` entries of the settings (`what` names the list in errors).
+fn parse(what: &str, entries: &[String]) -> anyhow::Result<Vec<(Method, String)>> {
+    let mut parsed = Vec::new();
+    for entry in entries {
+        let Some((method, prefix)) = entry.split_once(' ') else {
+            bail!("{what} route `{entry}` must look like `GET /api/catalog/`");
+        };
+        let method: Method = method.parse()?;
+        if !prefix.starts_with("/api/") {
+            bail!("{what} route `{entry}` must be under /api/");
+        }
+        parsed.push((method, prefix.to_string()));
+    }
+    Ok(parsed)
 }
 
 /// Whether `path` (outside `/api`) may go to the storefront: never an internal
@@ -144,7 +161,7 @@ mod tests {
 
     fn table() -> RouteTable {
         let s = crate::GatewaySettings::default();
-        RouteTable::new(&s.routes, &s.public_routes).expect("valid defaults")
+        RouteTable::new(&s.routes, &s.public_routes, &s.keyed_routes).expect("valid defaults")
     }
 
     #[test]
@@ -227,7 +244,8 @@ mod tests {
     #[test]
     fn bad_public_routes_are_refused_at_start() {
         let areas = BTreeMap::new();
-        assert!(RouteTable::new(&areas, &["GET".into()]).is_err());
-        assert!(RouteTable::new(&areas, &["GET /internal/x".into()]).is_err());
+        assert!(RouteTable::new(&areas, &["GET".into()], &[]).is_err());
+        assert!(RouteTable::new(&areas, &["GET /internal/x".into()], &[]).is_err());
+        assert!(RouteTable::new(&areas, &[], &["POST /internal/x".into()]).is_err());
     }
 }

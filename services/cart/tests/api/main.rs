@@ -57,6 +57,22 @@ impl World {
             .expect("add")
     }
 
+    /// An add carrying `key` as its Idempotency-Key.
+    async fn add_keyed(
+        &self,
+        user: &str,
+        key: &str,
+        sku: &str,
+        quantity: i64,
+    ) -> reqwest::Response {
+        as_user(client().post(self.cart.at("/api/cart/items")), user, "")
+            .header("idempotency-key", key)
+            .json(&json!({"sku": sku, "quantity": quantity}))
+            .send()
+            .await
+            .expect("add")
+    }
+
     /// orders' take of `user`'s cart for `order_id` under `key`, expiring in an hour.
     async fn take(&self, user: &str, key: &str, order_id: &str) -> Value {
         self.take_until(user, key, order_id, now_ms() + 3_600_000)
@@ -243,6 +259,52 @@ fn quantities(cart: &Value) -> Vec<(String, i64)> {
             )
         })
         .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_add_sent_again_with_its_key_adds_nothing_more() {
+    let w = world(50).await;
+    let products = w.products(2).await;
+    let (sku, other) = (
+        products[0]["sku"].as_str().expect("sku"),
+        products[1]["sku"].as_str().expect("sku"),
+    );
+    let first = w.add_keyed("dee", "add-1", sku, 2).await;
+    assert_eq!(first.status(), 200);
+    // The repeat (a retry after a lost answer) answers with the cart as it is.
+    let again: Value = w
+        .add_keyed("dee", "add-1", sku, 2)
+        .await
+        .json()
+        .await
+        .expect("cart");
+    assert_eq!(quantities(&again), vec![(sku.to_string(), 2)]);
+    // Another key is another add; the same key is another shopper's own.
+    assert_eq!(w.add_keyed("dee", "add-2", sku, 2).await.status(), 200);
+    assert_eq!(w.add_keyed("eve", "add-1", sku, 2).await.status(), 200);
+    assert_eq!(quantities(&w.view("dee").await), vec![(sku.to_string(), 4)]);
+    assert_eq!(quantities(&w.view("eve").await), vec![(sku.to_string(), 2)]);
+    // A key used for another add is refused rather than guessed at.
+    let reused = w.add_keyed("dee", "add-1", other, 2).await;
+    assert_eq!(problem(reused, 422).await.code, "idempotency_key_reused");
+    let reused = w.add_keyed("dee", "add-1", sku, 3).await;
+    assert_eq!(problem(reused, 422).await.code, "idempotency_key_reused");
+    for bad in ["", &"k".repeat(65), "two words"] {
+        let r = w.add_keyed("dee", bad, sku, 1).await;
+        assert_eq!(
+            problem(r, 400).await.code,
+            "idempotency_key_invalid",
+            "{bad:?}"
+        );
+    }
+    // A refused add records no key: once it fits, the same key adds.
+    let too_many = w.add_keyed("dee", "add-3", sku, 99).await;
+    assert_eq!(problem(too_many, 422).await.errors[0].field, "quantity");
+    assert_eq!(w.add_keyed("dee", "add-3", sku, 95).await.status(), 200);
+    assert_eq!(
+        quantities(&w.view("dee").await),
+        vec![(sku.to_string(), 99)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

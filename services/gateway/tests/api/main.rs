@@ -609,6 +609,55 @@ async fn upstream_failures_are_502_503_504() {
     .await;
 }
 
+/// A cart whose every second answer is a 502, counting the requests.
+async fn flaky_cart(shop: &Shop) -> Arc<AtomicUsize> {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let app = axum::Router::new().fallback(move || {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n.is_multiple_of(2) {
+                (http::StatusCode::BAD_GATEWAY, "flaky")
+            } else {
+                (http::StatusCode::OK, "added")
+            }
+        }
+    });
+    serve_fake(shop, "cart", app).await;
+    seen
+}
+
+#[tokio::test]
+async fn a_command_is_sent_again_only_where_the_service_dedupes_by_its_key() {
+    let shop = shop(|_, _| {}).await;
+    let seen = flaky_cart(&shop).await;
+    let (_, token) = shop.account("k@example.com").await;
+    let post = |path: &str, key: Option<&str>| {
+        let mut r = client()
+            .post(shop.at(path))
+            .bearer_auth(&token)
+            .json(&json!({"sku": "BEA-00001", "quantity": 1}));
+        if let Some(key) = key {
+            r = r.header("idempotency-key", key);
+        }
+        r.send()
+    };
+    // Keyed on a keyed route: the 502 is retried, and the second answer stands.
+    let r = post("/api/cart/items", Some("add-1")).await.expect("send");
+    assert_eq!(r.status(), 200);
+    assert_eq!(seen.load(Ordering::SeqCst), 2);
+    // Without a key, or on a route whose service does not dedupe: sent once.
+    let r = post("/api/cart/items", None).await.expect("send");
+    assert_eq!(r.status(), 502);
+    assert_eq!(seen.load(Ordering::SeqCst), 3);
+    let _ = post("/api/cart/items", None).await.expect("send");
+    let r = post("/api/cart/items/BEA-00001", Some("add-2"))
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 502);
+    assert_eq!(seen.load(Ordering::SeqCst), 5);
+}
+
 #[tokio::test]
 async fn a_crashed_service_is_dropped_and_its_routes_come_back() {
     let mut shop = shop(|_, _| {}).await;

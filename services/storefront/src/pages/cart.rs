@@ -135,8 +135,16 @@ pub async fn add_for(
     sku: &str,
     quantity: i64,
 ) -> Result<(), PageError> {
-    backend::as_user(&app.backend.cart, user)
-        .send_json::<_, Cart>(Method::POST, "/api/cart/items", &AddItem { sku, quantity })
+    // Keyed, so the client chassis may send it again after a reset connection
+    // (cart adds nothing the second time). A UUID is always a header value.
+    let mut cart = backend::as_user(&app.backend.cart, user);
+    if let Ok(key) = http::HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        cart = cart.with_header(
+            http::HeaderName::from_static(emporium_contracts::headers::IDEMPOTENCY_KEY),
+            key,
+        );
+    }
+    cart.send_json::<_, Cart>(Method::POST, "/api/cart/items", &AddItem { sku, quantity })
         .await
         .map(drop)
         .map_err(refused)
