@@ -173,7 +173,7 @@ impl Summary {
         )
     }
 
-    /// HTTP requests sent, sign-ups and sign-ins included.
+    /// HTTP requests the journeys sent.
     pub fn requests(&self) -> u64 {
         self.requests
     }

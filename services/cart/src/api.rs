@@ -218,9 +218,11 @@ async fn add_item(
     .await
     .map_err(ApiError::internal)?
     {
-        Ok(()) => {
+        Ok(true) => {
             emporium_telemetry::metrics::counter!("emporium_cart_items_added_total").increment(1);
         }
+        // A repeat of an add already made: counted then.
+        Ok(false) => {}
         Err(AddRefused::TooMany(have)) => {
             return Err(ApiError::validation(vec![FieldError::new(
                 "quantity",

@@ -5,7 +5,8 @@
 //! - `GET /api/cart` → lines with current unit prices, line totals and the total, in
 //!   integer minor units;
 //! - `POST /api/cart/items` `{sku, quantity}`: adds (or adds to) a line; the SKU is
-//!   checked against catalog, which also gives name and price;
+//!   checked against catalog, which also gives name and price; with an
+//!   `Idempotency-Key`, the same add sent again within a day adds nothing;
 //! - `PATCH /api/cart/items/{sku}` `{quantity}`, `DELETE /api/cart/items/{sku}`.
 //!
 //! Quantities are 1–99 per line. Consumes catalog's `PriceChanged` (lines are

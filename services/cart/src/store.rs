@@ -37,7 +37,7 @@ pub enum AddRefused {
 /// repeat within it adds nothing.
 pub const KEEP_ADD_KEYS_MS: i64 = 24 * 3_600_000;
 
-/// Records `key` for this add in `tx`: `Some(Ok(()))` when it was recorded
+/// Records `key` for this add in `tx`: `Some(Ok(false))` when it was recorded
 /// before for the same line (the add is done already), `Some(Err(KeyReused))`
 /// for another line, `None` when it is new. On PostgreSQL a concurrent add with
 /// the same key waits here for the other to commit or roll back.
@@ -46,7 +46,7 @@ async fn seen(
     user_id: &str,
     key: &str,
     line: &LineRow,
-) -> Result<Option<Result<(), AddRefused>>, sqlx::Error> {
+) -> Result<Option<Result<bool, AddRefused>>, sqlx::Error> {
     let recorded = sqlx::query(
         "INSERT INTO cart_adds (user_id, idempotency_key, sku, quantity, created_ms) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, idempotency_key) DO NOTHING",
@@ -69,7 +69,7 @@ async fn seen(
     .fetch_one(&mut **tx)
     .await?;
     Ok(Some(if sku == line.sku && quantity == line.quantity {
-        Ok(())
+        Ok(false)
     } else {
         Err(AddRefused::KeyReused)
     }))
@@ -87,7 +87,8 @@ pub async fn prune_add_keys(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
 /// Adds `line.quantity` units of a product (a new line or more of an existing one),
 /// refreshing the name and price from catalog. With an idempotency `key`, a
 /// repeat of an add that was done adds nothing (and a refused add records no
-/// key: its repeat is judged afresh).
+/// key: its repeat is judged afresh). `Ok(true)`: added now; `Ok(false)`: a
+/// repeat, nothing added.
 pub async fn add(
     db: &Db,
     user_id: &str,
@@ -95,11 +96,12 @@ pub async fn add(
     key: Option<&str>,
     max_quantity: i64,
     max_lines: usize,
-) -> Result<Result<(), AddRefused>, sqlx::Error> {
+) -> Result<Result<bool, AddRefused>, sqlx::Error> {
     let mut tx = db.begin().await?;
     if let Some(key) = key
         && let Some(done) = seen(&mut tx, user_id, key, line).await?
     {
+        tx.rollback().await?;
         return Ok(done);
     }
     // A locking read (a no-op UPDATE ... RETURNING, on both engines): on PostgreSQL a
@@ -167,7 +169,7 @@ pub async fn add(
         return Ok(Err(AddRefused::TooMany(have)));
     }
     tx.commit().await?;
-    Ok(Ok(()))
+    Ok(Ok(true))
 }
 
 /// Sets a line's quantity; false when the cart has no such line.

@@ -170,10 +170,7 @@ async fn forward(
         strip_session_cookie(&mut parts.headers);
     }
     let bytes = read_body(body, gw.body_limit).await?;
-    // A shopper's key makes the request safe to send again only where the
-    // service behind the route dedupes by it.
-    let keyed = parts.headers.contains_key(headers::IDEMPOTENCY_KEY)
-        && gw.table.keyed(&parts.method, parts.uri.path());
+    let routed_keyed = gw.table.keyed(&parts.method, parts.uri.path());
     let path = parts
         .uri
         .path_and_query()
@@ -184,13 +181,16 @@ async fn forward(
         .uri(path)
         .body(bytes)
         .map_err(|_| ApiError::bad_request("malformed request"))?;
-    if keyed {
+    *upstream.headers_mut() =
+        forwarded_headers(std::mem::take(&mut parts.headers), verified, client_ip);
+    // A shopper's key makes the request safe to send again only where the
+    // service behind the route dedupes by it, and only if the key is still on
+    // what goes upstream (a `Connection:` header may have named it hop-by-hop).
+    if routed_keyed && upstream.headers().contains_key(headers::IDEMPOTENCY_KEY) {
         upstream
             .extensions_mut()
             .insert(emporium_client::resilience::retry::Keyed);
     }
-    *upstream.headers_mut() =
-        forwarded_headers(std::mem::take(&mut parts.headers), verified, client_ip);
     let client = gw.client(service);
     let mut response = client.send(upstream).await.map_err(ApiError::from)?;
     strip_hop_by_hop(response.headers_mut());

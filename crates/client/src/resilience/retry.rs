@@ -8,7 +8,8 @@ use http::{HeaderMap, Method, StatusCode, header};
 /// safe to repeat (`keyed`: the calling service put an `idempotency-key` on its
 /// client, [`crate::ServiceClient::with_header`], whose callee dedupes by it).
 /// A key that merely came along in a request from outside (the gateway passing a
-/// shopper's on) does not count: the callee of that route may not dedupe. (PUT
+/// shopper's on) counts only on the gateway's `keyed_routes`, whose services
+/// dedupe by it; elsewhere the callee may not. (PUT
 /// and DELETE are idempotent by HTTP's definition, but a handler may not be.)
 pub fn idempotent(method: &Method, keyed: bool) -> bool {
     matches!(*method, Method::GET | Method::HEAD) || keyed

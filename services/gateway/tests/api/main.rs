@@ -656,6 +656,19 @@ async fn a_command_is_sent_again_only_where_the_service_dedupes_by_its_key() {
         .expect("send");
     assert_eq!(r.status(), 502);
     assert_eq!(seen.load(Ordering::SeqCst), 5);
+    // A key named hop-by-hop never reaches cart: not retried either.
+    let _ = post("/api/cart/items", None).await.expect("send");
+    let r = client()
+        .post(shop.at("/api/cart/items"))
+        .bearer_auth(&token)
+        .header("connection", "idempotency-key")
+        .header("idempotency-key", "add-3")
+        .json(&json!({"sku": "BEA-00001", "quantity": 1}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 502);
+    assert_eq!(seen.load(Ordering::SeqCst), 7);
 }
 
 #[tokio::test]
