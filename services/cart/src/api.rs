@@ -159,7 +159,8 @@ struct Product {
 /// `Idempotency-Key`, sending the same add again (a retry after a lost answer)
 /// adds nothing more.
 #[utoipa::path(post, path = "/api/cart/items", tag = "cart", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 64,
+        pattern = "^[!-~]+$",
         description = "Up to 64 visible ASCII characters you pick per add (a UUID is fine); kept a day")),
     request_body = NewItem,
     responses(
