@@ -1,4 +1,4 @@
-//! `emporium soak`: checkout journeys against the running shop while its
+//! `emporium soak`: checkout journeys (or another mix) against the running shop while its
 //! processes are killed one after another (and, with `--faults`, fault rules
 //! slow, abort and reset calls between the services), then `emporium verify`.
 //! It prints the load's table, the kills, and the verification; it exits
@@ -27,9 +27,17 @@ pub struct SoakArgs {
     /// delayed, some calls to catalog aborted, some to cart reset.
     #[arg(long)]
     faults: bool,
-    /// Shoppers checking out, closed loop.
+    /// Shoppers, closed loop.
     #[arg(long, default_value_t = 16)]
     users: usize,
+    /// Which journeys they make (as `emporium load --mix`): checkouts by default;
+    /// `boutique` adds Online Boutique's reads, counted apart in the summary.
+    #[arg(long, value_enum, default_value_t = Mix::Checkout)]
+    mix: Mix,
+    /// Services never killed, beside the gateway and the registry (comma-separated):
+    /// one that runs a single instance where the others run two, say.
+    #[arg(long, value_delimiter = ',')]
+    spare: Vec<String>,
     /// The gateway.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     base: String,
@@ -82,7 +90,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<bool> {
     .await?;
     let load_args = LoadArgs {
         base: args.base.clone(),
-        mix: Mix::Checkout,
+        mix: args.mix,
         users: args.users,
         rate: None,
         seconds: args.duration.as_secs(),
@@ -120,7 +128,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<bool> {
         .instances
         .into_iter()
         .map(|i| i.service)
-        .filter(|s| s != "registry" && s != "gateway")
+        .filter(|s| s != "registry" && s != "gateway" && !args.spare.contains(s))
         .collect();
     victims.sort();
     victims.dedup();
@@ -190,9 +198,11 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<bool> {
     } else {
         100.0 * requests.saturating_sub(failed) as f64 / requests as f64
     };
+    let (reads, failed_reads) = summary.reads();
     println!(
-        "soak: {journeys} checkouts, {failed} failed ({share:.2}% succeeded), \
-         {requests} requests ({requests_ok:.2}% of requests succeeded), {} kills, fault rules {}",
+        "soak: {journeys} journeys, {failed} failed ({share:.2}% succeeded), \
+         {requests} requests ({requests_ok:.2}% of requests succeeded), \
+         {reads} reads ({failed_reads} failed), {} kills, fault rules {}",
         kills.len(),
         if args.faults { "on" } else { "off" }
     );

@@ -19,6 +19,9 @@ const MAX_MICROS: u64 = 60_000_000;
 
 struct StepStats {
     latency: Histogram<u64>,
+    /// The latency of the steps that succeeded only: under overload, what the
+    /// shop admitted, apart from what it refused at once.
+    succeeded: Histogram<u64>,
     errors: BTreeMap<String, u64>,
 }
 
@@ -27,6 +30,8 @@ impl StepStats {
         Self {
             // 1 µs to 60 s at 3 significant digits: a fixed, small footprint.
             latency: Histogram::new_with_bounds(1, MAX_MICROS, 3)
+                .expect("constant bounds are valid"),
+            succeeded: Histogram::new_with_bounds(1, MAX_MICROS, 3)
                 .expect("constant bounds are valid"),
             errors: BTreeMap::new(),
         }
@@ -72,9 +77,14 @@ impl Report {
         self.done.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut s) = self.stats(step).lock() {
             let _ = s.latency.record(micros);
-            if let Err(kind) = outcome {
-                self.failed.fetch_add(1, Ordering::Relaxed);
-                *s.errors.entry(kind).or_insert(0) += 1;
+            match outcome {
+                Ok(()) => {
+                    let _ = s.succeeded.record(micros);
+                }
+                Err(kind) => {
+                    self.failed.fetch_add(1, Ordering::Relaxed);
+                    *s.errors.entry(kind).or_insert(0) += 1;
+                }
             }
         }
     }
@@ -100,6 +110,7 @@ impl Report {
                 let count = s.latency.len();
                 (count > 0).then(|| {
                     let ms = |q: f64| s.latency.value_at_quantile(q) as f64 / 1000.0;
+                    let ok_ms = |q: f64| s.succeeded.value_at_quantile(q) as f64 / 1000.0;
                     Row {
                         step,
                         count,
@@ -111,6 +122,8 @@ impl Report {
                         p99: ms(0.99),
                         p999: ms(0.999),
                         max: s.latency.max() as f64 / 1000.0,
+                        ok_p50: ok_ms(0.50),
+                        ok_p99: ok_ms(0.99),
                     }
                 })
             })
@@ -141,6 +154,9 @@ struct Row {
     p99: f64,
     p999: f64,
     max: f64,
+    /// Of the steps that succeeded (0 when none did).
+    ok_p50: f64,
+    ok_p99: f64,
 }
 
 impl Row {
@@ -170,6 +186,16 @@ impl Summary {
         (
             self.journeys().map(|r| r.count).sum(),
             self.journeys().map(Row::failed).sum(),
+        )
+    }
+
+    /// Journeys that were one read (through the API: one GET each), and how
+    /// many of them failed.
+    pub fn reads(&self) -> (u64, u64) {
+        let reads = || self.journeys().filter(|r| r.step.is_read());
+        (
+            reads().map(|r| r.count).sum(),
+            reads().map(Row::failed).sum(),
         )
     }
 
@@ -253,6 +279,8 @@ impl Summary {
                         "p99_ms": r.p99,
                         "p999_ms": r.p999,
                         "max_ms": r.max,
+                        "succeeded_p50_ms": r.ok_p50,
+                        "succeeded_p99_ms": r.ok_p99,
                     }),
                 )
             })
@@ -281,6 +309,8 @@ impl Summary {
             "p90_ms": checkout.map_or(0.0, |c| c.p90),
             "p99_ms": checkout.map_or(0.0, |c| c.p99),
             "max_ms": checkout.map_or(0.0, |c| c.max),
+            "confirmed_p50_ms": checkout.map_or(0.0, |c| c.ok_p50),
+            "confirmed_p99_ms": checkout.map_or(0.0, |c| c.ok_p99),
         })
     }
 }

@@ -46,6 +46,22 @@ impl Step {
         Step::ListCategory,
     ];
 
+    /// Whether the step is one idempotent read (a GET), which a retry can
+    /// always repeat.
+    pub fn is_read(self) -> bool {
+        matches!(
+            self,
+            Step::Index
+                | Step::Browse
+                | Step::ViewCart
+                | Step::SearchWord
+                | Step::SearchTypo
+                | Step::SearchFacets
+                | Step::Suggest
+                | Step::ListCategory
+        )
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Step::SignUp => "sign_up",
@@ -124,6 +140,8 @@ pub struct Shop {
 const CSRF: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 const PASSWORD: &str = "correct horse battery";
+/// Most tries of one request of the setup (sign-up, sign-in) the shop sheds.
+const SETUP_TRIES: u32 = 10;
 
 /// What went wrong in a step, as a kind to count.
 fn kind(e: &reqwest::Error) -> String {
@@ -236,14 +254,40 @@ impl Shop {
         Ok(())
     }
 
+    /// Sends a request of the setup, again after its `Retry-After` while the shop
+    /// sheds it (503): hashing passwords is the costliest thing users does, and a
+    /// few at once can be more than it admits. At most [`SETUP_TRIES`] tries.
+    async fn setup_call(
+        &self,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> reqwest::Result<reqwest::Response> {
+        let mut tries = 1;
+        loop {
+            let r = request().send().await?;
+            if r.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE || tries >= SETUP_TRIES {
+                return Ok(r);
+            }
+            let wait = r
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(1)
+                .clamp(1, 5);
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            tries += 1;
+        }
+    }
+
     /// Signs up `email` (or finds it registered) and signs in: an access token.
     pub async fn sign_up(&self, email: &str) -> anyhow::Result<String> {
         let started = Instant::now();
         let r = self
-            .http
-            .post(format!("{}/api/users/register", self.base))
-            .json(&json!({"email": email, "password": PASSWORD, "name": "Load Tester"}))
-            .send()
+            .setup_call(|| {
+                self.http
+                    .post(format!("{}/api/users/register", self.base))
+                    .json(&json!({"email": email, "password": PASSWORD, "name": "Load Tester"}))
+            })
             .await;
         let outcome = match &r {
             Ok(r) if r.status() == 201 || r.status() == 409 => Ok(()),
@@ -267,10 +311,11 @@ impl Shop {
         let started = Instant::now();
         let token = async {
             let body: Value = self
-                .http
-                .post(format!("{}/api/users/login", self.base))
-                .json(&json!({"email": email, "password": PASSWORD}))
-                .send()
+                .setup_call(|| {
+                    self.http
+                        .post(format!("{}/api/users/login", self.base))
+                        .json(&json!({"email": email, "password": PASSWORD}))
+                })
                 .await?
                 .error_for_status()?
                 .json()

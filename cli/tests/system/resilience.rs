@@ -321,20 +321,45 @@ async fn verify_checks_the_invariants_of_a_running_and_a_stopped_shop() {
     assert!(out.contains("0 violation(s)"), "{out}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_soak_with_kills_and_faults_breaks_no_invariant() {
-    let data = tempfile::tempdir().expect("data dir");
-    let up = Up::start(data.path());
-    stocked_sku(&up, 0).await;
+/// `emporium soak` against `up` with `args` after its own; asserts that no
+/// invariant broke and returns its summary line and a reader of its numbers.
+fn soak(up: &Up, args: &[&str]) -> (String, impl Fn(&str) -> f64) {
     let settings = up
         .backends
         .as_ref()
         .map(crate::Backends::settings)
         .unwrap_or_default();
-    let (ok, out) = emporium_with(
-        &up.data,
+    let mut all = vec!["soak", "--base", &up.base];
+    all.extend_from_slice(args);
+    let (ok, out) = emporium_with(&up.data, &all, settings);
+    assert!(ok, "{out}");
+    assert!(out.contains("0 violation(s)"), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("soak: "))
+        .unwrap_or_else(|| panic!("no summary line: {out}"))
+        .to_string();
+    eprintln!("{line}");
+    let summary = line.clone();
+    let number = move |after: &str| -> f64 {
+        summary
+            .split(after)
+            .next()
+            .and_then(|s| s.split_whitespace().last())
+            .and_then(|n| n.trim_start_matches('(').trim_end_matches('%').parse().ok())
+            .unwrap_or_else(|| panic!("{after} in {summary}"))
+    };
+    (line, number)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_soak_with_kills_and_faults_breaks_no_invariant() {
+    let data = tempfile::tempdir().expect("data dir");
+    let up = Up::start(data.path());
+    stocked_sku(&up, 0).await;
+    let (line, number) = soak(
+        &up,
         &[
-            "soak",
             "--for",
             "44s",
             "--kill-every",
@@ -342,26 +367,9 @@ async fn a_soak_with_kills_and_faults_breaks_no_invariant() {
             "--faults",
             "--users",
             "6",
-            "--base",
-            &up.base,
         ],
-        settings,
     );
-    assert!(ok, "{out}");
-    assert!(out.contains("0 violation(s)"), "{out}");
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("soak: "))
-        .unwrap_or_else(|| panic!("no summary line: {out}"));
-    eprintln!("{line}");
-    let number = |after: &str| -> f64 {
-        line.split(after)
-            .next()
-            .and_then(|s| s.split_whitespace().last())
-            .and_then(|n| n.trim_start_matches('(').trim_end_matches('%').parse().ok())
-            .unwrap_or_else(|| panic!("{after} in {line}"))
-    };
-    let (checkouts, kills) = (number(" checkouts"), number(" kills"));
+    let (checkouts, kills) = (number(" journeys"), number(" kills"));
     assert!(checkouts > 50.0, "{line}");
     // With one instance per service, kills and faults are ridden out:
     // connections refused by a restarting process are retried, and so are
@@ -396,6 +404,58 @@ async fn a_soak_with_kills_and_faults_breaks_no_invariant() {
         assert!(
             lines.contains(&format!("{} restarted", up.process_of(service))),
             "{service} was killed and restarted"
+        );
+    }
+}
+
+/// Every service that runs two instances under `emporium up` (search keeps one:
+/// its index belongs to its instance).
+const TWICE: &str = "users=2,catalog=2,inventory=2,payments=2,cart=2,orders=2,\
+                     notifications=2,reviews=2,storefront=2";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_instances_of_each_service_a_soak_fails_no_read() {
+    if crate::monolith() {
+        // Two instances of every service are processes in either shape.
+        return;
+    }
+    let data = tempfile::tempdir().expect("data dir");
+    let up = Up::start_on(
+        data.path(),
+        crate::Backends::if_requested(),
+        &[],
+        &["--replicas", TWICE],
+    );
+    stocked_sku(&up, 0).await;
+    // Online Boutique's mix, so most journeys are reads; one instance at a time
+    // is killed, every service in turn but search, which runs once. No fault
+    // rules: they fail a share of all calls to a service, whichever instance
+    // answers, which no second instance can hide (the one-instance soak has them).
+    let (line, number) = soak(
+        &up,
+        &[
+            "--for",
+            "40s",
+            "--kill-every",
+            "3s",
+            "--mix",
+            "boutique",
+            "--spare",
+            "search",
+            "--users",
+            "6",
+        ],
+    );
+    let (reads, failed_reads, kills) = (number(" reads"), number(" failed), "), number(" kills"));
+    assert!(reads > 200.0, "{line}");
+    assert_eq!(failed_reads, 0.0, "no read failed: {line}");
+    assert!(kills >= 9.0, "every replicated service killed: {line}");
+    let lines = up.lines.lock().expect("lock").join("\n");
+    for service in ["catalog", "cart", "orders"] {
+        assert!(
+            lines.contains(&format!("{service}-1 restarted"))
+                || lines.contains(&format!("{service}-2 restarted")),
+            "an instance of {service} was killed and restarted"
         );
     }
 }

@@ -1,6 +1,6 @@
 //! The adaptive concurrency limit every server sheds load with: a gradient limit
 //! in the manner of Netflix's concurrency-limits and Envoy's adaptive concurrency
-//! filter, over windows of requests rather than single ones.
+//! filter, over windows of requests rather than single ones, one per route.
 //!
 //! Requests in flight past the limit get 503 at once. The limit follows latency:
 //! each window (at least 100 ms and 20 requests, or 1 s) compares its average
@@ -13,9 +13,24 @@
 //! holds requests back (at least half of it in use), it grows by its square root,
 //! smoothed. It starts at the configured ceiling, so a service that is not
 //! overloaded behaves as with a fixed limit, and never goes below the floor.
+//!
+//! Each route (method and path template) has a limit of its own ([`Limits`]): a
+//! checkout that takes 10 ms and a read that takes 0.3 ms have different latencies
+//! without load, and one average over both would read a burst of checkouts as
+//! queueing and shed the reads with them. The ceiling also bounds every route's
+//! requests together.
+//!
+//! Calls between services (`/internal/` paths) are held under the ceiling only,
+//! never under an adaptive limit: they are steps of work a service already
+//! admitted at its edge (a checkout's reservation, payment and cart take), and
+//! refusing one wastes what was done before it, as a saga step refused after
+//! the order was written turns into a compensation. Load is shed where it enters,
+//! by the public routes' limits, as Google's SRE book has sub-requests inherit
+//! their request's criticality.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use emporium_telemetry::metrics;
@@ -50,9 +65,103 @@ pub fn is_long_poll(uri: &http::Uri) -> bool {
     })
 }
 
+/// Most routes with a limit of their own; requests of any further ones (a
+/// wildcard's segments, say) share one, so the table cannot grow without bound.
+const MAX_ROUTES: usize = 256;
+/// The route the requests of routes past [`MAX_ROUTES`] share.
+const OTHER_ROUTES: &str = "other";
+
+/// A limit per route under one ceiling for them all.
+#[derive(Debug)]
+pub struct Limits {
+    floor: usize,
+    ceiling: usize,
+    adaptive: bool,
+    /// Requests in flight on every route, held under the ceiling.
+    total: Arc<AtomicUsize>,
+    routes: RwLock<HashMap<String, Arc<Limiter>>>,
+    /// Fixed at the ceiling: every internal route's, and every route's when the
+    /// limits are not adaptive.
+    fixed: Arc<Limiter>,
+}
+
+impl Limits {
+    /// Limits between `floor` and `ceiling` per route, starting at the ceiling;
+    /// fixed at the ceiling unless `adaptive`.
+    pub fn new(floor: usize, ceiling: usize, adaptive: bool) -> Arc<Self> {
+        let ceiling = ceiling.max(1);
+        let total = Arc::new(AtomicUsize::new(0));
+        Arc::new(Self {
+            floor: floor.clamp(1, ceiling),
+            ceiling,
+            adaptive,
+            fixed: Arc::new(Limiter::with_total(
+                ceiling,
+                ceiling,
+                false,
+                "fixed",
+                Some(total.clone()),
+            )),
+            total,
+            routes: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// The limiter of `route`, made on its first request.
+    pub fn route(&self, route: &str) -> Arc<Limiter> {
+        if let Ok(routes) = self.routes.read()
+            && let Some(limiter) = routes.get(route)
+        {
+            return limiter.clone();
+        }
+        let Ok(mut routes) = self.routes.write() else {
+            // Poisoned only by a panic while inserting: limit on the ceiling alone.
+            return self.make(route);
+        };
+        let key = if routes.len() >= MAX_ROUTES && !routes.contains_key(route) {
+            OTHER_ROUTES
+        } else {
+            route
+        };
+        routes
+            .entry(key.to_string())
+            .or_insert_with(|| self.make(key))
+            .clone()
+    }
+
+    fn make(&self, route: &str) -> Arc<Limiter> {
+        Arc::new(Limiter::with_total(
+            self.floor,
+            self.ceiling,
+            self.adaptive,
+            route,
+            Some(self.total.clone()),
+        ))
+    }
+
+    /// Admits a request of the route `route` names (asked only when the limits
+    /// adapt), or `None` when its limit or the ceiling is reached.
+    pub fn try_acquire(&self, route: impl FnOnce() -> String) -> Option<Permit> {
+        if !self.adaptive {
+            return self.fixed.try_acquire();
+        }
+        self.route(&route()).try_acquire()
+    }
+
+    /// Admits a call from another service, or `None` when the ceiling is reached.
+    pub fn try_acquire_internal(&self) -> Option<Permit> {
+        self.fixed.try_acquire()
+    }
+}
+
 /// Admits requests under a limit that adapts to latency (or a fixed one).
 #[derive(Debug)]
 pub struct Limiter {
+    /// The route it limits, for its gauge.
+    route: String,
+    /// Requests in flight on every route, when it is one of several under a
+    /// shared ceiling.
+    total: Option<Arc<AtomicUsize>>,
     in_flight: AtomicUsize,
     limit: AtomicUsize,
     floor: usize,
@@ -129,9 +238,21 @@ impl Limiter {
     /// A limit between `floor` and `ceiling`, starting at the ceiling; fixed at
     /// the ceiling unless `adaptive`.
     pub fn new(floor: usize, ceiling: usize, adaptive: bool) -> Arc<Self> {
+        Arc::new(Self::with_total(floor, ceiling, adaptive, "", None))
+    }
+
+    fn with_total(
+        floor: usize,
+        ceiling: usize,
+        adaptive: bool,
+        route: &str,
+        total: Option<Arc<AtomicUsize>>,
+    ) -> Self {
         let ceiling = ceiling.max(1);
         let floor = floor.clamp(1, ceiling);
-        Arc::new(Self {
+        Self {
+            route: route.to_string(),
+            total,
             in_flight: AtomicUsize::new(0),
             limit: AtomicUsize::new(ceiling),
             floor,
@@ -143,7 +264,7 @@ impl Limiter {
             window_samples: AtomicU32::new(0),
             window_peak: AtomicUsize::new(0),
             gradient: Mutex::new(Gradient::new(ceiling as f64)),
-        })
+        }
     }
 
     /// The limit now.
@@ -153,9 +274,18 @@ impl Limiter {
 
     /// Admits a request, or `None` when the limit is reached.
     pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+        if let Some(total) = &self.total
+            && total.fetch_add(1, Ordering::AcqRel) >= self.ceiling
+        {
+            total.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
         let now = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
         if now > self.limit() {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            if let Some(total) = &self.total {
+                total.fetch_sub(1, Ordering::AcqRel);
+            }
             return None;
         }
         if self.adaptive {
@@ -208,7 +338,8 @@ impl Limiter {
         let limit = g.estimate.round() as usize;
         drop(g);
         if self.limit.swap(limit, Ordering::Relaxed) != limit {
-            metrics::gauge!("http_server_concurrency_limit").set(limit as f64);
+            metrics::gauge!("http_server_concurrency_limit", "route" => self.route.clone())
+                .set(limit as f64);
         }
     }
 }
@@ -216,6 +347,9 @@ impl Limiter {
 impl Drop for Permit {
     fn drop(&mut self) {
         self.limiter.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if let Some(total) = &self.limiter.total {
+            total.fetch_sub(1, Ordering::AcqRel);
+        }
         self.limiter.sample(self.started);
     }
 }
@@ -307,6 +441,54 @@ mod tests {
             !is_long_poll(&uri("/api/catalog/products?wait=1")),
             "public paths never"
         );
+    }
+
+    #[test]
+    fn each_route_has_its_limit_and_the_ceiling_bounds_them_together() {
+        let limits = Limits::new(1, 3, true);
+        let slow = limits.route("POST /slow");
+        // The slow route queues: its limit drops to the floor.
+        slow.gradient.lock().expect("lock").estimate = 1.0;
+        slow.limit.store(1, Ordering::Relaxed);
+        let route = |r: &'static str| move || r.to_string();
+        let a = limits.try_acquire(route("POST /slow")).expect("first");
+        assert!(
+            limits.try_acquire(route("POST /slow")).is_none(),
+            "its limit"
+        );
+        let b = limits
+            .try_acquire(route("GET /fast"))
+            .expect("another route");
+        let _c = limits
+            .try_acquire(route("GET /fast"))
+            .expect("another route");
+        assert!(
+            limits.try_acquire(route("GET /fast")).is_none(),
+            "the ceiling"
+        );
+        drop(a);
+        drop(b);
+        let _d = limits.try_acquire(route("GET /fast")).expect("room again");
+        let e = limits.try_acquire(route("POST /slow")).expect("room again");
+        // Calls from other services: under the ceiling only.
+        assert!(limits.try_acquire_internal().is_none(), "the ceiling");
+        drop(e);
+        let _f = limits.try_acquire_internal().expect("internal");
+        assert!(
+            limits.try_acquire(route("POST /other")).is_none(),
+            "the ceiling, internal calls counted"
+        );
+    }
+
+    #[test]
+    fn past_the_most_routes_the_rest_share_one_limit() {
+        let limits = Limits::new(1, 8, true);
+        for i in 0..MAX_ROUTES + 10 {
+            limits.route(&format!("GET /r{i}"));
+        }
+        let routes = limits.routes.read().expect("lock");
+        assert_eq!(routes.len(), MAX_ROUTES + 1);
+        assert!(routes.contains_key(OTHER_ROUTES));
     }
 
     #[test]

@@ -30,7 +30,7 @@ use tracing::Instrument;
 
 use crate::bounded::Bounded;
 use crate::context::{self, RequestContext};
-use crate::limit::Limiter;
+use crate::limit::Limits;
 use crate::problem::{ApiError, PROBLEM_JSON};
 
 /// Longest request id accepted from a caller; longer or odd ones are replaced.
@@ -38,7 +38,7 @@ const MAX_REQUEST_ID_LEN: usize = 64;
 
 /// Applies layers 2 and 3 to a service's routes.
 pub fn limits(router: Router, settings: &HttpSettings) -> Router {
-    let limiter = Limiter::new(
+    let limiter = Limits::new(
         settings.concurrency_floor,
         settings.concurrency_limit,
         settings.adaptive_concurrency,
@@ -48,14 +48,20 @@ pub fn limits(router: Router, settings: &HttpSettings) -> Router {
         .layer(axum::middleware::from_fn_with_state(limiter, shed_load))
 }
 
-/// Layer 2: a place under the limit per request in flight, shared by every route;
-/// none left means 503 at once. A queue would only turn overload into timeouts.
-/// Long polls wait on purpose and stay outside.
-async fn shed_load(State(limiter): State<Arc<Limiter>>, req: Request, next: Next) -> Response {
+/// Layer 2: a place under its route's limit per request in flight (calls from
+/// other services: under the ceiling); none left means 503 at once. A queue
+/// would only turn overload into timeouts. Long polls wait on purpose and stay
+/// outside.
+async fn shed_load(State(limits): State<Arc<Limits>>, req: Request, next: Next) -> Response {
     if crate::limit::is_long_poll(req.uri()) {
         return next.run(req).await;
     }
-    match limiter.try_acquire() {
+    let permit = if req.uri().path().starts_with("/internal/") {
+        limits.try_acquire_internal()
+    } else {
+        limits.try_acquire(|| route_key(&req))
+    };
+    match permit {
         Some(permit) => {
             let response = next.run(req).await;
             drop(permit);
@@ -63,10 +69,35 @@ async fn shed_load(State(limiter): State<Arc<Limiter>>, req: Request, next: Next
         }
         None => {
             metrics::counter!("http_server_shed_total").increment(1);
+            // Counted, not logged: a line per refusal under overload would add
+            // to the load it refuses.
             ApiError::unavailable("the service is overloaded; retry shortly")
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+                .quiet()
                 .into_response()
         }
+    }
+}
+
+/// The route a request is limited as: its method and path template, and for a
+/// wildcard template the first segment it matched (`GET /api/orders/7` under
+/// `/api/{*rest}` is `GET /api/{*rest} orders`).
+fn route_key(req: &Request) -> String {
+    let Some(matched) = req.extensions().get::<MatchedPath>() else {
+        return format!("{} (unrouted)", req.method());
+    };
+    let template = matched.as_str();
+    match template.find("{*") {
+        Some(at) => {
+            let segment = req
+                .uri()
+                .path()
+                .get(at..)
+                .and_then(|rest| rest.split('/').next())
+                .unwrap_or_default();
+            format!("{} {template} {segment}", req.method())
+        }
+        None => format!("{} {template}", req.method()),
     }
 }
 

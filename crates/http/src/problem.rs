@@ -75,6 +75,8 @@ pub struct ApiError {
     errors: Vec<FieldError>,
     headers: Vec<(HeaderName, HeaderValue)>,
     source: Option<BoxError>,
+    /// Whether a server error is logged when answered (see [`ApiError::quiet`]).
+    logged: bool,
 }
 
 impl fmt::Debug for ApiError {
@@ -104,6 +106,7 @@ impl ApiError {
             errors: Vec::new(),
             headers: Vec::new(),
             source: None,
+            logged: true,
         }
     }
 
@@ -203,6 +206,14 @@ impl ApiError {
         self
     }
 
+    /// Not logged when answered: for an answer a server gives by design and
+    /// counts in a metric instead, such as shedding load, where a line per
+    /// refusal would be a storm of logs at the moment the service is busiest.
+    pub fn quiet(mut self) -> Self {
+        self.logged = false;
+        self
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }
@@ -231,7 +242,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
+        if self.status.is_server_error() && self.logged {
             // Logged once, here, with the whole cause chain; the body says nothing internal.
             match &self.source {
                 Some(source) => {

@@ -92,7 +92,7 @@ fn describe_common() {
     );
     describe_gauge!(
         "http_server_concurrency_limit",
-        "The adaptive concurrency limit, when it moved off its ceiling."
+        "The adaptive concurrency limit of a route, when it moved off its ceiling."
     );
     describe_counter!(
         "http_client_requests_total",
