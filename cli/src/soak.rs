@@ -103,6 +103,28 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<bool> {
     };
     let (report, shop, tokens) = load::prepare(&load_args).await?;
 
+    // Each backend service in turn, as listed now (a killed one may be missing
+    // from the registry for a moment; its turn still comes).
+    let mut running: Vec<String> = registry
+        .instances()
+        .await?
+        .instances
+        .into_iter()
+        .map(|i| i.service)
+        .collect();
+    running.sort();
+    running.dedup();
+    let victims: Vec<String> = running
+        .iter()
+        .filter(|s| *s != "registry" && *s != "gateway" && !args.spare.contains(s))
+        .cloned()
+        .collect();
+    if let Some(unknown) = args.spare.iter().find(|s| !running.contains(s)) {
+        anyhow::bail!(
+            "--spare {unknown}: no such service runs (running: {})",
+            running.join(", ")
+        );
+    }
     let mut written = Vec::new();
     if args.faults {
         for (i, rule) in rules(args.duration + Duration::from_secs(60))
@@ -120,18 +142,6 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<bool> {
     if args.faults {
         progress.note(&format!("{} fault rules on", written.len()));
     }
-    // Each backend service in turn, as listed now (a killed one may be missing
-    // from the registry for a moment; its turn still comes).
-    let mut victims: Vec<String> = registry
-        .instances()
-        .await?
-        .instances
-        .into_iter()
-        .map(|i| i.service)
-        .filter(|s| s != "registry" && s != "gateway" && !args.spare.contains(s))
-        .collect();
-    victims.sort();
-    victims.dedup();
     anyhow::ensure!(!victims.is_empty(), "no service to kill");
     let started = Instant::now();
     let (chaos, notes) = {

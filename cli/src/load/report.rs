@@ -189,8 +189,8 @@ impl Summary {
         )
     }
 
-    /// Journeys that were one read (through the API: one GET each), and how
-    /// many of them failed.
+    /// Journeys that only read (through the API one GET each; through the
+    /// storefront's pages, a page), and how many of them failed.
     pub fn reads(&self) -> (u64, u64) {
         let reads = || self.journeys().filter(|r| r.step.is_read());
         (

@@ -20,13 +20,14 @@
 //! queueing and shed the reads with them. The ceiling also bounds every route's
 //! requests together.
 //!
-//! Calls between services (`/internal/` paths) are held under the ceiling only,
-//! never under an adaptive limit: they are steps of work a service already
-//! admitted at its edge (a checkout's reservation, payment and cart take), and
-//! refusing one wastes what was done before it, as a saga step refused after
-//! the order was written turns into a compensation. Load is shed where it enters,
-//! by the public routes' limits, as Google's SRE book has sub-requests inherit
-//! their request's criticality.
+//! Calls on `/internal/` paths, which only services make, are held under the
+//! ceiling only, never under an adaptive limit: they are steps of work a service
+//! already admitted (a checkout's reservation, payment and cart take), and
+//! refusing one wastes what was done before it, as a saga step refused after the
+//! order was written turns into a compensation. Load is shed on the public routes
+//! instead, as Google's SRE book has sub-requests inherit their request's
+//! criticality. (A service calling another's public route, as cart looks up a
+//! price at catalog, is shed there like anyone.)
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -65,8 +66,8 @@ pub fn is_long_poll(uri: &http::Uri) -> bool {
     })
 }
 
-/// Most routes with a limit of their own; requests of any further ones (a
-/// wildcard's segments, say) share one, so the table cannot grow without bound.
+/// Most routes with a limit of their own; requests of any further ones share
+/// one, so the table cannot grow without bound.
 const MAX_ROUTES: usize = 256;
 /// The route the requests of routes past [`MAX_ROUTES`] share.
 const OTHER_ROUTES: &str = "other";

@@ -6,8 +6,9 @@
 //!    (a child of the caller's `traceparent`), enforce the deadline (504), write the
 //!    access log line, count the request and its duration per route and status, and
 //!    make sure every error response is problem+json;
-//! 2. load shedding over an adaptive concurrency limit ([`crate::limit`]): past the
-//!    limit, 503 at once rather than a queue that turns overload into timeouts;
+//! 2. load shedding over an adaptive concurrency limit per route ([`crate::limit`]):
+//!    past the limit, 503 at once rather than a queue that turns overload into
+//!    timeouts;
 //! 3. the request body limit (413), enforced by the body extractors.
 //!
 //! Health probes sit inside 1 but outside 2 and 3, so an overloaded service still
@@ -69,8 +70,8 @@ async fn shed_load(State(limits): State<Arc<Limits>>, req: Request, next: Next) 
         }
         None => {
             metrics::counter!("http_server_shed_total").increment(1);
-            // Counted, not logged: a line per refusal under overload would add
-            // to the load it refuses.
+            // Counted, with no warning of its own (the access log still has its
+            // line): a warning per refusal would add to the load it refuses.
             ApiError::unavailable("the service is overloaded; retry shortly")
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
                 .quiet()
@@ -79,25 +80,13 @@ async fn shed_load(State(limits): State<Arc<Limits>>, req: Request, next: Next) 
     }
 }
 
-/// The route a request is limited as: its method and path template, and for a
-/// wildcard template the first segment it matched (`GET /api/orders/7` under
-/// `/api/{*rest}` is `GET /api/{*rest} orders`).
+/// The route a request is limited as: its method (one of a fixed few) and its
+/// path template.
 fn route_key(req: &Request) -> String {
-    let Some(matched) = req.extensions().get::<MatchedPath>() else {
-        return format!("{} (unrouted)", req.method());
-    };
-    let template = matched.as_str();
-    match template.find("{*") {
-        Some(at) => {
-            let segment = req
-                .uri()
-                .path()
-                .get(at..)
-                .and_then(|rest| rest.split('/').next())
-                .unwrap_or_default();
-            format!("{} {template} {segment}", req.method())
-        }
-        None => format!("{} {template}", req.method()),
+    let method = method_label(req.method());
+    match req.extensions().get::<MatchedPath>() {
+        Some(matched) => format!("{method} {}", matched.as_str()),
+        None => format!("{method} (unrouted)"),
     }
 }
 

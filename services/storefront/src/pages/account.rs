@@ -221,7 +221,7 @@ async fn start(
         .unwrap_or_default();
     if !back.add.is_empty() {
         let quantity = back.quantity.parse().unwrap_or(1);
-        cart::add_for(app, &caller, &back.add, quantity).await?;
+        cart::add_for(app, &caller, &back.add, quantity, None).await?;
     }
     let next = safe_next(Some(&back.next));
     let mut response = Redirect::to(&next).into_response();

@@ -98,6 +98,10 @@ pub struct AddForm {
     sku: String,
     #[serde(default = "one")]
     quantity: i64,
+    /// Minted into the form when the page was made, so a form sent twice (a
+    /// double click, a resend after a lost answer) adds once.
+    #[serde(default)]
+    key: String,
 }
 
 fn one() -> i64 {
@@ -123,32 +127,48 @@ pub async fn add(
         );
         return Ok(Redirect::to(&to).into_response());
     };
-    add_for(&app, user, &form.sku, form.quantity).await?;
+    let key = uuid::Uuid::parse_str(form.key.trim()).ok();
+    add_for(&app, user, &form.sku, form.quantity, key).await?;
     Ok(Redirect::to("/cart?n=added").into_response())
 }
 
-/// Adds `quantity` of `sku` to `user`'s cart; a refusal (an unknown SKU, a bad
-/// quantity, a full cart) is a page saying why.
+/// Adds `quantity` of `sku` to `user`'s cart under `key` (the form's, or a new
+/// one); a refusal (an unknown SKU, a bad quantity, a full cart) is a page saying
+/// why.
 pub async fn add_for(
     app: &App,
     user: &emporium_http::Caller,
     sku: &str,
     quantity: i64,
+    key: Option<uuid::Uuid>,
 ) -> Result<(), PageError> {
-    // Keyed, so the client chassis may send it again after a reset connection
-    // (cart adds nothing the second time). A UUID is always a header value.
-    let mut cart = backend::as_user(&app.backend.cart, user);
-    if let Ok(key) = http::HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
-        cart = cart.with_header(
-            http::HeaderName::from_static(emporium_contracts::headers::IDEMPOTENCY_KEY),
-            key,
-        );
+    let add = |key: uuid::Uuid| {
+        // Keyed, so cart adds nothing for a repeat and the client chassis may
+        // send it again after a reset connection. A UUID is always a header value.
+        let mut cart = backend::as_user(&app.backend.cart, user);
+        if let Ok(key) = http::HeaderValue::from_str(&key.to_string()) {
+            cart = cart.with_header(
+                http::HeaderName::from_static(emporium_contracts::headers::IDEMPOTENCY_KEY),
+                key,
+            );
+        }
+        async move {
+            cart.send_json::<_, Cart>(Method::POST, "/api/cart/items", &AddItem { sku, quantity })
+                .await
+        }
+    };
+    match add(key.unwrap_or_else(uuid::Uuid::new_v4)).await {
+        // The same form sent again with another quantity (back, changed, sent):
+        // a new add, so under a new key.
+        Err(e) if e.problem_code() == Some(KEY_REUSED) => {
+            add(uuid::Uuid::new_v4()).await.map(drop).map_err(refused)
+        }
+        other => other.map(drop).map_err(refused),
     }
-    cart.send_json::<_, Cart>(Method::POST, "/api/cart/items", &AddItem { sku, quantity })
-        .await
-        .map(drop)
-        .map_err(refused)
 }
+
+/// Cart's answer to a key sent again with another line.
+const KEY_REUSED: &str = "idempotency_key_reused";
 
 /// A 4xx from cart is the shopper's to fix: the page says what cart said.
 fn refused(e: emporium_client::ClientError) -> PageError {

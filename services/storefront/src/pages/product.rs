@@ -48,6 +48,8 @@ struct ProductPageView {
     stock_text: String,
     can_add: bool,
     max_quantity: i64,
+    /// The add form's idempotency key: one per page made.
+    add_key: String,
     rating: Section<Rating>,
     reviews: Section<Vec<ReviewCard>>,
     more_reviews: String,
@@ -164,6 +166,7 @@ pub async fn show(
             .collect(),
         can_add: available.is_none_or(|n| n > 0),
         max_quantity: available.map_or(MAX_QUANTITY, |n| n.clamp(1, MAX_QUANTITY)),
+        add_key: uuid::Uuid::new_v4().to_string(),
         stock_class,
         stock_text,
         rating,

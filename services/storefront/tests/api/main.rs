@@ -454,6 +454,59 @@ async fn identity_comes_only_from_a_session_the_gateway_verified() {
 }
 
 #[tokio::test]
+async fn an_add_to_cart_form_sent_twice_adds_once() {
+    let shop = shop().await;
+    let sku = shop.stocked(10).await;
+    let b = shop.browser();
+    b.sign_up("adder@example.com").await;
+    let (_, product) = b.get(&format!("/products/{sku}")).await;
+    let key = hidden(&product, "key");
+    let form = [
+        ("sku", sku.as_str()),
+        ("quantity", "2"),
+        ("key", key.as_str()),
+    ];
+    // A double click: the same form twice at once, then a third time.
+    let (first, second) = tokio::join!(
+        b.submit("/cart/items", &form),
+        b.submit("/cart/items", &form)
+    );
+    let third = b.submit("/cart/items", &form).await;
+    for r in [&first, &second, &third] {
+        assert_eq!(location(r), "/cart?n=added");
+    }
+    let (_, cart) = b.get("/cart").await;
+    assert!(cart.contains("data-cart-count>2<"), "added once: {cart}");
+    // The same form back with another quantity: an add of its own.
+    let changed = [
+        ("sku", sku.as_str()),
+        ("quantity", "1"),
+        ("key", key.as_str()),
+    ];
+    let r = b.submit("/cart/items", &changed).await;
+    assert_eq!(location(&r), "/cart?n=added");
+    let (_, cart) = b.get("/cart").await;
+    assert!(cart.contains("data-cart-count>3<"), "{cart}");
+    // The page made again: a new key, a new add.
+    let (_, product) = b.get(&format!("/products/{sku}")).await;
+    let again = hidden(&product, "key");
+    assert_ne!(again, key);
+    let r = b
+        .submit(
+            "/cart/items",
+            &[
+                ("sku", sku.as_str()),
+                ("quantity", "2"),
+                ("key", again.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(location(&r), "/cart?n=added");
+    let (_, cart) = b.get("/cart").await;
+    assert!(cart.contains("data-cart-count>5<"), "{cart}");
+}
+
+#[tokio::test]
 async fn one_order_per_checkout_form_however_often_it_is_sent() {
     let shop = shop().await;
     let sku = shop.stocked(3).await;
