@@ -44,6 +44,9 @@ pub struct Process {
     local: Option<InProcess>,
     /// The settings this process takes from the registry's config store.
     live: Arc<Live>,
+    /// Where every call to another service's API goes instead (a consumer's
+    /// contract tests answer them from its pacts); event feeds are not calls.
+    calls: Option<Arc<dyn Transport>>,
 }
 
 impl Process {
@@ -59,7 +62,17 @@ impl Process {
             discovery: tokio::sync::OnceCell::new(),
             local,
             live: Live::new(common),
+            calls: None,
         }
+    }
+
+    /// Sends every call its services make to another service's API through
+    /// `transport` (the registry's traffic and event feeds excepted): a
+    /// consumer's contract tests host it with its calls answered from its pacts.
+    #[must_use]
+    pub fn calling_through(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.calls = Some(transport);
+        self
     }
 
     /// Whether this process hosts more than one service.
@@ -147,8 +160,13 @@ impl Process {
                 Some(db) if S::EVENTS => Some(Events::open(&host, db).await?),
                 _ => None,
             };
+            // Its calls, that is: event feeds still go over the network.
+            let calls = match &self.calls {
+                Some(calls) => host.clone().with_transport(calls.clone()),
+                None => host.clone(),
+            };
             let mut cx = Build {
-                host: host.clone(),
+                host: calls,
                 settings: settings.service,
                 local_addr,
                 db,
@@ -421,7 +439,25 @@ pub async fn run<S: Service>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let process = Process::new(&settings.common, &[S::NAME]);
+    run_in(
+        Process::new(&settings.common, &[S::NAME]),
+        service,
+        settings,
+        listener,
+        shutdown,
+    )
+    .await
+}
+
+/// Runs one service alone in `process` (made for it, as [`run`] does, with
+/// something changed) until `shutdown`.
+pub async fn run_in<S: Service>(
+    process: Process,
+    service: S,
+    settings: Settings<S::Settings>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let built = process.start(&service, settings, listener).await?;
     serve(vec![built], shutdown).await
 }

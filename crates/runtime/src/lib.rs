@@ -24,7 +24,7 @@ use anyhow::Context;
 use emporium_config::Common;
 
 pub use emporium_client::{Host, backoff};
-pub use hosting::{AnyService, Built, Process, VERSION, advertised, run, serve};
+pub use hosting::{AnyService, Built, Process, VERSION, advertised, run, run_in, serve};
 pub use service::{Build, LOOPBACK_ANY_PORT, Service};
 
 /// Environment variable naming a file where the bound addresses are written

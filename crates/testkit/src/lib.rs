@@ -58,6 +58,29 @@ impl TestEnv {
 
     /// Hosts `service` with `settings` and waits until it is ready.
     pub async fn spawn<S: Service>(&self, service: S, settings: Settings<S::Settings>) -> Spawned {
+        let process = emporium_runtime::Process::new(&settings.common, &[S::NAME]);
+        self.spawn_in(process, service, settings).await
+    }
+
+    /// Hosts `service` with every call it makes to another service sent through
+    /// `calls` (a consumer's pacts: [`pact::Pacts::transport`]) instead.
+    pub async fn spawn_calling<S: Service>(
+        &self,
+        service: S,
+        settings: Settings<S::Settings>,
+        calls: std::sync::Arc<dyn emporium_client::Transport>,
+    ) -> Spawned {
+        let process =
+            emporium_runtime::Process::new(&settings.common, &[S::NAME]).calling_through(calls);
+        self.spawn_in(process, service, settings).await
+    }
+
+    async fn spawn_in<S: Service>(
+        &self,
+        process: emporium_runtime::Process,
+        service: S,
+        settings: Settings<S::Settings>,
+    ) -> Spawned {
         let listener = TcpListener::bind(settings.listen).await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -70,7 +93,9 @@ impl TestEnv {
             emporium_config::IdentityMode::Mtls if !S::PUBLIC => "https",
             _ => "http",
         };
-        let task = tokio::spawn(emporium_runtime::run(service, settings, listener, shutdown));
+        let task = tokio::spawn(emporium_runtime::run_in(
+            process, service, settings, listener, shutdown,
+        ));
         let mut spawned = Spawned {
             addr,
             url: format!("{scheme}://{addr}"),

@@ -61,7 +61,13 @@ pub struct Interaction {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PactRequest {
     pub method: String,
+    /// Path and query; an example value in a segment or a query value is
+    /// replaced by the provider's.
     pub path: String,
+    /// Headers the provider needs (the shopper a call acts for); the consumer
+    /// must send each, with this value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<Value>,
 }
@@ -86,6 +92,7 @@ impl Interaction {
             request: PactRequest {
                 method: "GET".into(),
                 path: String::new(),
+                headers: BTreeMap::new(),
                 body: None,
             },
             response: PactResponse {
@@ -116,9 +123,28 @@ impl Interaction {
         self.request = PactRequest {
             method: method.to_string(),
             path: path.to_string(),
+            headers: std::mem::take(&mut self.request.headers),
             body,
         };
         self
+    }
+
+    /// The request carries `name: value`, and the provider needs it.
+    #[must_use]
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.request
+            .headers
+            .insert(name.to_ascii_lowercase(), value.to_string());
+        self
+    }
+
+    /// The request acts for the signed-in shopper `user_id` (a param of that
+    /// name), with the identity headers the gateway or the storefront sends.
+    #[must_use]
+    pub fn as_shopper(self, user_id: &str) -> Self {
+        self.param("user_id", user_id)
+            .header(emporium_contracts::headers::USER_ID, user_id)
+            .header(emporium_contracts::headers::USER_ROLES, "customer")
     }
 
     /// The answer relied on, with the pointers whose values matter (each must
@@ -252,6 +278,88 @@ impl PactBuilder {
     }
 }
 
+/// What one consumer relies on from each of several providers, when the
+/// consumer itself runs in the test ([`crate::TestEnv::spawn_calling`] with
+/// [`Pacts::transport`]): its own code makes the calls, so the pacts say what
+/// that code sends and reads, not what a test thinks it does.
+pub struct Pacts {
+    pacts: BTreeMap<String, PactBuilder>,
+    /// Calls to a service with no pact here.
+    strays: Arc<Mutex<Vec<String>>>,
+}
+
+impl Pacts {
+    /// Empty pacts of `consumer` with each of `providers`.
+    pub fn declare(consumer: &str, providers: &[&str]) -> Self {
+        Self {
+            pacts: providers
+                .iter()
+                .map(|p| (p.to_string(), Pact::declare(consumer, p)))
+                .collect(),
+            strays: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Declares an interaction with `provider`; the transport answers it from
+    /// now on.
+    pub fn interaction(&mut self, provider: &str, interaction: Interaction) {
+        self.pacts
+            .get_mut(provider)
+            .unwrap_or_else(|| panic!("no pact with {provider} was declared"))
+            .interaction(interaction);
+    }
+
+    /// A transport answering each provider's calls from its pact; a call to any
+    /// other service fails, and fails [`Pacts::finish`].
+    pub fn transport(&self) -> Arc<dyn Transport> {
+        Arc::new(Providers {
+            mocks: self
+                .pacts
+                .iter()
+                .map(|(name, p)| (name.clone(), Mock(p.recorder.clone())))
+                .collect(),
+            strays: self.strays.clone(),
+        })
+    }
+
+    /// [`PactBuilder::finish`] for each provider, after checking that no call
+    /// went to a service without a pact.
+    pub fn finish(self) {
+        let strays = self.strays.lock().expect("strays").clone();
+        assert!(
+            strays.is_empty(),
+            "calls to services no pact here covers:\n{}",
+            strays.join("\n")
+        );
+        for pact in self.pacts.into_values() {
+            pact.finish();
+        }
+    }
+}
+
+/// [`Pacts::transport`]: each provider's [`Mock`].
+struct Providers {
+    mocks: std::collections::HashMap<String, Mock>,
+    strays: Arc<Mutex<Vec<String>>>,
+}
+
+impl Transport for Providers {
+    fn send(
+        &self,
+        service: &str,
+        request: Request<Bytes>,
+    ) -> Pin<Box<dyn Future<Output = Result<Response<Body>, ClientError>> + Send + 'static>> {
+        if let Some(mock) = self.mocks.get(service) {
+            return mock.send(service, request);
+        }
+        if let Ok(mut strays) = self.strays.lock() {
+            strays.push(format!("{service}: {} {}", request.method(), request.uri()));
+        }
+        let service = service.to_string();
+        Box::pin(async move { Err(ClientError::NoInstances(service)) })
+    }
+}
+
 /// The consumer side's transport: answers a request from the interaction it
 /// matches (method, path and JSON body equal).
 struct Mock(Arc<Mutex<Recorder>>);
@@ -264,6 +372,13 @@ impl Transport for Mock {
     ) -> Pin<Box<dyn Future<Output = Result<Response<Body>, ClientError>> + Send + 'static>> {
         let method = request.method().to_string();
         let path = request.uri().to_string();
+        let sent = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
         // A command without arguments sends `null`: no body, as far as a pact goes.
         let body: Option<Value> = match request.body().as_ref() {
             [] => None,
@@ -274,7 +389,13 @@ impl Transport for Mock {
         let answer = {
             let mut r = self.0.lock().expect("recorder");
             let found = r.interactions.iter().position(|i| {
-                i.request.method == method && i.request.path == path && i.request.body == body
+                i.request.method == method
+                    && i.request.path == path
+                    && i.request.body == body
+                    && i.request
+                        .headers
+                        .iter()
+                        .all(|(n, v)| sent(n).as_ref() == Some(v))
             });
             match found {
                 Some(at) => {
@@ -282,7 +403,10 @@ impl Transport for Mock {
                     Ok(r.interactions[at].response.clone())
                 }
                 None => {
-                    let seen = format!("{method} {path} {}", body.unwrap_or(Value::Null));
+                    let user = sent(emporium_contracts::headers::USER_ID)
+                        .map(|u| format!(" (as {u})"))
+                        .unwrap_or_default();
+                    let seen = format!("{method} {path}{user} {}", body.unwrap_or(Value::Null));
                     r.unexpected.push(seen.clone());
                     Err(seen)
                 }
@@ -350,14 +474,11 @@ where
                 })
                 .collect();
             let method = reqwest::Method::from_bytes(i.request.method.as_bytes()).expect("method");
-            let path = i
-                .request
-                .path
-                .split('/')
-                .map(|segment| pairs.get(segment).copied().unwrap_or(segment))
-                .collect::<Vec<_>>()
-                .join("/");
+            let path = substituted_path(&i.request.path, &pairs);
             let mut req = client.request(method.clone(), format!("{base}{path}"));
+            for (name, value) in &i.request.headers {
+                req = req.header(name, pairs.get(value.as_str()).copied().unwrap_or(value));
+            }
             match &i.request.body {
                 Some(body) => req = req.json(&substituted(body.clone(), &pairs)),
                 // The typed clients send `null` for a command without arguments.
@@ -401,6 +522,30 @@ where
         failures.join("\n")
     );
     assert!(checked > 0, "no interaction checked");
+}
+
+/// `path` with every segment and query value equal to an example in `pairs`
+/// replaced by the provider's value.
+fn substituted_path(path: &str, pairs: &BTreeMap<&str, &str>) -> String {
+    let swap = |part: &str| pairs.get(part).copied().unwrap_or(part).to_string();
+    let (path, query) = path
+        .split_once('?')
+        .map_or((path, None), |(p, q)| (p, Some(q)));
+    let path = path.split('/').map(swap).collect::<Vec<_>>().join("/");
+    match query {
+        Some(query) => {
+            let query = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, v)) => format!("{k}={}", swap(v)),
+                    None => pair.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("&");
+            format!("{path}?{query}")
+        }
+        None => path,
+    }
 }
 
 /// `value` with every string equal to an example in `pairs` replaced by the

@@ -1,5 +1,7 @@
 //! catalog's API, over HTTP, against a real SQLite database in a temp folder.
 
+mod pacts;
+
 use std::collections::HashSet;
 
 use emporium_catalog::{Catalog, CatalogSettings, ProductPage, ProductView};
