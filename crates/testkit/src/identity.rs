@@ -39,14 +39,22 @@ pub fn credentials(principal: Principal) -> Arc<Credentials> {
 /// A client presenting `credentials` to whichever service answers (the test
 /// dials addresses, not names).
 pub fn client_with(credentials: &Arc<Credentials>) -> reqwest::Client {
+    builder_with(credentials).build().expect("http client")
+}
+
+/// [`client_with`], to build on (cookies, redirects).
+pub fn builder_with(credentials: &Arc<Credentials>) -> reqwest::ClientBuilder {
     let tls = credentials
         .any_service_client_config()
         .expect("client TLS config");
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .timeout(Duration::from_secs(20))
-        .build()
-        .expect("http client")
+}
+
+/// [`client_as`], to build on (cookies, redirects).
+pub fn builder_as(name: &str) -> reqwest::ClientBuilder {
+    builder_with(&credentials(Principal::service(name)))
 }
 
 /// A client calling as the operator (allowed everywhere, as the CLI is).

@@ -8,7 +8,9 @@
 //!   of the body, and the values it branches on). A request no interaction expects
 //!   fails the test. `finish` then compares the pact with the checked-in file (or
 //!   writes it with `EMPORIUM_BLESS=1`), so a change of what a consumer relies on
-//!   shows up in review as a change of that file.
+//!   shows up in review as a change of that file. [`Pacts`] does the same for a
+//!   consumer that runs in the test itself ([`crate::TestEnv::spawn_calling`]),
+//!   answering each of its providers from its own pact.
 //! - **Provider side** ([`Pact::load`], [`verify`]): the provider's API tests send
 //!   every interaction of every pact naming it to a real instance, after putting it
 //!   in the state the interaction is `given` (a function of the provider's tests,

@@ -12,6 +12,13 @@ use serde_json::{Value, json};
 
 use super::world;
 
+/// A shopper no interaction has used yet (each starts with an empty cart).
+fn fresh_shopper() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("pact-shopper-{n}")
+}
+
 const SKU: &str = "TEA-EARL-GREY";
 const PRODUCT_ID: &str = "0192f4a4-0000-7000-8000-00000000c0de";
 const UNKNOWN_SKU: &str = "NO-SUCH-SKU";
@@ -86,8 +93,19 @@ async fn honours_the_pacts_of_its_consumers() {
             "a shopper has 2 of a SKU in the cart" => {
                 let product = w.products(1).await.remove(0);
                 let sku = product["sku"].as_str().expect("sku").to_string();
-                assert_eq!(w.add("pact-shopper", &sku, 2).await.status(), 200);
-                vec![("user_id", user_id("pact-shopper")), ("sku", sku)]
+                let shopper = fresh_shopper();
+                assert_eq!(w.add(&shopper, &sku, 2).await.status(), 200);
+                vec![("user_id", user_id(&shopper)), ("sku", sku)]
+            }
+            "a SKU is on sale" => {
+                let product = w.products(1).await.remove(0);
+                let sku = product["sku"].as_str().expect("sku").to_string();
+                let shopper = fresh_shopper();
+                let mut subs = vec![("sku", sku)];
+                if params.contains_key("user_id") {
+                    subs.push(("user_id", user_id(&shopper)));
+                }
+                subs
             }
             "an order took a shopper's cart" => {
                 let order_id = params.get("order_id").expect("order_id").clone();

@@ -4,6 +4,8 @@
 //! and product, edits checked against the version read, moderation that keeps the
 //! summaries right, and projections that a rebuild from the event store reproduces.
 
+mod pacts;
+
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};

@@ -2,6 +2,8 @@
 //! (through a registry and their feeds): built from their snapshots at start,
 //! kept fresh by their events, rebuilt from nothing, and never a 5xx for any query.
 
+mod pacts;
+
 use std::time::{Duration, Instant};
 
 use emporium_catalog::{Catalog, CatalogSettings};

@@ -5,6 +5,8 @@
 //! a signed-out shopper, and pages that keep rendering while reviews or search are
 //! down. (Journeys in a real Chromium are in the system tests.)
 
+mod pacts;
+
 use std::sync::Arc;
 use std::time::Duration;
 

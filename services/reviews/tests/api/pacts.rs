@@ -1,0 +1,32 @@
+//! reviews honours what its consumers rely on: every pact naming it
+//! (`crates/contracts/pacts/*-reviews.json`), replayed against a real instance.
+
+use std::collections::BTreeMap;
+
+use emporium_testkit::pact::{Substitutions, verify};
+
+use super::world;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn honours_the_pacts_of_its_consumers() {
+    let w = world().await;
+    let w = &w;
+    let state = |given: String, _: BTreeMap<String, String>| async move {
+        let subs: Substitutions = match given.as_str() {
+            "a product has a review" => {
+                // A product of this interaction's own, reviewed by a buyer.
+                let product = uuid::Uuid::now_v7().to_string();
+                let buyer = format!("pact-buyer-{}", &product[24..]);
+                w.buyer(&buyer, &product).await;
+                assert_eq!(
+                    w.post(&buyer, &product, 4, "A proper cup").await.status(),
+                    201
+                );
+                vec![("product_id", product)]
+            }
+            other => panic!("reviews knows no provider state `{other}`"),
+        };
+        subs
+    };
+    verify("reviews", &w.reviews.url, state).await;
+}

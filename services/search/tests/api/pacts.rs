@@ -1,0 +1,39 @@
+//! search honours what its consumers rely on: every pact naming it
+//! (`crates/contracts/pacts/*-search.json`), replayed against a real instance
+//! built from a real catalog, inventory and reviews.
+
+use std::collections::BTreeMap;
+
+use emporium_testkit::eventually;
+use emporium_testkit::pact::{Substitutions, verify};
+
+use super::world;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn honours_the_pacts_of_its_consumers() {
+    let w = world().await;
+    let w = &w;
+    let state = |given: String, params: BTreeMap<String, String>| async move {
+        let subs: Substitutions = match given.as_str() {
+            "products are indexed" => {
+                // A word of a product's name: the example query stands for it.
+                let word = eventually("search has indexed the catalog", || async {
+                    let page = w.find("sort=new&limit=1").await;
+                    let name = page["items"][0]["name"].as_str()?.to_string();
+                    name.split_whitespace()
+                        .last()
+                        .map(|w| w.trim_matches(',').to_lowercase())
+                })
+                .await;
+                if params.contains_key("q") {
+                    vec![("q", word)]
+                } else {
+                    vec![]
+                }
+            }
+            other => panic!("search knows no provider state `{other}`"),
+        };
+        subs
+    };
+    verify("search", &w.search().url, state).await;
+}

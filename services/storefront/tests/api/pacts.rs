@@ -1,0 +1,296 @@
+//! What the storefront relies on from the services behind its shopping pages, as
+//! pacts (`crates/contracts/pacts/storefront-<provider>.json`, verified by each
+//! provider's API tests). The storefront runs here with every call it makes
+//! answered from the pacts, and the pages are opened as the gateway forwards them:
+//! the home page, search results, a product page and the cart signed in, and an
+//! add to the cart. So the pacts say what the page code itself sends and reads (a
+//! call no interaction expects, or an interaction no page needs, fails the test),
+//! and each page is checked to show what it read.
+
+use std::sync::Arc;
+
+use emporium_contracts::headers;
+use emporium_storefront::{CSRF_COOKIE, CSRF_FIELD, Storefront, StorefrontSettings};
+use emporium_testkit::TestEnv;
+use emporium_testkit::pact::{Interaction, Pacts};
+use reqwest::cookie::CookieStore;
+use serde_json::{Value, json};
+
+const SKU: &str = "TEA-EARL-GREY";
+const PRODUCT_ID: &str = "0192f4a4-0000-7000-8000-00000000c0de";
+const SHOPPER: &str = "0192f4a4-0000-7000-8000-00000000beef";
+const WORD: &str = "teapot";
+
+fn money(amount: i64) -> Value {
+    json!({ "amount": amount, "currency": "EUR" })
+}
+
+/// A search hit as the result cards read it.
+fn hit() -> Value {
+    json!({
+        "sku": SKU,
+        "name": "Earl Grey, loose leaf",
+        "price": money(1250),
+        "image_url": "/api/catalog/images/TEA-EARL-GREY",
+        "rating": { "count": 3, "average": 4.5 },
+        "stock": "in_stock",
+        "snippet": "Bergamot and black tea.",
+    })
+}
+
+fn declare() -> Pacts {
+    let mut pacts = Pacts::declare(
+        "storefront",
+        &["catalog", "inventory", "cart", "reviews", "search"],
+    );
+    pacts.interaction(
+        "catalog",
+        Interaction::new("the categories")
+            .given("products are on sale")
+            .request("GET", "/api/catalog/categories", None)
+            .responds(
+                200,
+                json!({ "items": [{ "id": "teas", "name": "Teas", "product_count": 12 }] }),
+                &[],
+            ),
+    );
+    pacts.interaction(
+        "catalog",
+        Interaction::new("a product by its SKU")
+            .given("a product is on sale")
+            .param("sku", SKU)
+            .param("product_id", PRODUCT_ID)
+            .request("GET", &format!("/api/catalog/products/sku/{SKU}"), None)
+            .responds(
+                200,
+                json!({
+                    "id": PRODUCT_ID,
+                    "sku": SKU,
+                    "name": "Earl Grey, loose leaf",
+                    "description": "Bergamot and black tea.",
+                    "category": "teas",
+                    "price": money(1250),
+                    "image_url": "/api/catalog/images/TEA-EARL-GREY",
+                    "attributes": {},
+                }),
+                &["/id", "/sku"],
+            ),
+    );
+    pacts.interaction(
+        "inventory",
+        Interaction::new("the stock of a SKU")
+            .given("a SKU has 2 units or more")
+            .param("sku", SKU)
+            .request("GET", &format!("/api/inventory/{SKU}"), None)
+            .responds(200, json!({ "available": 50 }), &[]),
+    );
+    pacts.interaction(
+        "cart",
+        Interaction::new("a shopper's cart")
+            .given("a shopper has 2 of a SKU in the cart")
+            .as_shopper(SHOPPER)
+            .param("sku", SKU)
+            .request("GET", "/api/cart", None)
+            .responds(
+                200,
+                json!({
+                    "items": [{
+                        "sku": SKU,
+                        "name": "Earl Grey, loose leaf",
+                        "unit_price": money(1250),
+                        "quantity": 2,
+                        "line_total": money(2500),
+                    }],
+                    "item_count": 2,
+                    "total": money(2500),
+                }),
+                &["/items/0/sku", "/items/0/quantity", "/item_count"],
+            ),
+    );
+    pacts.interaction(
+        "cart",
+        Interaction::new("an add to a shopper's cart")
+            .given("a SKU is on sale")
+            .as_shopper(SHOPPER)
+            .param("sku", SKU)
+            .request(
+                "POST",
+                "/api/cart/items",
+                Some(json!({ "sku": SKU, "quantity": 1 })),
+            )
+            .responds(
+                200,
+                json!({
+                    "items": [{
+                        "sku": SKU,
+                        "name": "Earl Grey, loose leaf",
+                        "unit_price": money(1250),
+                        "quantity": 1,
+                        "line_total": money(1250),
+                    }],
+                    "item_count": 1,
+                    "total": money(1250),
+                }),
+                &["/items/0/sku", "/items/0/quantity"],
+            ),
+    );
+    pacts.interaction(
+        "reviews",
+        Interaction::new("a product's rating")
+            .given("a product has a review")
+            .param("product_id", PRODUCT_ID)
+            .request(
+                "GET",
+                &format!("/api/reviews/summary?product_id={PRODUCT_ID}"),
+                None,
+            )
+            .responds(
+                200,
+                json!({ "count": 1, "average": 4.0, "histogram": [0, 0, 0, 1, 0] }),
+                &["/count"],
+            ),
+    );
+    pacts.interaction(
+        "reviews",
+        Interaction::new("a product's reviews, a page at a time")
+            .given("a product has a review")
+            .param("product_id", PRODUCT_ID)
+            .request(
+                "GET",
+                &format!("/api/reviews?product_id={PRODUCT_ID}&limit=5"),
+                None,
+            )
+            .responds(
+                200,
+                json!({
+                    "items": [{
+                        "author": "Ada",
+                        "rating": 4,
+                        "title": "A proper cup",
+                        "text": "Strong and fragrant.",
+                        "created_at": "2026-12-04T12:00:00Z",
+                    }],
+                    "next": null,
+                }),
+                &[],
+            ),
+    );
+    pacts.interaction(
+        "search",
+        Interaction::new("the newest products")
+            .given("products are indexed")
+            .request("GET", "/api/search?sort=new&limit=8", None)
+            .responds(200, json!({ "items": [hit()], "total": 1 }), &[]),
+    );
+    pacts.interaction(
+        "search",
+        Interaction::new("the best rated products")
+            .given("products are indexed")
+            .request("GET", "/api/search?sort=rating&min_rating=1&limit=8", None)
+            .responds(200, json!({ "items": [], "total": 0 }), &[]),
+    );
+    pacts.interaction(
+        "search",
+        Interaction::new("products matching a word, with facets")
+            .given("products are indexed")
+            .param("q", WORD)
+            .request("GET", &format!("/api/search?q={WORD}&limit=24"), None)
+            .responds(
+                200,
+                json!({
+                    "items": [hit()],
+                    "total": 1,
+                    "facets": {
+                        "category": {},
+                        // The last band has no top.
+                        "price": [{ "min": 0, "max": null, "count": 1 }],
+                        "rating": [{ "min": 4, "count": 1 }],
+                        "in_stock": 1,
+                    },
+                    "next": null,
+                }),
+                &[],
+            ),
+    );
+    pacts
+}
+
+#[tokio::test]
+async fn the_shopping_pages_rely_on_their_services_for_what_they_show() {
+    let env = TestEnv::new();
+    let pacts = declare();
+    let storefront = env
+        .spawn_calling(
+            Storefront,
+            env.settings::<StorefrontSettings>(None),
+            pacts.transport(),
+        )
+        .await;
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    // Pages come through the gateway, which calls as itself and names the shopper.
+    let browser = emporium_testkit::identity::builder_as("gateway")
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let open = |path: &str, shopper: bool| {
+        let mut req = browser.get(storefront.at(path));
+        if shopper {
+            req = req
+                .header(headers::USER_ID, SHOPPER)
+                .header(headers::USER_ROLES, "customer");
+        }
+        async move {
+            let r = req.send().await.expect("page");
+            assert_eq!(r.status(), 200, "{}", r.url());
+            r.text().await.expect("html")
+        }
+    };
+
+    let home = open("/", false).await;
+    assert!(home.contains("Teas"), "categories on the home page");
+    assert!(home.contains("Earl Grey, loose leaf"), "new arrivals");
+
+    let results = open(&format!("/search?q={WORD}"), false).await;
+    assert!(results.contains("Earl Grey, loose leaf"), "a result card");
+    assert!(results.contains("12.50"), "its price");
+
+    let product = open(&format!("/products/{SKU}"), true).await;
+    assert!(
+        product.contains("Bergamot and black tea."),
+        "the description"
+    );
+    assert!(product.contains("A proper cup"), "a review");
+    assert!(product.contains("In stock"), "the stock");
+
+    let cart = open("/cart", true).await;
+    assert!(cart.contains("25.00"), "the cart's total");
+
+    // An add, as the product page's form sends it.
+    let url = storefront.at("/").parse().expect("url");
+    let csrf = jar
+        .cookies(&url)
+        .and_then(|h| h.to_str().ok().map(str::to_string))
+        .and_then(|h| {
+            h.split("; ")
+                .filter_map(|c| c.split_once('='))
+                .find(|(n, _)| *n == CSRF_COOKIE)
+                .map(|(_, v)| v.to_string())
+        })
+        .expect("the CSRF cookie");
+    let r = browser
+        .post(storefront.at("/cart/items"))
+        .header(headers::USER_ID, SHOPPER)
+        .header(headers::USER_ROLES, "customer")
+        .form(&[
+            (CSRF_FIELD, csrf.as_str()),
+            ("sku", SKU),
+            ("quantity", "1"),
+            ("key", &uuid::Uuid::new_v4().to_string()),
+        ])
+        .send()
+        .await
+        .expect("add");
+    assert_eq!(r.status(), 303, "added, then off to the cart");
+    pacts.finish();
+}
