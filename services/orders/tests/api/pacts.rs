@@ -1,4 +1,7 @@
-//! What the checkout saga relies on from inventory, payments and cart, as pacts
+//! orders' contracts. As a provider, it honours what its consumers rely on (every
+//! pact naming it, `crates/contracts/pacts/*-orders.json`, replayed against a real
+//! instance). As a consumer:
+//! what the checkout saga relies on from inventory, payments and cart, as pacts
 //! (`crates/contracts/pacts/orders-*.json`, verified by each provider's API tests):
 //! each interaction is a call the saga makes through its typed client and an answer
 //! it branches on (`src/saga.rs`: the statuses it matches, the problem codes and
@@ -9,8 +12,36 @@ use axum::http::StatusCode;
 use emporium_client::api::{Cart, Inventory, Payments};
 use emporium_contracts::card::Card;
 use emporium_contracts::checkout::{AuthorizeRequest, StockLine, TakeCart};
-use emporium_testkit::pact::{Interaction, Pact};
-use serde_json::json;
+use emporium_testkit::pact::{Interaction, Pact, Substitutions, verify};
+use emporium_testkit::user_id;
+use serde_json::{Value, json};
+
+use super::{checkout_body, key, shop};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn honours_the_pacts_of_its_consumers() {
+    let s = shop().await;
+    let s = &s;
+    let state = |given: String, _: std::collections::BTreeMap<String, String>| async move {
+        let subs: Substitutions = match given.as_str() {
+            "a shopper has placed an order" => {
+                let (sku, _) = s.stocked(2).await;
+                let shopper = format!("pact-buyer-{}", key());
+                s.add(&shopper, &sku, 2).await;
+                let r = s
+                    .checkout(&shopper, Some(&key()), &checkout_body("4242424242424242"))
+                    .await;
+                assert_eq!(r.status(), 202, "placed");
+                let order: Value = r.json().await.expect("order");
+                let id = order["id"].as_str().expect("id").to_string();
+                vec![("user_id", user_id(&shopper)), ("order_id", id)]
+            }
+            other => panic!("orders knows no provider state `{other}`"),
+        };
+        subs
+    };
+    verify("orders", &s.orders, state).await;
+}
 
 /// Order ids of the interactions: one each, so the provider states never meet.
 fn order(n: u8) -> String {

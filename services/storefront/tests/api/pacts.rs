@@ -2,8 +2,8 @@
 //! pacts (`crates/contracts/pacts/storefront-<provider>.json`, verified by each
 //! provider's API tests). The storefront runs here with every call it makes
 //! answered from the pacts, and the pages are opened as the gateway forwards them:
-//! the home page, search results, a product page and the cart signed in, and an
-//! add to the cart. So the pacts say what the page code itself sends and reads (a
+//! the home page, search results, a product page, the cart and an order signed
+//! in, an add to the cart, and signing in (a wrong password, then the right one). So the pacts say what the page code itself sends and reads (a
 //! call no interaction expects, or an interaction no page needs, fails the test),
 //! and each page is checked to show what it read.
 
@@ -20,6 +20,9 @@ const SKU: &str = "TEA-EARL-GREY";
 const PRODUCT_ID: &str = "0192f4a4-0000-7000-8000-00000000c0de";
 const SHOPPER: &str = "0192f4a4-0000-7000-8000-00000000beef";
 const WORD: &str = "teapot";
+const ORDER_ID: &str = "0192f4a4-0000-7000-8000-0000000004d3";
+const EMAIL: &str = "ada@example.com";
+const PASSWORD: &str = "correct horse battery";
 
 fn money(amount: i64) -> Value {
     json!({ "amount": amount, "currency": "EUR" })
@@ -38,10 +41,36 @@ fn hit() -> Value {
     })
 }
 
+/// An access token as users issues one: the storefront reads the shopper from
+/// its claims (users signs it; the gateway checks the signature).
+fn access_token() -> String {
+    use base64::Engine as _;
+    let part = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let claims = json!({
+        "sub": SHOPPER, "iss": "emporium-users", "aud": "emporium",
+        "iat": 1_796_400_000, "nbf": 1_796_400_000, "exp": 1_796_400_900,
+        "jti": "0192f4a4-0000-7000-8000-000000000001",
+        "roles": ["customer"], "email_verified": true,
+    });
+    format!(
+        "{}.{}.c2lnbmF0dXJl",
+        part(json!({ "alg": "EdDSA", "typ": "JWT" })),
+        part(claims)
+    )
+}
+
 fn declare() -> Pacts {
     let mut pacts = Pacts::declare(
         "storefront",
-        &["catalog", "inventory", "cart", "reviews", "search"],
+        &[
+            "catalog",
+            "inventory",
+            "cart",
+            "reviews",
+            "search",
+            "orders",
+            "users",
+        ],
     );
     pacts.interaction(
         "catalog",
@@ -212,6 +241,83 @@ fn declare() -> Pacts {
                 &[],
             ),
     );
+    pacts.interaction(
+        "orders",
+        Interaction::new("a shopper's order, with its timeline")
+            .given("a shopper has placed an order")
+            .as_shopper(SHOPPER)
+            .param("order_id", ORDER_ID)
+            .request("GET", &format!("/api/orders/{ORDER_ID}"), None)
+            .responds(
+                200,
+                json!({
+                    "id": ORDER_ID,
+                    "status": "CONFIRMED",
+                    "reason": null,
+                    "total": money(2500),
+                    "lines": [{
+                        "sku": SKU,
+                        "name": "Earl Grey, loose leaf",
+                        "unit_price": money(1250),
+                        "quantity": 2,
+                    }],
+                    "shipping_address": {
+                        "name": "Ada Lovelace",
+                        "line1": "12 St James's Square",
+                        "line2": null,
+                        "city": "London",
+                        "postal_code": "SW1Y 4JH",
+                        "country": "GB",
+                    },
+                    "card": { "brand": "visa", "last4": "4242" },
+                    "created_at": "2026-12-04T12:00:00Z",
+                    "timeline": [{ "at": "2026-12-04T12:00:00Z", "event": "placed", "detail": "" }],
+                }),
+                &["/id"],
+            ),
+    );
+    pacts.interaction(
+        "users",
+        Interaction::new("signing in with an account's password")
+            .given("a user has an account")
+            .param("email", EMAIL)
+            .param("user_id", SHOPPER)
+            .request(
+                "POST",
+                "/api/users/login",
+                Some(json!({ "email": EMAIL, "password": PASSWORD })),
+            )
+            .responds(
+                200,
+                json!({
+                    "access_token": access_token(),
+                    "expires_in": 900,
+                    "refresh_token": "a-refresh-token",
+                    "refresh_expires_in": 2_592_000,
+                }),
+                &[],
+            ),
+    );
+    pacts.interaction(
+        "users",
+        Interaction::new("signing in with a wrong password")
+            .given("a user has an account")
+            .param("email", EMAIL)
+            .request(
+                "POST",
+                "/api/users/login",
+                Some(json!({ "email": EMAIL, "password": "not the password" })),
+            )
+            .responds(401, json!({ "status": 401 }), &["/status"]),
+    );
+    pacts.interaction(
+        "users",
+        Interaction::new("a signed-in user's own account")
+            .given("a user has an account")
+            .as_shopper(SHOPPER)
+            .request("GET", "/api/users/me", None)
+            .responds(200, json!({ "name": "Ada Lovelace" }), &[]),
+    );
     pacts
 }
 
@@ -266,7 +372,12 @@ async fn the_shopping_pages_rely_on_their_services_for_what_they_show() {
     let cart = open("/cart", true).await;
     assert!(cart.contains("25.00"), "the cart's total");
 
-    // An add, as the product page's form sends it.
+    let order = open(&format!("/orders/{ORDER_ID}"), true).await;
+    assert!(order.contains("ending in 4242"), "the card");
+    assert!(order.contains("SW1Y 4JH"), "the address");
+
+    // Forms carry the CSRF token the pages set; first an add, as the product
+    // page's form sends it.
     let url = storefront.at("/").parse().expect("url");
     let csrf = jar
         .cookies(&url)
@@ -292,5 +403,33 @@ async fn the_shopping_pages_rely_on_their_services_for_what_they_show() {
         .await
         .expect("add");
     assert_eq!(r.status(), 303, "added, then off to the cart");
+
+    let sign_in = |password: &'static str| {
+        browser
+            .post(storefront.at("/signin"))
+            .form(&[
+                (CSRF_FIELD, csrf.as_str()),
+                ("email", EMAIL),
+                ("password", password),
+                ("next", "/cart"),
+            ])
+            .send()
+    };
+    let r = sign_in("not the password").await.expect("sign in");
+    assert_eq!(r.status(), 200, "the form again");
+    let page = r.text().await.expect("html");
+    assert!(page.contains("do not match an account"), "says why");
+    let r = sign_in(PASSWORD).await.expect("sign in");
+    assert_eq!(r.status(), 303, "signed in, then back");
+    let cookies: Vec<&str> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert!(
+        cookies.iter().any(|c| c.starts_with("emporium_name=Ada")),
+        "the name from the account: {cookies:?}"
+    );
     pacts.finish();
 }

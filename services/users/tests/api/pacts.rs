@@ -13,11 +13,17 @@ async fn honours_the_pacts_of_its_consumers() {
     let env = TestEnv::new();
     let app = spawn(&env).await;
     let app = &app;
-    let state = |given: String, _: BTreeMap<String, String>| async move {
+    let state = |given: String, params: BTreeMap<String, String>| async move {
         let subs: Substitutions = match given.as_str() {
+            // With the usual password ("correct horse battery").
             "a user has an account" => {
                 let email = format!("pact-{}@example.com", uuid::Uuid::new_v4().simple());
-                vec![("user_id", account(app, &email).await.id)]
+                let mut subs = vec![("user_id", account(app, &email).await.id)];
+                if params.contains_key("email") {
+                    subs.push(("email", email));
+                }
+                subs.retain(|(name, _)| params.contains_key(*name));
+                subs
             }
             other => panic!("users knows no provider state `{other}`"),
         };
