@@ -1072,35 +1072,66 @@ fn production_scales_every_service_but_the_registry_and_each_ships_its_own_image
     }
 }
 
-/// `scripts/pacts-in-production` reads each consumer's pact at the revision the
-/// production overlay's image tag names, not the one checked out, and skips a
-/// consumer deployed without a revision in its tag.
-#[test]
-fn a_provider_is_verified_against_the_pacts_production_runs() {
+/// A fresh git repository holding a copy of `scripts/pacts-in-production`.
+fn scratch_repo() -> tempfile::TempDir {
     let work = tempfile::tempdir().expect("temp");
     let root = work.path();
-    let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-            .args(args)
-            .current_dir(root)
-            .output()
-            .expect("git runs");
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
-    let write = |path: &str, text: &str| {
-        let path = root.join(path);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(path, text).expect("write");
-    };
     std::fs::create_dir_all(root.join("scripts")).expect("mkdir");
     std::fs::copy(
         repo().join("scripts/pacts-in-production"),
         root.join("scripts/pacts-in-production"),
     )
     .expect("copy the script");
-    git(&["init", "-q", "-b", "main"]);
+    scratch_git(root, &["init", "-q", "-b", "main"]);
+    work
+}
+
+/// `git args` in `root`, which must succeed: its output.
+fn scratch_git(root: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(root)
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `scripts/pacts-in-production ARGS` in `root` against its `env/production`
+/// branch, collecting into `out_dir`; must succeed: what it said.
+fn collect_pacts(root: &Path, args: &[&str], out_dir: &Path) -> String {
+    let out = Command::new("bash")
+        .arg(root.join("scripts/pacts-in-production"))
+        .args(args)
+        .args(["--branch", "env/production", "--collect-only"])
+        .arg(out_dir)
+        .output()
+        .expect("the script runs");
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    said
+}
+
+fn scratch_write(root: &Path, path: &str, text: &str) {
+    let path = root.join(path);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
+/// `scripts/pacts-in-production` reads each consumer's pact at the revision the
+/// production overlay's image tag names, not the one checked out, and skips a
+/// consumer deployed without a revision in its tag.
+#[test]
+fn a_provider_is_verified_against_the_pacts_production_runs() {
+    let work = scratch_repo();
+    let root = work.path();
+    let git = |args: &[&str]| scratch_git(root, args);
+    let write = |path: &str, text: &str| scratch_write(root, path, text);
     let pacts = "crates/contracts/pacts";
     write(&format!("{pacts}/orders-payments.json"), "as deployed\n");
     write(&format!("{pacts}/cart-payments.json"), "cart's\n");
@@ -1124,18 +1155,7 @@ fn a_provider_is_verified_against_the_pacts_production_runs() {
     write(&format!("{pacts}/orders-payments.json"), "newer\n");
     git(&["commit", "-qam", "orders relies on more"]);
     let out_dir = root.join("collected");
-    let out = Command::new("bash")
-        .arg(root.join("scripts/pacts-in-production"))
-        .args(["payments", "--branch", "env/production", "--collect-only"])
-        .arg(&out_dir)
-        .output()
-        .expect("the script runs");
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = collect_pacts(root, &["payments"], &out_dir);
     let collected = |name: &str| std::fs::read_to_string(out_dir.join(name)).ok();
     assert_eq!(
         collected("orders-payments.json").as_deref(),
@@ -1148,6 +1168,64 @@ fn a_provider_is_verified_against_the_pacts_production_runs() {
         "cart runs an untagged 0.1.0: {said}"
     );
     assert!(said.contains("cart: production runs 0.1.0"), "{said}");
+}
+
+/// `scripts/pacts-in-production --consumer` checks what a consumer relies on now
+/// against each provider at the revision production runs it: the plan names
+/// that revision (read from the provider's image tag) with this checkout's pact,
+/// and a provider not deployed, or deployed without a revision, is said and
+/// skipped.
+#[test]
+fn a_consumer_is_checked_against_the_providers_production_runs() {
+    let work = scratch_repo();
+    let root = work.path();
+    let git = |args: &[&str]| scratch_git(root, args);
+    let write = |path: &str, text: &str| scratch_write(root, path, text);
+    let pacts = "crates/contracts/pacts";
+    write(&format!("{pacts}/orders-payments.json"), "as deployed\n");
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "deployed"]);
+    let deployed = git(&["rev-parse", "HEAD"]);
+    write(
+        "deploy/k8s/overlays/production/kustomization.yaml",
+        &format!(
+            "images:\n  - name: emporium-cart\n    newName: x/emporium\n    newTag: 0.1.0\n  \
+             - name: emporium-payments\n    newName: x/emporium\n    newTag: \"0.1.0-{}\"\n",
+            &deployed[..12]
+        ),
+    );
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "the environment"]);
+    git(&["branch", "env/production"]);
+    // orders now relies on more from payments, and on cart and search too.
+    write(&format!("{pacts}/orders-payments.json"), "newer\n");
+    write(&format!("{pacts}/orders-cart.json"), "cart's\n");
+    write(&format!("{pacts}/orders-search.json"), "search's\n");
+    write(
+        &format!("{pacts}/storefront-payments.json"),
+        "not orders'\n",
+    );
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "orders relies on more"]);
+    let out_dir = root.join("collected");
+    let said = collect_pacts(root, &["orders", "--consumer"], &out_dir);
+    let read = |name: &str| std::fs::read_to_string(out_dir.join(name)).ok();
+    assert_eq!(
+        read("plan").as_deref(),
+        Some(format!("payments {}\n", &deployed[..12]).as_str()),
+        "{said}"
+    );
+    assert_eq!(
+        read("payments/orders-payments.json").as_deref(),
+        Some("newer\n"),
+        "this checkout's pact, against the deployed payments: {said}"
+    );
+    assert!(
+        read("payments/storefront-payments.json").is_none(),
+        "{said}"
+    );
+    assert!(said.contains("cart: production runs 0.1.0"), "{said}");
+    assert!(said.contains("search: not in production yet"), "{said}");
 }
 
 /// Every provider a pact names replays its pacts in its own API tests (else the

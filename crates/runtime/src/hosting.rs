@@ -67,8 +67,9 @@ impl Process {
     }
 
     /// Sends every call its services make to another service's API through
-    /// `transport` (the registry's traffic and event feeds excepted): a
-    /// consumer's contract tests host it with its calls answered from its pacts.
+    /// `transport` (the registry's traffic and event feeds excepted), bypassing
+    /// the resilience policies of the HTTP transport: a consumer's contract
+    /// tests host it with its calls answered from its pacts.
     #[must_use]
     pub fn calling_through(mut self, transport: Arc<dyn Transport>) -> Self {
         self.calls = Some(transport);

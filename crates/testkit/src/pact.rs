@@ -70,6 +70,10 @@ pub struct PactRequest {
     /// must send each, with this value.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// Of `headers`, those whose value is an example: the consumer must send
+    /// them with some value (an idempotency key it mints).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub any_value: std::collections::BTreeSet<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<Value>,
 }
@@ -95,6 +99,7 @@ impl Interaction {
                 method: "GET".into(),
                 path: String::new(),
                 headers: BTreeMap::new(),
+                any_value: Default::default(),
                 body: None,
             },
             response: PactResponse {
@@ -126,6 +131,7 @@ impl Interaction {
             method: method.to_string(),
             path: path.to_string(),
             headers: std::mem::take(&mut self.request.headers),
+            any_value: std::mem::take(&mut self.request.any_value),
             body,
         };
         self
@@ -137,6 +143,16 @@ impl Interaction {
         self.request
             .headers
             .insert(name.to_ascii_lowercase(), value.to_string());
+        self
+    }
+
+    /// The request carries `name` with some value; the provider is sent
+    /// `example`.
+    #[must_use]
+    pub fn header_any(mut self, name: &str, example: &str) -> Self {
+        let name = name.to_ascii_lowercase();
+        self.request.any_value.insert(name.clone());
+        self.request.headers.insert(name, example.to_string());
         self
     }
 
@@ -238,6 +254,7 @@ pub struct PactBuilder {
 impl PactBuilder {
     /// Declares an interaction; the client answers it from now on.
     pub fn interaction(&mut self, interaction: Interaction) {
+        assert_params_used(&interaction);
         self.pact.interactions.push(interaction.clone());
         if let Ok(mut r) = self.recorder.lock() {
             r.interactions.push(interaction);
@@ -363,7 +380,8 @@ impl Transport for Providers {
 }
 
 /// The consumer side's transport: answers a request from the interaction it
-/// matches (method, path and JSON body equal).
+/// matches (method, path and JSON body equal, and every header the interaction
+/// names sent, with its value unless any value goes).
 struct Mock(Arc<Mutex<Recorder>>);
 
 impl Transport for Mock {
@@ -390,15 +408,23 @@ impl Transport for Mock {
         };
         let answer = {
             let mut r = self.0.lock().expect("recorder");
-            let found = r.interactions.iter().position(|i| {
-                i.request.method == method
-                    && i.request.path == path
-                    && i.request.body == body
-                    && i.request
-                        .headers
-                        .iter()
-                        .all(|(n, v)| sent(n).as_ref() == Some(v))
-            });
+            // Of the interactions the request matches, the one that names the
+            // most headers (a shopper's cart over anyone's).
+            let found = r
+                .interactions
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| {
+                    i.request.method == method
+                        && i.request.path == path
+                        && i.request.body == body
+                        && i.request.headers.iter().all(|(n, v)| match sent(n) {
+                            Some(got) => i.request.any_value.contains(n) || got == *v,
+                            None => false,
+                        })
+                })
+                .max_by_key(|(at, i)| (i.request.headers.len(), std::cmp::Reverse(*at)))
+                .map(|(at, _)| at);
             match found {
                 Some(at) => {
                     r.used[at] = true;
@@ -475,6 +501,7 @@ where
                     (example.as_str(), value.as_str())
                 })
                 .collect();
+            assert_params_used(i);
             let method = reqwest::Method::from_bytes(i.request.method.as_bytes()).expect("method");
             let path = substituted_path(&i.request.path, &pairs);
             let mut req = client.request(method.clone(), format!("{base}{path}"));
@@ -526,6 +553,20 @@ where
     assert!(checked > 0, "no interaction checked");
 }
 
+/// Panics if a param's example appears nowhere in the interaction: it would
+/// stand for nothing.
+fn assert_params_used(i: &Interaction) {
+    let declared = serde_json::to_string(i).expect("json");
+    for (name, example) in &i.params {
+        // Once in `params` itself, so at least once more.
+        assert!(
+            declared.matches(example.as_str()).count() > 1,
+            "{}: the example of param `{name}` is used nowhere",
+            i.description
+        );
+    }
+}
+
 /// `path` with every segment and query value equal to an example in `pairs`
 /// replaced by the provider's value.
 fn substituted_path(path: &str, pairs: &BTreeMap<&str, &str>) -> String {
@@ -535,16 +576,13 @@ fn substituted_path(path: &str, pairs: &BTreeMap<&str, &str>) -> String {
         .map_or((path, None), |(p, q)| (p, Some(q)));
     let path = path.split('/').map(swap).collect::<Vec<_>>().join("/");
     match query {
+        // Values compared decoded, and sent encoded.
         Some(query) => {
-            let query = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((k, v)) => format!("{k}={}", swap(v)),
-                    None => pair.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join("&");
-            format!("{path}?{query}")
+            let mut out = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+                out.append_pair(&k, &swap(&v));
+            }
+            format!("{path}?{}", out.finish())
         }
         None => path,
     }
@@ -569,9 +607,21 @@ fn substituted(mut value: Value, pairs: &BTreeMap<&str, &str>) -> Value {
     value
 }
 
+/// In an example object, the one key meaning "every key": the object (a map, such
+/// as facet counts by category) must have entries, each like the value given.
+pub const EACH: &str = "*";
+
 /// Whether `actual` has everything `expected` has, of the same JSON types.
 fn like(expected: &Value, actual: &Value, at: &str, problems: &mut Vec<String>) {
     match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) if e.len() == 1 && e.contains_key(EACH) => {
+            if a.is_empty() {
+                problems.push(format!("{at} is empty"));
+            }
+            for (key, found) in a {
+                like(&e[EACH], found, &format!("{at}/{key}"), problems);
+            }
+        }
         (Value::Object(e), Value::Object(a)) => {
             for (key, value) in e {
                 match a.get(key) {
@@ -613,6 +663,78 @@ mod tests {
         let mut p = Vec::new();
         like(&expected, &actual, "", &mut p);
         p
+    }
+
+    #[test]
+    fn each_value_of_a_map_is_like_the_example_given_for_every_key() {
+        let example = json!({ "category": { EACH: 1 } });
+        assert!(problems(example.clone(), json!({ "category": { "a": 2, "b": 0 } })).is_empty());
+        assert_eq!(
+            problems(example.clone(), json!({ "category": { "a": 2, "b": "3" } })).len(),
+            1
+        );
+        assert_eq!(
+            problems(example, json!({ "category": {} })).len(),
+            1,
+            "empty"
+        );
+    }
+
+    #[test]
+    fn examples_in_a_path_and_its_query_are_replaced_decoded_and_sent_encoded() {
+        let pairs: BTreeMap<&str, &str> = [("SKU-1", "BEA-00006"), ("earl grey", "tea & cake")]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            substituted_path("/api/x/SKU-1?q=earl+grey&limit=5&sku=SKU-1x", &pairs),
+            "/api/x/BEA-00006?q=tea+%26+cake&limit=5&sku=SKU-1x"
+        );
+        assert_eq!(substituted_path("/api/x/SKU-1", &pairs), "/api/x/BEA-00006");
+    }
+
+    #[test]
+    fn a_request_is_answered_by_the_interaction_naming_the_most_of_its_headers() {
+        let mut pact = Pact::declare("c", "p");
+        pact.interaction(
+            Interaction::new("anyone's")
+                .request("GET", "/x", None)
+                .responds(200, json!({ "who": "anyone" }), &[]),
+        );
+        pact.interaction(
+            Interaction::new("a shopper's, with a key")
+                .param("user_id", "u-1")
+                .header("x-user-id", "u-1")
+                .header_any("idempotency-key", "k-1")
+                .request("GET", "/x", None)
+                .responds(200, json!({ "who": "u-1" }), &[]),
+        );
+        let client = pact.client();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let who = |headers: &[(&'static str, &'static str)]| {
+            let client = headers.iter().fold(client.clone(), |c, (n, v)| {
+                c.with_header(
+                    axum::http::HeaderName::from_static(n),
+                    axum::http::HeaderValue::from_static(v),
+                )
+            });
+            rt.block_on(async move { client.get_json::<Value>("/x").await.expect("answered") })
+        };
+        assert_eq!(who(&[])["who"], "anyone");
+        assert_eq!(who(&[("x-user-id", "u-1")])["who"], "anyone", "no key sent");
+        assert_eq!(
+            who(&[("x-user-id", "u-1"), ("idempotency-key", "another")])["who"],
+            "u-1",
+            "any key goes"
+        );
+        assert_eq!(
+            who(&[("x-user-id", "u-2"), ("idempotency-key", "k-1")])["who"],
+            "anyone",
+            "another shopper"
+        );
+        // Not finished: this pact has no file.
     }
 
     #[test]

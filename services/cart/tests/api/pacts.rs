@@ -111,8 +111,9 @@ async fn honours_the_pacts_of_its_consumers() {
                 let order_id = params.get("order_id").expect("order_id").clone();
                 let product = w.products(1).await.remove(0);
                 let sku = product["sku"].as_str().expect("sku").to_string();
-                assert_eq!(w.add("pact-taker", &sku, 1).await.status(), 200);
-                let taken = w.take("pact-taker", &order_id, &order_id).await;
+                let shopper = fresh_shopper();
+                assert_eq!(w.add(&shopper, &sku, 1).await.status(), 200);
+                let taken = w.take(&shopper, &order_id, &order_id).await;
                 assert_eq!(taken["lines"][0]["quantity"], 1, "{taken}");
                 vec![("order_id", order_id)]
             }

@@ -8,12 +8,20 @@ mod pacts;
 use emporium_notifications::{Notifications, NotificationsSettings};
 use emporium_registry::{RegistryService, RegistrySettings};
 use emporium_testkit::mail::mailed_token;
-use emporium_testkit::{TestEnv, client, eventually, problem, sign_up};
+use emporium_testkit::{Spawned, TestEnv, client, eventually, problem, sign_up};
 use emporium_users::{Users, UsersSettings};
 use serde_json::{Value, json};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_new_account_gets_a_welcome_and_a_working_confirmation_link_only_its_owner_sees() {
+/// A registry, users, and notifications writing its mail to `mail_dir`.
+struct World {
+    users: Spawned,
+    notifications: Spawned,
+    mail_dir: std::path::PathBuf,
+    _registry: Spawned,
+    _env: TestEnv,
+}
+
+async fn world() -> World {
     let env = TestEnv::new();
     let registry = env
         .spawn(RegistryService, env.settings::<RegistrySettings>(None))
@@ -25,6 +33,24 @@ async fn each_new_account_gets_a_welcome_and_a_working_confirmation_link_only_it
     let mut settings = env.settings::<NotificationsSettings>(Some(&registry));
     settings.service.mail_dir = Some(mail_dir.clone());
     let notifications = env.spawn(Notifications, settings).await;
+    World {
+        users,
+        notifications,
+        mail_dir,
+        _registry: registry,
+        _env: env,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_new_account_gets_a_welcome_and_a_working_confirmation_link_only_its_owner_sees() {
+    let w = world().await;
+    let World {
+        users,
+        notifications,
+        mail_dir,
+        ..
+    } = &w;
 
     let (ada, _) = sign_up(&users.url, "ada@example.com").await;
     let (bob, _) = sign_up(&users.url, "bob@example.com").await;
@@ -78,7 +104,7 @@ async fn each_new_account_gets_a_welcome_and_a_working_confirmation_link_only_it
     .await;
 
     // Two .eml files per account (welcome, confirm your address), addressed to it.
-    let files: Vec<String> = std::fs::read_dir(&mail_dir)
+    let files: Vec<String> = std::fs::read_dir(mail_dir)
         .expect("mail dir")
         .flatten()
         .map(|e| std::fs::read_to_string(e.path()).expect("eml"))
@@ -92,7 +118,7 @@ async fn each_new_account_gets_a_welcome_and_a_working_confirmation_link_only_it
     assert!(files.iter().any(|f| f.contains("bob@example.com")));
 
     // The mailed link confirms Ada's address at users, once.
-    let token = mailed_token(&mail_dir, "ada@example.com", "/verify").await;
+    let token = mailed_token(mail_dir, "ada@example.com", "/verify").await;
     let confirm = || {
         client()
             .post(users.at("/api/users/verify"))

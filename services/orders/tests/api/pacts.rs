@@ -22,8 +22,14 @@ use super::{checkout_body, key, shop};
 async fn honours_the_pacts_of_its_consumers() {
     let s = shop().await;
     let s = &s;
-    let state = |given: String, _: std::collections::BTreeMap<String, String>| async move {
-        let subs: Substitutions = match given.as_str() {
+    let state = |given: String, params: std::collections::BTreeMap<String, String>| async move {
+        let mut subs: Substitutions = match given.as_str() {
+            "a shopper has a cart of stocked products" => {
+                let (sku, _) = s.stocked(2).await;
+                let shopper = format!("pact-shopper-{}", key());
+                s.add(&shopper, &sku, 2).await;
+                vec![("user_id", user_id(&shopper))]
+            }
             "a shopper has placed an order" => {
                 let (sku, _) = s.stocked(2).await;
                 let shopper = format!("pact-buyer-{}", key());
@@ -38,6 +44,7 @@ async fn honours_the_pacts_of_its_consumers() {
             }
             other => panic!("orders knows no provider state `{other}`"),
         };
+        subs.retain(|(name, _)| params.contains_key(*name));
         subs
     };
     verify("orders", &s.orders, state).await;

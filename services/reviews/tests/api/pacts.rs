@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use emporium_testkit::pact::{Substitutions, verify};
+use emporium_testkit::user_id;
 
 use super::world;
 
@@ -23,6 +24,12 @@ async fn honours_the_pacts_of_its_consumers() {
                     201
                 );
                 vec![("product_id", product)]
+            }
+            "a shopper bought a product" => {
+                let product = uuid::Uuid::now_v7().to_string();
+                let buyer = format!("pact-buyer-{}", &product[24..]);
+                w.buyer(&buyer, &product).await;
+                vec![("user_id", user_id(&buyer)), ("product_id", product)]
             }
             other => panic!("reviews knows no provider state `{other}`"),
         };

@@ -16,13 +16,14 @@ async fn honours_the_pacts_of_its_consumers() {
     let state = |given: String, params: BTreeMap<String, String>| async move {
         let subs: Substitutions = match given.as_str() {
             "products are indexed" => {
-                // A word of a product's name: the example query stands for it.
+                // A word of the newest product's name (the seed's names end in a
+                // colour): the example query stands for it.
                 let word = eventually("search has indexed the catalog", || async {
                     let page = w.find("sort=new&limit=1").await;
                     let name = page["items"][0]["name"].as_str()?.to_string();
                     name.split_whitespace()
                         .last()
-                        .map(|w| w.trim_matches(',').to_lowercase())
+                        .map(|last| last.trim_matches(',').to_lowercase())
                 })
                 .await;
                 if params.contains_key("q") {

@@ -3,16 +3,17 @@
 //! provider's API tests). The storefront runs here with every call it makes
 //! answered from the pacts, and the pages are opened as the gateway forwards them:
 //! the home page, search results, a product page, the cart and an order signed
-//! in, an add to the cart, and signing in (a wrong password, then the right one). So the pacts say what the page code itself sends and reads (a
-//! call no interaction expects, or an interaction no page needs, fails the test),
-//! and each page is checked to show what it read.
+//! in, an add to the cart, and signing in (a wrong password, then the right one).
+//! So the pacts say what the page code itself sends and reads: a call no
+//! interaction expects, or an interaction no page needs, fails the test, and each
+//! page is checked for the main things it shows from what it read.
 
 use std::sync::Arc;
 
 use emporium_contracts::headers;
 use emporium_storefront::{CSRF_COOKIE, CSRF_FIELD, Storefront, StorefrontSettings};
 use emporium_testkit::TestEnv;
-use emporium_testkit::pact::{Interaction, Pacts};
+use emporium_testkit::pact::{EACH, Interaction, Pacts};
 use reqwest::cookie::CookieStore;
 use serde_json::{Value, json};
 
@@ -22,6 +23,8 @@ const SHOPPER: &str = "0192f4a4-0000-7000-8000-00000000beef";
 const WORD: &str = "teapot";
 const ORDER_ID: &str = "0192f4a4-0000-7000-8000-0000000004d3";
 const EMAIL: &str = "ada@example.com";
+const NEW_EMAIL: &str = "grace@example.com";
+const REFRESH: &str = "a-refresh-token";
 const PASSWORD: &str = "correct horse battery";
 
 fn money(amount: i64) -> Value {
@@ -59,6 +62,16 @@ fn access_token() -> String {
     )
 }
 
+/// What users answers a sign-in with.
+fn tokens() -> Value {
+    json!({
+        "access_token": access_token(),
+        "expires_in": 900,
+        "refresh_token": REFRESH,
+        "refresh_expires_in": 2_592_000,
+    })
+}
+
 fn declare() -> Pacts {
     let mut pacts = Pacts::declare(
         "storefront",
@@ -70,6 +83,7 @@ fn declare() -> Pacts {
             "search",
             "orders",
             "users",
+            "notifications",
         ],
     );
     pacts.interaction(
@@ -100,7 +114,7 @@ fn declare() -> Pacts {
                     "category": "teas",
                     "price": money(1250),
                     "image_url": "/api/catalog/images/TEA-EARL-GREY",
-                    "attributes": {},
+                    "attributes": { EACH: "Kiln & Oak" },
                 }),
                 &["/id", "/sku"],
             ),
@@ -141,6 +155,11 @@ fn declare() -> Pacts {
         Interaction::new("an add to a shopper's cart")
             .given("a SKU is on sale")
             .as_shopper(SHOPPER)
+            // Minted with the page's form: cart adds once per key.
+            .header_any(
+                headers::IDEMPOTENCY_KEY,
+                "0192f4a4-0000-7000-8000-00000000add1",
+            )
             .param("sku", SKU)
             .request(
                 "POST",
@@ -230,7 +249,7 @@ fn declare() -> Pacts {
                     "items": [hit()],
                     "total": 1,
                     "facets": {
-                        "category": {},
+                        "category": { EACH: 1 },
                         // The last band has no top.
                         "price": [{ "min": 0, "max": null, "count": 1 }],
                         "rating": [{ "min": 4, "count": 1 }],
@@ -250,29 +269,13 @@ fn declare() -> Pacts {
             .request("GET", &format!("/api/orders/{ORDER_ID}"), None)
             .responds(
                 200,
-                json!({
-                    "id": ORDER_ID,
-                    "status": "CONFIRMED",
-                    "reason": null,
-                    "total": money(2500),
-                    "lines": [{
-                        "sku": SKU,
-                        "name": "Earl Grey, loose leaf",
-                        "unit_price": money(1250),
-                        "quantity": 2,
-                    }],
-                    "shipping_address": {
-                        "name": "Ada Lovelace",
-                        "line1": "12 St James's Square",
-                        "line2": null,
-                        "city": "London",
-                        "postal_code": "SW1Y 4JH",
-                        "country": "GB",
-                    },
-                    "card": { "brand": "visa", "last4": "4242" },
-                    "created_at": "2026-12-04T12:00:00Z",
-                    "timeline": [{ "at": "2026-12-04T12:00:00Z", "event": "placed", "detail": "" }],
-                }),
+                {
+                    let mut order = order();
+                    order["timeline"] = json!([
+                        { "at": "2026-12-04T12:00:00Z", "event": "placed", "detail": "" }
+                    ]);
+                    order
+                },
                 &["/id"],
             ),
     );
@@ -281,22 +284,12 @@ fn declare() -> Pacts {
         Interaction::new("signing in with an account's password")
             .given("a user has an account")
             .param("email", EMAIL)
-            .param("user_id", SHOPPER)
             .request(
                 "POST",
                 "/api/users/login",
                 Some(json!({ "email": EMAIL, "password": PASSWORD })),
             )
-            .responds(
-                200,
-                json!({
-                    "access_token": access_token(),
-                    "expires_in": 900,
-                    "refresh_token": "a-refresh-token",
-                    "refresh_expires_in": 2_592_000,
-                }),
-                &[],
-            ),
+            .responds(200, tokens(), &[]),
     );
     pacts.interaction(
         "users",
@@ -310,6 +303,7 @@ fn declare() -> Pacts {
             )
             .responds(401, json!({ "status": 401 }), &["/status"]),
     );
+    declare_more(&mut pacts);
     pacts.interaction(
         "users",
         Interaction::new("a signed-in user's own account")
@@ -319,6 +313,208 @@ fn declare() -> Pacts {
             .responds(200, json!({ "name": "Ada Lovelace" }), &[]),
     );
     pacts
+}
+
+/// An order as orders shows it to its shopper.
+fn order() -> Value {
+    json!({
+        "id": ORDER_ID,
+        "status": "CONFIRMED",
+        "reason": null,
+        "total": money(2500),
+        "lines": [{
+            "sku": SKU,
+            "name": "Earl Grey, loose leaf",
+            "unit_price": money(1250),
+            "quantity": 2,
+        }],
+        "shipping_address": {
+            "name": "Ada Lovelace",
+            "line1": "12 St James's Square",
+            "line2": null,
+            "city": "London",
+            "postal_code": "SW1Y 4JH",
+            "country": "GB",
+        },
+        "card": { "brand": "visa", "last4": "4242" },
+        "created_at": "2026-12-04T12:00:00Z",
+    })
+}
+
+/// A cart of `quantity` of the tea.
+fn cart_of(quantity: i64) -> Value {
+    let lines = if quantity > 0 {
+        json!([{
+            "sku": SKU,
+            "name": "Earl Grey, loose leaf",
+            "unit_price": money(1250),
+            "quantity": quantity,
+            "line_total": money(1250 * quantity),
+        }])
+    } else {
+        json!([])
+    };
+    json!({
+        "items": lines,
+        "item_count": quantity,
+        "total": if quantity > 0 { money(1250 * quantity) } else { Value::Null },
+    })
+}
+
+/// The checkout, order history, cart changes, a review, the inbox, signing up
+/// and signing out.
+fn declare_more(pacts: &mut Pacts) {
+    pacts.interaction(
+        "orders",
+        Interaction::new("placing an order for a shopper's cart")
+            .given("a shopper has a cart of stocked products")
+            .as_shopper(SHOPPER)
+            .header(headers::USER_EMAIL_VERIFIED, "true")
+            // Minted with the checkout form: one order per form.
+            .header_any(
+                headers::IDEMPOTENCY_KEY,
+                "0192f4a4-0000-7000-8000-00000000c4ec",
+            )
+            .request(
+                "POST",
+                "/api/orders",
+                Some(json!({
+                    "card": {
+                        "number": "4242424242424242",
+                        "exp_month": 12,
+                        "exp_year": 2099,
+                        "cvc": "123",
+                    },
+                    "shipping_address": {
+                        "name": "Ada Lovelace",
+                        "line1": "12 St James's Square",
+                        "city": "London",
+                        "postal_code": "SW1Y 4JH",
+                        "country": "GB",
+                    },
+                })),
+            )
+            .responds(202, order(), &[]),
+    );
+    pacts.interaction(
+        "orders",
+        Interaction::new("a shopper's orders, newest first")
+            .given("a shopper has placed an order")
+            .as_shopper(SHOPPER)
+            .request("GET", "/api/orders?limit=20", None)
+            .responds(
+                200,
+                json!({ "items": [order()], "total": 1, "next": null }),
+                &["/total"],
+            ),
+    );
+    pacts.interaction(
+        "cart",
+        Interaction::new("a new quantity for a line")
+            .given("a shopper has 2 of a SKU in the cart")
+            .as_shopper(SHOPPER)
+            .param("sku", SKU)
+            .request(
+                "PATCH",
+                &format!("/api/cart/items/{SKU}"),
+                Some(json!({ "quantity": 3 })),
+            )
+            .responds(200, cart_of(3), &["/items/0/quantity", "/item_count"]),
+    );
+    pacts.interaction(
+        "cart",
+        Interaction::new("a line removed")
+            .given("a shopper has 2 of a SKU in the cart")
+            .as_shopper(SHOPPER)
+            .param("sku", SKU)
+            .request("DELETE", &format!("/api/cart/items/{SKU}"), None)
+            .responds(200, cart_of(0), &["/item_count"]),
+    );
+    pacts.interaction(
+        "reviews",
+        Interaction::new("a buyer's review of a product")
+            .given("a shopper bought a product")
+            .as_shopper(SHOPPER)
+            .param("product_id", PRODUCT_ID)
+            .request(
+                "POST",
+                "/api/reviews",
+                Some(json!({
+                    "product_id": PRODUCT_ID,
+                    "rating": 5,
+                    "title": "A proper cup",
+                    "text": "Strong and fragrant.",
+                })),
+            )
+            .responds(201, json!({ "product_id": PRODUCT_ID }), &["/product_id"]),
+    );
+    pacts.interaction(
+        "notifications",
+        Interaction::new("the mail sent to a shopper")
+            .given("a shopper has been mailed")
+            .as_shopper(SHOPPER)
+            .request("GET", "/api/notifications", None)
+            .responds(
+                200,
+                json!({
+                    "items": [{
+                        "subject": "Welcome to Emporium",
+                        "body": "Hello Ada,",
+                        "status": "sent",
+                        "created_at": "2026-12-04T12:00:00Z",
+                    }],
+                }),
+                &[],
+            ),
+    );
+    pacts.interaction(
+        "users",
+        Interaction::new("signing up with a new email")
+            .given("no account has an email")
+            .param("email", NEW_EMAIL)
+            .request(
+                "POST",
+                "/api/users/register",
+                Some(json!({ "email": NEW_EMAIL, "password": PASSWORD, "name": "Grace Hopper" })),
+            )
+            .responds(201, json!({}), &[]),
+    );
+    pacts.interaction(
+        "users",
+        Interaction::new("signing up with an email that has an account")
+            .given("a user has an account")
+            .param("email", EMAIL)
+            .request(
+                "POST",
+                "/api/users/register",
+                Some(json!({ "email": EMAIL, "password": PASSWORD, "name": "Ada Lovelace" })),
+            )
+            .responds(409, json!({ "status": 409 }), &["/status"]),
+    );
+    pacts.interaction(
+        "users",
+        Interaction::new("signing in right after signing up")
+            .given("a user has an account")
+            .param("email", NEW_EMAIL)
+            .request(
+                "POST",
+                "/api/users/login",
+                Some(json!({ "email": NEW_EMAIL, "password": PASSWORD })),
+            )
+            .responds(200, tokens(), &[]),
+    );
+    pacts.interaction(
+        "users",
+        Interaction::new("signing out a session")
+            .given("a user is signed in")
+            .param("refresh_token", REFRESH)
+            .request(
+                "POST",
+                "/api/users/logout",
+                Some(json!({ "refresh_token": REFRESH })),
+            )
+            .responds(204, Value::Null, &[]),
+    );
 }
 
 #[tokio::test]
@@ -339,18 +535,52 @@ async fn the_shopping_pages_rely_on_their_services_for_what_they_show() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    let open = |path: &str, shopper: bool| {
+    let shopper = |req: reqwest::RequestBuilder| {
+        req.header(headers::USER_ID, SHOPPER)
+            .header(headers::USER_ROLES, "customer")
+            .header(headers::USER_EMAIL_VERIFIED, "true")
+    };
+    let open = |path: &str, signed_in: bool| {
         let mut req = browser.get(storefront.at(path));
-        if shopper {
-            req = req
-                .header(headers::USER_ID, SHOPPER)
-                .header(headers::USER_ROLES, "customer");
+        if signed_in {
+            req = shopper(req);
         }
         async move {
             let r = req.send().await.expect("page");
             assert_eq!(r.status(), 200, "{}", r.url());
             r.text().await.expect("html")
         }
+    };
+    let csrf = || {
+        let url = storefront.at("/").parse().expect("url");
+        jar.cookies(&url)
+            .and_then(|h| h.to_str().ok().map(str::to_string))
+            .and_then(|h| {
+                h.split("; ")
+                    .filter_map(|c| c.split_once('='))
+                    .find(|(n, _)| *n == CSRF_COOKIE)
+                    .map(|(_, v)| v.to_string())
+            })
+            .expect("the CSRF cookie")
+    };
+    // A form as the page sends it, with the page's CSRF token.
+    let submit = |path: &str, signed_in: bool, fields: &[(&str, &str)]| {
+        let token = csrf();
+        let mut form: Vec<(String, String)> = vec![(CSRF_FIELD.into(), token)];
+        form.extend(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut req = browser.post(storefront.at(path)).form(&form);
+        if signed_in {
+            req = shopper(req);
+        }
+        async move { req.send().await.expect("form") }
+    };
+    let redirected = |r: &reqwest::Response| {
+        assert_eq!(r.status(), 303, "{}", r.url());
+        r.headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
     };
 
     let home = open("/", false).await;
@@ -368,68 +598,111 @@ async fn the_shopping_pages_rely_on_their_services_for_what_they_show() {
     );
     assert!(product.contains("A proper cup"), "a review");
     assert!(product.contains("In stock"), "the stock");
+    let key = uuid::Uuid::new_v4().to_string();
+    let r = submit(
+        "/cart/items",
+        true,
+        &[("sku", SKU), ("quantity", "1"), ("key", &key)],
+    )
+    .await;
+    assert_eq!(redirected(&r), "/cart?n=added");
+    let r = submit(
+        &format!("/products/{SKU}/reviews"),
+        true,
+        &[
+            ("rating", "5"),
+            ("title", "A proper cup"),
+            ("text", "Strong and fragrant."),
+        ],
+    )
+    .await;
+    assert!(redirected(&r).contains("n=reviewed"), "reviewed");
 
     let cart = open("/cart", true).await;
     assert!(cart.contains("25.00"), "the cart's total");
+    let r = submit(&format!("/cart/items/{SKU}"), true, &[("quantity", "3")]).await;
+    assert_eq!(redirected(&r), "/cart?n=updated");
+    let r = submit(&format!("/cart/items/{SKU}/remove"), true, &[]).await;
+    assert_eq!(redirected(&r), "/cart?n=removed");
 
+    let checkout = open("/checkout", true).await;
+    assert!(checkout.contains("25.00"), "the total to pay");
+    let key = uuid::Uuid::new_v4().to_string();
+    let r = submit(
+        "/checkout",
+        true,
+        &[
+            ("key", &key),
+            ("name", "Ada Lovelace"),
+            ("line1", "12 St James's Square"),
+            ("line2", ""),
+            ("city", "London"),
+            ("postal_code", "SW1Y 4JH"),
+            ("country", "GB"),
+            ("number", "4242424242424242"),
+            ("exp_month", "12"),
+            ("exp_year", "2099"),
+            ("cvc", "123"),
+        ],
+    )
+    .await;
+    assert_eq!(redirected(&r), format!("/orders/{ORDER_ID}"), "the order");
     let order = open(&format!("/orders/{ORDER_ID}"), true).await;
     assert!(order.contains("ending in 4242"), "the card");
     assert!(order.contains("SW1Y 4JH"), "the address");
+    let history = open("/orders", true).await;
+    assert!(
+        history.contains(&format!("/orders/{ORDER_ID}")),
+        "links the order"
+    );
 
-    // Forms carry the CSRF token the pages set; first an add, as the product
-    // page's form sends it.
-    let url = storefront.at("/").parse().expect("url");
-    let csrf = jar
-        .cookies(&url)
-        .and_then(|h| h.to_str().ok().map(str::to_string))
-        .and_then(|h| {
-            h.split("; ")
-                .filter_map(|c| c.split_once('='))
-                .find(|(n, _)| *n == CSRF_COOKIE)
-                .map(|(_, v)| v.to_string())
-        })
-        .expect("the CSRF cookie");
-    let r = browser
-        .post(storefront.at("/cart/items"))
-        .header(headers::USER_ID, SHOPPER)
-        .header(headers::USER_ROLES, "customer")
-        .form(&[
-            (CSRF_FIELD, csrf.as_str()),
-            ("sku", SKU),
-            ("quantity", "1"),
-            ("key", &uuid::Uuid::new_v4().to_string()),
-        ])
-        .send()
-        .await
-        .expect("add");
-    assert_eq!(r.status(), 303, "added, then off to the cart");
+    let inbox = open("/inbox", true).await;
+    assert!(inbox.contains("Welcome to Emporium"), "a mail's subject");
 
     let sign_in = |password: &'static str| {
-        browser
-            .post(storefront.at("/signin"))
-            .form(&[
-                (CSRF_FIELD, csrf.as_str()),
-                ("email", EMAIL),
-                ("password", password),
-                ("next", "/cart"),
-            ])
-            .send()
+        submit(
+            "/signin",
+            false,
+            &[("email", EMAIL), ("password", password), ("next", "/cart")],
+        )
     };
-    let r = sign_in("not the password").await.expect("sign in");
+    let r = sign_in("not the password").await;
     assert_eq!(r.status(), 200, "the form again");
     let page = r.text().await.expect("html");
     assert!(page.contains("do not match an account"), "says why");
-    let r = sign_in(PASSWORD).await.expect("sign in");
-    assert_eq!(r.status(), 303, "signed in, then back");
-    let cookies: Vec<&str> = r
+    let r = sign_in(PASSWORD).await;
+    let cookies: Vec<String> = r
         .headers()
         .get_all("set-cookie")
         .iter()
-        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
         .collect();
+    assert_eq!(redirected(&r), "/cart", "signed in, then back");
     assert!(
         cookies.iter().any(|c| c.starts_with("emporium_name=Ada")),
         "the name from the account: {cookies:?}"
     );
+    // Signed out as the gateway forwards it: the session still valid, and its
+    // refresh token ended at users (the cookies go, so the sign-up below is a
+    // visitor's without a session).
+    let r = submit("/signout", true, &[]).await;
+    assert_eq!(redirected(&r), "/?n=signed-out");
+    let sign_up = |email: &'static str, name: &'static str| {
+        submit(
+            "/signup",
+            false,
+            &[("name", name), ("email", email), ("password", PASSWORD)],
+        )
+    };
+    let r = sign_up(EMAIL, "Ada Lovelace").await;
+    assert_eq!(r.status(), 200, "the form again");
+    let page = r.text().await.expect("html");
+    assert!(
+        page.contains("An account with this email exists"),
+        "says why"
+    );
+    let r = sign_up(NEW_EMAIL, "Grace Hopper").await;
+    assert_eq!(redirected(&r), "/?n=welcome", "signed up and in");
+
     pacts.finish();
 }

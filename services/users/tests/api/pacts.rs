@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use emporium_testkit::TestEnv;
 use emporium_testkit::pact::{Substitutions, verify};
 
-use super::{account, spawn};
+use super::{account, spawn, tokens};
 
 #[tokio::test]
 async fn honours_the_pacts_of_its_consumers() {
@@ -24,6 +24,17 @@ async fn honours_the_pacts_of_its_consumers() {
                 }
                 subs.retain(|(name, _)| params.contains_key(*name));
                 subs
+            }
+            "no account has an email" => {
+                vec![(
+                    "email",
+                    format!("pact-{}@example.com", uuid::Uuid::new_v4().simple()),
+                )]
+            }
+            "a user is signed in" => {
+                let email = format!("pact-{}@example.com", uuid::Uuid::new_v4().simple());
+                account(app, &email).await;
+                vec![("refresh_token", tokens(app, &email).await.refresh_token)]
             }
             other => panic!("users knows no provider state `{other}`"),
         };
