@@ -7,7 +7,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use emporium_contracts::headers;
 use emporium_http::context;
-use emporium_telemetry::metrics;
+use emporium_telemetry::meters::Meters;
 use emporium_telemetry::trace::{self, Kind, Span};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, header};
 use http_body_util::BodyExt;
@@ -31,6 +31,8 @@ pub struct ServiceClient {
     timeout: Duration,
     /// Sent with every call of this client (identity, an idempotency key).
     headers: Option<Arc<HeaderMap>>,
+    /// Its calls and their durations, by target, method and outcome.
+    meters: Arc<Meters<3>>,
 }
 
 impl ServiceClient {
@@ -40,6 +42,11 @@ impl ServiceClient {
             transport,
             timeout,
             headers: None,
+            meters: Arc::new(Meters::new(
+                "http_client_requests_total",
+                "http_client_request_duration_seconds",
+                ["target", "method", "outcome"],
+            )),
         }
     }
 
@@ -161,10 +168,11 @@ impl ServiceClient {
             .await
             .map_err(|_| ClientError::Timeout(self.service.clone()))
             .and_then(|r| r);
-        let outcome = match &result {
-            Ok(response) => response.status().as_str().to_owned(),
-            Err(ClientError::Timeout(_)) => "timeout".to_owned(),
-            Err(_) => "error".to_owned(),
+        let status = result.as_ref().map(|r| r.status()).ok();
+        let outcome = match (&result, &status) {
+            (_, Some(status)) => status.as_str(),
+            (Err(ClientError::Timeout(_)), None) => "timeout",
+            _ => "error",
         };
         if let Some(span) = &mut span {
             match &result {
@@ -178,14 +186,10 @@ impl ServiceClient {
                 Err(e) => span.set_error(e.to_string()),
             }
         }
-        let labels = [
-            ("target", self.service.clone()),
-            ("method", method.to_owned()),
-            ("outcome", outcome),
-        ];
-        metrics::counter!("http_client_requests_total", &labels).increment(1);
-        metrics::histogram!("http_client_request_duration_seconds", &labels)
-            .record(started.elapsed().as_secs_f64());
+        self.meters.record(
+            [&self.service, method, outcome],
+            started.elapsed().as_secs_f64(),
+        );
         result
     }
 

@@ -24,6 +24,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use emporium_config::HttpSettings;
 use emporium_contracts::headers;
+use emporium_telemetry::meters::Meters;
 use emporium_telemetry::metrics;
 use emporium_telemetry::trace::{self, Kind, Span};
 use http::{HeaderValue, StatusCode, header};
@@ -90,8 +91,9 @@ fn route_key(req: &Request) -> String {
     }
 }
 
-/// What layer 1 takes from callers: a shorter deadline, and the trace to continue.
-#[derive(Debug, Clone, Copy)]
+/// What layer 1 takes from callers (a shorter deadline, and the trace to
+/// continue), and where it counts requests.
+#[derive(Debug, Clone)]
 pub struct Deadlines {
     /// Our own cap on every request.
     pub timeout: Duration,
@@ -99,6 +101,8 @@ pub struct Deadlines {
     pub honour_caller: bool,
     /// Whether the caller's trace is continued (else it is only linked).
     pub honour_caller_trace: bool,
+    /// Requests and their durations, by method, route and status.
+    pub meters: Arc<Meters<3>>,
 }
 
 /// Applies layer 1.
@@ -107,6 +111,11 @@ pub fn context(router: Router, settings: &HttpSettings) -> Router {
         timeout: Duration::from_millis(settings.request_timeout_ms.max(1)),
         honour_caller: settings.honour_caller_timeout,
         honour_caller_trace: settings.honour_caller_trace,
+        meters: Arc::new(Meters::new(
+            "http_server_requests_total",
+            "http_server_request_duration_seconds",
+            ["method", "route", "status"],
+        )),
     };
     router.layer(axum::middleware::from_fn_with_state(
         deadlines,
@@ -201,7 +210,8 @@ pub async fn request_context(
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(headers::REQUEST_ID, value);
     }
-    let status = response.status().as_u16();
+    let status_code = response.status();
+    let status = status_code.as_u16();
     let elapsed = started.elapsed();
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     log_span.in_scope(|| {
@@ -221,14 +231,10 @@ pub async fn request_context(
             span.set_error(format!("HTTP {status}"));
         }
     }
-    let labels = [
-        ("method", method_label(&method).to_owned()),
-        ("route", route),
-        ("status", status.to_string()),
-    ];
-    metrics::counter!("http_server_requests_total", &labels).increment(1);
-    metrics::histogram!("http_server_request_duration_seconds", &labels)
-        .record(elapsed.as_secs_f64());
+    deadlines.meters.record(
+        [method_label(&method), &route, status_code.as_str()],
+        elapsed.as_secs_f64(),
+    );
     response
 }
 

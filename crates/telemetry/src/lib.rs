@@ -22,6 +22,7 @@ pub mod context;
 pub mod identity;
 mod json;
 pub mod logfile;
+pub mod meters;
 pub mod metrics;
 mod process;
 pub mod trace;
