@@ -3,7 +3,9 @@
 # BIN_B at once (each with its own data), then wrk on GET /api/catalog/products/{id}
 # through each gateway, alternating which goes first, ROUNDS times. Prints per
 # round each side's requests/s and its gateway's CPU time per request (user +
-# system, from /proc), the figure a change to the per-request path moves.
+# system, from /proc), the figure a change to the per-request path moves. The shop
+# started second tends to do better on this 2-core machine: run it both ways
+# (A B, then B A) and average.
 # Usage: bench/gateway-ab.sh BIN_A BIN_B [rounds, default 6] [seconds, default 8]
 # (build the old revision elsewhere, e.g. `git worktree add /tmp/old REV && cargo
 # build --release` there, and pass both binaries).
