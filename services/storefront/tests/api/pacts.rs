@@ -650,6 +650,9 @@ async fn the_shopping_pages_rely_on_their_services_for_what_they_show() {
     let order = open(&format!("/orders/{ORDER_ID}"), true).await;
     assert!(order.contains("ending in 4242"), "the card");
     assert!(order.contains("SW1Y 4JH"), "the address");
+    // What the order page's script polls: the same answer, read for its status.
+    let status = open(&format!("/orders/{ORDER_ID}/status"), true).await;
+    assert_eq!(status, r#"{"status":"CONFIRMED"}"#);
     let history = open("/orders", true).await;
     assert!(
         history.contains(&format!("/orders/{ORDER_ID}")),
