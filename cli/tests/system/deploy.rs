@@ -16,6 +16,8 @@ use serde_json::Value;
 use emporium_contracts::topology;
 use emporium_testkit::servers::free_port;
 
+mod kube_play;
+
 const OVERLAYS: [&str; 2] = ["embedded", "production"];
 /// Kubernetes releases whose schemas the rendered objects must satisfy: the
 /// oldest the manifests support (kubectl's, 1.32: the preStop sleep action) and
