@@ -26,6 +26,10 @@ const EMAIL: &str = "ada@example.com";
 const NEW_EMAIL: &str = "grace@example.com";
 const REFRESH: &str = "a-refresh-token";
 const PASSWORD: &str = "correct horse battery";
+/// A link's token as a mail carries it.
+const LINK: &str = "a-link-from-a-mail";
+const DEAD_LINK: &str = "a-link-used-already";
+const NEW_PASSWORD: &str = "a brand new passphrase";
 
 fn money(amount: i64) -> Value {
     json!({ "amount": amount, "currency": "EUR" })
@@ -304,6 +308,7 @@ fn declare() -> Pacts {
             .responds(401, json!({ "status": 401 }), &["/status"]),
     );
     declare_more(&mut pacts);
+    account_mail(&mut pacts);
     pacts.interaction(
         "users",
         Interaction::new("a signed-in user's own account")
@@ -517,6 +522,73 @@ fn declare_more(pacts: &mut Pacts) {
     );
 }
 
+/// The pages a mail's link opens: confirming an address, a password reset.
+fn account_mail(pacts: &mut Pacts) {
+    pacts.interaction(
+        "users",
+        Interaction::new("confirming an email address with a mail's link")
+            .given("a user has a link to confirm their email")
+            .param("token", LINK)
+            .request("POST", "/api/users/verify", Some(json!({ "token": LINK })))
+            .responds(200, json!({}), &[]),
+    );
+    pacts.interaction(
+        "users",
+        Interaction::new("confirming an email address with a dead link")
+            .given("no link has a token")
+            .request(
+                "POST",
+                "/api/users/verify",
+                Some(json!({ "token": DEAD_LINK })),
+            )
+            .responds(400, json!({ "status": 400 }), &["/status"]),
+    );
+    pacts.interaction(
+        "users",
+        Interaction::new("asking for a new link right after signing up")
+            .given("a user has an account")
+            .as_shopper(SHOPPER)
+            .param("user_id", SHOPPER)
+            .request("POST", "/api/users/verification", None)
+            .responds(429, json!({ "status": 429 }), &["/status"]),
+    );
+    pacts.interaction(
+        "users",
+        Interaction::new("asking for a password reset link")
+            .given("a user has an account")
+            .param("email", EMAIL)
+            .request(
+                "POST",
+                "/api/users/password-reset",
+                Some(json!({ "email": EMAIL })),
+            )
+            .responds(202, Value::Null, &[]),
+    );
+    pacts.interaction(
+        "users",
+        Interaction::new("choosing a new password with a reset link")
+            .given("a user has a password reset link")
+            .param("token", LINK)
+            .request(
+                "POST",
+                "/api/users/password-reset/confirm",
+                Some(json!({ "token": LINK, "password": NEW_PASSWORD })),
+            )
+            .responds(204, Value::Null, &[]),
+    );
+    pacts.interaction(
+        "users",
+        Interaction::new("choosing a new password with a dead link")
+            .given("no link has a token")
+            .request(
+                "POST",
+                "/api/users/password-reset/confirm",
+                Some(json!({ "token": DEAD_LINK, "password": NEW_PASSWORD })),
+            )
+            .responds(400, json!({ "status": 400 }), &["/status"]),
+    );
+}
+
 #[tokio::test]
 async fn the_shopping_pages_rely_on_their_services_for_what_they_show() {
     let env = TestEnv::new();
@@ -661,6 +733,36 @@ async fn the_shopping_pages_rely_on_their_services_for_what_they_show() {
 
     let inbox = open("/inbox", true).await;
     assert!(inbox.contains("Welcome to Emporium"), "a mail's subject");
+
+    // The links in account mails, and asking for them.
+    let r = submit("/verify", false, &[("token", LINK)]).await;
+    assert_eq!(redirected(&r), "/?n=verified");
+    let r = submit("/verify", false, &[("token", DEAD_LINK)]).await;
+    assert_eq!(r.status(), 200, "the form again");
+    let page = r.text().await.expect("html");
+    assert!(page.contains("This link no longer works"), "says why");
+    let r = submit("/verification", true, &[]).await;
+    assert_eq!(redirected(&r), "/?n=verification-wait");
+    let r = submit("/reset", false, &[("email", EMAIL)]).await;
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.expect("html");
+    assert!(page.contains("a link to choose a new password is on its way"));
+    let r = submit(
+        "/reset/confirm",
+        false,
+        &[("token", LINK), ("password", NEW_PASSWORD)],
+    )
+    .await;
+    assert_eq!(redirected(&r), "/signin?n=password-reset");
+    let r = submit(
+        "/reset/confirm",
+        false,
+        &[("token", DEAD_LINK), ("password", NEW_PASSWORD)],
+    )
+    .await;
+    assert_eq!(r.status(), 200, "the form again");
+    let page = r.text().await.expect("html");
+    assert!(page.contains("This link no longer works"), "says why");
 
     let sign_in = |password: &'static str| {
         submit(

@@ -19,7 +19,7 @@ async fn mint(app: &Spawned, user_id: &str, purpose: &str) -> reqwest::Response 
         .expect("send")
 }
 
-async fn token(app: &Spawned, user_id: &str, purpose: &str) -> String {
+pub(super) async fn token(app: &Spawned, user_id: &str, purpose: &str) -> String {
     let r = mint(app, user_id, purpose).await;
     assert_eq!(r.status(), 201, "a {purpose} link");
     let link: Value = r.json().await.expect("link");

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use emporium_contracts::auth::{LINK_PASSWORD_RESET, LINK_VERIFY_EMAIL};
 use emporium_testkit::TestEnv;
 use emporium_testkit::pact::{Substitutions, verify};
 
@@ -36,6 +37,18 @@ async fn honours_the_pacts_of_its_consumers() {
                 account(app, &email).await;
                 vec![("refresh_token", tokens(app, &email).await.refresh_token)]
             }
+            "a user has a link to confirm their email" | "a user has a password reset link" => {
+                let email = format!("pact-{}@example.com", uuid::Uuid::new_v4().simple());
+                let user = account(app, &email).await;
+                let purpose = if given.contains("confirm") {
+                    LINK_VERIFY_EMAIL
+                } else {
+                    LINK_PASSWORD_RESET
+                };
+                vec![("token", super::email::token(app, &user.id, purpose).await)]
+            }
+            // Any token users never minted is as dead as a used one.
+            "no link has a token" => Substitutions::new(),
             other => panic!("users knows no provider state `{other}`"),
         };
         subs
