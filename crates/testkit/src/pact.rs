@@ -165,6 +165,14 @@ impl Interaction {
             .header(emporium_contracts::headers::USER_ROLES, "customer")
     }
 
+    /// The request acts for a signed-in member of staff (any user id: providers
+    /// trust the roles the gateway names).
+    #[must_use]
+    pub fn as_admin(self, user_id: &str) -> Self {
+        self.header(emporium_contracts::headers::USER_ID, user_id)
+            .header(emporium_contracts::headers::USER_ROLES, "customer,admin")
+    }
+
     /// The answer relied on, with the pointers whose values matter (each must
     /// point into `body`: one that did not could never fail).
     #[must_use]

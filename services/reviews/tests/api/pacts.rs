@@ -12,18 +12,20 @@ use super::world;
 async fn honours_the_pacts_of_its_consumers() {
     let w = world().await;
     let w = &w;
-    let state = |given: String, _: BTreeMap<String, String>| async move {
+    let state = |given: String, params: BTreeMap<String, String>| async move {
         let subs: Substitutions = match given.as_str() {
             "a product has a review" => {
                 // A product of this interaction's own, reviewed by a buyer.
                 let product = uuid::Uuid::now_v7().to_string();
                 let buyer = format!("pact-buyer-{}", &product[24..]);
                 w.buyer(&buyer, &product).await;
-                assert_eq!(
-                    w.post(&buyer, &product, 4, "A proper cup").await.status(),
-                    201
-                );
-                vec![("product_id", product)]
+                let posted = w.post(&buyer, &product, 4, "A proper cup").await;
+                assert_eq!(posted.status(), 201);
+                let review: serde_json::Value = posted.json().await.expect("the review");
+                let id = review["id"].as_str().expect("its id").to_string();
+                let mut subs = vec![("product_id", product), ("review_id", id)];
+                subs.retain(|(name, _)| params.contains_key(*name));
+                subs
             }
             "a shopper bought a product" => {
                 let product = uuid::Uuid::now_v7().to_string();

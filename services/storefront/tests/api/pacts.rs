@@ -3,7 +3,8 @@
 //! provider's API tests). The storefront runs here with every call it makes
 //! answered from the pacts, and the pages are opened as the gateway forwards them:
 //! the home page, search results, a product page, the cart and an order signed
-//! in, an add to the cart, and signing in (a wrong password, then the right one).
+//! in, an add to the cart, signing in (a wrong password, then the right one), the
+//! pages account mails link to, and the back office as a member of staff.
 //! So the pacts say what the page code itself sends and reads: a call no
 //! interaction expects, or an interaction no page needs, fails the test, and each
 //! page is checked for the main things it shows from what it read.
@@ -30,6 +31,9 @@ const PASSWORD: &str = "correct horse battery";
 const LINK: &str = "a-link-from-a-mail";
 const DEAD_LINK: &str = "a-link-used-already";
 const NEW_PASSWORD: &str = "a brand new passphrase";
+const ADMIN: &str = "0192f4a4-0000-7000-8000-00000000ad01";
+const NEW_SKU: &str = "TEA-NEW-0001";
+const REVIEW_ID: &str = "0192f4a4-0000-7000-8000-0000000002e1";
 
 fn money(amount: i64) -> Value {
     json!({ "amount": amount, "currency": "EUR" })
@@ -309,6 +313,7 @@ fn declare() -> Pacts {
     );
     declare_more(&mut pacts);
     account_mail(&mut pacts);
+    back_office(&mut pacts);
     pacts.interaction(
         "users",
         Interaction::new("a signed-in user's own account")
@@ -519,6 +524,172 @@ fn declare_more(pacts: &mut Pacts) {
                 Some(json!({ "refresh_token": REFRESH })),
             )
             .responds(204, Value::Null, &[]),
+    );
+}
+
+/// A product as catalog answers for one.
+fn product() -> Value {
+    json!({
+        "id": PRODUCT_ID,
+        "sku": SKU,
+        "name": "Earl Grey, loose leaf",
+        "description": "Bergamot and black tea.",
+        "category": "teas",
+        "price": money(1250),
+        "image_url": "/api/catalog/images/TEA-EARL-GREY",
+        "attributes": { EACH: "Kiln & Oak" },
+    })
+}
+
+/// The back office: products with their stock, a new product, an edit, a
+/// restock, every order, reviews to moderate.
+fn back_office(pacts: &mut Pacts) {
+    pacts.interaction(
+        "catalog",
+        Interaction::new("a page of products for the back office")
+            .given("products are on sale")
+            .request("GET", "/api/catalog/products?limit=50", None)
+            .responds(
+                200,
+                json!({ "items": [product()], "total": 120, "next": "an-opaque-cursor" }),
+                &[],
+            ),
+    );
+    pacts.interaction(
+        "catalog",
+        Interaction::new("one product, to learn the shop's currency")
+            .given("products are on sale")
+            .request("GET", "/api/catalog/products?limit=1", None)
+            .responds(200, json!({ "items": [product()], "total": 120 }), &[]),
+    );
+    pacts.interaction(
+        "catalog",
+        Interaction::new("a product by its id")
+            .given("a product is on sale")
+            .param("product_id", PRODUCT_ID)
+            .param("sku", SKU)
+            .request("GET", &format!("/api/catalog/products/{PRODUCT_ID}"), None)
+            .responds(200, product(), &["/id", "/sku"]),
+    );
+    pacts.interaction(
+        "catalog",
+        Interaction::new("a new product")
+            .given("no product has a SKU")
+            .as_admin(ADMIN)
+            .param("sku", NEW_SKU)
+            .param("category", "teas")
+            .param("currency", "EUR")
+            .request(
+                "POST",
+                "/api/catalog/products",
+                Some(json!({
+                    "sku": NEW_SKU,
+                    "name": "Sencha",
+                    "description": "Grassy and bright.",
+                    "category": "teas",
+                    "price": money(990),
+                })),
+            )
+            .responds(
+                201,
+                {
+                    let mut p = product();
+                    p["sku"] = json!(NEW_SKU);
+                    p["name"] = json!("Sencha");
+                    p["description"] = json!("Grassy and bright.");
+                    p["price"] = money(990);
+                    // A new product has none yet (the page does not read them).
+                    p.as_object_mut().map(|o| o.remove("attributes"));
+                    p
+                },
+                &["/sku", "/name"],
+            ),
+    );
+    pacts.interaction(
+        "catalog",
+        Interaction::new("a product's new name and price")
+            .given("a product is on sale")
+            .as_admin(ADMIN)
+            .param("product_id", PRODUCT_ID)
+            .param("category", "teas")
+            .param("currency", "EUR")
+            .request(
+                "PATCH",
+                &format!("/api/catalog/products/{PRODUCT_ID}"),
+                Some(json!({
+                    "name": "Earl Grey, first flush",
+                    "description": "Bergamot and black tea.",
+                    "category": "teas",
+                    "price": money(1390),
+                })),
+            )
+            .responds(
+                200,
+                {
+                    let mut p = product();
+                    p["name"] = json!("Earl Grey, first flush");
+                    p["price"] = money(1390);
+                    p
+                },
+                &["/id", "/name", "/price"],
+            ),
+    );
+    pacts.interaction(
+        "inventory",
+        Interaction::new("a SKU's stock set by hand")
+            .given("a SKU has 2 units or more")
+            .as_admin(ADMIN)
+            .param("sku", SKU)
+            .request(
+                "PUT",
+                &format!("/api/inventory/{SKU}"),
+                Some(json!({ "available": 40 })),
+            )
+            .responds(200, json!({ "available": 40 }), &["/available"]),
+    );
+    pacts.interaction(
+        "orders",
+        Interaction::new("every shopper's orders, newest first")
+            .given("a shopper has placed an order")
+            .as_admin(ADMIN)
+            .request("GET", "/api/orders?scope=all&limit=50", None)
+            .responds(
+                200,
+                json!({ "items": [order()], "total": 1, "next": null }),
+                &[],
+            ),
+    );
+    pacts.interaction(
+        "reviews",
+        Interaction::new("reviews to moderate, newest first")
+            .given("a product has a review")
+            .as_admin(ADMIN)
+            .request("GET", "/api/reviews?limit=50", None)
+            .responds(
+                200,
+                json!({
+                    "items": [{
+                        "id": REVIEW_ID,
+                        "product_id": PRODUCT_ID,
+                        "author": "Ada",
+                        "rating": 4,
+                        "title": "A proper cup",
+                        "text": "Strong and fragrant.",
+                        "created_at": "2026-12-04T12:00:00Z",
+                    }],
+                    "next": null,
+                }),
+                &[],
+            ),
+    );
+    pacts.interaction(
+        "reviews",
+        Interaction::new("a review hidden")
+            .given("a product has a review")
+            .as_admin(ADMIN)
+            .param("review_id", REVIEW_ID)
+            .request("POST", &format!("/api/reviews/{REVIEW_ID}/hide"), None)
+            .responds(200, json!({}), &[]),
     );
 }
 
@@ -763,6 +934,77 @@ async fn the_shopping_pages_rely_on_their_services_for_what_they_show() {
     assert_eq!(r.status(), 200, "the form again");
     let page = r.text().await.expect("html");
     assert!(page.contains("This link no longer works"), "says why");
+
+    // The back office, as a member of staff.
+    let staff = |req: reqwest::RequestBuilder| {
+        req.header(headers::USER_ID, ADMIN)
+            .header(headers::USER_ROLES, "customer,admin")
+            .header(headers::USER_EMAIL_VERIFIED, "true")
+    };
+    let page = |path: &str| {
+        let req = staff(browser.get(storefront.at(path)));
+        async move {
+            let r = req.send().await.expect("page");
+            assert_eq!(r.status(), 200, "{}", r.url());
+            r.text().await.expect("html")
+        }
+    };
+    let post = |path: &str, fields: &[(&str, &str)]| {
+        let mut form: Vec<(String, String)> = vec![(CSRF_FIELD.into(), csrf())];
+        form.extend(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let req = staff(browser.post(storefront.at(path)).form(&form));
+        async move { req.send().await.expect("form") }
+    };
+    let products = page("/admin/products").await;
+    assert!(products.contains("Earl Grey, loose leaf"), "a product");
+    assert!(products.contains(r#"value="50""#), "its stock");
+    let form = page("/admin/products/new").await;
+    assert!(form.contains("EUR"), "the shop's currency");
+    let r = post(
+        "/admin/products",
+        &[
+            ("sku", NEW_SKU),
+            ("name", "Sencha"),
+            ("description", "Grassy and bright."),
+            ("category", "teas"),
+            ("price", "9.90"),
+            ("currency", "EUR"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        redirected(&r),
+        format!("/admin/products/{PRODUCT_ID}?n=created")
+    );
+    let edit = page(&format!("/admin/products/{PRODUCT_ID}")).await;
+    assert!(edit.contains("12.50"), "the price to edit");
+    let r = post(
+        &format!("/admin/products/{PRODUCT_ID}"),
+        &[
+            ("name", "Earl Grey, first flush"),
+            ("description", "Bergamot and black tea."),
+            ("category", "teas"),
+            ("price", "13.90"),
+            ("currency", "EUR"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        redirected(&r),
+        format!("/admin/products/{PRODUCT_ID}?n=saved")
+    );
+    let r = post(
+        &format!("/admin/stock/{SKU}"),
+        &[("available", "40"), ("back", "/admin/products")],
+    )
+    .await;
+    assert_eq!(redirected(&r), "/admin/products?n=restocked");
+    let orders = page("/admin/orders").await;
+    assert!(orders.contains(&format!("/orders/{ORDER_ID}")), "an order");
+    let reviews = page("/admin/reviews").await;
+    assert!(reviews.contains("A proper cup"), "a review");
+    let r = post(&format!("/admin/reviews/{REVIEW_ID}/hide"), &[]).await;
+    assert_eq!(redirected(&r), "/admin/reviews?n=hidden");
 
     let sign_in = |password: &'static str| {
         submit(
