@@ -18,6 +18,17 @@ bench_env() {
   export EMPORIUM__GATEWAY__RATE_LIMIT__USER_BURST=100000000
 }
 
+# The resilience policies off: no retries, no hedging, no outlier ejection, no
+# circuit breaker, no bulkhead, the fixed concurrency limit.
+OFF_SETTINGS=(
+  EMPORIUM__CLIENT__DEFAULT__RETRIES=0
+  EMPORIUM__CLIENT__DEFAULT__ATTEMPT_TIMEOUT_MS=0
+  EMPORIUM__CLIENT__DEFAULT__EJECT_AFTER=4294967295
+  EMPORIUM__CLIENT__DEFAULT__BREAKER_MIN_CALLS=4294967295
+  EMPORIUM__CLIENT__DEFAULT__MAX_CONCURRENT=1000000
+  EMPORIUM__HTTP__ADAPTIVE_CONCURRENCY=false
+)
+
 # The usual start of a benchmark: a release build, a scratch folder in WORK, and on
 # exit the `emporium up` it started stopped and the folder removed.
 bench_setup() {

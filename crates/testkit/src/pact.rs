@@ -170,7 +170,7 @@ impl Interaction {
     #[must_use]
     pub fn as_admin(self, user_id: &str) -> Self {
         self.header(emporium_contracts::headers::USER_ID, user_id)
-            .header(emporium_contracts::headers::USER_ROLES, "customer,admin")
+            .header(emporium_contracts::headers::USER_ROLES, STAFF_ROLES)
     }
 
     /// The answer relied on, with the pointers whose values matter (each must
@@ -615,6 +615,10 @@ fn substituted(mut value: Value, pairs: &BTreeMap<&str, &str>) -> Value {
     value
 }
 
+/// The roles header of a member of staff, as the gateway writes it from the
+/// token's roles (`ROLE_CUSTOMER` and `ROLE_ADMIN`, in that order).
+pub const STAFF_ROLES: &str = "customer,admin";
+
 /// In an example object, the one key meaning "every key": the object (a map, such
 /// as facet counts by category) must have entries, each like the value given.
 pub const EACH: &str = "*";
@@ -666,6 +670,12 @@ fn like(expected: &Value, actual: &Value, at: &str, problems: &mut Vec<String>) 
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn staff_roles_are_the_gateway_s_header_for_a_customer_who_is_admin() {
+        use emporium_contracts::auth::{ROLE_ADMIN, ROLE_CUSTOMER};
+        assert_eq!(STAFF_ROLES, format!("{ROLE_CUSTOMER},{ROLE_ADMIN}"));
+    }
 
     fn problems(expected: Value, actual: Value) -> Vec<String> {
         let mut p = Vec::new();

@@ -112,20 +112,7 @@ fn declare() -> Pacts {
             .param("sku", SKU)
             .param("product_id", PRODUCT_ID)
             .request("GET", &format!("/api/catalog/products/sku/{SKU}"), None)
-            .responds(
-                200,
-                json!({
-                    "id": PRODUCT_ID,
-                    "sku": SKU,
-                    "name": "Earl Grey, loose leaf",
-                    "description": "Bergamot and black tea.",
-                    "category": "teas",
-                    "price": money(1250),
-                    "image_url": "/api/catalog/images/TEA-EARL-GREY",
-                    "attributes": { EACH: "Kiln & Oak" },
-                }),
-                &["/id", "/sku"],
-            ),
+            .responds(200, product(), &["/id", "/sku"]),
     );
     pacts.interaction(
         "inventory",
@@ -216,20 +203,7 @@ fn declare() -> Pacts {
                 &format!("/api/reviews?product_id={PRODUCT_ID}&limit=5"),
                 None,
             )
-            .responds(
-                200,
-                json!({
-                    "items": [{
-                        "author": "Ada",
-                        "rating": 4,
-                        "title": "A proper cup",
-                        "text": "Strong and fragrant.",
-                        "created_at": "2026-12-04T12:00:00Z",
-                    }],
-                    "next": null,
-                }),
-                &[],
-            ),
+            .responds(200, json!({ "items": [review()], "next": null }), &[]),
     );
     pacts.interaction(
         "search",
@@ -527,6 +501,17 @@ fn declare_more(pacts: &mut Pacts) {
     );
 }
 
+/// A review as a product page lists it.
+fn review() -> Value {
+    json!({
+        "author": "Ada",
+        "rating": 4,
+        "title": "A proper cup",
+        "text": "Strong and fragrant.",
+        "created_at": "2026-12-04T12:00:00Z",
+    })
+}
+
 /// A product as catalog answers for one.
 fn product() -> Value {
     json!({
@@ -667,18 +652,12 @@ fn back_office(pacts: &mut Pacts) {
             .request("GET", "/api/reviews?limit=50", None)
             .responds(
                 200,
-                json!({
-                    "items": [{
-                        "id": REVIEW_ID,
-                        "product_id": PRODUCT_ID,
-                        "author": "Ada",
-                        "rating": 4,
-                        "title": "A proper cup",
-                        "text": "Strong and fragrant.",
-                        "created_at": "2026-12-04T12:00:00Z",
-                    }],
-                    "next": null,
-                }),
+                {
+                    let mut moderated = review();
+                    moderated["id"] = json!(REVIEW_ID);
+                    moderated["product_id"] = json!(PRODUCT_ID);
+                    json!({ "items": [moderated], "next": null })
+                },
                 &[],
             ),
     );
@@ -706,7 +685,8 @@ fn account_mail(pacts: &mut Pacts) {
     pacts.interaction(
         "users",
         Interaction::new("confirming an email address with a dead link")
-            .given("no link has a token")
+            .given("a user has used a link to confirm their email")
+            .param("token", DEAD_LINK)
             .request(
                 "POST",
                 "/api/users/verify",
@@ -717,9 +697,8 @@ fn account_mail(pacts: &mut Pacts) {
     pacts.interaction(
         "users",
         Interaction::new("asking for a new link right after signing up")
-            .given("a user has an account")
+            .given("a user signed up a moment ago")
             .as_shopper(SHOPPER)
-            .param("user_id", SHOPPER)
             .request("POST", "/api/users/verification", None)
             .responds(429, json!({ "status": 429 }), &["/status"]),
     );
@@ -750,7 +729,8 @@ fn account_mail(pacts: &mut Pacts) {
     pacts.interaction(
         "users",
         Interaction::new("choosing a new password with a dead link")
-            .given("no link has a token")
+            .given("a user has used a password reset link")
+            .param("token", DEAD_LINK)
             .request(
                 "POST",
                 "/api/users/password-reset/confirm",
@@ -938,7 +918,7 @@ async fn the_shopping_pages_rely_on_their_services_for_what_they_show() {
     // The back office, as a member of staff.
     let staff = |req: reqwest::RequestBuilder| {
         req.header(headers::USER_ID, ADMIN)
-            .header(headers::USER_ROLES, "customer,admin")
+            .header(headers::USER_ROLES, emporium_testkit::pact::STAFF_ROLES)
             .header(headers::USER_EMAIL_VERIFIED, "true")
     };
     let page = |path: &str| {

@@ -26,7 +26,7 @@ pub(super) async fn token(app: &Spawned, user_id: &str, purpose: &str) -> String
     link["token"].as_str().expect("token").to_string()
 }
 
-async fn post(app: &Spawned, path: &str, body: Value) -> reqwest::Response {
+pub(super) async fn post(app: &Spawned, path: &str, body: Value) -> reqwest::Response {
     client()
         .post(app.at(path))
         .json(&body)

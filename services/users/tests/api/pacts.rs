@@ -4,8 +4,10 @@
 use std::collections::BTreeMap;
 
 use emporium_contracts::auth::{LINK_PASSWORD_RESET, LINK_VERIFY_EMAIL};
-use emporium_testkit::TestEnv;
 use emporium_testkit::pact::{Substitutions, verify};
+use emporium_testkit::{Spawned, TestEnv};
+
+use serde_json::json;
 
 use super::{account, spawn, tokens};
 
@@ -37,21 +39,46 @@ async fn honours_the_pacts_of_its_consumers() {
                 account(app, &email).await;
                 vec![("refresh_token", tokens(app, &email).await.refresh_token)]
             }
-            "a user has a link to confirm their email" | "a user has a password reset link" => {
-                let email = format!("pact-{}@example.com", uuid::Uuid::new_v4().simple());
-                let user = account(app, &email).await;
-                let purpose = if given.contains("confirm") {
-                    LINK_VERIFY_EMAIL
-                } else {
-                    LINK_PASSWORD_RESET
-                };
-                vec![("token", super::email::token(app, &user.id, purpose).await)]
+            "a user has a link to confirm their email" => {
+                vec![("token", link(app, LINK_VERIFY_EMAIL, false).await)]
             }
-            // Any token users never minted is as dead as a used one.
-            "no link has a token" => Substitutions::new(),
+            "a user has a password reset link" => {
+                vec![("token", link(app, LINK_PASSWORD_RESET, false).await)]
+            }
+            "a user has used a link to confirm their email" => {
+                vec![("token", link(app, LINK_VERIFY_EMAIL, true).await)]
+            }
+            "a user has used a password reset link" => {
+                vec![("token", link(app, LINK_PASSWORD_RESET, true).await)]
+            }
+            // Signing up mails a link: another is refused for a minute.
+            "a user signed up a moment ago" => {
+                let email = format!("pact-{}@example.com", uuid::Uuid::new_v4().simple());
+                vec![("user_id", account(app, &email).await.id)]
+            }
             other => panic!("users knows no provider state `{other}`"),
         };
         subs
     };
     verify("users", &app.url, state).await;
+}
+
+/// The token of a `purpose` link for a new account, used once already if `used`.
+async fn link(app: &Spawned, purpose: &str, used: bool) -> String {
+    let email = format!("pact-{}@example.com", uuid::Uuid::new_v4().simple());
+    let user = account(app, &email).await;
+    let token = super::email::token(app, &user.id, purpose).await;
+    if used {
+        let (path, body) = if purpose == LINK_VERIFY_EMAIL {
+            ("/api/users/verify", json!({ "token": token }))
+        } else {
+            (
+                "/api/users/password-reset/confirm",
+                json!({ "token": token, "password": "another good passphrase" }),
+            )
+        };
+        let r = super::email::post(app, path, body).await;
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+    }
+    token
 }
