@@ -26,12 +26,14 @@ async fn honours_the_pacts_of_its_consumers() {
                         .map(|last| last.trim_matches(',').to_lowercase())
                 })
                 .await;
-                if params.contains_key("q") {
-                    vec![("q", word)]
-                } else {
-                    vec![]
-                }
+                // The first three letters of that word, for names starting so.
+                let prefix: String = word.chars().take(3).collect();
+                let mut subs = vec![("q", word), ("prefix", prefix)];
+                subs.retain(|(name, _)| params.contains_key(*name));
+                subs
             }
+            // Letters no product's words have, at any edit distance search forgives.
+            "no product matches a query" => vec![("q", "qqxzvwj".to_string())],
             other => panic!("search knows no provider state `{other}`"),
         };
         subs

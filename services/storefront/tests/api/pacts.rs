@@ -34,6 +34,9 @@ const NEW_PASSWORD: &str = "a brand new passphrase";
 const ADMIN: &str = "0192f4a4-0000-7000-8000-00000000ad01";
 const NEW_SKU: &str = "TEA-NEW-0001";
 const REVIEW_ID: &str = "0192f4a4-0000-7000-8000-0000000002e1";
+/// A query nothing matches, whose first three letters begin a product's name.
+const NO_MATCH: &str = "teaxqzv";
+const PREFIX: &str = "tea";
 
 fn money(amount: i64) -> Value {
     json!({ "amount": amount, "currency": "EUR" })
@@ -288,6 +291,7 @@ fn declare() -> Pacts {
     declare_more(&mut pacts);
     account_mail(&mut pacts);
     back_office(&mut pacts);
+    did_you_mean(&mut pacts);
     pacts.interaction(
         "users",
         Interaction::new("a signed-in user's own account")
@@ -498,6 +502,39 @@ fn declare_more(pacts: &mut Pacts) {
                 Some(json!({ "refresh_token": REFRESH })),
             )
             .responds(204, Value::Null, &[]),
+    );
+}
+
+/// A search that finds nothing offers names: none for the whole query, so names
+/// starting with its first three letters.
+fn did_you_mean(pacts: &mut Pacts) {
+    pacts.interaction(
+        "search",
+        Interaction::new("a search nothing matches")
+            .given("no product matches a query")
+            .param("q", NO_MATCH)
+            .request("GET", &format!("/api/search?q={NO_MATCH}&limit=24"), None)
+            .responds(
+                200,
+                json!({ "items": [], "total": 0, "next": null }),
+                &["/total"],
+            ),
+    );
+    pacts.interaction(
+        "search",
+        Interaction::new("no names for a query nothing matches")
+            .given("no product matches a query")
+            .param("q", NO_MATCH)
+            .request("GET", &format!("/api/search/suggest?q={NO_MATCH}"), None)
+            .responds(200, json!({ "items": [] }), &["/items"]),
+    );
+    pacts.interaction(
+        "search",
+        Interaction::new("names starting with three letters")
+            .given("products are indexed")
+            .param("prefix", PREFIX)
+            .request("GET", &format!("/api/search/suggest?q={PREFIX}"), None)
+            .responds(200, json!({ "items": ["Earl Grey, loose leaf"] }), &[]),
     );
 }
 
@@ -813,6 +850,11 @@ async fn the_shopping_pages_rely_on_their_services_for_what_they_show() {
     let results = open(&format!("/search?q={WORD}"), false).await;
     assert!(results.contains("Earl Grey, loose leaf"), "a result card");
     assert!(results.contains("12.50"), "its price");
+    let nothing = open(&format!("/search?q={NO_MATCH}"), false).await;
+    assert!(
+        nothing.contains(r#"href="/search?q=Earl+Grey%2C+loose+leaf""#),
+        "offers a name: {nothing}"
+    );
 
     let product = open(&format!("/products/{SKU}"), true).await;
     assert!(
