@@ -5,7 +5,8 @@
 # round each side's requests/s and its gateway's and catalog's CPU time per
 # request (user + system, from /proc), the figures a change to the per-request
 # path moves. To compare settings rather than builds, pass as BIN a command line
-# that sets them, e.g. "bench/policies-off target/release/emporium". The shop
+# that sets them, e.g. "bench/policies-off target/release/emporium" (split at
+# spaces: no spaces or glob characters inside its words). The shop
 # started second tends to do better on this 2-core machine: run it both ways
 # (A B, then B A) and average.
 # Usage: bench/gateway-ab.sh BIN_A BIN_B [rounds, default 6] [seconds, default 8]
@@ -32,7 +33,10 @@ start() {
     # shellcheck disable=SC2086 # BIN may be a command line (bench/policies-off BIN)
     $2 up --port 0 --data-dir "$WORK/$1" >"$WORK/$1.log" 2>&1 &
     PIDS+=("$!")
-    until grep -q "Open http://" "$WORK/$1.log"; do sleep 0.05; done
+    until grep -q "Open http://" "$WORK/$1.log"; do
+        kill -0 "${PIDS[-1]}" 2>/dev/null || { cat "$WORK/$1.log" >&2; exit 1; }
+        sleep 0.05
+    done
     URL[$1]=$(grep -o "Open http://[0-9.:]*" "$WORK/$1.log" | head -1 | cut -d' ' -f2)
     GW[$1]=$(awk '$1 == "gateway" {print $3; exit}' "$WORK/$1.log")
     CAT[$1]=$(awk '$1 == "catalog" {print $3; exit}' "$WORK/$1.log")

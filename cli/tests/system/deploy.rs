@@ -660,15 +660,16 @@ impl Podman {
     /// from `10.89.{first}` (plus an offset of this process, so two test runs
     /// at once start apart) up to `10.89.{first + 49}`; as `10.89.N`.
     fn free_subnet(&self, first: u8) -> String {
-        let names = self.ok(&["network", "ls", "-q"]);
-        let mut args = vec![
-            "network",
-            "inspect",
-            "--format",
-            "{{range .Subnets}}{{.Subnet}} {{end}}",
-        ];
-        args.extend(names.split_whitespace());
-        let taken = self.ok(&args);
+        // One network at a time: another test may remove its own meanwhile.
+        let taken: String = self
+            .ok(&["network", "ls", "-q"])
+            .split_whitespace()
+            .map(|network| {
+                let format = "{{range .Subnets}}{{.Subnet}} {{end}}";
+                let out = self.run(&["network", "inspect", "--format", format, network]);
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            })
+            .collect();
         let start = std::process::id() % 50;
         (0..50)
             .map(|i| format!("10.89.{}", u32::from(first) + (start + i) % 50))

@@ -38,7 +38,8 @@ struct Played {
     volumes: Vec<String>,
     secrets: Vec<String>,
     network: Option<String>,
-    /// One per Deployment, as podman names them: `NAME-pod-0-NAME`.
+    /// One per Deployment, as podman names them: `POD-CONTAINER`, the pod
+    /// `DEPLOYMENT-pod-0`.
     containers: Vec<String>,
     /// What `podman kube play` printed.
     said: String,
@@ -60,7 +61,7 @@ impl Played {
 
 impl Drop for Played {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if std::thread::panicking() && !self.said.is_empty() {
             for c in &self.containers {
                 let state = self.podman.run(&[
                     "inspect",
@@ -79,7 +80,9 @@ impl Drop for Played {
             eprintln!("podman kube play said:\n{}", self.said);
         }
         let file = self.file.path().to_string_lossy().into_owned();
-        self.remove(&["kube", "down", &file]);
+        if !self.said.is_empty() {
+            self.remove(&["kube", "down", &file]);
+        }
         for v in &self.volumes {
             self.remove(&["volume", "rm", "-f", v]);
         }
@@ -113,23 +116,32 @@ fn secret_uses(docs: &[Value]) -> (BTreeSet<String>, BTreeSet<String>) {
     (env, mounted)
 }
 
-/// Prefixes every reference to an object in `names`: object names, claims,
-/// ConfigMaps and Secrets as volumes, Secrets in the environment.
-fn rename(value: &mut Value, names: &BTreeSet<String>, prefix: &str) {
-    match value {
-        Value::Object(map) => {
-            for (key, v) in map.iter_mut() {
-                let refers = matches!(key.as_str(), "name" | "claimName" | "secretName");
-                match v {
-                    Value::String(s) if refers && names.contains(s.as_str()) => {
-                        *s = format!("{prefix}{s}");
-                    }
-                    _ => rename(v, names, prefix),
-                }
-            }
+/// Prefixes, in one document, the name of each object in `names` and every
+/// reference to one: a claim, a ConfigMap or a Secret as a volume, a Secret or a
+/// ConfigMap in the environment. (Container names stay: podman names a pod's
+/// container `POD-CONTAINER`.)
+fn rename(doc: &mut Value, names: &BTreeSet<String>, prefix: &str) {
+    let prefixed = |v: Option<&mut Value>| {
+        if let Some(v) = v
+            && let Some(name) = v.as_str().filter(|n| names.contains(*n))
+        {
+            *v = Value::String(format!("{prefix}{name}"));
         }
-        Value::Array(items) => items.iter_mut().for_each(|v| rename(v, names, prefix)),
-        _ => {}
+    };
+    prefixed(doc.pointer_mut("/metadata/name"));
+    let Some(spec) = doc.pointer_mut("/spec/template/spec") else {
+        return;
+    };
+    for v in spec["volumes"].as_array_mut().into_iter().flatten() {
+        prefixed(v.pointer_mut("/persistentVolumeClaim/claimName"));
+        prefixed(v.pointer_mut("/configMap/name"));
+        prefixed(v.pointer_mut("/secret/secretName"));
+    }
+    for c in spec["containers"].as_array_mut().into_iter().flatten() {
+        for e in c["env"].as_array_mut().into_iter().flatten() {
+            prefixed(e.pointer_mut("/valueFrom/secretKeyRef/name"));
+            prefixed(e.pointer_mut("/valueFrom/configMapKeyRef/name"));
+        }
     }
 }
 
@@ -172,17 +184,40 @@ async fn the_embedded_overlay_runs_under_podman_kube_play() {
     );
     let mut secrets = documents(&String::from_utf8_lossy(&made.stdout));
 
-    // Each Service names the pods of the Deployment of its name.
-    let services: Vec<String> = docs
+    // Each Service selects the pods of one Deployment, at the port its callers use
+    // (the hostAliases below stand for it: the pod's address, the same port).
+    let services: Vec<(String, String)> = docs
         .iter()
         .filter(|d| d["kind"] == "Service")
-        .map(|s| {
-            let name = kind_name(s).1;
-            assert_eq!(
-                s["spec"]["selector"]["app.kubernetes.io/name"], name,
-                "Service {name} selects the Deployment of its name"
-            );
-            name
+        .map(|service| {
+            let name = kind_name(service).1;
+            let selector = service["spec"]["selector"].as_object().expect("a selector");
+            let selected: Vec<&Value> = docs
+                .iter()
+                .filter(|d| d["kind"] == "Deployment")
+                .filter(|d| {
+                    let labels = &d["spec"]["template"]["metadata"]["labels"];
+                    selector.iter().all(|(k, v)| &labels[k] == v)
+                })
+                .collect();
+            assert_eq!(selected.len(), 1, "Service {name} selects one Deployment");
+            let containers = selected[0]["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .expect("containers");
+            for port in service["spec"]["ports"].as_array().expect("ports") {
+                let target = &port["targetPort"];
+                let container_port = containers
+                    .iter()
+                    .flat_map(|c| c["ports"].as_array().into_iter().flatten())
+                    .find(|p| &p["name"] == target || &p["containerPort"] == target)
+                    .map(|p| p["containerPort"].clone());
+                assert_eq!(
+                    container_port.as_ref(),
+                    Some(&port["port"]),
+                    "Service {name}: its port is the pod's, as the hosts entry needs"
+                );
+            }
+            (name, kind_name(selected[0]).1)
         })
         .collect();
     docs.retain(|d| !left_out.contains(&kind_name(d).0.as_str()));
@@ -192,10 +227,6 @@ async fn the_embedded_overlay_runs_under_podman_kube_play() {
         .map(|d| kind_name(d).1)
         .collect();
     deployments.sort();
-    assert!(
-        services.iter().all(|s| deployments.contains(s)),
-        "{services:?} {deployments:?}"
-    );
     let (env_secrets, mounted_secrets) = secret_uses(&docs);
 
     let prefix = format!("emporium-test-{}-", std::process::id());
@@ -215,7 +246,9 @@ async fn the_embedded_overlay_runs_under_podman_kube_play() {
         .collect();
     let aliases: Vec<Value> = services
         .iter()
-        .map(|s| json!({"ip": address[s.as_str()], "hostnames": [s]}))
+        .map(|(service, deployment)| {
+            json!({"ip": address[deployment.as_str()], "hostnames": [service]})
+        })
         .collect();
 
     let mut played = Played {
@@ -229,7 +262,7 @@ async fn the_embedded_overlay_runs_under_podman_kube_play() {
         network: None,
         containers: deployments
             .iter()
-            .map(|d| format!("{prefix}{d}-pod-0-{prefix}{d}"))
+            .map(|d| format!("{prefix}{d}-pod-0-{d}"))
             .collect(),
         said: String::new(),
     };

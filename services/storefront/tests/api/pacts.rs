@@ -34,7 +34,8 @@ const NEW_PASSWORD: &str = "a brand new passphrase";
 const ADMIN: &str = "0192f4a4-0000-7000-8000-00000000ad01";
 const NEW_SKU: &str = "TEA-NEW-0001";
 const REVIEW_ID: &str = "0192f4a4-0000-7000-8000-0000000002e1";
-/// A query nothing matches, whose first three letters begin a product's name.
+/// A query nothing matches, whose first three letters begin a word of a product's
+/// name (search suggests names by the starts of their words).
 const NO_MATCH: &str = "teaxqzv";
 const PREFIX: &str = "tea";
 
@@ -506,7 +507,7 @@ fn declare_more(pacts: &mut Pacts) {
 }
 
 /// A search that finds nothing offers names: none for the whole query, so names
-/// starting with its first three letters.
+/// with a word starting with its first three letters.
 fn did_you_mean(pacts: &mut Pacts) {
     pacts.interaction(
         "search",
@@ -530,7 +531,7 @@ fn did_you_mean(pacts: &mut Pacts) {
     );
     pacts.interaction(
         "search",
-        Interaction::new("names starting with three letters")
+        Interaction::new("names with a word starting with three letters")
             .given("products are indexed")
             .param("prefix", PREFIX)
             .request("GET", &format!("/api/search/suggest?q={PREFIX}"), None)
