@@ -413,8 +413,9 @@ fn secrets_read(docs: &[Value]) -> BTreeSet<(String, Option<String>)> {
     read
 }
 
-#[test]
-fn the_secrets_the_manifests_read_are_made_by_emporium_identity_kubernetes() {
+/// The Secrets `emporium identity kubernetes` prints, with the scratch data dir it
+/// made them in.
+fn identity_secrets() -> (tempfile::TempDir, Vec<Value>) {
     let data = tempfile::tempdir().expect("tempdir");
     let out = Command::new(env!("CARGO_BIN_EXE_emporium"))
         .args(["identity", "kubernetes", "--data-dir"])
@@ -426,7 +427,15 @@ fn the_secrets_the_manifests_read_are_made_by_emporium_identity_kubernetes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let made = documents(&String::from_utf8(out.stdout).expect("utf-8"));
+    (
+        data,
+        documents(&String::from_utf8(out.stdout).expect("utf-8")),
+    )
+}
+
+#[test]
+fn the_secrets_the_manifests_read_are_made_by_emporium_identity_kubernetes() {
+    let (data, made) = identity_secrets();
     let made_names: BTreeSet<String> = made.iter().map(|d| kind_name(d).1).collect();
     // Each service's token is its own Secret, and the registry's CA key is in
     // none of theirs.

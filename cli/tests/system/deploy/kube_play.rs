@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::{Podman, Published, checks_out, documents, free_port, kind_name, render};
+use super::{Podman, Published, checks_out, free_port, identity_secrets, kind_name, render};
 
 /// What the test removes when it ends: the pods the file made, the volumes podman
 /// made for its claims, ConfigMap and Secrets, the Secrets and the network.
@@ -171,18 +171,7 @@ async fn the_embedded_overlay_runs_under_podman_kube_play() {
         return;
     };
     let image = podman.tag();
-    let data = tempfile::tempdir().expect("tempdir");
-    let made = std::process::Command::new(env!("CARGO_BIN_EXE_emporium"))
-        .args(["identity", "kubernetes", "--data-dir"])
-        .arg(data.path())
-        .output()
-        .expect("emporium identity kubernetes");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let mut secrets = documents(&String::from_utf8_lossy(&made.stdout));
+    let (_data, mut secrets) = identity_secrets();
 
     // Each Service selects the pods of one Deployment, at the port its callers use
     // (the hostAliases below stand for it: the pod's address, the same port).
