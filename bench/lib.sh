@@ -47,13 +47,19 @@ up_start() {
   shift 2
   "$BIN" up --port 0 --data-dir "$data" "$@" >"$UP_LOG" 2>&1 &
   UP_PID=$!
+  up_wait
+  # The admin the load generator stocks products with (it registers later).
+  "$BIN" admin grant bench-admin@example.com --data-dir "$data" >/dev/null
+}
+
+# Waits for the banner of the `emporium up` at UP_PID logging to UP_LOG (its log is
+# printed and the script stops if it dies first); sets BASE (the gateway's URL).
+up_wait() {
   until grep -q "Open http://" "$UP_LOG"; do
     kill -0 "$UP_PID" 2>/dev/null || { cat "$UP_LOG"; exit 1; }
     sleep 0.005
   done
   BASE=$(grep -o "Open http://[0-9.:]*" "$UP_LOG" | head -1 | cut -d' ' -f2)
-  # The admin the load generator stocks products with (it registers later).
-  "$BIN" admin grant bench-admin@example.com --data-dir "$data" >/dev/null
 }
 
 # Stops the `emporium up` started last, if it still runs, and waits for it.

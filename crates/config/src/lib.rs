@@ -63,6 +63,9 @@ pub struct Common {
     pub identity: IdentitySettings,
     /// How this process calls the others (`[client.default]`, `[client.<target>]`).
     pub client: ClientSettings,
+    /// Every this many milliseconds the process gives the heap memory it freed back
+    /// to the system (glibc's `malloc_trim`); 0 never.
+    pub heap_trim_ms: u64,
 }
 
 impl Default for Common {
@@ -79,6 +82,7 @@ impl Default for Common {
             events: EventsSettings::default(),
             identity: IdentitySettings::default(),
             client: ClientSettings::default(),
+            heap_trim_ms: 5_000,
         }
     }
 }

@@ -12,8 +12,10 @@
 //!   logs and metrics, bind each service's listener, report the bound addresses to a
 //!   supervisor, and run until SIGTERM/SIGINT. With several services in the process
 //!   their calls to each other go through the in-process transport, and each one's
-//!   log lines, metrics (a `service` label) and spans carry its own name.
+//!   log lines, metrics (a `service` label) and spans carry its own name. The
+//!   process gives freed heap memory back every few seconds ([`heap`]).
 
+mod heap;
 pub mod hosting;
 pub mod live;
 mod service;
@@ -62,6 +64,7 @@ pub async fn run_process(services: &[&dyn AnyService]) -> anyhow::Result<()> {
         &common.log,
     );
     let process = Process::new(&common, &names);
+    heap::spawn_trimming(std::time::Duration::from_millis(common.heap_trim_ms));
     let source = source.merge(("instance_id", instance));
     let result = async {
         let built =

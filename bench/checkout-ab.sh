@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Checkouts of two revisions side by side: builds REV (a commit, tag or branch) in
+# target/bench-rev beside this tree's release build, then, ROUNDS times and
+# alternating which goes first, starts each revision's shop on fresh data with the
+# embedded defaults and measures through its gateway, with this tree's
+# `emporium load --mix checkout` for both (the same load generator, on the same
+# two cores as the shop):
+#   1. saturation: SHOPPERS closed-loop shoppers for SECONDS → confirmed checkouts/s,
+#      and the CPU time (user + system) the shop's processes spent per checkout;
+#   2. half load: an open loop at half that rate for SECONDS → p50 / p99 from when
+#      each checkout was due (no coordinated omission).
+# Each shop runs with its own revision's benchmark settings (its bench/lib.sh's
+# bench_env), since settings a revision does not know stop it at start. The users
+# service's CPU is left out of the per-checkout figure: in these runs it is the
+# shoppers' sign-ups and sign-ins (argon2), not the checkouts.
+# Usage: bench/checkout-ab.sh REV [rounds, default 2] [seconds, default 15]
+#        [shoppers, default 64]
+# Traffic goes to 127.0.0.1 only; every process started here is stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REV=${1:?usage: bench/checkout-ab.sh REV [rounds] [seconds] [shoppers]}
+ROUNDS=${2:-2}
+SECONDS_PER_RUN=${3:-15}
+USERS=${4:-64}
+
+COMMIT=$(git rev-parse --short=12 "$REV^{commit}")
+OLD_SRC=target/bench-rev/src-$COMMIT
+if [ ! -d "$OLD_SRC" ]; then
+  mkdir -p "$OLD_SRC.tmp"
+  git archive "$COMMIT" | tar -x -C "$OLD_SRC.tmp"
+  mv "$OLD_SRC.tmp" "$OLD_SRC"
+fi
+echo "## building $REV ($COMMIT) in $OLD_SRC" >&2
+(cd "$OLD_SRC" && CARGO_TARGET_DIR=../target cargo build --release -p emporium >/dev/null)
+OLD_BIN=target/bench-rev/target/release/emporium
+
+source bench/lib.sh
+bench_setup
+NEW_BIN=$BIN
+
+# shop_start SRC SHOP_BIN NAME: `emporium up` of SHOP_BIN with SRC's benchmark
+# settings on fresh data; sets UP_PID, UP_LOG and BASE as up_start does.
+shop_start() {
+  local src=$1 shop_bin=$2 name=$3
+  UP_LOG=$WORK/$name.log
+  rm -rf "$WORK/$name"
+  (
+    unset "${!EMPORIUM__@}"
+    # shellcheck disable=SC1091 # the revision's own settings
+    source "$src/bench/lib.sh"
+    bench_env
+    exec "$shop_bin" up --port 0 --data-dir "$WORK/$name"
+  ) >"$UP_LOG" 2>&1 &
+  UP_PID=$!
+  up_wait
+  export EMPORIUM_LOAD_DATA_DIR=$WORK/$name
+  # Revisions with `admin grant` name the admin here; older ones read it from
+  # their bench_env.
+  "$shop_bin" admin grant bench-admin@example.com --data-dir "$WORK/$name" >/dev/null 2>&1 || true
+}
+
+# CPU seconds of the shop's processes except users (see the header).
+cpu_but_users() {
+  up_processes | while read -r name _ pid; do
+    [ "$name" = users ] && continue
+    sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}'
+  done | awk -v hz="$(getconf CLK_TCK)" '{t += $1} END {printf "%.2f", t / hz}'
+}
+
+# measure SIDE SRC SHOP_BIN: appends "SIDE CHECKOUTS_PER_S CPU_MS HALF_P50 HALF_P99
+# ERRORS" to $WORK/results and prints the line.
+measure() {
+  local side=$1 src=$2 shop_bin=$3 c0 c1 sat half
+  BIN=$NEW_BIN
+  shop_start "$src" "$shop_bin" "$side"
+  checkout_load --users "$USERS" --seconds 3 >/dev/null
+  c0=$(cpu_but_users)
+  sat=$(checkout_load --users "$USERS" --seconds "$SECONDS_PER_RUN")
+  c1=$(cpu_but_users)
+  local rate
+  rate=$(python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['checkouts_per_s'] / 2, 1))" "$sat")
+  half=$(checkout_load --users "$USERS" --seconds "$SECONDS_PER_RUN" --rate "$rate")
+  up_stop
+  python3 - "$side" "$sat" "$half" "$c0" "$c1" <<'PY' | tee -a "$WORK/results"
+import json, sys
+side, sat, half = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+cpu = (float(sys.argv[5]) - float(sys.argv[4])) * 1000 / max(1, sat["completed"])
+print(side, round(sat["checkouts_per_s"], 1), round(cpu, 2), half["p50_ms"], half["p99_ms"],
+      sat["errors"] + half["errors"])
+PY
+}
+
+echo "## $(machine); old = $REV ($COMMIT), new = this tree ($(git rev-parse --short=12 HEAD)$(git diff --quiet HEAD || echo ', with changes'))"
+echo "## $USERS shoppers, ${SECONDS_PER_RUN}s per run; columns: side, checkouts/s, CPU ms per checkout (users excluded), half-load p50 ms, p99 ms, errors"
+for r in $(seq "$ROUNDS"); do
+  if [ $((r % 2)) = 1 ]; then
+    measure old "$OLD_SRC" "$OLD_BIN"; measure new . "$NEW_BIN"
+  else
+    measure new . "$NEW_BIN"; measure old "$OLD_SRC" "$OLD_BIN"
+  fi
+done
+python3 - "$WORK/results" <<'PY'
+import sys, statistics as st
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+def mean(side, i):
+    return st.mean(float(r[i]) for r in rows if r[0] == side)
+print("## means: old / new / new÷old")
+for name, i in [("checkouts/s", 1), ("CPU ms per checkout", 2), ("half-load p50 ms", 3),
+                ("half-load p99 ms", 4), ("errors", 5)]:
+    old, new = mean("old", i), mean("new", i)
+    print(f"{name:<20} {old:>9.2f} {new:>9.2f} {new / old if old else float('nan'):>7.3f}")
+PY
