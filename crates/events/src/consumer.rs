@@ -486,7 +486,7 @@ impl Consumer {
         tx.commit().await.map_err(db_failure)
     }
 
-    async fn skip_to(&self, name: &str, seq: i64) -> Result<(), sqlx::Error> {
+    pub(crate) async fn skip_to(&self, name: &str, seq: i64) -> Result<(), sqlx::Error> {
         let mut tx = self.db.begin().await?;
         save_cursor(&mut tx, name, seq).await?;
         tx.commit().await

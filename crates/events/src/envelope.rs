@@ -60,6 +60,11 @@ pub struct FeedPage {
     /// has missed events.
     #[serde(default)]
     pub pruned: i64,
+    /// With `types` asked: every event of those types up to this position is in the
+    /// page (a reader may move its cursor here). Absent from producers that do not
+    /// filter, and from unfiltered pages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub through: Option<i64>,
 }
 
 /// An event with its position in the producer's outbox.

@@ -3,6 +3,14 @@
 //! `GET /internal/events?after=SEQ&limit=N&wait=MS` answers the events after `SEQ` in
 //! commit order. With nothing new and `wait` > 0 it holds the request until a commit
 //! wakes it (or `wait`, capped by the request's deadline, runs out).
+//!
+//! `&types=A,B` answers only events of those types (what the reader handles), so
+//! an event nobody there handles is neither sent nor waited for; the page's
+//! `through` then says how far it covers, and the reader's cursor moves past the
+//! events it was not sent. The head is read before the events, and only events at
+//! or below it are answered: everything at or below the head has committed
+//! (publishers commit in sequence order, see [`crate::outbox`]), so `through` never
+//! passes an event still to come.
 
 use std::time::Duration;
 
@@ -41,6 +49,36 @@ struct FeedQuery {
     limit: u32,
     #[serde(default)]
     wait: u64,
+    /// Comma-separated event types; all of them when absent.
+    types: Option<String>,
+}
+
+/// At most this many types in one filter.
+const MAX_TYPES: usize = 32;
+
+/// The `types` filter: event type names (letters, digits, `.`, `_`, `-`).
+fn parse_types(text: &str) -> Result<Vec<String>, String> {
+    let types: Vec<String> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(String::from)
+        .collect();
+    if types.is_empty() {
+        return Err("must name at least one event type".into());
+    }
+    if types.len() > MAX_TYPES {
+        return Err(format!("must name at most {MAX_TYPES} event types"));
+    }
+    if let Some(bad) = types.iter().find(|t| {
+        t.len() > 100
+            || !t
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    }) {
+        return Err(format!("`{bad}` is not an event type"));
+    }
+    Ok(types)
 }
 
 fn default_limit() -> u32 {
@@ -73,6 +111,14 @@ async fn feed(
             format!("must be at most {MAX_WAIT_MS}"),
         ));
     }
+    let types = match q.types.as_deref().map(parse_types) {
+        None => None,
+        Some(Ok(types)) => Some(types),
+        Some(Err(why)) => {
+            errors.push(FieldError::new("types", why));
+            None
+        }
+    };
     if !errors.is_empty() {
         return Err(ApiError::invalid_query(errors));
     }
@@ -86,13 +132,28 @@ async fn feed(
     let mut closed = false;
     loop {
         commits.borrow_and_update();
-        let page = read(&state, q.after, q.limit).await?;
-        if !page.events.is_empty()
-            || tokio::time::Instant::now() >= until
-            || closed
-            || *closing.borrow()
+        let (events, head) = match &types {
+            None => read(&state, q.after, q.limit).await?,
+            Some(types) => read_types(&state, q.after, q.limit, types).await?,
+        };
+        if !events.is_empty() || tokio::time::Instant::now() >= until || closed || *closing.borrow()
         {
-            return Ok(Json(page));
+            let through = types.as_ref().map(|_| {
+                // A full page may stop short of the head.
+                match events.last() {
+                    Some(last) if events.len() >= q.limit as usize => last.seq,
+                    _ => head,
+                }
+            });
+            let pruned = crate::retention::pruned_through(&state.db)
+                .await
+                .map_err(ApiError::internal)?;
+            return Ok(Json(FeedPage {
+                events,
+                head,
+                pruned,
+                through,
+            }));
         }
         let recheck = (tokio::time::Instant::now() + RECHECK).min(until);
         tokio::select! {
@@ -103,7 +164,12 @@ async fn feed(
     }
 }
 
-async fn read(state: &FeedState, after: i64, limit: u32) -> Result<FeedPage, ApiError> {
+/// The events after `after` (at most `limit`) and the head.
+async fn read(
+    state: &FeedState,
+    after: i64,
+    limit: u32,
+) -> Result<(Vec<crate::FeedEvent>, i64), ApiError> {
     let rows: Vec<OutboxRow> = sqlx::query_as(
         "SELECT seq, id, type, subject, time_ms, traceparent, data FROM outbox \
          WHERE seq > $1 ORDER BY seq LIMIT $2",
@@ -113,23 +179,47 @@ async fn read(state: &FeedState, after: i64, limit: u32) -> Result<FeedPage, Api
     .fetch_all(state.db.pool())
     .await
     .map_err(ApiError::internal)?;
-    let head = match rows.last() {
-        Some(last) => last
-            .seq
-            .max(head(&state.db).await.map_err(ApiError::internal)?),
-        None => head(&state.db).await.map_err(ApiError::internal)?,
-    };
-    let pruned = crate::retention::pruned_through(&state.db)
+    let head = head(&state.db).await.map_err(ApiError::internal)?;
+    let head = rows.last().map_or(head, |last| last.seq.max(head));
+    Ok((envelopes(state, rows), head))
+}
+
+/// The events of `types` after `after` and at or below the head read first (at
+/// most `limit`), and that head.
+async fn read_types(
+    state: &FeedState,
+    after: i64,
+    limit: u32,
+    types: &[String],
+) -> Result<(Vec<crate::FeedEvent>, i64), ApiError> {
+    let head = head(&state.db).await.map_err(ApiError::internal)?;
+    if head <= after {
+        return Ok((Vec::new(), head));
+    }
+    let placeholders: Vec<String> = (0..types.len()).map(|i| format!("${}", i + 4)).collect();
+    let sql = format!(
+        "SELECT seq, id, type, subject, time_ms, traceparent, data FROM outbox \
+         WHERE seq > $1 AND seq <= $2 AND type IN ({}) ORDER BY seq LIMIT $3",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query_as::<_, OutboxRow>(sqlx::AssertSqlSafe(sql))
+        .bind(after)
+        .bind(head)
+        .bind(i64::from(limit));
+    for t in types {
+        query = query.bind(t);
+    }
+    let rows = query
+        .fetch_all(state.db.pool())
         .await
         .map_err(ApiError::internal)?;
-    Ok(FeedPage {
-        events: rows
-            .into_iter()
-            .map(|r| envelope_of(state.service, r))
-            .collect(),
-        head,
-        pruned,
-    })
+    Ok((envelopes(state, rows), head))
+}
+
+fn envelopes(state: &FeedState, rows: Vec<OutboxRow>) -> Vec<crate::FeedEvent> {
+    rows.into_iter()
+        .map(|r| envelope_of(state.service, r))
+        .collect()
 }
 
 /// The newest sequence number in the outbox (0 when it never held one; after

@@ -20,6 +20,12 @@ use crate::snapshot;
 /// How long a reader keeps a subscription without renewing its lease.
 const READER_LEASE: Duration = Duration::from_secs(15);
 
+/// How often a cursor moved only past events this subscription does not handle is
+/// saved: rarely, since a restart merely asks again from the last saved one, but
+/// not never, or after the producer prunes past it the restart would look like a
+/// gap.
+const SAVE_SKIPPED_EVERY: Duration = Duration::from_secs(30);
+
 /// Reads one producer's feed until `stop`.
 pub(crate) async fn read(
     consumer: Arc<Consumer>,
@@ -80,6 +86,15 @@ pub(crate) async fn read(
     };
     failures = 0;
     tracing::info!(subscription = %sub.name, cursor, "subscribed");
+    // Asked of the producer so it sends only what this subscription handles; an
+    // older producer that refuses the filter is read whole, as before.
+    let mut types: Vec<&str> = sub.handlers.keys().copied().collect();
+    types.sort_unstable();
+    let mut filter = (!types.is_empty()).then(|| format!("&types={}", types.join(",")));
+    // The cursor as saved, and when: moving past unsent events saves it only now
+    // and then (SAVE_SKIPPED_EVERY); applying a page saves it in the page's
+    // transaction.
+    let mut saved = (cursor, tokio::time::Instant::now());
     while !*stop.borrow() {
         if renewed.elapsed() >= lease.renew_every() {
             match lease.acquire().await {
@@ -116,12 +131,18 @@ pub(crate) async fn read(
             0
         };
         let path = format!(
-            "/internal/events?after={cursor}&limit={}&wait={wait}",
-            consumer.settings.batch_size
+            "/internal/events?after={cursor}&limit={}&wait={wait}{}",
+            consumer.settings.batch_size,
+            filter.as_deref().unwrap_or("")
         );
         let page: FeedPage = tokio::select! {
             page = client.get_json(&path) => match page {
                 Ok(page) => page,
+                Err(e) if filter.is_some() && e.status() == Some(http::StatusCode::BAD_REQUEST) => {
+                    tracing::warn!(subscription = %sub.name, error = %e, "the producer does not filter by event type; reading all its events");
+                    filter = None;
+                    continue;
+                }
                 Err(e) => {
                     failures += 1;
                     if sub.connected.swap(false, Ordering::Relaxed) || failures == 1 {
@@ -194,7 +215,19 @@ pub(crate) async fn read(
             cursor = 0;
             continue;
         }
+        // A filtered page covers up to `through`: the events between that it did
+        // not carry are of types nobody here handles.
+        let through = page.through.unwrap_or(cursor);
         let Some(last) = page.events.last() else {
+            cursor = cursor.max(through);
+            if cursor > saved.0 && saved.1.elapsed() >= SAVE_SKIPPED_EVERY {
+                match consumer.skip_to(&sub.name, cursor).await {
+                    Ok(()) => saved = (cursor, tokio::time::Instant::now()),
+                    Err(e) => {
+                        tracing::debug!(subscription = %sub.name, error = %e, "cannot save the cursor now; later");
+                    }
+                }
+            }
             sub.mark_caught_up();
             continue;
         };
@@ -202,8 +235,9 @@ pub(crate) async fn read(
         if !consumer.apply_batch(&sub, &page.events, &mut stop).await {
             return;
         }
-        cursor = last;
-        if last >= page.head {
+        saved = (last, tokio::time::Instant::now());
+        cursor = last.max(through);
+        if cursor >= page.head {
             sub.mark_caught_up();
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use emporium_client::Host;
 use emporium_client::LocalTransport;
 use emporium_config::Common;
-use emporium_contracts::events::{EventData, OrderConfirmed, ProductCreated};
+use emporium_contracts::events::{EventData, OrderConfirmed, PriceChanged, ProductCreated};
 use emporium_events::{
     DeadLetters, Events, FeedPage, Handler, Outbox, Received, RunningEvents, SnapshotItem,
     SnapshotPage, Status, retention,
@@ -59,6 +59,7 @@ struct World {
     outbox: Outbox,
     consumer_db: Db,
     consumer_host: Host,
+    requests: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 async fn world() -> (World, RunningEvents) {
@@ -89,7 +90,18 @@ async fn world() -> (World, RunningEvents) {
         .snapshot(snapshot);
     let outbox = producer.outbox();
     let running_producer = producer.start();
-    let transport = LocalTransport::new().with("catalog", running_producer.router());
+    // Every request the consumer makes of the producer, by path and query.
+    let requests: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let seen = requests.clone();
+    let logged = running_producer.router().layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            seen.lock()
+                .expect("requests")
+                .push(request.uri().to_string());
+            next.run(request)
+        },
+    ));
+    let transport = LocalTransport::new().with("catalog", logged);
     let consumer_host = Host::new("inventory", &common, emporium_client::Clients::plain())
         .with_transport(Arc::new(transport));
     let consumer_db = Db::open_service("inventory", &dir.path().join("inventory"), None)
@@ -111,6 +123,7 @@ async fn world() -> (World, RunningEvents) {
             outbox,
             consumer_db,
             consumer_host,
+            requests,
         },
         running_producer,
     )
@@ -253,6 +266,106 @@ async fn feed_serves_the_outbox_in_order_as_cloudevents() {
     let (status, _): (u16, serde_json::Value) =
         get(running.router(), "/internal/events?limit=0").await;
     assert_eq!(status, 400);
+    running.stop().await;
+}
+
+impl World {
+    /// Publishes a `PriceChanged` of product `n` (a type the test consumer ignores).
+    async fn reprice(&self, n: u32) {
+        let mut tx = self.producer_db.begin().await.expect("begin");
+        let event = PriceChanged {
+            product_id: format!("p-{n}"),
+            sku: format!("SKU-{n}"),
+            old_price: 100,
+            new_price: 90,
+            currency: "USD".into(),
+        };
+        self.outbox.publish(&mut tx, &event).await.expect("publish");
+        self.outbox.commit(tx).await.expect("commit");
+    }
+}
+
+#[tokio::test]
+async fn a_filtered_feed_sends_only_the_types_asked_and_says_how_far_it_covers() {
+    let (w, running) = world().await;
+    w.publish(1).await; // 1
+    w.reprice(1).await; // 2
+    w.publish(2).await; // 3
+    let prices = format!("/internal/events?types={}", PriceChanged::TYPE);
+    let (status, page): (u16, FeedPage) = get(running.router(), &prices).await;
+    assert_eq!(status, 200);
+    let seqs: Vec<i64> = page.events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [2], "only the price change");
+    assert_eq!(
+        (page.head, page.through),
+        (3, Some(3)),
+        "covers up to the head"
+    );
+    // Unfiltered pages say nothing of coverage, as before.
+    let (_, page): (u16, FeedPage) = get(running.router(), "/internal/events").await;
+    assert_eq!((page.events.len(), page.through), (3, None));
+    // A full page covers only as far as its last event.
+    let created = format!("/internal/events?limit=1&types={}", ProductCreated::TYPE);
+    let (_, page): (u16, FeedPage) = get(running.router(), &created).await;
+    let seqs: Vec<i64> = page.events.iter().map(|e| e.seq).collect();
+    assert_eq!((seqs, page.through), (vec![1], Some(1)));
+
+    // A long poll is not answered for an event of another type, only for its own.
+    let router = running.router();
+    let poll = format!("{prices}&after=3&wait=3000");
+    let waiting = tokio::spawn(async move {
+        let (_, page): (u16, FeedPage) = get(router, &poll).await;
+        page
+    });
+    w.publish(3).await; // 4
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "still waiting after a ProductCreated"
+    );
+    w.reprice(3).await; // 5
+    let page = tokio::time::timeout(Duration::from_secs(2), waiting)
+        .await
+        .expect("answered for the price change")
+        .expect("join");
+    let seqs: Vec<i64> = page.events.iter().map(|e| e.seq).collect();
+    assert_eq!((seqs, page.through), (vec![5], Some(5)));
+
+    for bad in ["", ",", "a%20b", "a!b"] {
+        let (status, _): (u16, serde_json::Value) =
+            get(running.router(), &format!("/internal/events?types={bad}")).await;
+        assert_eq!(status, 400, "types={bad}");
+    }
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_consumer_reads_only_what_it_handles_and_misses_nothing() {
+    let (w, running) = world().await;
+    let consumer = w.consumer().await;
+    for n in 1..=20 {
+        w.publish(n).await;
+        w.reprice(n).await;
+    }
+    let effects = w.wait_for_effects(20).await;
+    let expected: Vec<String> = (1..=20).map(|n| format!("SKU-{n}")).collect();
+    assert_eq!(effects, expected, "every product once, in order");
+    // It asked for products only, so the price changes were never sent.
+    let polls: Vec<String> = w
+        .requests
+        .lock()
+        .expect("requests")
+        .iter()
+        .filter(|uri| uri.starts_with("/internal/events?"))
+        .cloned()
+        .collect();
+    assert!(!polls.is_empty());
+    let only_products = format!("types={}", ProductCreated::TYPE);
+    assert!(
+        polls.iter().all(|uri| uri.ends_with(&only_products)),
+        "{polls:?}"
+    );
+    consumer.stop().await;
     running.stop().await;
 }
 
