@@ -63,8 +63,8 @@ pub struct Common {
     pub identity: IdentitySettings,
     /// How this process calls the others (`[client.default]`, `[client.<target>]`).
     pub client: ClientSettings,
-    /// Every this many milliseconds the process gives the heap memory it freed back
-    /// to the system (glibc's `malloc_trim`); 0 never.
+    /// Every this many milliseconds (at least 100) the process gives the heap memory
+    /// it freed back to the system (glibc's `malloc_trim`); 0 never.
     pub heap_trim_ms: u64,
 }
 

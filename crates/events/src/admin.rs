@@ -132,13 +132,16 @@ async fn collect(s: &AdminState) -> Result<Status, sqlx::Error> {
                 .fetch_one(db.pool())
                 .await?;
         let head = sub.head.load(Ordering::Relaxed);
+        // This instance's reader may be ahead of the saved cursor (past events of
+        // types it does not handle): the lag counts from where it is.
+        let read = cursor.max(sub.position.load(Ordering::Relaxed));
         let missed = crate::retention::missed(db, &sub.name).await?;
         subscriptions.push(SubscriptionStatus {
             name: sub.name.clone(),
             source: sub.source.to_string(),
             cursor,
             head,
-            lag: (head - cursor).max(0),
+            lag: (head - read).max(0),
             connected: sub.connected.load(Ordering::Relaxed),
             dead_letters: dead,
             missed,

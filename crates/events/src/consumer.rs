@@ -110,6 +110,10 @@ pub(crate) struct Subscription {
     pub handlers: HashMap<&'static str, Arc<dyn ErasedHandler>>,
     /// The producer's head as last seen.
     pub head: AtomicI64,
+    /// How far this instance's feed reader has read: every event up to here it
+    /// handled, or was not sent because it handles none of that type. Ahead of the
+    /// saved cursor while it passes events of other types (saved now and then).
+    pub position: AtomicI64,
     pub connected: AtomicBool,
     /// A read model of the producer: loaded from its snapshot when new or behind
     /// what the producer still holds.

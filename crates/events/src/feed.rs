@@ -130,11 +130,14 @@ async fn feed(
     let mut commits = state.outbox.subscribe();
     let mut closing = state.closing.clone();
     let mut closed = false;
+    // A filtered pass that found nothing of its types up to the head it read:
+    // later passes of the long poll need not scan those rows again.
+    let mut from = q.after;
     loop {
         commits.borrow_and_update();
         let (events, head) = match &types {
             None => read(&state, q.after, q.limit).await?,
-            Some(types) => read_types(&state, q.after, q.limit, types).await?,
+            Some(types) => read_types(&state, from, q.limit, types).await?,
         };
         if !events.is_empty() || tokio::time::Instant::now() >= until || closed || *closing.borrow()
         {
@@ -154,6 +157,9 @@ async fn feed(
                 pruned,
                 through,
             }));
+        }
+        if types.is_some() {
+            from = from.max(head);
         }
         let recheck = (tokio::time::Instant::now() + RECHECK).min(until);
         tokio::select! {

@@ -26,6 +26,10 @@ const READER_LEASE: Duration = Duration::from_secs(15);
 /// gap.
 const SAVE_SKIPPED_EVERY: Duration = Duration::from_secs(30);
 
+/// How long a reader whose producer refused the type filter (an older version)
+/// reads every event before asking with the filter again.
+const UNFILTERED_FOR: Duration = Duration::from_secs(300);
+
 /// Reads one producer's feed until `stop`.
 pub(crate) async fn read(
     consumer: Arc<Consumer>,
@@ -90,7 +94,9 @@ pub(crate) async fn read(
     // older producer that refuses the filter is read whole, as before.
     let mut types: Vec<&str> = sub.handlers.keys().copied().collect();
     types.sort_unstable();
-    let mut filter = (!types.is_empty()).then(|| format!("&types={}", types.join(",")));
+    let wanted = (!types.is_empty()).then(|| format!("&types={}", types.join(",")));
+    let mut filter = wanted.clone();
+    let mut unfiltered_since: Option<tokio::time::Instant> = None;
     // The cursor as saved, and when: moving past unsent events saves it only now
     // and then (SAVE_SKIPPED_EVERY); applying a page saves it in the page's
     // transaction.
@@ -104,6 +110,7 @@ pub(crate) async fn read(
                     // other reader's now; start over as a waiting instance.
                     tracing::warn!(subscription = %sub.name, "another instance took over this subscription");
                     sub.connected.store(false, Ordering::Relaxed);
+                    sub.position.store(0, Ordering::Relaxed);
                     return Box::pin(read(
                         consumer,
                         transport,
@@ -123,6 +130,10 @@ pub(crate) async fn read(
                 }
             }
         }
+        if unfiltered_since.is_some_and(|since| since.elapsed() >= UNFILTERED_FOR) {
+            unfiltered_since = None;
+            filter = wanted.clone();
+        }
         // Until it has caught up, ask without waiting: an empty page then says so
         // at once (a projection is unready until it knows).
         let wait = if sub.caught_up.load(Ordering::Relaxed) {
@@ -139,8 +150,9 @@ pub(crate) async fn read(
             page = client.get_json(&path) => match page {
                 Ok(page) => page,
                 Err(e) if filter.is_some() && e.status() == Some(http::StatusCode::BAD_REQUEST) => {
-                    tracing::warn!(subscription = %sub.name, error = %e, "the producer does not filter by event type; reading all its events");
+                    tracing::warn!(subscription = %sub.name, error = %e, "the producer does not filter by event type; reading all its events for a while");
                     filter = None;
+                    unfiltered_since = Some(tokio::time::Instant::now());
                     continue;
                 }
                 Err(e) => {
@@ -213,6 +225,15 @@ pub(crate) async fn read(
                 "the producer's outbox is behind this cursor; reading it again from the start"
             );
             cursor = 0;
+            // Saved at once: a restart must not go back to the old outbox's cursor.
+            saved = match consumer.skip_to(&sub.name, 0).await {
+                Ok(()) => (0, tokio::time::Instant::now()),
+                Err(_) => {
+                    let now = tokio::time::Instant::now();
+                    (-1, now.checked_sub(SAVE_SKIPPED_EVERY).unwrap_or(now))
+                }
+            };
+            sub.position.store(0, Ordering::Relaxed);
             continue;
         }
         // A filtered page covers up to `through`: the events between that it did
@@ -220,7 +241,8 @@ pub(crate) async fn read(
         let through = page.through.unwrap_or(cursor);
         let Some(last) = page.events.last() else {
             cursor = cursor.max(through);
-            if cursor > saved.0 && saved.1.elapsed() >= SAVE_SKIPPED_EVERY {
+            sub.position.store(cursor, Ordering::Relaxed);
+            if cursor != saved.0 && saved.1.elapsed() >= SAVE_SKIPPED_EVERY {
                 match consumer.skip_to(&sub.name, cursor).await {
                     Ok(()) => saved = (cursor, tokio::time::Instant::now()),
                     Err(e) => {
@@ -237,6 +259,7 @@ pub(crate) async fn read(
         }
         saved = (last, tokio::time::Instant::now());
         cursor = last.max(through);
+        sub.position.store(cursor, Ordering::Relaxed);
         if cursor >= page.head {
             sub.mark_caught_up();
         }

@@ -200,6 +200,7 @@ impl Events {
                     source,
                     handlers,
                     head: AtomicI64::new(0),
+                    position: AtomicI64::new(0),
                     connected: AtomicBool::new(false),
                     projection: self.projections.contains(source),
                     caught_up: AtomicBool::new(false),

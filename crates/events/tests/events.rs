@@ -365,6 +365,25 @@ async fn a_consumer_reads_only_what_it_handles_and_misses_nothing() {
         polls.iter().all(|uri| uri.ends_with(&only_products)),
         "{polls:?}"
     );
+    // Passing events it was not sent leaves no lag: it has read up to the head.
+    for n in 21..=25 {
+        w.reprice(n).await;
+    }
+    let mut lag = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (_, status): (u16, serde_json::Value) =
+            get(consumer.router(), "/internal/status").await;
+        lag = status["subscriptions"][0].clone();
+        if lag["head"] == 45 && lag["lag"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        (&lag["head"], &lag["lag"]),
+        (&45.into(), &0.into()),
+        "{lag}"
+    );
     consumer.stop().await;
     running.stop().await;
 }

@@ -70,17 +70,32 @@ pub async fn set_available(
     Ok(available(db, sku).await?)
 }
 
+/// What [`announce_row`] needs of a stock row: its product, available count, the
+/// level last announced and its version. A statement that changed the row returns
+/// it (`RETURNING product_id, available, level, version`) rather than read it again.
+pub type Announced = (String, i64, String, i64);
+
 /// Publishes `StockChanged` when `sku`'s level is not the one last announced, in
 /// the transaction that changed it.
 pub async fn announce(tx: &mut Tx, outbox: &Outbox, sku: &str) -> Result<(), EventsError> {
-    let row: Option<(String, i64, String, i64)> =
+    let row: Option<Announced> =
         sqlx::query_as("SELECT product_id, available, level, version FROM stock WHERE sku = $1")
             .bind(sku)
             .fetch_optional(&mut **tx)
             .await?;
-    let Some((product_id, available, announced, version)) = row else {
-        return Ok(());
-    };
+    match row {
+        Some(row) => announce_row(tx, outbox, sku, row).await,
+        None => Ok(()),
+    }
+}
+
+/// [`announce`] for a row as the transaction left it.
+pub async fn announce_row(
+    tx: &mut Tx,
+    outbox: &Outbox,
+    sku: &str,
+    (product_id, available, announced, version): Announced,
+) -> Result<(), EventsError> {
     let level = StockLevel::of(available);
     if level.as_str() == announced {
         return Ok(());
@@ -208,18 +223,20 @@ pub async fn reserve(
     }
     let now = now_ms();
     let mut unavailable = Vec::new();
+    let mut moved = Vec::with_capacity(wanted.len());
     for (sku, quantity) in &wanted {
-        let done = sqlx::query(
+        let row: Option<Announced> = sqlx::query_as(
             "UPDATE stock SET available = available - $2, reserved = reserved + $2, updated_ms = $3 \
-             WHERE sku = $1 AND available >= $2",
+             WHERE sku = $1 AND available >= $2 RETURNING product_id, available, level, version",
         )
         .bind(*sku)
         .bind(*quantity)
         .bind(now)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
-            unavailable.push((*sku).to_string());
+        match row {
+            Some(row) => moved.push(row),
+            None => unavailable.push((*sku).to_string()),
         }
     }
     if !unavailable.is_empty() {
@@ -238,14 +255,14 @@ pub async fn reserve(
         });
     }
     insert_reservation(&mut tx, order_id, RESERVED, &[]).await?;
-    for (sku, quantity) in &wanted {
+    for ((sku, quantity), row) in wanted.iter().zip(moved) {
         sqlx::query("INSERT INTO reservation_lines (order_id, sku, quantity) VALUES ($1, $2, $3)")
             .bind(order_id)
             .bind(*sku)
             .bind(*quantity)
             .execute(&mut *tx)
             .await?;
-        announce(&mut tx, outbox, sku).await?;
+        announce_row(&mut tx, outbox, sku, row).await?;
     }
     outbox.commit(tx).await?;
     Ok(Reservation {
@@ -274,7 +291,8 @@ pub async fn commit(db: &Db, order_id: &str) -> Result<Transition, sqlx::Error> 
     move_lines(
         &mut tx,
         order_id,
-        "UPDATE stock SET reserved = reserved - $2, sold = sold + $2, updated_ms = $3 WHERE sku = $1",
+        "UPDATE stock SET reserved = reserved - $2, sold = sold + $2, updated_ms = $3 WHERE sku = $1 \
+         RETURNING product_id, available, level, version",
     )
     .await?;
     set_status(&mut tx, order_id, COMMITTED).await?;
@@ -301,16 +319,16 @@ pub async fn release(db: &Db, outbox: &Outbox, order_id: &str) -> Result<Reserva
     let sql = match r.status.as_str() {
         RESERVED => {
             "UPDATE stock SET reserved = reserved - $2, available = available + $2, updated_ms = $3 \
-             WHERE sku = $1"
+             WHERE sku = $1 RETURNING product_id, available, level, version"
         }
         COMMITTED => {
             "UPDATE stock SET sold = sold - $2, available = available + $2, updated_ms = $3 \
-             WHERE sku = $1"
+             WHERE sku = $1 RETURNING product_id, available, level, version"
         }
         _ => return Ok(r),
     };
-    for sku in move_lines(&mut tx, order_id, sql).await? {
-        announce(&mut tx, outbox, &sku).await?;
+    for (sku, row) in move_lines(&mut tx, order_id, sql).await? {
+        announce_row(&mut tx, outbox, &sku, row).await?;
     }
     set_status(&mut tx, order_id, RELEASED).await?;
     outbox.commit(tx).await?;
@@ -320,12 +338,13 @@ pub async fn release(db: &Db, outbox: &Outbox, order_id: &str) -> Result<Reserva
     })
 }
 
-/// Moves the units of each line with `sql`; returns the SKUs moved.
+/// Moves the units of each line with `sql` (an `UPDATE` of one SKU's row returning
+/// [`Announced`]); returns the SKUs moved, each with its row as left.
 async fn move_lines(
     tx: &mut Tx,
     order_id: &str,
     sql: &'static str,
-) -> Result<Vec<String>, sqlx::Error> {
+) -> Result<Vec<(String, Announced)>, sqlx::Error> {
     let lines: Vec<(String, i64)> = sqlx::query_as(
         "SELECT sku, quantity FROM reservation_lines WHERE order_id = $1 ORDER BY sku",
     )
@@ -335,13 +354,15 @@ async fn move_lines(
     let now = now_ms();
     let mut moved = Vec::with_capacity(lines.len());
     for (sku, quantity) in lines {
-        sqlx::query(sql)
+        let row: Option<Announced> = sqlx::query_as(sql)
             .bind(&sku)
             .bind(quantity)
             .bind(now)
-            .execute(&mut **tx)
+            .fetch_optional(&mut **tx)
             .await?;
-        moved.push(sku);
+        if let Some(row) = row {
+            moved.push((sku, row));
+        }
     }
     Ok(moved)
 }

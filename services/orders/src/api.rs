@@ -399,7 +399,9 @@ async fn checkout(
             tracing::info!(order_id = %order.id, total = order.total, lines = taken.lines.len(), "order placed");
             Ok::<_, PlaceError>(Placing::Started(
                 order.id.clone(),
-                state.saga.spawn(claim, Some(card), request_id),
+                state
+                    .saga
+                    .spawn(claim, Some(card), Some(taken.lines), request_id),
             ))
         }
         .instrument(tracing::Span::current());

@@ -32,7 +32,7 @@ use emporium_client::api::{Cart, Inventory, Payments};
 use emporium_client::{ClientError, ServiceClient};
 use emporium_contracts::card::Card;
 use emporium_contracts::checkout::{AuthorizeRequest, Payment, Reservation, StockLine};
-use emporium_contracts::events::{OrderCancelled, OrderConfirmed};
+use emporium_contracts::events::{OrderCancelled, OrderConfirmed, OrderLine};
 use emporium_events::Outbox;
 use emporium_http::context::{self, RequestContext};
 use emporium_store::{Db, now_ms};
@@ -143,11 +143,14 @@ impl Saga {
         })
     }
 
-    /// Drives a claimed order to a terminal state on its own task.
+    /// Drives a claimed order to a terminal state on its own task. `lines` are the
+    /// order's lines when the caller has them (it just placed the order): they never
+    /// change, and the saga then need not read them back.
     pub fn spawn(
         self: &Arc<Self>,
         claim: Claim,
         card: Option<Card>,
+        lines: Option<Vec<OrderLine>>,
         request_id: Option<String>,
     ) -> JoinHandle<()> {
         let saga = self.clone();
@@ -171,7 +174,7 @@ impl Saga {
         emporium_telemetry::identity::spawn(context::scope(
             ctx,
             async move {
-                saga.drive(&claim.order_id, card.as_ref()).await;
+                saga.drive(&claim.order_id, card.as_ref(), lines).await;
                 drop(claim);
                 drop(trace_span);
             }
@@ -204,7 +207,7 @@ impl Saga {
                         {
                             Ok(true) => {
                                 tracing::warn!(order_id = %id, "resuming a saga left in flight");
-                                self.spawn(claim, None, None);
+                                self.spawn(claim, None, None, None);
                             }
                             Ok(false) => {}
                             Err(e) => tracing::warn!(error = %e, "cannot take over a saga"),
@@ -224,7 +227,12 @@ impl Saga {
         emporium_runtime::backoff(self.settings.retry_base, self.settings.retry_max, failures)
     }
 
-    async fn drive(&self, order_id: &str, card: Option<&Card>) {
+    async fn drive(&self, order_id: &str, card: Option<&Card>, lines: Option<Vec<OrderLine>>) {
+        // In the order the database answers them.
+        let lines = lines.map(|mut lines| {
+            lines.sort_by(|a, b| a.sku.cmp(&b.sku));
+            lines
+        });
         let mut waits = 0;
         // The order as this task last wrote it: read again only after a retry.
         let mut cached: Option<OrderRow> = None;
@@ -242,7 +250,10 @@ impl Saga {
                     Err(e) => tracing::warn!(error = %e, "cannot renew the saga's lease"),
                 }
             }
-            match self.step(order_id, &mut cached, card).await {
+            match self
+                .step(order_id, &mut cached, card, lines.as_deref())
+                .await
+            {
                 Ok(Next::Continue) => {
                     waits = 0;
                     continue;
@@ -267,6 +278,7 @@ impl Saga {
         order_id: &str,
         cached: &mut Option<OrderRow>,
         card: Option<&Card>,
+        lines: Option<&[OrderLine]>,
     ) -> Result<Next, StepError> {
         let order = match cached.take() {
             Some(order) => order,
@@ -278,7 +290,7 @@ impl Saga {
                 }
             },
         };
-        let (next, order) = self.step_from(order, card).await?;
+        let (next, order) = self.step_from(order, card, lines).await?;
         *cached = order;
         Ok(next)
     }
@@ -289,6 +301,7 @@ impl Saga {
         &self,
         order: OrderRow,
         card: Option<&Card>,
+        lines: Option<&[OrderLine]>,
     ) -> Result<(Next, Option<OrderRow>), StepError> {
         let order_id = order.id.as_str();
         let past_deadline = now_ms() >= order.deadline_ms;
@@ -317,7 +330,8 @@ impl Saga {
                         )
                         .await;
                 }
-                let lines = store::lines(&self.db, order_id)
+                let lines = self
+                    .lines(order_id, lines)
                     .await?
                     .into_iter()
                     .map(|l| StockLine {
@@ -431,7 +445,7 @@ impl Saga {
                         .await;
                 }
                 captured?;
-                self.confirm(&order).await
+                self.confirm(&order, lines).await
             }
             step::COMPENSATE => {
                 let r: Reservation = inventory.release(order_id).await?;
@@ -549,8 +563,24 @@ impl Saga {
         Ok((Next::Continue, Some(moved)))
     }
 
-    async fn confirm(&self, order: &OrderRow) -> Result<(Next, Option<OrderRow>), StepError> {
-        let lines = store::lines(&self.db, &order.id).await?;
+    /// The order's lines: those the saga was given, else as stored.
+    async fn lines(
+        &self,
+        order_id: &str,
+        given: Option<&[OrderLine]>,
+    ) -> Result<Vec<OrderLine>, sqlx::Error> {
+        match given {
+            Some(lines) => Ok(lines.to_vec()),
+            None => store::lines(&self.db, order_id).await,
+        }
+    }
+
+    async fn confirm(
+        &self,
+        order: &OrderRow,
+        lines: Option<&[OrderLine]>,
+    ) -> Result<(Next, Option<OrderRow>), StepError> {
+        let lines = self.lines(&order.id, lines).await?;
         let mut tx = self.db.begin().await?;
         if store::advance(
             &mut tx,
