@@ -59,24 +59,16 @@ shop_start() {
   "$shop_bin" admin grant bench-admin@example.com --data-dir "$WORK/$name" >/dev/null 2>&1 || true
 }
 
-# CPU seconds of the shop's processes except users (see the header).
-cpu_but_users() {
-  up_processes | while read -r name _ pid; do
-    [ "$name" = users ] && continue
-    sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}'
-  done | awk -v hz="$(getconf CLK_TCK)" '{t += $1} END {printf "%.2f", t / hz}'
-}
-
 # measure SIDE SRC SHOP_BIN: appends "SIDE CHECKOUTS_PER_S CPU_MS HALF_P50 HALF_P99
 # ERRORS" to $WORK/results and prints the line.
 measure() {
   local side=$1 src=$2 shop_bin=$3 c0 c1 sat half
-  BIN=$NEW_BIN
   shop_start "$src" "$shop_bin" "$side"
   checkout_load --users "$USERS" --seconds 3 >/dev/null
-  c0=$(cpu_but_users)
+  # users left out (see the header)
+  c0=$(cpu_seconds users)
   sat=$(checkout_load --users "$USERS" --seconds "$SECONDS_PER_RUN")
-  c1=$(cpu_but_users)
+  c1=$(cpu_seconds users)
   local rate
   rate=$(python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['checkouts_per_s'] / 2, 1))" "$sat")
   half=$(checkout_load --users "$USERS" --seconds "$SECONDS_PER_RUN" --rate "$rate")

@@ -74,9 +74,12 @@ up_stop() {
 # several services, the monolith, once).
 up_processes() { awk '$1 ~ /^[a-z0-9-]+$/ && $2 ~ /^127\.0\.0\.1:/ && !seen[$3]++ {print $1, $2, $3}' "$UP_LOG"; }
 
-# CPU seconds (user + system) of every process of the running `emporium up`.
+# CPU seconds (user + system) of every process of the running `emporium up`, but
+# the one named EXCEPT if given: cpu_seconds [EXCEPT].
 cpu_seconds() {
-  up_processes | while read -r _ _ pid; do
+  local except=${1:-}
+  up_processes | while read -r name _ pid; do
+    [ "$name" = "$except" ] && continue
     # Fields after the command name: utime and stime are the 12th and 13th.
     sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}'
   done | awk -v hz="$(getconf CLK_TCK)" '{t += $1} END {printf "%.2f", t / hz}'
