@@ -135,6 +135,10 @@ impl Db {
         let pool = AnyPoolOptions::new()
             .max_connections(8)
             .min_connections(1)
+            // A connection to a local file does not go stale as a socket does, and
+            // sqlx's check before each acquire is a round trip to the connection's
+            // worker thread: one more thread hand-off per statement.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(5))
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
