@@ -161,8 +161,9 @@ enum Cursor {
 }
 
 impl Consumer {
-    pub(crate) fn after_commit(&self) {
-        self.outbox.notify();
+    /// After a commit that published events of `published` (handlers may publish).
+    pub(crate) fn after_commit(&self, published: &[&'static str]) {
+        self.outbox.committed(published);
         for hook in &self.hooks {
             hook.notify_one();
         }
@@ -208,8 +209,9 @@ impl Consumer {
                 .map(|_| ()),
         }
         .map_err(db_failure)?;
+        let published = tx.take_published();
         tx.commit().await.map_err(db_failure)?;
-        self.after_commit();
+        self.after_commit(&published);
         Ok(fresh)
     }
 
@@ -443,14 +445,15 @@ impl Consumer {
         let applied = !handled.is_empty();
         for (mut span, event) in handled {
             match &result {
-                Ok(()) => outcome(&mut span, sub, event, Ok(())),
+                Ok(_) => outcome(&mut span, sub, event, Ok(())),
                 Err(_) => span.set_error("rolled back with its page; applied again alone"),
             }
         }
-        if result.is_ok() && applied {
-            self.after_commit();
+        let published = result?;
+        if applied {
+            self.after_commit(&published);
         }
-        result
+        Ok(())
     }
 
     /// The transaction of [`Self::apply_page`]. It serves events of many traces, so it
@@ -461,7 +464,7 @@ impl Consumer {
         events: &'e [FeedEvent],
         last_seq: i64,
         handled: &mut Vec<(Span, &'e Envelope)>,
-    ) -> Result<(), Failure> {
+    ) -> Result<Vec<&'static str>, Failure> {
         let db_failure = |e: sqlx::Error| Failure::Db(format!("database: {e}"));
         let mut tx = self.db.begin().await.map_err(db_failure)?;
         for fe in events {
@@ -487,7 +490,9 @@ impl Consumer {
         save_cursor(&mut tx, &sub.name, last_seq)
             .await
             .map_err(db_failure)?;
-        tx.commit().await.map_err(db_failure)
+        let published = tx.take_published();
+        tx.commit().await.map_err(db_failure)?;
+        Ok(published)
     }
 
     pub(crate) async fn skip_to(&self, name: &str, seq: i64) -> Result<(), sqlx::Error> {

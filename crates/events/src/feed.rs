@@ -134,8 +134,8 @@ async fn feed(
     // later passes of the long poll need not scan those rows again.
     let mut from = q.after;
     loop {
-        commits.borrow_and_update();
-        let (events, head) = match &types {
+        let seen = commits.borrow_and_update().seen(types.as_deref());
+        let (events, head, pruned) = match &types {
             None => read(&state, q.after, q.limit).await?,
             Some(types) => read_types(&state, from, q.limit, types).await?,
         };
@@ -148,9 +148,12 @@ async fn feed(
                     _ => head,
                 }
             });
-            let pruned = crate::retention::pruned_through(&state.db)
-                .await
-                .map_err(ApiError::internal)?;
+            let pruned = match pruned {
+                Some(pruned) => pruned,
+                None => crate::retention::pruned_through(&state.db)
+                    .await
+                    .map_err(ApiError::internal)?,
+            };
             return Ok(Json(FeedPage {
                 events,
                 head,
@@ -162,20 +165,22 @@ async fn feed(
             from = from.max(head);
         }
         let recheck = (tokio::time::Instant::now() + RECHECK).min(until);
+        // Only a commit that published one of the poll's types wakes it.
         tokio::select! {
-            _ = commits.changed() => {}
+            _ = commits.wait_for(|c| c.seen(types.as_deref()) != seen) => {}
             changed = closing.changed() => closed = changed.is_err(),
             () = tokio::time::sleep_until(recheck) => {}
         }
     }
 }
 
-/// The events after `after` (at most `limit`) and the head.
+/// The events after `after` (at most `limit`), the head, and how far the outbox was
+/// pruned — all read after the events, so a prune racing the read shows.
 async fn read(
     state: &FeedState,
     after: i64,
     limit: u32,
-) -> Result<(Vec<crate::FeedEvent>, i64), ApiError> {
+) -> Result<(Vec<crate::FeedEvent>, i64, Option<i64>), ApiError> {
     let rows: Vec<OutboxRow> = sqlx::query_as(
         "SELECT seq, id, type, subject, time_ms, traceparent, data FROM outbox \
          WHERE seq > $1 ORDER BY seq LIMIT $2",
@@ -185,30 +190,43 @@ async fn read(
     .fetch_all(state.db.pool())
     .await
     .map_err(ApiError::internal)?;
-    let head = head(&state.db).await.map_err(ApiError::internal)?;
+    let (head, pruned) = head_and_pruned(&state.db)
+        .await
+        .map_err(ApiError::internal)?;
     let head = rows.last().map_or(head, |last| last.seq.max(head));
-    Ok((envelopes(state, rows), head))
+    Ok((envelopes(state, rows), head, Some(pruned)))
+}
+
+/// An outbox row with how far the outbox was pruned, read by the same statement.
+#[derive(sqlx::FromRow)]
+struct TypedRow {
+    #[sqlx(flatten)]
+    row: OutboxRow,
+    pruned: i64,
 }
 
 /// The events of `types` after `after` and at or below the head read first (at
-/// most `limit`), and that head.
+/// most `limit`), that head, and how far the outbox was pruned when the events
+/// were read (`None` when there were none: the caller reads it if it needs it).
 async fn read_types(
     state: &FeedState,
     after: i64,
     limit: u32,
     types: &[String],
-) -> Result<(Vec<crate::FeedEvent>, i64), ApiError> {
+) -> Result<(Vec<crate::FeedEvent>, i64, Option<i64>), ApiError> {
     let head = head(&state.db).await.map_err(ApiError::internal)?;
     if head <= after {
-        return Ok((Vec::new(), head));
+        return Ok((Vec::new(), head, None));
     }
     let placeholders: Vec<String> = (0..types.len()).map(|i| format!("${}", i + 4)).collect();
+    // The scalar subquery is read in the statement's snapshot, with the rows.
     let sql = format!(
-        "SELECT seq, id, type, subject, time_ms, traceparent, data FROM outbox \
+        "SELECT seq, id, type, subject, time_ms, traceparent, data, \
+         (SELECT COALESCE(MAX(through), 0) FROM outbox_pruned) AS pruned FROM outbox \
          WHERE seq > $1 AND seq <= $2 AND type IN ({}) ORDER BY seq LIMIT $3",
         placeholders.join(", ")
     );
-    let mut query = sqlx::query_as::<_, OutboxRow>(sqlx::AssertSqlSafe(sql))
+    let mut query = sqlx::query_as::<_, TypedRow>(sqlx::AssertSqlSafe(sql))
         .bind(after)
         .bind(head)
         .bind(i64::from(limit));
@@ -219,7 +237,9 @@ async fn read_types(
         .fetch_all(state.db.pool())
         .await
         .map_err(ApiError::internal)?;
-    Ok((envelopes(state, rows), head))
+    let pruned = rows.first().map(|r| r.pruned);
+    let rows = rows.into_iter().map(|r| r.row).collect();
+    Ok((envelopes(state, rows), head, pruned))
 }
 
 fn envelopes(state: &FeedState, rows: Vec<OutboxRow>) -> Vec<crate::FeedEvent> {
@@ -231,12 +251,17 @@ fn envelopes(state: &FeedState, rows: Vec<OutboxRow>) -> Vec<crate::FeedEvent> {
 /// The newest sequence number in the outbox (0 when it never held one; after
 /// pruning, at least the last pruned one).
 pub(crate) async fn head(db: &Db) -> Result<i64, sqlx::Error> {
-    let (head,): (i64,) = sqlx::query_as(
-        "SELECT CASE WHEN o.a > p.b THEN o.a ELSE p.b END \
+    Ok(head_and_pruned(db).await?.0)
+}
+
+/// The head and how far the outbox was pruned, in one statement.
+async fn head_and_pruned(db: &Db) -> Result<(i64, i64), sqlx::Error> {
+    let (head, pruned): (i64, i64) = sqlx::query_as(
+        "SELECT CASE WHEN o.a > p.b THEN o.a ELSE p.b END, p.b \
          FROM (SELECT COALESCE(MAX(seq), 0) AS a FROM outbox) o, \
               (SELECT COALESCE(MAX(through), 0) AS b FROM outbox_pruned) p",
     )
     .fetch_one(db.pool())
     .await?;
-    Ok(head)
+    Ok((head, pruned))
 }

@@ -9,7 +9,12 @@
 //! PostgreSQL a publishing transaction first takes a transaction-scoped advisory lock
 //! of this service's outbox, so publishers commit one after another (readers and
 //! transactions that publish nothing are not held up).
+//!
+//! A commit wakes only the long polls waiting for a type it published: the
+//! transaction records the types ([`Tx::note_published`]), and the outbox keeps a
+//! count of commits per type that each poll compares with the one it last read.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use emporium_contracts::events::EventData;
@@ -23,7 +28,31 @@ use crate::EventsError;
 pub struct Outbox {
     service: &'static str,
     backend: Backend,
-    commits: Arc<watch::Sender<u64>>,
+    commits: Arc<watch::Sender<Commits>>,
+}
+
+/// Commits counted so far, for the feed's long polls and the relay to wait on.
+#[derive(Debug, Default)]
+pub(crate) struct Commits {
+    /// Every commit that published something, and every wake of all.
+    all: u64,
+    /// Wakes of all (a commit made elsewhere, types unknown).
+    unknown: u64,
+    /// Commits that published at least one event of the type.
+    by_type: HashMap<&'static str, u64>,
+}
+
+impl Commits {
+    /// A number that changes whenever a commit may carry one of `types` (of any
+    /// type when `None`): the long poll reads again only then.
+    pub(crate) fn seen(&self, types: Option<&[String]>) -> u64 {
+        match types {
+            None => self.all,
+            Some(types) => types.iter().fold(self.unknown, |sum, t| {
+                sum.wrapping_add(self.by_type.get(t.as_str()).copied().unwrap_or(0))
+            }),
+        }
+    }
 }
 
 impl Outbox {
@@ -31,7 +60,7 @@ impl Outbox {
         Self {
             service,
             backend,
-            commits: Arc::new(watch::channel(0).0),
+            commits: Arc::new(watch::channel(Commits::default()).0),
         }
     }
 
@@ -70,22 +99,41 @@ impl Outbox {
         .bind(data)
         .execute(&mut **tx)
         .await?;
+        tx.note_published(E::TYPE);
         Ok(id)
     }
 
-    /// Commits `tx` and wakes whoever waits for new events.
-    pub async fn commit(&self, tx: Tx) -> Result<(), sqlx::Error> {
+    /// Commits `tx` and wakes whoever waits for the types of events it published.
+    pub async fn commit(&self, mut tx: Tx) -> Result<(), sqlx::Error> {
+        let published = tx.take_published();
         tx.commit().await?;
-        self.notify();
+        self.committed(&published);
         Ok(())
     }
 
-    /// Wakes the feed's long polls (after a commit made elsewhere).
-    pub fn notify(&self) {
-        self.commits.send_modify(|n| *n = n.wrapping_add(1));
+    /// Wakes whoever waits for events of `types`, just committed (nobody when empty).
+    pub(crate) fn committed(&self, types: &[&'static str]) {
+        if types.is_empty() {
+            return;
+        }
+        self.commits.send_modify(|c| {
+            c.all = c.all.wrapping_add(1);
+            for t in types {
+                let n = c.by_type.entry(t).or_default();
+                *n = n.wrapping_add(1);
+            }
+        });
     }
 
-    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+    /// Wakes every long poll: events of any type may have been committed elsewhere.
+    pub fn notify(&self) {
+        self.commits.send_modify(|c| {
+            c.all = c.all.wrapping_add(1);
+            c.unknown = c.unknown.wrapping_add(1);
+        });
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Commits> {
         self.commits.subscribe()
     }
 }
@@ -118,4 +166,74 @@ pub(crate) struct OutboxRow {
     pub time_ms: i64,
     pub traceparent: Option<String>,
     pub data: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use emporium_contracts::events::{PriceChanged, ProductCreated};
+    use emporium_store::Db;
+
+    use super::*;
+
+    fn price_changed() -> PriceChanged {
+        PriceChanged {
+            product_id: "p-1".into(),
+            sku: "SKU-1".into(),
+            old_price: 100,
+            new_price: 90,
+            currency: "USD".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_commit_wakes_only_polls_for_the_types_it_published() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open_service("catalog", dir.path(), None)
+            .await
+            .expect("open");
+        crate::migrate(&db).await.expect("migrate");
+        let outbox = Outbox::new("catalog", db.backend());
+        let prices = [PriceChanged::TYPE.to_string()];
+        let created = [ProductCreated::TYPE.to_string()];
+        let both = [prices[0].clone(), created[0].clone()];
+        let seen = |rx: &mut watch::Receiver<Commits>| {
+            let c = rx.borrow_and_update();
+            [
+                c.seen(None),
+                c.seen(Some(&prices)),
+                c.seen(Some(&created)),
+                c.seen(Some(&both)),
+            ]
+        };
+        let mut rx = outbox.subscribe();
+        let before = seen(&mut rx);
+
+        let mut tx = db.begin().await.expect("begin");
+        outbox
+            .publish(&mut tx, &price_changed())
+            .await
+            .expect("publish");
+        outbox
+            .publish(&mut tx, &price_changed())
+            .await
+            .expect("publish");
+        outbox.commit(tx).await.expect("commit");
+        let after = seen(&mut rx);
+        assert_ne!(after[0], before[0], "an unfiltered poll wakes");
+        assert_ne!(after[1], before[1], "a poll for price changes wakes");
+        assert_eq!(after[2], before[2], "a poll for product creations does not");
+        assert_ne!(after[3], before[3], "a poll for either wakes");
+
+        // A transaction that published nothing wakes nobody.
+        let tx = db.begin().await.expect("begin");
+        outbox.commit(tx).await.expect("commit");
+        assert!(!rx.has_changed().expect("open"), "nothing to wake for");
+
+        // A wake of all (a commit made elsewhere) reaches every poll.
+        outbox.notify();
+        let all = seen(&mut rx);
+        for (i, (a, b)) in all.iter().zip(after).enumerate() {
+            assert_ne!(*a, b, "poll {i} wakes");
+        }
+    }
 }

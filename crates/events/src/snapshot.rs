@@ -258,8 +258,9 @@ async fn apply(
     if let Some(cursor) = cursor {
         save_cursor(&mut tx, &sub.name, cursor).await?;
     }
+    let published = tx.take_published();
     tx.commit().await?;
-    consumer.after_commit();
+    consumer.after_commit(&published);
     Ok(())
 }
 

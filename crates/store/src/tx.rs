@@ -18,6 +18,8 @@ use crate::Backend;
 pub struct Tx {
     inner: Transaction<'static, Any>,
     span: TxSpan,
+    /// The event types published in it, each once (see [`Tx::note_published`]).
+    published: Vec<&'static str>,
 }
 
 /// The span of a transaction still open. One dropped without commit or rollback (an
@@ -48,11 +50,32 @@ impl Tx {
         Self {
             inner,
             span: TxSpan(span),
+            published: Vec::new(),
         }
     }
 
-    /// Commits; the span ends with the outcome.
+    /// Records that an event of type `kind` was published in this transaction. The
+    /// outbox calls it, so that whoever commits can wake only the feed readers that
+    /// wait for those types.
+    pub fn note_published(&mut self, kind: &'static str) {
+        if !self.published.contains(&kind) {
+            self.published.push(kind);
+        }
+    }
+
+    /// The event types published in this transaction so far; empties the record.
+    pub fn take_published(&mut self) -> Vec<&'static str> {
+        std::mem::take(&mut self.published)
+    }
+
+    /// Commits; the span ends with the outcome. A transaction that published events
+    /// is committed by the outbox (`Outbox::commit`), which wakes their readers.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        debug_assert!(
+            self.published.is_empty(),
+            "events of {:?} published: commit through the outbox, or their readers wait for the next re-read",
+            self.published
+        );
         let result = self.inner.commit().await;
         if let Some(mut span) = self.span.0.take() {
             match &result {
