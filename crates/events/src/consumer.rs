@@ -161,9 +161,9 @@ enum Cursor {
 }
 
 impl Consumer {
-    /// After a commit that published events of `published` (handlers may publish).
-    pub(crate) fn after_commit(&self, published: &[&'static str]) {
-        self.outbox.committed(published);
+    /// After a commit (through the outbox, which wakes the readers of whatever the
+    /// handlers published): the service's commit hooks.
+    pub(crate) fn after_commit(&self) {
         for hook in &self.hooks {
             hook.notify_one();
         }
@@ -209,9 +209,8 @@ impl Consumer {
                 .map(|_| ()),
         }
         .map_err(db_failure)?;
-        let published = tx.take_published();
-        tx.commit().await.map_err(db_failure)?;
-        self.after_commit(&published);
+        self.outbox.commit(tx).await.map_err(db_failure)?;
+        self.after_commit();
         Ok(fresh)
     }
 
@@ -445,15 +444,14 @@ impl Consumer {
         let applied = !handled.is_empty();
         for (mut span, event) in handled {
             match &result {
-                Ok(_) => outcome(&mut span, sub, event, Ok(())),
+                Ok(()) => outcome(&mut span, sub, event, Ok(())),
                 Err(_) => span.set_error("rolled back with its page; applied again alone"),
             }
         }
-        let published = result?;
-        if applied {
-            self.after_commit(&published);
+        if result.is_ok() && applied {
+            self.after_commit();
         }
-        Ok(())
+        result
     }
 
     /// The transaction of [`Self::apply_page`]. It serves events of many traces, so it
@@ -464,7 +462,7 @@ impl Consumer {
         events: &'e [FeedEvent],
         last_seq: i64,
         handled: &mut Vec<(Span, &'e Envelope)>,
-    ) -> Result<Vec<&'static str>, Failure> {
+    ) -> Result<(), Failure> {
         let db_failure = |e: sqlx::Error| Failure::Db(format!("database: {e}"));
         let mut tx = self.db.begin().await.map_err(db_failure)?;
         for fe in events {
@@ -490,9 +488,7 @@ impl Consumer {
         save_cursor(&mut tx, &sub.name, last_seq)
             .await
             .map_err(db_failure)?;
-        let published = tx.take_published();
-        tx.commit().await.map_err(db_failure)?;
-        Ok(published)
+        self.outbox.commit(tx).await.map_err(db_failure)
     }
 
     pub(crate) async fn skip_to(&self, name: &str, seq: i64) -> Result<(), sqlx::Error> {

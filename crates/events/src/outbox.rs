@@ -34,10 +34,8 @@ pub struct Outbox {
 /// Commits counted so far, for the feed's long polls and the relay to wait on.
 #[derive(Debug, Default)]
 pub(crate) struct Commits {
-    /// Every commit that published something, and every wake of all.
+    /// Every commit that published something.
     all: u64,
-    /// Wakes of all (a commit made elsewhere, types unknown).
-    unknown: u64,
     /// Commits that published at least one event of the type.
     by_type: HashMap<&'static str, u64>,
 }
@@ -48,7 +46,7 @@ impl Commits {
     pub(crate) fn seen(&self, types: Option<&[String]>) -> u64 {
         match types {
             None => self.all,
-            Some(types) => types.iter().fold(self.unknown, |sum, t| {
+            Some(types) => types.iter().fold(0, |sum: u64, t| {
                 sum.wrapping_add(self.by_type.get(t.as_str()).copied().unwrap_or(0))
             }),
         }
@@ -107,30 +105,16 @@ impl Outbox {
     pub async fn commit(&self, mut tx: Tx) -> Result<(), sqlx::Error> {
         let published = tx.take_published();
         tx.commit().await?;
-        self.committed(&published);
-        Ok(())
-    }
-
-    /// Wakes whoever waits for events of `types`, just committed (nobody when empty).
-    pub(crate) fn committed(&self, types: &[&'static str]) {
-        if types.is_empty() {
-            return;
+        if !published.is_empty() {
+            self.commits.send_modify(|c| {
+                c.all = c.all.wrapping_add(1);
+                for t in published {
+                    let n = c.by_type.entry(t).or_default();
+                    *n = n.wrapping_add(1);
+                }
+            });
         }
-        self.commits.send_modify(|c| {
-            c.all = c.all.wrapping_add(1);
-            for t in types {
-                let n = c.by_type.entry(t).or_default();
-                *n = n.wrapping_add(1);
-            }
-        });
-    }
-
-    /// Wakes every long poll: events of any type may have been committed elsewhere.
-    pub fn notify(&self) {
-        self.commits.send_modify(|c| {
-            c.all = c.all.wrapping_add(1);
-            c.unknown = c.unknown.wrapping_add(1);
-        });
+        Ok(())
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<Commits> {
@@ -228,12 +212,5 @@ mod tests {
         let tx = db.begin().await.expect("begin");
         outbox.commit(tx).await.expect("commit");
         assert!(!rx.has_changed().expect("open"), "nothing to wake for");
-
-        // A wake of all (a commit made elsewhere) reaches every poll.
-        outbox.notify();
-        let all = seen(&mut rx);
-        for (i, (a, b)) in all.iter().zip(after).enumerate() {
-            assert_ne!(*a, b, "poll {i} wakes");
-        }
     }
 }

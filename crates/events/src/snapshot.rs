@@ -258,9 +258,8 @@ async fn apply(
     if let Some(cursor) = cursor {
         save_cursor(&mut tx, &sub.name, cursor).await?;
     }
-    let published = tx.take_published();
-    tx.commit().await?;
-    consumer.after_commit(&published);
+    consumer.outbox.commit(tx).await?;
+    consumer.after_commit();
     Ok(())
 }
 
