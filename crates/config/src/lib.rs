@@ -250,6 +250,11 @@ pub struct EventsSettings {
     pub feed_wait_ms: u64,
     /// Events fetched per feed request.
     pub batch_size: u32,
+    /// After applying a page shorter than `batch_size`, how long a feed reader
+    /// waits before asking for the next one, so that events arriving meanwhile come
+    /// as one page (one request, one transaction) instead of one each under load.
+    /// An event arriving while the reader waits idle is still delivered at once.
+    pub batch_linger_ms: u64,
     /// NATS JetStream instead of the feed (`nats://127.0.0.1:4222`): an outbox relay
     /// publishes each service's events to its stream; consumers are durable.
     pub nats_url: Option<String>,
@@ -268,6 +273,7 @@ impl Default for EventsSettings {
             retry_max_ms: 5_000,
             feed_wait_ms: 20_000,
             batch_size: 200,
+            batch_linger_ms: 20,
             nats_url: None,
             retention_ms: 7 * 24 * 3_600_000,
             prune_every_ms: 600_000,

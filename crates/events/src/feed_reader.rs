@@ -17,6 +17,9 @@ use crate::envelope::FeedPage;
 use crate::lease::Lease;
 use crate::snapshot;
 
+/// The longest `events.batch_linger_ms` may be: past a second a linger is a delay.
+pub(crate) const MAX_LINGER_MS: u64 = 1_000;
+
 /// How long a reader keeps a subscription without renewing its lease.
 const READER_LEASE: Duration = Duration::from_secs(15);
 
@@ -60,6 +63,7 @@ pub(crate) async fn read(
         }
     }
     let mut renewed = tokio::time::Instant::now();
+    let linger = Duration::from_millis(consumer.settings.batch_linger_ms);
     let wait = consumer
         .settings
         .feed_wait_ms
@@ -262,6 +266,15 @@ pub(crate) async fn read(
         sub.position.store(cursor, Ordering::Relaxed);
         if cursor >= page.head {
             sub.mark_caught_up();
+        }
+        // A short page: events are arriving one or a few at a time. Let the next
+        // ones gather before asking again (a long poll would be woken by the first
+        // commit and carry it alone). A full page means more are waiting: ask now.
+        if page.events.len() < consumer.settings.batch_size as usize
+            && linger > Duration::ZERO
+            && !pause(linger, &mut stop).await
+        {
+            return;
         }
     }
 }

@@ -6,8 +6,12 @@
 //!   `GET /internal/events?after=SEQ&limit=N&wait=MS` (long poll, woken on commit), and
 //!   each consumer reads it through the registry, applying every event and advancing
 //!   its cursor in one transaction of its own database, with the event id recorded so
-//!   a redelivery has no second effect. Failing handlers are retried with backoff, then
-//!   parked in `dead_letters` (`/internal/events/dead`, replay by id).
+//!   a redelivery has no second effect. Under load a reader takes events in pages: after
+//!   a short page it waits `events.batch_linger_ms` (20 ms) before asking again, so a
+//!   stream of commits costs a request and a transaction per page, not per event (an
+//!   event arriving while the reader is idle is still sent at once). Failing handlers
+//!   are retried with backoff, then parked in `dead_letters` (`/internal/events/dead`,
+//!   replay by id).
 //! - With `events.nats_url` set the transport is **NATS JetStream** instead
 //!   ([`jetstream`]): a relay publishes each service's outbox to its stream, and
 //!   consumers are durable pull consumers shared by a service's instances.
@@ -124,6 +128,11 @@ impl Events {
             (100..=feed::MAX_WAIT_MS).contains(&settings.feed_wait_ms),
             "events.feed_wait_ms must be 100 to {}",
             feed::MAX_WAIT_MS
+        );
+        anyhow::ensure!(
+            settings.batch_linger_ms <= feed_reader::MAX_LINGER_MS,
+            "events.batch_linger_ms must be at most {}",
+            feed_reader::MAX_LINGER_MS
         );
         anyhow::ensure!(
             settings.max_attempts >= 1 && settings.retry_base_ms >= 1,

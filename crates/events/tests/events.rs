@@ -63,6 +63,11 @@ struct World {
 }
 
 async fn world() -> (World, RunningEvents) {
+    world_with(|_| {}).await
+}
+
+/// A world whose settings `tune` changes first.
+async fn world_with(tune: impl FnOnce(&mut Common)) -> (World, RunningEvents) {
     emporium_telemetry::init_for_tests();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut common = Common {
@@ -74,6 +79,7 @@ async fn world() -> (World, RunningEvents) {
     common.events.retry_max_ms = 20;
     common.events.max_attempts = 3;
     common.events.feed_wait_ms = 1_000;
+    tune(&mut common);
     let producer_host = Host::new("catalog", &common, emporium_client::Clients::plain());
     let producer_db = Db::open_service("catalog", &dir.path().join("catalog"), None)
         .await
@@ -383,6 +389,40 @@ async fn a_consumer_reads_only_what_it_handles_and_misses_nothing() {
         (&lag["head"], &lag["lag"]),
         (&45.into(), &0.into()),
         "{lag}"
+    );
+    consumer.stop().await;
+    running.stop().await;
+}
+
+/// Events committed one by one while a reader is busy come to it as pages: after a
+/// short page it lingers before asking again. Without that, each commit wakes its
+/// waiting long poll and goes alone: a request and a transaction per event.
+#[tokio::test]
+async fn a_stream_of_commits_reaches_a_reader_in_pages() {
+    let (w, running) = world_with(|common| common.events.batch_linger_ms = 100).await;
+    let consumer = w.consumer().await;
+    w.publish(1).await;
+    w.wait_for_effects(1).await;
+    w.requests.lock().expect("requests").clear();
+    // Twenty commits over about 200 ms, each its own transaction.
+    for n in 2..=21 {
+        w.publish(n).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let effects = w.wait_for_effects(21).await;
+    let expected: Vec<String> = (1..=21).map(|n| format!("SKU-{n}")).collect();
+    assert_eq!(effects, expected, "every product once, in order");
+    let polls = w
+        .requests
+        .lock()
+        .expect("requests")
+        .iter()
+        .filter(|uri| uri.starts_with("/internal/events?"))
+        .count();
+    // About one page per linger (100 ms) over the 200 ms, and the poll waiting now.
+    assert!(
+        (2..=6).contains(&polls),
+        "{polls} feed requests for 20 events"
     );
     consumer.stop().await;
     running.stop().await;

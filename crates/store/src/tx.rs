@@ -6,6 +6,7 @@ use emporium_telemetry::context;
 use emporium_telemetry::trace::{Kind, Span};
 use sqlx::AnyConnection;
 use sqlx::{Any, Transaction};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::Backend;
 
@@ -20,6 +21,8 @@ pub struct Tx {
     span: TxSpan,
     /// The event types published in it, each once (see [`Tx::note_published`]).
     published: Vec<&'static str>,
+    /// SQLite: this process's write turn, given back when the transaction ends.
+    _turn: Option<OwnedSemaphorePermit>,
 }
 
 /// The span of a transaction still open. One dropped without commit or rollback (an
@@ -35,7 +38,11 @@ impl Drop for TxSpan {
 }
 
 impl Tx {
-    pub(crate) fn new(inner: Transaction<'static, Any>, backend: Backend) -> Self {
+    pub(crate) fn new(
+        inner: Transaction<'static, Any>,
+        backend: Backend,
+        turn: Option<OwnedSemaphorePermit>,
+    ) -> Self {
         let span = context::current_trace().map(|parent| {
             let mut span = Span::start("db.transaction", Kind::Internal, Some(&parent));
             span.set_attribute(
@@ -51,6 +58,7 @@ impl Tx {
             inner,
             span: TxSpan(span),
             published: Vec::new(),
+            _turn: turn,
         }
     }
 
