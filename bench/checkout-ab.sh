@@ -8,12 +8,16 @@
 #   1. saturation: SHOPPERS closed-loop shoppers for SECONDS → confirmed checkouts/s,
 #      and the CPU time (user + system) the shop's processes spent per checkout;
 #   2. half load: an open loop at half that rate for SECONDS → p50 / p99 from when
-#      each checkout was due (no coordinated omission).
+#      each checkout was due (no coordinated omission);
+#   3. with FLOOR=N set (both shops then run with http.concurrency_floor = N):
+#      overload, an open loop at 3× the saturation rate (8 × SHOPPERS shoppers,
+#      10 s warm-up) for SECONDS → goodput (confirmed checkouts/s, also as a share
+#      of saturation) and the p50 / p99 of the confirmed checkouts.
 # Each shop runs with its own revision's benchmark settings (its bench/lib.sh's
 # bench_env), since settings a revision does not know stop it at start. The users
 # service's CPU is left out of the per-checkout figure: in these runs it is the
 # shoppers' sign-ups and sign-ins (argon2), not the checkouts.
-# Usage: bench/checkout-ab.sh REV [rounds, default 2] [seconds, default 15]
+# Usage: [FLOOR=N] bench/checkout-ab.sh REV [rounds, default 2] [seconds, default 15]
 #        [shoppers, default 64]
 # Traffic goes to 127.0.0.1 only; every process started here is stopped on exit.
 set -euo pipefail
@@ -22,6 +26,7 @@ REV=${1:?usage: bench/checkout-ab.sh REV [rounds] [seconds] [shoppers]}
 ROUNDS=${2:-2}
 SECONDS_PER_RUN=${3:-15}
 USERS=${4:-64}
+FLOOR=${FLOOR:-}
 
 COMMIT=$(git rev-parse --short=12 "$REV^{commit}")
 OLD_SRC=target/bench-rev/src-$COMMIT
@@ -49,6 +54,7 @@ shop_start() {
     # shellcheck disable=SC1091 # the revision's own settings
     source "$src/bench/lib.sh"
     bench_env
+    if [ -n "$FLOOR" ]; then export EMPORIUM__HTTP__CONCURRENCY_FLOOR=$FLOOR; fi
     exec "$shop_bin" up --port 0 --data-dir "$WORK/$name"
   ) >"$UP_LOG" 2>&1 &
   UP_PID=$!
@@ -60,9 +66,10 @@ shop_start() {
 }
 
 # measure SIDE SRC SHOP_BIN: appends "SIDE CHECKOUTS_PER_S CPU_MS HALF_P50 HALF_P99
-# ERRORS" to $WORK/results and prints the line.
+# ERRORS", and with FLOOR "GOODPUT_3X SHARE_3X P50_3X P99_3X", to $WORK/results and
+# prints the line.
 measure() {
-  local side=$1 src=$2 shop_bin=$3 c0 c1 sat half
+  local side=$1 src=$2 shop_bin=$3 c0 c1 sat half over='{}'
   shop_start "$src" "$shop_bin" "$side"
   checkout_load --users "$USERS" --seconds 3 >/dev/null
   # users left out (see the header)
@@ -72,18 +79,27 @@ measure() {
   local rate
   rate=$(python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['checkouts_per_s'] / 2, 1))" "$sat")
   half=$(checkout_load --users "$USERS" --seconds "$SECONDS_PER_RUN" --rate "$rate")
+  if [ -n "$FLOOR" ]; then
+    rate=$(python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['checkouts_per_s'] * 3, 1))" "$sat")
+    over=$(checkout_load --users $((USERS * 8)) --seconds "$SECONDS_PER_RUN" --warmup 10 --rate "$rate")
+  fi
   up_stop
-  python3 - "$side" "$sat" "$half" "$c0" "$c1" <<'PY' | tee -a "$WORK/results"
+  python3 - "$side" "$sat" "$half" "$c0" "$c1" "$over" <<'PY' | tee -a "$WORK/results"
 import json, sys
-side, sat, half = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+side, sat, half, over = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[6])
 cpu = (float(sys.argv[5]) - float(sys.argv[4])) * 1000 / max(1, sat["completed"])
-print(side, round(sat["checkouts_per_s"], 1), round(cpu, 2), half["p50_ms"], half["p99_ms"],
-      sat["errors"] + half["errors"])
+row = [side, round(sat["checkouts_per_s"], 1), round(cpu, 2), half["p50_ms"], half["p99_ms"],
+       sat["errors"] + half["errors"]]
+if over:
+    row += [round(over["checkouts_per_s"], 1),
+            round(over["checkouts_per_s"] / max(0.1, sat["checkouts_per_s"]), 2),
+            over["confirmed_p50_ms"], over["confirmed_p99_ms"]]
+print(*row)
 PY
 }
 
 echo "## $(machine); old = $REV ($COMMIT), new = this tree ($(git rev-parse --short=12 HEAD)$(git diff --quiet HEAD || echo ', with changes'))"
-echo "## $USERS shoppers, ${SECONDS_PER_RUN}s per run; columns: side, checkouts/s, CPU ms per checkout (users excluded), half-load p50 ms, p99 ms, errors"
+echo "## $USERS shoppers, ${SECONDS_PER_RUN}s per run; columns: side, checkouts/s, CPU ms per checkout (users excluded), half-load p50 ms, p99 ms, errors${FLOOR:+; at 3× (concurrency floor $FLOOR): goodput/s, share of saturation, confirmed p50 ms, p99 ms}"
 for r in $(seq "$ROUNDS"); do
   if [ $((r % 2)) = 1 ]; then
     measure old "$OLD_SRC" "$OLD_BIN"; measure new . "$NEW_BIN"
@@ -97,8 +113,12 @@ rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 def mean(side, i):
     return st.mean(float(r[i]) for r in rows if r[0] == side)
 print("## means: old / new / new÷old")
-for name, i in [("checkouts/s", 1), ("CPU ms per checkout", 2), ("half-load p50 ms", 3),
-                ("half-load p99 ms", 4), ("errors", 5)]:
+names = [("checkouts/s", 1), ("CPU ms per checkout", 2), ("half-load p50 ms", 3),
+         ("half-load p99 ms", 4), ("errors", 5)]
+if len(rows[0]) > 6:
+    names += [("3× goodput/s", 6), ("3× share of sat.", 7), ("3× confirmed p50", 8),
+              ("3× confirmed p99", 9)]
+for name, i in names:
     old, new = mean("old", i), mean("new", i)
     print(f"{name:<20} {old:>9.2f} {new:>9.2f} {new / old if old else float('nan'):>7.3f}")
 PY
