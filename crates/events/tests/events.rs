@@ -404,11 +404,14 @@ async fn a_stream_of_commits_reaches_a_reader_in_pages() {
     w.publish(1).await;
     w.wait_for_effects(1).await;
     w.requests.lock().expect("requests").clear();
-    // Twenty commits over about 200 ms, each its own transaction.
+    // Twenty commits over about 200 ms (longer on a slow machine), each its own
+    // transaction.
+    let started = std::time::Instant::now();
     for n in 2..=21 {
         w.publish(n).await;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let spread = started.elapsed();
     let effects = w.wait_for_effects(21).await;
     let expected: Vec<String> = (1..=21).map(|n| format!("SKU-{n}")).collect();
     assert_eq!(effects, expected, "every product once, in order");
@@ -419,10 +422,12 @@ async fn a_stream_of_commits_reaches_a_reader_in_pages() {
         .iter()
         .filter(|uri| uri.starts_with("/internal/events?"))
         .count();
-    // About one page per linger (100 ms) over the 200 ms, and the poll waiting now.
+    // About one page per linger (100 ms) while they came, and the poll waiting
+    // now; never near one request per event.
+    let most = (spread.as_millis() / 100 + 3).min(12) as usize;
     assert!(
-        (2..=6).contains(&polls),
-        "{polls} feed requests for 20 events"
+        (2..=most).contains(&polls),
+        "{polls} feed requests for 20 events committed over {spread:?}"
     );
     consumer.stop().await;
     running.stop().await;
