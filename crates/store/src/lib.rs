@@ -333,22 +333,25 @@ pub fn redact(url: &str) -> String {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn sqlite_file_in_wal_mode_with_immediate_writes() {
+    /// A fresh `demo` database in a temporary folder, with one table made by `ddl`.
+    async fn demo_db(ddl: &'static str) -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Db::open_service("demo", dir.path(), None)
             .await
             .expect("open");
+        sqlx::query(ddl).execute(db.pool()).await.expect("create");
+        (dir, db)
+    }
+
+    #[tokio::test]
+    async fn sqlite_file_in_wal_mode_with_immediate_writes() {
+        let (dir, db) = demo_db("CREATE TABLE t (k TEXT PRIMARY KEY, v BIGINT NOT NULL)").await;
         assert!(dir.path().join("demo.db").exists());
         let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
             .fetch_one(db.pool())
             .await
             .expect("pragma");
         assert_eq!(mode, "wal");
-        sqlx::query("CREATE TABLE t (k TEXT PRIMARY KEY, v BIGINT NOT NULL)")
-            .execute(db.pool())
-            .await
-            .expect("create");
         let mut tx = db.begin().await.expect("begin");
         sqlx::query("INSERT INTO t (k, v) VALUES ($1, $2)")
             .bind("a")
@@ -369,14 +372,8 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_writers_do_not_fail_busy() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = Db::open_service("demo", dir.path(), None)
-            .await
-            .expect("open");
-        sqlx::query("CREATE TABLE c (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)")
-            .execute(db.pool())
-            .await
-            .expect("create");
+        let (_dir, db) =
+            demo_db("CREATE TABLE c (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)").await;
         sqlx::query("INSERT INTO c (id, n) VALUES (1, 0)")
             .execute(db.pool())
             .await
@@ -415,14 +412,9 @@ mod tests {
     /// the lock first when it is released.
     #[tokio::test]
     async fn writers_take_the_lock_first_come_first_served() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = Db::open_service("demo", dir.path(), None)
-            .await
-            .expect("open");
-        sqlx::query("CREATE TABLE w (seq INTEGER PRIMARY KEY AUTOINCREMENT, who TEXT NOT NULL)")
-            .execute(db.pool())
-            .await
-            .expect("create");
+        let (_dir, db) =
+            demo_db("CREATE TABLE w (seq INTEGER PRIMARY KEY AUTOINCREMENT, who TEXT NOT NULL)")
+                .await;
         let holder = db.begin().await.expect("begin");
         let write = |who: &'static str, after: u64| {
             let db = db.clone();
