@@ -17,6 +17,11 @@
 # bench_env), since settings a revision does not know stop it at start. The users
 # service's CPU is left out of the per-checkout figure: in these runs it is the
 # shoppers' sign-ups and sign-ins (argon2), not the checkouts.
+# Since 2026-12-05 the adaptive limit sheds a queue that stands longer than
+# http.concurrency_burst_ms, and 64 closed-loop shoppers keep one standing: the
+# saturation figure then counts the limiter's shedding too. To compare capacity
+# with a revision before that, export EMPORIUM__HTTP__CONCURRENCY_MIN=64 in this
+# tree's bench_env (a revision that does not know the setting would not start).
 # Usage: [FLOOR=N] bench/checkout-ab.sh REV [rounds, default 2] [seconds, default 15]
 #        [shoppers, default 64]
 # Traffic goes to 127.0.0.1 only; every process started here is stopped on exit.

@@ -104,11 +104,18 @@ pub struct HttpSettings {
     /// queued. With `adaptive_concurrency`, the ceiling of the adaptive limit.
     pub concurrency_limit: usize,
     /// Let the limit follow latency (a gradient limit, as Netflix's
-    /// concurrency-limits): it shrinks while requests queue, down to
-    /// `concurrency_floor` (below which an instance never sheds), and grows back
-    /// to `concurrency_limit`.
+    /// concurrency-limits): it shrinks while requests queue and grows back to
+    /// `concurrency_limit` when they no longer do.
     pub adaptive_concurrency: bool,
+    /// Below this many requests in flight a route does not shed a burst: the
+    /// limit stops here until requests have queued for `concurrency_burst_ms`.
     pub concurrency_floor: usize,
+    /// How long requests may queue before the limit goes below
+    /// `concurrency_floor`: a burst shorter than this is served, queueing
+    /// that stands longer is overload.
+    pub concurrency_burst_ms: u64,
+    /// The least the limit goes down to under overload that stands.
+    pub concurrency_min: usize,
     /// Largest request body accepted, in bytes.
     pub body_limit_bytes: usize,
     /// How long in-flight requests may finish after shutdown starts.
@@ -129,6 +136,8 @@ impl Default for HttpSettings {
             concurrency_limit: 1024,
             adaptive_concurrency: true,
             concurrency_floor: 64,
+            concurrency_burst_ms: 2_000,
+            concurrency_min: 8,
             body_limit_bytes: 64 * 1024,
             grace_period_ms: 5_000,
             honour_caller_timeout: true,

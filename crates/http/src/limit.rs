@@ -12,7 +12,16 @@
 //! it would only turn good answers into 503s. Otherwise, while the limit is what
 //! holds requests back (at least half of it in use), it grows by its square root,
 //! smoothed. It starts at the configured ceiling, so a service that is not
-//! overloaded behaves as with a fixed limit, and never goes below the floor.
+//! overloaded behaves as with a fixed limit.
+//!
+//! How low it goes tells a burst from overload, as CoDel tells a good queue from a
+//! standing one: while requests have queued for less than the burst time (2 s),
+//! the limit stops at the floor (64), so a burst of checkouts queues for a moment
+//! and is served rather than half refused; once queueing has stood that long, the
+//! limit follows latency down to the minimum (8), where admitted requests take
+//! about what they take without load and the rest get 503 at once. When no window
+//! has queued for the burst time, the overload is over: the limit is back at the
+//! floor at least, for the next burst.
 //!
 //! Each route (method and path template) has a limit of its own ([`Limits`]): a
 //! checkout that takes 10 ms and a read that takes 0.3 ms have different latencies
@@ -72,11 +81,39 @@ const MAX_ROUTES: usize = 256;
 /// The route the requests of routes past [`MAX_ROUTES`] share.
 const OTHER_ROUTES: &str = "other";
 
+/// How far a limit may move: down to `floor` for a burst, to `min` once
+/// queueing has stood for `burst`, up to `ceiling`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bounds {
+    pub min: usize,
+    pub floor: usize,
+    pub ceiling: usize,
+    pub burst: Duration,
+}
+
+impl Bounds {
+    /// Bounds from the server's settings, each at least 1 and in order.
+    pub fn new(min: usize, floor: usize, ceiling: usize, burst: Duration) -> Self {
+        let ceiling = ceiling.max(1);
+        let floor = floor.clamp(1, ceiling);
+        Self {
+            min: min.clamp(1, floor),
+            floor,
+            ceiling,
+            burst,
+        }
+    }
+
+    /// A fixed limit.
+    fn fixed(limit: usize) -> Self {
+        Self::new(limit, limit, limit, Duration::ZERO)
+    }
+}
+
 /// A limit per route under one ceiling for them all.
 #[derive(Debug)]
 pub struct Limits {
-    floor: usize,
-    ceiling: usize,
+    bounds: Bounds,
     adaptive: bool,
     /// Requests in flight on every route, held under the ceiling.
     total: Arc<AtomicUsize>,
@@ -87,18 +124,15 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Limits between `floor` and `ceiling` per route, starting at the ceiling;
-    /// fixed at the ceiling unless `adaptive`.
-    pub fn new(floor: usize, ceiling: usize, adaptive: bool) -> Arc<Self> {
-        let ceiling = ceiling.max(1);
+    /// Limits within `bounds` per route, starting at the ceiling; fixed at the
+    /// ceiling unless `adaptive`.
+    pub fn new(bounds: Bounds, adaptive: bool) -> Arc<Self> {
         let total = Arc::new(AtomicUsize::new(0));
         Arc::new(Self {
-            floor: floor.clamp(1, ceiling),
-            ceiling,
+            bounds,
             adaptive,
             fixed: Arc::new(Limiter::with_total(
-                ceiling,
-                ceiling,
+                Bounds::fixed(bounds.ceiling),
                 false,
                 "fixed",
                 Some(total.clone()),
@@ -132,8 +166,7 @@ impl Limits {
 
     fn make(&self, route: &str) -> Arc<Limiter> {
         Arc::new(Limiter::with_total(
-            self.floor,
-            self.ceiling,
+            self.bounds,
             self.adaptive,
             route,
             Some(self.total.clone()),
@@ -165,8 +198,7 @@ pub struct Limiter {
     total: Option<Arc<AtomicUsize>>,
     in_flight: AtomicUsize,
     limit: AtomicUsize,
-    floor: usize,
-    ceiling: usize,
+    bounds: Bounds,
     adaptive: bool,
     origin: Instant,
     /// The open window: its start (µs since `origin`), latency sum (µs), count,
@@ -186,6 +218,13 @@ struct Gradient {
     block_low: f64,
     last_block_low: f64,
     block_start: Instant,
+    /// When the windows began to show queueing, if the last one did.
+    queueing_since: Option<Instant>,
+    /// The last window that showed queueing.
+    last_queueing: Option<Instant>,
+    /// Queueing has stood for the burst time: the limit may go down to the
+    /// minimum, until no window has queued for the burst time.
+    standing: bool,
 }
 
 impl Gradient {
@@ -195,12 +234,17 @@ impl Gradient {
             block_low: f64::INFINITY,
             last_block_low: f64::INFINITY,
             block_start: Instant::now(),
+            queueing_since: None,
+            last_queueing: None,
+            standing: false,
         }
     }
 
     /// Moves the estimate after a window whose requests took `short` seconds on
     /// average with at most `peak` in flight at once.
-    fn observe(&mut self, short: f64, peak: usize, floor: f64, ceiling: f64, now: Instant) {
+    fn observe(&mut self, short: f64, peak: usize, bounds: &Bounds, now: Instant) {
+        let ceiling = bounds.ceiling as f64;
+        let min = bounds.min as f64;
         if short <= 0.0 {
             return;
         }
@@ -214,16 +258,38 @@ impl Gradient {
         let baseline = self.block_low.min(self.last_block_low);
         let threshold = (TOLERANCE * baseline).max(baseline + QUEUE_SLACK);
         let gradient = (threshold / short).clamp(0.5, 1.0);
+        let floor = bounds.floor as f64;
+        if self.standing
+            && self
+                .last_queueing
+                .is_none_or(|at| now.duration_since(at) >= bounds.burst)
+        {
+            // No window has queued for the burst time: the overload is over, and
+            // the next burst is served down to the floor again.
+            self.standing = false;
+            self.queueing_since = None;
+            self.estimate = self.estimate.max(floor).min(ceiling);
+        }
         if gradient < 1.0 {
-            // Queueing: shrink at once, from what was really in flight.
+            // Queueing: shrink at once, from what was really in flight, down to
+            // the floor while it may be a burst, to the minimum once it stands.
+            self.last_queueing = Some(now);
+            let since = *self.queueing_since.get_or_insert(now);
+            if now.duration_since(since) >= bounds.burst {
+                self.standing = true;
+            }
+            let lower = if self.standing { min } else { floor };
             let from = self.estimate.min(peak as f64);
             self.estimate = (from * gradient + from.sqrt())
                 .min(self.estimate)
-                .clamp(floor, ceiling);
-        } else if peak as f64 >= self.estimate / 2.0 {
-            let proposed = self.estimate + self.estimate.sqrt();
-            self.estimate =
-                (self.estimate * (1.0 - SMOOTHING) + proposed * SMOOTHING).clamp(floor, ceiling);
+                .clamp(lower, ceiling);
+        } else {
+            self.queueing_since = None;
+            if peak as f64 >= self.estimate / 2.0 {
+                let proposed = self.estimate + self.estimate.sqrt();
+                self.estimate =
+                    (self.estimate * (1.0 - SMOOTHING) + proposed * SMOOTHING).clamp(min, ceiling);
+            }
         }
     }
 }
@@ -236,28 +302,25 @@ pub struct Permit {
 }
 
 impl Limiter {
-    /// A limit between `floor` and `ceiling`, starting at the ceiling; fixed at
-    /// the ceiling unless `adaptive`.
-    pub fn new(floor: usize, ceiling: usize, adaptive: bool) -> Arc<Self> {
-        Arc::new(Self::with_total(floor, ceiling, adaptive, "", None))
+    /// A limit within `bounds`, starting at the ceiling; fixed at the ceiling
+    /// unless `adaptive`.
+    pub fn new(bounds: Bounds, adaptive: bool) -> Arc<Self> {
+        Arc::new(Self::with_total(bounds, adaptive, "", None))
     }
 
     fn with_total(
-        floor: usize,
-        ceiling: usize,
+        bounds: Bounds,
         adaptive: bool,
         route: &str,
         total: Option<Arc<AtomicUsize>>,
     ) -> Self {
-        let ceiling = ceiling.max(1);
-        let floor = floor.clamp(1, ceiling);
+        let ceiling = bounds.ceiling;
         Self {
             route: route.to_string(),
             total,
             in_flight: AtomicUsize::new(0),
             limit: AtomicUsize::new(ceiling),
-            floor,
-            ceiling,
+            bounds,
             adaptive,
             origin: Instant::now(),
             window_start: AtomicU64::new(0),
@@ -276,7 +339,7 @@ impl Limiter {
     /// Admits a request, or `None` when the limit is reached.
     pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
         if let Some(total) = &self.total
-            && total.fetch_add(1, Ordering::AcqRel) >= self.ceiling
+            && total.fetch_add(1, Ordering::AcqRel) >= self.bounds.ceiling
         {
             total.fetch_sub(1, Ordering::AcqRel);
             return None;
@@ -335,7 +398,7 @@ impl Limiter {
         let Ok(mut g) = self.gradient.lock() else {
             return;
         };
-        g.observe(average, peak, self.floor as f64, self.ceiling as f64, now);
+        g.observe(average, peak, &self.bounds, now);
         let limit = g.estimate.round() as usize;
         drop(g);
         if self.limit.swap(limit, Ordering::Relaxed) != limit {
@@ -359,6 +422,14 @@ impl Drop for Permit {
 mod tests {
     use super::*;
 
+    /// Between 20 and 1024, and no burst time: the floor is the minimum.
+    const BOUNDS: Bounds = Bounds {
+        min: 20,
+        floor: 20,
+        ceiling: 1024,
+        burst: Duration::ZERO,
+    };
+
     /// A service that can work on `capacity` requests at once, each taking
     /// `service_time` s, offered more than it can take: `limit` requests are in
     /// flight and those past the capacity queue. Returns the last window's latency.
@@ -366,7 +437,7 @@ mod tests {
         let mut latency = 0.0;
         for _ in 0..windows {
             latency = service_time * (g.estimate / capacity).max(1.0);
-            g.observe(latency, g.estimate as usize, 20.0, 1024.0, Instant::now());
+            g.observe(latency, g.estimate as usize, &BOUNDS, Instant::now());
         }
         latency
     }
@@ -375,7 +446,7 @@ mod tests {
     fn under_overload_the_limit_drops_at_once_and_settles_where_latency_stays_near_the_unloaded() {
         let mut g = Gradient::new(1024.0);
         // Unloaded first: 20 ms with few in flight.
-        g.observe(0.020, 10, 20.0, 1024.0, Instant::now());
+        g.observe(0.020, 10, &BOUNDS, Instant::now());
         assert_eq!(g.estimate, 1024.0);
         overloaded(&mut g, 50.0, 0.020, 5);
         assert!(
@@ -392,13 +463,56 @@ mod tests {
         assert!(latency < 0.05, "admitted requests stay fast: {latency}");
     }
 
+    /// Like [`overloaded`] with `bounds`, one window every 100 ms from `*at`.
+    fn windows(
+        g: &mut Gradient,
+        bounds: &Bounds,
+        at: &mut Instant,
+        capacity: f64,
+        count: usize,
+    ) -> f64 {
+        let mut latency = 0.0;
+        for _ in 0..count {
+            *at += Duration::from_millis(100);
+            latency = 0.020 * (g.estimate / capacity).max(1.0);
+            g.observe(latency, g.estimate as usize, bounds, *at);
+        }
+        latency
+    }
+
+    #[test]
+    fn a_burst_is_served_down_to_the_floor_and_a_standing_queue_below_it() {
+        let bounds = Bounds::new(8, 64, 1024, Duration::from_secs(2));
+        let mut g = Gradient::new(1024.0);
+        let mut at = Instant::now();
+        g.observe(0.020, 10, &bounds, at);
+        // Overload: room for 4 at once, 20 ms each. For the burst time the
+        // limit stops at the floor...
+        windows(&mut g, &bounds, &mut at, 4.0, 19);
+        assert_eq!(g.estimate, 64.0, "a burst is served down to the floor");
+        // ...then queueing stands, and it goes below.
+        let latency = windows(&mut g, &bounds, &mut at, 4.0, 100);
+        assert!(
+            g.estimate >= 8.0 && g.estimate < 16.0,
+            "settles near the minimum: {}",
+            g.estimate
+        );
+        assert!(latency < 0.06, "admitted requests stay fast: {latency}");
+        // Capacity returns: the limit grows, and once nothing has queued for
+        // the burst time, the next burst is served down to the floor again.
+        windows(&mut g, &bounds, &mut at, 5_000.0, 21);
+        assert!(g.estimate >= 64.0, "back at the floor: {}", g.estimate);
+        windows(&mut g, &bounds, &mut at, 4.0, 19);
+        assert_eq!(g.estimate, 64.0, "the next burst");
+    }
+
     #[test]
     fn a_few_milliseconds_of_queueing_is_not_overload() {
         let mut g = Gradient::new(1024.0);
-        g.observe(0.000_3, 1, 20.0, 1024.0, Instant::now());
+        g.observe(0.000_3, 1, &BOUNDS, Instant::now());
         for _ in 0..100 {
             // 32 in flight on a fast service: 1.6 ms each, five times the unloaded.
-            g.observe(0.001_6, 32, 20.0, 1024.0, Instant::now());
+            g.observe(0.001_6, 32, &BOUNDS, Instant::now());
         }
         assert_eq!(g.estimate, 1024.0);
     }
@@ -406,7 +520,7 @@ mod tests {
     #[test]
     fn the_limit_grows_back_when_capacity_returns() {
         let mut g = Gradient::new(1024.0);
-        g.observe(0.020, 10, 20.0, 1024.0, Instant::now());
+        g.observe(0.020, 10, &BOUNDS, Instant::now());
         overloaded(&mut g, 50.0, 0.020, 50);
         assert!(g.estimate < 200.0);
         // Capacity is back (the neighbour stopped eating the CPU).
@@ -417,10 +531,10 @@ mod tests {
     #[test]
     fn light_traffic_does_not_grow_the_limit() {
         let mut g = Gradient::new(100.0);
-        g.observe(0.010, 100, 20.0, 1024.0, Instant::now());
+        g.observe(0.010, 100, &BOUNDS, Instant::now());
         let before = g.estimate;
         for _ in 0..20 {
-            g.observe(0.010, 10, 20.0, 1024.0, Instant::now());
+            g.observe(0.010, 10, &BOUNDS, Instant::now());
         }
         assert_eq!(
             g.estimate, before,
@@ -446,7 +560,7 @@ mod tests {
 
     #[test]
     fn each_route_has_its_limit_and_the_ceiling_bounds_them_together() {
-        let limits = Limits::new(1, 3, true);
+        let limits = Limits::new(Bounds::new(1, 1, 3, Duration::ZERO), true);
         let slow = limits.route("POST /slow");
         // The slow route queues: its limit drops to the floor.
         slow.gradient.lock().expect("lock").estimate = 1.0;
@@ -483,7 +597,7 @@ mod tests {
 
     #[test]
     fn past_the_most_routes_the_rest_share_one_limit() {
-        let limits = Limits::new(1, 8, true);
+        let limits = Limits::new(Bounds::new(1, 1, 8, Duration::ZERO), true);
         for i in 0..MAX_ROUTES + 10 {
             limits.route(&format!("GET /r{i}"));
         }
@@ -494,7 +608,7 @@ mod tests {
 
     #[test]
     fn admits_up_to_the_limit() {
-        let l = Limiter::new(1, 2, false);
+        let l = Limiter::new(Bounds::new(1, 1, 2, Duration::ZERO), false);
         let a = l.try_acquire().expect("first");
         let _b = l.try_acquire().expect("second");
         assert!(l.try_acquire().is_none(), "third sheds");

@@ -32,7 +32,7 @@ use tracing::Instrument;
 
 use crate::bounded::Bounded;
 use crate::context::{self, RequestContext};
-use crate::limit::Limits;
+use crate::limit::{Bounds, Limits};
 use crate::problem::{ApiError, PROBLEM_JSON};
 
 /// Longest request id accepted from a caller; longer or odd ones are replaced.
@@ -40,11 +40,13 @@ const MAX_REQUEST_ID_LEN: usize = 64;
 
 /// Applies layers 2 and 3 to a service's routes.
 pub fn limits(router: Router, settings: &HttpSettings) -> Router {
-    let limiter = Limits::new(
+    let bounds = Bounds::new(
+        settings.concurrency_min,
         settings.concurrency_floor,
         settings.concurrency_limit,
-        settings.adaptive_concurrency,
+        Duration::from_millis(settings.concurrency_burst_ms),
     );
+    let limiter = Limits::new(bounds, settings.adaptive_concurrency);
     router
         .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
         .layer(axum::middleware::from_fn_with_state(limiter, shed_load))
