@@ -209,7 +209,8 @@ pub async fn prepare(args: &LoadArgs) -> anyhow::Result<(Arc<Report>, Arc<Shop>,
     Ok((report, Arc::new(shop), tokens))
 }
 
-/// How long a closed-loop shopper waits after a failed journey.
+/// How long a closed-loop shopper waits after a failed journey, unless the shop
+/// asked for longer with `Retry-After` (a shed request does).
 const FAILURE_PAUSE: Duration = Duration::from_millis(250);
 
 /// Makes journeys for `length`, in the loop the arguments ask for.
@@ -226,10 +227,16 @@ pub async fn drive(args: &LoadArgs, shop: &Arc<Shop>, tokens: &[String], length:
                     let mut dice = shopper::Dice::new(i as u64);
                     while Instant::now() < end {
                         let step = dice.pick(weights);
-                        if !shop.journey(step, &token, &mut dice, Instant::now()).await {
+                        if let Err(failure) =
+                            shop.journey(step, &token, &mut dice, Instant::now()).await
+                        {
                             // As a person would: a moment before trying again, rather
-                            // than a loop of instant failures against a shop that is down.
-                            tokio::time::sleep(FAILURE_PAUSE).await;
+                            // than a loop of instant failures against a shop that is
+                            // down, and as long as the shop asked when it shed the
+                            // request (within the run).
+                            let pause = failure.retry_after.unwrap_or(FAILURE_PAUSE);
+                            let left = end.saturating_duration_since(Instant::now());
+                            tokio::time::sleep(pause.max(FAILURE_PAUSE).min(left)).await;
                         }
                         let pause = dice.between(think.0, think.1);
                         if pause > 0 {

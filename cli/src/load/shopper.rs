@@ -156,17 +156,57 @@ fn kind(e: &reqwest::Error) -> String {
     }
 }
 
+/// Longest `Retry-After` a shopper heeds: a longer one is waited this long.
+const MOST_RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// A step that failed: the kind it is counted as, and how long the shop asked
+/// to be left alone before the next (its `Retry-After` in seconds), if it did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub kind: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl From<String> for Failure {
+    fn from(kind: String) -> Self {
+        Self {
+            kind,
+            retry_after: None,
+        }
+    }
+}
+
+impl Failure {
+    /// An answer that is not a success, with its `Retry-After`.
+    fn answer(r: &reqwest::Response) -> Self {
+        let retry_after = r
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| Duration::from_secs(s).min(MOST_RETRY_AFTER));
+        Self {
+            kind: format!("HTTP {}", r.status().as_u16()),
+            retry_after,
+        }
+    }
+
+    /// The failure of a step inside a journey, counted under the step's name.
+    fn within(self, step: &str) -> Self {
+        Self {
+            kind: format!("{step}: {}", self.kind),
+            ..self
+        }
+    }
+}
+
 /// The outcome of a request whose answer only needs to be a success: read to its
 /// last byte (a response is done when its body is), then judged by its status.
-async fn done(sent: Result<reqwest::Response, reqwest::Error>) -> Result<(), String> {
+async fn done(sent: Result<reqwest::Response, reqwest::Error>) -> Result<(), Failure> {
     let r = sent.map_err(|e| kind(&e))?;
-    let status = r.status();
+    let failed = (!r.status().is_success()).then(|| Failure::answer(&r));
     r.bytes().await.map_err(|e| kind(&e))?;
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(format!("HTTP {}", status.as_u16()))
-    }
+    failed.map_or(Ok(()), Err)
 }
 
 impl Shop {
@@ -337,14 +377,20 @@ impl Shop {
     }
 
     /// One journey of `step` by the shopper holding `token`, measured from `due`.
-    /// Makes one journey and records it; whether it succeeded.
-    pub async fn journey(&self, step: Step, token: &str, dice: &mut Dice, due: Instant) -> bool {
+    /// Makes one journey and records it; how it failed, if it did.
+    pub async fn journey(
+        &self,
+        step: Step,
+        token: &str,
+        dice: &mut Dice,
+        due: Instant,
+    ) -> Result<(), Failure> {
         let product = &self.products[dice.below(self.products.len())];
         if self.pages {
             let outcome = self.page_journey(step, token, product).await;
-            let ok = outcome.is_ok();
-            self.report.record(step, due, outcome);
-            return ok;
+            self.report
+                .record(step, due, outcome.clone().map_err(|f| f.kind));
+            return outcome;
         }
         let outcome = match step {
             Step::Index => self.get("/api/catalog/products?limit=20", None).await,
@@ -356,7 +402,7 @@ impl Shop {
             Step::AddToCart => self.add(token, &product.sku).await,
             Step::Checkout => match self.add(token, &product.sku).await {
                 Ok(()) => self.check_out(token).await,
-                Err(why) => Err(format!("add: {why}")),
+                Err(why) => Err(why.within("add")),
             },
             Step::SearchWord | Step::SearchTypo | Step::Suggest => {
                 let words = product.words();
@@ -389,15 +435,20 @@ impl Shop {
             }
             Step::SignUp | Step::SignIn => Ok(()),
         };
-        let ok = outcome.is_ok();
-        self.report.record(step, due, outcome);
-        ok
+        self.report
+            .record(step, due, outcome.clone().map_err(|f| f.kind));
+        outcome
     }
 
     /// The same journeys through the storefront: the pages a browser without
     /// scripts asks for, with the session cookie (the token) and the CSRF pair.
     /// Every request, redirects followed, is counted.
-    async fn page_journey(&self, step: Step, token: &str, product: &Product) -> Result<(), String> {
+    async fn page_journey(
+        &self,
+        step: Step,
+        token: &str,
+        product: &Product,
+    ) -> Result<(), Failure> {
         match step {
             Step::Index => self.page(token, "/").await.map(drop),
             Step::Browse => self
@@ -409,7 +460,7 @@ impl Shop {
             Step::Checkout => {
                 self.page_add(token, &product.sku)
                     .await
-                    .map_err(|why| format!("add: {why}"))?;
+                    .map_err(|why| why.within("add"))?;
                 let key = uuid::Uuid::new_v4().to_string();
                 let order = self
                     .form(
@@ -432,9 +483,9 @@ impl Shop {
                 if order.contains("class=\"status confirmed\"") {
                     Ok(())
                 } else if order.contains("class=\"status cancelled\"") {
-                    Err("cancelled".into())
+                    Err(String::from("cancelled").into())
                 } else {
-                    Err("not confirmed".into())
+                    Err(String::from("not confirmed").into())
                 }
             }
             _ => self.page(token, "/search?q=lamp").await.map(drop),
@@ -446,7 +497,7 @@ impl Shop {
     }
 
     /// A page's HTML.
-    async fn page(&self, token: &str, path: &str) -> Result<String, String> {
+    async fn page(&self, token: &str, path: &str) -> Result<String, Failure> {
         self.report.request();
         let r = self
             .http
@@ -455,13 +506,9 @@ impl Shop {
             .send()
             .await
             .map_err(|e| kind(&e))?;
-        let status = r.status();
+        let failed = (!r.status().is_success()).then(|| Failure::answer(&r));
         let html = r.text().await.map_err(|e| kind(&e))?;
-        if status.is_success() {
-            Ok(html)
-        } else {
-            Err(format!("HTTP {}", status.as_u16()))
-        }
+        failed.map_or(Ok(html), Err)
     }
 
     /// Posts a form as the shop's own page would, follows its redirect, and gives
@@ -471,7 +518,7 @@ impl Shop {
         token: &str,
         path: &str,
         fields: &[(&str, &str)],
-    ) -> Result<String, String> {
+    ) -> Result<String, Failure> {
         let body = {
             let mut body = form_urlencoded::Serializer::new(String::new());
             body.append_pair("csrf", CSRF);
@@ -500,20 +547,21 @@ impl Shop {
             .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let failed = Failure::answer(&r);
         r.bytes().await.map_err(|e| kind(&e))?;
         match (status.as_u16(), location) {
             (303, Some(to)) => self.page(token, &to).await,
-            (s, _) => Err(format!("HTTP {s}")),
+            _ => Err(failed),
         }
     }
 
-    async fn page_add(&self, token: &str, sku: &str) -> Result<(), String> {
+    async fn page_add(&self, token: &str, sku: &str) -> Result<(), Failure> {
         self.form(token, "/cart/items", &[("sku", sku), ("quantity", "1")])
             .await
             .map(drop)
     }
 
-    async fn get(&self, path: &str, token: Option<&str>) -> Result<(), String> {
+    async fn get(&self, path: &str, token: Option<&str>) -> Result<(), Failure> {
         self.report.request();
         let mut request = self.http.get(format!("{}{path}", self.base));
         if let Some(token) = token {
@@ -522,7 +570,7 @@ impl Shop {
         done(request.send().await).await
     }
 
-    async fn add(&self, token: &str, sku: &str) -> Result<(), String> {
+    async fn add(&self, token: &str, sku: &str) -> Result<(), Failure> {
         self.report.request();
         let sent = self
             .http
@@ -537,7 +585,7 @@ impl Shop {
         done(sent).await
     }
 
-    async fn check_out(&self, token: &str) -> Result<(), String> {
+    async fn check_out(&self, token: &str) -> Result<(), Failure> {
         let body = json!({
             "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2035, "cvc": "123"},
             "shipping_address": {"name": "Load Tester", "line1": "1 Bench St", "city": "Perf",
@@ -553,9 +601,8 @@ impl Shop {
             .send()
             .await
             .map_err(|e| kind(&e))?;
-        let status = r.status();
-        if !status.is_success() {
-            return Err(format!("HTTP {}", status.as_u16()));
+        if !r.status().is_success() {
+            return Err(Failure::answer(&r));
         }
         let order: Value = r.json().await.map_err(|e| kind(&e))?;
         match order["status"].as_str() {
@@ -563,9 +610,10 @@ impl Shop {
             Some("CANCELLED") => Err(format!(
                 "cancelled: {}",
                 order["reason"].as_str().unwrap_or("no reason")
-            )),
-            Some(other) => Err(format!("still {other}")),
-            None => Err("no order status".into()),
+            )
+            .into()),
+            Some(other) => Err(format!("still {other}").into()),
+            None => Err(String::from("no order status").into()),
         }
     }
 }
@@ -613,6 +661,35 @@ impl Dice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn answer(status: u16, retry_after: Option<&str>) -> reqwest::Response {
+        let mut r = http::Response::builder().status(status);
+        if let Some(value) = retry_after {
+            r = r.header("retry-after", value);
+        }
+        reqwest::Response::from(r.body("").expect("response"))
+    }
+
+    #[test]
+    fn a_shed_request_says_how_long_to_wait() {
+        let shed = Failure::answer(&answer(503, Some("1")));
+        assert_eq!(shed.kind, "HTTP 503");
+        assert_eq!(shed.retry_after, Some(Duration::from_secs(1)));
+        let inside = shed.within("add");
+        assert_eq!(inside.kind, "add: HTTP 503");
+        assert_eq!(inside.retry_after, Some(Duration::from_secs(1)), "kept");
+        assert_eq!(
+            Failure::answer(&answer(503, Some("3600"))).retry_after,
+            Some(MOST_RETRY_AFTER),
+            "a long one is cut short"
+        );
+        assert_eq!(Failure::answer(&answer(500, None)).retry_after, None);
+        assert_eq!(
+            Failure::answer(&answer(503, Some("Wed, 21 Oct 2015 07:28:00 GMT"))).retry_after,
+            None,
+            "a date is not heeded"
+        );
+    }
 
     #[test]
     fn a_typo_drops_one_letter_of_a_long_word_only() {

@@ -107,14 +107,18 @@ pub struct HttpSettings {
     /// concurrency-limits): it shrinks while requests queue and grows back to
     /// `concurrency_limit` when they no longer do.
     pub adaptive_concurrency: bool,
-    /// Below this many requests in flight a route does not shed a burst: the
-    /// limit stops here until requests have queued for `concurrency_burst_ms`.
+    /// Where the adaptive limit stops while requests queue for less than
+    /// `concurrency_burst_ms`: a burst of up to this many requests in flight
+    /// per route is served, not shed (short of the ceiling, which every route
+    /// shares).
     pub concurrency_floor: usize,
     /// How long requests may queue before the limit goes below
-    /// `concurrency_floor`: a burst shorter than this is served, queueing
-    /// that stands longer is overload.
+    /// `concurrency_floor`: queueing that stands longer is overload. The
+    /// overload is over when for as long no request queued or was refused.
+    /// At least 1000 (the longest window the limit measures).
     pub concurrency_burst_ms: u64,
-    /// The least the limit goes down to under overload that stands.
+    /// The least the limit goes down to under overload that stands (at most
+    /// `concurrency_floor`).
     pub concurrency_min: usize,
     /// Largest request body accepted, in bytes.
     pub body_limit_bytes: usize,

@@ -15,13 +15,15 @@
 //! overloaded behaves as with a fixed limit.
 //!
 //! How low it goes tells a burst from overload, as CoDel tells a good queue from a
-//! standing one: while requests have queued for less than the burst time (2 s),
-//! the limit stops at the floor (64), so a burst of checkouts queues for a moment
-//! and is served rather than half refused; once queueing has stood that long, the
-//! limit follows latency down to the minimum (8), where admitted requests take
-//! about what they take without load and the rest get 503 at once. When no window
-//! has queued for the burst time, the overload is over: the limit is back at the
-//! floor at least, for the next burst.
+//! standing one: while windows have shown queueing for less than the burst time
+//! (2 s), the limit stops at the floor (64), so a burst of checkouts queues for a
+//! moment and is served rather than half refused; once queueing has stood that
+//! long, the limit follows latency down to the minimum (8), where admitted
+//! requests take about what they take without load and the rest get 503 at once.
+//! The overload is over when for the burst time no window has queued and no
+//! request was refused (a limit that holds latency down by refusing is still
+//! working): the next window, or the next request the low limit would refuse,
+//! puts the limit back at the floor for the next burst.
 //!
 //! Each route (method and path template) has a limit of its own ([`Limits`]): a
 //! checkout that takes 10 ms and a read that takes 0.3 ms have different latencies
@@ -85,14 +87,16 @@ const OTHER_ROUTES: &str = "other";
 /// queueing has stood for `burst`, up to `ceiling`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bounds {
-    pub min: usize,
-    pub floor: usize,
-    pub ceiling: usize,
-    pub burst: Duration,
+    min: usize,
+    floor: usize,
+    ceiling: usize,
+    burst: Duration,
 }
 
 impl Bounds {
-    /// Bounds from the server's settings, each at least 1 and in order.
+    /// Bounds from the server's settings: each at least 1 and in order
+    /// (`min` ≤ `floor` ≤ `ceiling`), and the burst time at least the longest
+    /// window, which is what it is counted in.
     pub fn new(min: usize, floor: usize, ceiling: usize, burst: Duration) -> Self {
         let ceiling = ceiling.max(1);
         let floor = floor.clamp(1, ceiling);
@@ -100,7 +104,7 @@ impl Bounds {
             min: min.clamp(1, floor),
             floor,
             ceiling,
-            burst,
+            burst: burst.max(WINDOW_MAX),
         }
     }
 
@@ -222,8 +226,11 @@ struct Gradient {
     queueing_since: Option<Instant>,
     /// The last window that showed queueing.
     last_queueing: Option<Instant>,
+    /// The last request refused under this limit (not the ceiling).
+    last_shed: Option<Instant>,
     /// Queueing has stood for the burst time: the limit may go down to the
-    /// minimum, until no window has queued for the burst time.
+    /// minimum, until for the burst time no window has queued and no request
+    /// was refused.
     standing: bool,
 }
 
@@ -236,8 +243,27 @@ impl Gradient {
             block_start: Instant::now(),
             queueing_since: None,
             last_queueing: None,
+            last_shed: None,
             standing: false,
         }
+    }
+
+    /// Whether a standing overload is over at `now`: for the burst time no
+    /// window has queued and no request was refused. If so, the limit is back
+    /// at the floor at least, and the next queueing counts as a burst again.
+    fn calm_down(&mut self, bounds: &Bounds, now: Instant) -> bool {
+        let quiet =
+            |at: Option<Instant>| at.is_none_or(|at| now.duration_since(at) >= bounds.burst);
+        if !self.standing || !quiet(self.last_queueing) || !quiet(self.last_shed) {
+            return false;
+        }
+        self.standing = false;
+        self.queueing_since = None;
+        self.estimate = self
+            .estimate
+            .max(bounds.floor as f64)
+            .min(bounds.ceiling as f64);
+        true
     }
 
     /// Moves the estimate after a window whose requests took `short` seconds on
@@ -258,27 +284,28 @@ impl Gradient {
         let baseline = self.block_low.min(self.last_block_low);
         let threshold = (TOLERANCE * baseline).max(baseline + QUEUE_SLACK);
         let gradient = (threshold / short).clamp(0.5, 1.0);
-        let floor = bounds.floor as f64;
-        if self.standing
-            && self
-                .last_queueing
-                .is_none_or(|at| now.duration_since(at) >= bounds.burst)
-        {
-            // No window has queued for the burst time: the overload is over, and
-            // the next burst is served down to the floor again.
-            self.standing = false;
-            self.queueing_since = None;
-            self.estimate = self.estimate.max(floor).min(ceiling);
-        }
+        self.calm_down(bounds, now);
         if gradient < 1.0 {
             // Queueing: shrink at once, from what was really in flight, down to
             // the floor while it may be a burst, to the minimum once it stands.
+            // Queueing after a quiet spell (no window for a while: windows close
+            // only as requests finish) starts afresh.
+            if self
+                .last_queueing
+                .is_none_or(|at| now.duration_since(at) > 2 * WINDOW_MAX)
+            {
+                self.queueing_since = None;
+            }
             self.last_queueing = Some(now);
             let since = *self.queueing_since.get_or_insert(now);
             if now.duration_since(since) >= bounds.burst {
                 self.standing = true;
             }
-            let lower = if self.standing { min } else { floor };
+            let lower = if self.standing {
+                min
+            } else {
+                bounds.floor as f64
+            };
             let from = self.estimate.min(peak as f64);
             self.estimate = (from * gradient + from.sqrt())
                 .min(self.estimate)
@@ -345,7 +372,7 @@ impl Limiter {
             return None;
         }
         let now = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
-        if now > self.limit() {
+        if now > self.limit() && !self.calmed_down() {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             if let Some(total) = &self.total {
                 total.fetch_sub(1, Ordering::AcqRel);
@@ -359,6 +386,33 @@ impl Limiter {
             limiter: self.clone(),
             started: Instant::now(),
         })
+    }
+
+    /// On a request the limit would refuse: whether a standing overload was
+    /// over (then the limit is back at the floor, and the request is admitted
+    /// if that makes room); else the refusal is noted, as a sign the overload
+    /// goes on. Windows close only as requests finish, so after a quiet spell
+    /// the first requests of a burst are where the limit learns it.
+    fn calmed_down(&self) -> bool {
+        if !self.adaptive || self.limit() >= self.bounds.floor {
+            return false;
+        }
+        // Uncontended but for another refusal at the same moment, which then
+        // notes it for both.
+        let Ok(mut g) = self.gradient.try_lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        if g.calm_down(&self.bounds, now) {
+            let limit = g.estimate.round() as usize;
+            drop(g);
+            self.limit.store(limit, Ordering::Relaxed);
+            metrics::gauge!("http_server_concurrency_limit", "route" => self.route.clone())
+                .set(limit as f64);
+            return self.in_flight.load(Ordering::Acquire) <= limit;
+        }
+        g.last_shed = Some(now);
+        false
     }
 
     fn micros(&self, at: Instant) -> u64 {
@@ -463,47 +517,99 @@ mod tests {
         assert!(latency < 0.05, "admitted requests stay fast: {latency}");
     }
 
-    /// Like [`overloaded`] with `bounds`, one window every 100 ms from `*at`.
+    /// Like [`overloaded`] with `bounds`, one window every 100 ms from `*at`;
+    /// the last window's latency and the highest limit on the way.
     fn windows(
         g: &mut Gradient,
         bounds: &Bounds,
         at: &mut Instant,
         capacity: f64,
         count: usize,
-    ) -> f64 {
-        let mut latency = 0.0;
+    ) -> (f64, f64) {
+        let (mut latency, mut highest) = (0.0, 0.0_f64);
         for _ in 0..count {
             *at += Duration::from_millis(100);
             latency = 0.020 * (g.estimate / capacity).max(1.0);
             g.observe(latency, g.estimate as usize, bounds, *at);
+            highest = highest.max(g.estimate);
         }
-        latency
+        (latency, highest)
     }
 
-    #[test]
-    fn a_burst_is_served_down_to_the_floor_and_a_standing_queue_below_it() {
+    /// Between 8 and 1024, a burst down to 64 for 2 s: an unloaded window, then
+    /// `count` windows of overload (room for 4 at once, 20 ms each).
+    fn overload(count: usize) -> (Gradient, Bounds, Instant) {
         let bounds = Bounds::new(8, 64, 1024, Duration::from_secs(2));
         let mut g = Gradient::new(1024.0);
         let mut at = Instant::now();
         g.observe(0.020, 10, &bounds, at);
-        // Overload: room for 4 at once, 20 ms each. For the burst time the
-        // limit stops at the floor...
-        windows(&mut g, &bounds, &mut at, 4.0, 19);
+        windows(&mut g, &bounds, &mut at, 4.0, count);
+        (g, bounds, at)
+    }
+
+    #[test]
+    fn a_burst_is_served_down_to_the_floor_and_a_standing_queue_below_it() {
+        // For the burst time the limit stops at the floor...
+        let (mut g, bounds, mut at) = overload(19);
         assert_eq!(g.estimate, 64.0, "a burst is served down to the floor");
-        // ...then queueing stands, and it goes below.
-        let latency = windows(&mut g, &bounds, &mut at, 4.0, 100);
+        // ...then queueing stands, and it goes below and stays there.
+        windows(&mut g, &bounds, &mut at, 4.0, 20);
+        let (latency, highest) = windows(&mut g, &bounds, &mut at, 4.0, 80);
         assert!(
-            g.estimate >= 8.0 && g.estimate < 16.0,
-            "settles near the minimum: {}",
+            g.estimate >= 8.0 && highest < 16.0,
+            "settles near the minimum: {} (at most {highest})",
             g.estimate
         );
         assert!(latency < 0.06, "admitted requests stay fast: {latency}");
-        // Capacity returns: the limit grows, and once nothing has queued for
-        // the burst time, the next burst is served down to the floor again.
+        // Latency is back, but only because the limit refuses requests: the
+        // overload goes on.
+        for _ in 0..30 {
+            g.last_shed = Some(at);
+            windows(&mut g, &bounds, &mut at, 5_000.0, 1);
+        }
+        assert!(g.standing && g.estimate < 64.0, "{}", g.estimate);
+        // Nothing queued nor refused for the burst time: the overload is over,
+        // and the next burst is served down to the floor again.
         windows(&mut g, &bounds, &mut at, 5_000.0, 21);
         assert!(g.estimate >= 64.0, "back at the floor: {}", g.estimate);
         windows(&mut g, &bounds, &mut at, 4.0, 19);
         assert_eq!(g.estimate, 64.0, "the next burst");
+    }
+
+    #[test]
+    fn queueing_after_a_quiet_spell_is_a_new_burst() {
+        let (mut g, bounds, mut at) = overload(15);
+        // No request for ten seconds (no window closes), then queueing again.
+        at += Duration::from_secs(10);
+        windows(&mut g, &bounds, &mut at, 4.0, 15);
+        assert_eq!(g.estimate, 64.0, "1.5 s of queueing is a burst");
+        assert!(!g.standing);
+    }
+
+    #[test]
+    fn after_a_standing_overload_the_first_request_of_a_burst_lifts_the_limit() {
+        let limiter = Limiter::new(Bounds::new(2, 4, 8, Duration::from_secs(1)), true);
+        let long_ago = Instant::now()
+            .checked_sub(Duration::from_secs(5))
+            .expect("a clock past five seconds");
+        {
+            let mut g = limiter.gradient.lock().expect("lock");
+            g.standing = true;
+            g.estimate = 2.0;
+            g.last_queueing = Some(long_ago);
+        }
+        limiter.limit.store(2, Ordering::Relaxed);
+        let _a = limiter.try_acquire().expect("first");
+        let _b = limiter.try_acquire().expect("second");
+        // The overload went on until just now: refused.
+        limiter.gradient.lock().expect("lock").last_shed = Some(Instant::now());
+        assert!(limiter.try_acquire().is_none(), "the overload goes on");
+        // Nothing refused nor queued for the burst time: a burst again.
+        limiter.gradient.lock().expect("lock").last_shed = Some(long_ago);
+        let _c = limiter.try_acquire().expect("back at the floor");
+        let _d = limiter.try_acquire().expect("the floor");
+        assert_eq!(limiter.limit(), 4);
+        assert!(limiter.try_acquire().is_none(), "the floor holds");
     }
 
     #[test]

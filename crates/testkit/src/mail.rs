@@ -46,10 +46,11 @@ fn addressed_to(mail: &str, email: &str) -> bool {
         .any(|l| l.contains(&bracketed) || l[3..].trim() == email)
 }
 
-/// Waits (20 s at most) for a mail in `dir` to `email` with a link to `page`, and
+/// Waits (60 s at most: a shop of containers starting on a busy machine is slow to
+/// deliver its first mail) for a mail in `dir` to `email` with a link to `page`, and
 /// returns the newest such link's token.
 pub async fn mailed_token(dir: &Path, email: &str, page: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(token) = mails(dir)
             .iter()
