@@ -23,7 +23,9 @@
 //! The overload is over when for the burst time no window has queued and no
 //! request was refused (a limit that holds latency down by refusing is still
 //! working): the next window, or the next request the low limit would refuse,
-//! puts the limit back at the floor for the next burst.
+//! puts the limit back at the floor for the next burst. Queueing after more than
+//! two seconds without a window (windows close only as requests finish) counts as
+//! a new burst.
 //!
 //! Each route (method and path template) has a limit of its own ([`Limits`]): a
 //! checkout that takes 10 ms and a read that takes 0.3 ms have different latencies
@@ -394,25 +396,31 @@ impl Limiter {
     /// goes on. Windows close only as requests finish, so after a quiet spell
     /// the first requests of a burst are where the limit learns it.
     fn calmed_down(&self) -> bool {
-        if !self.adaptive || self.limit() >= self.bounds.floor {
+        if !self.adaptive {
             return false;
         }
-        // Uncontended but for another refusal at the same moment, which then
-        // notes it for both.
+        // Held briefly, once per window and per refusal: a refusal that finds
+        // it held goes unnoted, and the next one is noted.
         let Ok(mut g) = self.gradient.try_lock() else {
             return false;
         };
         let now = Instant::now();
-        if g.calm_down(&self.bounds, now) {
-            let limit = g.estimate.round() as usize;
-            drop(g);
-            self.limit.store(limit, Ordering::Relaxed);
-            metrics::gauge!("http_server_concurrency_limit", "route" => self.route.clone())
-                .set(limit as f64);
-            return self.in_flight.load(Ordering::Acquire) <= limit;
+        if self.limit() < self.bounds.floor && g.calm_down(&self.bounds, now) {
+            self.publish(g.estimate);
+            return self.in_flight.load(Ordering::Acquire) <= self.limit();
         }
         g.last_shed = Some(now);
         false
+    }
+
+    /// Makes `estimate` the limit; called with the gradient locked, so a newer
+    /// estimate is never overwritten by an older one.
+    fn publish(&self, estimate: f64) {
+        let limit = estimate.round() as usize;
+        if self.limit.swap(limit, Ordering::Relaxed) != limit {
+            metrics::gauge!("http_server_concurrency_limit", "route" => self.route.clone())
+                .set(limit as f64);
+        }
     }
 
     fn micros(&self, at: Instant) -> u64 {
@@ -453,12 +461,7 @@ impl Limiter {
             return;
         };
         g.observe(average, peak, &self.bounds, now);
-        let limit = g.estimate.round() as usize;
-        drop(g);
-        if self.limit.swap(limit, Ordering::Relaxed) != limit {
-            metrics::gauge!("http_server_concurrency_limit", "route" => self.route.clone())
-                .set(limit as f64);
-        }
+        self.publish(g.estimate);
     }
 }
 
@@ -601,9 +604,13 @@ mod tests {
         limiter.limit.store(2, Ordering::Relaxed);
         let _a = limiter.try_acquire().expect("first");
         let _b = limiter.try_acquire().expect("second");
-        // The overload went on until just now: refused.
-        limiter.gradient.lock().expect("lock").last_shed = Some(Instant::now());
+        // A window queued just now: refused, and the refusal noted...
+        limiter.gradient.lock().expect("lock").last_queueing = Some(Instant::now());
         assert!(limiter.try_acquire().is_none(), "the overload goes on");
+        // ...so that while requests are refused the overload goes on, though
+        // no window has queued for the burst time.
+        limiter.gradient.lock().expect("lock").last_queueing = Some(long_ago);
+        assert!(limiter.try_acquire().is_none(), "refusals keep it standing");
         // Nothing refused nor queued for the burst time: a burst again.
         limiter.gradient.lock().expect("lock").last_shed = Some(long_ago);
         let _c = limiter.try_acquire().expect("back at the floor");
