@@ -176,15 +176,18 @@ impl From<String> for Failure {
     }
 }
 
+/// An answer's `Retry-After` in seconds (a date is not heeded).
+fn retry_after_secs(r: &reqwest::Response) -> Option<u64> {
+    r.headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
 impl Failure {
     /// An answer that is not a success, with its `Retry-After`.
     fn answer(r: &reqwest::Response) -> Self {
-        let retry_after = r
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s).min(MOST_RETRY_AFTER));
+        let retry_after = retry_after_secs(r).map(|s| Duration::from_secs(s).min(MOST_RETRY_AFTER));
         Self {
             kind: format!("HTTP {}", r.status().as_u16()),
             retry_after,
@@ -307,13 +310,7 @@ impl Shop {
             if r.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE || tries >= SETUP_TRIES {
                 return Ok(r);
             }
-            let wait = r
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(1)
-                .clamp(1, 5);
+            let wait = retry_after_secs(&r).unwrap_or(1).clamp(1, 5);
             tokio::time::sleep(Duration::from_secs(wait)).await;
             tries += 1;
         }
@@ -386,13 +383,25 @@ impl Shop {
         due: Instant,
     ) -> Result<(), Failure> {
         let product = &self.products[dice.below(self.products.len())];
-        if self.pages {
-            let outcome = self.page_journey(step, token, product).await;
-            self.report
-                .record(step, due, outcome.clone().map_err(|f| f.kind));
-            return outcome;
-        }
-        let outcome = match step {
+        let outcome = if self.pages {
+            self.page_journey(step, token, product).await
+        } else {
+            self.api_journey(step, token, dice, product).await
+        };
+        self.report
+            .record(step, due, outcome.clone().map_err(|f| f.kind));
+        outcome
+    }
+
+    /// The journeys through the public API.
+    async fn api_journey(
+        &self,
+        step: Step,
+        token: &str,
+        dice: &mut Dice,
+        product: &Product,
+    ) -> Result<(), Failure> {
+        match step {
             Step::Index => self.get("/api/catalog/products?limit=20", None).await,
             Step::Browse => {
                 self.get(&format!("/api/catalog/products/{}", product.id), None)
@@ -434,10 +443,7 @@ impl Shop {
                 self.get(&path, None).await
             }
             Step::SignUp | Step::SignIn => Ok(()),
-        };
-        self.report
-            .record(step, due, outcome.clone().map_err(|f| f.kind));
-        outcome
+        }
     }
 
     /// The same journeys through the storefront: the pages a browser without
