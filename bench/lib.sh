@@ -1,7 +1,8 @@
 # Shared by the bench/*.sh scripts (sourced, not run): the release binary, the
 # settings every benchmark runs with, and starting and stopping `emporium up`.
 
-BIN=target/release/emporium
+# The binary under test: `BIN=path/to/emporium bench/...` measures another build.
+BIN=${BIN:-target/release/emporium}
 
 # The machine a benchmark ran on, for its header line.
 machine() {

@@ -273,6 +273,7 @@ mod tests {
             request_id: "req-7".into(),
             deadline: std::time::Instant::now() + Duration::from_millis(800),
             trace: None,
+            admitted: false,
         };
         let v: serde_json::Value = context::scope(ctx, client.get_json("/echo"))
             .await

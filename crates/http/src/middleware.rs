@@ -190,6 +190,7 @@ pub async fn request_context(
         request_id: request_id.clone(),
         deadline: started + budget,
         trace: span.as_ref().map(|s| s.context().clone()),
+        admitted: path.starts_with("/internal/"),
     };
     let deadline = tokio::time::Instant::from_std(started + budget);
     let (mut response, label) = context::scope(ctx, async move {

@@ -20,9 +20,11 @@
 //! 2, 5, 10 ms and more before it tries again, and a newcomer may take the lock
 //! ahead of it. Under load that is a long tail for a few unlucky transactions. So
 //! writers of one process queue first, first come first served, for the file's one
-//! write slot (a semaphore per [`Db`]), and only then `BEGIN IMMEDIATE`: in-process
+//! write slot (a queue per [`Db`]), and only then `BEGIN IMMEDIATE`: in-process
 //! writers hand the lock over without sleeping; the busy timeout is left for other
-//! processes writing the same file.
+//! processes writing the same file. In that queue, work the service already
+//! admitted (internal calls, sagas, event handlers) goes ahead of new public
+//! requests ([`queue`]).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -32,9 +34,8 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
-use tokio::sync::Semaphore;
-
 mod clock;
+mod queue;
 mod tx;
 
 pub use clock::{now_ms, rfc3339, year_month_utc};
@@ -100,13 +101,8 @@ pub struct Db {
     pool: AnyPool,
     backend: Backend,
     /// SQLite: this process's queue for the write lock (see the crate's header).
-    writer: Option<Arc<Semaphore>>,
+    writer: Option<Arc<queue::WriteQueue>>,
 }
-
-/// How long a writer waits in the process's queue before it goes to SQLite's busy
-/// timeout anyway (as long as that timeout: a transaction holding the slot longer
-/// is stuck, and the caller gets SQLite's own answer).
-const WRITER_QUEUE_WAIT: Duration = Duration::from_secs(5);
 
 impl Db {
     /// Opens the database of `service`: `url` when given (on PostgreSQL, in the
@@ -172,7 +168,7 @@ impl Db {
         Ok(Self {
             pool,
             backend: Backend::Sqlite,
-            writer: Some(Arc::new(Semaphore::new(1))),
+            writer: Some(Arc::new(queue::WriteQueue::new())),
         })
     }
 
@@ -265,14 +261,11 @@ impl Db {
 
     /// Starts a transaction that will write.
     ///
-    /// On SQLite it first waits its turn among this process's writers; the turn is
-    /// held until the transaction ends.
+    /// On SQLite it first waits its turn among this process's writers (admitted
+    /// work ahead of public requests); the turn is held until the transaction ends.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         let turn = match &self.writer {
-            Some(queue) => tokio::time::timeout(WRITER_QUEUE_WAIT, queue.clone().acquire_owned())
-                .await
-                .ok()
-                .and_then(Result::ok),
+            Some(queue) => queue.turn().await,
             None => None,
         };
         let inner = match self.backend {

@@ -23,16 +23,22 @@ pub struct RequestContext {
     pub deadline: Instant,
     /// The span this work runs in: the parent of the spans it starts.
     pub trace: Option<TraceContext>,
+    /// Whether the service already admitted this work: a call on an internal
+    /// route (a step of work a caller admitted), a saga, an event handler. A
+    /// request on a public route is new work. Admitted work's writes go first
+    /// (`emporium_store`), as internal calls are never shed (`emporium_http`).
+    pub admitted: bool,
 }
 
 impl RequestContext {
     /// Work no caller waits for (a saga, an event handler): each call it makes keeps
-    /// its own timeout.
+    /// its own timeout. It was admitted when it was started.
     pub fn unbounded(request_id: String, trace: Option<TraceContext>) -> Self {
         Self {
             request_id,
             deadline: Instant::now() + Duration::from_secs(24 * 3600),
             trace,
+            admitted: true,
         }
     }
 
@@ -45,6 +51,12 @@ impl RequestContext {
 /// The context of the current request, if running inside one.
 pub fn current() -> Option<RequestContext> {
     CONTEXT.try_with(Clone::clone).ok()
+}
+
+/// Whether the current work was already admitted (see [`RequestContext::admitted`]);
+/// work outside any request (a background loop) is.
+pub fn is_admitted() -> bool {
+    CONTEXT.try_with(|c| c.admitted).unwrap_or(true)
 }
 
 /// The trace of the current work, if any (cheaper than cloning the whole context).

@@ -86,6 +86,11 @@ fn describe_common() {
         "emporium_faults_injected_total",
         "Faults a fault rule injected into this process's calls, by target and kind."
     );
+    describe_histogram!(
+        "emporium_store_write_wait_seconds",
+        Unit::Seconds,
+        "Time a SQLite write transaction waited for the database's write slot, by class (admitted work or a public request)."
+    );
     describe_counter!(
         "http_server_shed_total",
         "Requests refused with 503 because the concurrency limit was reached."

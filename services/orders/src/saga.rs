@@ -1,4 +1,4 @@
-//! The checkout saga, orchestrated here and persisted at every step.
+//! The checkout saga, orchestrated here and persisted whenever it stops.
 //!
 //! ```text
 //! reserve ──reserved──▶ authorize ──authorized──▶ complete ──▶ done (CONFIRMED)
@@ -10,13 +10,17 @@
 //! void the payment); the authorization is the pivot, after which the saga only rolls
 //! forward: commit the stock and capture the payment, retried until they succeed.
 //! Every call is idempotent by order id, so a step repeated after a crash is harmless.
+//! That lets a saga that runs straight through write its order only twice: placed,
+//! and confirmed (or cancelled), the steps on the way carried in memory and written
+//! with the next write, or before any wait or retry ([`Unwritten`]).
 //! The cart's lines left it when the order was placed (cart's checkouts); the
 //! compensation puts them back at once, so the shopper can try another card.
 //!
 //! The card number is never stored: it lives in the memory of the task that runs the
-//! saga. A saga resumed by recovery after a crash has no card; if payments never saw
-//! the authorization, the order is cancelled as `interrupted` (nothing was charged);
-//! if it did, recovery carries on from what payments recorded.
+//! saga. A saga resumed by recovery after a crash has no card; whatever step its
+//! order shows before the pivot, it asks payments: if payments never saw the
+//! authorization, the order is cancelled as `interrupted` (nothing was charged); if
+//! it did, recovery carries on from what payments recorded.
 //!
 //! Several orders instances may run side by side. Each order records its owner (the
 //! instance driving it) and a lease the owner renews while it works; recovery takes
@@ -234,8 +238,10 @@ impl Saga {
             lines
         });
         let mut waits = 0;
-        // The order as this task last wrote it: read again only after a retry.
+        // The order as this task last moved it: read again only after a retry.
         let mut cached: Option<OrderRow> = None;
+        // What moved in memory and is not written yet.
+        let mut unwritten = Unwritten::default();
         // Ownership was just recorded (placed or taken over); renew it when a third
         // of the lease has gone.
         let mut renewed = std::time::Instant::now();
@@ -251,7 +257,13 @@ impl Saga {
                 }
             }
             match self
-                .step(order_id, &mut cached, card, lines.as_deref())
+                .step(
+                    order_id,
+                    &mut cached,
+                    &mut unwritten,
+                    card,
+                    lines.as_deref(),
+                )
                 .await
             {
                 Ok(Next::Continue) => {
@@ -268,7 +280,17 @@ impl Saga {
                     }
                 }
             }
-            cached = None;
+            // Before waiting, the progress is written, so that another instance
+            // taking over (or recovery after a crash) starts from it; then the
+            // order is read again. If it cannot be written, the saga goes on from
+            // memory.
+            match &cached {
+                Some(order) => match self.write_progress(order, &mut unwritten).await {
+                    Ok(_) => cached = None,
+                    Err(e) => tracing::warn!(error = %e, "cannot write the saga's progress"),
+                },
+                None => unwritten = Unwritten::default(),
+            }
             tokio::time::sleep(self.backoff(waits)).await;
         }
     }
@@ -277,20 +299,27 @@ impl Saga {
         &self,
         order_id: &str,
         cached: &mut Option<OrderRow>,
+        unwritten: &mut Unwritten,
         card: Option<&Card>,
         lines: Option<&[OrderLine]>,
     ) -> Result<Next, StepError> {
-        let order = match cached.take() {
-            Some(order) => order,
-            None => match store::get(&self.db, order_id).await? {
-                Some(order) => order,
-                None => {
-                    tracing::error!("no such order");
-                    return Ok(Next::Done);
+        // The order as it stands in memory is kept until the step succeeds: a
+        // failed step goes on from it when its progress cannot be written.
+        let order = match cached {
+            Some(order) => order.clone(),
+            None => {
+                // The database is the truth again.
+                *unwritten = Unwritten::default();
+                match store::get(&self.db, order_id).await? {
+                    Some(order) => order,
+                    None => {
+                        tracing::error!("no such order");
+                        return Ok(Next::Done);
+                    }
                 }
-            },
+            }
         };
-        let (next, order) = self.step_from(order, card, lines).await?;
+        let (next, order) = self.step_from(order, unwritten, card, lines).await?;
         *cached = order;
         Ok(next)
     }
@@ -300,6 +329,7 @@ impl Saga {
     async fn step_from(
         &self,
         order: OrderRow,
+        unwritten: &mut Unwritten,
         card: Option<&Card>,
         lines: Option<&[OrderLine]>,
     ) -> Result<(Next, Option<OrderRow>), StepError> {
@@ -313,18 +343,17 @@ impl Saga {
         match order.step.as_str() {
             step::RESERVE => {
                 if card.is_none() {
+                    // Resumed without the card: the saga may have gone past the
+                    // payment in memory before it stopped.
                     return self
-                        .compensate(
-                            &order,
-                            "interrupted",
-                            "the checkout was interrupted before payment; nothing was charged",
-                        )
+                        .resume_without_card(&order, &payments, past_deadline, unwritten)
                         .await;
                 }
                 if past_deadline {
                     return self
                         .compensate(
                             &order,
+                            unwritten,
                             "deadline_exceeded",
                             "stock was not reserved in time",
                         )
@@ -342,16 +371,19 @@ impl Saga {
                 let r: Reservation = inventory.reserve(order_id, lines).await?;
                 match r.status.as_str() {
                     "reserved" => {
-                        self.advance(&order, step::AUTHORIZE, "stock_reserved", "")
-                            .await
+                        let moved =
+                            unwritten.advance(&order, step::AUTHORIZE, "stock_reserved", "");
+                        Ok((Next::Continue, Some(moved)))
                     }
                     "rejected" => {
                         let detail = format!("not enough stock of {}", r.unavailable.join(", "));
-                        self.compensate(&order, "out_of_stock", &detail).await
+                        self.compensate(&order, unwritten, "out_of_stock", &detail)
+                            .await
                     }
                     other => {
                         self.compensate(
                             &order,
+                            unwritten,
                             "interrupted",
                             &format!("the reservation is {other}"),
                         )
@@ -365,6 +397,7 @@ impl Saga {
                         return self
                             .compensate(
                                 &order,
+                                unwritten,
                                 "deadline_exceeded",
                                 "the payment was not authorized in time",
                             )
@@ -376,19 +409,18 @@ impl Saga {
                         card: card.clone(),
                     };
                     match payments.authorize(order_id, &request).await {
-                        Ok(payment) => self.after_authorization(&order, &payment, false).await,
+                        Ok(payment) => {
+                            self.after_authorization(&order, &payment, false, unwritten)
+                                .await
+                        }
                         Err(e) if e.problem_code() == Some("processor_unavailable") => {
-                            self.note(
-                                &order,
-                                "payment_retry",
-                                "the card processor failed; retrying",
-                            )
-                            .await?;
-                            Ok((Next::Wait, None))
+                            unwritten.note("payment_retry", "the card processor failed; retrying");
+                            Ok((Next::Wait, Some(order)))
                         }
                         Err(e) if e.status() == Some(StatusCode::UNPROCESSABLE_ENTITY) => {
                             self.compensate(
                                 &order,
+                                unwritten,
                                 "payment_invalid",
                                 "the card was refused as invalid",
                             )
@@ -397,28 +429,22 @@ impl Saga {
                         Err(e) => Err(e.into()),
                     }
                 }
-                None => match payments.payment(order_id).await {
-                    Ok(payment) => {
-                        self.after_authorization(&order, &payment, past_deadline)
-                            .await
-                    }
-                    Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => {
-                        self.compensate(
-                            &order,
-                            "interrupted",
-                            "the checkout was interrupted before payment; nothing was charged",
-                        )
+                None => {
+                    self.resume_without_card(&order, &payments, past_deadline, unwritten)
                         .await
-                    }
-                    Err(e) => Err(e.into()),
-                },
+                }
             },
             step::COMPLETE => {
                 let r: Reservation = inventory.commit(order_id).await?;
                 if r.status != "committed" {
                     tracing::error!(status = %r.status, "stock could not be committed after payment");
                     return self
-                        .compensate(&order, "interrupted", "the stock was no longer held")
+                        .compensate(
+                            &order,
+                            unwritten,
+                            "interrupted",
+                            "the stock was no longer held",
+                        )
                         .await;
                 }
                 let captured = payments.capture(order_id).await;
@@ -439,13 +465,14 @@ impl Saga {
                     return self
                         .compensate(
                             &order,
+                            unwritten,
                             "payment_failed",
                             &format!("the payment could not be captured: {why}"),
                         )
                         .await;
                 }
                 captured?;
-                self.confirm(&order, lines).await
+                self.confirm(&order, unwritten, lines).await
             }
             step::COMPENSATE => {
                 let r: Reservation = inventory.release(order_id).await?;
@@ -457,11 +484,60 @@ impl Saga {
                 if let Err(e) = cart.give_back(order_id).await {
                     tracing::warn!(error = %e, "cannot put the lines back into the cart now; OrderCancelled will");
                 }
-                self.cancel(&order, &format!("stock {}, payment {}", r.status, p.status))
-                    .await
+                self.cancel(
+                    &order,
+                    unwritten,
+                    &format!("stock {}, payment {}", r.status, p.status),
+                )
+                .await
             }
             _ => Ok((Next::Done, None)),
         }
+    }
+
+    /// Goes on from what payments recorded for an order whose saga lost the card
+    /// (resumed after a crash or by another instance): nothing there, nothing was
+    /// charged and the order is cancelled; authorized, the sale rolls forward.
+    async fn resume_without_card(
+        &self,
+        order: &OrderRow,
+        payments: &Payments,
+        past_deadline: bool,
+        unwritten: &mut Unwritten,
+    ) -> Result<(Next, Option<OrderRow>), StepError> {
+        match payments.payment(&order.id).await {
+            Ok(payment) => {
+                // Found at the step before the payment: the stock was reserved
+                // first, in memory only.
+                let paid = matches!(payment.status.as_str(), "authorized" | "captured");
+                let order = if paid && order.step == step::RESERVE {
+                    &unwritten.advance(order, step::AUTHORIZE, "stock_reserved", "")
+                } else {
+                    order
+                };
+                self.after_authorization(order, &payment, past_deadline, unwritten)
+                    .await
+            }
+            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => {
+                self.interrupted(order, unwritten).await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Cancels an order whose saga stopped before payments saw its authorization.
+    async fn interrupted(
+        &self,
+        order: &OrderRow,
+        unwritten: &mut Unwritten,
+    ) -> Result<(Next, Option<OrderRow>), StepError> {
+        self.compensate(
+            order,
+            unwritten,
+            "interrupted",
+            "the checkout was interrupted before payment; nothing was charged",
+        )
+        .await
     }
 
     async fn after_authorization(
@@ -469,6 +545,7 @@ impl Saga {
         order: &OrderRow,
         p: &Payment,
         past_deadline: bool,
+        unwritten: &mut Unwritten,
     ) -> Result<(Next, Option<OrderRow>), StepError> {
         match p.status.as_str() {
             "authorized" | "captured" => {
@@ -477,82 +554,78 @@ impl Saga {
                     p.brand.as_deref().unwrap_or("card"),
                     p.last4.as_deref().unwrap_or("????")
                 );
-                self.advance(order, step::COMPLETE, "payment_authorized", &card)
-                    .await
+                let moved = unwritten.advance(order, step::COMPLETE, "payment_authorized", &card);
+                Ok((Next::Continue, Some(moved)))
             }
             "declined" => {
                 let why = p.reason.clone().unwrap_or_else(|| "declined".into());
                 self.compensate(
                     order,
+                    unwritten,
                     "payment_declined",
                     &format!("the card was declined: {why}"),
                 )
                 .await
             }
             // Still deciding: wait, unless time is up (the cancel voids whatever comes).
-            "authorizing" if !past_deadline => Ok((Next::Wait, None)),
+            "authorizing" if !past_deadline => Ok((Next::Wait, Some(order.clone()))),
             "authorizing" => {
                 self.compensate(
                     order,
+                    unwritten,
                     "deadline_exceeded",
                     "the payment was not authorized in time",
                 )
                 .await
             }
-            "retryable" if !past_deadline => Ok((Next::Wait, None)),
-            _ => {
-                self.compensate(
-                    order,
-                    "interrupted",
-                    "the checkout was interrupted before payment; nothing was charged",
-                )
-                .await
-            }
+            "retryable" if !past_deadline => Ok((Next::Wait, Some(order.clone()))),
+            _ => self.interrupted(order, unwritten).await,
         }
     }
 
-    async fn note(&self, order: &OrderRow, event: &str, detail: &str) -> Result<(), StepError> {
-        let mut tx = self.db.begin().await?;
-        store::note(&mut tx, &order.id, event, detail).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn advance(
+    /// Writes what moved in memory: the step the order reached and the timeline
+    /// entries on the way, conditional on the step the database shows. False when
+    /// the order was not there (another instance moved it).
+    async fn write_progress(
         &self,
         order: &OrderRow,
-        to: &str,
-        event: &str,
-        detail: &str,
-    ) -> Result<(Next, Option<OrderRow>), StepError> {
-        let mut tx = self.db.begin().await?;
-        if !store::advance(&mut tx, &order.id, &order.step, to, None).await? {
-            // Moved by someone else: read it again.
-            tx.rollback().await?;
-            return Ok((Next::Continue, None));
+        unwritten: &mut Unwritten,
+    ) -> Result<bool, StepError> {
+        if unwritten.is_empty() {
+            return Ok(true);
         }
-        store::note(&mut tx, &order.id, event, detail).await?;
+        let mut tx = self.db.begin().await?;
+        if let Some(from) = &unwritten.from
+            && !store::advance(&mut tx, &order.id, from, &order.step, None).await?
+        {
+            tx.rollback().await?;
+            *unwritten = Unwritten::default();
+            return Ok(false);
+        }
+        unwritten.write_notes(&mut tx, &order.id).await?;
         tx.commit().await?;
-        let moved = OrderRow {
-            step: to.to_string(),
-            ..order.clone()
-        };
-        Ok((Next::Continue, Some(moved)))
+        *unwritten = Unwritten::default();
+        Ok(true)
     }
 
     async fn compensate(
         &self,
         order: &OrderRow,
+        unwritten: &mut Unwritten,
         reason: &str,
         detail: &str,
     ) -> Result<(Next, Option<OrderRow>), StepError> {
         let mut tx = self.db.begin().await?;
-        if !store::start_compensation(&mut tx, &order.id, &order.step, reason, detail).await? {
+        let from = unwritten.recorded(order);
+        if !store::start_compensation(&mut tx, &order.id, from, reason, detail).await? {
             tx.rollback().await?;
+            *unwritten = Unwritten::default();
             return Ok((Next::Continue, None));
         }
+        unwritten.write_notes(&mut tx, &order.id).await?;
         store::note(&mut tx, &order.id, reason, detail).await?;
         tx.commit().await?;
+        *unwritten = Unwritten::default();
         tracing::info!(reason, detail, "compensating");
         let moved = OrderRow {
             step: step::COMPENSATE.to_string(),
@@ -578,6 +651,7 @@ impl Saga {
     async fn confirm(
         &self,
         order: &OrderRow,
+        unwritten: &mut Unwritten,
         lines: Option<&[OrderLine]>,
     ) -> Result<(Next, Option<OrderRow>), StepError> {
         let lines = self.lines(&order.id, lines).await?;
@@ -585,12 +659,13 @@ impl Saga {
         if store::advance(
             &mut tx,
             &order.id,
-            step::COMPLETE,
+            unwritten.recorded(order),
             step::DONE,
             Some(store::CONFIRMED),
         )
         .await?
         {
+            unwritten.write_notes(&mut tx, &order.id).await?;
             store::note(
                 &mut tx,
                 &order.id,
@@ -607,6 +682,7 @@ impl Saga {
             };
             self.outbox.publish(&mut tx, &event).await?;
             self.outbox.commit(tx).await?;
+            *unwritten = Unwritten::default();
             crate::metrics::confirmed(order.total, &order.currency, order.created_ms, now_ms());
             tracing::info!(total = order.total, "order confirmed");
         } else {
@@ -618,18 +694,20 @@ impl Saga {
     async fn cancel(
         &self,
         order: &OrderRow,
+        unwritten: &mut Unwritten,
         undone: &str,
     ) -> Result<(Next, Option<OrderRow>), StepError> {
         let mut tx = self.db.begin().await?;
         if store::advance(
             &mut tx,
             &order.id,
-            step::COMPENSATE,
+            unwritten.recorded(order),
             step::DONE,
             Some(store::CANCELLED),
         )
         .await?
         {
+            unwritten.write_notes(&mut tx, &order.id).await?;
             store::note(&mut tx, &order.id, "cancelled", undone).await?;
             let event = OrderCancelled {
                 order_id: order.id.clone(),
@@ -639,6 +717,7 @@ impl Saga {
             };
             self.outbox.publish(&mut tx, &event).await?;
             self.outbox.commit(tx).await?;
+            *unwritten = Unwritten::default();
             crate::metrics::cancelled(order.reason.as_deref(), order.created_ms, now_ms());
             tracing::info!(
                 reason = order.reason.as_deref().unwrap_or(""),
@@ -649,6 +728,71 @@ impl Saga {
             tx.rollback().await?;
         }
         Ok((Next::Done, None))
+    }
+}
+
+/// What the saga did in memory since it last wrote the order: the step the
+/// database still shows, and the timeline entries on the way there.
+///
+/// A step that moves straight on to the next (stock reserved, so authorize;
+/// authorized, so complete) writes nothing: its calls are repeatable, and the
+/// payment records the pivot, so a saga resumed from the older step finds its way
+/// (see [`Saga::resume_without_card`]). The next write takes it all along — the
+/// confirmation, a compensation, or the write before a wait or a retry — moving
+/// the order from the step the database shows, in one transaction. A checkout that
+/// runs straight through writes its order twice (placed, confirmed) instead of
+/// four times: under load, SQLite's one write slot is the checkout's bottleneck.
+#[derive(Debug, Default)]
+struct Unwritten {
+    /// The step the database shows, once the saga moved past it.
+    from: Option<String>,
+    /// Timeline entries not written yet: when, what, detail.
+    notes: Vec<(i64, &'static str, String)>,
+}
+
+impl Unwritten {
+    fn is_empty(&self) -> bool {
+        self.from.is_none() && self.notes.is_empty()
+    }
+
+    /// The step the database shows for `order`.
+    fn recorded<'a>(&'a self, order: &'a OrderRow) -> &'a str {
+        self.from.as_deref().unwrap_or(&order.step)
+    }
+
+    /// Moves `order` on to the step `to` in memory, with its timeline entry.
+    fn advance(
+        &mut self,
+        order: &OrderRow,
+        to: &str,
+        event: &'static str,
+        detail: &str,
+    ) -> OrderRow {
+        if self.from.is_none() {
+            self.from = Some(order.step.clone());
+        }
+        self.note(event, detail);
+        OrderRow {
+            step: to.to_string(),
+            ..order.clone()
+        }
+    }
+
+    /// A timeline entry, as of now.
+    fn note(&mut self, event: &'static str, detail: &str) {
+        self.notes.push((now_ms(), event, detail.to_string()));
+    }
+
+    /// Adds the entries to the timeline in `tx` (kept until the caller commits).
+    async fn write_notes(
+        &self,
+        tx: &mut emporium_store::Tx,
+        order_id: &str,
+    ) -> Result<(), sqlx::Error> {
+        for (at_ms, event, detail) in &self.notes {
+            store::note_at(tx, order_id, *at_ms, event, detail).await?;
+        }
+        Ok(())
     }
 }
 

@@ -111,12 +111,24 @@ pub async fn note(
     event: &str,
     detail: &str,
 ) -> Result<(), sqlx::Error> {
+    note_at(tx, order_id, now_ms(), event, detail).await
+}
+
+/// Adds `event` to the timeline of `order_id` as it happened at `at_ms` (an entry
+/// the saga kept in memory until its next write).
+pub async fn note_at(
+    tx: &mut Tx,
+    order_id: &str,
+    at_ms: i64,
+    event: &str,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO order_timeline (order_id, seq, at_ms, event, detail) \
          VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM order_timeline WHERE order_id = $1), $2, $3, $4)",
     )
     .bind(order_id)
-    .bind(now_ms())
+    .bind(at_ms)
     .bind(event)
     .bind(detail)
     .execute(&mut **tx)

@@ -412,6 +412,13 @@ async fn admins_list_every_shoppers_orders_by_status_and_shoppers_only_their_own
     );
 }
 
+/// A payment of a stand-in payments, as payments answers it.
+fn payment(order_id: String, status: &str) -> axum::Json<Value> {
+    axum::Json(json!({"order_id": order_id, "status": status, "amount": 1,
+        "currency": "EUR", "brand": "visa", "last4": "4242", "attempts": 1,
+        "reason": null}))
+}
+
 /// A payments that authorizes every card and then refuses to capture, as payments
 /// does for a payment that is no longer authorized (voided, refunded).
 struct NoCapture;
@@ -424,11 +431,6 @@ impl Service for NoCapture {
     async fn build(&self, _cx: &mut Build<PaymentsSettings>) -> anyhow::Result<axum::Router> {
         use axum::extract::Path;
         use axum::routing::{post, put};
-        let payment = |order_id: String, status: &str| {
-            axum::Json(json!({"order_id": order_id, "status": status, "amount": 1,
-                "currency": "EUR", "brand": "visa", "last4": "4242", "attempts": 1,
-                "reason": null}))
-        };
         Ok(axum::Router::new()
             .route(
                 "/internal/payments/{id}/authorization",
@@ -556,4 +558,118 @@ async fn with_payments_down_checkouts_are_refused_at_once_and_those_in_flight_fi
         .expect("order");
     assert_eq!(again["status"], "CONFIRMED", "{again}");
     assert_eq!(shop.available(&sku).await, before - 2);
+}
+
+/// A payments that authorizes every card, answers what it recorded, and holds the
+/// first capture it is asked for forever (its caller dies waiting); later captures
+/// go through.
+#[derive(Clone, Default)]
+struct HoldsFirstCapture {
+    captures: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Service for HoldsFirstCapture {
+    type Settings = PaymentsSettings;
+    const NAME: &'static str = "payments";
+    const EVENTS: bool = false;
+
+    async fn build(&self, _cx: &mut Build<PaymentsSettings>) -> anyhow::Result<axum::Router> {
+        use axum::extract::Path;
+        use axum::routing::{get, post, put};
+        use std::sync::atomic::Ordering;
+        let captures = self.captures.clone();
+        Ok(axum::Router::new()
+            .route(
+                "/internal/payments/{id}/authorization",
+                put(move |Path(id): Path<String>| async move { payment(id, "authorized") }),
+            )
+            .route(
+                "/internal/payments/{id}",
+                get(move |Path(id): Path<String>| async move { payment(id, "authorized") }),
+            )
+            .route(
+                "/internal/payments/{id}/capture",
+                post(move |Path(id): Path<String>| async move {
+                    if captures.fetch_add(1, Ordering::SeqCst) == 0 {
+                        std::future::pending::<()>().await;
+                    }
+                    payment(id, "captured")
+                }),
+            ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_stopped_after_the_payment_rolls_forward_when_resumed_without_the_card() {
+    // Sagas resume after 1 s without a renewal; the first orders' calls wait as
+    // long as it takes (no attempt timeout, no retry), so it is stuck in the
+    // capture when it dies, its order still showing the step it was placed at.
+    let resumable = OrdersSettings {
+        checkout_wait_ms: 500,
+        saga_lease_ms: 1_000,
+        recovery_interval_ms: 200,
+        call_timeout_ms: 60_000,
+        ..OrdersSettings::default()
+    };
+    let payments = HoldsFirstCapture::default();
+    let mut shop = open_shop(Some(payments.clone()), resumable.clone()).await;
+    let mut settings = shop.env.settings::<OrdersSettings>(Some(&shop.registry));
+    settings.service = resumable;
+    settings.common.client.0.insert(
+        emporium_config::ClientSettings::DEFAULT.into(),
+        emporium_config::CallPolicyOverrides {
+            retries: Some(0),
+            attempt_timeout_ms: Some(0),
+            ..Default::default()
+        },
+    );
+    let first = shop.env.spawn(Orders, settings.clone()).await;
+    shop.orders = first.url.clone();
+    let (sku, before) = shop.stocked(1).await;
+    shop.add("hal", &sku, 1).await;
+    let placed: Value = shop
+        .checkout("hal", Some(&key()), &checkout_body(APPROVE))
+        .await
+        .json()
+        .await
+        .expect("order");
+    assert_eq!(placed["status"], "PENDING", "held in the capture: {placed}");
+    eventually("the capture asked for", || async {
+        (payments.captures.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
+    })
+    .await;
+    first.crash();
+
+    // Another orders (the one of the shop) resumes it: payments recorded the
+    // authorization, so the sale goes on.
+    shop.orders = shop._services[3].url.clone();
+    let id = placed["id"].as_str().expect("id").to_string();
+    let order: Value = eventually("the order resumed and finished", || async {
+        let o: Value = shop
+            .get("hal", &format!("/api/orders/{id}"))
+            .await
+            .json()
+            .await
+            .ok()?;
+        (o["status"] != "PENDING").then_some(o)
+    })
+    .await;
+    assert_eq!(order["status"], "CONFIRMED", "{order}");
+    assert_eq!(shop.available(&sku).await, before - 1, "the unit is sold");
+    let timeline: Vec<&str> = order["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
+    assert_eq!(
+        timeline,
+        [
+            "placed",
+            "stock_reserved",
+            "payment_authorized",
+            "confirmed"
+        ],
+        "{order}"
+    );
 }
