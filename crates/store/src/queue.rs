@@ -1,8 +1,9 @@
 //! [`WriteQueue`]: one process's queue for a SQLite file's one write slot, where
 //! work the service already admitted goes ahead of new public requests.
 //!
-//! A checkout's saga step (orders), its cart take (an internal call to cart), an
-//! event handler: each finishes work that was admitted earlier, and every
+//! A checkout's saga step (orders), its cart take (an internal call to cart that
+//! the checkout request waits for), an event handler: each finishes work that was
+//! admitted earlier, and every
 //! millisecond it waits is added to a request someone already waits for. A new
 //! add to cart or a new order, by contrast, may as well wait (or be shed by the
 //! adaptive limit, which sees it waiting): under overload that is the difference
@@ -16,10 +17,12 @@
 //! Two semaphores make the two classes: admitted writers wait for the slot
 //! directly, first come first served; public writers first wait for a gate that
 //! lets one of them at a time join that queue. So an admitted writer waits behind
-//! the writer holding the slot and at most one public writer, however many public
-//! writers wait; public writers keep their order among themselves. Admitted work
-//! could starve public writers only while it takes the whole slot, and admitted
-//! work is bounded by the public work admitted before it.
+//! the writer holding the slot, the admitted writers before it and at most one
+//! public writer, however many public writers wait; public writers keep their order among themselves. Admitted work
+//! could starve public writers only while it takes the whole slot: admitted work
+//! is mostly the continuation of public work admitted before it (the adaptive
+//! limit bounds that), plus background loops and event handlers, which write
+//! little.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

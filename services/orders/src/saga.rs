@@ -10,9 +10,10 @@
 //! void the payment); the authorization is the pivot, after which the saga only rolls
 //! forward: commit the stock and capture the payment, retried until they succeed.
 //! Every call is idempotent by order id, so a step repeated after a crash is harmless.
-//! That lets a saga that runs straight through write its order only twice: placed,
-//! and confirmed (or cancelled), the steps on the way carried in memory and written
-//! with the next write, or before any wait or retry ([`Unwritten`]).
+//! That lets a saga that runs straight through write its order three times: placed,
+//! the pivot (written before anything is sold), and confirmed; the steps on the way
+//! are carried in memory and written with the next write, or before any wait or
+//! retry ([`Unwritten`]).
 //! The cart's lines left it when the order was placed (cart's checkouts); the
 //! compensation puts them back at once, so the shopper can try another card.
 //!
@@ -435,6 +436,13 @@ impl Saga {
                 }
             },
             step::COMPLETE => {
+                // The pivot is written before anything is sold: from then on every
+                // instance only rolls the order forward, so one that took it over
+                // (its owner's lease ran out) cannot be compensating it while this
+                // one commits the stock and captures the money.
+                if unwritten.from.is_some() && !self.write_progress(&order, unwritten).await? {
+                    return Ok((Next::Continue, None));
+                }
                 let r: Reservation = inventory.commit(order_id).await?;
                 if r.status != "committed" {
                     tracing::error!(status = %r.status, "stock could not be committed after payment");
@@ -508,9 +516,8 @@ impl Saga {
         match payments.payment(&order.id).await {
             Ok(payment) => {
                 // Found at the step before the payment: the stock was reserved
-                // first, in memory only.
-                let paid = matches!(payment.status.as_str(), "authorized" | "captured");
-                let order = if paid && order.step == step::RESERVE {
+                // first (payments hears of an order only after that), in memory only.
+                let order = if order.step == step::RESERVE {
                     &unwritten.advance(order, step::AUTHORIZE, "stock_reserved", "")
                 } else {
                     order
@@ -735,13 +742,14 @@ impl Saga {
 /// database still shows, and the timeline entries on the way there.
 ///
 /// A step that moves straight on to the next (stock reserved, so authorize;
-/// authorized, so complete) writes nothing: its calls are repeatable, and the
-/// payment records the pivot, so a saga resumed from the older step finds its way
-/// (see [`Saga::resume_without_card`]). The next write takes it all along — the
-/// confirmation, a compensation, or the write before a wait or a retry — moving
-/// the order from the step the database shows, in one transaction. A checkout that
-/// runs straight through writes its order twice (placed, confirmed) instead of
-/// four times: under load, SQLite's one write slot is the checkout's bottleneck.
+/// authorized, so complete) writes nothing then: its calls are repeatable, and
+/// payments records the authorization, so a saga resumed from the older step finds
+/// its way (see [`Saga::resume_without_card`]). The next write takes it all along —
+/// the pivot before the stock is committed, a compensation, or the write before a
+/// wait or a retry — moving the order from the step the database shows (the move
+/// conditional on it), in one transaction. A checkout that runs straight through
+/// writes its order three times (placed, pivot, confirmed) instead of four: under
+/// load, SQLite's one write slot is the checkout's bottleneck.
 #[derive(Debug, Default)]
 struct Unwritten {
     /// The step the database shows, once the saga moved past it.

@@ -1,5 +1,6 @@
-//! SQL for orders, their lines and timelines. Every saga transition is one
-//! transaction: the new step, a timeline entry, and (at the end) the outbox event.
+//! SQL for orders, their lines and timelines. Every write of the saga is one
+//! transaction: the step it reached (conditional on the step it leaves), the
+//! timeline entries on the way, and (at the end) the outbox event.
 
 use emporium_contracts::events::OrderLine;
 use emporium_store::{Db, Tx, now_ms};

@@ -560,15 +560,40 @@ async fn with_payments_down_checkouts_are_refused_at_once_and_those_in_flight_fi
     assert_eq!(shop.available(&sku).await, before - 2);
 }
 
-/// A payments that authorizes every card, answers what it recorded, and holds the
-/// first capture it is asked for forever (its caller dies waiting); later captures
-/// go through.
-#[derive(Clone, Default)]
-struct HoldsFirstCapture {
-    captures: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+/// A payments that authorizes every card, says every payment it is asked about
+/// is authorized, and captures; but never answers the first call of one kind (its
+/// caller dies waiting, as if the answer were lost).
+#[derive(Clone)]
+struct LosesFirst {
+    /// The route whose first call is never answered: `authorization` or `capture`.
+    call: &'static str,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
-impl Service for HoldsFirstCapture {
+impl LosesFirst {
+    fn new(call: &'static str) -> Self {
+        Self {
+            call,
+            calls: Default::default(),
+        }
+    }
+
+    /// Waits until the call it holds has come.
+    async fn holding(&self) {
+        eventually("the held call", || async {
+            (self.calls.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
+        })
+        .await;
+    }
+
+    /// Whether to hold this call of `call`.
+    fn hold(&self, call: &'static str) -> impl Fn() -> bool + Clone + Send + 'static {
+        let (this, calls) = (self.call == call, self.calls.clone());
+        move || this && calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0
+    }
+}
+
+impl Service for LosesFirst {
     type Settings = PaymentsSettings;
     const NAME: &'static str = "payments";
     const EVENTS: bool = false;
@@ -576,42 +601,44 @@ impl Service for HoldsFirstCapture {
     async fn build(&self, _cx: &mut Build<PaymentsSettings>) -> anyhow::Result<axum::Router> {
         use axum::extract::Path;
         use axum::routing::{get, post, put};
-        use std::sync::atomic::Ordering;
-        let captures = self.captures.clone();
+        async fn answer(id: String, status: &str, hold: bool) -> axum::Json<Value> {
+            if hold {
+                std::future::pending::<()>().await;
+            }
+            payment(id, status)
+        }
+        let (authorization, capture) = (self.hold("authorization"), self.hold("capture"));
         Ok(axum::Router::new()
             .route(
                 "/internal/payments/{id}/authorization",
-                put(move |Path(id): Path<String>| async move { payment(id, "authorized") }),
+                put(move |Path(id): Path<String>| answer(id, "authorized", authorization())),
             )
             .route(
                 "/internal/payments/{id}",
-                get(move |Path(id): Path<String>| async move { payment(id, "authorized") }),
+                get(|Path(id): Path<String>| answer(id, "authorized", false)),
             )
             .route(
                 "/internal/payments/{id}/capture",
-                post(move |Path(id): Path<String>| async move {
-                    if captures.fetch_add(1, Ordering::SeqCst) == 0 {
-                        std::future::pending::<()>().await;
-                    }
-                    payment(id, "captured")
-                }),
+                post(move |Path(id): Path<String>| answer(id, "captured", capture())),
             ))
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_saga_stopped_after_the_payment_rolls_forward_when_resumed_without_the_card() {
-    // Sagas resume after 1 s without a renewal; the first orders' calls wait as
-    // long as it takes (no attempt timeout, no retry), so it is stuck in the
-    // capture when it dies, its order still showing the step it was placed at.
+/// A shop whose payments is `payments`, and an orders whose sagas are resumed
+/// elsewhere `lease_ms` after their last renewal and whose calls wait as long as
+/// it takes (no attempt timeout, no retry); that orders, and the order a shopper
+/// with one unit of a stocked product in the cart placed there, still pending.
+async fn stuck_checkout(
+    payments: &LosesFirst,
+    lease_ms: u64,
+) -> (Shop, Spawned, Value, String, i64) {
     let resumable = OrdersSettings {
         checkout_wait_ms: 500,
-        saga_lease_ms: 1_000,
+        saga_lease_ms: lease_ms,
         recovery_interval_ms: 200,
         call_timeout_ms: 60_000,
         ..OrdersSettings::default()
     };
-    let payments = HoldsFirstCapture::default();
     let mut shop = open_shop(Some(payments.clone()), resumable.clone()).await;
     let mut settings = shop.env.settings::<OrdersSettings>(Some(&shop.registry));
     settings.service = resumable;
@@ -623,8 +650,8 @@ async fn a_saga_stopped_after_the_payment_rolls_forward_when_resumed_without_the
             ..Default::default()
         },
     );
-    let first = shop.env.spawn(Orders, settings.clone()).await;
-    shop.orders = first.url.clone();
+    let stuck = shop.env.spawn(Orders, settings).await;
+    let shop_orders = std::mem::replace(&mut shop.orders, stuck.url.clone());
     let (sku, before) = shop.stocked(1).await;
     shop.add("hal", &sku, 1).await;
     let placed: Value = shop
@@ -633,16 +660,32 @@ async fn a_saga_stopped_after_the_payment_rolls_forward_when_resumed_without_the
         .json()
         .await
         .expect("order");
-    assert_eq!(placed["status"], "PENDING", "held in the capture: {placed}");
-    eventually("the capture asked for", || async {
-        (payments.captures.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
-    })
-    .await;
-    first.crash();
+    assert_eq!(placed["status"], "PENDING", "held: {placed}");
+    payments.holding().await;
+    shop.orders = shop_orders;
+    (shop, stuck, placed, sku, before)
+}
 
-    // Another orders (the one of the shop) resumes it: payments recorded the
-    // authorization, so the sale goes on.
-    shop.orders = shop._services[3].url.clone();
+/// The events of an order's timeline.
+fn events(order: &Value) -> Vec<&str> {
+    order["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_stopped_after_the_payment_rolls_forward_when_resumed_without_the_card() {
+    // Stuck in the authorization when its orders dies, the order still showing the
+    // step it was placed at: the reservation made since moved straight on, unwritten.
+    let payments = LosesFirst::new("authorization");
+    let (shop, stuck, placed, sku, before) = stuck_checkout(&payments, 1_000).await;
+    stuck.crash();
+
+    // The shop's other orders resumes it: payments recorded the authorization, so
+    // the sale goes on.
     let id = placed["id"].as_str().expect("id").to_string();
     let order: Value = eventually("the order resumed and finished", || async {
         let o: Value = shop
@@ -656,20 +699,35 @@ async fn a_saga_stopped_after_the_payment_rolls_forward_when_resumed_without_the
     .await;
     assert_eq!(order["status"], "CONFIRMED", "{order}");
     assert_eq!(shop.available(&sku).await, before - 1, "the unit is sold");
-    let timeline: Vec<&str> = order["timeline"]
-        .as_array()
-        .expect("timeline")
-        .iter()
-        .filter_map(|e| e["event"].as_str())
-        .collect();
     assert_eq!(
-        timeline,
+        events(&order),
         [
             "placed",
             "stock_reserved",
             "payment_authorized",
             "confirmed"
         ],
+        "{order}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pivot_is_written_before_anything_is_sold() {
+    // Stuck in the capture: the stock is committed, the money not yet taken (and
+    // nobody takes the order over meanwhile).
+    let payments = LosesFirst::new("capture");
+    let (shop, _stuck, placed, _, _) = stuck_checkout(&payments, 60_000).await;
+    let id = placed["id"].as_str().expect("id");
+    let order: Value = shop
+        .get("hal", &format!("/api/orders/{id}"))
+        .await
+        .json()
+        .await
+        .expect("order");
+    // Written: another orders taking it over can only roll it forward.
+    assert_eq!(
+        events(&order),
+        ["placed", "stock_reserved", "payment_authorized"],
         "{order}"
     );
 }
