@@ -18,8 +18,8 @@
 //! directly, first come first served; public writers first wait for a gate that
 //! lets one of them at a time join that queue. So an admitted writer waits behind
 //! the writer holding the slot, the admitted writers before it and at most one
-//! public writer, however many public writers wait; public writers keep their order among themselves. Admitted work
-//! could starve public writers only while it takes the whole slot: admitted work
+//! public writer, however many public writers wait; public writers keep their
+//! order among themselves. Admitted work could starve public writers only while it takes the whole slot: admitted work
 //! is mostly the continuation of public work admitted before it (the adaptive
 //! limit bounds that), plus background loops and event handlers, which write
 //! little.

@@ -1,6 +1,6 @@
 //! SQL for orders, their lines and timelines. Every write of the saga is one
-//! transaction: the step it reached (conditional on the step it leaves), the
-//! timeline entries on the way, and (at the end) the outbox event.
+//! transaction: the step it reached (conditional on the step it leaves) when it
+//! moved, the timeline entries on the way, and (at the end) the outbox event.
 
 use emporium_contracts::events::OrderLine;
 use emporium_store::{Db, Tx, now_ms};

@@ -561,8 +561,8 @@ async fn with_payments_down_checkouts_are_refused_at_once_and_those_in_flight_fi
 }
 
 /// A payments that authorizes every card, says every payment it is asked about
-/// is authorized, and captures; but never answers the first call of one kind (its
-/// caller dies waiting, as if the answer were lost).
+/// is authorized, and captures; but holds the first call of one kind until the
+/// request's deadline (10 s: as if the answer were lost, its caller waits).
 #[derive(Clone)]
 struct LosesFirst {
     /// The route whose first call is never answered: `authorization` or `capture`.
