@@ -778,11 +778,29 @@ impl Drop for SmtpSink {
     }
 }
 
+/// A port free on 127.0.0.1 now, for a server started later.
+///
+/// Taken from below the kernel's ephemeral range (32768 and up here), which is
+/// where a port 0 comes from and where every outgoing connection gets its local
+/// port: a port from that range, given back before its user binds it (podman,
+/// an SMTP server started later), can meanwhile be taken by any connection
+/// another test opens ("address already in use").
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 10_000;
+    const COUNT: u32 = 20_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Where this test binary starts: apart from other binaries run at once.
+    let start = std::process::id().wrapping_mul(2_654_435_761) % COUNT;
+    for _ in 0..COUNT {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = FIRST + (start + n) % COUNT;
+        let port = u16::try_from(port).expect("below 30000");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + COUNT)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
