@@ -283,14 +283,13 @@ impl Saga {
             }
             // Before waiting, the progress is written, so that another instance
             // taking over (or recovery after a crash) starts from it; then the
-            // order is read again. If it cannot be written, the saga goes on from
-            // memory.
-            match &cached {
-                Some(order) => match self.write_progress(order, &mut unwritten).await {
+            // order is read again (which forgets `unwritten`). If it cannot be
+            // written, the saga goes on from memory.
+            if let Some(order) = &cached {
+                match self.write_progress(order, &mut unwritten).await {
                     Ok(_) => cached = None,
                     Err(e) => tracing::warn!(error = %e, "cannot write the saga's progress"),
-                },
-                None => unwritten = Unwritten::default(),
+                }
             }
             tokio::time::sleep(self.backoff(waits)).await;
         }
