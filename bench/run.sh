@@ -11,6 +11,7 @@
 #      the gateway with rate limiting on (limits set high enough never to refuse),
 #      the five targets interleaved round by round.
 # Usage: bench/run.sh [seconds-per-wrk-run, default 10] [rounds, default 2]
+# (STARTUP_RUNS=0 skips part 1.)
 # Needs wrk, nginx and openssl (installed from Debian's packages when missing).
 # Traffic goes to 127.0.0.1 only; every process started here is stopped on exit.
 set -euo pipefail
@@ -49,10 +50,13 @@ start_up() {
   READY_MS=$(((t1 - t0) / 1000000))
 }
 addr_of() { up_processes | awk -v s="$1" '$1 == s {print $2; exit}'; }
+pid_of() { up_processes | awk -v s="$1" '$1 == s {print $3; exit}'; }
 
-echo "## Startup (emporium up → every /readyz 200), 5 runs each"
+STARTUP_RUNS=${STARTUP_RUNS:-5}
+if [ "$STARTUP_RUNS" -gt 0 ]; then
+echo "## Startup (emporium up → every /readyz 200), $STARTUP_RUNS runs each"
 fresh=(); warm=()
-for i in 1 2 3 4 5; do
+for i in $(seq "$STARTUP_RUNS"); do
   d="$WORK/data-$i"
   start_up "$d"; fresh+=("$READY_MS"); up_stop
   start_up "$d"; warm+=("$READY_MS"); up_stop
@@ -60,17 +64,22 @@ done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "- fresh data dir (migrations, 1,200-product seed, key generation): median $(median "${fresh[@]}") ms (runs: ${fresh[*]})"
 echo "- existing data dir: median $(median "${warm[@]}") ms (runs: ${warm[*]})"
+fi
 
 # The shop with identity off, then the default one; each keeps its processes.
 EMPORIUM__IDENTITY__MODE=off start_up "$WORK/data-plain"
 PIDS+=("$UP_PID")
 CATALOG=$(addr_of catalog)
 GATEWAY=$(addr_of gateway)
+CATALOG_PID=$(pid_of catalog)
+GATEWAY_PID=$(pid_of gateway)
 start_up "$WORK/data-mtls"
 PIDS+=("$UP_PID")
 DATA_MTLS=$WORK/data-mtls
 CATALOG_MTLS=$(addr_of catalog)
 GATEWAY_MTLS=$(addr_of gateway)
+CATALOG_MTLS_PID=$(pid_of catalog)
+GATEWAY_MTLS_PID=$(pid_of gateway)
 UP_PID=
 ID=$(curl -s "http://$GATEWAY/api/catalog/products?limit=1" | sed -E 's/.*"id":"([^"]+)".*/\1/' | head -c 36)
 ID_MTLS=$(curl -s "http://$GATEWAY_MTLS/api/catalog/products?limit=1" | sed -E 's/.*"id":"([^"]+)".*/\1/' | head -c 36)
@@ -122,6 +131,7 @@ http {
 CONF
 nginx -c "$n/nginx.conf" -p "$n" -g 'daemon off;' &
 PIDS+=("$!")
+NGINX_PID=$!
 declare -A URL=(
   [direct]="http://$CATALOG/api/catalog/products/$ID"
   [nginx]="http://127.0.0.1:$NGINX_PORT/api/catalog/products/$ID"
@@ -135,27 +145,60 @@ for t in "${TARGETS[@]}"; do
   echo "$t does not answer ${URL[$t]}"; cat "$n/error.log"; exit 1
 done
 
-declare -A RPS
+# The processes whose CPU time a target's requests cost: the proxy (nginx's
+# master and workers, or the gateway) and catalog behind it.
+declare -A PROXY=(
+  [direct]=""
+  [nginx]="nginx"
+  [gateway]="$GATEWAY_PID"
+  [nginx-mtls]="nginx"
+  [gateway-mtls]="$GATEWAY_MTLS_PID"
+)
+declare -A BEHIND=(
+  [direct]="$CATALOG_PID" [nginx]="$CATALOG_PID" [gateway]="$CATALOG_PID"
+  [nginx-mtls]="$CATALOG_MTLS_PID" [gateway-mtls]="$CATALOG_MTLS_PID"
+)
+pids_of() {
+  if [ "$1" = nginx ]; then echo "$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')"; else echo "$1"; fi
+}
+# ticks PID...: user + system clock ticks of the processes, summed.
+ticks() {
+  local p
+  for p in "$@"; do sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}'; done | awk '{t += $1} END {print t + 0}'
+}
+per_request() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN {if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "-"}'; }
+
+declare -A RPS PROXY_US
 run_wrk() { # name url
-  local out rps p50 p99
+  local out rps p50 p99 proxy p0 p1 b0 b1 n
+  proxy=$(pids_of "${PROXY[$1]}")
+  # shellcheck disable=SC2086 # a list of pids
+  p0=$(ticks $proxy)
+  b0=$(ticks "${BEHIND[$1]}")
   out=$(wrk -t2 -c$CONNECTIONS -d"${DURATION}s" --latency "$2")
+  # shellcheck disable=SC2086
+  p1=$(ticks $proxy)
+  b1=$(ticks "${BEHIND[$1]}")
+  n=$(awk '/requests in/ {print $1}' <<<"$out")
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   # An error answered fast would pass for throughput.
   if grep -q "Non-2xx" <<<"$out"; then echo "$1: $(grep Non-2xx <<<"$out")"; exit 1; fi
-  echo "| $1 | $rps | $p50 | $p99 |"
+  echo "| $1 | $rps | $p50 | $p99 | $(per_request $((p1 - p0)) "$n") | $(per_request $((b1 - b0)) "$n") |"
   RPS[$1]="${RPS[$1]:-} $rps"
+  PROXY_US[$1]="${PROXY_US[$1]:-} $(per_request $((p1 - p0)) "$n")"
 }
 echo
 echo "## GET /api/catalog/products/{id}: wrk -t2 -c$CONNECTIONS -d${DURATION}s, $ROUNDS interleaved rounds"
 echo
-echo "| target | req/s | p50 | p99 |"
-echo "|---|---|---|---|"
+echo "| target | req/s | p50 | p99 | µs CPU/req: proxy | µs CPU/req: catalog |"
+echo "|---|---|---|---|---|---|"
 for r in $(seq "$ROUNDS"); do
   for t in "${TARGETS[@]}"; do run_wrk "$t" "${URL[$t]}"; done
 done
 mean() { awk '{s=0; for (i=1;i<=NF;i++) s+=$i; printf "%.0f", s/NF}' <<<"$1"; }
+mean1() { awk '{s=0; for (i=1;i<=NF;i++) s+=$i; printf "%.1f", s/NF}' <<<"$1"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 d=$(mean "${RPS[direct]}"); n=$(mean "${RPS[nginx]}"); g=$(mean "${RPS[gateway]}")
 nm=$(mean "${RPS[nginx-mtls]}"); gm=$(mean "${RPS[gateway-mtls]}")
@@ -163,3 +206,6 @@ echo
 echo "Mean req/s: direct $d, nginx $n, gateway $g; with mTLS to catalog: nginx $nm, gateway $gm."
 echo "Ratios, plain: gateway/nginx $(ratio "$g" "$n"), gateway/direct $(ratio "$g" "$d"), nginx/direct $(ratio "$n" "$d")."
 echo "Ratios, mTLS to catalog: gateway/nginx $(ratio "$gm" "$nm"); mTLS/plain: nginx $(ratio "$nm" "$n"), gateway $(ratio "$gm" "$g")."
+pn=$(mean1 "${PROXY_US[nginx]}"); pg=$(mean1 "${PROXY_US[gateway]}")
+pnm=$(mean1 "${PROXY_US[nginx-mtls]}"); pgm=$(mean1 "${PROXY_US[gateway-mtls]}")
+echo "Proxy CPU per request (µs): plain nginx $pn, gateway $pg ($(ratio "$pg" "$pn")×); over mTLS nginx $pnm, gateway $pgm ($(ratio "$pgm" "$pnm")×)."

@@ -2,7 +2,9 @@
 //! connections, no Nagle delay, a short connect timeout; plain HTTP, or mutual
 //! TLS as this process's principal with one pool per service called.
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -62,13 +64,35 @@ fn pooled(connector: HttpsConnector<HttpConnector>) -> HttpClient {
         .build(connector)
 }
 
+thread_local! {
+    /// Whether this thread keeps connection pools of its own ([`own_pools`]).
+    static OWN_POOLS: Cell<bool> = const { Cell::new(false) };
+    /// This thread's pools, by the [`Clients`] they belong to and the service.
+    static POOLS: RefCell<HashMap<(u64, String), HttpClient>> = RefCell::new(HashMap::new());
+}
+
+/// From now on, calls made on this thread take connections from pools of the
+/// thread's own, made on first use: for a thread running a single-threaded
+/// runtime of its own (see `emporium_http::server::serve_threaded`), whose
+/// connections are then driven by that runtime, never woken from another
+/// thread. Other threads share one pool per [`Clients`] (and service).
+pub fn own_pools() {
+    OWN_POOLS.with(|own| own.set(true));
+}
+
 /// How one principal's calls leave the process: plain HTTP when identity is off,
 /// else mutual TLS presenting its credentials, with a connection pool per
 /// service called (a pooled connection is bound to the identity it proved).
 #[derive(Clone)]
 pub struct Clients {
     inner: Arc<Inner>,
+    /// Names this principal's pools on threads with pools of their own (an
+    /// address could be reused by another principal's).
+    id: u64,
 }
+
+/// The next [`Clients`]' id.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 enum Inner {
     Plain(HttpClient),
@@ -83,6 +107,7 @@ impl Clients {
     pub fn plain() -> Self {
         Self {
             inner: Arc::new(Inner::Plain(http_client())),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -93,6 +118,7 @@ impl Clients {
                 credentials,
                 pools: RwLock::new(HashMap::new()),
             }),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -106,6 +132,27 @@ impl Clients {
 
     /// The client for calls to `service`.
     pub fn to(&self, service: &str) -> Result<HttpClient, ClientError> {
+        if OWN_POOLS.with(Cell::get) {
+            return self.own(service);
+        }
+        self.shared(service)
+    }
+
+    /// This thread's own pool for calls to `service` (see [`own_pools`]).
+    fn own(&self, service: &str) -> Result<HttpClient, ClientError> {
+        let key = (self.id, service.to_string());
+        if let Some(client) = POOLS.with(|pools| pools.borrow().get(&key).cloned()) {
+            return Ok(client);
+        }
+        let client = match &*self.inner {
+            Inner::Plain(_) => http_client(),
+            Inner::Mtls { credentials, .. } => Self::mtls_client(credentials, service)?,
+        };
+        POOLS.with(|pools| pools.borrow_mut().insert(key, client.clone()));
+        Ok(client)
+    }
+
+    fn shared(&self, service: &str) -> Result<HttpClient, ClientError> {
         let (credentials, pools) = match &*self.inner {
             Inner::Plain(client) => return Ok(client.clone()),
             Inner::Mtls { credentials, pools } => (credentials, pools),
@@ -115,18 +162,110 @@ impl Clients {
         {
             return Ok(client.clone());
         }
-        let client = credentials
-            .client_config()
-            .and_then(|config| tls_client(config, &emporium_identity::server_name(service)))
-            .map_err(|e| ClientError::Transport {
-                service: service.to_string(),
-                source: e.into(),
-            })?;
+        let client = Self::mtls_client(credentials, service)?;
         if let Ok(mut clients) = pools.write() {
             clients
                 .entry(service.to_string())
                 .or_insert_with(|| client.clone());
         }
         Ok(client)
+    }
+
+    fn mtls_client(
+        credentials: &Arc<Credentials>,
+        service: &str,
+    ) -> Result<HttpClient, ClientError> {
+        credentials
+            .client_config()
+            .and_then(|config| tls_client(config, &emporium_identity::server_name(service)))
+            .map_err(|e| ClientError::Transport {
+                service: service.to_string(),
+                source: e.into(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::extract::ConnectInfo;
+    use http_body_util::BodyExt;
+    use std::net::SocketAddr;
+
+    /// A server that answers each request with the caller's port: which
+    /// connection carried it.
+    async fn peer_port_server() -> SocketAddr {
+        let app = axum::Router::new().route(
+            "/port",
+            axum::routing::get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+                peer.port().to_string()
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+        });
+        addr
+    }
+
+    async fn port(clients: &Clients, server: SocketAddr) -> String {
+        let request = http::Request::get(format!("http://{server}/port"))
+            .body(Body::empty())
+            .expect("request");
+        let response = clients
+            .to("svc")
+            .expect("client")
+            .request(request)
+            .await
+            .expect("answered");
+        let body = response.into_body().collect().await.expect("body");
+        String::from_utf8(body.to_bytes().to_vec()).expect("utf-8")
+    }
+
+    /// Two calls from a new thread with a runtime of its own, with pools of
+    /// its own or not; the ports they came from.
+    fn from_thread(clients: &Clients, server: SocketAddr, own: bool) -> (String, String) {
+        let clients = clients.clone();
+        std::thread::spawn(move || {
+            if own {
+                own_pools();
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async { (port(&clients, server).await, port(&clients, server).await) })
+        })
+        .join()
+        .expect("thread")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_thread_with_pools_of_its_own_keeps_its_own_connections() {
+        let server = peer_port_server().await;
+        let clients = Clients::plain();
+        let shared = port(&clients, server).await;
+        assert_eq!(port(&clients, server).await, shared, "the pool keeps it");
+        // Another thread without pools of its own takes the shared connection
+        // (driven by this runtime)...
+        assert_eq!(
+            from_thread(&clients, server, false),
+            (shared.clone(), shared.clone())
+        );
+        // ...one with pools of its own opens one of its own and keeps it.
+        let (first, second) = from_thread(&clients, server, true);
+        assert_ne!(
+            first, shared,
+            "a thread with its own pools took the shared pool's connection"
+        );
+        assert_eq!(second, first);
+        assert_eq!(port(&clients, server).await, shared);
     }
 }

@@ -208,6 +208,93 @@ pub async fn serve(
     }
 }
 
+/// The threads [`serve_threaded`] serves on.
+#[derive(Clone)]
+pub struct Threads {
+    /// How many (at least one).
+    pub count: usize,
+    /// Runs first on each thread with its index: the caller's per-thread setup
+    /// (connection pools of its own, say).
+    pub on_start: Arc<dyn Fn(usize) + Send + Sync>,
+}
+
+/// [`serve`] on `threads.count` threads of its own, each with a single-threaded tokio
+/// runtime accepting from the same listening socket (nginx's shape: one event
+/// loop per core). A request and everything it awaits stay on the thread that
+/// accepted its connection, so no task is woken across threads on the way; the
+/// state `app` shares (limits, caches) is shared by every thread. `on_thread`
+/// runs first on each thread with its index (the caller's per-thread setup,
+/// e.g. connection pools of its own). Shutdown is [`serve`]'s on every thread;
+/// if this future is dropped instead (a crash), every thread drops its
+/// connections at once.
+pub async fn serve_threaded(
+    app: Router,
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    grace: Duration,
+    readiness: Readiness,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    threads: Threads,
+) -> std::io::Result<()> {
+    let listener = listener.into_std()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    // Dropped with this future: the threads then stop without a grace period.
+    let (_alive, abandoned) = tokio::sync::watch::channel(());
+    let mut finished = Vec::with_capacity(threads.count);
+    for index in 0..threads.count.max(1) {
+        let listener = listener.try_clone()?;
+        let (app, tls, readiness) = (app.clone(), tls.clone(), readiness.clone());
+        let (mut stop, mut abandoned) = (stop_rx.clone(), abandoned.clone());
+        let on_start = threads.on_start.clone();
+        let (done, result) = tokio::sync::oneshot::channel();
+        let thread = move || {
+            on_start(index);
+            let served = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|runtime| {
+                    runtime.block_on(async move {
+                        let listener = TcpListener::from_std(listener)?;
+                        let stopping = async move {
+                            let _ = stop.wait_for(|stopping| *stopping).await;
+                        };
+                        tokio::select! {
+                            served = serve(app, listener, tls, grace, readiness, stopping) => served,
+                            _ = abandoned.changed() => Ok(()),
+                        }
+                    })
+                });
+            let _ = done.send(served);
+        };
+        std::thread::Builder::new()
+            .name(format!("http-{index}"))
+            .spawn(thread)?;
+        finished.push(result);
+    }
+    drop(listener);
+    let stop_all = stop_tx.clone();
+    let signal = tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_all.send(true);
+    });
+    // A thread that stops on its own (an error) stops the others.
+    let results = futures::future::join_all(finished.into_iter().map(|result| {
+        let stop_all = stop_tx.clone();
+        async move {
+            let result = result.await;
+            let _ = stop_all.send(true);
+            result
+        }
+    }))
+    .await;
+    signal.abort();
+    for result in results {
+        result.map_err(|_| std::io::Error::other("a serving thread panicked"))??;
+    }
+    Ok(())
+}
+
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -513,5 +600,119 @@ mod tests {
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert!(r.headers().contains_key(http::header::ALLOW));
         assert_eq!(problem_code(r).await, "method_not_allowed");
+    }
+
+    /// One `GET /who` on a connection of its own: the status line and the body.
+    async fn who(addr: std::net::SocketAddr) -> std::io::Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(b"GET /who HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await?;
+        Ok(answer)
+    }
+
+    /// A server on `threads` threads of its own whose `/who` names the thread
+    /// that answered; its address and its task.
+    async fn threaded(
+        threads: usize,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
+        let routes = Router::new().route(
+            "/who",
+            get(|| async { std::thread::current().name().unwrap_or("?").to_string() }),
+        );
+        let app = app(
+            routes,
+            &HttpSettings::default(),
+            Readiness::default(),
+            Guard::off(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let started = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = started.clone();
+        let on_start = Arc::new(move |index: usize| {
+            if let Ok(mut seen) = seen.lock() {
+                seen.push(index);
+            }
+        });
+        let server = tokio::spawn(serve_threaded(
+            app,
+            listener,
+            None,
+            Duration::from_secs(1),
+            Readiness::default(),
+            shutdown,
+            Threads {
+                count: threads,
+                on_start,
+            },
+        ));
+        // Each thread ran the caller's setup once.
+        for _ in 0..100 {
+            if started.lock().map(|s| s.len()).unwrap_or(0) == threads {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut seen = started.lock().expect("lock").clone();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..threads).collect::<Vec<_>>());
+        (addr, server)
+    }
+
+    #[tokio::test]
+    async fn threads_of_its_own_answer_and_stop_on_shutdown() {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (addr, server) = threaded(2, async {
+            let _ = stopped.await;
+        })
+        .await;
+        for _ in 0..10 {
+            let answer = who(addr).await.expect("answered");
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+            assert!(
+                answer.ends_with("http-0") || answer.ends_with("http-1"),
+                "answered on a serving thread, not the caller's runtime: {answer}"
+            );
+        }
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("stopped within the grace period")
+            .expect("join")
+            .expect("served");
+        assert!(who(addr).await.is_err(), "the port is closed");
+    }
+
+    #[tokio::test]
+    async fn dropping_the_server_closes_the_port_at_once() {
+        let (addr, server) = threaded(2, std::future::pending()).await;
+        assert!(
+            who(addr)
+                .await
+                .expect("answered")
+                .starts_with("HTTP/1.1 200")
+        );
+        // A crashed service: its server future dropped, no shutdown signalled.
+        server.abort();
+        let mut closed = false;
+        for _ in 0..100 {
+            if who(addr).await.is_err() {
+                closed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            closed,
+            "the threads still serve after their server was dropped"
+        );
     }
 }

@@ -175,6 +175,7 @@ impl Process {
                 tasks: Vec::new(),
                 tls: None,
                 admin: None,
+                threads: 0,
                 live: self.live.clone(),
             };
             let routes = service.build(&mut cx).await?;
@@ -182,9 +183,9 @@ impl Process {
                 let common = cx.host.common.clone();
                 cx.spawn(move |stop| emporium_client::identity::renew(credentials, common, stop));
             }
-            anyhow::Ok((routes, cx.events, cx.tasks, cx.tls, cx.admin))
+            anyhow::Ok((routes, cx.events, cx.tasks, cx.tls, cx.admin, cx.threads))
         };
-        let (routes, events, tasks, own_tls, admin) =
+        let (routes, events, tasks, own_tls, admin, threads) =
             identity::scope(owner.clone(), build)
                 .await
                 .with_context(|| format!("starting {name}"))?;
@@ -200,6 +201,9 @@ impl Process {
             tasks,
             local: self.local.clone(),
             admin,
+            // Beside other services its handlers would run theirs (and their
+            // databases' connections) on threads of its own: not worth it.
+            threads: if self.several() { 0 } else { threads },
         })
     }
 
@@ -257,6 +261,8 @@ pub struct Built {
     local: Option<InProcess>,
     /// The admin port, when the service serves one (see [`Build::serve_admin`]).
     admin: Option<TcpListener>,
+    /// Threads of its own to serve on (see [`Build::serve_on_threads`]).
+    threads: usize,
 }
 
 impl Built {
@@ -323,6 +329,7 @@ async fn run_one(built: Built, mut stop: watch::Receiver<bool>) -> anyhow::Resul
         tasks,
         local,
         admin,
+        threads,
     } = built;
     let events = events.map(Events::start);
     if let Some(events) = &events {
@@ -408,9 +415,20 @@ async fn run_one(built: Built, mut stop: watch::Receiver<bool>) -> anyhow::Resul
             emporium_http::serve(app, listener, None, grace, readiness, stop).await
         })
     });
-    let served = emporium_http::serve(app, listener, tls, grace, host.readiness.clone(), shutdown)
+    let readiness = host.readiness.clone();
+    let served = if threads > 0 {
+        let threads = emporium_http::server::Threads {
+            count: threads,
+            on_start: Arc::new(|_| emporium_client::own_pools()),
+        };
+        emporium_http::server::serve_threaded(
+            app, listener, tls, grace, readiness, shutdown, threads,
+        )
         .await
-        .with_context(|| format!("{name}: http server"));
+    } else {
+        emporium_http::serve(app, listener, tls, grace, readiness, shutdown).await
+    }
+    .with_context(|| format!("{name}: http server"));
     let _ = admin_stop.send(true);
     if let Some(server) = admin_server
         && let Ok(Err(e)) = server.await

@@ -89,6 +89,7 @@ pub struct Build<S> {
     pub(crate) tasks: Vec<Task>,
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     pub(crate) admin: Option<tokio::net::TcpListener>,
+    pub(crate) threads: usize,
     pub(crate) live: Arc<crate::live::Live>,
 }
 
@@ -148,6 +149,17 @@ impl<S> Build<S> {
     /// public edge, with the certificate the public sees.
     pub fn serve_tls(&mut self, config: Arc<rustls::ServerConfig>) -> &mut Self {
         self.tls = Some(config);
+        self
+    }
+
+    /// Serves its port on `threads` threads of its own, each running a
+    /// single-threaded runtime (`emporium_http::server::serve_threaded`) with
+    /// connection pools of its own, when it is the only service in its process;
+    /// 0 (the default), or beside other services, on the process's runtime. For a
+    /// proxy whose requests do little but wait on calls: none of its tasks is
+    /// then woken from another thread.
+    pub fn serve_on_threads(&mut self, threads: usize) -> &mut Self {
+        self.threads = threads;
         self
     }
 

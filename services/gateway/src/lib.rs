@@ -83,6 +83,11 @@ pub struct GatewaySettings {
     /// says ready or not. By default a free port on loopback (the registry tells
     /// Prometheus which).
     pub admin_listen: Option<SocketAddr>,
+    /// Threads serving the public port, each running its own event loop with
+    /// its own connections to the services (nginx's worker per core), when the
+    /// gateway runs alone in its process; unset: one per available core; 0: on
+    /// the process's shared runtime.
+    pub serve_threads: Option<usize>,
 }
 
 /// Requests per client IP, and per signed-in user (from the verified token, so
@@ -160,6 +165,7 @@ impl Default for GatewaySettings {
             trusted_proxies: Vec::new(),
             tls: None,
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            serve_threads: None,
         }
     }
 }
@@ -262,6 +268,10 @@ impl Service for Gateway {
     }
 
     async fn build(&self, cx: &mut Build<GatewaySettings>) -> anyhow::Result<Router> {
+        let threads = cx.settings.serve_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        cx.serve_on_threads(threads);
         let limits = Arc::new(share::Limits::new(&cx.settings.rate_limit)?);
         let mut routes = router(cx.host.clone(), &cx.settings, limits.clone())?;
         let live = Arc::downgrade(&limits);
