@@ -185,9 +185,11 @@ run_wrk() { # name url
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   # An error answered fast would pass for throughput.
   if grep -q "Non-2xx" <<<"$out"; then echo "$1: $(grep Non-2xx <<<"$out")"; exit 1; fi
-  echo "| $1 | $rps | $p50 | $p99 | $(per_request $((p1 - p0)) "$n") | $(per_request $((b1 - b0)) "$n") |"
+  local proxy_us=-
+  [ -n "$proxy" ] && proxy_us=$(per_request $((p1 - p0)) "$n")
+  echo "| $1 | $rps | $p50 | $p99 | $proxy_us | $(per_request $((b1 - b0)) "$n") |"
   RPS[$1]="${RPS[$1]:-} $rps"
-  PROXY_US[$1]="${PROXY_US[$1]:-} $(per_request $((p1 - p0)) "$n")"
+  PROXY_US[$1]="${PROXY_US[$1]:-} $proxy_us"
 }
 echo
 echo "## GET /api/catalog/products/{id}: wrk -t2 -c$CONNECTIONS -d${DURATION}s, $ROUNDS interleaved rounds"

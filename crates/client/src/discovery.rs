@@ -34,6 +34,10 @@ pub struct Discovery {
     registry: Option<RegistryClient>,
     fixed: HashMap<String, Vec<Arc<str>>>,
     entries: RwLock<HashMap<String, Arc<Entry>>>,
+    /// Where the watches run: the runtime that made this cache (the process's),
+    /// not whichever runtime a first lookup happens on (a serving thread of its
+    /// own, see `emporium_http::server::serve_threaded`, whose runtime ends first).
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 #[derive(Default)]
@@ -128,6 +132,7 @@ impl Discovery {
             registry,
             fixed: HashMap::new(),
             entries: RwLock::new(HashMap::new()),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
 
@@ -284,13 +289,17 @@ impl Discovery {
             state.apply(snapshot);
         }
         entries.insert(service.to_string(), entry.clone());
-        tokio::spawn(watch(
+        let watching = watch(
             Arc::downgrade(self),
             registry,
             service.to_string(),
             epoch,
             index,
-        ));
+        );
+        match &self.runtime {
+            Some(runtime) => runtime.spawn(watching),
+            None => tokio::spawn(watching),
+        };
         Ok(entry)
     }
 }

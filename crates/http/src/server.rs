@@ -218,15 +218,16 @@ pub struct Threads {
     pub on_start: Arc<dyn Fn(usize) + Send + Sync>,
 }
 
-/// [`serve`] on `threads.count` threads of its own, each with a single-threaded tokio
-/// runtime accepting from the same listening socket (nginx's shape: one event
-/// loop per core). A request and everything it awaits stay on the thread that
-/// accepted its connection, so no task is woken across threads on the way; the
-/// state `app` shares (limits, caches) is shared by every thread. `on_thread`
-/// runs first on each thread with its index (the caller's per-thread setup,
-/// e.g. connection pools of its own). Shutdown is [`serve`]'s on every thread;
-/// if this future is dropped instead (a crash), every thread drops its
-/// connections at once.
+/// [`serve`] on `threads.count` threads of its own, each with a single-threaded
+/// tokio runtime accepting from the same listening socket (one event loop per
+/// core, as nginx's workers; unlike nginx, every thread is woken by a new
+/// connection and one of them wins it: keep-alive connections make that rare). A
+/// request and everything it awaits stay on the thread that accepted its
+/// connection, so no task is woken across threads on the way; the state `app`
+/// shares (limits, caches) is shared by every thread. `threads.on_start` runs
+/// first on each thread. Shutdown is [`serve`]'s on every thread (drain, then the
+/// grace period); if this future is dropped instead (a crash), every thread drops
+/// its connections at once.
 pub async fn serve_threaded(
     app: Router,
     listener: TcpListener,
@@ -273,22 +274,26 @@ pub async fn serve_threaded(
         finished.push(result);
     }
     drop(listener);
-    let stop_all = stop_tx.clone();
-    let signal = tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_all.send(true);
-    });
     // A thread that stops on its own (an error) stops the others.
-    let results = futures::future::join_all(finished.into_iter().map(|result| {
+    let all_stopped = futures::future::join_all(finished.into_iter().map(|result| {
         let stop_all = stop_tx.clone();
         async move {
             let result = result.await;
             let _ = stop_all.send(true);
             result
         }
-    }))
-    .await;
-    signal.abort();
+    }));
+    // Ends when the threads are told to stop: by the caller, or by one of them.
+    let mut stopping = stop_rx;
+    let signal = async move {
+        tokio::select! {
+            () = shutdown => {
+                let _ = stop_tx.send(true);
+            }
+            _ = stopping.wait_for(|stopping| *stopping) => {}
+        }
+    };
+    let (results, ()) = futures::future::join(all_stopped, signal).await;
     for result in results {
         result.map_err(|_| std::io::Error::other("a serving thread panicked"))??;
     }
@@ -604,33 +609,49 @@ mod tests {
 
     /// One `GET /who` on a connection of its own: the status line and the body.
     async fn who(addr: std::net::SocketAddr) -> std::io::Result<String> {
+        get_on_new_connection(addr, "/who").await
+    }
+
+    async fn get_on_new_connection(
+        addr: std::net::SocketAddr,
+        path: &str,
+    ) -> std::io::Result<String> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        stream
-            .write_all(b"GET /who HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-            .await?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
         let mut answer = String::new();
         stream.read_to_string(&mut answer).await?;
         Ok(answer)
     }
 
     /// A server on `threads` threads of its own whose `/who` names the thread
-    /// that answered; its address and its task.
+    /// that answered (and `/slow` takes 300 ms), with `readiness`; its address
+    /// and its task.
     async fn threaded(
         threads: usize,
+        readiness: Readiness,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> (
         std::net::SocketAddr,
         tokio::task::JoinHandle<std::io::Result<()>>,
     ) {
-        let routes = Router::new().route(
-            "/who",
-            get(|| async { std::thread::current().name().unwrap_or("?").to_string() }),
-        );
+        let routes = Router::new()
+            .route(
+                "/who",
+                get(|| async { std::thread::current().name().unwrap_or("?").to_string() }),
+            )
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    "done"
+                }),
+            );
         let app = app(
             routes,
             &HttpSettings::default(),
-            Readiness::default(),
+            readiness.clone(),
             Guard::off(),
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -647,7 +668,7 @@ mod tests {
             listener,
             None,
             Duration::from_secs(1),
-            Readiness::default(),
+            readiness,
             shutdown,
             Threads {
                 count: threads,
@@ -655,7 +676,7 @@ mod tests {
             },
         ));
         // Each thread ran the caller's setup once.
-        for _ in 0..100 {
+        for _ in 0..1_000 {
             if started.lock().map(|s| s.len()).unwrap_or(0) == threads {
                 break;
             }
@@ -668,9 +689,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn threads_of_its_own_answer_and_stop_on_shutdown() {
+    async fn threads_of_its_own_answer_and_drain_on_shutdown() {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (addr, server) = threaded(2, async {
+        let readiness = Readiness::default();
+        let (addr, server) = threaded(2, readiness.clone(), async {
             let _ = stopped.await;
         })
         .await;
@@ -682,7 +704,14 @@ mod tests {
                 "answered on a serving thread, not the caller's runtime: {answer}"
             );
         }
+        // A request in flight when shutdown starts is answered, not dropped.
+        let in_flight = tokio::spawn(get_on_new_connection(addr, "/slow"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let _ = stop.send(());
+        let answer = in_flight.await.expect("join").expect("answered");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("done"), "{answer}");
+        assert!(!readiness.is_ready().await, "/readyz fails while draining");
         tokio::time::timeout(Duration::from_secs(5), server)
             .await
             .expect("stopped within the grace period")
@@ -693,7 +722,7 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_the_server_closes_the_port_at_once() {
-        let (addr, server) = threaded(2, std::future::pending()).await;
+        let (addr, server) = threaded(2, Readiness::default(), std::future::pending()).await;
         assert!(
             who(addr)
                 .await

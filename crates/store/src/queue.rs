@@ -59,8 +59,12 @@ impl WriteQueue {
     }
 
     pub(crate) async fn turn_as(&self, admitted: bool) -> Option<OwnedSemaphorePermit> {
+        self.turn_within(admitted, WAIT).await
+    }
+
+    async fn turn_within(&self, admitted: bool, wait: Duration) -> Option<OwnedSemaphorePermit> {
         let started = Instant::now();
-        let turn = tokio::time::timeout(WAIT, async {
+        let turn = tokio::time::timeout(wait, async {
             // Held until this writer has the slot, then given to the next public one.
             let _gate = match admitted {
                 true => None,
@@ -74,6 +78,12 @@ impl WriteQueue {
         let class = if admitted { "admitted" } else { "public" };
         metrics::histogram!("emporium_store_write_wait_seconds", "class" => class)
             .record(started.elapsed().as_secs_f64());
+        if turn.is_none() {
+            // Counted, not logged each time: it happens when the process is
+            // overloaded already. The writer goes on, outside the queue.
+            metrics::counter!("emporium_store_write_wait_timeouts_total", "class" => class)
+                .increment(1);
+        }
         turn
     }
 }
@@ -127,6 +137,19 @@ mod tests {
             order,
             ["add-1", "take-1", "take-2", "add-2", "add-3", "add-4"]
         );
+    }
+
+    #[tokio::test]
+    async fn a_writer_waiting_past_the_limit_goes_on_without_a_turn_and_leaves_the_queue() {
+        let queue = WriteQueue::new();
+        let held = queue.turn_as(true).await.expect("the free slot");
+        let wait = Duration::from_millis(50);
+        assert!(queue.turn_within(false, wait).await.is_none());
+        assert!(queue.turn_within(true, wait).await.is_none());
+        // The public writer that gave up let go of the gate: the next one gets
+        // the slot as soon as it is free.
+        drop(held);
+        assert!(queue.turn_within(false, wait).await.is_some());
     }
 
     #[tokio::test]

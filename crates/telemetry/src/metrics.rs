@@ -92,6 +92,10 @@ fn describe_common() {
         "Time a SQLite write transaction waited for the database's write slot, by class (admitted work or a public request)."
     );
     describe_counter!(
+        "emporium_store_write_wait_timeouts_total",
+        "SQLite write transactions that waited for the write slot longer than the queue's limit (5 s) and went on to SQLite's busy timeout, by class."
+    );
+    describe_counter!(
         "http_server_shed_total",
         "Requests refused with 503 because the concurrency limit was reached."
     );

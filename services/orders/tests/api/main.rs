@@ -567,13 +567,21 @@ async fn with_payments_down_checkouts_are_refused_at_once_and_those_in_flight_fi
 struct LosesFirst {
     /// The route whose first call is never answered: `authorization` or `capture`.
     call: &'static str,
+    /// What `GET /internal/payments/{id}` says of the payment.
+    recorded: &'static str,
     calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl LosesFirst {
     fn new(call: &'static str) -> Self {
+        Self::recording(call, "authorized")
+    }
+
+    /// One that says the payment is `recorded` when asked.
+    fn recording(call: &'static str, recorded: &'static str) -> Self {
         Self {
             call,
+            recorded,
             calls: Default::default(),
         }
     }
@@ -608,6 +616,7 @@ impl Service for LosesFirst {
             payment(id, status)
         }
         let (authorization, capture) = (self.hold("authorization"), self.hold("capture"));
+        let recorded = self.recorded;
         Ok(axum::Router::new()
             .route(
                 "/internal/payments/{id}/authorization",
@@ -615,11 +624,15 @@ impl Service for LosesFirst {
             )
             .route(
                 "/internal/payments/{id}",
-                get(|Path(id): Path<String>| answer(id, "authorized", false)),
+                get(move |Path(id): Path<String>| answer(id, recorded, false)),
             )
             .route(
                 "/internal/payments/{id}/capture",
                 post(move |Path(id): Path<String>| answer(id, "captured", capture())),
+            )
+            .route(
+                "/internal/payments/{id}/cancel",
+                post(|Path(id): Path<String>| answer(id, "voided", false)),
             ))
     }
 }
@@ -707,6 +720,35 @@ async fn a_saga_stopped_after_the_payment_rolls_forward_when_resumed_without_the
             "payment_authorized",
             "confirmed"
         ],
+        "{order}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_stopped_in_a_declined_payment_is_cancelled_when_resumed_without_the_card() {
+    // As above, but payments declined the card it was stuck on.
+    let payments = LosesFirst::recording("authorization", "declined");
+    let (shop, stuck, placed, sku, before) = stuck_checkout(&payments, 1_000).await;
+    stuck.crash();
+
+    let id = placed["id"].as_str().expect("id").to_string();
+    let order: Value = eventually("the order resumed and finished", || async {
+        let o: Value = shop
+            .get("hal", &format!("/api/orders/{id}"))
+            .await
+            .json()
+            .await
+            .ok()?;
+        (o["status"] != "PENDING").then_some(o)
+    })
+    .await;
+    assert_eq!(order["status"], "CANCELLED", "{order}");
+    assert_eq!(order["reason"], "payment_declined", "{order}");
+    // The reservation made before the card was tried is released.
+    assert_eq!(shop.available(&sku).await, before, "stock released");
+    assert_eq!(
+        events(&order),
+        ["placed", "stock_reserved", "payment_declined", "cancelled"],
         "{order}"
     );
 }
