@@ -679,6 +679,21 @@ async fn stuck_checkout(
     (shop, stuck, placed, sku, before)
 }
 
+/// `placed` as hal sees it once it is no longer pending.
+async fn finished(shop: &Shop, placed: &Value) -> Value {
+    let id = placed["id"].as_str().expect("id");
+    eventually("the order resumed and finished", || async {
+        let o: Value = shop
+            .get("hal", &format!("/api/orders/{id}"))
+            .await
+            .json()
+            .await
+            .ok()?;
+        (o["status"] != "PENDING").then_some(o)
+    })
+    .await
+}
+
 /// The events of an order's timeline.
 fn events(order: &Value) -> Vec<&str> {
     order["timeline"]
@@ -699,17 +714,7 @@ async fn a_saga_stopped_after_the_payment_rolls_forward_when_resumed_without_the
 
     // The shop's other orders resumes it: payments recorded the authorization, so
     // the sale goes on.
-    let id = placed["id"].as_str().expect("id").to_string();
-    let order: Value = eventually("the order resumed and finished", || async {
-        let o: Value = shop
-            .get("hal", &format!("/api/orders/{id}"))
-            .await
-            .json()
-            .await
-            .ok()?;
-        (o["status"] != "PENDING").then_some(o)
-    })
-    .await;
+    let order = finished(&shop, &placed).await;
     assert_eq!(order["status"], "CONFIRMED", "{order}");
     assert_eq!(shop.available(&sku).await, before - 1, "the unit is sold");
     assert_eq!(
@@ -731,17 +736,7 @@ async fn a_saga_stopped_in_a_declined_payment_is_cancelled_when_resumed_without_
     let (shop, stuck, placed, sku, before) = stuck_checkout(&payments, 1_000).await;
     stuck.crash();
 
-    let id = placed["id"].as_str().expect("id").to_string();
-    let order: Value = eventually("the order resumed and finished", || async {
-        let o: Value = shop
-            .get("hal", &format!("/api/orders/{id}"))
-            .await
-            .json()
-            .await
-            .ok()?;
-        (o["status"] != "PENDING").then_some(o)
-    })
-    .await;
+    let order = finished(&shop, &placed).await;
     assert_eq!(order["status"], "CANCELLED", "{order}");
     assert_eq!(order["reason"], "payment_declined", "{order}");
     // The reservation made before the card was tried is released.
