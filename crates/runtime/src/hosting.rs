@@ -564,6 +564,73 @@ mod tests {
         }
     }
 
+    /// Asks for threads of its own; answers with the thread that served it.
+    struct Threaded;
+
+    impl Service for Threaded {
+        type Settings = ();
+        const NAME: &'static str = "threaded";
+
+        async fn build(&self, cx: &mut Build<()>) -> anyhow::Result<Router> {
+            cx.serve_on_threads(2);
+            Ok(Router::new().route(
+                "/thread",
+                get(|| async { std::thread::current().name().unwrap_or("?").to_string() }),
+            ))
+        }
+    }
+
+    /// The thread name `/thread` answers with, hosted in a process of `hosted`.
+    async fn serving_thread(hosted: &[&str]) -> String {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let settings = Settings::<()>::for_test(dir.path());
+        let process = Process::new(&settings.common, hosted);
+        let bind = || TcpListener::bind("127.0.0.1:0");
+        let mut built = vec![
+            process
+                .start(&Threaded, settings.clone(), bind().await.expect("bind"))
+                .await
+                .expect("threaded"),
+        ];
+        if hosted.contains(&"echo") {
+            built.push(
+                process
+                    .start(&Echo, settings, bind().await.expect("bind"))
+                    .await
+                    .expect("echo"),
+            );
+        }
+        let url = format!("http://{}/thread", built[0].local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(serve(built, async {
+            let _ = stopped.await;
+        }));
+        let mut answer = None;
+        for _ in 0..100 {
+            if let Ok(r) = reqwest::get(&url).await
+                && r.status().is_success()
+            {
+                answer = Some(r.text().await.expect("body"));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = stop.send(());
+        running.await.expect("join").expect("served");
+        answer.expect("answered")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_service_alone_serves_on_threads_of_its_own_when_it_asks_and_not_beside_others() {
+        let alone = serving_thread(&["threaded"]).await;
+        assert!(alone.starts_with("http-"), "alone: served on {alone}");
+        let beside = serving_thread(&["threaded", "echo"]).await;
+        assert!(
+            !beside.starts_with("http-"),
+            "beside another service: served on {beside}"
+        );
+    }
+
     #[test]
     fn advertised_addresses_others_can_dial() {
         let wildcard: SocketAddr = "0.0.0.0:8080".parse().expect("addr");
