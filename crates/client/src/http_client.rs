@@ -61,7 +61,9 @@ fn pooled(connector: HttpsConnector<HttpConnector>) -> HttpClient {
     Client::builder(TokioExecutor::new())
         // Without a timer the idle timeout is only checked when a connection is
         // taken: a quiet pool (a serving thread's own) would keep its idle
-        // connections open for good.
+        // connections open for good. The reaper runs on the runtime that first
+        // gives a connection back; should that runtime end before the pool, idle
+        // connections again expire only when taken.
         .pool_timer(hyper_util::rt::TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(256)

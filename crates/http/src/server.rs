@@ -626,11 +626,12 @@ mod tests {
     }
 
     /// A server on `threads` threads of its own whose `/who` names the thread
-    /// that answered (and `/slow` takes 300 ms), with `readiness`; its address
-    /// and its task.
+    /// that answered (and `/slow` takes 300 ms, notifying `slow_started` as it
+    /// starts), with `readiness`; its address and its task.
     async fn threaded(
         threads: usize,
         readiness: Readiness,
+        slow_started: Arc<tokio::sync::Notify>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> (
         std::net::SocketAddr,
@@ -643,9 +644,13 @@ mod tests {
             )
             .route(
                 "/slow",
-                get(|| async {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    "done"
+                get(move || {
+                    let started = slow_started.clone();
+                    async move {
+                        started.notify_one();
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        "done"
+                    }
                 }),
             );
         let app = app(
@@ -692,7 +697,8 @@ mod tests {
     async fn threads_of_its_own_answer_and_drain_on_shutdown() {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let readiness = Readiness::default();
-        let (addr, server) = threaded(2, readiness.clone(), async {
+        let slow_started = Arc::new(tokio::sync::Notify::new());
+        let (addr, server) = threaded(2, readiness.clone(), slow_started.clone(), async {
             let _ = stopped.await;
         })
         .await;
@@ -706,7 +712,7 @@ mod tests {
         }
         // A request in flight when shutdown starts is answered, not dropped.
         let in_flight = tokio::spawn(get_on_new_connection(addr, "/slow"));
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        slow_started.notified().await;
         let _ = stop.send(());
         let answer = in_flight.await.expect("join").expect("answered");
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
@@ -722,7 +728,13 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_the_server_closes_the_port_at_once() {
-        let (addr, server) = threaded(2, Readiness::default(), std::future::pending()).await;
+        let (addr, server) = threaded(
+            2,
+            Readiness::default(),
+            Arc::default(),
+            std::future::pending(),
+        )
+        .await;
         assert!(
             who(addr)
                 .await

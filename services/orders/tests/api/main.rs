@@ -560,8 +560,9 @@ async fn with_payments_down_checkouts_are_refused_at_once_and_those_in_flight_fi
     assert_eq!(shop.available(&sku).await, before - 2);
 }
 
-/// A payments that authorizes every card, says every payment it is asked about
-/// is authorized, and captures; but holds the first call of one kind until the
+/// A payments that authorizes every card, says of every payment it is asked about
+/// what it was made to record (authorized, unless [`LosesFirst::recording`] says
+/// otherwise), captures and voids; but holds the first call of one kind until the
 /// request's deadline (10 s: as if the answer were lost, its caller waits).
 #[derive(Clone)]
 struct LosesFirst {
