@@ -156,7 +156,7 @@ pub(super) async fn revoke_all(
 /// End one of the signed-in user's sessions.
 #[utoipa::path(delete, path = "/api/users/me/sessions/{id}", tag = "users",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The session")),
+    params(("id" = uuid::Uuid, Path, description = "The session")),
     responses(
         (status = 204, description = "Ended"),
         (status = 401, description = "Not signed in", body = Problem),
@@ -165,9 +165,10 @@ pub(super) async fn revoke_all(
 pub(super) async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath<uuid::Uuid>,
 ) -> Result<StatusCode, ApiError> {
     let user_id = caller.user_id.to_string();
+    let id = id.to_string();
     let ended = sessions::revoke(
         &state.db,
         &user_id,
