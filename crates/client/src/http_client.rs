@@ -73,8 +73,10 @@ fn pooled(connector: HttpsConnector<HttpConnector>) -> HttpClient {
 thread_local! {
     /// Whether this thread keeps connection pools of its own ([`own_pools`]).
     static OWN_POOLS: Cell<bool> = const { Cell::new(false) };
-    /// This thread's pools, by the [`Clients`] they belong to and the service.
-    static POOLS: RefCell<HashMap<(u64, String), HttpClient>> = RefCell::new(HashMap::new());
+    /// This thread's pools, by the [`Clients`] they belong to, then as that
+    /// principal's shared ones are kept: one for plain HTTP, one per service
+    /// over mTLS (keyed "" and by service name).
+    static POOLS: RefCell<HashMap<u64, HashMap<String, HttpClient>>> = RefCell::new(HashMap::new());
 }
 
 /// From now on, calls made on this thread take connections from pools of the
@@ -146,15 +148,31 @@ impl Clients {
 
     /// This thread's own pool for calls to `service` (see [`own_pools`]).
     fn own(&self, service: &str) -> Result<HttpClient, ClientError> {
-        let key = (self.id, service.to_string());
-        if let Some(client) = POOLS.with(|pools| pools.borrow().get(&key).cloned()) {
+        let name = match &*self.inner {
+            Inner::Plain(_) => "",
+            Inner::Mtls { .. } => service,
+        };
+        // Looked up by reference: no allocation per call once the pool exists.
+        let known = POOLS.with(|pools| {
+            pools
+                .borrow()
+                .get(&self.id)
+                .and_then(|mine| mine.get(name).cloned())
+        });
+        if let Some(client) = known {
             return Ok(client);
         }
         let client = match &*self.inner {
             Inner::Plain(_) => http_client(),
             Inner::Mtls { credentials, .. } => Self::mtls_client(credentials, service)?,
         };
-        POOLS.with(|pools| pools.borrow_mut().insert(key, client.clone()));
+        POOLS.with(|pools| {
+            pools
+                .borrow_mut()
+                .entry(self.id)
+                .or_default()
+                .insert(name.to_string(), client.clone())
+        });
         Ok(client)
     }
 
