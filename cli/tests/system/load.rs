@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::Up;
 
 /// Runs `emporium load` with `args` against `up`; its JSON report.
-fn load(up: &Up, args: &[&str]) -> Value {
+pub(crate) fn load(up: &Up, args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_emporium"))
         .args([
             "load",

@@ -31,6 +31,7 @@ mod fuzz;
 mod hosts;
 mod load;
 mod observability;
+mod overload;
 mod production;
 mod resilience;
 mod search;

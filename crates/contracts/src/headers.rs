@@ -31,3 +31,7 @@ pub const SESSION_COOKIE: &str = "emporium_session";
 /// The storefront's refresh cookie: the shopper's refresh token, HttpOnly, which
 /// the storefront exchanges for a new session when the access token expires.
 pub const REFRESH_COOKIE: &str = "emporium_refresh";
+
+/// Marks a 503 as load shedding (the server's concurrency limit refused the
+/// request before any work), not a failure: the gateway's brownout counts these.
+pub const SHED: &str = "x-emporium-shed";

@@ -77,6 +77,10 @@ async fn shed_load(State(limits): State<Arc<Limits>>, req: Request, next: Next) 
             // line): a warning per refusal would add to the load it refuses.
             ApiError::unavailable("the service is overloaded; retry shortly")
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+                .with_header(
+                    http::HeaderName::from_static(headers::SHED),
+                    HeaderValue::from_static("1"),
+                )
                 .quiet()
                 .into_response()
         }

@@ -391,6 +391,8 @@ mod tests {
             .expect("response");
         assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(second.headers()[http::header::RETRY_AFTER], "1");
+        // Marked as shed, for the gateway's brownout to tell from other 503s.
+        assert_eq!(second.headers()[emporium_contracts::headers::SHED], "1");
         assert_eq!(problem_code(second).await, "unavailable");
         // Probes are outside the limit.
         let live = app

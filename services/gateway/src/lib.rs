@@ -17,6 +17,7 @@
 //! `/api`.
 
 pub mod auth;
+mod brownout;
 pub mod edge;
 mod forwarded;
 mod openapi;
@@ -88,6 +89,33 @@ pub struct GatewaySettings {
     /// gateway runs alone in its process; unset: one per available core; 0: on
     /// the process's shared runtime.
     pub serve_threads: Option<usize>,
+    pub brownout: BrownoutSettings,
+}
+
+/// Journeys admitted at the edge under overload (see `brownout.rs`): while the
+/// service behind a `protect` route sheds more than `target` of its requests,
+/// a share of the `start` routes' requests is refused at the gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrownoutSettings {
+    pub enabled: bool,
+    /// `METHOD /exact/path` entries that finish journeys (never refused here).
+    pub protect: Vec<String>,
+    /// `METHOD /exact/path` entries that start them.
+    pub start: Vec<String>,
+    /// The share of protected requests shed that the controller keeps.
+    pub target: f64,
+}
+
+impl Default for BrownoutSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            protect: vec!["POST /api/orders".into()],
+            start: vec!["POST /api/cart/items".into()],
+            target: 0.25,
+        }
+    }
 }
 
 /// Requests per client IP, and per signed-in user (from the verified token, so
@@ -166,6 +194,7 @@ impl Default for GatewaySettings {
             tls: None,
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             serve_threads: None,
+            brownout: BrownoutSettings::default(),
         }
     }
 }
@@ -184,6 +213,7 @@ pub(crate) struct GatewayState {
     pub upstream_timeout: Duration,
     pub body_limit: usize,
     pub docs: openapi::Combined,
+    pub brownout: Option<Arc<brownout::Brownout>>,
 }
 
 impl GatewayState {
@@ -201,6 +231,7 @@ fn router(
     host: Host,
     settings: &GatewaySettings,
     limits: Arc<share::Limits>,
+    brownout: Option<Arc<brownout::Brownout>>,
 ) -> anyhow::Result<Router> {
     let table = routes::RouteTable::new(
         &settings.routes,
@@ -227,6 +258,7 @@ fn router(
         upstream_timeout,
         body_limit: host.common.http.body_limit_bytes,
         docs: openapi::Combined::default(),
+        brownout,
         host,
     });
     Ok(Router::new()
@@ -273,7 +305,20 @@ impl Service for Gateway {
         });
         cx.serve_on_threads(threads);
         let limits = Arc::new(share::Limits::new(&cx.settings.rate_limit)?);
-        let mut routes = router(cx.host.clone(), &cx.settings, limits.clone())?;
+        let b = &cx.settings.brownout;
+        let brownout = match b.enabled {
+            true => Some(Arc::new(brownout::Brownout::new(
+                &b.protect, &b.start, b.target,
+            )?)),
+            false => None,
+        };
+        if let Some(brownout) = brownout.clone() {
+            cx.every(brownout::TICK, move || {
+                brownout.tick();
+                std::future::ready(())
+            });
+        }
+        let mut routes = router(cx.host.clone(), &cx.settings, limits.clone(), brownout)?;
         let live = Arc::downgrade(&limits);
         cx.on_config(move |entries| {
             if let Some(limits) = live.upgrade() {

@@ -87,7 +87,29 @@ async fn route(gw: &Shared, routed: Route<'_>, req: Request) -> Result<Response,
         None => return Err(ApiError::unauthorized("sign in to do this")),
     };
     limit_user(gw, verified.as_ref())?;
-    forward(gw, &service, req, verified.as_ref()).await
+    let Some(brownout) = &gw.brownout else {
+        return forward(gw, &service, req, verified.as_ref()).await;
+    };
+    if !brownout.admits(req.method(), req.uri().path()) {
+        return Err(
+            ApiError::unavailable("the shop is busy finishing orders; try again shortly")
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+                .with_header(
+                    HeaderName::from_static(headers::SHED),
+                    HeaderValue::from_static("1"),
+                )
+                .quiet(),
+        );
+    }
+    if !brownout.protects(req.method(), req.uri().path()) {
+        return forward(gw, &service, req, verified.as_ref()).await;
+    }
+    let answered = forward(gw, &service, req, verified.as_ref()).await;
+    match &answered {
+        Ok(response) => brownout.answered(response.status(), response.headers()),
+        Err(e) => brownout.answered(e.status(), &HeaderMap::new()),
+    }
+    answered
 }
 
 /// 429 when the signed-in user is over their own rate.

@@ -88,7 +88,7 @@ impl RouteTable {
 }
 
 /// `METHOD /api/...` entries of the settings (`what` names the list in errors).
-fn parse(what: &str, entries: &[String]) -> anyhow::Result<Vec<(Method, String)>> {
+pub(crate) fn parse(what: &str, entries: &[String]) -> anyhow::Result<Vec<(Method, String)>> {
     let mut parsed = Vec::new();
     for entry in entries {
         let Some((method, prefix)) = entry.split_once(' ') else {

@@ -671,6 +671,99 @@ async fn a_command_is_sent_again_only_where_the_service_dedupes_by_its_key() {
     assert_eq!(seen.load(Ordering::SeqCst), 7);
 }
 
+/// An orders that sheds every checkout (503, `Retry-After` and the shed mark, as
+/// every service's concurrency limit answers), counting them.
+async fn shedding_orders(shop: &Shop) -> Arc<AtomicUsize> {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let app = axum::Router::new().fallback(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async {
+            (
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", "1"), (headers::SHED, "1")],
+                "overloaded",
+            )
+        }
+    });
+    serve_fake(shop, "orders", app).await;
+    seen
+}
+
+#[tokio::test]
+async fn while_orders_sheds_checkouts_the_gateway_refuses_new_adds_to_the_cart() {
+    let shop = shop(|_, _| {}).await;
+    let carts = any_answer_upstream(&shop, "cart").await;
+    let orders = shedding_orders(&shop).await;
+    let (_, token) = shop.account("brownout@example.com").await;
+    let add = || {
+        client()
+            .post(shop.at("/api/cart/items"))
+            .bearer_auth(&token)
+            .json(&json!({"sku": "BEA-00001", "quantity": 1}))
+            .send()
+    };
+    let adds = |n: usize| async move {
+        let mut refused = 0;
+        for _ in 0..n {
+            let r = add().await.expect("send");
+            if r.status() == 503 {
+                assert_eq!(r.headers()["retry-after"], "1");
+                assert!(r.headers().contains_key(headers::SHED));
+                refused += 1;
+            } else {
+                assert_eq!(r.status(), 200);
+            }
+        }
+        refused
+    };
+    assert_eq!(adds(10).await, 0, "nothing refused before any checkout");
+    assert_eq!(carts.load(Ordering::SeqCst), 10);
+
+    for _ in 0..20 {
+        let r = client()
+            .post(shop.at("/api/orders"))
+            .bearer_auth(&token)
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 503);
+    }
+    assert_eq!(orders.load(Ordering::SeqCst), 20);
+    // A few ticks of the controller.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let refused = adds(20).await;
+    assert!(refused >= 12, "{refused} of 20 adds refused");
+    assert_eq!(
+        carts.load(Ordering::SeqCst),
+        10 + 20 - refused,
+        "a refused add never reaches cart"
+    );
+    // Another request, even from the same shopper, is not refused.
+    let r = client()
+        .get(shop.at("/api/cart"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+
+    // No checkout shed for a while: adds go through again.
+    let mut again = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if adds(5).await == 0 {
+            again = true;
+            break;
+        }
+    }
+    assert!(
+        again,
+        "adds still refused 10 s after the last shed checkout"
+    );
+}
+
 #[tokio::test]
 async fn a_crashed_service_is_dropped_and_its_routes_come_back() {
     let mut shop = shop(|_, _| {}).await;

@@ -1,0 +1,87 @@
+//! Overload through real processes: checkouts offered at three times what the shop
+//! gets through, and what it still confirms, how fast.
+//!
+//! Issue 13's goals are goodput at least 90% of the peak and the p99 of admitted
+//! checkouts at most five times its unloaded value; `docs/benchmarks.md` has what
+//! the release build reaches. Here, on a debug build sharing two cores with the
+//! load generator and with another test, the bounds are looser (half the peak,
+//! twenty times the unloaded p99) but still ones a collapse cannot meet: with
+//! every limit fixed at its ceiling and no brownout
+//! (`EMPORIUM__HTTP__ADAPTIVE_CONCURRENCY=false
+//! EMPORIUM__GATEWAY__BROWNOUT__ENABLED=false`) the same run confirms as many, but
+//! its admitted checkouts wait 8 s at the median and 15 s at the p99 (778 times
+//! the unloaded), where the shop as shipped answers in 85 and 260 ms.
+
+use serde_json::Value;
+
+use crate::Up;
+use crate::load::load;
+
+/// Confirmed checkouts a second, and their p50 and p99 in ms, of one run.
+fn confirmed(report: &Value) -> (f64, f64, f64) {
+    let f = |key: &str| {
+        report[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key}: {report}"))
+    };
+    (
+        f("checkouts_per_s"),
+        f("confirmed_p50_ms"),
+        f("confirmed_p99_ms"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_three_times_its_capacity_the_shop_still_confirms_checkouts_quickly() {
+    let data = tempfile::tempdir().expect("data dir");
+    // One address sends everything here: the per-client rates out of the way.
+    let up = Up::start_with(
+        data.path(),
+        &[
+            ("EMPORIUM__GATEWAY__RATE_LIMIT__PER_SECOND", "1000000"),
+            ("EMPORIUM__GATEWAY__RATE_LIMIT__BURST", "1000000"),
+            ("EMPORIUM__GATEWAY__RATE_LIMIT__USER_PER_SECOND", "1000000"),
+            ("EMPORIUM__GATEWAY__RATE_LIMIT__USER_BURST", "1000000"),
+        ],
+    );
+    let checkout = |args: &[&str]| {
+        let mut all = vec!["--mix", "checkout"];
+        all.extend_from_slice(args);
+        load(&up, &all)
+    };
+    // The peak: shoppers without think time, each back as soon as answered.
+    let peak = checkout(&["--users", "64", "--seconds", "6", "--warmup", "2"]);
+    let (capacity, _, _) = confirmed(&peak);
+    assert!(capacity > 5.0, "{peak}");
+    let rate = |x: f64| format!("{:.1}", capacity * x);
+    let unloaded = checkout(&["--users", "16", "--rate", &rate(0.1), "--seconds", "6"]);
+    let (_, _, unloaded_p99) = confirmed(&unloaded);
+    let over = checkout(&[
+        "--users",
+        "192",
+        "--rate",
+        &rate(3.0),
+        "--seconds",
+        "8",
+        "--warmup",
+        "2",
+    ]);
+    let (goodput, p50, p99) = confirmed(&over);
+    let summary = format!(
+        "peak {capacity:.1}/s; at 3x {goodput:.1}/s ({:.2} of the peak), admitted p50 {p50:.0} ms, \
+         p99 {p99:.0} ms ({:.1}x the unloaded {unloaded_p99:.0} ms)",
+        goodput / capacity,
+        p99 / unloaded_p99,
+    );
+    eprintln!("{summary}");
+    assert!(goodput >= 0.5 * capacity, "{summary}\n{over}");
+    assert!(p99 <= 20.0 * unloaded_p99, "{summary}\n{over}");
+    // Refused, not left waiting: every failure is a 503 answered at once.
+    let kinds = over["steps"]["checkout"]["error_kinds"]
+        .as_object()
+        .expect("error kinds");
+    assert!(
+        kinds.keys().all(|k| k.ends_with("HTTP 503")),
+        "{summary}\n{over}"
+    );
+}
