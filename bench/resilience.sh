@@ -11,7 +11,8 @@
 #   3. the happy path: closed-loop checkouts and catalog reads (wrk), on and off
 #      alternated twice → the policies' cost in throughput.
 # "Off" is: no retries, no hedging, no outlier ejection, no circuit breaker, no
-# bulkhead, and the fixed concurrency limit instead of the adaptive one.
+# bulkhead, the fixed concurrency limit instead of the adaptive one, and no brownout
+# at the gateway.
 # Usage: bench/resilience.sh [soak seconds, default 300] [seconds per point, default 15]
 #        [happy-path rounds, default 2] [parts, default soak,overload,happy]
 # Traffic goes to 127.0.0.1 only; every process started here is stopped on exit.
