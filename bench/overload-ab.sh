@@ -26,10 +26,17 @@ echo "machine: $(machine); load generator on the same cores"
 # run SIDE SETTINGS: one fresh shop with SETTINGS; appends "SIDE PEAK CONFIRMED P50 P99 ..." to $WORK/runs.
 run() {
   local side=$1 peak over s0 s1
-  local kv
-  for kv in $2; do export "${kv?}"; done
+  # The side's settings for `emporium up` only; what they replaced comes back after.
+  local kv name saved=()
+  for kv in $2; do
+    name=${kv%%=*}
+    if [ -n "${!name+set}" ]; then saved+=("$name=${!name}"); else saved+=("$name"); fi
+    export "${kv?}"
+  done
   up_start "$WORK/up.log" "$WORK/data-$side-$round"
-  for kv in $2; do unset "${kv%%=*}"; done
+  for kv in "${saved[@]}"; do
+    if [[ $kv == *=* ]]; then export "${kv?}"; else unset "$kv"; fi
+  done
   checkout_load --users 16 --seconds 2 --warmup 1 >/dev/null
   peak=$(checkout_load --users 64 --seconds "$SECONDS_PER_RUN" --warmup 2)
   if [ -z "$RATE" ]; then

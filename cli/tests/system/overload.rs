@@ -4,13 +4,16 @@
 //! Issue 13's goals are goodput at least 90% of the peak and the p99 of admitted
 //! checkouts at most five times its unloaded value; `docs/benchmarks.md` has what
 //! the release build reaches. Here, on a debug build sharing two cores with the
-//! load generator and with another test, the bounds are looser (half the peak,
-//! twenty times the unloaded p99) but still ones a collapse cannot meet: with
+//! load generator and with another test, the bounds are looser (0.4 of the peak,
+//! forty times the unloaded p99: runs here gave 0.55–1.05 and 6–21 times) but
+//! still ones a collapse cannot meet: with
 //! every limit fixed at its ceiling and no brownout
 //! (`EMPORIUM__HTTP__ADAPTIVE_CONCURRENCY=false
 //! EMPORIUM__GATEWAY__BROWNOUT__ENABLED=false`) the same run confirms as many, but
 //! its admitted checkouts wait 8 s at the median and 15 s at the p99 (778 times
-//! the unloaded), where the shop as shipped answers in 85 and 260 ms.
+//! the unloaded), where the shop as shipped answers in 85 and 260 ms. The
+//! gateway's brownout is checked to have taken part, as it is what keeps the
+//! goodput up (without it: 0.60 of the peak, where the bound alone would pass).
 
 use serde_json::Value;
 
@@ -74,8 +77,16 @@ async fn at_three_times_its_capacity_the_shop_still_confirms_checkouts_quickly()
         p99 / unloaded_p99,
     );
     eprintln!("{summary}");
-    assert!(goodput >= 0.5 * capacity, "{summary}\n{over}");
-    assert!(p99 <= 20.0 * unloaded_p99, "{summary}\n{over}");
+    assert!(goodput >= 0.4 * capacity, "{summary}\n{over}");
+    assert!(p99 <= 40.0 * unloaded_p99, "{summary}\n{over}");
+    // The gateway's brownout took part: adds refused at the edge while orders
+    // shed checkouts (a real server's shed answer, through the real client).
+    let gateway = crate::observability::scrape(&up.addr("gateway/admin")).await;
+    let refused = gateway.sum("gateway_brownout_refused_total", &[]);
+    assert!(
+        refused > 0.0,
+        "{summary}: no add refused at the edge\n{over}"
+    );
     // Refused, not left waiting: every failure is a 503 answered at once.
     let kinds = over["steps"]["checkout"]["error_kinds"]
         .as_object()

@@ -13,7 +13,7 @@
 //!
 //! The share is an integral controller: every tick (100 ms) it moves by a quarter
 //! of the difference between the shed share of protected requests, read over
-//! about the last second, and the target (25%). So it rises within a few ticks of
+//! the last half second or so, and the target (25%). So it rises within a few ticks of
 //! a standing overload, and one burst of refusals (64 shoppers without think time
 //! return together) moves it little: refusing starts for a burst would only turn
 //! a few refused checkouts into many refused adds. The target is not zero on
@@ -41,8 +41,12 @@ const MOST_SHARE: f64 = 0.95;
 /// How much of the difference to the target a tick moves the share.
 const GAIN: f64 = 0.25;
 /// What weight a tick's answers keep in the next: the shed share is read over
-/// about the last second, so one burst of refusals moves the share little.
+/// the last half second or so (a tick's weight halves in three), so one burst
+/// of refusals moves the share little.
 const MEMORY: f64 = 0.8;
+/// Fewer protected answers than this in the decayed window say nothing: one
+/// checkout shed in a quiet shop is no overload.
+const FEWEST: f64 = 5.0;
 /// How often the share is adjusted.
 pub const TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -123,8 +127,9 @@ impl Brownout {
         self.share.load(Ordering::Relaxed) as f64 / SCALE as f64
     }
 
-    /// Moves the share by what this tick's protected answers say, and starts the
-    /// next tick. A tick without any is no sign of shedding.
+    /// Moves the share by what the recent protected answers say, and starts the
+    /// next tick. Too few of them (a quiet shop, or none for a while) are no
+    /// sign of shedding.
     pub fn tick(&self) {
         let answered = self.answered.swap(0, Ordering::Relaxed) as f64;
         let shed = self.shed.swap(0, Ordering::Relaxed) as f64;
@@ -132,7 +137,7 @@ impl Brownout {
             let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
             recent.0 = recent.0 * MEMORY + answered;
             recent.1 = recent.1 * MEMORY + shed;
-            if recent.0 < 1.0 {
+            if recent.0 < FEWEST {
                 0.0
             } else {
                 recent.1 / recent.0

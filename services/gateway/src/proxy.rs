@@ -105,9 +105,10 @@ async fn route(gw: &Shared, routed: Route<'_>, req: Request) -> Result<Response,
         return forward(gw, &service, req, verified.as_ref()).await;
     }
     let answered = forward(gw, &service, req, verified.as_ref()).await;
-    match &answered {
-        Ok(response) => brownout.answered(response.status(), response.headers()),
-        Err(e) => brownout.answered(e.status(), &HeaderMap::new()),
+    // Only answers of the service count: the gateway's own refusals (no instance,
+    // an open circuit, a body too large) say nothing of its load.
+    if let Ok(response) = &answered {
+        brownout.answered(response.status(), response.headers());
     }
     answered
 }
