@@ -21,7 +21,7 @@ bench_env() {
 
 # The resilience policies off: no retries, no hedging, no outlier ejection, no
 # circuit breaker, no bulkhead, the fixed concurrency limit, no brownout at the
-# gateway. A build from before 2026-12-05's brownout refuses its setting (the
+# gateway. A build from before the brownout (decc74b) refuses its setting (the
 # gateway's settings deny unknown fields): drop that line to run one this way.
 OFF_SETTINGS=(
   EMPORIUM__CLIENT__DEFAULT__RETRIES=0

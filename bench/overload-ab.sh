@@ -5,7 +5,8 @@
 # measured). Prints per run the peak, the confirmed checkouts/s at RATE with their
 # p50 and p99, where the refusals fell (adds refused, checkouts refused), and the
 # shop's CPU over the open loop; then each side's means. A side is a list of
-# settings (space separated NAME=VALUE, "" for the defaults), e.g.
+# settings (space separated NAME=VALUE without spaces or glob characters in them,
+# each name once; "" for the defaults), e.g.
 #   bench/overload-ab.sh "" "EMPORIUM__GATEWAY__BROWNOUT__ENABLED=false" 3
 # Usage: bench/overload-ab.sh SETTINGS_A SETTINGS_B [rounds, default 3]
 #        [seconds per run, default 12] [rate]

@@ -14,14 +14,19 @@
 //! The share is an integral controller: every tick (100 ms) it moves by a quarter
 //! of the difference between the shed share of protected requests, read over
 //! the last half second or so, and the target (25%). So it rises within a few ticks of
-//! a standing overload, and one burst of refusals (64 shoppers without think time
-//! return together) moves it little: refusing starts for a burst would only turn
-//! a few refused checkouts into many refused adds. The target is not zero on
-//! purpose either: a service whose limit refuses nothing decides its overload is
-//! over and lets its queue grow back, which in a first attempt aiming at 1-5%
-//! kept admitted checkouts waiting three times longer. Refusals follow the share
-//! exactly, by error diffusion rather than chance: with a share of 0.3, three of
-//! every ten starts are refused.
+//! a standing overload, and in a busy shop one burst of refusals (64 shoppers
+//! without think time return together) among the answered checkouts moves it
+//! little: refusing starts for a burst would only turn a few refused checkouts
+//! into many refused adds. Fewer than [`FEWEST`] answers in the window say
+//! nothing, so a shop answering under about ten checkouts a second is never
+//! browned out; above that, a burst of sheds with nothing answered beside it
+//! does raise the share for a second or two. The target is not zero on purpose
+//! either: a service whose limit refuses nothing decides its overload is over
+//! and lets its queue grow back, which in earlier attempts aiming at 1–5% kept
+//! admitted checkouts waiting three times longer and, with 64 shoppers without
+//! think time, halved what they got through. Refusals follow the share exactly,
+//! by error diffusion rather than chance: with a share of 0.3, three of every
+//! ten starts are refused.
 //!
 //! Only load shedding counts (a 503 marked with [`headers::SHED`]), not a 503 for
 //! another reason: with payments down, checkouts fail at once but adds to the
@@ -76,9 +81,14 @@ impl Brownout {
         if !(0.0..1.0).contains(&target) {
             anyhow::bail!("gateway.brownout.target: {target} is not in [0, 1)");
         }
+        let protect = crate::routes::parse("brownout.protect", protect)?;
+        let start = crate::routes::parse("brownout.start", start)?;
+        if let Some((method, path)) = start.iter().find(|r| protect.contains(r)) {
+            anyhow::bail!("gateway.brownout: `{method} {path}` cannot both start and finish");
+        }
         Ok(Self {
-            protect: crate::routes::parse("brownout.protect", protect)?,
-            start: crate::routes::parse("brownout.start", start)?,
+            protect,
+            start,
             target,
             answered: AtomicU64::new(0),
             shed: AtomicU64::new(0),
@@ -242,5 +252,23 @@ mod tests {
         assert_eq!(b.share(), 0.0);
         assert!(Brownout::new(&[], &[], 1.0).is_err());
         assert!(Brownout::new(&["orders".into()], &[], 0.05).is_err());
+        let both = ["POST /api/orders".to_string()];
+        assert!(Brownout::new(&both, &both, 0.25).is_err());
+    }
+
+    #[test]
+    fn a_quiet_shop_is_never_browned_out() {
+        let b = brownout();
+        // One checkout a tick (ten a second), every one shed: too few to say.
+        for _ in 0..50 {
+            tick(&b, 1, 1);
+        }
+        assert_eq!(b.share(), 0.0);
+        let b = brownout();
+        tick(&b, 4, 4);
+        assert_eq!(b.share(), 0.0);
+        // Enough of them: it acts.
+        tick(&b, 4, 4);
+        assert!(b.share() > 0.0);
     }
 }

@@ -105,8 +105,10 @@ async fn route(gw: &Shared, routed: Route<'_>, req: Request) -> Result<Response,
         return forward(gw, &service, req, verified.as_ref()).await;
     }
     let answered = forward(gw, &service, req, verified.as_ref()).await;
-    // Only answers of the service count: the gateway's own refusals (no instance,
-    // an open circuit, a body too large) say nothing of its load.
+    // Only answers of the service count as answered or shed: the gateway's own
+    // failures (no instance, an open circuit, a body too large, a timeout, its
+    // bulkhead full) are not the service's shedding, though the last two may
+    // come with its load.
     if let Ok(response) = &answered {
         brownout.answered(response.status(), response.headers());
     }

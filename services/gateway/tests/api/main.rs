@@ -720,7 +720,7 @@ async fn while_orders_sheds_checkouts_the_gateway_refuses_new_adds_to_the_cart()
     assert_eq!(adds(10).await, 0, "nothing refused before any checkout");
     assert_eq!(carts.load(Ordering::SeqCst), 10);
 
-    for _ in 0..20 {
+    for _ in 0..40 {
         let r = client()
             .post(shop.at("/api/orders"))
             .bearer_auth(&token)
@@ -730,9 +730,9 @@ async fn while_orders_sheds_checkouts_the_gateway_refuses_new_adds_to_the_cart()
             .expect("send");
         assert_eq!(r.status(), 503);
     }
-    assert_eq!(orders.load(Ordering::SeqCst), 20);
+    assert_eq!(orders.load(Ordering::SeqCst), 40);
     // A few ticks of the controller.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let refused = adds(20).await;
     assert!(refused >= 12, "{refused} of 20 adds refused");
     assert_eq!(
