@@ -38,6 +38,8 @@ use std::sync::{Mutex, PoisonError};
 use emporium_contracts::headers;
 use http::{HeaderMap, Method, StatusCode};
 
+use crate::routes::lists;
+
 /// The share, as millionths.
 const SCALE: u64 = 1_000_000;
 /// The most of the starts refused: some journeys always get in, and they are what
@@ -98,18 +100,14 @@ impl Brownout {
         })
     }
 
-    fn is(routes: &[(Method, String)], method: &Method, path: &str) -> bool {
-        routes.iter().any(|(m, p)| m == method && p == path)
-    }
-
     /// Whether `method path` finishes a journey.
     pub fn protects(&self, method: &Method, path: &str) -> bool {
-        Self::is(&self.protect, method, path)
+        lists(&self.protect, method, path)
     }
 
     /// Whether `method path` starts a journey and may go in now; counts a refusal.
     pub fn admits(&self, method: &Method, path: &str) -> bool {
-        if !Self::is(&self.start, method, path) {
+        if !lists(&self.start, method, path) {
             return true;
         }
         let share = self.share.load(Ordering::Relaxed);

@@ -41,7 +41,7 @@ impl RouteTable {
     /// Whether the service behind `method path` (exactly) dedupes by the
     /// `Idempotency-Key` header, so a request carrying one may be sent again.
     pub fn keyed(&self, method: &Method, path: &str) -> bool {
-        self.keyed.iter().any(|(m, p)| m == method && p == path)
+        lists(&self.keyed, method, path)
     }
 
     /// Every service some area routes to, once each.
@@ -88,6 +88,11 @@ impl RouteTable {
 }
 
 /// `METHOD /api/...` entries of the settings (`what` names the list in errors).
+/// Whether `method path` is exactly one of `entries` (as [`parse`] made them).
+pub(crate) fn lists(entries: &[(Method, String)], method: &Method, path: &str) -> bool {
+    entries.iter().any(|(m, p)| m == method && p == path)
+}
+
 pub(crate) fn parse(what: &str, entries: &[String]) -> anyhow::Result<Vec<(Method, String)>> {
     let mut parsed = Vec::new();
     for entry in entries {
