@@ -19,8 +19,6 @@
 //!
 //! Each refusal is logged once, with the peer and the path.
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
@@ -69,11 +67,11 @@ fn peer_of(req: &Request) -> Peer {
 
 /// Tags the request with its peer (and its address, as `ConnectInfo<SocketAddr>`)
 /// and applies the rules (see the module's header).
-pub(crate) async fn check(
-    State(guard): State<Arc<Guard>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn check<F, Fut>(guard: &Guard, mut req: Request, next: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let peer = if guard.enforce {
         peer_of(&req)
     } else {
@@ -86,7 +84,7 @@ pub(crate) async fn check(
     req.extensions_mut().insert(peer.clone());
     let path = req.uri().path();
     if matches!(path, "/livez" | "/readyz" | "/metrics") || guard.open.contains(&path) {
-        return next.run(req).await;
+        return next(req).await;
     }
     let refusal = match &peer {
         Peer::Trusted => None,
@@ -105,7 +103,7 @@ pub(crate) async fn check(
         )),
     };
     match refusal {
-        None => next.run(req).await,
+        None => next(req).await,
         Some(error) => {
             tracing::warn!(peer = %peer, path, method = %req.method(), "refused: {}", error.problem().detail);
             error.into_response()

@@ -1,18 +1,27 @@
 //! The default middleware stack, declared once.
 //!
 //! Outermost first, as a request meets them:
+//! 0. the service that owns the request (see `emporium_telemetry::identity`), when
+//!    several share a process, so its access log, metrics and spans are that
+//!    service's;
 //! 1. [`request_context`]: take or mint the request id, fix the deadline (the
 //!    caller's remaining budget, capped by our own timeout), start the server span
 //!    (a child of the caller's `traceparent`), enforce the deadline (504), write the
 //!    access log line, count the request and its duration per route and status, and
 //!    make sure every error response is problem+json;
-//! 2. load shedding over an adaptive concurrency limit per route ([`crate::limit`]):
+//! 2. who may call what ([`crate::guard`]);
+//! 3. load shedding over an adaptive concurrency limit per route ([`crate::limit`]):
 //!    past the limit, 503 at once rather than a queue that turns overload into
 //!    timeouts;
-//! 3. the request body limit (413), enforced by the body extractors.
+//! 4. the request body limit (413), enforced by the body extractors.
 //!
-//! Health probes sit inside 1 but outside 2 and 3, so an overloaded service still
-//! answers its liveness probe.
+//! Health probes and `/metrics` pass 0 to 2 but are never shed, so an overloaded
+//! service still answers its liveness probe.
+//!
+//! The steps are plain functions run by one middleware ([`stack`]), not a layer
+//! each: axum wraps every route once per layer, and each wrapper costs a request a
+//! clone of the boxed inner service and a boxed future (about ten allocations per
+//! layer; `docs/benchmarks.md`, "The chassis stack as one layer").
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +33,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use emporium_config::HttpSettings;
 use emporium_contracts::headers;
+use emporium_telemetry::Identity;
 use emporium_telemetry::meters::Meters;
 use emporium_telemetry::metrics;
 use emporium_telemetry::trace::{self, Kind, Span};
@@ -32,33 +42,76 @@ use tracing::Instrument;
 
 use crate::bounded::Bounded;
 use crate::context::{self, RequestContext};
+use crate::guard::Guard;
 use crate::limit::{Bounds, Limits};
 use crate::problem::{ApiError, PROBLEM_JSON};
 
 /// Longest request id accepted from a caller; longer or odd ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 64;
 
-/// Applies layers 2 and 3 to a service's routes.
-pub fn limits(router: Router, settings: &HttpSettings) -> Router {
+/// What the stack needs for every request.
+struct Stack {
+    deadlines: Deadlines,
+    guard: Guard,
+    limits: Arc<Limits>,
+    owner: Option<Arc<Identity>>,
+}
+
+/// Applies the whole stack (see the module docs) to every route of `router`,
+/// health probes included, as one layer.
+pub fn stack(
+    router: Router,
+    settings: &HttpSettings,
+    guard: Guard,
+    owner: Option<Arc<Identity>>,
+) -> Router {
     let bounds = Bounds::new(
         settings.concurrency_min,
         settings.concurrency_floor,
         settings.concurrency_limit,
         Duration::from_millis(settings.concurrency_burst_ms),
     );
-    let limiter = Limits::new(bounds, settings.adaptive_concurrency);
-    router
-        .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
-        .layer(axum::middleware::from_fn_with_state(limiter, shed_load))
+    let stack = Arc::new(Stack {
+        deadlines: Deadlines::new(settings),
+        guard,
+        limits: Limits::new(bounds, settings.adaptive_concurrency),
+        owner,
+    });
+    router.layer(
+        tower::ServiceBuilder::new()
+            .layer(axum::middleware::from_fn_with_state(stack, run))
+            .layer(DefaultBodyLimit::max(settings.body_limit_bytes)),
+    )
 }
 
-/// Layer 2: a place under its route's limit per request in flight (calls from
+/// Steps 0 to 3 for one request.
+async fn run(State(stack): State<Arc<Stack>>, req: Request, next: Next) -> Response {
+    let steps = |req| {
+        request_context(&stack.deadlines, req, |req| {
+            crate::guard::check(&stack.guard, req, |req| {
+                shed_load(&stack.limits, req, |req| next.run(req))
+            })
+        })
+    };
+    match stack.owner.clone() {
+        Some(owner) => emporium_telemetry::identity::scope(owner, steps(req)).await,
+        None => steps(req).await,
+    }
+}
+
+/// Step 3: a place under its route's limit per request in flight (calls from
 /// other services: under the ceiling); none left means 503 at once. A queue
-/// would only turn overload into timeouts. Long polls wait on purpose and stay
-/// outside.
-async fn shed_load(State(limits): State<Arc<Limits>>, req: Request, next: Next) -> Response {
-    if crate::limit::is_long_poll(req.uri()) {
-        return next.run(req).await;
+/// would only turn overload into timeouts. Long polls wait on purpose, and probes
+/// and `/metrics` must answer however loaded the service is: they stay outside.
+async fn shed_load<F, Fut>(limits: &Limits, req: Request, next: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    if crate::limit::is_long_poll(req.uri())
+        || matches!(req.uri().path(), "/livez" | "/readyz" | "/metrics")
+    {
+        return next(req).await;
     }
     let permit = if req.uri().path().starts_with("/internal/") {
         limits.try_acquire_internal()
@@ -67,7 +120,7 @@ async fn shed_load(State(limits): State<Arc<Limits>>, req: Request, next: Next) 
     };
     match permit {
         Some(permit) => {
-            let response = next.run(req).await;
+            let response = next(req).await;
             drop(permit);
             response
         }
@@ -97,7 +150,7 @@ fn route_key(req: &Request) -> String {
     }
 }
 
-/// What layer 1 takes from callers (a shorter deadline, and the trace to
+/// What step 1 takes from callers (a shorter deadline, and the trace to
 /// continue), and where it counts requests.
 #[derive(Debug, Clone)]
 pub struct Deadlines {
@@ -111,30 +164,27 @@ pub struct Deadlines {
     pub meters: Arc<Meters<3>>,
 }
 
-/// Applies layer 1.
-pub fn context(router: Router, settings: &HttpSettings) -> Router {
-    let deadlines = Deadlines {
-        timeout: Duration::from_millis(settings.request_timeout_ms.max(1)),
-        honour_caller: settings.honour_caller_timeout,
-        honour_caller_trace: settings.honour_caller_trace,
-        meters: Arc::new(Meters::new(
-            "http_server_requests_total",
-            "http_server_request_duration_seconds",
-            ["method", "route", "status"],
-        )),
-    };
-    router.layer(axum::middleware::from_fn_with_state(
-        deadlines,
-        request_context,
-    ))
+impl Deadlines {
+    fn new(settings: &HttpSettings) -> Self {
+        Self {
+            timeout: Duration::from_millis(settings.request_timeout_ms.max(1)),
+            honour_caller: settings.honour_caller_timeout,
+            honour_caller_trace: settings.honour_caller_trace,
+            meters: Arc::new(Meters::new(
+                "http_server_requests_total",
+                "http_server_request_duration_seconds",
+                ["method", "route", "status"],
+            )),
+        }
+    }
 }
 
-/// Layer 1; see the module docs.
-pub async fn request_context(
-    State(deadlines): State<Deadlines>,
-    req: Request,
-    next: Next,
-) -> Response {
+/// Step 1; see the module docs.
+async fn request_context<F, Fut>(deadlines: &Deadlines, req: Request, next: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let started = Instant::now();
     let request_id = req
         .headers()
@@ -198,7 +248,7 @@ pub async fn request_context(
     };
     let deadline = tokio::time::Instant::from_std(started + budget);
     let (mut response, label) = context::scope(ctx, async move {
-        match tokio::time::timeout_at(deadline, next.run(req)).await {
+        match tokio::time::timeout_at(deadline, next(req)).await {
             Ok(mut response) => {
                 let label = response.extensions_mut().remove::<RouteLabel>();
                 // The body may still be streaming: the deadline bounds it too.

@@ -115,14 +115,21 @@ async fn readyz_terse(State(readiness): State<Readiness>) -> Response {
 }
 
 /// The full application: the service's routes behind the default stack and
-/// `guard`'s rules, plus health and metrics.
-pub fn app(routes: Router, settings: &HttpSettings, readiness: Readiness, guard: Guard) -> Router {
+/// `guard`'s rules, plus health and metrics; with `owner`, every request is
+/// handled as the work of that service (several share the process).
+pub fn app(
+    routes: Router,
+    settings: &HttpSettings,
+    readiness: Readiness,
+    guard: Guard,
+    owner: Option<Arc<Identity>>,
+) -> Router {
     let health = Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .with_state(readiness)
         .route("/metrics", get(metrics));
-    assemble(routes, health, settings, guard)
+    middleware::stack(routes.merge(health), settings, guard, owner)
 }
 
 /// [`app`] for a public port with an admin port beside it ([`admin_app`]): no
@@ -132,12 +139,13 @@ pub fn public_app(
     settings: &HttpSettings,
     readiness: Readiness,
     guard: Guard,
+    owner: Option<Arc<Identity>>,
 ) -> Router {
     let health = Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz_terse))
         .with_state(readiness);
-    assemble(routes, health, settings, guard)
+    middleware::stack(routes.merge(health), settings, guard, owner)
 }
 
 /// The admin port of a public service: probes with details, and `/metrics`.
@@ -149,15 +157,9 @@ pub fn admin_app(readiness: Readiness) -> Router {
         .route("/metrics", get(metrics))
 }
 
-fn assemble(routes: Router, health: Router, settings: &HttpSettings, guard: Guard) -> Router {
-    let guarded = middleware::limits(routes, settings).merge(health).layer(
-        axum::middleware::from_fn_with_state(Arc::new(guard), crate::guard::check),
-    );
-    middleware::context(guarded, settings)
-}
-
 /// `app` with every request handled as the work of `identity` (outermost, so the
-/// access log, metrics and spans of the request are that service's too).
+/// access log, metrics and spans of the request are that service's too): for a
+/// router outside the default stack, the admin port's.
 pub fn owned_by(app: Router, identity: Arc<Identity>) -> Router {
     app.layer(axum::middleware::from_fn(
         move |req: axum::extract::Request, next: axum::middleware::Next| {
@@ -342,7 +344,7 @@ mod tests {
                 "done"
             }),
         );
-        app(routes, settings, readiness, Guard::off())
+        app(routes, settings, readiness, Guard::off(), None)
     }
 
     async fn problem_code(r: Response) -> String {
@@ -447,7 +449,7 @@ mod tests {
             request_timeout_ms: 2_000,
             ..HttpSettings::default()
         };
-        let app = app(routes, &settings, Readiness::default(), Guard::off());
+        let app = app(routes, &settings, Readiness::default(), Guard::off(), None);
         let mut calls = tokio::task::JoinSet::new();
         let start = std::time::Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(10));
@@ -562,6 +564,7 @@ mod tests {
             &HttpSettings::default(),
             readiness.clone(),
             Guard::off(),
+            None,
         );
         let admin = admin_app(readiness);
         let body = |r: Response| async move {
@@ -660,6 +663,7 @@ mod tests {
             &HttpSettings::default(),
             readiness.clone(),
             Guard::off(),
+            None,
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");

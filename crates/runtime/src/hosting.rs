@@ -336,11 +336,13 @@ async fn run_one(built: Built, mut stop: watch::Receiver<bool>) -> anyhow::Resul
         routes = routes.merge(events.router());
     }
     let readiness = host.readiness.clone();
+    let owned = Some(owner.clone());
     let app = match &admin {
-        None => emporium_http::server::app(routes, &host.common.http, readiness, guard),
-        Some(_) => emporium_http::server::public_app(routes, &host.common.http, readiness, guard),
+        None => emporium_http::server::app(routes, &host.common.http, readiness, guard, owned),
+        Some(_) => {
+            emporium_http::server::public_app(routes, &host.common.http, readiness, guard, owned)
+        }
     };
-    let app = emporium_http::server::owned_by(app, owner.clone());
     if let Some(local) = &local {
         local.mount(name, app.clone());
     }
