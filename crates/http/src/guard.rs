@@ -83,7 +83,7 @@ where
     }
     req.extensions_mut().insert(peer.clone());
     let path = req.uri().path();
-    if matches!(path, "/livez" | "/readyz" | "/metrics") || guard.open.contains(&path) {
+    if crate::middleware::is_probe(path) || guard.open.contains(&path) {
         return next(req).await;
     }
     let refusal = match &peer {

@@ -13,7 +13,9 @@
 //! 3. load shedding over an adaptive concurrency limit per route ([`crate::limit`]):
 //!    past the limit, 503 at once rather than a queue that turns overload into
 //!    timeouts;
-//! 4. the request body limit (413), enforced by the body extractors.
+//! 4. the service's own admission rule, if it has one ([`Chassis::admit`]: the
+//!    gateway's rate limits);
+//! 5. the request body limit (413), enforced by the body extractors.
 //!
 //! Health probes and `/metrics` pass 0 to 2 but are never shed, so an overloaded
 //! service still answers its liveness probe.
@@ -49,22 +51,30 @@ use crate::problem::{ApiError, PROBLEM_JSON};
 /// Longest request id accepted from a caller; longer or odd ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 64;
 
+/// A service's own admission rule (step 4): an answer refuses the request with it.
+pub type Admit = Arc<dyn Fn(&Request) -> Option<Response> + Send + Sync>;
+
+/// What the stack adds to a service's routes besides its settings.
+#[derive(Clone, Default)]
+pub struct Chassis {
+    /// Who may call what (step 2).
+    pub guard: Guard,
+    /// The service that owns the requests, when several share a process (step 0).
+    pub owner: Option<Arc<Identity>>,
+    /// The service's own admission rule (step 4).
+    pub admit: Option<Admit>,
+}
+
 /// What the stack needs for every request.
 struct Stack {
     deadlines: Deadlines,
-    guard: Guard,
+    chassis: Chassis,
     limits: Arc<Limits>,
-    owner: Option<Arc<Identity>>,
 }
 
 /// Applies the whole stack (see the module docs) to every route of `router`,
 /// health probes included, as one layer.
-pub fn stack(
-    router: Router,
-    settings: &HttpSettings,
-    guard: Guard,
-    owner: Option<Arc<Identity>>,
-) -> Router {
+pub fn stack(router: Router, settings: &HttpSettings, chassis: Chassis) -> Router {
     let bounds = Bounds::new(
         settings.concurrency_min,
         settings.concurrency_floor,
@@ -73,9 +83,8 @@ pub fn stack(
     );
     let stack = Arc::new(Stack {
         deadlines: Deadlines::new(settings),
-        guard,
+        chassis,
         limits: Limits::new(bounds, settings.adaptive_concurrency),
-        owner,
     });
     router.layer(
         tower::ServiceBuilder::new()
@@ -84,16 +93,26 @@ pub fn stack(
     )
 }
 
-/// Steps 0 to 3 for one request.
+/// Steps 0 to 4 for one request.
 async fn run(State(stack): State<Arc<Stack>>, req: Request, next: Next) -> Response {
+    let admitted = |req: Request| async {
+        let refused = match &stack.chassis.admit {
+            Some(admit) if !is_probe(req.uri().path()) => admit(&req),
+            _ => None,
+        };
+        match refused {
+            Some(response) => response,
+            None => next.run(req).await,
+        }
+    };
     let steps = |req| {
         request_context(&stack.deadlines, req, |req| {
-            crate::guard::check(&stack.guard, req, |req| {
-                shed_load(&stack.limits, req, |req| next.run(req))
+            crate::guard::check(&stack.chassis.guard, req, |req| {
+                shed_load(&stack.limits, req, admitted)
             })
         })
     };
-    match stack.owner.clone() {
+    match stack.chassis.owner.clone() {
         Some(owner) => emporium_telemetry::identity::scope(owner, steps(req)).await,
         None => steps(req).await,
     }
@@ -108,9 +127,7 @@ where
     F: FnOnce(Request) -> Fut,
     Fut: Future<Output = Response>,
 {
-    if crate::limit::is_long_poll(req.uri())
-        || matches!(req.uri().path(), "/livez" | "/readyz" | "/metrics")
-    {
+    if crate::limit::is_long_poll(req.uri()) || is_probe(req.uri().path()) {
         return next(req).await;
     }
     let permit = if req.uri().path().starts_with("/internal/") {
@@ -301,9 +318,14 @@ where
 #[derive(Debug, Clone)]
 pub struct RouteLabel(pub String);
 
+/// Health probes and `/metrics`: answered whatever the load, to anyone.
+pub fn is_probe(path: &str) -> bool {
+    matches!(path, "/livez" | "/readyz" | "/metrics")
+}
+
 /// Paths that are not the service's business: health, metrics, internal traffic.
 pub fn is_quiet(path: &str) -> bool {
-    path == "/livez" || path == "/readyz" || path == "/metrics" || path.starts_with("/internal/")
+    is_probe(path) || path.starts_with("/internal/")
 }
 
 /// The method as a label: the standard ones, else `_OTHER` (any string could be a

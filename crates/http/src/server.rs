@@ -13,8 +13,7 @@ use emporium_telemetry::Identity;
 use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 
-use crate::guard::Guard;
-use crate::middleware;
+use crate::middleware::{self, Chassis};
 use crate::problem::ApiError;
 
 type Check = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
@@ -114,22 +113,20 @@ async fn readyz_terse(State(readiness): State<Readiness>) -> Response {
     }
 }
 
-/// The full application: the service's routes behind the default stack and
-/// `guard`'s rules, plus health and metrics; with `owner`, every request is
-/// handled as the work of that service (several share the process).
+/// The full application: the service's routes behind the default stack (with
+/// `chassis`'s guard, owner and admission rule), plus health and metrics.
 pub fn app(
     routes: Router,
     settings: &HttpSettings,
     readiness: Readiness,
-    guard: Guard,
-    owner: Option<Arc<Identity>>,
+    chassis: Chassis,
 ) -> Router {
     let health = Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .with_state(readiness)
         .route("/metrics", get(metrics));
-    middleware::stack(routes.merge(health), settings, guard, owner)
+    middleware::stack(routes.merge(health), settings, chassis)
 }
 
 /// [`app`] for a public port with an admin port beside it ([`admin_app`]): no
@@ -138,14 +135,13 @@ pub fn public_app(
     routes: Router,
     settings: &HttpSettings,
     readiness: Readiness,
-    guard: Guard,
-    owner: Option<Arc<Identity>>,
+    chassis: Chassis,
 ) -> Router {
     let health = Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz_terse))
         .with_state(readiness);
-    middleware::stack(routes.merge(health), settings, guard, owner)
+    middleware::stack(routes.merge(health), settings, chassis)
 }
 
 /// The admin port of a public service: probes with details, and `/metrics`.
@@ -344,7 +340,7 @@ mod tests {
                 "done"
             }),
         );
-        app(routes, settings, readiness, Guard::off(), None)
+        app(routes, settings, readiness, Chassis::default())
     }
 
     async fn problem_code(r: Response) -> String {
@@ -449,7 +445,7 @@ mod tests {
             request_timeout_ms: 2_000,
             ..HttpSettings::default()
         };
-        let app = app(routes, &settings, Readiness::default(), Guard::off(), None);
+        let app = app(routes, &settings, Readiness::default(), Chassis::default());
         let mut calls = tokio::task::JoinSet::new();
         let start = std::time::Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(10));
@@ -563,8 +559,7 @@ mod tests {
             Router::new(),
             &HttpSettings::default(),
             readiness.clone(),
-            Guard::off(),
-            None,
+            Chassis::default(),
         );
         let admin = admin_app(readiness);
         let body = |r: Response| async move {
@@ -662,8 +657,7 @@ mod tests {
             routes,
             &HttpSettings::default(),
             readiness.clone(),
-            Guard::off(),
-            None,
+            Chassis::default(),
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");

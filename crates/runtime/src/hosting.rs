@@ -176,6 +176,7 @@ impl Process {
                 tls: None,
                 admin: None,
                 threads: 0,
+                admit: None,
                 live: self.live.clone(),
             };
             let routes = service.build(&mut cx).await?;
@@ -183,9 +184,9 @@ impl Process {
                 let common = cx.host.common.clone();
                 cx.spawn(move |stop| emporium_client::identity::renew(credentials, common, stop));
             }
-            anyhow::Ok((routes, cx.events, cx.tasks, cx.tls, cx.admin, cx.threads))
+            anyhow::Ok((routes, cx.events, cx.tasks, cx.tls, cx.admin, cx.threads, cx.admit))
         };
-        let (routes, events, tasks, own_tls, admin, threads) =
+        let (routes, events, tasks, own_tls, admin, threads, admit) =
             identity::scope(owner.clone(), build)
                 .await
                 .with_context(|| format!("starting {name}"))?;
@@ -197,6 +198,7 @@ impl Process {
             listener,
             tls: own_tls.or(tls),
             guard,
+            admit,
             events,
             tasks,
             local: self.local.clone(),
@@ -256,6 +258,8 @@ pub struct Built {
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     guard: emporium_http::Guard,
+    /// Its own admission rule (see [`Build::admit`]).
+    admit: Option<emporium_http::middleware::Admit>,
     events: Option<Events>,
     tasks: Vec<Task>,
     local: Option<InProcess>,
@@ -325,6 +329,7 @@ async fn run_one(built: Built, mut stop: watch::Receiver<bool>) -> anyhow::Resul
         listener,
         tls,
         guard,
+        admit,
         events,
         tasks,
         local,
@@ -336,12 +341,14 @@ async fn run_one(built: Built, mut stop: watch::Receiver<bool>) -> anyhow::Resul
         routes = routes.merge(events.router());
     }
     let readiness = host.readiness.clone();
-    let owned = Some(owner.clone());
+    let chassis = emporium_http::middleware::Chassis {
+        guard,
+        owner: Some(owner.clone()),
+        admit,
+    };
     let app = match &admin {
-        None => emporium_http::server::app(routes, &host.common.http, readiness, guard, owned),
-        Some(_) => {
-            emporium_http::server::public_app(routes, &host.common.http, readiness, guard, owned)
-        }
+        None => emporium_http::server::app(routes, &host.common.http, readiness, chassis),
+        Some(_) => emporium_http::server::public_app(routes, &host.common.http, readiness, chassis),
     };
     if let Some(local) = &local {
         local.mount(name, app.clone());

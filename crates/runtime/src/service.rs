@@ -90,6 +90,7 @@ pub struct Build<S> {
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     pub(crate) admin: Option<tokio::net::TcpListener>,
     pub(crate) threads: usize,
+    pub(crate) admit: Option<emporium_http::middleware::Admit>,
     pub(crate) live: Arc<crate::live::Live>,
 }
 
@@ -160,6 +161,20 @@ impl<S> Build<S> {
     /// then woken from another thread.
     pub fn serve_on_threads(&mut self, threads: usize) -> &mut Self {
         self.threads = threads;
+        self
+    }
+
+    /// Refuses a request with the answer `rule` gives, after the chassis's own
+    /// steps (guard, load shedding) and before its route: a rule for every route,
+    /// without a layer of its own (the gateway's rate limits).
+    pub fn admit(
+        &mut self,
+        rule: impl Fn(&axum::extract::Request) -> Option<axum::response::Response>
+        + Send
+        + Sync
+        + 'static,
+    ) -> &mut Self {
+        self.admit = Some(Arc::new(rule));
         self
     }
 

@@ -226,13 +226,13 @@ impl GatewayState {
     }
 }
 
-/// The gateway's router.
+/// The gateway's router, and its state.
 fn router(
     host: Host,
     settings: &GatewaySettings,
     limits: Arc<share::Limits>,
     brownout: Option<Arc<brownout::Brownout>>,
-) -> anyhow::Result<Router> {
+) -> anyhow::Result<(Router, Shared)> {
     let table = routes::RouteTable::new(
         &settings.routes,
         &settings.public_routes,
@@ -261,7 +261,7 @@ fn router(
         brownout,
         host,
     });
-    Ok(Router::new()
+    let routes = Router::new()
         .route("/api", get(pages::landing))
         .route("/api/", get(pages::landing))
         .route("/api/openapi.json", get(openapi::serve))
@@ -269,11 +269,8 @@ fn router(
         .route("/api/{*rest}", any(proxy::proxy))
         .merge(openapi::swagger_ui())
         .fallback(proxy::storefront)
-        .layer(axum::middleware::from_fn_with_state(
-            gateway.clone(),
-            proxy::rate_limit,
-        ))
-        .with_state(gateway))
+        .with_state(gateway.clone());
+    Ok((routes, gateway))
 }
 
 /// The gateway, as the runtime hosts it.
@@ -318,7 +315,9 @@ impl Service for Gateway {
                 std::future::ready(())
             });
         }
-        let mut routes = router(cx.host.clone(), &cx.settings, limits.clone(), brownout)?;
+        let (mut routes, gateway) =
+            router(cx.host.clone(), &cx.settings, limits.clone(), brownout)?;
+        cx.admit(move |req| proxy::rate_limit(&gateway, req));
         let live = Arc::downgrade(&limits);
         cx.on_config(move |entries| {
             if let Some(limits) = live.upgrade() {

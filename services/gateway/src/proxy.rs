@@ -2,7 +2,6 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use emporium_contracts::headers;
@@ -11,7 +10,7 @@ use emporium_http::middleware::RouteLabel;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::Shared;
+use crate::{GatewayState, Shared};
 use crate::auth::{self, Verified};
 use crate::routes::Route;
 
@@ -31,14 +30,12 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 const REFRESH: &str = "/api/users/token";
 const SIGN_OUT: &str = "/api/users/logout";
 
-/// Rate limiting, as a layer over every gateway route (health probes sit outside).
-pub async fn rate_limit(State(gw): State<Shared>, req: Request, next: Next) -> Response {
-    if let (Some(limiter), Some(ip)) = (&gw.limits.ip, gw.proxies.client_ip(&req))
-        && let Err(retry_after) = limiter.check(ip)
-    {
-        return ApiError::too_many_requests(retry_after).into_response();
-    }
-    next.run(req).await
+/// Rate limiting per client address, the chassis's admission rule for every
+/// gateway route (health probes are not limited): the refusal, if any.
+pub fn rate_limit(gw: &GatewayState, req: &Request) -> Option<Response> {
+    let limiter = gw.limits.ip.as_ref()?;
+    let retry_after = limiter.check(gw.proxies.client_ip(req)?).err()?;
+    Some(ApiError::too_many_requests(retry_after).into_response())
 }
 
 /// `/api/...`: route, authenticate, forward. Metrics see the area
