@@ -184,7 +184,9 @@ impl Process {
                 let common = cx.host.common.clone();
                 cx.spawn(move |stop| emporium_client::identity::renew(credentials, common, stop));
             }
-            anyhow::Ok((routes, cx.events, cx.tasks, cx.tls, cx.admin, cx.threads, cx.admit))
+            anyhow::Ok((
+                routes, cx.events, cx.tasks, cx.tls, cx.admin, cx.threads, cx.admit,
+            ))
         };
         let (routes, events, tasks, own_tls, admin, threads, admit) =
             identity::scope(owner.clone(), build)

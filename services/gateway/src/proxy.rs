@@ -10,9 +10,9 @@ use emporium_http::middleware::RouteLabel;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::{GatewayState, Shared};
 use crate::auth::{self, Verified};
 use crate::routes::Route;
+use crate::{GatewayState, Shared};
 
 /// Headers that describe one connection and must not be forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [HeaderName; 8] = [
