@@ -139,3 +139,29 @@ async fn rate_limits_change_live_from_the_config_store() {
     }
     assert!(back, "the file's rate never came back");
 }
+
+#[tokio::test]
+async fn a_client_over_its_quota_still_reaches_the_health_probes() {
+    let shop = shop(|gateway, _| tight(gateway)).await;
+    let admitted = admitted_of(&shop.gateway, 15).await;
+    assert!(admitted <= 11, "{admitted} of a burst of 10 admitted");
+    // The quota is spent (the next request to a route is refused)...
+    let refused = client()
+        .get(shop.gateway.at(PATH))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(refused.status(), 429);
+    // ...and the probes still answer: an orchestrator polling them from the same
+    // address must never see the gateway as down for it.
+    for path in ["/livez", "/readyz"] {
+        for _ in 0..5 {
+            let r = client()
+                .get(shop.gateway.at(path))
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(r.status(), 200, "{path}");
+        }
+    }
+}
