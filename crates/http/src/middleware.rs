@@ -17,13 +17,16 @@
 //!    gateway's rate limits);
 //! 5. the request body limit (413), enforced by the body extractors.
 //!
-//! Health probes and `/metrics` pass 0 to 2 but are never shed, so an overloaded
-//! service still answers its liveness probe.
+//! Health probes and `/metrics` pass 0 to 2 but are never shed nor put to the
+//! admission rule, so an overloaded service still answers its liveness probe.
+//! Requests no route matches (a service's 404s) are limited together, as one route.
 //!
-//! The steps are plain functions run by one middleware ([`stack`]), not a layer
-//! each: axum wraps every route once per layer, and each wrapper costs a request a
-//! clone of the boxed inner service and a boxed future (about ten allocations per
-//! layer; `docs/benchmarks.md`, "The chassis stack as one layer").
+//! Steps 0 to 4 are plain functions run by one middleware ([`stack`]), added with
+//! the body limit in a single `Router::layer`, not a layer each: axum wraps every
+//! route once per layer, and each wrapper costs a request a clone of the boxed
+//! inner service and a boxed future (about ten allocations per layer;
+//! `docs/benchmarks.md`, "The chassis stack as one layer"). The admission rule
+//! therefore runs before a service's own route layers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -317,7 +317,28 @@ impl Service for Gateway {
         }
         let (mut routes, gateway) =
             router(cx.host.clone(), &cx.settings, limits.clone(), brownout)?;
-        cx.admit(move |req| proxy::rate_limit(&gateway, req));
+        let tls = cx.settings.tls.clone();
+        let hsts = tls
+            .as_ref()
+            .filter(|tls| tls.hsts_max_age_s > 0)
+            .map(|tls| HeaderValue::from_str(&format!("max-age={}", tls.hsts_max_age_s)))
+            .transpose()?;
+        let edge_hsts = hsts.clone();
+        // The rate limit runs before the routes' own layers (`edge::https_only`
+        // among them), so it does here what that layer would: plain HTTP to a TLS
+        // edge is redirected, not counted, and a refusal over TLS carries HSTS.
+        cx.admit(move |req| {
+            if tls.is_some() && !edge::over_tls(req) {
+                return None;
+            }
+            let mut refused = proxy::rate_limit(&gateway, req)?;
+            if let Some(hsts) = &edge_hsts {
+                refused
+                    .headers_mut()
+                    .insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+            }
+            Some(refused)
+        });
         let live = Arc::downgrade(&limits);
         cx.on_config(move |entries| {
             if let Some(limits) = live.upgrade() {
@@ -345,9 +366,6 @@ impl Service for Gateway {
         let certificate = edge::Reloading::load(&tls)?;
         cx.serve_tls(certificate.server_config()?);
         cx.spawn(move |stop| certificate.watch(stop));
-        let hsts = (tls.hsts_max_age_s > 0)
-            .then(|| HeaderValue::from_str(&format!("max-age={}", tls.hsts_max_age_s)))
-            .transpose()?;
         Ok(routes.layer(axum::middleware::from_fn_with_state(hsts, edge::https_only)))
     }
 }

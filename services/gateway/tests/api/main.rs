@@ -932,11 +932,15 @@ fn trusting(pem: &str, addr: std::net::SocketAddr) -> reqwest::Client {
         .expect("client")
 }
 
-#[tokio::test]
-async fn the_public_edge_serves_tls_with_hsts_redirects_plain_http_and_reloads_its_certificate() {
-    let env = TestEnv::new();
-    let certs = tempfile::tempdir().expect("dir");
-    let first = edge_certificate(certs.path());
+/// A registry and a gateway serving the public over TLS with the certificate in
+/// `certs` (see [`edge_certificate`]), HSTS for `hsts_max_age_s`, and `tweak`'s
+/// settings.
+async fn tls_edge(
+    env: &TestEnv,
+    certs: &std::path::Path,
+    hsts_max_age_s: u64,
+    tweak: impl FnOnce(&mut GatewaySettings),
+) -> (Spawned, Spawned) {
     let registry = env
         .spawn(
             emporium_registry::RegistryService,
@@ -945,11 +949,59 @@ async fn the_public_edge_serves_tls_with_hsts_redirects_plain_http_and_reloads_i
         .await;
     let mut settings = env.settings::<GatewaySettings>(Some(&registry));
     settings.service.tls = Some(emporium_gateway::edge::EdgeTls {
-        cert: certs.path().join("edge.pem"),
-        key: certs.path().join("edge.key"),
-        hsts_max_age_s: 31_536_000,
+        cert: certs.join("edge.pem"),
+        key: certs.join("edge.key"),
+        hsts_max_age_s,
     });
+    tweak(&mut settings.service);
     let gateway = env.spawn(emporium_gateway::Gateway, settings).await;
+    (registry, gateway)
+}
+
+#[tokio::test]
+async fn at_a_tls_edge_plain_http_is_redirected_before_the_rate_limit_and_refusals_carry_hsts() {
+    let env = TestEnv::new();
+    let certs = tempfile::tempdir().expect("dir");
+    let pem = edge_certificate(certs.path());
+    let (_registry, gateway) = tls_edge(&env, certs.path(), 600, |gateway| {
+        gateway.rate_limit.per_second = 1;
+        gateway.rate_limit.burst = 10;
+    })
+    .await;
+    let addr = gateway.addr;
+    let https = trusting(&pem, addr);
+    let url = format!("https://localhost:{}/api", addr.port());
+    // This address spends its quota over TLS...
+    let mut last = None;
+    for _ in 0..15 {
+        last = Some(https.get(&url).send().await.expect("https"));
+    }
+    let refused = last.expect("an answer");
+    assert_eq!(refused.status(), 429);
+    // ...and the refusal still tells the browser to stay on HTTPS.
+    assert_eq!(
+        refused.headers()["strict-transport-security"],
+        "max-age=600"
+    );
+    // Plain HTTP from the same address is sent to HTTPS, not refused: a redirect
+    // is not the work the quota guards.
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(format!("http://{addr}/api"))
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(r.status(), 308);
+}
+
+#[tokio::test]
+async fn the_public_edge_serves_tls_with_hsts_redirects_plain_http_and_reloads_its_certificate() {
+    let env = TestEnv::new();
+    let certs = tempfile::tempdir().expect("dir");
+    let first = edge_certificate(certs.path());
+    let (_registry, gateway) = tls_edge(&env, certs.path(), 31_536_000, |_| {}).await;
     let addr = gateway.addr;
     let https = format!("https://localhost:{}/api", addr.port());
 
