@@ -1,6 +1,8 @@
 //! The public edge over TLS: the certificate the public sees (files, reloaded
-//! when they change), HSTS on every answer over TLS, and plain HTTP redirected to
-//! HTTPS on the same port (health probes excepted).
+//! when they change), HSTS on the routes' answers over TLS (the rate limit's 429s
+//! get it where the limit is set up, in the gateway's `build`: it runs before
+//! this layer), and plain HTTP redirected to HTTPS on the same port (health
+//! probes excepted).
 
 use std::path::PathBuf;
 use std::sync::Arc;

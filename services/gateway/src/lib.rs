@@ -317,18 +317,20 @@ impl Service for Gateway {
         }
         let (mut routes, gateway) =
             router(cx.host.clone(), &cx.settings, limits.clone(), brownout)?;
-        let tls = cx.settings.tls.clone();
-        let hsts = tls
+        let hsts = cx
+            .settings
+            .tls
             .as_ref()
             .filter(|tls| tls.hsts_max_age_s > 0)
             .map(|tls| HeaderValue::from_str(&format!("max-age={}", tls.hsts_max_age_s)))
             .transpose()?;
+        let edge_tls = cx.settings.tls.is_some();
         let edge_hsts = hsts.clone();
         // The rate limit runs before the routes' own layers (`edge::https_only`
         // among them), so it does here what that layer would: plain HTTP to a TLS
         // edge is redirected, not counted, and a refusal over TLS carries HSTS.
         cx.admit(move |req| {
-            if tls.is_some() && !edge::over_tls(req) {
+            if edge_tls && !edge::over_tls(req) {
                 return None;
             }
             let mut refused = proxy::rate_limit(&gateway, req)?;

@@ -971,24 +971,39 @@ async fn at_a_tls_edge_plain_http_is_redirected_before_the_rate_limit_and_refusa
     let addr = gateway.addr;
     let https = trusting(&pem, addr);
     let url = format!("https://localhost:{}/api", addr.port());
-    // This address spends its quota over TLS...
-    let mut last = None;
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    // Plain HTTP is sent to HTTPS, and not counted: a redirect is not the work
+    // the quota guards...
     for _ in 0..15 {
+        let r = plain
+            .get(format!("http://{addr}/api"))
+            .send()
+            .await
+            .expect("http");
+        assert_eq!(r.status(), 308);
+    }
+    // ...so the address still has its burst of 10 over TLS...
+    for n in 0..8 {
+        let r = https.get(&url).send().await.expect("https");
+        assert_eq!(r.status(), 200, "request {n} over TLS");
+    }
+    // ...and, once that is spent, is refused with HSTS still on the answer.
+    let mut last = None;
+    for _ in 0..7 {
         last = Some(https.get(&url).send().await.expect("https"));
     }
     let refused = last.expect("an answer");
     assert_eq!(refused.status(), 429);
-    // ...and the refusal still tells the browser to stay on HTTPS.
+    assert!(refused.headers().contains_key("retry-after"));
     assert_eq!(
         refused.headers()["strict-transport-security"],
         "max-age=600"
     );
-    // Plain HTTP from the same address is sent to HTTPS, not refused: a redirect
-    // is not the work the quota guards.
-    let r = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
+    // Plain HTTP from the address over its quota is still redirected.
+    let r = plain
         .get(format!("http://{addr}/api"))
         .send()
         .await
