@@ -132,9 +132,16 @@ impl Clients {
 
     /// The scheme of URIs this principal's calls take.
     pub fn scheme(&self) -> &'static str {
+        self.uri_scheme().as_str()
+    }
+
+    /// [`Self::scheme`] as a URI's part.
+    pub fn uri_scheme(&self) -> &'static http::uri::Scheme {
+        static HTTP: http::uri::Scheme = http::uri::Scheme::HTTP;
+        static HTTPS: http::uri::Scheme = http::uri::Scheme::HTTPS;
         match *self.inner {
-            Inner::Plain(_) => "http",
-            Inner::Mtls { .. } => "https",
+            Inner::Plain(_) => &HTTP,
+            Inner::Mtls { .. } => &HTTPS,
         }
     }
 

@@ -5,8 +5,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use bytes::Bytes;
-use emporium_contracts::headers;
-use emporium_http::context;
+use emporium_http::{context, names};
 use emporium_telemetry::meters::Meters;
 use emporium_telemetry::trace::{self, Kind, Span};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, header};
@@ -113,7 +112,7 @@ impl ServiceClient {
     /// The time this call may take: the client's timeout, or what is left of the
     /// current request's budget if less.
     fn budget(&self) -> Duration {
-        context::current().map_or(self.timeout, |c| c.remaining().min(self.timeout))
+        context::remaining().map_or(self.timeout, |left| left.min(self.timeout))
     }
 
     async fn send_until(
@@ -122,20 +121,23 @@ impl ServiceClient {
         deadline: Instant,
     ) -> Result<Response<Body>, ClientError> {
         let started = Instant::now();
-        let ctx = context::current();
+        // What the current request passes on: its id (a header value already) and
+        // its trace, read in place rather than cloning the whole context.
+        let (request_id, parent) = context::with(|c| (c.request_id.header(), c.trace.clone()))
+            .map_or((None, None), |(id, trace)| (Some(id), trace));
         let budget = deadline.saturating_duration_since(started);
         request.extensions_mut().insert(Deadline(deadline));
         if self
             .headers
             .as_ref()
-            .is_some_and(|h| h.contains_key(headers::IDEMPOTENCY_KEY))
+            .is_some_and(|h| h.contains_key(names::IDEMPOTENCY_KEY))
         {
             request
                 .extensions_mut()
                 .insert(crate::resilience::retry::Keyed);
         }
         // A client span only inside traced work: background polling starts no trace.
-        let mut span = ctx.as_ref().and_then(|c| c.trace.as_ref()).map(|parent| {
+        let mut span = parent.as_ref().map(|parent| {
             let mut span = Span::start("call", Kind::Client, Some(parent));
             if span.is_recording() {
                 span.set_name(format!("{} {}", request.method(), self.service));
@@ -151,16 +153,14 @@ impl ServiceClient {
                 h.insert(name, value.clone());
             }
         }
-        if let Some(ctx) = &ctx
-            && let Ok(v) = HeaderValue::from_str(&ctx.request_id)
-        {
-            h.insert(headers::REQUEST_ID, v);
+        if let Some(id) = request_id {
+            h.insert(names::REQUEST_ID, id);
         }
         if let Some(span) = &span {
             trace::inject(span.context(), h);
         }
         h.insert(
-            headers::TIMEOUT_MS,
+            names::TIMEOUT_MS,
             HeaderValue::from(budget.as_millis() as u64),
         );
         let method = emporium_http::middleware::method_label(request.method());
@@ -246,6 +246,7 @@ mod tests {
     use crate::LocalTransport;
     use axum::Router;
     use axum::routing::get;
+    use emporium_contracts::headers;
 
     #[tokio::test]
     async fn calls_carry_request_id_and_budget() {

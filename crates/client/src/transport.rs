@@ -12,6 +12,7 @@ use emporium_telemetry::metrics;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use tower::ServiceExt;
 
@@ -170,10 +171,9 @@ const INJECTED_RESET: &str = "connection reset (injected by a fault rule)";
 /// Sends one attempt, or does to it what the fault a rule picked says.
 async fn attempt(
     send: hyper_util::client::legacy::ResponseFuture,
-    fault: Option<Fault>,
-    target: &str,
+    injected: Option<Injected>,
 ) -> Ended {
-    match fault.map(|f| inject(&f, target)) {
+    match injected {
         Some(Injected::Wait(wait)) => tokio::time::sleep(wait).await,
         Some(Injected::Answer(response)) => return Ended::Answered(response),
         Some(Injected::Reset) => return Ended::Broken(INJECTED_RESET.into()),
@@ -196,7 +196,7 @@ impl HttpTransport {
         target.called();
         let routes = self.discovery.routes(&service).await?;
         let http = self.clients.to(&service)?;
-        let scheme = self.clients.scheme();
+        let scheme = self.clients.uri_scheme();
         let deadline = request.extensions().get::<Deadline>().map(|d| d.0);
         let (parts, body) = request.into_parts();
         let path = path_of(&parts.uri);
@@ -264,19 +264,19 @@ impl HttpTransport {
                     if let Some(deadline) = deadline {
                         let left = deadline.saturating_duration_since(Instant::now());
                         req.headers_mut().insert(
-                            emporium_contracts::headers::TIMEOUT_MS,
+                            emporium_http::names::TIMEOUT_MS,
                             http::HeaderValue::from(left.as_millis() as u64),
                         );
                     }
                     let in_flight = route.health.start();
                     let send = http.request(req);
-                    let fault = self
+                    let injected = self
                         .policies
                         .faults()
-                        .pick(self.policies.caller(), &service);
-                    let name = service.clone();
+                        .pick(self.policies.caller(), &service)
+                        .map(|fault| inject(&fault, &service));
                     running.push(async move {
-                        let ended = attempt(send, fault, &name).await;
+                        let ended = attempt(send, injected).await;
                         drop(in_flight);
                         (n, ended)
                     });
@@ -453,19 +453,34 @@ impl Drop for Attempts<'_> {
     }
 }
 
-/// A request's path and query, `/` when it has none.
-fn path_of(uri: &Uri) -> String {
-    uri.path_and_query().map_or("/", |p| p.as_str()).to_string()
+/// A request's path and query, `/` when it has none (shared with the request's
+/// URI, not copied).
+fn path_of(uri: &Uri) -> PathAndQuery {
+    uri.path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"))
 }
 
-/// `path` at the instance listening on `address`.
-fn at_address(service: &str, scheme: &str, address: &str, path: &str) -> Result<Uri, ClientError> {
-    format!("{scheme}://{address}{path}")
-        .parse()
-        .map_err(|e: http::uri::InvalidUri| ClientError::Decode {
-            service: service.to_string(),
-            source: e.into(),
-        })
+/// `path` at the instance listening on `address`, put together from its parts
+/// (the path is shared, not copied; only the address is).
+fn at_address(
+    service: &str,
+    scheme: &Scheme,
+    address: &str,
+    path: &PathAndQuery,
+) -> Result<Uri, ClientError> {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(scheme.clone());
+    parts.authority = Some(Authority::try_from(address).map_err(|e| decode(service, e))?);
+    parts.path_and_query = Some(path.clone());
+    Uri::from_parts(parts).map_err(|e| decode(service, e))
+}
+
+fn decode(service: &str, e: impl std::error::Error + Send + Sync + 'static) -> ClientError {
+    ClientError::Decode {
+        service: service.to_string(),
+        source: e.into(),
+    }
 }
 
 /// To one instance at a known address, whatever the service name: for operating
@@ -496,7 +511,7 @@ impl Transport for Direct {
         let service = service.to_string();
         Box::pin(async move {
             let (mut head, body) = request.into_parts();
-            let scheme = this.clients.scheme();
+            let scheme = this.clients.uri_scheme();
             head.uri = at_address(&service, scheme, &this.address, &path_of(&head.uri))?;
             match this
                 .clients

@@ -23,7 +23,6 @@ use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use emporium_contracts::headers;
 use emporium_identity::{Peer, Remote};
 
 use crate::problem::ApiError;
@@ -113,9 +112,9 @@ where
 
 fn carries_identity(req: &Request) -> bool {
     let h = req.headers();
-    headers::IDENTITY_HEADERS
+    crate::names::IDENTITY
         .iter()
-        .any(|name| h.contains_key(*name))
+        .any(|name| h.contains_key(name))
 }
 
 /// Declares which services may call a router's routes.

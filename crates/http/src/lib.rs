@@ -27,6 +27,7 @@ pub mod guard;
 pub mod identity;
 pub mod limit;
 pub mod middleware;
+pub mod names;
 pub mod openapi;
 pub mod problem;
 pub mod server;

@@ -37,7 +37,6 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use emporium_config::HttpSettings;
-use emporium_contracts::headers;
 use emporium_telemetry::Identity;
 use emporium_telemetry::meters::Meters;
 use emporium_telemetry::metrics;
@@ -46,9 +45,10 @@ use http::{HeaderValue, StatusCode, header};
 use tracing::Instrument;
 
 use crate::bounded::Bounded;
-use crate::context::{self, RequestContext};
+use crate::context::{self, RequestContext, RequestId};
 use crate::guard::Guard;
 use crate::limit::{Bounds, Limits};
+use crate::names;
 use crate::problem::{ApiError, PROBLEM_JSON};
 
 /// Longest request id accepted from a caller; longer or odd ones are replaced.
@@ -150,10 +150,7 @@ where
             // line): a warning per refusal would add to the load it refuses.
             ApiError::unavailable("the service is overloaded; retry shortly")
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
-                .with_header(
-                    http::HeaderName::from_static(headers::SHED),
-                    HeaderValue::from_static("1"),
-                )
+                .with_header(names::SHED, HeaderValue::from_static("1"))
                 .quiet()
                 .into_response()
         }
@@ -206,31 +203,30 @@ where
     Fut: Future<Output = Response>,
 {
     let started = Instant::now();
+    // The caller's id kept as the header value it came in (no copy), or a new one.
     let request_id = req
         .headers()
-        .get(headers::REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| is_valid_request_id(v))
-        .map(String::from)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        .get(names::REQUEST_ID)
+        .filter(|v| v.to_str().is_ok_and(is_valid_request_id))
+        .map_or_else(RequestId::generate, |v| RequestId::from_header(v.clone()));
     let budget = req
         .headers()
-        .get(headers::TIMEOUT_MS)
+        .get(names::TIMEOUT_MS)
         .filter(|_| deadlines.honour_caller)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .map(Duration::from_millis)
         .map_or(deadlines.timeout, |b| b.min(deadlines.timeout));
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    // The URI shares the request's buffer: cloned, not copied.
+    let uri = req.uri().clone();
+    let path = uri.path();
     // The route template (`/api/orders/{id}`), never the path: bounded label values.
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     // Probes, scrapes and registry traffic would drown the access log; they log at
     // debug, and start no trace unless the caller sent one.
-    let quiet = is_quiet(&path);
+    let quiet = is_quiet(path);
     let caller = trace::extract(req.headers());
     let (parent, link) = if deadlines.honour_caller_trace {
         (caller, None)
@@ -245,9 +241,9 @@ where
         }
         if span.is_recording() {
             span.set_attribute("http.request.method", method.to_string());
-            span.set_attribute("http.route", route.clone());
-            span.set_attribute("url.path", path.clone());
-            span.set_attribute("emporium.request_id", request_id.clone());
+            span.set_attribute("http.route", route.to_owned());
+            span.set_attribute("url.path", path.to_owned());
+            span.set_attribute("emporium.request_id", request_id.to_string());
         }
         span
     });
@@ -283,10 +279,12 @@ where
     })
     .instrument(log_span.clone())
     .await;
-    let route = label.map_or(route, |RouteLabel(label)| label);
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(headers::REQUEST_ID, value);
-    }
+    let route = label
+        .as_ref()
+        .map_or(route, |RouteLabel(label)| label.as_ref());
+    response
+        .headers_mut()
+        .insert(names::REQUEST_ID, request_id.header());
     let status_code = response.status();
     let status = status_code.as_u16();
     let elapsed = started.elapsed();
@@ -309,7 +307,7 @@ where
         }
     }
     deadlines.meters.record(
-        [method_label(&method), &route, status_code.as_str()],
+        [method_label(&method), route, status_code.as_str()],
         elapsed.as_secs_f64(),
     );
     response
@@ -319,7 +317,7 @@ where
 /// little (the gateway's one `/api/{*rest}` becomes `/api/orders`). It must come
 /// from a small fixed set, like a template.
 #[derive(Debug, Clone)]
-pub struct RouteLabel(pub String);
+pub struct RouteLabel(pub Arc<str>);
 
 /// Health probes and `/metrics`: answered whatever the load, to anyone.
 pub fn is_probe(path: &str) -> bool {

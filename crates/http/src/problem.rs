@@ -235,7 +235,7 @@ impl ApiError {
             detail: self.detail.clone(),
             code: self.code.to_string(),
             errors: self.errors.clone(),
-            request_id: context::current().map(|c| c.request_id),
+            request_id: context::with(|c| c.request_id.to_string()),
         }
     }
 }

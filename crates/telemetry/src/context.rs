@@ -7,7 +7,10 @@
 //! outbox stamps events with its trace. Work spawned onto other tasks does not
 //! inherit it, by design.
 
+use std::fmt;
 use std::time::{Duration, Instant};
+
+use http::HeaderValue;
 
 use crate::trace::TraceContext;
 
@@ -15,10 +18,56 @@ tokio::task_local! {
     static CONTEXT: RequestContext;
 }
 
+/// A request id, kept as the header value it travels in: every outbound call and
+/// the response carry it without a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    /// `id` if it can travel in a header (visible ASCII), else a new one.
+    pub fn new(id: String) -> Self {
+        HeaderValue::try_from(id).map_or_else(|_| Self::generate(), Self)
+    }
+
+    /// A new id (a UUIDv7: time-ordered).
+    pub fn generate() -> Self {
+        let mut buf = uuid::Uuid::encode_buffer();
+        let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
+        Self(HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("unknown")))
+    }
+
+    /// A value a caller sent, already checked by the caller (see
+    /// `emporium_http::middleware`): kept without a copy.
+    pub fn from_header(value: HeaderValue) -> Self {
+        Self(value)
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().unwrap_or_default()
+    }
+
+    /// The id as a header value (a reference count, not a copy).
+    pub fn header(&self) -> HeaderValue {
+        self.0.clone()
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&str> for RequestId {
+    fn from(id: &str) -> Self {
+        Self::new(id.to_owned())
+    }
+}
+
 /// What an inbound request carries to every outbound call it makes.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
-    pub request_id: String,
+    pub request_id: RequestId,
     /// When the caller stops waiting.
     pub deadline: Instant,
     /// The span this work runs in: the parent of the spans it starts.
@@ -35,7 +84,7 @@ impl RequestContext {
     /// its own timeout. It was admitted when it was started.
     pub fn unbounded(request_id: String, trace: Option<TraceContext>) -> Self {
         Self {
-            request_id,
+            request_id: RequestId::new(request_id),
             deadline: Instant::now() + Duration::from_secs(24 * 3600),
             trace,
             admitted: true,
@@ -51,6 +100,17 @@ impl RequestContext {
 /// The context of the current request, if running inside one.
 pub fn current() -> Option<RequestContext> {
     CONTEXT.try_with(Clone::clone).ok()
+}
+
+/// `f` of the context of the current request, if running inside one, without
+/// cloning it.
+pub fn with<R>(f: impl FnOnce(&RequestContext) -> R) -> Option<R> {
+    CONTEXT.try_with(f).ok()
+}
+
+/// Time left before the current request's deadline, if running inside one.
+pub fn remaining() -> Option<Duration> {
+    with(RequestContext::remaining)
 }
 
 /// Whether the current work was already admitted (see [`RequestContext::admitted`]);

@@ -197,8 +197,45 @@ pub fn extract(headers: &http::HeaderMap) -> Option<TraceContext> {
             self.0.keys().map(|k| k.as_str()).collect()
         }
     }
-    headers.get("traceparent")?;
+    let traceparent = headers.get("traceparent")?;
+    // The common case (version 00, no `tracestate`) read directly; anything else
+    // through the propagator, which the fast path agrees with (tested).
+    if !headers.contains_key("tracestate")
+        && let Some(cx) = parse_version_00(traceparent.as_bytes())
+    {
+        return Some(cx);
+    }
     from_carrier(&Headers(headers))
+}
+
+/// A version-00 `traceparent` exactly as the W3C spells it (55 bytes, lowercase
+/// hex), with no `tracestate`; `None` for anything else, left to the propagator.
+fn parse_version_00(value: &[u8]) -> Option<TraceContext> {
+    let lower_hex = |b: &[u8]| b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    if value.len() != 55
+        || !value.starts_with(b"00-")
+        || value[35] != b'-'
+        || value[52] != b'-'
+        || !lower_hex(&value[3..35])
+        || !lower_hex(&value[36..52])
+        || !lower_hex(&value[53..55])
+    {
+        return None;
+    }
+    let text = std::str::from_utf8(value).ok()?;
+    let trace_id = TraceId::from_hex(&text[3..35]).ok()?;
+    let span_id = SpanId::from_hex(&text[36..52]).ok()?;
+    let flags = u8::from_str_radix(&text[53..55], 16).ok()?;
+    // Only the sampled bit is kept, as the propagator does (W3C: other flags are
+    // accepted and zeroed).
+    let flags = TraceFlags::new(flags) & TraceFlags::SAMPLED;
+    valid(&SpanContext::new(
+        trace_id,
+        span_id,
+        flags,
+        true,
+        TraceState::default(),
+    ))
 }
 
 /// Parses a `traceparent` value (as carried inside an event).
@@ -244,8 +281,8 @@ pub fn inject(cx: &TraceContext, headers: &mut http::HeaderMap) {
     if !cx.is_valid() {
         return;
     }
-    if let Ok(value) = http::HeaderValue::from_str(&traceparent(cx)) {
-        headers.insert("traceparent", value);
+    if let Ok(value) = http::HeaderValue::from_bytes(&traceparent_bytes(cx)) {
+        headers.insert(http::HeaderName::from_static("traceparent"), value);
     }
     if cx.trace_state() != &TraceState::NONE {
         let context = Context::new().with_remote_span_context(cx.clone());
@@ -255,12 +292,25 @@ pub fn inject(cx: &TraceContext, headers: &mut http::HeaderMap) {
 
 /// `00-<trace id>-<span id>-<flags>`.
 pub fn traceparent(cx: &TraceContext) -> String {
-    format!(
-        "00-{}-{}-{:02x}",
-        cx.trace_id(),
-        cx.span_id(),
-        cx.trace_flags().to_u8()
-    )
+    String::from_utf8_lossy(&traceparent_bytes(cx)).into_owned()
+}
+
+/// `traceparent` as bytes, written without the formatting machinery (it is set on
+/// every traced call).
+fn traceparent_bytes(cx: &TraceContext) -> [u8; 55] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [b'-'; 55];
+    let mut hex = |at: usize, bytes: &[u8]| {
+        for (i, b) in bytes.iter().enumerate() {
+            out[at + 2 * i] = HEX[usize::from(b >> 4)];
+            out[at + 2 * i + 1] = HEX[usize::from(b & 0x0f)];
+        }
+    };
+    hex(0, &[0]);
+    hex(3, &cx.trace_id().to_bytes());
+    hex(36, &cx.span_id().to_bytes());
+    hex(53, &[cx.trace_flags().to_u8()]);
+    out
 }
 
 /// One timed operation of a trace. Ends (and is exported, if sampled and export is
@@ -459,6 +509,71 @@ mod tests {
         assert_eq!(a.span_id().len(), 16);
         // Nothing is exported in unit tests, so nothing is recorded.
         assert!(!a.is_recording());
+    }
+
+    /// The direct read of `traceparent` answers what the propagator answers, for
+    /// the values it takes and for those it leaves to the propagator.
+    #[test]
+    fn the_fast_traceparent_read_agrees_with_the_propagator() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        for value in [
+            format!("00-{id}-00f067aa0ba902b7-01"),
+            format!("00-{id}-00f067aa0ba902b7-00"),
+            // Unknown flags are accepted and zeroed.
+            format!("00-{id}-00f067aa0ba902b7-03"),
+            format!("00-{id}-00f067aa0ba902b7-fe"),
+            format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32)),
+            format!("00-{id}-0000000000000000-01"),
+            format!("00-{}-00f067aa0ba902b7-01", id.to_uppercase()),
+            format!("00-{id}-00F067AA0BA902B7-01"),
+            format!("00-{id}-00f067aa0ba902b7-0A"),
+            format!("01-{id}-00f067aa0ba902b7-01"),
+            format!("ff-{id}-00f067aa0ba902b7-01"),
+            format!("00-{id}-00f067aa0ba902b7-01-extra"),
+            format!("00-{id}-00f067aa0ba902b7x01"),
+            format!("00_{id}-00f067aa0ba902b7-01"),
+            format!("00-{}g-00f067aa0ba902b7-01", &id[..31]),
+            format!(" 00-{id}-00f067aa0ba902b7-0"),
+        ] {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                "traceparent",
+                http::HeaderValue::from_str(&value).expect("header"),
+            );
+            let fast = extract(&headers);
+            let slow = parse_traceparent(&value);
+            assert_eq!(fast, slow, "{value:?}");
+        }
+        // The values above the direct read takes are read by it.
+        let sampled = parse_version_00(format!("00-{id}-00f067aa0ba902b7-03").as_bytes())
+            .expect("read directly");
+        assert_eq!(sampled.trace_flags(), TraceFlags::SAMPLED);
+        assert!(sampled.is_remote());
+        assert!(parse_version_00(format!("01-{id}-00f067aa0ba902b7-01").as_bytes()).is_none());
+    }
+
+    #[test]
+    fn traceparent_is_written_as_the_w3c_spells_it() {
+        let cx = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .expect("valid");
+        assert_eq!(
+            traceparent(&cx),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        let mut out = http::HeaderMap::new();
+        inject(&cx, &mut out);
+        assert_eq!(
+            out["traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        let unsampled = SpanContext::new(
+            cx.trace_id(),
+            cx.span_id(),
+            TraceFlags::default(),
+            false,
+            TraceState::default(),
+        );
+        assert!(traceparent(&unsampled).ends_with("-00"));
     }
 
     #[test]

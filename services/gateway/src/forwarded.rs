@@ -10,6 +10,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, Request};
+use emporium_http::names;
 use http::{HeaderMap, HeaderValue, header};
 use ipnet::IpNet;
 
@@ -66,28 +67,31 @@ impl TrustedProxies {
     pub fn rewrite(&self, headers: &mut HeaderMap, peer: Option<IpAddr>, tls: bool) {
         let trusted = peer.is_some_and(|ip| self.trusts(ip));
         if !trusted {
-            headers.remove("x-forwarded-for");
-            headers.remove("x-forwarded-proto");
-            headers.remove("x-forwarded-host");
+            headers.remove(names::X_FORWARDED_FOR);
+            headers.remove(names::X_FORWARDED_PROTO);
+            headers.remove(names::X_FORWARDED_HOST);
         }
         if let Some(ip) = peer {
-            let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            let xff = match headers
+                .get(names::X_FORWARDED_FOR)
+                .and_then(|v| v.to_str().ok())
+            {
                 Some(prior) => format!("{prior}, {ip}"),
                 None => ip.to_string(),
             };
-            if let Ok(v) = HeaderValue::from_str(&xff) {
-                headers.insert("x-forwarded-for", v);
+            if let Ok(v) = HeaderValue::try_from(xff) {
+                headers.insert(names::X_FORWARDED_FOR, v);
             }
         }
-        if !headers.contains_key("x-forwarded-host")
+        if !headers.contains_key(names::X_FORWARDED_HOST)
             && let Some(host) = headers.get(header::HOST).cloned()
         {
-            headers.insert("x-forwarded-host", host);
+            headers.insert(names::X_FORWARDED_HOST, host);
         }
         // As the client reached us, unless a trusted proxy in front said.
-        if !headers.contains_key("x-forwarded-proto") {
+        if !headers.contains_key(names::X_FORWARDED_PROTO) {
             let proto = if tls { "https" } else { "http" };
-            headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+            headers.insert(names::X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         }
     }
 }
@@ -101,7 +105,7 @@ pub fn peer(req: &Request) -> Option<IpAddr> {
 
 fn forwarded_for(headers: &HeaderMap) -> impl DoubleEndedIterator<Item = &str> {
     headers
-        .get_all("x-forwarded-for")
+        .get_all(names::X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))

@@ -5,9 +5,9 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use emporium_contracts::headers;
-use emporium_http::ApiError;
 use emporium_http::middleware::RouteLabel;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+use emporium_http::{ApiError, names};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::auth::{self, Verified};
@@ -43,12 +43,7 @@ pub fn rate_limit(gw: &GatewayState, req: &Request) -> Option<Response> {
 pub async fn proxy(State(gw): State<Shared>, req: Request) -> Response {
     let routed = gw.table.route(req.method(), req.uri().path());
     let label = match routed {
-        Route::Service { .. } => req
-            .uri()
-            .path()
-            .strip_prefix("/api/")
-            .and_then(|rest| rest.split('/').next())
-            .map(|area| format!("/api/{area}")),
+        Route::Service { .. } => gw.table.label(req.uri().path()),
         Route::NotFound | Route::Malformed => None,
     };
     let mut response = route(&gw, routed, req).await.into_response();
@@ -91,10 +86,7 @@ async fn route(gw: &Shared, routed: Route<'_>, req: Request) -> Result<Response,
         return Err(
             ApiError::unavailable("the shop is busy finishing orders; try again shortly")
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
-                .with_header(
-                    HeaderName::from_static(headers::SHED),
-                    HeaderValue::from_static("1"),
-                )
+                .with_header(names::SHED, HeaderValue::from_static("1"))
                 .quiet(),
         );
     }
@@ -133,7 +125,7 @@ pub async fn storefront(State(gw): State<Shared>, req: Request) -> Response {
     if !crate::routes::is_page(req.uri().path()) {
         return ApiError::not_found("no such resource").into_response();
     }
-    let request_id = || emporium_http::context::current().map(|c| c.request_id);
+    let request_id = || emporium_http::context::with(|c| c.request_id.to_string());
     let verified = match session_token(req.headers()) {
         Some(token) => match gw.verifier.verify(&token).await {
             Ok(verified) => Some(verified),
@@ -193,22 +185,21 @@ async fn forward(
     }
     let bytes = read_body(body, gw.body_limit).await?;
     let routed_keyed = gw.table.keyed(&parts.method, parts.uri.path());
-    let path = parts
+    // The client's method and URI (the transport takes its path and query) go
+    // upstream as they are, shared rather than copied; the headers are rewritten.
+    let mut upstream = http::Request::new(bytes);
+    *upstream.method_mut() = parts.method;
+    *upstream.uri_mut() = parts
         .uri
         .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
-    let mut upstream = http::Request::builder()
-        .method(parts.method)
-        .uri(path)
-        .body(bytes)
-        .map_err(|_| ApiError::bad_request("malformed request"))?;
+        .cloned()
+        .map_or_else(|| Uri::from_static("/"), Uri::from);
     *upstream.headers_mut() =
         forwarded_headers(std::mem::take(&mut parts.headers), verified, client_ip);
     // A shopper's key makes the request safe to send again only where the
     // service behind the route dedupes by it, and only if the key is still on
     // what goes upstream (a `Connection:` header may have named it hop-by-hop).
-    if routed_keyed && upstream.headers().contains_key(headers::IDEMPOTENCY_KEY) {
+    if routed_keyed && upstream.headers().contains_key(names::IDEMPOTENCY_KEY) {
         upstream
             .extensions_mut()
             .insert(emporium_client::resilience::retry::Keyed);
@@ -264,18 +255,18 @@ fn forwarded_headers(
     out.remove(header::HOST);
     out.remove(header::AUTHORIZATION);
     // The caller's trace context stops here; the client sends the gateway's own.
-    out.remove(headers::TRACEPARENT);
-    out.remove("tracestate");
-    for name in headers::IDENTITY_HEADERS {
+    out.remove(names::TRACEPARENT);
+    out.remove(names::TRACESTATE);
+    for name in &names::IDENTITY {
         out.remove(name);
     }
     if let Some(v) = verified {
         v.write_to(&mut out);
     }
     if let Some(ip) = client_ip
-        && let Ok(ip) = HeaderValue::from_str(&ip.to_string())
+        && let Ok(ip) = HeaderValue::try_from(ip.to_string())
     {
-        out.insert(headers::CLIENT_IP, ip);
+        out.insert(names::CLIENT_IP, ip);
     }
     out
 }

@@ -1,6 +1,7 @@
 //! Which service serves a path, and which paths need a signed-in user.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use anyhow::bail;
 use http::Method;
@@ -8,6 +9,8 @@ use http::Method;
 /// The gateway's route table, checked at start.
 pub struct RouteTable {
     areas: BTreeMap<String, String>,
+    /// Each area's metrics label (`/api/orders`), made once.
+    labels: BTreeMap<String, Arc<str>>,
     public: Vec<(Method, String)>,
     keyed: Vec<(Method, String)>,
 }
@@ -33,6 +36,10 @@ impl RouteTable {
     ) -> anyhow::Result<Self> {
         Ok(Self {
             areas: areas.clone(),
+            labels: areas
+                .keys()
+                .map(|area| (area.clone(), Arc::from(format!("/api/{area}"))))
+                .collect(),
             public: parse("public", public)?,
             keyed: parse("keyed", keyed)?,
         })
@@ -42,6 +49,12 @@ impl RouteTable {
     /// `Idempotency-Key` header, so a request carrying one may be sent again.
     pub fn keyed(&self, method: &Method, path: &str) -> bool {
         lists(&self.keyed, method, path)
+    }
+
+    /// The metrics label of the area `path` is in (`/api/orders`), if it is one.
+    pub fn label(&self, path: &str) -> Option<Arc<str>> {
+        let area = path.strip_prefix("/api/")?.split('/').next()?;
+        self.labels.get(area).cloned()
     }
 
     /// Every service some area routes to, once each.

@@ -349,7 +349,7 @@ async fn checkout(
     // task: if this request is dropped (the client or the gateway gave up), the order
     // still goes through rather than leaving the lines taken without an order.
     let ctx = emporium_http::context::current();
-    let request_id = ctx.as_ref().map(|c| c.request_id.clone());
+    let request_id = ctx.as_ref().map(|c| c.request_id.to_string());
     let placing = {
         let state = state.clone();
         let card = checkout.card.clone();

@@ -68,7 +68,7 @@ struct ErrorPage {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        let request_id = emporium_http::context::current().map(|c| c.request_id);
+        let request_id = emporium_http::context::with(|c| c.request_id.to_string());
         let (status, title, message) = match &self {
             PageError::SignIn(back) => {
                 return Redirect::to(&with_query("/signin", [("next", back.as_str())]))
