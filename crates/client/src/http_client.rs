@@ -4,20 +4,24 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
 use emporium_identity::Credentials;
+use futures::TryFutureExt;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
 
 use crate::error::ClientError;
 
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
+pub type HttpClient = Client<HttpsConnector<Tcp>, Body>;
 
 /// A new pooled client for plain `http://` URLs (probes, identity off).
 pub fn http_client() -> HttpClient {
@@ -48,16 +52,16 @@ pub fn tls_client(config: rustls::ClientConfig, name: &str) -> anyhow::Result<Ht
     Ok(pooled(connector))
 }
 
-fn tcp() -> HttpConnector {
+fn tcp() -> Tcp {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(1)));
     // The TLS layer above takes https:// URIs.
     connector.enforce_http(false);
-    connector
+    Tcp(connector)
 }
 
-fn pooled(connector: HttpsConnector<HttpConnector>) -> HttpClient {
+fn pooled(connector: HttpsConnector<Tcp>) -> HttpClient {
     Client::builder(TokioExecutor::new())
         // Without a timer the idle timeout is only checked when a connection is
         // taken: a quiet pool (a serving thread's own) would keep its idle
@@ -68,6 +72,78 @@ fn pooled(connector: HttpsConnector<HttpConnector>) -> HttpClient {
         .pool_idle_timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(256)
         .build(connector)
+}
+
+/// hyper_util's TCP connector, whose connections describe themselves without the
+/// addresses `HttpConnector` attaches (`HttpInfo`): hyper_util copies those into
+/// every response's extensions, two allocations per call that nothing here reads.
+#[derive(Clone)]
+pub struct Tcp(HttpConnector);
+
+/// A TCP connection made by [`Tcp`].
+pub struct TcpConn(TokioIo<TcpStream>);
+
+impl tower::Service<http::Uri> for Tcp {
+    type Response = TcpConn;
+    type Error = <HttpConnector as tower::Service<http::Uri>>::Error;
+    type Future = futures::future::MapOk<
+        <HttpConnector as tower::Service<http::Uri>>::Future,
+        fn(TokioIo<TcpStream>) -> TcpConn,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        self.0.call(uri).map_ok(TcpConn as fn(_) -> _)
+    }
+}
+
+impl Connection for TcpConn {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl hyper::rt::Read for TcpConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for TcpConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
 }
 
 thread_local! {

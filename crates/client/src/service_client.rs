@@ -275,6 +275,7 @@ mod tests {
             deadline: std::time::Instant::now() + Duration::from_millis(800),
             trace: None,
             admitted: false,
+            route: Default::default(),
         };
         let v: serde_json::Value = context::scope(ctx, client.get_json("/echo"))
             .await

@@ -198,8 +198,13 @@ impl HttpTransport {
         let http = self.clients.to(&service)?;
         let scheme = self.clients.uri_scheme();
         let deadline = request.extensions().get::<Deadline>().map(|d| d.0);
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let path = path_of(&parts.uri);
+        // Each attempt says what is left of the deadline when it goes (below); the
+        // call's own value is not copied into every attempt's headers first.
+        if deadline.is_some() {
+            parts.headers.remove(emporium_http::names::TIMEOUT_MS);
+        }
         let policy = &target.policy;
         let keyed = parts.extensions.get::<retry::Keyed>().is_some();
         let idempotent = retry::idempotent(&parts.method, keyed);

@@ -52,6 +52,18 @@ impl Guard {
     }
 }
 
+/// The address of the connection `extensions` came over: the server's
+/// `ConnectInfo<Remote>`, else a `ConnectInfo<SocketAddr>` (a test's
+/// `MockConnectInfo`, a plain `axum::serve`).
+pub fn peer_addr(extensions: &http::Extensions) -> Option<std::net::SocketAddr> {
+    match extensions.get::<ConnectInfo<Remote>>() {
+        Some(ConnectInfo(remote)) => Some(remote.addr),
+        None => extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|ConnectInfo(addr)| *addr),
+    }
+}
+
 /// The peer of `req`: from its connection, else as the in-process transport
 /// tagged it, else nobody.
 fn peer_of(req: &Request) -> Peer {
@@ -64,8 +76,7 @@ fn peer_of(req: &Request) -> Peer {
         .unwrap_or(Peer::Anonymous)
 }
 
-/// Tags the request with its peer (and its address, as `ConnectInfo<SocketAddr>`)
-/// and applies the rules (see the module's header).
+/// Tags the request with its peer and applies the rules (see the module's header).
 pub(crate) async fn check<F, Fut>(guard: &Guard, mut req: Request, next: F) -> Response
 where
     F: FnOnce(Request) -> Fut,
@@ -76,10 +87,6 @@ where
     } else {
         Peer::Trusted
     };
-    if let Some(ConnectInfo(remote)) = req.extensions().get::<ConnectInfo<Remote>>() {
-        let addr = remote.addr;
-        req.extensions_mut().insert(ConnectInfo(addr));
-    }
     req.extensions_mut().insert(peer.clone());
     let path = req.uri().path();
     if crate::middleware::is_probe(path) || guard.open.contains(&path) {

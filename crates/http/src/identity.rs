@@ -5,9 +5,9 @@
 //! the guard accepts them only from the gateway and the storefront (see
 //! [`crate::guard`]).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use emporium_contracts::headers;
 use http::request::Parts;
 use uuid::Uuid;
@@ -110,12 +110,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
             .get(headers::CLIENT_IP)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<IpAddr>().ok());
-        let peer = || {
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip())
-        };
+        let peer = || crate::guard::peer_addr(&parts.extensions).map(|addr| addr.ip());
         Ok(ClientIp(forwarded.or_else(peer)))
     }
 }

@@ -179,13 +179,13 @@ impl Limits {
         ))
     }
 
-    /// Admits a request of the route `route` names (asked only when the limits
+    /// Admits a request of the route `route` (looked at only when the limits
     /// adapt), or `None` when its limit or the ceiling is reached.
-    pub fn try_acquire(&self, route: impl FnOnce() -> String) -> Option<Permit> {
+    pub fn try_acquire(&self, route: &str) -> Option<Permit> {
         if !self.adaptive {
             return self.fixed.try_acquire();
         }
-        self.route(&route()).try_acquire()
+        self.route(route).try_acquire()
     }
 
     /// Admits a call from another service, or `None` when the ceiling is reached.
@@ -678,32 +678,21 @@ mod tests {
         // The slow route queues: its limit drops to the floor.
         slow.gradient.lock().expect("lock").estimate = 1.0;
         slow.limit.store(1, Ordering::Relaxed);
-        let route = |r: &'static str| move || r.to_string();
-        let a = limits.try_acquire(route("POST /slow")).expect("first");
-        assert!(
-            limits.try_acquire(route("POST /slow")).is_none(),
-            "its limit"
-        );
-        let b = limits
-            .try_acquire(route("GET /fast"))
-            .expect("another route");
-        let _c = limits
-            .try_acquire(route("GET /fast"))
-            .expect("another route");
-        assert!(
-            limits.try_acquire(route("GET /fast")).is_none(),
-            "the ceiling"
-        );
+        let a = limits.try_acquire("POST /slow").expect("first");
+        assert!(limits.try_acquire("POST /slow").is_none(), "its limit");
+        let b = limits.try_acquire("GET /fast").expect("another route");
+        let _c = limits.try_acquire("GET /fast").expect("another route");
+        assert!(limits.try_acquire("GET /fast").is_none(), "the ceiling");
         drop(a);
         drop(b);
-        let _d = limits.try_acquire(route("GET /fast")).expect("room again");
-        let e = limits.try_acquire(route("POST /slow")).expect("room again");
+        let _d = limits.try_acquire("GET /fast").expect("room again");
+        let e = limits.try_acquire("POST /slow").expect("room again");
         // Calls from other services: under the ceiling only.
         assert!(limits.try_acquire_internal().is_none(), "the ceiling");
         drop(e);
         let _f = limits.try_acquire_internal().expect("internal");
         assert!(
-            limits.try_acquire(route("POST /other")).is_none(),
+            limits.try_acquire("POST /other").is_none(),
             "the ceiling, internal calls counted"
         );
     }

@@ -136,7 +136,7 @@ where
     let permit = if req.uri().path().starts_with("/internal/") {
         limits.try_acquire_internal()
     } else {
-        limits.try_acquire(|| route_key(&req))
+        with_route_key(&req, |key| limits.try_acquire(key))
     };
     match permit {
         Some(permit) => {
@@ -157,14 +157,25 @@ where
     }
 }
 
-/// The route a request is limited as: its method (one of a fixed few) and its
-/// path template.
-fn route_key(req: &Request) -> String {
+/// `f` of the route a request is limited as: its method (one of a fixed few) and
+/// its path template, put together on the stack (this runs for every request).
+fn with_route_key<R>(req: &Request, f: impl FnOnce(&str) -> R) -> R {
     let method = method_label(req.method());
-    match req.extensions().get::<MatchedPath>() {
-        Some(matched) => format!("{method} {}", matched.as_str()),
-        None => format!("{method} (unrouted)"),
+    let template = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("(unrouted)", MatchedPath::as_str);
+    let mut buf = [0u8; 160];
+    let len = method.len() + 1 + template.len();
+    if let Some(key) = buf.get_mut(..len) {
+        key[..method.len()].copy_from_slice(method.as_bytes());
+        key[method.len()] = b' ';
+        key[method.len() + 1..].copy_from_slice(template.as_bytes());
+        if let Ok(key) = std::str::from_utf8(key) {
+            return f(key);
+        }
     }
+    f(&format!("{method} {template}"))
 }
 
 /// What step 1 takes from callers (a shorter deadline, and the trace to
@@ -261,27 +272,26 @@ where
         deadline: started + budget,
         trace: span.as_ref().map(|s| s.context().clone()),
         admitted: path.starts_with("/internal/"),
+        route: std::sync::OnceLock::new(),
     };
     let deadline = tokio::time::Instant::from_std(started + budget);
     let (mut response, label) = context::scope(ctx, async move {
-        match tokio::time::timeout_at(deadline, next(req)).await {
-            Ok(mut response) => {
-                let label = response.extensions_mut().remove::<RouteLabel>();
+        let response = match tokio::time::timeout_at(deadline, next(req)).await {
+            Ok(response) => {
                 // The body may still be streaming: the deadline bounds it too.
                 let response = response.map(|body| Body::new(Bounded::new(body, deadline)));
-                (ensure_problem(response), label)
+                ensure_problem(response)
             }
-            Err(_) => (
-                ApiError::timeout("the request did not finish before its deadline").into_response(),
-                None,
-            ),
-        }
+            Err(_) => {
+                ApiError::timeout("the request did not finish before its deadline").into_response()
+            }
+        };
+        let label = context::with(|c| c.route.get().cloned()).flatten();
+        (response, label)
     })
     .instrument(log_span.clone())
     .await;
-    let route = label
-        .as_ref()
-        .map_or(route, |RouteLabel(label)| label.as_ref());
+    let route = label.as_deref().unwrap_or(route);
     response
         .headers_mut()
         .insert(names::REQUEST_ID, request_id.header());
@@ -313,11 +323,13 @@ where
     response
 }
 
-/// A route label set by a handler on its response, for routers whose templates say
-/// little (the gateway's one `/api/{*rest}` becomes `/api/orders`). It must come
-/// from a small fixed set, like a template.
-#[derive(Debug, Clone)]
-pub struct RouteLabel(pub Arc<str>);
+/// Names the route the current request is counted under (metrics, access log,
+/// span), for routers whose templates say little (the gateway's one `/api/{*rest}`
+/// becomes `/api/orders`). It must come from a small fixed set, like a template.
+/// The first name given counts; outside a request, nothing happens.
+pub fn label_route(label: Arc<str>) {
+    context::with(|c| c.route.set(label));
+}
 
 /// Health probes and `/metrics`: answered whatever the load, to anyone.
 pub fn is_probe(path: &str) -> bool {
@@ -409,5 +421,47 @@ mod tests {
         assert!(!is_valid_request_id("has space"));
         assert!(!is_valid_request_id(&"a".repeat(65)));
         assert!(!is_valid_request_id("new\nline"));
+    }
+
+    #[tokio::test]
+    async fn requests_are_limited_by_method_and_route_template() {
+        let keys = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = keys.clone();
+        let long = format!("/{}/{{id}}", "x".repeat(200));
+        let app = Router::new()
+            .route("/items/{id}", axum::routing::get(|| async { "" }))
+            .route(&long, axum::routing::post(|| async { "" }))
+            .layer(axum::middleware::from_fn(
+                move |req: Request, next: Next| {
+                    let seen = seen.clone();
+                    async move {
+                        with_route_key(&req, |key| seen.lock().expect("lock").push(key.to_owned()));
+                        next.run(req).await
+                    }
+                },
+            ));
+        let call = |method: &str, uri: &str| {
+            http::Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(Body::empty())
+                .expect("request")
+        };
+        use tower::ServiceExt;
+        for req in [
+            call("GET", "/items/7"),
+            call("POST", &format!("/{}/9", "x".repeat(200))),
+            call("BREW", "/items/7"),
+        ] {
+            app.clone().oneshot(req).await.expect("answered");
+        }
+        assert_eq!(
+            *keys.lock().expect("lock"),
+            [
+                "GET /items/{id}".to_owned(),
+                format!("POST {long}"),
+                "_OTHER /items/{id}".to_owned(),
+            ]
+        );
     }
 }

@@ -8,6 +8,7 @@
 //! inherit it, by design.
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use http::HeaderValue;
@@ -31,9 +32,11 @@ impl RequestId {
 
     /// A new id (a UUIDv7: time-ordered).
     pub fn generate() -> Self {
-        let mut buf = uuid::Uuid::encode_buffer();
-        let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
-        Self(HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("unknown")))
+        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        uuid::Uuid::now_v7().hyphenated().encode_lower(&mut id);
+        // Owned by the `Bytes` from the start, so clones only count references.
+        HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(id))
+            .map_or_else(|_| Self(HeaderValue::from_static("unknown")), Self)
     }
 
     /// A value a caller sent, already checked by the caller (see
@@ -77,6 +80,10 @@ pub struct RequestContext {
     /// request on a public route is new work. Admitted work's writes go first
     /// (`emporium_store`), as internal calls are never shed (`emporium_http`).
     pub admitted: bool,
+    /// The route the request is counted under, when its handler names one rather
+    /// than the router's template (the gateway's one `/api/{*rest}` route becomes
+    /// `/api/orders`); read by the HTTP middleware when the handler is done.
+    pub route: OnceLock<Arc<str>>,
 }
 
 impl RequestContext {
@@ -88,6 +95,7 @@ impl RequestContext {
             deadline: Instant::now() + Duration::from_secs(24 * 3600),
             trace,
             admitted: true,
+            route: OnceLock::new(),
         }
     }
 

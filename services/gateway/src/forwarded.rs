@@ -7,9 +7,9 @@
 //! address that is not itself a trusted proxy (the leftmost entries are whatever
 //! the client wrote).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use emporium_http::names;
 use http::{HeaderMap, HeaderValue, header};
 use ipnet::IpNet;
@@ -98,9 +98,7 @@ impl TrustedProxies {
 
 /// The address of the connection's other end.
 pub fn peer(req: &Request) -> Option<IpAddr> {
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
+    emporium_http::guard::peer_addr(req.extensions()).map(|addr| addr.ip())
 }
 
 fn forwarded_for(headers: &HeaderMap) -> impl DoubleEndedIterator<Item = &str> {
@@ -116,6 +114,8 @@ fn forwarded_for(headers: &HeaderMap) -> impl DoubleEndedIterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::extract::ConnectInfo;
+    use std::net::SocketAddr;
 
     fn request(peer: &str, xff: Option<&str>) -> Request {
         let mut req = Request::new(axum::body::Body::empty());

@@ -1,11 +1,13 @@
 //! Forwarding a request to the service that owns it.
 
+use std::sync::{Arc, LazyLock};
+
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use emporium_contracts::headers;
-use emporium_http::middleware::RouteLabel;
+use emporium_http::middleware::label_route;
 use emporium_http::{ApiError, names};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -46,11 +48,10 @@ pub async fn proxy(State(gw): State<Shared>, req: Request) -> Response {
         Route::Service { .. } => gw.table.label(req.uri().path()),
         Route::NotFound | Route::Malformed => None,
     };
-    let mut response = route(&gw, routed, req).await.into_response();
     if let Some(label) = label {
-        response.extensions_mut().insert(RouteLabel(label));
+        label_route(label);
     }
-    response
+    route(&gw, routed, req).await.into_response()
 }
 
 async fn route(gw: &Shared, routed: Route<'_>, req: Request) -> Result<Response, ApiError> {
@@ -140,7 +141,9 @@ pub async fn storefront(State(gw): State<Shared>, req: Request) -> Response {
     if let Err(e) = limit_user(&gw, verified.as_ref()) {
         return e.into_response();
     }
-    let mut response = match forward(&gw, crate::STOREFRONT, req, verified.as_ref()).await {
+    static PAGES: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("/storefront"));
+    label_route(PAGES.clone());
+    match forward(&gw, crate::STOREFRONT, req, verified.as_ref()).await {
         Ok(response) => response,
         Err(e) if e.status().is_server_error() => {
             tracing::warn!(error = %e, "the storefront cannot be reached");
@@ -148,11 +151,7 @@ pub async fn storefront(State(gw): State<Shared>, req: Request) -> Response {
         }
         // The gateway's own refusals (a body too large, a malformed request).
         Err(e) => e.into_response(),
-    };
-    response
-        .extensions_mut()
-        .insert(RouteLabel("/storefront".into()));
-    response
+    }
 }
 
 /// The storefront's session cookie, if the request carries one.

@@ -1,5 +1,6 @@
 //! Which service serves a path, and which paths need a signed-in user.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -72,10 +73,10 @@ impl RouteTable {
         let Some(rest) = path.strip_prefix("/api/") else {
             return Route::NotFound;
         };
-        let segments: Vec<&str> = rest.split('/').collect();
-        let last = segments.len() - 1;
-        for (i, s) in segments.iter().enumerate() {
-            if s.is_empty() && i != last {
+        let mut segments = rest.split('/').peekable();
+        let area = segments.peek().copied().unwrap_or_default();
+        while let Some(s) = segments.next() {
+            if s.is_empty() && segments.peek().is_some() {
                 return Route::Malformed;
             }
             match segment(s) {
@@ -84,7 +85,7 @@ impl RouteTable {
                 Segment::Internal => return Route::NotFound,
             }
         }
-        let Some(service) = self.areas.get(segments[0]) else {
+        let Some(service) = self.areas.get(area) else {
             return Route::NotFound;
         };
         let method = if method == Method::HEAD {
@@ -150,7 +151,11 @@ fn segment(raw: &str) -> Segment {
     }
 }
 
-fn percent_decoded(segment: &str) -> String {
+fn percent_decoded(segment: &str) -> Cow<'_, str> {
+    // Most segments have nothing to decode: read them in place.
+    if !segment.contains('%') {
+        return Cow::Borrowed(segment);
+    }
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -170,7 +175,7 @@ fn percent_decoded(segment: &str) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 #[cfg(test)]
