@@ -4,7 +4,10 @@
 #   1. time from `emporium up` to every service ready (fresh data, then existing data);
 #   2. GET /api/catalog/products/{id} with wrk, two shops running side by side:
 #      - service identity off (plain HTTP between services): (a) catalog directly,
-#        (b) nginx as a reverse proxy in front of catalog, (c) the gateway;
+#        (b) nginx as a reverse proxy in front of catalog, (c) the gateway, and
+#        (f) hyper-floor (bench/load/src/hyper_floor.rs): a proxy on hyper and
+#        tokio served the gateway's way with none of its features, the floor
+#        under the gateway;
 #      - identity on (the default: mutual TLS between services; catalog refuses
 #        plain HTTP, so wrk cannot reach it directly): (d) nginx reaching catalog
 #        over mTLS with a gateway certificate from the shop's CA, (e) the gateway;
@@ -27,6 +30,7 @@ need openssl openssl
 
 source bench/lib.sh
 cargo build --release -p emporium >/dev/null
+cargo build --release -p emporium-bench --bin hyper-floor >/dev/null
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -132,14 +136,19 @@ CONF
 nginx -c "$n/nginx.conf" -p "$n" -g 'daemon off;' &
 PIDS+=("$!")
 NGINX_PID=$!
+FLOOR_PORT=$((NGINX_PORT + 2))
+target/release/hyper-floor "127.0.0.1:$FLOOR_PORT" "$CATALOG" &
+PIDS+=("$!")
+FLOOR_PID=$!
 declare -A URL=(
   [direct]="http://$CATALOG/api/catalog/products/$ID"
   [nginx]="http://127.0.0.1:$NGINX_PORT/api/catalog/products/$ID"
   [gateway]="http://$GATEWAY/api/catalog/products/$ID"
   [nginx-mtls]="http://127.0.0.1:$NGINX_MTLS_PORT/api/catalog/products/$ID_MTLS"
   [gateway-mtls]="http://$GATEWAY_MTLS/api/catalog/products/$ID_MTLS"
+  [floor]="http://127.0.0.1:$FLOOR_PORT/api/catalog/products/$ID"
 )
-TARGETS=(direct nginx gateway nginx-mtls gateway-mtls)
+TARGETS=(direct nginx gateway nginx-mtls gateway-mtls floor)
 for t in "${TARGETS[@]}"; do
   for _ in $(seq 100); do curl -sf "${URL[$t]}" >/dev/null && continue 2; sleep 0.05; done
   echo "$t does not answer ${URL[$t]}"; cat "$n/error.log"; exit 1
@@ -153,10 +162,11 @@ declare -A PROXY=(
   [gateway]="$GATEWAY_PID"
   [nginx-mtls]="nginx"
   [gateway-mtls]="$GATEWAY_MTLS_PID"
+  [floor]="$FLOOR_PID"
 )
 declare -A BEHIND=(
   [direct]="$CATALOG_PID" [nginx]="$CATALOG_PID" [gateway]="$CATALOG_PID"
-  [nginx-mtls]="$CATALOG_MTLS_PID" [gateway-mtls]="$CATALOG_MTLS_PID"
+  [nginx-mtls]="$CATALOG_MTLS_PID" [gateway-mtls]="$CATALOG_MTLS_PID" [floor]="$CATALOG_PID"
 )
 pids_of() {
   if [ "$1" = nginx ]; then echo "$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')"; else echo "$1"; fi
@@ -211,3 +221,5 @@ echo "Ratios, mTLS to catalog: gateway/nginx $(ratio "$gm" "$nm"); mTLS/plain: n
 pn=$(mean1 "${PROXY_US[nginx]}"); pg=$(mean1 "${PROXY_US[gateway]}")
 pnm=$(mean1 "${PROXY_US[nginx-mtls]}"); pgm=$(mean1 "${PROXY_US[gateway-mtls]}")
 echo "Proxy CPU per request (µs): plain nginx $pn, gateway $pg ($(ratio "$pg" "$pn")×); over mTLS nginx $pnm, gateway $pgm ($(ratio "$pgm" "$pnm")×)."
+f=$(mean "${RPS[floor]}"); pf=$(mean1 "${PROXY_US[floor]}")
+echo "The floor (hyper-floor: hyper and tokio served the gateway's way, no features): $f req/s, floor/nginx $(ratio "$f" "$n"), gateway/floor $(ratio "$g" "$f"); proxy CPU per request $pf µs ($(ratio "$pf" "$pn")× nginx's; the gateway $(ratio "$pg" "$pf")× the floor's)."
