@@ -12,7 +12,7 @@
 #        plain HTTP, so wrk cannot reach it directly): (d) nginx reaching catalog
 #        over mTLS with a gateway certificate from the shop's CA, (e) the gateway;
 #      the gateway with rate limiting on (limits set high enough never to refuse),
-#      the five targets interleaved round by round.
+#      the six targets interleaved round by round.
 # Usage: bench/run.sh [seconds-per-wrk-run, default 10] [rounds, default 2]
 # (STARTUP_RUNS=0 skips part 1.)
 # Needs wrk, nginx and openssl (installed from Debian's packages when missing).

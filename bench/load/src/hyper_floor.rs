@@ -5,7 +5,10 @@
 //! HTTP/1.1 keep-alive both ways) and nothing else: no routing, no limits, no
 //! identity, no tracing, no metrics, no header rewriting. What the gateway costs
 //! above it is what its features and its layers cost; what it costs above nginx is
-//! hyper's and tokio's share.
+//! hyper's and tokio's share. It keeps hyper_util's defaults where the gateway has
+//! gone further (the upstream URI made with `format!`, the connection info
+//! hyper_util copies into each response): a few allocations a request, so the
+//! floor is a little high, if anything.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

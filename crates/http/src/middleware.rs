@@ -276,18 +276,20 @@ where
     };
     let deadline = tokio::time::Instant::from_std(started + budget);
     let (mut response, label) = context::scope(ctx, async move {
-        let response = match tokio::time::timeout_at(deadline, next(req)).await {
+        match tokio::time::timeout_at(deadline, next(req)).await {
             Ok(response) => {
                 // The body may still be streaming: the deadline bounds it too.
                 let response = response.map(|body| Body::new(Bounded::new(body, deadline)));
-                ensure_problem(response)
+                // The handler's own name for its route, if it gave one (a 504 is
+                // counted under the router's template, as the handler did not end).
+                let label = context::with(|c| c.route.get().cloned()).flatten();
+                (ensure_problem(response), label)
             }
-            Err(_) => {
-                ApiError::timeout("the request did not finish before its deadline").into_response()
-            }
-        };
-        let label = context::with(|c| c.route.get().cloned()).flatten();
-        (response, label)
+            Err(_) => (
+                ApiError::timeout("the request did not finish before its deadline").into_response(),
+                None,
+            ),
+        }
     })
     .instrument(log_span.clone())
     .await;

@@ -25,9 +25,12 @@ tokio::task_local! {
 pub struct RequestId(HeaderValue);
 
 impl RequestId {
-    /// `id` if it can travel in a header (visible ASCII), else a new one.
+    /// `id` if it can travel in a header as text (visible ASCII), else a new one.
     pub fn new(id: String) -> Self {
-        HeaderValue::try_from(id).map_or_else(|_| Self::generate(), Self)
+        HeaderValue::try_from(id)
+            .ok()
+            .filter(|v| v.to_str().is_ok())
+            .map_or_else(Self::generate, Self)
     }
 
     /// A new id (a UUIDv7: time-ordered).
@@ -40,7 +43,8 @@ impl RequestId {
     }
 
     /// A value a caller sent, already checked by the caller (see
-    /// `emporium_http::middleware`): kept without a copy.
+    /// `emporium_http::middleware`): kept without a copy (it shares the bytes of
+    /// the request head it came in).
     pub fn from_header(value: HeaderValue) -> Self {
         Self(value)
     }
@@ -155,4 +159,27 @@ pub async fn in_span<F: Future>(span: &crate::trace::Span, f: F) -> F::Output {
 /// Runs `f` with `ctx` as the current request context.
 pub async fn scope<F: Future>(ctx: RequestContext, f: F) -> F::Output {
     CONTEXT.scope(ctx, f).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_keep_text_and_replace_what_cannot_travel_as_text() {
+        assert_eq!(RequestId::new("saga-42".into()).as_str(), "saga-42");
+        // Bytes a header may carry but that are not text: a new id, not a blank one.
+        let odd = RequestId::new("caf\u{e9}".into());
+        assert_eq!(odd.as_str().len(), 36, "{odd}");
+        assert!(uuid::Uuid::parse_str(odd.as_str()).is_ok());
+        assert_eq!(RequestId::new("line\nbreak".into()).as_str().len(), 36);
+        let a = RequestId::generate();
+        let b = RequestId::generate();
+        assert_ne!(a, b);
+        assert_eq!(a.header().to_str().ok(), Some(a.as_str()));
+        assert_eq!(
+            uuid::Uuid::parse_str(a.as_str()).map(|u| u.get_version_num()),
+            Ok(7)
+        );
+    }
 }
