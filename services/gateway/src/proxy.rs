@@ -44,19 +44,17 @@ pub fn rate_limit(gw: &GatewayState, req: &Request) -> Option<Response> {
 /// (`/api/orders`) as the route: one of the route table's few entries.
 pub async fn proxy(State(gw): State<Shared>, req: Request) -> Response {
     let routed = gw.table.route(req.method(), req.uri().path());
-    let label = match routed {
-        Route::Service { .. } => gw.table.label(req.uri().path()),
-        Route::NotFound | Route::Malformed => None,
-    };
-    if let Some(label) = label {
-        label_route(label);
+    if let Route::Service { label, .. } = routed {
+        label_route(label.clone());
     }
     route(&gw, routed, req).await.into_response()
 }
 
 async fn route(gw: &Shared, routed: Route<'_>, req: Request) -> Result<Response, ApiError> {
     let (service, public) = match routed {
-        Route::Service { service, public } => (service.to_string(), public),
+        Route::Service {
+            service, public, ..
+        } => (service.to_string(), public),
         Route::NotFound => return Err(ApiError::not_found("no such resource")),
         Route::Malformed => return Err(ApiError::bad_request("malformed path")),
     };

@@ -9,20 +9,27 @@ use http::Method;
 
 /// The gateway's route table, checked at start.
 pub struct RouteTable {
-    areas: BTreeMap<String, String>,
-    /// Each area's metrics label (`/api/orders`), made once.
-    labels: BTreeMap<String, Arc<str>>,
+    areas: BTreeMap<String, Area>,
     public: Vec<(Method, String)>,
     keyed: Vec<(Method, String)>,
+}
+
+/// The first segment after `/api/`, and what serves it.
+struct Area {
+    service: String,
+    /// Its metrics label (`/api/orders`), made once.
+    label: Arc<str>,
 }
 
 /// Where a request goes.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route<'a> {
-    /// To `service`; `public` when no token is needed.
+    /// To `service`; `public` when no token is needed; counted in metrics as
+    /// `label`, its area.
     Service {
         service: &'a str,
         public: bool,
+        label: &'a Arc<str>,
     },
     /// Nowhere: an unknown area, an internal path, or a malformed path.
     NotFound,
@@ -36,10 +43,13 @@ impl RouteTable {
         keyed: &[String],
     ) -> anyhow::Result<Self> {
         Ok(Self {
-            areas: areas.clone(),
-            labels: areas
-                .keys()
-                .map(|area| (area.clone(), Arc::from(format!("/api/{area}"))))
+            areas: areas
+                .iter()
+                .map(|(area, service)| {
+                    let label = Arc::from(format!("/api/{area}"));
+                    let service = service.clone();
+                    (area.clone(), Area { service, label })
+                })
                 .collect(),
             public: parse("public", public)?,
             keyed: parse("keyed", keyed)?,
@@ -52,15 +62,9 @@ impl RouteTable {
         lists(&self.keyed, method, path)
     }
 
-    /// The metrics label of the area `path` is in (`/api/orders`), if it is one.
-    pub fn label(&self, path: &str) -> Option<Arc<str>> {
-        let area = path.strip_prefix("/api/")?.split('/').next()?;
-        self.labels.get(area).cloned()
-    }
-
     /// Every service some area routes to, once each.
     pub fn services(&self) -> Vec<&str> {
-        let mut s: Vec<&str> = self.areas.values().map(String::as_str).collect();
+        let mut s: Vec<&str> = self.areas.values().map(|a| a.service.as_str()).collect();
         s.sort_unstable();
         s.dedup();
         s
@@ -85,7 +89,7 @@ impl RouteTable {
                 Segment::Internal => return Route::NotFound,
             }
         }
-        let Some(service) = self.areas.get(area) else {
+        let Some(Area { service, label }) = self.areas.get(area) else {
             return Route::NotFound;
         };
         let method = if method == Method::HEAD {
@@ -97,7 +101,11 @@ impl RouteTable {
             m == method
                 && (path == prefix.trim_end_matches('/') || path.starts_with(prefix.as_str()))
         });
-        Route::Service { service, public }
+        Route::Service {
+            service,
+            public,
+            label,
+        }
     }
 }
 
@@ -194,28 +202,32 @@ mod tests {
             t.route(&Method::GET, "/api/catalog/products"),
             Route::Service {
                 service: "catalog",
-                public: true
+                public: true,
+                label: &Arc::from("/api/catalog"),
             }
         );
         assert_eq!(
             t.route(&Method::POST, "/api/catalog/products"),
             Route::Service {
                 service: "catalog",
-                public: false
+                public: false,
+                label: &Arc::from("/api/catalog"),
             }
         );
         assert_eq!(
             t.route(&Method::GET, "/api/users/me"),
             Route::Service {
                 service: "users",
-                public: false
+                public: false,
+                label: &Arc::from("/api/users"),
             }
         );
         assert_eq!(
             t.route(&Method::POST, "/api/users/login"),
             Route::Service {
                 service: "users",
-                public: true
+                public: true,
+                label: &Arc::from("/api/users"),
             }
         );
         assert_eq!(t.route(&Method::GET, "/api/nope/x"), Route::NotFound);
