@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use emporium_contracts::events::EventData;
-use emporium_store::{Backend, Tx, now_ms, rfc3339};
+use emporium_store::{Backend, Batch, Tx, now_ms, rfc3339};
 use tokio::sync::watch;
 
 use crate::EventsError;
@@ -69,6 +69,15 @@ impl Outbox {
         tx: &mut Tx,
         event: &E,
     ) -> Result<String, EventsError> {
+        let mut batch = tx.batch();
+        let id = self.add(&mut batch, event)?;
+        tx.run(batch).await?;
+        Ok(id)
+    }
+
+    /// Adds `event` to `batch`, to be inserted into the outbox when the batch runs
+    /// in its transaction; returns its id.
+    pub fn add<E: EventData>(&self, batch: &mut Batch, event: &E) -> Result<String, EventsError> {
         if E::SOURCE != self.service {
             return Err(EventsError::ForeignEvent {
                 service: self.service,
@@ -80,24 +89,21 @@ impl Outbox {
         if self.backend == Backend::Postgres {
             // Held until this transaction ends: the next publisher's row gets a
             // later sequence number and commits later.
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.outbox'))")
-                .execute(&mut **tx)
-                .await?;
+            batch.push("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.outbox'))");
         }
         let traceparent = emporium_telemetry::context::current_traceparent();
-        sqlx::query(
-            "INSERT INTO outbox (id, type, subject, time_ms, traceparent, data) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&id)
-        .bind(E::TYPE)
-        .bind(event.subject())
-        .bind(now_ms())
-        .bind(traceparent)
-        .bind(data)
-        .execute(&mut **tx)
-        .await?;
-        tx.note_published(E::TYPE);
+        batch
+            .push(
+                "INSERT INTO outbox (id, type, subject, time_ms, traceparent, data) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&id)
+            .bind(E::TYPE)
+            .bind(event.subject())
+            .bind(now_ms())
+            .bind(traceparent)
+            .bind(data);
+        batch.note_published(E::TYPE);
         Ok(id)
     }
 

@@ -53,16 +53,16 @@ impl WriteQueue {
 
     /// Waits for the write slot as the current work's class; `None` after
     /// [`WAIT`] (the caller goes on to SQLite's busy timeout).
-    pub(crate) async fn turn(&self) -> Option<OwnedSemaphorePermit> {
+    pub(crate) async fn turn(&self) -> Option<Turn> {
         self.turn_as(emporium_telemetry::context::is_admitted())
             .await
     }
 
-    pub(crate) async fn turn_as(&self, admitted: bool) -> Option<OwnedSemaphorePermit> {
+    pub(crate) async fn turn_as(&self, admitted: bool) -> Option<Turn> {
         self.turn_within(admitted, WAIT).await
     }
 
-    async fn turn_within(&self, admitted: bool, wait: Duration) -> Option<OwnedSemaphorePermit> {
+    async fn turn_within(&self, admitted: bool, wait: Duration) -> Option<Turn> {
         let started = Instant::now();
         let turn = tokio::time::timeout(wait, async {
             // Held until this writer has the slot, then given to the next public one.
@@ -74,7 +74,11 @@ impl WriteQueue {
         })
         .await
         .ok()
-        .flatten();
+        .flatten()
+        .map(|permit| Turn {
+            _permit: permit,
+            since: Instant::now(),
+        });
         let class = if admitted { "admitted" } else { "public" };
         metrics::histogram!("emporium_store_write_wait_seconds", "class" => class)
             .record(started.elapsed().as_secs_f64());
@@ -85,6 +89,22 @@ impl WriteQueue {
                 .increment(1);
         }
         turn
+    }
+}
+
+/// A writer's hold on the write slot, given back when dropped (with the
+/// transaction): how long it was held is measured, since every other writer of the
+/// process waits that long.
+#[derive(Debug)]
+pub(crate) struct Turn {
+    _permit: OwnedSemaphorePermit,
+    since: Instant,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        metrics::histogram!("emporium_store_write_hold_seconds")
+            .record(self.since.elapsed().as_secs_f64());
     }
 }
 

@@ -6,9 +6,13 @@ use emporium_telemetry::context;
 use emporium_telemetry::trace::{Kind, Span};
 use sqlx::AnyConnection;
 use sqlx::{Any, Transaction};
-use tokio::sync::OwnedSemaphorePermit;
+
+use futures::TryStreamExt;
+use sqlx::{AssertSqlSafe, Either, Executor};
 
 use crate::Backend;
+use crate::batch::{Batch, Parts};
+use crate::queue::Turn;
 
 /// A write transaction on a service's database.
 ///
@@ -21,8 +25,9 @@ pub struct Tx {
     span: TxSpan,
     /// The event types published in it, each once (see [`Tx::note_published`]).
     published: Vec<&'static str>,
+    backend: Backend,
     /// SQLite: this process's write turn, given back when the transaction ends.
-    _turn: Option<OwnedSemaphorePermit>,
+    _turn: Option<Turn>,
 }
 
 /// The span of a transaction still open. One dropped without commit or rollback (an
@@ -41,7 +46,7 @@ impl Tx {
     pub(crate) fn new(
         inner: Transaction<'static, Any>,
         backend: Backend,
-        turn: Option<OwnedSemaphorePermit>,
+        turn: Option<Turn>,
     ) -> Self {
         let span = context::current_trace().map(|parent| {
             let mut span = Span::start("db.transaction", Kind::Internal, Some(&parent));
@@ -58,6 +63,7 @@ impl Tx {
             inner,
             span: TxSpan(span),
             published: Vec::new(),
+            backend,
             _turn: turn,
         }
     }
@@ -69,6 +75,58 @@ impl Tx {
         if !self.published.contains(&kind) {
             self.published.push(kind);
         }
+    }
+
+    /// A batch of statements for this transaction (see [`Batch`]).
+    pub fn batch(&self) -> Batch {
+        Batch::new(self.backend)
+    }
+
+    /// Runs `batch` in this transaction (on SQLite in one round trip); answers how
+    /// many rows each statement changed, in the order they were pushed. A failed
+    /// statement stops the batch: the caller drops or rolls back the transaction.
+    pub async fn run(&mut self, mut batch: Batch) -> Result<Vec<u64>, sqlx::Error> {
+        let published = std::mem::take(&mut batch.published);
+        let changed = match batch.into_parts()? {
+            Parts::Joined {
+                sql,
+                args,
+                statements,
+            } => {
+                if statements == 0 {
+                    return Ok(Vec::new());
+                }
+                let query = sqlx::query_with(AssertSqlSafe(sql), args);
+                let mut answers = (&mut *self.inner).fetch_many(query);
+                let mut changed = Vec::with_capacity(statements);
+                while let Some(answer) = answers.try_next().await? {
+                    if let Either::Left(done) = answer {
+                        changed.push(done.rows_affected());
+                    }
+                }
+                if changed.len() != statements {
+                    return Err(sqlx::Error::Protocol(format!(
+                        "a batch of {statements} statements answered for {}",
+                        changed.len()
+                    )));
+                }
+                changed
+            }
+            Parts::Each(statements) => {
+                let mut changed = Vec::with_capacity(statements.len());
+                for (sql, args) in statements {
+                    let done = sqlx::query_with(sql, args)
+                        .execute(&mut *self.inner)
+                        .await?;
+                    changed.push(done.rows_affected());
+                }
+                changed
+            }
+        };
+        for kind in published {
+            self.note_published(kind);
+        }
+        Ok(changed)
     }
 
     /// The event types published in this transaction so far; empties the record.

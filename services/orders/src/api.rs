@@ -501,15 +501,17 @@ async fn twin(
 
 async fn place(state: &AppState, order: &OrderRow, lines: &[OrderLine]) -> Result<(), EventsError> {
     let mut tx = state.db.begin().await?;
+    let mut batch = tx.batch();
     let (owner, until) = state.saga.ownership();
-    store::insert(&mut tx, order, lines, owner, until).await?;
+    store::insert(&mut batch, order, lines, owner, until);
     let placed = OrderPlaced {
         order_id: order.id.clone(),
         user_id: order.user_id.clone(),
         total: order.total,
         currency: order.currency.clone(),
     };
-    state.outbox.publish(&mut tx, &placed).await?;
+    state.outbox.add(&mut batch, &placed)?;
+    tx.run(batch).await?;
     state.outbox.commit(tx).await?;
     Ok(())
 }

@@ -601,14 +601,18 @@ impl Saga {
             return Ok(true);
         }
         let mut tx = self.db.begin().await?;
-        if let Some(from) = &unwritten.from
-            && !store::advance(&mut tx, &order.id, from, &order.step, None).await?
-        {
+        let mut batch = tx.batch();
+        unwritten.write_notes(&mut batch, &order.id);
+        let moved = unwritten
+            .from
+            .as_ref()
+            .map(|from| store::advance(&mut batch, &order.id, from, &order.step, None));
+        let changed = tx.run(batch).await?;
+        if moved.is_some_and(|at| changed.get(at) != Some(&1)) {
             tx.rollback().await?;
             *unwritten = Unwritten::default();
             return Ok(false);
         }
-        unwritten.write_notes(&mut tx, &order.id).await?;
         tx.commit().await?;
         *unwritten = Unwritten::default();
         Ok(true)
@@ -622,14 +626,16 @@ impl Saga {
         detail: &str,
     ) -> Result<(Next, Option<OrderRow>), StepError> {
         let mut tx = self.db.begin().await?;
+        let mut batch = tx.batch();
         let from = unwritten.recorded(order);
-        if !store::start_compensation(&mut tx, &order.id, from, reason, detail).await? {
+        let moved = store::start_compensation(&mut batch, &order.id, from, reason, detail);
+        unwritten.write_notes(&mut batch, &order.id);
+        store::note(&mut batch, &order.id, reason, detail);
+        if tx.run(batch).await?.get(moved) != Some(&1) {
             tx.rollback().await?;
             *unwritten = Unwritten::default();
             return Ok((Next::Continue, None));
         }
-        unwritten.write_notes(&mut tx, &order.id).await?;
-        store::note(&mut tx, &order.id, reason, detail).await?;
         tx.commit().await?;
         *unwritten = Unwritten::default();
         tracing::info!(reason, detail, "compensating");
@@ -662,31 +668,30 @@ impl Saga {
     ) -> Result<(Next, Option<OrderRow>), StepError> {
         let lines = self.lines(&order.id, lines).await?;
         let mut tx = self.db.begin().await?;
-        if store::advance(
-            &mut tx,
+        let mut batch = tx.batch();
+        let moved = store::advance(
+            &mut batch,
             &order.id,
             unwritten.recorded(order),
             step::DONE,
             Some(store::CONFIRMED),
-        )
-        .await?
-        {
-            unwritten.write_notes(&mut tx, &order.id).await?;
-            store::note(
-                &mut tx,
-                &order.id,
-                "confirmed",
-                "stock committed, payment captured",
-            )
-            .await?;
-            let event = OrderConfirmed {
-                order_id: order.id.clone(),
-                user_id: order.user_id.clone(),
-                total: order.total,
-                currency: order.currency.clone(),
-                lines,
-            };
-            self.outbox.publish(&mut tx, &event).await?;
+        );
+        unwritten.write_notes(&mut batch, &order.id);
+        store::note(
+            &mut batch,
+            &order.id,
+            "confirmed",
+            "stock committed, payment captured",
+        );
+        let event = OrderConfirmed {
+            order_id: order.id.clone(),
+            user_id: order.user_id.clone(),
+            total: order.total,
+            currency: order.currency.clone(),
+            lines,
+        };
+        self.outbox.add(&mut batch, &event)?;
+        if tx.run(batch).await?.get(moved) == Some(&1) {
             self.outbox.commit(tx).await?;
             *unwritten = Unwritten::default();
             crate::metrics::confirmed(order.total, &order.currency, order.created_ms, now_ms());
@@ -704,24 +709,24 @@ impl Saga {
         undone: &str,
     ) -> Result<(Next, Option<OrderRow>), StepError> {
         let mut tx = self.db.begin().await?;
-        if store::advance(
-            &mut tx,
+        let mut batch = tx.batch();
+        let moved = store::advance(
+            &mut batch,
             &order.id,
             unwritten.recorded(order),
             step::DONE,
             Some(store::CANCELLED),
-        )
-        .await?
-        {
-            unwritten.write_notes(&mut tx, &order.id).await?;
-            store::note(&mut tx, &order.id, "cancelled", undone).await?;
-            let event = OrderCancelled {
-                order_id: order.id.clone(),
-                user_id: order.user_id.clone(),
-                reason: order.reason.clone().unwrap_or_default(),
-                detail: order.detail.clone().unwrap_or_default(),
-            };
-            self.outbox.publish(&mut tx, &event).await?;
+        );
+        unwritten.write_notes(&mut batch, &order.id);
+        store::note(&mut batch, &order.id, "cancelled", undone);
+        let event = OrderCancelled {
+            order_id: order.id.clone(),
+            user_id: order.user_id.clone(),
+            reason: order.reason.clone().unwrap_or_default(),
+            detail: order.detail.clone().unwrap_or_default(),
+        };
+        self.outbox.add(&mut batch, &event)?;
+        if tx.run(batch).await?.get(moved) == Some(&1) {
             self.outbox.commit(tx).await?;
             *unwritten = Unwritten::default();
             crate::metrics::cancelled(order.reason.as_deref(), order.created_ms, now_ms());
@@ -790,16 +795,11 @@ impl Unwritten {
         self.notes.push((now_ms(), event, detail.to_string()));
     }
 
-    /// Adds the entries to the timeline in `tx` (kept until the caller commits).
-    async fn write_notes(
-        &self,
-        tx: &mut emporium_store::Tx,
-        order_id: &str,
-    ) -> Result<(), sqlx::Error> {
+    /// Adds the entries to the timeline in `batch`.
+    fn write_notes(&self, batch: &mut emporium_store::Batch, order_id: &str) {
         for (at_ms, event, detail) in &self.notes {
-            store::note_at(tx, order_id, *at_ms, event, detail).await?;
+            store::note_at(batch, order_id, *at_ms, event, detail);
         }
-        Ok(())
     }
 }
 

@@ -1,9 +1,10 @@
 //! SQL for orders, their lines and timelines. Every write of the saga is one
 //! transaction: the step it reached (conditional on the step it leaves) when it
-//! moved, the timeline entries on the way, and (at the end) the outbox event.
+//! moved, the timeline entries on the way, and (at the end) the outbox event. The
+//! writes are added to a [`Batch`], sent in one round trip on SQLite.
 
 use emporium_contracts::events::OrderLine;
-use emporium_store::{Db, Tx, now_ms};
+use emporium_store::{Batch, Db, now_ms};
 
 pub const PENDING: &str = "PENDING";
 pub const CONFIRMED: &str = "CONFIRMED";
@@ -56,131 +57,118 @@ pub struct TimelineRow {
     pub detail: String,
 }
 
-/// Inserts a new order owned by `owner` (the instance that will drive its saga)
-/// until `owner_until`.
-pub async fn insert(
-    tx: &mut Tx,
+/// Adds to `batch` the insert of a new order owned by `owner` (the instance that
+/// will drive its saga) until `owner_until`, with its lines and first timeline entry.
+pub fn insert(
+    batch: &mut Batch,
     order: &OrderRow,
     lines: &[OrderLine],
     owner: &str,
     owner_until: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO orders (id, user_id, idempotency_key, request_hash, status, step, total, \
-         currency, card_brand, card_last4, shipping, created_ms, updated_ms, deadline_ms, \
-         owner, owner_until) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15)",
-    )
-    .bind(&order.id)
-    .bind(&order.user_id)
-    .bind(&order.idempotency_key)
-    .bind(&order.request_hash)
-    .bind(&order.status)
-    .bind(&order.step)
-    .bind(order.total)
-    .bind(&order.currency)
-    .bind(&order.card_brand)
-    .bind(&order.card_last4)
-    .bind(&order.shipping)
-    .bind(order.created_ms)
-    .bind(order.deadline_ms)
-    .bind(owner)
-    .bind(owner_until)
-    .execute(&mut **tx)
-    .await?;
-    for l in lines {
-        sqlx::query(
-            "INSERT INTO order_lines (order_id, sku, product_id, name, unit_price, quantity) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+) {
+    batch
+        .push(
+            "INSERT INTO orders (id, user_id, idempotency_key, request_hash, status, step, total, \
+             currency, card_brand, card_last4, shipping, created_ms, updated_ms, deadline_ms, \
+             owner, owner_until) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15)",
         )
         .bind(&order.id)
-        .bind(&l.sku)
-        .bind(&l.product_id)
-        .bind(&l.name)
-        .bind(l.unit_price)
-        .bind(l.quantity)
-        .execute(&mut **tx)
-        .await?;
+        .bind(&order.user_id)
+        .bind(&order.idempotency_key)
+        .bind(&order.request_hash)
+        .bind(&order.status)
+        .bind(&order.step)
+        .bind(order.total)
+        .bind(&order.currency)
+        .bind(&order.card_brand)
+        .bind(&order.card_last4)
+        .bind(&order.shipping)
+        .bind(order.created_ms)
+        .bind(order.deadline_ms)
+        .bind(owner)
+        .bind(owner_until);
+    for l in lines {
+        batch
+            .push(
+                "INSERT INTO order_lines (order_id, sku, product_id, name, unit_price, quantity) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&order.id)
+            .bind(&l.sku)
+            .bind(&l.product_id)
+            .bind(&l.name)
+            .bind(l.unit_price)
+            .bind(l.quantity);
     }
-    note(tx, &order.id, "placed", "").await
+    note(batch, &order.id, "placed", "");
 }
 
-/// Adds a timeline entry.
-pub async fn note(
-    tx: &mut Tx,
-    order_id: &str,
-    event: &str,
-    detail: &str,
-) -> Result<(), sqlx::Error> {
-    note_at(tx, order_id, now_ms(), event, detail).await
+/// Adds a timeline entry to `batch`.
+pub fn note(batch: &mut Batch, order_id: &str, event: &str, detail: &str) {
+    note_at(batch, order_id, now_ms(), event, detail);
 }
 
-/// Adds `event` to the timeline of `order_id` as it happened at `at_ms` (an entry
-/// the saga kept in memory until its next write).
-pub async fn note_at(
-    tx: &mut Tx,
-    order_id: &str,
-    at_ms: i64,
-    event: &str,
-    detail: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO order_timeline (order_id, seq, at_ms, event, detail) \
-         VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM order_timeline WHERE order_id = $1), $2, $3, $4)",
-    )
-    .bind(order_id)
-    .bind(at_ms)
-    .bind(event)
-    .bind(detail)
-    .execute(&mut **tx)
-    .await
-    .map(|_| ())
+/// Adds to `batch` the timeline entry `event` of `order_id` as it happened at
+/// `at_ms` (an entry the saga kept in memory until its next write).
+pub fn note_at(batch: &mut Batch, order_id: &str, at_ms: i64, event: &str, detail: &str) {
+    batch
+        .push(
+            "INSERT INTO order_timeline (order_id, seq, at_ms, event, detail) \
+             VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM order_timeline WHERE order_id = $1), $2, $3, $4)",
+        )
+        .bind(order_id)
+        .bind(at_ms)
+        .bind(event)
+        .bind(detail);
 }
 
-/// Moves the saga of `order_id` from step `from` to `to`. False when it was not at
+/// Adds to `batch` the move of the saga of `order_id` from step `from` to `to`;
+/// returns its place in the batch: it changed no row when the order was not at
 /// `from` (someone else moved it).
-pub async fn advance(
-    tx: &mut Tx,
+pub fn advance(
+    batch: &mut Batch,
     order_id: &str,
     from: &str,
     to: &str,
     status: Option<&str>,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE orders SET step = $3, status = COALESCE($4, status), updated_ms = $5 \
-         WHERE id = $1 AND step = $2",
-    )
-    .bind(order_id)
-    .bind(from)
-    .bind(to)
-    .bind(status)
-    .bind(now_ms())
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
+) -> usize {
+    let at = batch.len();
+    batch
+        .push(
+            "UPDATE orders SET step = $3, status = COALESCE($4, status), updated_ms = $5 \
+             WHERE id = $1 AND step = $2",
+        )
+        .bind(order_id)
+        .bind(from)
+        .bind(to)
+        .bind(status)
+        .bind(now_ms());
+    at
 }
 
-/// Starts compensating, with the reason the order will be cancelled for.
-pub async fn start_compensation(
-    tx: &mut Tx,
+/// Adds to `batch` the start of a compensation, with the reason the order will be
+/// cancelled for; returns its place in the batch, as [`advance`].
+pub fn start_compensation(
+    batch: &mut Batch,
     order_id: &str,
     from: &str,
     reason: &str,
     detail: &str,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE orders SET step = $3, reason = $4, detail = $5, updated_ms = $6 \
-         WHERE id = $1 AND step = $2",
-    )
-    .bind(order_id)
-    .bind(from)
-    .bind(crate::store::step::COMPENSATE)
-    .bind(reason)
-    .bind(detail)
-    .bind(now_ms())
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
+) -> usize {
+    let at = batch.len();
+    batch
+        .push(
+            "UPDATE orders SET step = $3, reason = $4, detail = $5, updated_ms = $6 \
+             WHERE id = $1 AND step = $2",
+        )
+        .bind(order_id)
+        .bind(from)
+        .bind(crate::store::step::COMPENSATE)
+        .bind(reason)
+        .bind(detail)
+        .bind(now_ms());
+    at
 }
 
 pub async fn get(db: &Db, id: &str) -> Result<Option<OrderRow>, sqlx::Error> {
