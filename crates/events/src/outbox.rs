@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use emporium_contracts::events::EventData;
-use emporium_store::{Backend, Batch, Tx, now_ms, rfc3339};
+use emporium_store::{Backend, Batch, Db, Tx, now_ms, rfc3339};
 use tokio::sync::watch;
 
 use crate::EventsError;
@@ -107,10 +107,25 @@ impl Outbox {
         Ok(id)
     }
 
+    /// Runs `batch` as a transaction of its own ([`Db::write`]) and wakes whoever
+    /// waits for the types of events it published; `None` when it was undone (a
+    /// statement it requires to change one row did not).
+    pub async fn write(&self, db: &Db, batch: Batch) -> Result<Option<Vec<u64>>, sqlx::Error> {
+        Ok(db.write(batch).await?.map(|written| {
+            self.wake(written.published);
+            written.changed
+        }))
+    }
+
     /// Commits `tx` and wakes whoever waits for the types of events it published.
     pub async fn commit(&self, mut tx: Tx) -> Result<(), sqlx::Error> {
         let published = tx.take_published();
         tx.commit().await?;
+        self.wake(published);
+        Ok(())
+    }
+
+    fn wake(&self, published: Vec<&'static str>) {
         if !published.is_empty() {
             self.commits.send_modify(|c| {
                 c.all = c.all.wrapping_add(1);
@@ -120,7 +135,6 @@ impl Outbox {
                 }
             });
         }
-        Ok(())
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<Commits> {

@@ -48,6 +48,8 @@ pub struct Batch {
     error: Option<BoxDynError>,
     /// The event types the batch publishes (see [`crate::Tx::note_published`]).
     pub(crate) published: Vec<&'static str>,
+    /// The statements that must change exactly one row, or the write is undone.
+    pub(crate) required: Vec<usize>,
 }
 
 impl Batch {
@@ -62,6 +64,7 @@ impl Batch {
             statements: 0,
             error: None,
             published: Vec::new(),
+            required: Vec::new(),
         }
     }
 
@@ -98,6 +101,26 @@ impl Batch {
         };
         if let Err(e) = result {
             self.error.get_or_insert(e);
+        }
+        self
+    }
+
+    /// Requires the statement pushed last to change exactly one row (a move
+    /// conditional on the state it leaves): otherwise [`crate::Db::write`] undoes
+    /// the whole batch and answers `None`. On SQLite a check right after it, in the
+    /// same query string, stops the batch there (an insert of `changes()` into a
+    /// temporary table whose `CHECK` accepts only 1), so the decision costs no round
+    /// trip of its own.
+    pub fn require_one(&mut self) -> &mut Self {
+        if let Some(last) = self.statements.checked_sub(1) {
+            self.required.push(last);
+            if self.backend == Backend::Sqlite {
+                self.check_binds();
+                self.joined.push_str(";\n");
+                self.joined.push_str(GUARD);
+                self.last_offset = self.shared.len();
+                self.last_params = 0;
+            }
         }
         self
     }
@@ -148,20 +171,37 @@ impl Batch {
                 sql: self.joined,
                 args: self.shared,
                 statements: self.statements,
+                required: self.required,
             },
-            Backend::Postgres => Parts::Each(self.each),
+            Backend::Postgres => Parts::Each {
+                statements: self.each,
+                required: self.required,
+            },
         })
     }
 }
 
 pub(crate) enum Parts {
+    /// The statements joined, with the checks [`Batch::require_one`] added after
+    /// the statements it names (each answers too, so `answers` counts them).
     Joined {
         sql: String,
         args: AnyArguments,
         statements: usize,
+        required: Vec<usize>,
     },
-    Each(Vec<(&'static str, AnyArguments)>),
+    Each {
+        statements: Vec<(&'static str, AnyArguments)>,
+        required: Vec<usize>,
+    },
 }
+
+/// SQLite: the check after a statement that must change one row; each connection
+/// has the table (`Db`'s connect hook), emptied before every commit.
+pub(crate) const GUARD: &str = "INSERT INTO temp.batch_guard (changed) SELECT changes()";
+pub(crate) const GUARD_TABLE: &str =
+    "CREATE TEMP TABLE IF NOT EXISTS batch_guard (changed INTEGER NOT NULL CHECK (changed = 1))";
+pub(crate) const GUARD_CLEAR: &str = "DELETE FROM temp.batch_guard";
 
 /// Appends `sql` to `out` with every `$N` outside quotes raised by `offset`;
 /// returns the highest `N` it saw.

@@ -24,7 +24,9 @@
 //! writers hand the lock over without sleeping; the busy timeout is left for other
 //! processes writing the same file. In that queue, work the service already
 //! admitted (internal calls, sagas, event handlers) goes ahead of new public
-//! requests ([`queue`]).
+//! requests ([`queue`]). The slot is held while the transaction makes its round
+//! trips to the connection's thread, so a write that needs no answers before it
+//! commits goes as one [`Batch`] through [`Db::write`]: one trip on SQLite.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -38,11 +40,13 @@ mod batch;
 mod clock;
 mod queue;
 mod tx;
+mod write;
 
 pub use batch::Batch;
 pub use clock::{now_ms, rfc3339, year_month_utc};
 pub use sqlx;
 pub use tx::Tx;
+pub use write::Written;
 
 /// Errors of the store: opening, migrating, querying.
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +165,9 @@ impl Db {
                     conn.execute("PRAGMA busy_timeout = 5000").await?;
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
+                    // The checks of `Batch::require_one` write a temporary table.
+                    conn.execute("PRAGMA temp_store = MEMORY").await?;
+                    conn.execute(batch::GUARD_TABLE).await?;
                     Ok(())
                 })
             })
@@ -410,6 +417,93 @@ mod tests {
         let rows: Vec<(&str, i64)> = rows.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         // The failed batch's first statement ran (a caller rolls back on failure).
         assert_eq!(rows, [("a", 11), ("b", 7), ("c", 7), ("d", 4)]);
+    }
+
+    /// A write commits in one go; one whose required statement moved no row, or
+    /// whose statement failed, leaves nothing behind, and the connection serves
+    /// the next write (no transaction left open on it).
+    #[tokio::test]
+    async fn a_write_commits_or_leaves_nothing() {
+        let (_dir, db) = demo_db("CREATE TABLE t (k TEXT PRIMARY KEY, v BIGINT NOT NULL)").await;
+        let rows = |db: Db| async move {
+            let rows: Vec<(String, i64)> = sqlx::query_as("SELECT k, v FROM t ORDER BY k")
+                .fetch_all(db.pool())
+                .await
+                .expect("read");
+            rows
+        };
+        let mut batch = db.batch();
+        batch
+            .push("INSERT INTO t (k, v) VALUES ($1, $2)")
+            .bind("a")
+            .bind(1_i64);
+        batch
+            .push("UPDATE t SET v = $2 WHERE k = $1")
+            .bind("a")
+            .bind(2_i64)
+            .require_one();
+        batch
+            .push("INSERT INTO t (k, v) VALUES ($1, $2)")
+            .bind("b")
+            .bind(3_i64);
+        let written = db.write(batch).await.expect("write").expect("committed");
+        assert_eq!(written.changed, [1, 1, 1]);
+        for _ in 0..10 {
+            let mut batch = db.batch();
+            batch
+                .push("INSERT INTO t (k, v) VALUES ($1, $2)")
+                .bind("c")
+                .bind(4_i64);
+            batch
+                .push("UPDATE t SET v = 9 WHERE k = $1")
+                .bind("nobody")
+                .require_one();
+            batch
+                .push("INSERT INTO t (k, v) VALUES ($1, $2)")
+                .bind("d")
+                .bind(5_i64);
+            assert!(db.write(batch).await.expect("write").is_none(), "not moved");
+            let mut batch = db.batch();
+            batch
+                .push("INSERT INTO t (k, v) VALUES ($1, $2)")
+                .bind("e")
+                .bind(6_i64);
+            batch
+                .push("INSERT INTO t (k, v) VALUES ($1, $2)")
+                .bind("a")
+                .bind(7_i64);
+            let dup = db.write(batch).await.expect_err("a duplicate key");
+            assert!(is_unique_violation(&dup), "{dup}");
+        }
+        assert_eq!(
+            rows(db.clone()).await,
+            [("a".to_string(), 2), ("b".to_string(), 3)]
+        );
+        // Abandoned half way: the connection is closed, not pooled, and the next
+        // writes find the database free.
+        let mut batch = db.batch();
+        batch
+            .push("INSERT INTO t (k, v) VALUES ($1, $2)")
+            .bind("f")
+            .bind(8_i64);
+        let abandoned = tokio::time::timeout(Duration::from_micros(1), db.write(batch)).await;
+        drop(abandoned);
+        let mut tx = db.begin().await.expect("begin after an abandoned write");
+        sqlx::query("INSERT INTO t (k, v) VALUES ($1, $2)")
+            .bind("g")
+            .bind(9_i64)
+            .execute(&mut *tx)
+            .await
+            .expect("insert");
+        tx.commit().await.expect("commit");
+        let mut batch = db.batch();
+        batch
+            .push("UPDATE t SET v = v + 1 WHERE k = $1")
+            .bind("g")
+            .require_one();
+        assert!(db.write(batch).await.expect("write").is_some());
+        let rows = rows(db.clone()).await;
+        assert!(rows.contains(&("g".to_string(), 10)), "{rows:?}");
     }
 
     #[tokio::test]

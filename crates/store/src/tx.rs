@@ -32,7 +32,34 @@ pub struct Tx {
 
 /// The span of a transaction still open. One dropped without commit or rollback (an
 /// error on the way) is rolled back by sqlx; its span says so.
-struct TxSpan(Option<Span>);
+pub(crate) struct TxSpan(pub(crate) Option<Span>);
+
+impl TxSpan {
+    /// A `db.transaction` span, inside traced work only.
+    pub(crate) fn start(backend: Backend) -> Self {
+        Self(context::current_trace().map(|parent| {
+            let mut span = Span::start("db.transaction", Kind::Internal, Some(&parent));
+            span.set_attribute(
+                "db.system.name",
+                match backend {
+                    Backend::Sqlite => "sqlite",
+                    Backend::Postgres => "postgresql",
+                },
+            );
+            span
+        }))
+    }
+
+    /// Ends the span with the transaction's outcome.
+    pub(crate) fn end(&mut self, outcome: Result<&'static str, String>) {
+        if let Some(mut span) = self.0.take() {
+            match outcome {
+                Ok(outcome) => span.set_attribute("db.outcome", outcome),
+                Err(e) => span.set_error(e),
+            }
+        }
+    }
+}
 
 impl Drop for TxSpan {
     fn drop(&mut self) {
@@ -48,20 +75,9 @@ impl Tx {
         backend: Backend,
         turn: Option<Turn>,
     ) -> Self {
-        let span = context::current_trace().map(|parent| {
-            let mut span = Span::start("db.transaction", Kind::Internal, Some(&parent));
-            span.set_attribute(
-                "db.system.name",
-                match backend {
-                    Backend::Sqlite => "sqlite",
-                    Backend::Postgres => "postgresql",
-                },
-            );
-            span
-        });
         Self {
             inner,
-            span: TxSpan(span),
+            span: TxSpan::start(backend),
             published: Vec::new(),
             backend,
             _turn: turn,
@@ -92,7 +108,11 @@ impl Tx {
                 sql,
                 args,
                 statements,
+                required,
             } => {
+                if !required.is_empty() {
+                    return Err(conditional_batch());
+                }
                 if statements == 0 {
                     return Ok(Vec::new());
                 }
@@ -112,7 +132,13 @@ impl Tx {
                 }
                 changed
             }
-            Parts::Each(statements) => {
+            Parts::Each {
+                statements,
+                required,
+            } => {
+                if !required.is_empty() {
+                    return Err(conditional_batch());
+                }
                 let mut changed = Vec::with_capacity(statements.len());
                 for (sql, args) in statements {
                     let done = sqlx::query_with(sql, args)
@@ -143,22 +169,24 @@ impl Tx {
             self.published
         );
         let result = self.inner.commit().await;
-        if let Some(mut span) = self.span.0.take() {
-            match &result {
-                Ok(()) => span.set_attribute("db.outcome", "commit"),
-                Err(e) => span.set_error(e.to_string()),
-            }
-        }
+        self.span.end(
+            result
+                .as_ref()
+                .map(|()| "commit")
+                .map_err(|e| e.to_string()),
+        );
         result
     }
 
     /// Rolls back; the span ends marked as rolled back.
     pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
-        if let Some(mut span) = self.span.0.take() {
-            span.set_attribute("db.outcome", "rollback");
-        }
+        self.span.end(Ok("rollback"));
         self.inner.rollback().await
     }
+}
+
+fn conditional_batch() -> sqlx::Error {
+    sqlx::Error::Protocol("a batch with required statements runs with Db::write".into())
 }
 
 impl Deref for Tx {

@@ -500,8 +500,7 @@ async fn twin(
 }
 
 async fn place(state: &AppState, order: &OrderRow, lines: &[OrderLine]) -> Result<(), EventsError> {
-    let mut tx = state.db.begin().await?;
-    let mut batch = tx.batch();
+    let mut batch = state.db.batch();
     let (owner, until) = state.saga.ownership();
     store::insert(&mut batch, order, lines, owner, until);
     let placed = OrderPlaced {
@@ -511,8 +510,7 @@ async fn place(state: &AppState, order: &OrderRow, lines: &[OrderLine]) -> Resul
         currency: order.currency.clone(),
     };
     state.outbox.add(&mut batch, &placed)?;
-    tx.run(batch).await?;
-    state.outbox.commit(tx).await?;
+    state.outbox.write(&state.db, batch).await?;
     Ok(())
 }
 

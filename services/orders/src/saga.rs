@@ -600,22 +600,14 @@ impl Saga {
         if unwritten.is_empty() {
             return Ok(true);
         }
-        let mut tx = self.db.begin().await?;
-        let mut batch = tx.batch();
+        let mut batch = self.db.batch();
         unwritten.write_notes(&mut batch, &order.id);
-        let moved = unwritten
-            .from
-            .as_ref()
-            .map(|from| store::advance(&mut batch, &order.id, from, &order.step, None));
-        let changed = tx.run(batch).await?;
-        if moved.is_some_and(|at| changed.get(at) != Some(&1)) {
-            tx.rollback().await?;
-            *unwritten = Unwritten::default();
-            return Ok(false);
+        if let Some(from) = &unwritten.from {
+            store::advance(&mut batch, &order.id, from, &order.step, None);
         }
-        tx.commit().await?;
+        let written = self.db.write(batch).await?;
         *unwritten = Unwritten::default();
-        Ok(true)
+        Ok(written.is_some())
     }
 
     async fn compensate(
@@ -625,18 +617,15 @@ impl Saga {
         reason: &str,
         detail: &str,
     ) -> Result<(Next, Option<OrderRow>), StepError> {
-        let mut tx = self.db.begin().await?;
-        let mut batch = tx.batch();
+        let mut batch = self.db.batch();
         let from = unwritten.recorded(order);
-        let moved = store::start_compensation(&mut batch, &order.id, from, reason, detail);
+        store::start_compensation(&mut batch, &order.id, from, reason, detail);
         unwritten.write_notes(&mut batch, &order.id);
         store::note(&mut batch, &order.id, reason, detail);
-        if tx.run(batch).await?.get(moved) != Some(&1) {
-            tx.rollback().await?;
+        if self.db.write(batch).await?.is_none() {
             *unwritten = Unwritten::default();
             return Ok((Next::Continue, None));
         }
-        tx.commit().await?;
         *unwritten = Unwritten::default();
         tracing::info!(reason, detail, "compensating");
         let moved = OrderRow {
@@ -667,9 +656,8 @@ impl Saga {
         lines: Option<&[OrderLine]>,
     ) -> Result<(Next, Option<OrderRow>), StepError> {
         let lines = self.lines(&order.id, lines).await?;
-        let mut tx = self.db.begin().await?;
-        let mut batch = tx.batch();
-        let moved = store::advance(
+        let mut batch = self.db.batch();
+        store::advance(
             &mut batch,
             &order.id,
             unwritten.recorded(order),
@@ -691,13 +679,10 @@ impl Saga {
             lines,
         };
         self.outbox.add(&mut batch, &event)?;
-        if tx.run(batch).await?.get(moved) == Some(&1) {
-            self.outbox.commit(tx).await?;
+        if self.outbox.write(&self.db, batch).await?.is_some() {
             *unwritten = Unwritten::default();
             crate::metrics::confirmed(order.total, &order.currency, order.created_ms, now_ms());
             tracing::info!(total = order.total, "order confirmed");
-        } else {
-            tx.rollback().await?;
         }
         Ok((Next::Done, None))
     }
@@ -708,9 +693,8 @@ impl Saga {
         unwritten: &mut Unwritten,
         undone: &str,
     ) -> Result<(Next, Option<OrderRow>), StepError> {
-        let mut tx = self.db.begin().await?;
-        let mut batch = tx.batch();
-        let moved = store::advance(
+        let mut batch = self.db.batch();
+        store::advance(
             &mut batch,
             &order.id,
             unwritten.recorded(order),
@@ -726,8 +710,7 @@ impl Saga {
             detail: order.detail.clone().unwrap_or_default(),
         };
         self.outbox.add(&mut batch, &event)?;
-        if tx.run(batch).await?.get(moved) == Some(&1) {
-            self.outbox.commit(tx).await?;
+        if self.outbox.write(&self.db, batch).await?.is_some() {
             *unwritten = Unwritten::default();
             crate::metrics::cancelled(order.reason.as_deref(), order.created_ms, now_ms());
             tracing::info!(
@@ -735,8 +718,6 @@ impl Saga {
                 undone,
                 "order cancelled"
             );
-        } else {
-            tx.rollback().await?;
         }
         Ok((Next::Done, None))
     }

@@ -123,17 +123,10 @@ pub fn note_at(batch: &mut Batch, order_id: &str, at_ms: i64, event: &str, detai
         .bind(detail);
 }
 
-/// Adds to `batch` the move of the saga of `order_id` from step `from` to `to`;
-/// returns its place in the batch: it changed no row when the order was not at
-/// `from` (someone else moved it).
-pub fn advance(
-    batch: &mut Batch,
-    order_id: &str,
-    from: &str,
-    to: &str,
-    status: Option<&str>,
-) -> usize {
-    let at = batch.len();
+/// Adds to `batch` the move of the saga of `order_id` from step `from` to `to`,
+/// required: when the order was not at `from` (someone else moved it), the write
+/// is undone.
+pub fn advance(batch: &mut Batch, order_id: &str, from: &str, to: &str, status: Option<&str>) {
     batch
         .push(
             "UPDATE orders SET step = $3, status = COALESCE($4, status), updated_ms = $5 \
@@ -143,20 +136,19 @@ pub fn advance(
         .bind(from)
         .bind(to)
         .bind(status)
-        .bind(now_ms());
-    at
+        .bind(now_ms())
+        .require_one();
 }
 
 /// Adds to `batch` the start of a compensation, with the reason the order will be
-/// cancelled for; returns its place in the batch, as [`advance`].
+/// cancelled for; required, as [`advance`].
 pub fn start_compensation(
     batch: &mut Batch,
     order_id: &str,
     from: &str,
     reason: &str,
     detail: &str,
-) -> usize {
-    let at = batch.len();
+) {
     batch
         .push(
             "UPDATE orders SET step = $3, reason = $4, detail = $5, updated_ms = $6 \
@@ -167,8 +159,8 @@ pub fn start_compensation(
         .bind(crate::store::step::COMPENSATE)
         .bind(reason)
         .bind(detail)
-        .bind(now_ms());
-    at
+        .bind(now_ms())
+        .require_one();
 }
 
 pub async fn get(db: &Db, id: &str) -> Result<Option<OrderRow>, sqlx::Error> {
