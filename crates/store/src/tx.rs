@@ -5,6 +5,7 @@ use std::ops::{Deref, DerefMut};
 use emporium_telemetry::context;
 use emporium_telemetry::trace::{Kind, Span};
 use sqlx::AnyConnection;
+use sqlx::any::AnyArguments;
 use sqlx::{Any, Transaction};
 
 use futures::TryStreamExt;
@@ -139,14 +140,7 @@ impl Tx {
                 if !required.is_empty() {
                     return Err(conditional_batch());
                 }
-                let mut changed = Vec::with_capacity(statements.len());
-                for (sql, args) in statements {
-                    let done = sqlx::query_with(sql, args)
-                        .execute(&mut *self.inner)
-                        .await?;
-                    changed.push(done.rows_affected());
-                }
-                changed
+                self.run_each(statements).await?
             }
         };
         for kind in published {
@@ -182,6 +176,24 @@ impl Tx {
     pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
         self.span.end(Ok("rollback"));
         self.inner.rollback().await
+    }
+}
+
+impl Tx {
+    /// Runs statements one after another (a batch on PostgreSQL); answers how many
+    /// rows each changed.
+    pub(crate) async fn run_each(
+        &mut self,
+        statements: Vec<(&'static str, AnyArguments)>,
+    ) -> Result<Vec<u64>, sqlx::Error> {
+        let mut changed = Vec::with_capacity(statements.len());
+        for (sql, args) in statements {
+            let done = sqlx::query_with(sql, args)
+                .execute(&mut *self.inner)
+                .await?;
+            changed.push(done.rows_affected());
+        }
+        Ok(changed)
     }
 }
 

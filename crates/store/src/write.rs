@@ -66,11 +66,7 @@ impl Db {
                 required,
             } => {
                 let mut tx = self.begin().await?;
-                let mut changed = Vec::with_capacity(statements.len());
-                for (sql, args) in statements {
-                    let done = sqlx::query_with(sql, args).execute(&mut *tx).await?;
-                    changed.push(done.rows_affected());
-                }
+                let changed = tx.run_each(statements).await?;
                 if required.iter().any(|&at| changed.get(at) != Some(&1)) {
                     tx.rollback().await?;
                     None
