@@ -19,9 +19,10 @@
 //! statement answered.
 //!
 //! A statement whose outcome decides the transaction (a conditional `UPDATE` that
-//! must have moved one row) runs in the batch with the rest; the caller reads its
-//! count from the answer and rolls back if it is not what it needs, undoing the
-//! statements that ran beside it.
+//! must move one row) is marked with [`Batch::require_one`]; [`crate::Db::write`]
+//! then undoes the whole batch when it did not (see write.rs). One statement per
+//! `push`: a `;` outside quotes is refused, as are fewer or more arguments than
+//! the statement's highest `$N`.
 
 use sqlx::any::AnyArguments;
 use sqlx::error::BoxDynError;
@@ -82,6 +83,10 @@ impl Batch {
             }
             Backend::Postgres => self.each.push((sql, AnyArguments::default())),
         }
+        if has_separator(sql) && self.error.is_none() {
+            self.error =
+                Some(format!("statement {} of a batch holds a `;`", self.statements).into());
+        }
         self.statements += 1;
         self
     }
@@ -112,7 +117,9 @@ impl Batch {
     /// temporary table whose `CHECK` accepts only 1), so the decision costs no round
     /// trip of its own.
     pub fn require_one(&mut self) -> &mut Self {
-        if let Some(last) = self.statements.checked_sub(1) {
+        if let Some(last) = self.statements.checked_sub(1)
+            && !self.required.contains(&last)
+        {
             self.required.push(last);
             if self.backend == Backend::Sqlite {
                 self.check_binds();
@@ -146,7 +153,7 @@ impl Batch {
     /// take the next one's: that is an error of the caller, reported by `run`.
     fn check_binds(&mut self) {
         let bound = self.shared.len() - self.last_offset;
-        if bound < self.last_params && self.error.is_none() {
+        if bound != self.last_params && self.error.is_none() {
             self.error = Some(
                 format!(
                     "statement {} of a batch binds {bound} arguments for {} parameters",
@@ -202,6 +209,18 @@ pub(crate) const GUARD: &str = "INSERT INTO temp.batch_guard (changed) SELECT ch
 pub(crate) const GUARD_TABLE: &str =
     "CREATE TEMP TABLE IF NOT EXISTS batch_guard (changed INTEGER NOT NULL CHECK (changed = 1))";
 pub(crate) const GUARD_CLEAR: &str = "DELETE FROM temp.batch_guard";
+
+/// Whether `sql` holds a `;` outside quotes (more than one statement, which would
+/// shift the answers of those after it).
+fn has_separator(sql: &str) -> bool {
+    let mut quoted = false;
+    sql.chars().any(|c| {
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        c == ';' && !quoted
+    })
+}
 
 /// Appends `sql` to `out` with every `$N` outside quotes raised by `offset`;
 /// returns the highest `N` it saw.
@@ -268,6 +287,23 @@ mod tests {
             panic!("a short statement accepted");
         };
         assert!(e.to_string().contains("binds 1 arguments for 2"), "{e}");
+        let mut batch = Batch::new(Backend::Sqlite);
+        batch
+            .push("INSERT INTO t VALUES ($1)")
+            .bind(1_i64)
+            .bind(2_i64);
+        assert!(
+            batch.into_parts().is_err(),
+            "more arguments than parameters"
+        );
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            let mut batch = Batch::new(backend);
+            batch.push("DELETE FROM t; DELETE FROM u");
+            assert!(batch.into_parts().is_err(), "two statements in one push");
+            let mut batch = Batch::new(backend);
+            batch.push("INSERT INTO t VALUES (';')");
+            assert!(batch.into_parts().is_ok(), "a quoted `;`");
+        }
         let mut batch = Batch::new(Backend::Sqlite);
         batch
             .push("INSERT INTO t VALUES ($1, $2)")

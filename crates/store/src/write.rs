@@ -15,6 +15,7 @@
 //! that failed) is closed instead, and SQLite rolls back whatever it left open.
 
 use futures::TryStreamExt;
+use sqlx::error::ErrorKind;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AssertSqlSafe, Either, Executor};
 
@@ -148,16 +149,20 @@ impl Db {
                     answers.len()
                 )))
             }
+            // BEGIN failed (the database stayed busy): the connection is closed,
+            // not pooled, in case what failed it was a transaction left open.
+            Some(e) if answered == 0 => {
+                span.end(Err(e.to_string()));
+                Err(e)
+            }
             Some(e) => {
-                let guard = answers.get(answered) == Some(&Answer::Guard);
-                // Nothing is open when BEGIN itself failed (the database stayed
-                // busy); otherwise the transaction is rolled back here.
-                if answered > 0 {
-                    let rolled_back = open.conn().execute("ROLLBACK").await;
-                    if rolled_back.is_err() {
-                        span.end(Err(e.to_string()));
-                        return Err(e);
-                    }
+                // Stopped by the check after a required statement, and by nothing
+                // else (a missing table or no memory there is a failure).
+                let guard = answers.get(answered) == Some(&Answer::Guard)
+                    && e.as_database_error().map(|d| d.kind()) == Some(ErrorKind::CheckViolation);
+                if open.conn().execute("ROLLBACK").await.is_err() {
+                    span.end(Err(e.to_string()));
+                    return Err(e);
                 }
                 open.release();
                 if guard {

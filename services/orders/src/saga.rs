@@ -600,11 +600,14 @@ impl Saga {
         if unwritten.is_empty() {
             return Ok(true);
         }
+        // The order's row first, as every write of the saga takes it: on PostgreSQL
+        // the move's row lock then orders writers of one order, and the loser of a
+        // race stops at its move before touching the timeline.
         let mut batch = self.db.batch();
-        unwritten.write_notes(&mut batch, &order.id);
         if let Some(from) = &unwritten.from {
             store::advance(&mut batch, &order.id, from, &order.step, None);
         }
+        unwritten.write_notes(&mut batch, &order.id);
         let written = self.db.write(batch).await?;
         *unwritten = Unwritten::default();
         Ok(written.is_some())
