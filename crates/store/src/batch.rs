@@ -150,7 +150,8 @@ impl Batch {
 
     /// On SQLite the numbering of the next statement starts after the arguments
     /// bound so far, so a statement bound fewer arguments than its parameters would
-    /// take the next one's: that is an error of the caller, reported by `run`.
+    /// take the next one's, and one bound more would shift the next one's: an error
+    /// of the caller, reported when the batch runs.
     fn check_binds(&mut self) {
         let bound = self.shared.len() - self.last_offset;
         if bound != self.last_params && self.error.is_none() {

@@ -140,7 +140,10 @@ impl Tx {
                 if !required.is_empty() {
                     return Err(conditional_batch());
                 }
-                self.run_each(statements).await?
+                match self.run_each(statements, &[]).await? {
+                    Some(changed) => changed,
+                    None => return Err(conditional_batch()),
+                }
             }
         };
         for kind in published {
@@ -181,19 +184,24 @@ impl Tx {
 
 impl Tx {
     /// Runs statements one after another (a batch on PostgreSQL); answers how many
-    /// rows each changed.
+    /// rows each changed, or `None` as soon as one of those at the `required`
+    /// positions did not change exactly one (the rest are not run).
     pub(crate) async fn run_each(
         &mut self,
         statements: Vec<(&'static str, AnyArguments)>,
-    ) -> Result<Vec<u64>, sqlx::Error> {
+        required: &[usize],
+    ) -> Result<Option<Vec<u64>>, sqlx::Error> {
         let mut changed = Vec::with_capacity(statements.len());
-        for (sql, args) in statements {
+        for (at, (sql, args)) in statements.into_iter().enumerate() {
             let done = sqlx::query_with(sql, args)
                 .execute(&mut *self.inner)
                 .await?;
+            if required.contains(&at) && done.rows_affected() != 1 {
+                return Ok(None);
+            }
             changed.push(done.rows_affected());
         }
-        Ok(changed)
+        Ok(Some(changed))
     }
 }
 

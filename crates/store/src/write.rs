@@ -9,10 +9,14 @@
 //! batch there, and only then a second trip rolls back.
 //!
 //! The transaction is begun by the query string rather than by sqlx, so sqlx does
-//! not know it is open: this module ends it on every path. A failure rolls back
-//! before the connection goes back to the pool; a connection whose state is unknown
-//! (a write abandoned half way, when the caller's future is dropped, or a rollback
-//! that failed) is closed instead, and SQLite rolls back whatever it left open.
+//! not know it is open: this module ends it on every path. A failure after `BEGIN`
+//! rolls back before the connection goes back to the pool; a connection whose
+//! state is unknown (a failed `BEGIN`, a string sqlx ran only in part, a rollback
+//! that failed, a write abandoned half way when the caller's future is dropped) is
+//! closed instead, and SQLite rolls back whatever it left open.
+//!
+//! On PostgreSQL the statements run one by one in a [`crate::Tx`], which stops
+//! and rolls back at the first required statement that moved no row.
 
 use futures::TryStreamExt;
 use sqlx::error::ErrorKind;
@@ -67,13 +71,15 @@ impl Db {
                 required,
             } => {
                 let mut tx = self.begin().await?;
-                let changed = tx.run_each(statements).await?;
-                if required.iter().any(|&at| changed.get(at) != Some(&1)) {
-                    tx.rollback().await?;
-                    None
-                } else {
-                    tx.commit().await?;
-                    Some(changed)
+                match tx.run_each(statements, &required).await? {
+                    Some(changed) => {
+                        tx.commit().await?;
+                        Some(changed)
+                    }
+                    None => {
+                        tx.rollback().await?;
+                        None
+                    }
                 }
             }
         };

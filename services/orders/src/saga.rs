@@ -601,8 +601,8 @@ impl Saga {
             return Ok(true);
         }
         // The order's row first, as every write of the saga takes it: on PostgreSQL
-        // the move's row lock then orders writers of one order, and the loser of a
-        // race stops at its move before touching the timeline.
+        // the move's row lock orders the writers of one order, and the loser of a
+        // race stops at its move (on either engine) before touching the timeline.
         let mut batch = self.db.batch();
         if let Some(from) = &unwritten.from {
             store::advance(&mut batch, &order.id, from, &order.step, None);
