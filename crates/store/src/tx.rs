@@ -103,17 +103,17 @@ impl Tx {
     /// many rows each statement changed, in the order they were pushed. A failed
     /// statement stops the batch: the caller drops or rolls back the transaction.
     pub async fn run(&mut self, mut batch: Batch) -> Result<Vec<u64>, sqlx::Error> {
+        if !batch.required.is_empty() {
+            return Err(conditional_batch());
+        }
         let published = std::mem::take(&mut batch.published);
         let changed = match batch.into_parts()? {
             Parts::Joined {
                 sql,
                 args,
                 statements,
-                required,
+                ..
             } => {
-                if !required.is_empty() {
-                    return Err(conditional_batch());
-                }
                 if statements == 0 {
                     return Ok(Vec::new());
                 }
@@ -133,18 +133,11 @@ impl Tx {
                 }
                 changed
             }
-            Parts::Each {
-                statements,
-                required,
-            } => {
-                if !required.is_empty() {
-                    return Err(conditional_batch());
-                }
-                match self.run_each(statements, &[]).await? {
-                    Some(changed) => changed,
-                    None => return Err(conditional_batch()),
-                }
-            }
+            // Nothing is required, so every statement runs and answers.
+            Parts::Each { statements, .. } => self
+                .run_each(statements, &[])
+                .await?
+                .ok_or_else(conditional_batch)?,
         };
         for kind in published {
             self.note_published(kind);
