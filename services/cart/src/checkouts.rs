@@ -53,15 +53,6 @@ pub async fn take(
         return Ok(taken);
     }
     let mut tx = db.begin().await?;
-    // A key whose lines came back (its order was never placed) may take again.
-    sqlx::query(
-        "DELETE FROM cart_checkouts WHERE user_id = $1 AND idempotency_key = $2 \
-         AND state = 'returned'",
-    )
-    .bind(user_id)
-    .bind(key)
-    .execute(&mut *tx)
-    .await?;
     // The read is the delete: on PostgreSQL a concurrent take of the same cart waits
     // for this one's row locks and then finds the rows gone.
     let mut lines: Vec<TakenLine> = sqlx::query_as(
@@ -82,20 +73,42 @@ pub async fn take(
     lines.sort_by(|a, b| (a.added_ms, &a.line.sku).cmp(&(b.added_ms, &b.line.sku)));
     let json = serde_json::to_string(&lines).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let now = now_ms();
-    let inserted = sqlx::query(
-        "INSERT INTO cart_checkouts (order_id, user_id, idempotency_key, lines, state, \
-         expires_ms, created_ms, updated_ms) VALUES ($1, $2, $3, $4, 'taken', $5, $6, $6) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(order_id)
-    .bind(user_id)
-    .bind(key)
-    .bind(&json)
-    .bind(expires_ms)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    if inserted.rows_affected() == 0 {
+    // A key whose lines came back (its order was never placed) may take again:
+    // on a conflict its returned checkout makes way, once (looked for only
+    // then, so the usual take is one statement shorter).
+    let mut made_way = false;
+    let inserted = loop {
+        let inserted = sqlx::query(
+            "INSERT INTO cart_checkouts (order_id, user_id, idempotency_key, lines, state, \
+             expires_ms, created_ms, updated_ms) \
+             VALUES ($1, $2, $3, $4, 'taken', $5, $6, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(order_id)
+        .bind(user_id)
+        .bind(key)
+        .bind(&json)
+        .bind(expires_ms)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted > 0 || made_way {
+            break inserted;
+        }
+        made_way = true;
+        let cleared = sqlx::query(
+            "DELETE FROM cart_checkouts WHERE user_id = $1 AND idempotency_key = $2 \
+             AND state = 'returned'",
+        )
+        .bind(user_id)
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+        if cleared.rows_affected() == 0 {
+            break 0;
+        }
+    };
+    if inserted == 0 {
         // The key (or the order id) took first, concurrently: the lines stay, and the
         // answer is what that take took.
         tx.rollback().await?;

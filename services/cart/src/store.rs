@@ -89,7 +89,82 @@ pub async fn prune_add_keys(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
 /// repeat of an add that was done adds nothing (and a refused add records no
 /// key: its repeat is judged afresh). `Ok(true)`: added now; `Ok(false)`: a
 /// repeat, nothing added.
+///
+/// The usual add (a new key, room on the line and in the cart) is one write, one
+/// round trip; only when it finds otherwise, having written nothing, is the add
+/// judged step by step to say why.
 pub async fn add(
+    db: &Db,
+    user_id: &str,
+    line: &LineRow,
+    key: Option<&str>,
+    max_quantity: i64,
+    max_lines: usize,
+) -> Result<Result<bool, AddRefused>, sqlx::Error> {
+    if add_in_one(db, user_id, line, key, max_quantity, max_lines).await? {
+        return Ok(Ok(true));
+    }
+    add_step_by_step(db, user_id, line, key, max_quantity, max_lines).await
+}
+
+/// The usual add as one [`Db::write`]: the key recorded and the line added or
+/// grown, each required to change one row. False, with nothing written, when
+/// either did not: the key was used before, the line would pass `max_quantity`,
+/// or a new line finds `max_lines` in the cart.
+async fn add_in_one(
+    db: &Db,
+    user_id: &str,
+    line: &LineRow,
+    key: Option<&str>,
+    max_quantity: i64,
+    max_lines: usize,
+) -> Result<bool, sqlx::Error> {
+    let now = now_ms();
+    let mut batch = db.batch();
+    if let Some(key) = key {
+        batch
+            .push(
+                "INSERT INTO cart_adds (user_id, idempotency_key, sku, quantity, created_ms) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, idempotency_key) DO NOTHING",
+            )
+            .bind(user_id)
+            .bind(key)
+            .bind(line.sku.as_str())
+            .bind(line.quantity)
+            .bind(now)
+            .require_one();
+    }
+    // The upsert of `add_step_by_step`, inserting only where a new line has room.
+    // (SQLite needs the SELECT's WHERE to read the ON CONFLICT after it rightly.)
+    batch
+        .push(
+            "INSERT INTO cart_items (user_id, sku, product_id, name, unit_price, currency, \
+             quantity, added_ms, updated_ms) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $8 \
+             WHERE EXISTS (SELECT 1 FROM cart_items WHERE user_id = $1 AND sku = $2) \
+             OR (SELECT COUNT(*) FROM cart_items WHERE user_id = $1) < $10 \
+             ON CONFLICT (user_id, sku) DO UPDATE SET \
+             quantity = cart_items.quantity + excluded.quantity, name = excluded.name, \
+             unit_price = excluded.unit_price, currency = excluded.currency, \
+             updated_ms = excluded.updated_ms \
+             WHERE cart_items.quantity + excluded.quantity <= $9",
+        )
+        .bind(user_id)
+        .bind(line.sku.as_str())
+        .bind(line.product_id.as_str())
+        .bind(line.name.as_str())
+        .bind(line.unit_price)
+        .bind(line.currency.as_str())
+        .bind(line.quantity)
+        .bind(now)
+        .bind(max_quantity)
+        .bind(i64::try_from(max_lines).unwrap_or(i64::MAX))
+        .require_one();
+    Ok(db.write(batch).await?.is_some())
+}
+
+/// An add read and decided one statement at a time, in one transaction: what
+/// answers the adds [`add_in_one`] does not make.
+async fn add_step_by_step(
     db: &Db,
     user_id: &str,
     line: &LineRow,
@@ -199,4 +274,70 @@ pub async fn remove(db: &Db, user_id: &str, sku: &str) -> Result<bool, sqlx::Err
         .execute(db.pool())
         .await?;
     Ok(done.rows_affected() == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn db() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open_service("cart", dir.path(), None)
+            .await
+            .expect("db");
+        db.migrate_all(&crate::MIGRATIONS).await.expect("migrate");
+        (dir, db)
+    }
+
+    fn line(sku: &str, quantity: i64) -> LineRow {
+        LineRow {
+            sku: sku.into(),
+            product_id: format!("p-{sku}"),
+            name: sku.into(),
+            unit_price: 100,
+            currency: "USD".into(),
+            quantity,
+        }
+    }
+
+    async fn in_one(db: &Db, sku: &str, quantity: i64, key: Option<&str>) -> bool {
+        add_in_one(db, "ann", &line(sku, quantity), key, 10, 2)
+            .await
+            .expect("write")
+    }
+
+    async fn keys(db: &Db) -> i64 {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM cart_adds")
+            .fetch_one(db.pool())
+            .await
+            .expect("count");
+        n
+    }
+
+    /// The usual adds are made in one write; every other one leaves it to the
+    /// step-by-step add, with nothing written (not even its key).
+    #[tokio::test]
+    async fn the_usual_add_is_one_write_and_the_rest_write_nothing() {
+        let (_dir, db) = db().await;
+        assert!(in_one(&db, "a", 4, Some("k1")).await, "a new line");
+        assert!(in_one(&db, "a", 6, None).await, "more of a line, up to its most");
+        assert!(in_one(&db, "b", 1, Some("k2")).await, "a second line");
+        let cart = || async { lines(&db, "ann").await.expect("lines") };
+        let before: Vec<(String, i64)> = cart().await.into_iter().map(|l| (l.sku, l.quantity)).collect();
+        assert_eq!(before, vec![("a".into(), 10), ("b".into(), 1)]);
+        assert_eq!(keys(&db).await, 2);
+        assert!(!in_one(&db, "a", 1, Some("k3")).await, "past the line's most");
+        assert!(!in_one(&db, "c", 1, Some("k4")).await, "a third line in a cart of two");
+        assert!(!in_one(&db, "b", 1, Some("k1")).await, "a key used before");
+        let after: Vec<(String, i64)> = cart().await.into_iter().map(|l| (l.sku, l.quantity)).collect();
+        assert_eq!(after, before);
+        assert_eq!(keys(&db).await, 2, "a refused add records no key");
+        // The step-by-step add then says why.
+        let why = add(&db, "ann", &line("c", 1), Some("k4"), 10, 2).await.expect("add");
+        assert!(matches!(why, Err(AddRefused::Full)));
+        let why = add(&db, "ann", &line("a", 1), None, 10, 2).await.expect("add");
+        assert!(matches!(why, Err(AddRefused::TooMany(10))));
+        let repeat = add(&db, "ann", &line("a", 4), Some("k1"), 10, 2).await.expect("add");
+        assert!(matches!(repeat, Ok(false)), "a repeat adds nothing");
+    }
 }

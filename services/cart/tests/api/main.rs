@@ -359,6 +359,12 @@ async fn a_checkout_takes_the_lines_once_and_a_cancelled_one_gives_them_back() {
     assert!(!w.give_back("order-1").await);
     assert!(!w.give_back("never-took").await);
     assert_eq!(quantities(&w.view("ida").await), back);
+    // A key whose lines came back (its order never went through) takes again.
+    let retaken = w.take("ida", "key-1", "order-1c").await;
+    assert_eq!(retaken["order_id"], "order-1c");
+    assert_eq!(retaken["lines"].as_array().expect("lines").len(), 2);
+    assert!(w.give_back("order-1c").await);
+    assert_eq!(quantities(&w.view("ida").await), back);
 
     // A line never goes over 99 when its units come back.
     let taken = w.take("ida", "key-3", "order-3").await;
