@@ -320,24 +320,47 @@ mod tests {
     async fn the_usual_add_is_one_write_and_the_rest_write_nothing() {
         let (_dir, db) = db().await;
         assert!(in_one(&db, "a", 4, Some("k1")).await, "a new line");
-        assert!(in_one(&db, "a", 6, None).await, "more of a line, up to its most");
+        assert!(
+            in_one(&db, "a", 6, None).await,
+            "more of a line, up to its most"
+        );
         assert!(in_one(&db, "b", 1, Some("k2")).await, "a second line");
         let cart = || async { lines(&db, "ann").await.expect("lines") };
-        let before: Vec<(String, i64)> = cart().await.into_iter().map(|l| (l.sku, l.quantity)).collect();
+        let before: Vec<(String, i64)> = cart()
+            .await
+            .into_iter()
+            .map(|l| (l.sku, l.quantity))
+            .collect();
         assert_eq!(before, vec![("a".into(), 10), ("b".into(), 1)]);
         assert_eq!(keys(&db).await, 2);
-        assert!(!in_one(&db, "a", 1, Some("k3")).await, "past the line's most");
-        assert!(!in_one(&db, "c", 1, Some("k4")).await, "a third line in a cart of two");
+        assert!(
+            !in_one(&db, "a", 1, Some("k3")).await,
+            "past the line's most"
+        );
+        assert!(
+            !in_one(&db, "c", 1, Some("k4")).await,
+            "a third line in a cart of two"
+        );
         assert!(!in_one(&db, "b", 1, Some("k1")).await, "a key used before");
-        let after: Vec<(String, i64)> = cart().await.into_iter().map(|l| (l.sku, l.quantity)).collect();
+        let after: Vec<(String, i64)> = cart()
+            .await
+            .into_iter()
+            .map(|l| (l.sku, l.quantity))
+            .collect();
         assert_eq!(after, before);
         assert_eq!(keys(&db).await, 2, "a refused add records no key");
         // The step-by-step add then says why.
-        let why = add(&db, "ann", &line("c", 1), Some("k4"), 10, 2).await.expect("add");
+        let why = add(&db, "ann", &line("c", 1), Some("k4"), 10, 2)
+            .await
+            .expect("add");
         assert!(matches!(why, Err(AddRefused::Full)));
-        let why = add(&db, "ann", &line("a", 1), None, 10, 2).await.expect("add");
+        let why = add(&db, "ann", &line("a", 1), None, 10, 2)
+            .await
+            .expect("add");
         assert!(matches!(why, Err(AddRefused::TooMany(10))));
-        let repeat = add(&db, "ann", &line("a", 4), Some("k1"), 10, 2).await.expect("add");
+        let repeat = add(&db, "ann", &line("a", 4), Some("k1"), 10, 2)
+            .await
+            .expect("add");
         assert!(matches!(repeat, Ok(false)), "a repeat adds nothing");
     }
 }

@@ -204,6 +204,49 @@ async fn insert_reservation(
     Ok(())
 }
 
+/// The usual reservation as one write, one round trip: new for the order, and
+/// every line leaving its SKU in stock as announced, so there is no
+/// `StockChanged` to publish. False, with nothing written, for any other: a
+/// reservation the order has (or a release's mark), a line that does not fit or
+/// would change its SKU's level. [`reserve`] then goes step by step.
+async fn reserve_in_one(
+    db: &Db,
+    order_id: &str,
+    wanted: &BTreeMap<&str, i64>,
+) -> Result<bool, sqlx::Error> {
+    let now = now_ms();
+    let mut batch = db.batch();
+    batch
+        .push(
+            "INSERT INTO reservations (order_id, status, unavailable, created_ms, updated_ms) \
+             VALUES ($1, $2, '', $3, $3) ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(order_id)
+        .bind(RESERVED)
+        .bind(now)
+        .require_one();
+    for (sku, quantity) in wanted {
+        // In stock before and after: more than `LOW` left, announced as in stock.
+        batch
+            .push(
+                "UPDATE stock SET available = available - $2, reserved = reserved + $2, \
+                 updated_ms = $3 WHERE sku = $1 AND available - $2 > $4 AND level = $5",
+            )
+            .bind(*sku)
+            .bind(*quantity)
+            .bind(now)
+            .bind(StockLevel::LOW)
+            .bind(StockLevel::InStock.as_str())
+            .require_one();
+        batch
+            .push("INSERT INTO reservation_lines (order_id, sku, quantity) VALUES ($1, $2, $3)")
+            .bind(order_id)
+            .bind(*sku)
+            .bind(*quantity);
+    }
+    Ok(db.write(batch).await?.is_some())
+}
+
 /// Reserves every line for `order_id`, or none of them. Asking again answers the
 /// first outcome; an order released before it was ever reserved stays released.
 pub async fn reserve(
@@ -216,6 +259,13 @@ pub async fn reserve(
     let mut wanted: BTreeMap<&str, i64> = BTreeMap::new();
     for l in lines {
         *wanted.entry(l.sku.as_str()).or_default() += l.quantity;
+    }
+    if reserve_in_one(db, order_id, &wanted).await? {
+        return Ok(Reservation {
+            order_id: order_id.to_string(),
+            status: RESERVED.into(),
+            unavailable: Vec::new(),
+        });
     }
     let mut tx = db.begin().await?;
     if let Some(existing) = reservation_in(&mut tx, order_id).await? {
@@ -281,6 +331,13 @@ pub enum Transition {
 
 /// Turns a reservation into a sale. Idempotent; other states are answered as they are.
 pub async fn commit(db: &Db, order_id: &str) -> Result<Transition, sqlx::Error> {
+    if commit_in_one(db, order_id).await? {
+        return Ok(Transition::Done(Reservation {
+            order_id: order_id.to_string(),
+            status: COMMITTED.into(),
+            unavailable: Vec::new(),
+        }));
+    }
     let mut tx = db.begin().await?;
     let Some(r) = reservation_in(&mut tx, order_id).await? else {
         return Ok(Transition::Unknown);
@@ -301,6 +358,42 @@ pub async fn commit(db: &Db, order_id: &str) -> Result<Transition, sqlx::Error> 
         status: COMMITTED.into(),
         ..r
     }))
+}
+
+/// The usual commit, of a reservation that is reserved, as one write: its lines
+/// read first, outside the write (they never change once reserved), then the
+/// status moved and each line's units, in SKU order as [`move_lines`] does.
+/// False, with nothing written, when the reservation was not reserved.
+async fn commit_in_one(db: &Db, order_id: &str) -> Result<bool, sqlx::Error> {
+    let lines: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT sku, quantity FROM reservation_lines WHERE order_id = $1 ORDER BY sku",
+    )
+    .bind(order_id)
+    .fetch_all(db.pool())
+    .await?;
+    let now = now_ms();
+    let mut batch = db.batch();
+    batch
+        .push(
+            "UPDATE reservations SET status = $2, updated_ms = $3 \
+             WHERE order_id = $1 AND status = $4",
+        )
+        .bind(order_id)
+        .bind(COMMITTED)
+        .bind(now)
+        .bind(RESERVED)
+        .require_one();
+    for (sku, quantity) in lines {
+        batch
+            .push(
+                "UPDATE stock SET reserved = reserved - $2, sold = sold + $2, updated_ms = $3 \
+                 WHERE sku = $1",
+            )
+            .bind(sku)
+            .bind(quantity)
+            .bind(now);
+    }
+    Ok(db.write(batch).await?.is_some())
 }
 
 /// Gives reserved (or sold) units back. Idempotent. Releasing an order never
@@ -558,6 +651,57 @@ mod tests {
                 (4, "low".into(), 4),
                 (50, "in_stock".into(), 5),
             ]
+        );
+    }
+
+    /// The usual reservation and commit are one write each; every other one is
+    /// left to the step-by-step path with nothing written.
+    #[tokio::test]
+    async fn the_usual_reservation_and_commit_are_one_write_each() {
+        let (_dir, db, _outbox) = db_with("S", 20).await;
+        sqlx::query("UPDATE stock SET level = 'in_stock', version = 1")
+            .execute(db.pool())
+            .await
+            .expect("level");
+        let wanted = |quantity: i64| BTreeMap::from([("S", quantity)]);
+        let reserve = |order: &'static str, quantity: i64| {
+            let db = db.clone();
+            async move {
+                reserve_in_one(&db, order, &wanted(quantity))
+                    .await
+                    .expect("write")
+            }
+        };
+        assert!(reserve("a", 4).await, "in stock before and after");
+        assert!(!reserve("a", 1).await, "the order has its reservation");
+        assert!(
+            !reserve("b", 11).await,
+            "would leave it low: announced step by step"
+        );
+        assert!(!reserve("c", 21).await, "does not fit");
+        let commit = |order: &'static str| {
+            let db = db.clone();
+            async move { commit_in_one(&db, order).await.expect("write") }
+        };
+        assert!(commit("a").await);
+        assert!(!commit("a").await, "committed already");
+        assert!(!commit("b").await, "never reserved");
+        let units: (i64, i64, i64) =
+            sqlx::query_as("SELECT available, reserved, sold FROM stock WHERE sku = 'S'")
+                .fetch_one(db.pool())
+                .await
+                .expect("row");
+        assert_eq!(units, (16, 0, 4));
+        let rows: (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM reservations), (SELECT COUNT(*) FROM reservation_lines)",
+        )
+        .fetch_one(db.pool())
+        .await
+        .expect("counts");
+        assert_eq!(
+            rows,
+            (1, 1),
+            "nothing written by the writes that were not made"
         );
     }
 }
