@@ -54,13 +54,18 @@ impl Mailer {
         match self {
             Self::Files(dir) => {
                 let tmp = dir.join(format!(".{id}.eml.tmp"));
-                let write = async {
-                    tokio::fs::write(&tmp, message.formatted()).await?;
-                    tokio::fs::rename(&tmp, dir.join(format!("{id}.eml"))).await
-                };
-                write
-                    .await
-                    .map_err(|e| SendError::Transient(format!("writing {}: {e}", dir.display())))
+                let to = dir.join(format!("{id}.eml"));
+                let formatted = message.formatted();
+                // Both on one blocking thread: one hand-off instead of two.
+                let write = tokio::task::spawn_blocking(move || {
+                    std::fs::write(&tmp, formatted)?;
+                    std::fs::rename(&tmp, to)
+                });
+                match write.await {
+                    Ok(written) => written,
+                    Err(e) => Err(std::io::Error::other(e)),
+                }
+                .map_err(|e| SendError::Transient(format!("writing {}: {e}", dir.display())))
             }
             Self::Smtp { transport, server } => match transport.send(message).await {
                 Ok(_) => Ok(()),
