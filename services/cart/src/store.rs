@@ -1,6 +1,6 @@
 //! SQL for carts.
 
-use emporium_store::{Db, Tx, now_ms};
+use emporium_store::{Batch, Db, Tx, now_ms};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
@@ -134,8 +134,27 @@ async fn add_in_one(
             .bind(now)
             .require_one();
     }
-    // The upsert of `add_step_by_step`, inserting only where a new line has room.
-    // (SQLite needs the SELECT's WHERE to read the ON CONFLICT after it rightly.)
+    upsert(&mut batch, user_id, line, now, max_quantity, max_lines).require_one();
+    Ok(db.write(batch).await?.is_some())
+}
+
+/// Adds to `batch` the line's upsert: a new line, inserted only where the cart
+/// has room for it, or more of an existing one within `max_quantity` (its name
+/// and price refreshed). It changes one row, or none when there is no room.
+/// (SQLite needs the SELECT's WHERE to read the ON CONFLICT after it rightly.)
+/// A line that did not exist when the add looked may have been added by a
+/// concurrent request since (a row lock cannot cover a missing row): then the
+/// insert turns into adding to it, instead of a primary-key error. On
+/// PostgreSQL the conflict waits for the other transaction and the WHERE is
+/// evaluated against the row it committed.
+fn upsert<'b>(
+    batch: &'b mut Batch,
+    user_id: &str,
+    line: &LineRow,
+    now: i64,
+    max_quantity: i64,
+    max_lines: usize,
+) -> &'b mut Batch {
     batch
         .push(
             "INSERT INTO cart_items (user_id, sku, product_id, name, unit_price, currency, \
@@ -158,8 +177,6 @@ async fn add_in_one(
         .bind(now)
         .bind(max_quantity)
         .bind(i64::try_from(max_lines).unwrap_or(i64::MAX))
-        .require_one();
-    Ok(db.write(batch).await?.is_some())
 }
 
 /// An add read and decided one statement at a time, in one transaction: what
@@ -206,42 +223,24 @@ async fn add_step_by_step(
             }
         }
     }
-    // One upsert for both cases: a line that did not exist above may have been added
-    // by a concurrent request since (a row lock cannot cover a missing row), and then
-    // the insert turns into adding to it, within the per-line maximum, instead of a
-    // primary-key error. On PostgreSQL the conflict waits for the other transaction
-    // and the WHERE is evaluated against the row it committed.
-    let now = now_ms();
-    let done = sqlx::query(
-        "INSERT INTO cart_items (user_id, sku, product_id, name, unit_price, currency, \
-         quantity, added_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
-         ON CONFLICT (user_id, sku) DO UPDATE SET \
-         quantity = cart_items.quantity + excluded.quantity, name = excluded.name, \
-         unit_price = excluded.unit_price, currency = excluded.currency, \
-         updated_ms = excluded.updated_ms \
-         WHERE cart_items.quantity + excluded.quantity <= $9",
-    )
-    .bind(user_id)
-    .bind(&line.sku)
-    .bind(&line.product_id)
-    .bind(&line.name)
-    .bind(line.unit_price)
-    .bind(&line.currency)
-    .bind(line.quantity)
-    .bind(now)
-    .bind(max_quantity)
-    .execute(&mut *tx)
-    .await?;
-    if done.rows_affected() == 0 {
+    // One upsert for both cases, as `add_in_one` makes it (see `upsert`).
+    let mut batch = tx.batch();
+    upsert(&mut batch, user_id, line, now_ms(), max_quantity, max_lines);
+    let done = tx.run(batch).await?;
+    if done.first() != Some(&1) {
         // The line exists (the upsert's conflict locked it) and would exceed the
-        // maximum: report the quantity it has now.
-        let (have,): (i64,) =
+        // maximum: report the quantity it has now. No line: a concurrent add
+        // took the cart's last room since it was counted (PostgreSQL).
+        let have: Option<(i64,)> =
             sqlx::query_as("SELECT quantity FROM cart_items WHERE user_id = $1 AND sku = $2")
                 .bind(user_id)
                 .bind(&line.sku)
-                .fetch_one(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
-        return Ok(Err(AddRefused::TooMany(have)));
+        return Ok(Err(match have {
+            Some((have,)) => AddRefused::TooMany(have),
+            None => AddRefused::Full,
+        }));
     }
     tx.commit().await?;
     Ok(Ok(true))
