@@ -75,7 +75,7 @@ rows = [l.split() for l in open(sys.argv[1])]
 for side, settings in (("A", sys.argv[2]), ("B", sys.argv[3])):
     r = [[float(x) for x in row[1:]] for row in rows if row[0] == side]
     m = [sum(c) / len(c) for c in zip(*r)]
-    p99_ratio = sum(x[3] / x[7] for x in r) / len(r)
+    p99_ratio = sum(x[3] / x[7] if x[7] else float("nan") for x in r) / len(r)
     print("%s (%s): peak %.1f/s, at the rate %.1f confirmed/s (%.2f of its peak), p50 %.0f ms, p99 %.0f ms (%.1fx the unloaded %.0f ms), refused %.0f adds and %.0f checkouts"
           % (side, settings or "defaults", m[0], m[1], m[1] / m[0], m[2], m[3], p99_ratio, m[7], m[4], m[5]))
 PY

@@ -297,6 +297,7 @@ mod tests {
     use super::*;
     use axum::extract::ConnectInfo;
     use http_body_util::BodyExt;
+    use std::collections::HashSet;
     use std::net::SocketAddr;
 
     /// A server that answers each request with the caller's port: which
@@ -339,24 +340,32 @@ mod tests {
     const TRIES: usize = 10;
     const PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
-    /// Calls, a pause before each, until one comes from `wanted` (or, with
-    /// none, from the first call's connection), at most `TRIES`: the ports
+    /// When a series of calls may stop: given the ports they came from so far.
+    type Done = Box<dyn Fn(&[String]) -> bool + Send>;
+
+    /// The last call came on one of `ports`.
+    fn on_one_of(ports: &HashSet<String>) -> Done {
+        let ports = ports.clone();
+        Box::new(move |so_far| so_far.last().is_some_and(|p| ports.contains(p)))
+    }
+
+    /// The last two calls came on the same connection.
+    fn kept() -> Done {
+        Box::new(|so_far| so_far.len() >= 2 && so_far[so_far.len() - 1] == so_far[so_far.len() - 2])
+    }
+
+    /// Calls, a pause before each, until `done` (at most `TRIES`): the ports
     /// they came from. A connection goes back to its pool only after its
     /// dispatcher, on whichever runtime drives it, has finished the exchange,
-    /// so a call right after another may open a new one: what a pool keeps
-    /// shows as reuse within a few calls, what it does not have never shows.
-    async fn calls_until(
-        clients: &Clients,
-        server: SocketAddr,
-        wanted: Option<&str>,
-    ) -> Vec<String> {
+    /// so a call right after another may open a new one, which then joins the
+    /// pool: what a pool keeps shows as reuse within a few calls, what it does
+    /// not have never shows.
+    async fn calls_until(clients: &Clients, server: SocketAddr, done: Done) -> Vec<String> {
         let mut ports: Vec<String> = Vec::new();
         for _ in 0..TRIES {
             tokio::time::sleep(PAUSE).await;
-            let port = port(clients, server).await;
-            let done = wanted.or(ports.first().map(String::as_str)) == Some(port.as_str());
-            ports.push(port);
-            if done {
+            ports.push(port(clients, server).await);
+            if done(&ports) {
                 break;
             }
         }
@@ -366,14 +375,14 @@ mod tests {
     /// [`calls_until`] from a new thread with a runtime of its own, with
     /// pools of its own or not. The runtime lives a pause longer, as a
     /// server's would, so a connection it is handing back reaches its pool.
-    fn from_thread(
+    async fn from_thread(
         clients: &Clients,
         server: SocketAddr,
         own: bool,
-        wanted: Option<String>,
+        done: Done,
     ) -> Vec<String> {
         let clients = clients.clone();
-        std::thread::spawn(move || {
+        tokio::task::spawn_blocking(move || {
             if own {
                 own_pools();
             }
@@ -382,12 +391,12 @@ mod tests {
                 .build()
                 .expect("runtime");
             runtime.block_on(async {
-                let ports = calls_until(&clients, server, wanted.as_deref()).await;
+                let ports = calls_until(&clients, server, done).await;
                 tokio::time::sleep(PAUSE).await;
                 ports
             })
         })
-        .join()
+        .await
         .expect("thread")
     }
 
@@ -395,32 +404,36 @@ mod tests {
     async fn a_thread_with_pools_of_its_own_keeps_its_own_connections() {
         let server = peer_port_server().await;
         let clients = Clients::plain();
-        let shared = port(&clients, server).await;
-        let ports = calls_until(&clients, server, Some(&shared)).await;
-        assert_eq!(ports.last(), Some(&shared), "the pool keeps it: {ports:?}");
-        // Another thread without pools of its own takes the shared connection
+        // Every connection the shared pool has had.
+        let mut shared = HashSet::from([port(&clients, server).await]);
+        let ports = calls_until(&clients, server, on_one_of(&shared)).await;
+        assert!(
+            on_one_of(&shared)(&ports),
+            "the pool keeps it: {ports:?} {shared:?}"
+        );
+        shared.extend(ports);
+        // Another thread without pools of its own takes a shared connection
         // (driven by this runtime)...
-        let ports = from_thread(&clients, server, false, Some(shared.clone()));
-        assert_eq!(
-            ports.last(),
-            Some(&shared),
-            "a thread without pools of its own never got the shared connection: {ports:?}"
+        let ports = from_thread(&clients, server, false, on_one_of(&shared)).await;
+        assert!(
+            on_one_of(&shared)(&ports),
+            "a thread without pools of its own never got a shared connection: {ports:?} {shared:?}"
         );
+        shared.extend(ports);
         // ...one with pools of its own opens one of its own and keeps it.
-        let ports = from_thread(&clients, server, true, None);
+        let ports = from_thread(&clients, server, true, kept()).await;
         assert!(
-            !ports.contains(&shared),
-            "a thread with its own pools took the shared pool's connection: {ports:?}"
+            ports.iter().all(|p| !shared.contains(p)),
+            "a thread with its own pools took the shared pool's connection: {ports:?} {shared:?}"
         );
         assert!(
-            ports.len() > 1 && ports.last() == ports.first(),
+            kept()(&ports),
             "a thread's own pool did not keep its connection: {ports:?}"
         );
-        let ports = calls_until(&clients, server, Some(&shared)).await;
-        assert_eq!(
-            ports.last(),
-            Some(&shared),
-            "the shared pool lost it: {ports:?}"
+        let ports = calls_until(&clients, server, on_one_of(&shared)).await;
+        assert!(
+            on_one_of(&shared)(&ports),
+            "the shared pool lost its connections: {ports:?}"
         );
     }
 }

@@ -49,10 +49,18 @@ pub async fn take(
     key: &str,
     expires_ms: i64,
 ) -> Result<Taken, sqlx::Error> {
-    if let Some(taken) = by_key(db, user_id, key).await? {
-        return Ok(taken);
-    }
+    let returned = match earlier(db, user_id, key).await? {
+        Some(Earlier::Taken(taken)) => return Ok(taken),
+        Some(Earlier::Returned) => true,
+        None => false,
+    };
     let mut tx = db.begin().await?;
+    // A key whose lines came back (its order was never placed) may take again: its
+    // returned checkout makes way, before the cart's rows are locked (the order in
+    // which a late `OrderConfirmed` locks them too).
+    if returned {
+        clear_returned(&mut tx, user_id, key).await?;
+    }
     // The read is the delete: on PostgreSQL a concurrent take of the same cart waits
     // for this one's row locks and then finds the rows gone.
     let mut lines: Vec<TakenLine> = sqlx::query_as(
@@ -73,41 +81,11 @@ pub async fn take(
     lines.sort_by(|a, b| (a.added_ms, &a.line.sku).cmp(&(b.added_ms, &b.line.sku)));
     let json = serde_json::to_string(&lines).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let now = now_ms();
-    // A key whose lines came back (its order was never placed) may take again:
-    // on a conflict its returned checkout makes way, once (looked for only
-    // then, so the usual take is one statement shorter).
-    let mut made_way = false;
-    let inserted = loop {
-        let inserted = sqlx::query(
-            "INSERT INTO cart_checkouts (order_id, user_id, idempotency_key, lines, state, \
-             expires_ms, created_ms, updated_ms) \
-             VALUES ($1, $2, $3, $4, 'taken', $5, $6, $6) ON CONFLICT DO NOTHING",
-        )
-        .bind(order_id)
-        .bind(user_id)
-        .bind(key)
-        .bind(&json)
-        .bind(expires_ms)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted > 0 || made_way {
-            break inserted;
-        }
-        made_way = true;
-        let cleared = sqlx::query(
-            "DELETE FROM cart_checkouts WHERE user_id = $1 AND idempotency_key = $2 \
-             AND state = 'returned'",
-        )
-        .bind(user_id)
-        .bind(key)
-        .execute(&mut *tx)
-        .await?;
-        if cleared.rows_affected() == 0 {
-            break 0;
-        }
-    };
+    let mut inserted = record(&mut tx, order_id, user_id, key, &json, expires_ms, now).await?;
+    // Returned since it was looked for: it makes way now.
+    if inserted == 0 && clear_returned(&mut tx, user_id, key).await? {
+        inserted = record(&mut tx, order_id, user_id, key, &json, expires_ms, now).await?;
+    }
     if inserted == 0 {
         // The key (or the order id) took first, concurrently: the lines stay, and the
         // answer is what that take took.
@@ -123,22 +101,75 @@ pub async fn take(
     })
 }
 
-async fn by_key(db: &Db, user_id: &str, key: &str) -> Result<Option<Taken>, sqlx::Error> {
-    let row: Option<(String, String)> = sqlx::query_as(
-        "SELECT order_id, lines FROM cart_checkouts \
-         WHERE user_id = $1 AND idempotency_key = $2 AND state = 'taken'",
+/// The checkout into a new order, as a row: changed one, or none on a conflict.
+async fn record(
+    tx: &mut Tx,
+    order_id: &str,
+    user_id: &str,
+    key: &str,
+    lines: &str,
+    expires_ms: i64,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO cart_checkouts (order_id, user_id, idempotency_key, lines, state, \
+         expires_ms, created_ms, updated_ms) VALUES ($1, $2, $3, $4, 'taken', $5, $6, $6) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(order_id)
+    .bind(user_id)
+    .bind(key)
+    .bind(lines)
+    .bind(expires_ms)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Deletes the returned checkout `key` made, if there is one.
+async fn clear_returned(tx: &mut Tx, user_id: &str, key: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM cart_checkouts WHERE user_id = $1 AND idempotency_key = $2 \
+         AND state = 'returned'",
+    )
+    .bind(user_id)
+    .bind(key)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// What a key's earlier take left: lines taken, or given back.
+enum Earlier {
+    Taken(Taken),
+    Returned,
+}
+
+async fn earlier(db: &Db, user_id: &str, key: &str) -> Result<Option<Earlier>, sqlx::Error> {
+    let row: Option<(String, String, String)> = sqlx::query_as(
+        "SELECT order_id, lines, state FROM cart_checkouts \
+         WHERE user_id = $1 AND idempotency_key = $2",
     )
     .bind(user_id)
     .bind(key)
     .fetch_optional(db.pool())
     .await?;
-    row.map(|(order_id, lines)| {
-        Ok(Taken {
+    match row {
+        None => Ok(None),
+        Some((order_id, lines, state)) if state == TAKEN => Ok(Some(Earlier::Taken(Taken {
             order_id,
             lines: decode(&lines)?,
-        })
+        }))),
+        Some(_) => Ok(Some(Earlier::Returned)),
+    }
+}
+
+async fn by_key(db: &Db, user_id: &str, key: &str) -> Result<Option<Taken>, sqlx::Error> {
+    Ok(match earlier(db, user_id, key).await? {
+        Some(Earlier::Taken(taken)) => Some(taken),
+        _ => None,
     })
-    .transpose()
 }
 
 fn decode(lines: &str) -> Result<Vec<TakenLine>, sqlx::Error> {

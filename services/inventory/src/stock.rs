@@ -207,8 +207,9 @@ async fn insert_reservation(
 /// The usual reservation as one write, one round trip: new for the order, and
 /// every line leaving its SKU in stock as announced, so there is no
 /// `StockChanged` to publish. False, with nothing written, for any other: a
-/// reservation the order has (or a release's mark), a line that does not fit or
-/// would change its SKU's level. [`reserve`] then goes step by step.
+/// reservation the order has (or a release's mark), a line that does not fit, would
+/// change its SKU's level or is of a SKU not announced as in stock (never announced
+/// yet). [`reserve`] then goes step by step.
 async fn reserve_in_one(
     db: &Db,
     order_id: &str,
@@ -363,7 +364,8 @@ pub async fn commit(db: &Db, order_id: &str) -> Result<Transition, sqlx::Error> 
 /// The usual commit, of a reservation that is reserved, as one write: its lines
 /// read first, outside the write (they never change once reserved), then the
 /// status moved and each line's units, in SKU order as [`move_lines`] does.
-/// False, with nothing written, when the reservation was not reserved.
+/// False, with nothing written, when the reservation was not reserved or no
+/// lines were found.
 async fn commit_in_one(db: &Db, order_id: &str) -> Result<bool, sqlx::Error> {
     let lines: Vec<(String, i64)> = sqlx::query_as(
         "SELECT sku, quantity FROM reservation_lines WHERE order_id = $1 ORDER BY sku",
@@ -371,6 +373,11 @@ async fn commit_in_one(db: &Db, order_id: &str) -> Result<bool, sqlx::Error> {
     .bind(order_id)
     .fetch_all(db.pool())
     .await?;
+    // None (an unknown order, or one not yet visible here): a reservation always
+    // has lines, so the step-by-step commit reads it in its transaction.
+    if lines.is_empty() {
+        return Ok(false);
+    }
     let now = now_ms();
     let mut batch = db.batch();
     batch
@@ -703,5 +710,34 @@ mod tests {
             (1, 1),
             "nothing written by the writes that were not made"
         );
+        // Two SKUs, the second one short: the first one's units are not moved.
+        sqlx::query(
+            "INSERT INTO stock (sku, product_id, available, initial, updated_ms, level) \
+             VALUES ('T', 't', 3, 3, 0, 'in_stock'), ('U', 'u', 50, 50, 0, '')",
+        )
+        .execute(db.pool())
+        .await
+        .expect("more stock");
+        let both = BTreeMap::from([("S", 2), ("T", 4)]);
+        assert!(!reserve_in_one(&db, "d", &both).await.expect("write"));
+        // A SKU never announced is left to the step-by-step reservation, which
+        // announces it.
+        let never = BTreeMap::from([("U", 1)]);
+        assert!(!reserve_in_one(&db, "f", &never).await.expect("write"));
+        let units: Vec<(String, i64, i64)> =
+            sqlx::query_as("SELECT sku, available, reserved FROM stock ORDER BY sku")
+                .fetch_all(db.pool())
+                .await
+                .expect("rows");
+        let expected: Vec<(String, i64, i64)> =
+            vec![("S".into(), 16, 0), ("T".into(), 3, 0), ("U".into(), 50, 0)];
+        assert_eq!(units, expected);
+        let rows: (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM reservations), (SELECT COUNT(*) FROM reservation_lines)",
+        )
+        .fetch_one(db.pool())
+        .await
+        .expect("counts");
+        assert_eq!(rows, (1, 1));
     }
 }
