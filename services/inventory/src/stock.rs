@@ -367,12 +367,7 @@ pub async fn commit(db: &Db, order_id: &str) -> Result<Transition, sqlx::Error> 
 /// False, with nothing written, when the reservation was not reserved or no
 /// lines were found.
 async fn commit_in_one(db: &Db, order_id: &str) -> Result<bool, sqlx::Error> {
-    let lines: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT sku, quantity FROM reservation_lines WHERE order_id = $1 ORDER BY sku",
-    )
-    .bind(order_id)
-    .fetch_all(db.pool())
-    .await?;
+    let lines = lines_of(db.pool(), order_id).await?;
     // None (an unknown order, or one not yet visible here): a reservation always
     // has lines, so the step-by-step commit reads it in its transaction.
     if lines.is_empty() {
@@ -445,12 +440,7 @@ async fn move_lines(
     order_id: &str,
     sql: &'static str,
 ) -> Result<Vec<(String, Announced)>, sqlx::Error> {
-    let lines: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT sku, quantity FROM reservation_lines WHERE order_id = $1 ORDER BY sku",
-    )
-    .bind(order_id)
-    .fetch_all(&mut **tx)
-    .await?;
+    let lines = lines_of(&mut **tx, order_id).await?;
     let now = now_ms();
     let mut moved = Vec::with_capacity(lines.len());
     for (sku, quantity) in lines {
@@ -465,6 +455,17 @@ async fn move_lines(
         }
     }
     Ok(moved)
+}
+
+/// A reservation's lines, in SKU order (the order their stock rows are moved in).
+async fn lines_of<'e, E>(executor: E, order_id: &str) -> Result<Vec<(String, i64)>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query_as("SELECT sku, quantity FROM reservation_lines WHERE order_id = $1 ORDER BY sku")
+        .bind(order_id)
+        .fetch_all(executor)
+        .await
 }
 
 async fn set_status(tx: &mut Tx, order_id: &str, status: &str) -> Result<(), sqlx::Error> {
