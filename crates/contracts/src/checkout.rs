@@ -120,6 +120,12 @@ pub struct AuthorizeRequest {
     pub amount: i64,
     pub currency: String,
     pub card: Card,
+    /// Take the money as soon as the card is approved (a sale: authorization and
+    /// capture in one call, as processors offer it); the payment then answers
+    /// `captured`, or `authorized` when the capture failed and is still to be made.
+    /// Without it (the default) an approval holds the money until `…/capture`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub capture: bool,
 }
 
 /// payments' record of an order's payment. `status` is one of `authorizing`,

@@ -9,6 +9,10 @@
 //! Steps before the payment authorization can be compensated (release the stock,
 //! void the payment); the authorization is the pivot, after which the saga only rolls
 //! forward: commit the stock and capture the payment, retried until they succeed.
+//! The authorization asks for a sale (the money taken with the approval, as card
+//! processors offer it): one call to payments instead of two. The saga asks for
+//! the capture itself only when payments answered the payment `authorized` (the
+//! sale's capture failed, or recovery found an authorization of an earlier run).
 //! Every call is idempotent by order id, so a step repeated after a crash is harmless.
 //! That lets a saga that runs straight through write its order three times: placed,
 //! the pivot (written before anything is sold), and confirmed; the steps on the way
@@ -243,6 +247,9 @@ impl Saga {
         let mut cached: Option<OrderRow> = None;
         // What moved in memory and is not written yet.
         let mut unwritten = Unwritten::default();
+        // Whether payments answered this task that the money is taken (a sale):
+        // the saga then need not ask for the capture.
+        let mut captured = false;
         // Ownership was just recorded (placed or taken over); renew it when a third
         // of the lease has gone.
         let mut renewed = std::time::Instant::now();
@@ -262,6 +269,7 @@ impl Saga {
                     order_id,
                     &mut cached,
                     &mut unwritten,
+                    &mut captured,
                     card,
                     lines.as_deref(),
                 )
@@ -300,6 +308,7 @@ impl Saga {
         order_id: &str,
         cached: &mut Option<OrderRow>,
         unwritten: &mut Unwritten,
+        captured: &mut bool,
         card: Option<&Card>,
         lines: Option<&[OrderLine]>,
     ) -> Result<Next, StepError> {
@@ -319,7 +328,9 @@ impl Saga {
                 }
             }
         };
-        let (next, order) = self.step_from(order, unwritten, card, lines).await?;
+        let (next, order) = self
+            .step_from(order, unwritten, captured, card, lines)
+            .await?;
         *cached = order;
         Ok(next)
     }
@@ -330,6 +341,7 @@ impl Saga {
         &self,
         order: OrderRow,
         unwritten: &mut Unwritten,
+        captured: &mut bool,
         card: Option<&Card>,
         lines: Option<&[OrderLine]>,
     ) -> Result<(Next, Option<OrderRow>), StepError> {
@@ -346,7 +358,7 @@ impl Saga {
                     // Resumed without the card: the saga may have gone past the
                     // payment in memory before it stopped.
                     return self
-                        .resume_without_card(&order, &payments, past_deadline, unwritten)
+                        .resume_without_card(&order, &payments, past_deadline, unwritten, captured)
                         .await;
                 }
                 if past_deadline {
@@ -403,14 +415,17 @@ impl Saga {
                             )
                             .await;
                     }
+                    // A sale: the money is taken with the approval, one call
+                    // instead of two (a compensation refunds it).
                     let request = AuthorizeRequest {
                         amount: order.total,
                         currency: order.currency.clone(),
                         card: card.clone(),
+                        capture: true,
                     };
                     match payments.authorize(order_id, &request).await {
                         Ok(payment) => {
-                            self.after_authorization(&order, &payment, false, unwritten)
+                            self.after_authorization(&order, &payment, false, unwritten, captured)
                                 .await
                         }
                         Err(e) if e.problem_code() == Some("processor_unavailable") => {
@@ -430,15 +445,18 @@ impl Saga {
                     }
                 }
                 None => {
-                    self.resume_without_card(&order, &payments, past_deadline, unwritten)
+                    self.resume_without_card(&order, &payments, past_deadline, unwritten, captured)
                         .await
                 }
             },
             step::COMPLETE => {
-                // The pivot is written before anything is sold: from then on every
-                // instance only rolls the order forward, so one that took it over
-                // (its owner's lease ran out) cannot be compensating it while this
-                // one commits the stock and captures the money.
+                // The pivot is written before the stock is sold: from then on
+                // every instance only rolls the order forward, so one that took it
+                // over (its owner's lease ran out) cannot be compensating it while
+                // this one commits the stock. (A sale's money is taken before the
+                // pivot: an instance compensating the order meanwhile gets it back,
+                // as payments' cancel refunds a capture, and payments records a
+                // capture only while the payment is still authorized.)
                 if unwritten.from.is_some() && !self.write_progress(&order, unwritten).await? {
                     return Ok((Next::Continue, None));
                 }
@@ -454,12 +472,15 @@ impl Saga {
                         )
                         .await;
                 }
-                let captured = payments.capture(order_id).await;
+                if *captured {
+                    return self.confirm(&order, unwritten, lines).await;
+                }
+                let capture = payments.capture(order_id).await;
                 // Payments refuses a capture it can never make (the payment is not
                 // authorized: voided, declined, refunded, or unknown); asking again
                 // would wait forever. Only then is the sale undone: any other failure
                 // may pass, and is retried.
-                let refusal = match &captured {
+                let refusal = match &capture {
                     Ok(p) if p.status == "captured" => None,
                     Ok(p) => Some(format!("the payment is {}", p.status)),
                     Err(e) if matches!(e.problem_code(), Some("invalid_state" | "not_found")) => {
@@ -478,7 +499,7 @@ impl Saga {
                         )
                         .await;
                 }
-                captured?;
+                capture?;
                 self.confirm(&order, unwritten, lines).await
             }
             step::COMPENSATE => {
@@ -511,6 +532,7 @@ impl Saga {
         payments: &Payments,
         past_deadline: bool,
         unwritten: &mut Unwritten,
+        captured: &mut bool,
     ) -> Result<(Next, Option<OrderRow>), StepError> {
         match payments.payment(&order.id).await {
             Ok(payment) => {
@@ -521,7 +543,7 @@ impl Saga {
                 } else {
                     order
                 };
-                self.after_authorization(order, &payment, past_deadline, unwritten)
+                self.after_authorization(order, &payment, past_deadline, unwritten, captured)
                     .await
             }
             Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => {
@@ -552,9 +574,11 @@ impl Saga {
         p: &Payment,
         past_deadline: bool,
         unwritten: &mut Unwritten,
+        captured: &mut bool,
     ) -> Result<(Next, Option<OrderRow>), StepError> {
         match p.status.as_str() {
             "authorized" | "captured" => {
+                *captured = p.status == "captured";
                 let card = format!(
                     "{} ending {}",
                     p.brand.as_deref().unwrap_or("card"),

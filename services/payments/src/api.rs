@@ -92,6 +92,7 @@ async fn authorize(
                 &request.currency,
                 &request.card,
                 &summary,
+                request.capture,
             )
             .await
     })

@@ -7,6 +7,12 @@
 //!                        └─transient→ retryable ─authorize→ authorizing …
 //! (none) ─cancel→ voided   (a tombstone: a late authorize for the order is refused)
 //! ```
+//!
+//! An authorization may ask for the capture too (a sale, `capture: true`): the
+//! approval is recorded first (`authorized`, with the processor's reference), then
+//! the money taken and `captured` recorded, in the one call. Each step is the one
+//! the separate calls make, so a crash between them leaves what those would: an
+//! `authorized` payment whose capture, asked again, the processor makes once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +46,7 @@ pub enum LedgerError {
     Db(#[from] sqlx::Error),
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 struct Row {
     order_id: String,
     status: String,
@@ -128,8 +134,10 @@ impl Ledger {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Authorizes `amount` on `card` for `order_id`. Asking again answers the
-    /// outcome of the first call (a retryable failure is tried again).
+    /// Authorizes `amount` on `card` for `order_id`, and with `capture` takes the
+    /// money once approved. Asking again answers the outcome of the first call (a
+    /// retryable failure is tried again; an authorization not yet captured is
+    /// captured when asked).
     pub async fn authorize(
         &self,
         order_id: &str,
@@ -137,6 +145,7 @@ impl Ledger {
         currency: &str,
         card: &Card,
         summary: &CardSummary,
+        capture: bool,
     ) -> Result<Payment, LedgerError> {
         // Claim the order: create it, or take it back from `retryable` (or from an
         // `authorizing` whose call is presumed dead, see `stale_after`); each a single
@@ -177,6 +186,7 @@ impl Ledger {
             if !retried {
                 return match current.status.as_str() {
                     AUTHORIZING => Err(LedgerError::InProgress),
+                    AUTHORIZED if capture => self.capture_sale(current).await,
                     _ => Ok(current.into()),
                 };
             }
@@ -203,16 +213,23 @@ impl Ledger {
         tracing::info!(order_id, status = to, brand = %summary.brand, last4 = %summary.last4, "authorization");
         match outcome {
             Outcome::Transient(reason) => Err(LedgerError::Processor(reason)),
-            Outcome::Approved(_) | Outcome::Declined(_) if applied => Ok(Payment {
-                order_id: order_id.to_string(),
-                status: to.to_string(),
-                amount,
-                currency: currency.to_string(),
-                brand: Some(summary.brand.clone()),
-                last4: Some(summary.last4.clone()),
-                attempts,
-                reason: reason.map(str::to_string),
-            }),
+            Outcome::Approved(_) | Outcome::Declined(_) if applied => {
+                let row = Row {
+                    order_id: order_id.to_string(),
+                    status: to.to_string(),
+                    amount,
+                    currency: currency.to_string(),
+                    brand: Some(summary.brand.clone()),
+                    last4: Some(summary.last4.clone()),
+                    attempts,
+                    reason: reason.map(str::to_string),
+                    reference: reference.map(str::to_string),
+                };
+                if capture && to == AUTHORIZED {
+                    return self.capture_sale(row).await;
+                }
+                Ok(row.into())
+            }
             _ => self.get(order_id).await,
         }
     }
@@ -220,14 +237,38 @@ impl Ledger {
     /// Captures an authorized payment.
     pub async fn capture(&self, order_id: &str) -> Result<Payment, LedgerError> {
         let row = self.row(order_id).await?.ok_or(LedgerError::NotFound)?;
+        self.capture_row(row).await
+    }
+
+    /// The capture of a sale, once its authorization is recorded. The approval
+    /// stands whatever happens to the capture: a processor failure answers the
+    /// payment as authorized (the caller captures it later, as without a sale), a
+    /// payment cancelled meanwhile answers as it now stands.
+    async fn capture_sale(&self, row: Row) -> Result<Payment, LedgerError> {
+        let authorized = Payment::from(row.clone());
+        match self.capture_row(row).await {
+            Err(LedgerError::Processor(why)) => {
+                tracing::warn!(order_id = %authorized.order_id, %why, "the sale's capture failed; the payment stays authorized");
+                Ok(authorized)
+            }
+            Err(LedgerError::InvalidState(_)) => self.get(&authorized.order_id).await,
+            other => other,
+        }
+    }
+
+    /// Captures the payment `row` shows: takes the money at the processor, then
+    /// records it, conditional on the payment still being authorized (a cancel
+    /// may have voided it meanwhile: its answer is the payment as it now stands).
+    async fn capture_row(&self, row: Row) -> Result<Payment, LedgerError> {
         match row.status.as_str() {
             CAPTURED => return Ok(row.into()),
             AUTHORIZED => {}
             other => return Err(LedgerError::InvalidState(other.to_string())),
         }
-        let reference = row.reference.clone().unwrap_or_default();
+        let order_id = row.order_id.as_str();
+        let reference = row.reference.as_deref().unwrap_or_default();
         self.processor
-            .capture(&reference, row.amount)
+            .capture(reference, row.amount)
             .await
             .map_err(LedgerError::Processor)?;
         if !self

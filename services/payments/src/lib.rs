@@ -5,7 +5,8 @@
 //! the number lives in memory for the length of the authorize call and is never
 //! logged. Internal API (orders' saga calls it; nothing is routed publicly):
 //!
-//! - `PUT /internal/payments/{order_id}/authorization` `{amount, currency, card}`;
+//! - `PUT /internal/payments/{order_id}/authorization` `{amount, currency, card,
+//!   capture}` (with `capture: true`, a sale: captured in the same call);
 //! - `POST /internal/payments/{order_id}/capture`;
 //! - `POST /internal/payments/{order_id}/cancel` (void or refund, whichever applies);
 //! - `GET /internal/payments/{order_id}`;

@@ -16,6 +16,8 @@ use emporium_testkit::{
     Spawned, TestEnv, as_user, available, client, eventually, problem, stocked,
 };
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const APPROVE: &str = "4242424242424242";
 const DECLINE: &str = "4000000000000002";
@@ -473,6 +475,81 @@ async fn a_capture_payments_refuses_for_good_undoes_the_sale() {
         "{order}"
     );
     assert_eq!(shop.available(&sku).await, before, "the sold unit is back");
+}
+
+/// A payments that sells when asked to (the money taken with the approval) and
+/// counts what the saga asked of it.
+#[derive(Clone, Default)]
+struct Sells {
+    sales: Arc<AtomicUsize>,
+    captures: Arc<AtomicUsize>,
+}
+
+impl Service for Sells {
+    type Settings = PaymentsSettings;
+    const NAME: &'static str = "payments";
+    const EVENTS: bool = false;
+
+    async fn build(&self, _cx: &mut Build<PaymentsSettings>) -> anyhow::Result<axum::Router> {
+        use axum::extract::Path;
+        use axum::routing::{post, put};
+        let (sales, captures) = (self.sales.clone(), self.captures.clone());
+        Ok(axum::Router::new()
+            .route(
+                "/internal/payments/{id}/authorization",
+                put(
+                    move |Path(id): Path<String>, axum::Json(body): axum::Json<Value>| async move {
+                        if body["capture"] == json!(true) {
+                            sales.fetch_add(1, Ordering::SeqCst);
+                            payment(id, "captured")
+                        } else {
+                            payment(id, "authorized")
+                        }
+                    },
+                ),
+            )
+            .route(
+                "/internal/payments/{id}/capture",
+                post(move |Path(id): Path<String>| async move {
+                    captures.fetch_add(1, Ordering::SeqCst);
+                    payment(id, "captured")
+                }),
+            )
+            .route(
+                "/internal/payments/{id}/cancel",
+                post(move |Path(id): Path<String>| async move { payment(id, "refunded") }),
+            ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_is_one_sale_and_the_saga_asks_for_no_capture_after_it() {
+    let payments = Sells::default();
+    let shop = open_shop(Some(payments.clone()), OrdersSettings::default()).await;
+    let (sku, before) = shop.stocked(2).await;
+    shop.add("flo", &sku, 1).await;
+    let order: Value = shop
+        .checkout("flo", Some(&key()), &checkout_body(APPROVE))
+        .await
+        .json()
+        .await
+        .expect("order");
+    assert_eq!(order["status"], "CONFIRMED", "{order}");
+    assert_eq!(
+        payments.sales.load(Ordering::SeqCst),
+        1,
+        "the card was sold once"
+    );
+    assert_eq!(
+        payments.captures.load(Ordering::SeqCst),
+        0,
+        "the money was taken with the approval"
+    );
+    assert_eq!(
+        shop.available(&sku).await,
+        before - 1,
+        "the stock is committed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -170,6 +170,8 @@ fn authorize(number: &str) -> AuthorizeRequest {
         amount: 1999,
         currency: "USD".to_string(),
         card: card(number),
+        // The saga asks for a sale: the money taken with the approval.
+        capture: true,
     }
 }
 
@@ -179,7 +181,7 @@ async fn the_saga_relies_on_payments_for_money() {
     let payment = |n: u8| format!("/internal/payments/{}", order(n));
     let body = |number: &str| Some(serde_json::to_value(authorize(number)).expect("json"));
     pact.interaction(
-        Interaction::new("authorize a card that is approved")
+        Interaction::new("authorize and capture a card that is approved")
             .request(
                 "PUT",
                 &format!("{}/authorization", payment(11)),
@@ -187,7 +189,7 @@ async fn the_saga_relies_on_payments_for_money() {
             )
             .responds(
                 200,
-                json!({ "order_id": order(11), "status": "authorized", "amount": 1999,
+                json!({ "order_id": order(11), "status": "captured", "amount": 1999,
                         "currency": "USD", "brand": "visa", "last4": "4242", "attempts": 1 }),
                 &["/status", "/amount", "/last4"],
             ),
@@ -275,7 +277,8 @@ async fn the_saga_relies_on_payments_for_money() {
         .expect("approved");
     assert_eq!(
         (p.status.as_str(), p.last4.as_deref()),
-        ("authorized", Some("4242"))
+        ("captured", Some("4242")),
+        "the saga need not capture it"
     );
     let p = payments
         .authorize(&order(12), &authorize("4000000000000002"))

@@ -94,6 +94,57 @@ async fn an_approved_card_is_authorized_once_then_captured_once() {
     );
 }
 
+/// The body of a sale: the authorization that also takes the money.
+fn sale(card: &str, amount: i64) -> Value {
+    let mut body = authorization(card, amount);
+    body["capture"] = json!(true);
+    body
+}
+
+async fn json_of(response: reqwest::Response) -> Value {
+    assert_eq!(response.status(), 200, "answered");
+    response.json().await.expect("json")
+}
+
+#[tokio::test]
+async fn a_sale_takes_the_money_with_the_approval_once() {
+    let env = TestEnv::new();
+    let app = spawn(&env).await;
+    let first = json_of(authorize(&app, "s-1", &sale(APPROVE, 1250)).await).await;
+    assert_eq!(
+        (&first["status"], &first["amount"], &first["last4"]),
+        (&json!("captured"), &json!(1250), &json!("4242"))
+    );
+    let again = json_of(authorize(&app, "s-1", &sale(APPROVE, 1250)).await).await;
+    assert_eq!(again["status"], "captured");
+    assert_eq!(again["attempts"], first["attempts"], "not authorized twice");
+    let twice = json_of(call(&app, "s-1", "capture").await).await;
+    assert_eq!(
+        twice["status"], "captured",
+        "a capture asked after it is a no-op"
+    );
+    assert_eq!(
+        json_of(call(&app, "s-1", "cancel").await).await["status"],
+        "refunded",
+        "a compensation gives the money back"
+    );
+    // An authorization without the capture holds the money; asked again as a
+    // sale, it is captured then.
+    let held = json_of(authorize(&app, "s-2", &authorization(APPROVE, 700)).await).await;
+    assert_eq!(held["status"], "authorized");
+    let sold = json_of(authorize(&app, "s-2", &sale(APPROVE, 700)).await).await;
+    assert_eq!(sold["status"], "captured");
+    // A declined card takes nothing, and a cancelled order is not sold later.
+    let declined = json_of(authorize(&app, "s-3", &sale(DECLINE, 100)).await).await;
+    assert_eq!(declined["status"], "declined");
+    assert_eq!(
+        json_of(call(&app, "s-4", "cancel").await).await["status"],
+        "voided"
+    );
+    let late = json_of(authorize(&app, "s-4", &sale(APPROVE, 100)).await).await;
+    assert_eq!(late["status"], "voided");
+}
+
 #[tokio::test]
 async fn declines_are_final_and_transient_failures_are_retryable() {
     let env = TestEnv::new();
