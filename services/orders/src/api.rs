@@ -174,7 +174,20 @@ pub struct OrderPage {
 }
 
 async fn view(db: &Db, o: OrderRow, with_timeline: bool) -> Result<OrderView, ApiError> {
-    let lines = store::lines(db, &o.id).await.map_err(ApiError::internal)?;
+    view_of(db, o, None, with_timeline).await
+}
+
+/// The view of `o`, with its `lines` (in SKU order) when the caller has them.
+async fn view_of(
+    db: &Db,
+    o: OrderRow,
+    lines: Option<Vec<OrderLine>>,
+    with_timeline: bool,
+) -> Result<OrderView, ApiError> {
+    let lines = match lines {
+        Some(lines) => lines,
+        None => store::lines(db, &o.id).await.map_err(ApiError::internal)?,
+    };
     let timeline = if with_timeline {
         Some(
             store::timeline(db, &o.id)
@@ -261,13 +274,16 @@ async fn replay(
     respond(state, existing, status).await
 }
 
+fn location(order_id: &str) -> Result<HeaderValue, ApiError> {
+    HeaderValue::from_str(&format!("/api/orders/{order_id}")).map_err(ApiError::internal)
+}
+
 async fn respond(
     state: &AppState,
     order: OrderRow,
     status: StatusCode,
 ) -> Result<axum::response::Response, ApiError> {
-    let location =
-        HeaderValue::from_str(&format!("/api/orders/{}", order.id)).map_err(ApiError::internal)?;
+    let location = location(&order.id)?;
     let body = view(&state.db, order, true).await?;
     Ok((status, [(header::LOCATION, location)], Json(body)).into_response())
 }
@@ -397,11 +413,13 @@ async fn checkout(
             }
             crate::metrics::placed();
             tracing::info!(order_id = %order.id, total = order.total, lines = taken.lines.len(), "order placed");
+            let lines = taken.lines.clone();
             Ok::<_, PlaceError>(Placing::Started(
                 order.id.clone(),
                 state
                     .saga
-                    .spawn(claim, Some(card), Some(taken.lines), request_id),
+                    .spawn(claim, Some(card), Some((order, taken.lines)), request_id),
+                lines,
             ))
         }
         .instrument(tracing::Span::current());
@@ -414,8 +432,8 @@ async fn checkout(
             None => emporium_telemetry::identity::spawn(place_and_start),
         }
     };
-    let (order_id, mut saga) = match placing.await.map_err(ApiError::internal)? {
-        Ok(Placing::Started(order_id, saga)) => (order_id, saga),
+    let (order_id, mut saga, lines) = match placing.await.map_err(ApiError::internal)? {
+        Ok(Placing::Started(order_id, saga, lines)) => (order_id, saga, lines),
         Ok(Placing::Empty) => {
             // A request with the same key may have placed the order meanwhile.
             return match store::by_key(&state.db, &user_id, &key)
@@ -435,12 +453,25 @@ async fn checkout(
         Err(PlaceError::Cart(e)) => return Err(e.into()),
         Err(PlaceError::Events(e)) => return Err(ApiError::internal(e)),
     };
-    let _ = tokio::time::timeout(state.wait, &mut saga).await;
-    let order = store::get(&state.db, &order_id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::internal(std::io::Error::other("order vanished")))?;
-    respond(&state, order, StatusCode::ACCEPTED).await
+    // A saga that ended in time answers the order as it wrote it last, and the
+    // lines are those placed: only the timeline is read back.
+    let order = match tokio::time::timeout(state.wait, &mut saga).await {
+        Ok(Ok(Some(done))) => done,
+        _ => store::get(&state.db, &order_id)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::internal(std::io::Error::other("order vanished")))?,
+    };
+    let location = location(&order.id)?;
+    let mut lines = lines;
+    lines.sort_by(|a, b| a.sku.cmp(&b.sku));
+    let body = view_of(&state.db, order, Some(lines), true).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response())
 }
 
 /// How long after an order's deadline cart gives its lines back if it has heard
@@ -459,8 +490,12 @@ async fn give_back(cart: &Cart, order_id: &str) {
 
 /// How taking the cart and placing the order went.
 enum Placing {
-    /// Placed, its saga running.
-    Started(String, tokio::task::JoinHandle<()>),
+    /// Placed, its saga running; the order's lines.
+    Started(
+        String,
+        tokio::task::JoinHandle<Option<OrderRow>>,
+        Vec<OrderLine>,
+    ),
     /// The cart was empty.
     Empty,
     /// Another request with the same key is placing (or placed) the same order.

@@ -152,16 +152,18 @@ impl Saga {
         })
     }
 
-    /// Drives a claimed order to a terminal state on its own task. `lines` are the
-    /// order's lines when the caller has them (it just placed the order): they never
-    /// change, and the saga then need not read them back.
+    /// Drives a claimed order to a terminal state on its own task. `placed` is the
+    /// order with its lines when the caller has them (it just placed the order): the
+    /// lines never change, and the saga then need not read either back. The task
+    /// answers the order as it wrote it last when it took the order to its end
+    /// (else `None`: read it).
     pub fn spawn(
         self: &Arc<Self>,
         claim: Claim,
         card: Option<Card>,
-        lines: Option<Vec<OrderLine>>,
+        placed: Option<(OrderRow, Vec<OrderLine>)>,
         request_id: Option<String>,
-    ) -> JoinHandle<()> {
+    ) -> JoinHandle<Option<OrderRow>> {
         let saga = self.clone();
         // The saga is a span of the checkout's trace (a new trace when recovery
         // resumes it), and every call and transaction of it is a child.
@@ -183,9 +185,10 @@ impl Saga {
         emporium_telemetry::identity::spawn(context::scope(
             ctx,
             async move {
-                saga.drive(&claim.order_id, card.as_ref(), lines).await;
+                let done = saga.drive(&claim.order_id, card.as_ref(), placed).await;
                 drop(claim);
                 drop(trace_span);
+                done
             }
             .instrument(span),
         ))
@@ -236,15 +239,25 @@ impl Saga {
         emporium_runtime::backoff(self.settings.retry_base, self.settings.retry_max, failures)
     }
 
-    async fn drive(&self, order_id: &str, card: Option<&Card>, lines: Option<Vec<OrderLine>>) {
-        // In the order the database answers them.
-        let lines = lines.map(|mut lines| {
-            lines.sort_by(|a, b| a.sku.cmp(&b.sku));
-            lines
-        });
+    /// Drives the order to a terminal state; answers it as last written when this
+    /// task wrote that state.
+    async fn drive(
+        &self,
+        order_id: &str,
+        card: Option<&Card>,
+        placed: Option<(OrderRow, Vec<OrderLine>)>,
+    ) -> Option<OrderRow> {
+        let (placed, lines) = match placed {
+            Some((order, mut lines)) => {
+                // In the order the database answers them.
+                lines.sort_by(|a, b| a.sku.cmp(&b.sku));
+                (Some(order), Some(lines))
+            }
+            None => (None, None),
+        };
         let mut waits = 0;
         // The order as this task last moved it: read again only after a retry.
-        let mut cached: Option<OrderRow> = None;
+        let mut cached: Option<OrderRow> = placed;
         // What moved in memory and is not written yet.
         let mut unwritten = Unwritten::default();
         // Whether payments answered this task that the money is taken (a sale):
@@ -259,7 +272,7 @@ impl Saga {
                     Ok(true) => renewed = std::time::Instant::now(),
                     Ok(false) => {
                         tracing::warn!("another instance took this saga over; leaving it");
-                        return;
+                        return None;
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot renew the saga's lease"),
                 }
@@ -279,7 +292,8 @@ impl Saga {
                     waits = 0;
                     continue;
                 }
-                Ok(Next::Done) => return,
+                // The step left the order as it wrote it last, if it did.
+                Ok(Next::Done) => return cached,
                 Ok(Next::Wait) => waits += 1,
                 Err(e) => {
                     waits += 1;
@@ -629,7 +643,7 @@ impl Saga {
         // race stops at its move (on either engine) before touching the timeline.
         let mut batch = self.db.batch();
         if let Some(from) = &unwritten.from {
-            store::advance(&mut batch, &order.id, from, &order.step, None);
+            store::advance(&mut batch, &order.id, from, &order.step, None, now_ms());
         }
         unwritten.write_notes(&mut batch, &order.id);
         let written = self.db.write(batch).await?;
@@ -684,12 +698,14 @@ impl Saga {
     ) -> Result<(Next, Option<OrderRow>), StepError> {
         let lines = self.lines(&order.id, lines).await?;
         let mut batch = self.db.batch();
+        let now = now_ms();
         store::advance(
             &mut batch,
             &order.id,
             unwritten.recorded(order),
             step::DONE,
             Some(store::CONFIRMED),
+            now,
         );
         unwritten.write_notes(&mut batch, &order.id);
         store::note(
@@ -706,12 +722,19 @@ impl Saga {
             lines,
         };
         self.outbox.add(&mut batch, &event)?;
-        if self.outbox.write(&self.db, batch).await?.is_some() {
-            *unwritten = Unwritten::default();
-            crate::metrics::confirmed(order.total, &order.currency, order.created_ms, now_ms());
-            tracing::info!(total = order.total, "order confirmed");
+        if self.outbox.write(&self.db, batch).await?.is_none() {
+            return Ok((Next::Done, None));
         }
-        Ok((Next::Done, None))
+        *unwritten = Unwritten::default();
+        crate::metrics::confirmed(order.total, &order.currency, order.created_ms, now_ms());
+        tracing::info!(total = order.total, "order confirmed");
+        let done = OrderRow {
+            step: step::DONE.to_string(),
+            status: store::CONFIRMED.to_string(),
+            updated_ms: now,
+            ..order.clone()
+        };
+        Ok((Next::Done, Some(done)))
     }
 
     async fn cancel(
@@ -721,12 +744,14 @@ impl Saga {
         undone: &str,
     ) -> Result<(Next, Option<OrderRow>), StepError> {
         let mut batch = self.db.batch();
+        let now = now_ms();
         store::advance(
             &mut batch,
             &order.id,
             unwritten.recorded(order),
             step::DONE,
             Some(store::CANCELLED),
+            now,
         );
         unwritten.write_notes(&mut batch, &order.id);
         store::note(&mut batch, &order.id, "cancelled", undone);
@@ -737,16 +762,23 @@ impl Saga {
             detail: order.detail.clone().unwrap_or_default(),
         };
         self.outbox.add(&mut batch, &event)?;
-        if self.outbox.write(&self.db, batch).await?.is_some() {
-            *unwritten = Unwritten::default();
-            crate::metrics::cancelled(order.reason.as_deref(), order.created_ms, now_ms());
-            tracing::info!(
-                reason = order.reason.as_deref().unwrap_or(""),
-                undone,
-                "order cancelled"
-            );
+        if self.outbox.write(&self.db, batch).await?.is_none() {
+            return Ok((Next::Done, None));
         }
-        Ok((Next::Done, None))
+        *unwritten = Unwritten::default();
+        crate::metrics::cancelled(order.reason.as_deref(), order.created_ms, now_ms());
+        tracing::info!(
+            reason = order.reason.as_deref().unwrap_or(""),
+            undone,
+            "order cancelled"
+        );
+        let done = OrderRow {
+            step: step::DONE.to_string(),
+            status: store::CANCELLED.to_string(),
+            updated_ms: now,
+            ..order.clone()
+        };
+        Ok((Next::Done, Some(done)))
     }
 }
 

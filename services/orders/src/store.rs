@@ -123,10 +123,17 @@ pub fn note_at(batch: &mut Batch, order_id: &str, at_ms: i64, event: &str, detai
         .bind(detail);
 }
 
-/// Adds to `batch` the move of the saga of `order_id` from step `from` to `to`,
-/// required: when the order was not at `from` (someone else moved it), the write
-/// is undone.
-pub fn advance(batch: &mut Batch, order_id: &str, from: &str, to: &str, status: Option<&str>) {
+/// Adds to `batch` the move of the saga of `order_id` from step `from` to `to` at
+/// `now`, required: when the order was not at `from` (someone else moved it), the
+/// write is undone.
+pub fn advance(
+    batch: &mut Batch,
+    order_id: &str,
+    from: &str,
+    to: &str,
+    status: Option<&str>,
+    now: i64,
+) {
     batch
         .push(
             "UPDATE orders SET step = $3, status = COALESCE($4, status), updated_ms = $5 \
@@ -136,7 +143,7 @@ pub fn advance(batch: &mut Batch, order_id: &str, from: &str, to: &str, status: 
         .bind(from)
         .bind(to)
         .bind(status)
-        .bind(now_ms())
+        .bind(now)
         .require_one();
 }
 
