@@ -108,6 +108,8 @@ pub struct Db {
     backend: Backend,
     /// SQLite: this process's queue for the write lock (see the crate's header).
     writer: Option<Arc<queue::WriteQueue>>,
+    /// SQLite: the connection [`Db::write`] keeps between writes (write.rs).
+    kept: Option<Arc<write::KeptConnection>>,
 }
 
 impl Db {
@@ -178,6 +180,7 @@ impl Db {
             pool,
             backend: Backend::Sqlite,
             writer: Some(Arc::new(queue::WriteQueue::new())),
+            kept: Some(Arc::default()),
         })
     }
 
@@ -231,6 +234,7 @@ impl Db {
             pool,
             backend: Backend::Postgres,
             writer: None,
+            kept: None,
         })
     }
 
@@ -343,6 +347,32 @@ mod tests {
             .expect("open");
         sqlx::query(ddl).execute(db.pool()).await.expect("create");
         (dir, db)
+    }
+
+    #[tokio::test]
+    async fn writes_keep_one_connection_between_them() {
+        let (_dir, db) = demo_db("CREATE TABLE t (x INTEGER)").await;
+        // Idle connections in the pool, so that writes taking whichever is idle
+        // would not get the same one twice in a row.
+        let held = futures::future::join_all((0..3).map(|_| db.pool().acquire())).await;
+        assert!(held.iter().all(Result::is_ok), "three connections");
+        drop(held);
+        let mut first = db.batch();
+        first.push("CREATE TEMP TABLE marker (x INTEGER)");
+        db.write(first).await.expect("write").expect("committed");
+        for _ in 0..3 {
+            sqlx::query("SELECT COUNT(*) FROM t")
+                .execute(db.pool())
+                .await
+                .expect("read");
+        }
+        // A temporary table is seen only by the connection that made it.
+        let mut second = db.batch();
+        second.push("INSERT INTO temp.marker VALUES (1)");
+        db.write(second)
+            .await
+            .expect("written on the connection that made the table")
+            .expect("committed");
     }
 
     #[tokio::test]

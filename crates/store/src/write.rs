@@ -17,6 +17,16 @@
 //!
 //! On PostgreSQL the statements run one by one in a [`crate::Tx`], which stops
 //! and rolls back at the first required statement that moved no row.
+//!
+//! On SQLite these writes keep one connection of the pool between them
+//! ([`KeptConnection`]) instead of taking whichever is idle. In WAL mode a
+//! connection drops its whole page cache when another connection has written since
+//! its last transaction; pooled connections taking turns at writing re-read the
+//! pages of the tables they write (copies from the kernel's page cache) while the
+//! writer holds the write slot. The kept connection sees only its own writes in
+//! between (and the step-by-step transactions'), so its cache stays warm.
+
+use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
 use sqlx::error::ErrorKind;
@@ -117,15 +127,21 @@ impl Db {
             None => None,
         };
         let mut span = TxSpan::start(self.backend);
+        let kept = self.kept.as_ref().and_then(|kept| kept.take());
+        let conn = match kept {
+            Some(conn) => conn,
+            None => self.pool.acquire().await?,
+        };
         let mut open = Open {
-            conn: self.pool.acquire().await?,
+            conn: Some(conn),
             released: false,
+            kept: self.kept.clone(),
         };
         let mut changed = Vec::with_capacity(statements);
         let mut answered = 0;
         let failure = {
             let query = sqlx::query_with(AssertSqlSafe(text), args);
-            let mut stream = open.conn().fetch_many(query);
+            let mut stream = open.conn()?.fetch_many(query);
             loop {
                 match stream.try_next().await {
                     Ok(Some(Either::Left(done))) => {
@@ -166,7 +182,7 @@ impl Db {
                 // else (a missing table or no memory there is a failure).
                 let guard = answers.get(answered) == Some(&Answer::Guard)
                     && e.as_database_error().map(|d| d.kind()) == Some(ErrorKind::CheckViolation);
-                if open.conn().execute("ROLLBACK").await.is_err() {
+                if open.conn()?.execute("ROLLBACK").await.is_err() {
                     span.end(Err(e.to_string()));
                     return Err(e);
                 }
@@ -183,19 +199,24 @@ impl Db {
     }
 }
 
-/// A pooled connection that may hold a transaction sqlx does not know of: back to
-/// the pool only when [`Open::release`]d, closed otherwise.
+/// A pooled connection that may hold a transaction sqlx does not know of: kept for
+/// the next write (or back to the pool) only when [`Open::release`]d, closed
+/// otherwise.
 struct Open {
-    conn: PoolConnection<Any>,
+    conn: Option<PoolConnection<Any>>,
     released: bool,
+    kept: Option<Arc<KeptConnection>>,
 }
 
 impl Open {
-    fn conn(&mut self) -> &mut sqlx::AnyConnection {
-        &mut self.conn
+    /// The connection, which is there until the write is dropped.
+    fn conn(&mut self) -> Result<&mut sqlx::AnyConnection, sqlx::Error> {
+        self.conn
+            .as_deref_mut()
+            .ok_or_else(|| sqlx::Error::Protocol("a write without its connection".into()))
     }
 
-    /// The transaction ended: the connection may serve others.
+    /// The transaction ended: the connection may serve again.
     fn release(mut self) {
         self.released = true;
     }
@@ -203,10 +224,37 @@ impl Open {
 
 impl Drop for Open {
     fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
         if !self.released {
             // Closed instead of pooled: SQLite rolls back on close, and the pool
-            // opens a replacement when it needs one.
-            self.conn.close_on_drop();
+            // opens a replacement when it needs one (the next write takes one).
+            conn.close_on_drop();
+        } else if let Some(kept) = &self.kept {
+            kept.keep(conn);
         }
+    }
+}
+
+/// SQLite: the connection [`Db::write`] keeps between writes (see the module
+/// header). Only the holder of the write slot takes it; a writer that went on
+/// without a turn (the queue's wait ran out) finds it taken and uses the pool.
+#[derive(Default)]
+pub(crate) struct KeptConnection(Mutex<Option<PoolConnection<Any>>>);
+
+impl KeptConnection {
+    fn take(&self) -> Option<PoolConnection<Any>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    fn keep(&self, conn: PoolConnection<Any>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn);
+    }
+}
+
+impl std::fmt::Debug for KeptConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeptConnection")
     }
 }
