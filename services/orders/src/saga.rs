@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Steps before the payment authorization can be compensated (release the stock,
-//! void the payment); the authorization is the pivot, after which the saga only rolls
+//! void the payment, or refund it); the authorization is the pivot, after which the saga only rolls
 //! forward: commit the stock and capture the payment, retried until they succeed.
 //! The authorization asks for a sale (the money taken with the approval, as card
 //! processors offer it): one call to payments instead of two. The saga asks for
@@ -15,7 +15,7 @@
 //! sale's capture failed, or recovery found an authorization of an earlier run).
 //! Every call is idempotent by order id, so a step repeated after a crash is harmless.
 //! That lets a saga that runs straight through write its order three times: placed,
-//! the pivot (written before anything is sold), and confirmed; the steps on the way
+//! the pivot (written before the stock is sold), and confirmed; the steps on the way
 //! are carried in memory and written with the next write, or before any wait or
 //! retry ([`Unwritten`]).
 //! The cart's lines left it when the order was placed (cart's checkouts); the
@@ -420,14 +420,20 @@ impl Saga {
             step::AUTHORIZE => match card {
                 Some(card) => {
                     if past_deadline {
-                        return self
-                            .compensate(
-                                &order,
-                                unwritten,
-                                "deadline_exceeded",
-                                "the payment was not authorized in time",
-                            )
-                            .await;
+                        // An earlier call may have been answered too late (its
+                        // attempt timed out) after the sale took the money: what
+                        // payments recorded decides, as for a saga without its card.
+                        return match payments.payment(order_id).await {
+                            Ok(p) if matches!(p.status.as_str(), "authorized" | "captured") => {
+                                self.after_authorization(&order, &p, true, unwritten, captured)
+                                    .await
+                            }
+                            Ok(_) => self.not_in_time(&order, unwritten).await,
+                            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => {
+                                self.not_in_time(&order, unwritten).await
+                            }
+                            Err(e) => Err(e.into()),
+                        };
                     }
                     // A sale: the money is taken with the approval, one call
                     // instead of two (a compensation refunds it).
@@ -469,8 +475,8 @@ impl Saga {
                 // over (its owner's lease ran out) cannot be compensating it while
                 // this one commits the stock. (A sale's money is taken before the
                 // pivot: an instance compensating the order meanwhile gets it back,
-                // as payments' cancel refunds a capture, and payments records a
-                // capture only while the payment is still authorized.)
+                // as payments refunds a capture that a cancel meets, whether the
+                // capture was recorded, lost, or on its way; see payments' ledger.)
                 if unwritten.from.is_some() && !self.write_progress(&order, unwritten).await? {
                     return Ok((Next::Continue, None));
                 }
@@ -567,6 +573,22 @@ impl Saga {
         }
     }
 
+    /// Cancels an order whose payment was not authorized by its deadline (the
+    /// cancel voids whatever authorization comes).
+    async fn not_in_time(
+        &self,
+        order: &OrderRow,
+        unwritten: &mut Unwritten,
+    ) -> Result<(Next, Option<OrderRow>), StepError> {
+        self.compensate(
+            order,
+            unwritten,
+            "deadline_exceeded",
+            "the payment was not authorized in time",
+        )
+        .await
+    }
+
     /// Cancels an order whose saga stopped before payments saw its authorization.
     async fn interrupted(
         &self,
@@ -613,15 +635,7 @@ impl Saga {
             }
             // Still deciding: wait, unless time is up (the cancel voids whatever comes).
             "authorizing" if !past_deadline => Ok((Next::Wait, Some(order.clone()))),
-            "authorizing" => {
-                self.compensate(
-                    order,
-                    unwritten,
-                    "deadline_exceeded",
-                    "the payment was not authorized in time",
-                )
-                .await
-            }
+            "authorizing" => self.not_in_time(order, unwritten).await,
             "retryable" if !past_deadline => Ok((Next::Wait, Some(order.clone()))),
             _ => self.interrupted(order, unwritten).await,
         }

@@ -10,9 +10,12 @@
 //!
 //! An authorization may ask for the capture too (a sale, `capture: true`): the
 //! approval is recorded first (`authorized`, with the processor's reference), then
-//! the money taken and `captured` recorded, in the one call. Each step is the one
-//! the separate calls make, so a crash between them leaves what those would: an
-//! `authorized` payment whose capture, asked again, the processor makes once.
+//! the money taken and `captured` recorded, in the one call. So an `authorized`
+//! payment may have its money taken already (the capture on its way, or its record
+//! lost in a crash), and a cancel may come meanwhile (the caller gave up on a
+//! sale that answered late). Neither loses money: a capture that finds the payment
+//! voided when it records gives the money back (`refunded`), and a cancel whose
+//! void the processor refuses (the authorization was captured) refunds instead.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -241,24 +244,25 @@ impl Ledger {
     }
 
     /// The capture of a sale, once its authorization is recorded. The approval
-    /// stands whatever happens to the capture: a processor failure answers the
-    /// payment as authorized (the caller captures it later, as without a sale), a
-    /// payment cancelled meanwhile answers as it now stands.
+    /// stands whatever happens to the capture: the answer is the payment as it now
+    /// stands (`authorized` after a processor failure: the caller captures it later,
+    /// as without a sale; `voided` or `refunded` when a cancel came meanwhile).
     async fn capture_sale(&self, row: Row) -> Result<Payment, LedgerError> {
-        let authorized = Payment::from(row.clone());
+        let order_id = row.order_id.clone();
         match self.capture_row(row).await {
             Err(LedgerError::Processor(why)) => {
-                tracing::warn!(order_id = %authorized.order_id, %why, "the sale's capture failed; the payment stays authorized");
-                Ok(authorized)
+                tracing::warn!(%order_id, %why, "the sale's capture failed; the payment stays as it is");
+                self.get(&order_id).await
             }
-            Err(LedgerError::InvalidState(_)) => self.get(&authorized.order_id).await,
+            Err(LedgerError::InvalidState(_)) => self.get(&order_id).await,
             other => other,
         }
     }
 
     /// Captures the payment `row` shows: takes the money at the processor, then
-    /// records it, conditional on the payment still being authorized (a cancel
-    /// may have voided it meanwhile: its answer is the payment as it now stands).
+    /// records it, conditional on the payment still being authorized. A cancel that
+    /// voided it while the money was being taken loses nothing: the money goes back
+    /// (`refunded`), and the answer is the payment as it now stands.
     async fn capture_row(&self, row: Row) -> Result<Payment, LedgerError> {
         match row.status.as_str() {
             CAPTURED => return Ok(row.into()),
@@ -276,6 +280,19 @@ impl Ledger {
             .await?
         {
             let now = self.get(order_id).await?;
+            if now.status == VOIDED {
+                tracing::warn!(
+                    order_id,
+                    "cancelled while its money was taken; refunding it"
+                );
+                self.processor
+                    .refund(reference, row.amount)
+                    .await
+                    .map_err(LedgerError::Processor)?;
+                self.transition(order_id, &[VOIDED], REFUNDED, None, None)
+                    .await?;
+                return Err(LedgerError::InvalidState(self.get(order_id).await?.status));
+            }
             if now.status != CAPTURED {
                 return Err(LedgerError::InvalidState(now.status));
             }
@@ -307,14 +324,29 @@ impl Ledger {
         };
         let reference = row.reference.clone().unwrap_or_default();
         match row.status.as_str() {
-            AUTHORIZED => {
-                self.processor
-                    .void(&reference)
-                    .await
-                    .map_err(LedgerError::Processor)?;
-                self.transition(order_id, &[AUTHORIZED], VOIDED, None, None)
-                    .await?;
-            }
+            AUTHORIZED => match self.processor.void(&reference).await {
+                Ok(()) => {
+                    self.transition(order_id, &[AUTHORIZED], VOIDED, None, None)
+                        .await?;
+                }
+                Err(why) => {
+                    // A sale's capture may have taken the money (its record lost in
+                    // a crash, or on its way): the processor refuses to void a
+                    // captured authorization, and refunds it. Otherwise the void's
+                    // failure stands, and the caller asks again.
+                    self.processor
+                        .refund(&reference, row.amount)
+                        .await
+                        .map_err(|_| LedgerError::Processor(why))?;
+                    self.transition(order_id, &[AUTHORIZED], REFUNDED, None, None)
+                        .await?;
+                    tracing::info!(
+                        order_id,
+                        amount = row.amount,
+                        "refunded a captured authorization"
+                    );
+                }
+            },
             AUTHORIZING | RETRYABLE => {
                 // The authorizing call sees the change and voids what it gets.
                 self.transition(order_id, &[AUTHORIZING, RETRYABLE], VOIDED, None, None)
@@ -359,5 +391,124 @@ impl Ledger {
     /// `updated_ms` before which an `authorizing` payment is stale.
     fn stale_cutoff(&self, now: i64) -> i64 {
         now.saturating_sub(i64::try_from(self.stale_after.as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures::future::BoxFuture;
+    use tokio::sync::Notify;
+
+    use super::*;
+
+    /// A processor that approves every card, voids only what was not captured,
+    /// and can hold a capture until released; it counts refunds.
+    #[derive(Default)]
+    struct Gated {
+        hold_capture: bool,
+        capturing: Notify,
+        release: Notify,
+        captured: std::sync::Mutex<bool>,
+        refunds: AtomicUsize,
+    }
+
+    impl Processor for Gated {
+        fn authorize<'a>(&'a self, _: &'a str, _: i64, _: &'a Card) -> BoxFuture<'a, Outcome> {
+            Box::pin(async { Outcome::Approved("ref-1".into()) })
+        }
+
+        fn capture<'a>(&'a self, _: &'a str, _: i64) -> BoxFuture<'a, Result<(), String>> {
+            Box::pin(async move {
+                if self.hold_capture {
+                    self.capturing.notify_one();
+                    self.release.notified().await;
+                }
+                *self.captured.lock().expect("state") = true;
+                Ok(())
+            })
+        }
+
+        fn void<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), String>> {
+            Box::pin(async move {
+                match *self.captured.lock().expect("state") {
+                    true => Err("captured: refund it".into()),
+                    false => Ok(()),
+                }
+            })
+        }
+
+        fn refund<'a>(&'a self, _: &'a str, _: i64) -> BoxFuture<'a, Result<(), String>> {
+            Box::pin(async move {
+                self.refunds.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })
+        }
+    }
+
+    async fn ledger(processor: Arc<Gated>) -> (tempfile::TempDir, Ledger) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open_service("payments", dir.path(), None)
+            .await
+            .expect("db");
+        db.migrate_all(&crate::MIGRATIONS).await.expect("migrate");
+        let ledger = Ledger {
+            db,
+            processor,
+            stale_after: Duration::from_secs(30),
+        };
+        (dir, ledger)
+    }
+
+    async fn sale(ledger: &Ledger, order_id: &str, capture: bool) -> Result<Payment, LedgerError> {
+        let card = Card {
+            number: "4242424242424242".into(),
+            exp_month: 12,
+            exp_year: 2099,
+            cvc: "123".into(),
+        };
+        let summary = CardSummary {
+            brand: "visa".into(),
+            last4: "4242".into(),
+        };
+        ledger
+            .authorize(order_id, 500, "USD", &card, &summary, capture)
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_cancel_that_meets_a_sale_on_its_way_gives_the_money_back() {
+        let processor = Arc::new(Gated {
+            hold_capture: true,
+            ..Gated::default()
+        });
+        let (_dir, ledger) = ledger(processor.clone()).await;
+        let selling = tokio::spawn({
+            let ledger = ledger.clone();
+            async move { sale(&ledger, "o-1", true).await }
+        });
+        // The approval is recorded and the money on its way when the cancel comes.
+        processor.capturing.notified().await;
+        let cancelled = ledger.cancel("o-1").await.expect("cancel");
+        assert_eq!(cancelled.status, VOIDED);
+        processor.release.notify_one();
+        let sold = selling.await.expect("task").expect("answered");
+        assert_eq!(sold.status, REFUNDED, "the money taken went back");
+        assert_eq!(processor.refunds.load(Ordering::SeqCst), 1);
+        assert_eq!(ledger.get("o-1").await.expect("payment").status, REFUNDED);
+    }
+
+    #[tokio::test]
+    async fn a_cancel_the_processor_cannot_void_refunds_a_capture_whose_record_was_lost() {
+        let processor = Arc::new(Gated::default());
+        let (_dir, ledger) = ledger(processor.clone()).await;
+        let held = sale(&ledger, "o-2", false).await.expect("authorized");
+        assert_eq!(held.status, AUTHORIZED);
+        // The money was taken, and its record lost (a crash before the write).
+        *processor.captured.lock().expect("state") = true;
+        let cancelled = ledger.cancel("o-2").await.expect("cancel");
+        assert_eq!(cancelled.status, REFUNDED);
+        assert_eq!(processor.refunds.load(Ordering::SeqCst), 1);
     }
 }

@@ -44,7 +44,10 @@ pub enum Outcome {
 /// reference (capture, void, refund). Payments records an outcome only after the
 /// processor gave it, so a crash between the two is healed by calling again: a
 /// repeated authorize returns the first authorization instead of placing a second
-/// hold, and a repeated capture or refund does not move money twice.
+/// hold, and a repeated capture or refund does not move money twice. As real
+/// processors do, a void of a captured authorization fails (refund it instead), and
+/// so do a capture of a voided one and a refund of money never captured: payments
+/// relies on that when a cancel meets a sale whose capture is on its way.
 pub trait Processor: Send + Sync + 'static {
     /// Holds `amount` on `card` for `order_id`.
     fn authorize<'a>(

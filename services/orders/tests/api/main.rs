@@ -830,6 +830,42 @@ async fn a_saga_stopped_in_a_declined_payment_is_cancelled_when_resumed_without_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_answered_after_the_deadline_rolls_forward_rather_than_being_refunded() {
+    // The sale's answer never comes (its call times out past the order's
+    // deadline), but payments took the money: the saga asks before it compensates.
+    let payments = LosesFirst::recording("authorization", "captured");
+    let mut shop = open_shop(Some(payments.clone()), OrdersSettings::default()).await;
+    let mut settings = shop.env.settings::<OrdersSettings>(Some(&shop.registry));
+    settings.service = OrdersSettings {
+        saga_timeout_ms: 300,
+        call_timeout_ms: 600,
+        checkout_wait_ms: 100,
+        ..OrdersSettings::default()
+    };
+    settings.common.client.0.insert(
+        emporium_config::ClientSettings::DEFAULT.into(),
+        emporium_config::CallPolicyOverrides {
+            retries: Some(0),
+            attempt_timeout_ms: Some(0),
+            ..Default::default()
+        },
+    );
+    let late = shop.env.spawn(Orders, settings).await;
+    shop.orders = late.url.clone();
+    let (sku, before) = shop.stocked(1).await;
+    shop.add("hal", &sku, 1).await;
+    let placed: Value = shop
+        .checkout("hal", Some(&key()), &checkout_body(APPROVE))
+        .await
+        .json()
+        .await
+        .expect("order");
+    let order = finished(&shop, &placed).await;
+    assert_eq!(order["status"], "CONFIRMED", "{order}");
+    assert_eq!(shop.available(&sku).await, before - 1, "the unit is sold");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pivot_is_written_before_anything_is_sold() {
     // Stuck in the capture: the stock is committed, the money not yet taken (and
     // nobody takes the order over meanwhile).
