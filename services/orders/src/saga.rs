@@ -424,7 +424,12 @@ impl Saga {
                         // attempt timed out) after the sale took the money: what
                         // payments recorded decides, as for a saga without its card.
                         return match payments.payment(order_id).await {
-                            Ok(p) if matches!(p.status.as_str(), "authorized" | "captured") => {
+                            Ok(p)
+                                if matches!(
+                                    p.status.as_str(),
+                                    "authorized" | "captured" | "declined"
+                                ) =>
+                            {
                                 self.after_authorization(&order, &p, true, unwritten, captured)
                                     .await
                             }
@@ -637,6 +642,12 @@ impl Saga {
             "authorizing" if !past_deadline => Ok((Next::Wait, Some(order.clone()))),
             "authorizing" => self.not_in_time(order, unwritten).await,
             "retryable" if !past_deadline => Ok((Next::Wait, Some(order.clone()))),
+            // Cancelled meanwhile (by an instance that took the order over).
+            "voided" | "refunded" => {
+                let detail = format!("the payment was {} meanwhile", p.status);
+                self.compensate(order, unwritten, "interrupted", &detail)
+                    .await
+            }
             _ => self.interrupted(order, unwritten).await,
         }
     }

@@ -3,9 +3,11 @@
 //!
 //! ```text
 //! (none) ─authorize→ authorizing ─approved→ authorized ─capture→ captured ─cancel→ refunded
-//!                        │   └─declined→ declined            └─cancel→ voided
+//!                        │   └─declined→ declined            ├─cancel→ voided
+//!                        │                                   └─cancel, void refused→ refunded
 //!                        └─transient→ retryable ─authorize→ authorizing …
 //! (none) ─cancel→ voided   (a tombstone: a late authorize for the order is refused)
+//! voided ─a capture that was on its way→ refunded
 //! ```
 //!
 //! An authorization may ask for the capture too (a sale, `capture: true`): the
@@ -205,8 +207,13 @@ impl Ledger {
         let applied = self
             .transition(order_id, &[AUTHORIZING], to, reason, reference)
             .await?;
-        if !applied && let Outcome::Approved(reference) = &outcome {
-            // Cancelled while the processor was deciding: let the hold go.
+        if !applied
+            && let Outcome::Approved(reference) = &outcome
+            && self.get(order_id).await?.status == VOIDED
+        {
+            // Cancelled while the processor was deciding: let the hold go. (Moved
+            // by another call for the order instead, one that took this stale call
+            // over or `recover`, the approval is that call's too: it stays.)
             tracing::info!(order_id, "authorization arrived after a cancel; voiding it");
             self.processor
                 .void(reference)
@@ -281,6 +288,10 @@ impl Ledger {
         {
             let now = self.get(order_id).await?;
             if now.status == VOIDED {
+                // Only a processor that voids an authorization while capturing it
+                // gets here (the contract has the one that comes second fail), as
+                // the simulated one does: the money goes back, and a failure here
+                // leaves it taken (not retried).
                 tracing::warn!(
                     order_id,
                     "cancelled while its money was taken; refunding it"

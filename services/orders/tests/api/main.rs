@@ -831,14 +831,15 @@ async fn a_saga_stopped_in_a_declined_payment_is_cancelled_when_resumed_without_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sale_answered_after_the_deadline_rolls_forward_rather_than_being_refunded() {
-    // The sale's answer never comes (its call times out past the order's
-    // deadline), but payments took the money: the saga asks before it compensates.
+    // The sale's answer never comes (its call times out at 3 s, past the order's
+    // 2 s deadline), but payments took the money: the saga asks before it
+    // compensates.
     let payments = LosesFirst::recording("authorization", "captured");
     let mut shop = open_shop(Some(payments.clone()), OrdersSettings::default()).await;
     let mut settings = shop.env.settings::<OrdersSettings>(Some(&shop.registry));
     settings.service = OrdersSettings {
-        saga_timeout_ms: 300,
-        call_timeout_ms: 600,
+        saga_timeout_ms: 2_000,
+        call_timeout_ms: 3_000,
         checkout_wait_ms: 100,
         ..OrdersSettings::default()
     };
