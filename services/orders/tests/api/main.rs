@@ -734,17 +734,7 @@ async fn stuck_checkout(
         ..OrdersSettings::default()
     };
     let mut shop = open_shop(Some(payments.clone()), resumable.clone()).await;
-    let mut settings = shop.env.settings::<OrdersSettings>(Some(&shop.registry));
-    settings.service = resumable;
-    settings.common.client.0.insert(
-        emporium_config::ClientSettings::DEFAULT.into(),
-        emporium_config::CallPolicyOverrides {
-            retries: Some(0),
-            attempt_timeout_ms: Some(0),
-            ..Default::default()
-        },
-    );
-    let stuck = shop.env.spawn(Orders, settings).await;
+    let stuck = orders_without_retries(&shop, resumable).await;
     let shop_orders = std::mem::replace(&mut shop.orders, stuck.url.clone());
     let (sku, before) = shop.stocked(1).await;
     shop.add("hal", &sku, 1).await;
@@ -758,6 +748,22 @@ async fn stuck_checkout(
     payments.holding().await;
     shop.orders = shop_orders;
     (shop, stuck, placed, sku, before)
+}
+
+/// Another orders in `shop`, set up with `service`, whose calls are neither
+/// retried nor cut short by an attempt timeout: each waits up to its call timeout.
+async fn orders_without_retries(shop: &Shop, service: OrdersSettings) -> Spawned {
+    let mut settings = shop.env.settings::<OrdersSettings>(Some(&shop.registry));
+    settings.service = service;
+    settings.common.client.0.insert(
+        emporium_config::ClientSettings::DEFAULT.into(),
+        emporium_config::CallPolicyOverrides {
+            retries: Some(0),
+            attempt_timeout_ms: Some(0),
+            ..Default::default()
+        },
+    );
+    shop.env.spawn(Orders, settings).await
 }
 
 /// `placed` as hal sees it once it is no longer pending.
@@ -836,22 +842,16 @@ async fn a_sale_answered_after_the_deadline_rolls_forward_rather_than_being_refu
     // compensates.
     let payments = LosesFirst::recording("authorization", "captured");
     let mut shop = open_shop(Some(payments.clone()), OrdersSettings::default()).await;
-    let mut settings = shop.env.settings::<OrdersSettings>(Some(&shop.registry));
-    settings.service = OrdersSettings {
-        saga_timeout_ms: 2_000,
-        call_timeout_ms: 3_000,
-        checkout_wait_ms: 100,
-        ..OrdersSettings::default()
-    };
-    settings.common.client.0.insert(
-        emporium_config::ClientSettings::DEFAULT.into(),
-        emporium_config::CallPolicyOverrides {
-            retries: Some(0),
-            attempt_timeout_ms: Some(0),
-            ..Default::default()
+    let late = orders_without_retries(
+        &shop,
+        OrdersSettings {
+            saga_timeout_ms: 2_000,
+            call_timeout_ms: 3_000,
+            checkout_wait_ms: 100,
+            ..OrdersSettings::default()
         },
-    );
-    let late = shop.env.spawn(Orders, settings).await;
+    )
+    .await;
     shop.orders = late.url.clone();
     let (sku, before) = shop.stocked(1).await;
     shop.add("hal", &sku, 1).await;
