@@ -238,8 +238,9 @@ impl Drop for Open {
 }
 
 /// SQLite: the connection [`Db::write`] keeps between writes (see the module
-/// header). Only the holder of the write slot takes it; a writer that went on
-/// without a turn (the queue's wait ran out) finds it taken and uses the pool.
+/// header). The holder of the write slot takes it, or a writer that went on
+/// without a turn (the queue's wait ran out) if it is idle then; one at a time,
+/// and whoever finds it taken uses the pool.
 #[derive(Default)]
 pub(crate) struct KeptConnection(Mutex<Option<PoolConnection<Any>>>);
 

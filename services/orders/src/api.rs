@@ -274,17 +274,24 @@ async fn replay(
     respond(state, existing, status).await
 }
 
-fn location(order_id: &str) -> Result<HeaderValue, ApiError> {
-    HeaderValue::from_str(&format!("/api/orders/{order_id}")).map_err(ApiError::internal)
-}
-
 async fn respond(
     state: &AppState,
     order: OrderRow,
     status: StatusCode,
 ) -> Result<axum::response::Response, ApiError> {
-    let location = location(&order.id)?;
-    let body = view(&state.db, order, true).await?;
+    respond_with(state, order, None, status).await
+}
+
+/// [`respond`], with the order's `lines` (in SKU order) when the caller has them.
+async fn respond_with(
+    state: &AppState,
+    order: OrderRow,
+    lines: Option<Vec<OrderLine>>,
+    status: StatusCode,
+) -> Result<axum::response::Response, ApiError> {
+    let location =
+        HeaderValue::from_str(&format!("/api/orders/{}", order.id)).map_err(ApiError::internal)?;
+    let body = view_of(&state.db, order, lines, true).await?;
     Ok((status, [(header::LOCATION, location)], Json(body)).into_response())
 }
 
@@ -372,10 +379,12 @@ async fn checkout(
         let cart = Cart(keyed(&state.saga.cart, &key));
         let user_id = user_id.clone();
         let place_and_start = async move {
-            let taken = cart.take(&user_id, &take).await?;
+            let mut taken = cart.take(&user_id, &take).await?;
             if taken.lines.is_empty() {
                 return Ok(Placing::Empty);
             }
+            // In the order the database answers them (the saga's and the answer's).
+            taken.lines.sort_by(|a, b| a.sku.cmp(&b.sku));
             // The same key took the lines before (a retry, or a twin request racing
             // this one): the order is the one they were taken for.
             let order = OrderRow {
@@ -462,16 +471,7 @@ async fn checkout(
             .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::internal(std::io::Error::other("order vanished")))?,
     };
-    let location = location(&order.id)?;
-    let mut lines = lines;
-    lines.sort_by(|a, b| a.sku.cmp(&b.sku));
-    let body = view_of(&state.db, order, Some(lines), true).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, location)],
-        Json(body),
-    )
-        .into_response())
+    respond_with(&state, order, Some(lines), StatusCode::ACCEPTED).await
 }
 
 /// How long after an order's deadline cart gives its lines back if it has heard

@@ -153,8 +153,9 @@ impl Saga {
     }
 
     /// Drives a claimed order to a terminal state on its own task. `placed` is the
-    /// order with its lines when the caller has them (it just placed the order): the
-    /// lines never change, and the saga then need not read either back. The task
+    /// order with its lines (in SKU order, as the database answers them) when the
+    /// caller has them (it just placed the order): the lines never change, and the
+    /// saga then need not read either back. The task
     /// answers the order as it wrote it last when it took the order to its end
     /// (else `None`: read it).
     pub fn spawn(
@@ -247,14 +248,7 @@ impl Saga {
         card: Option<&Card>,
         placed: Option<(OrderRow, Vec<OrderLine>)>,
     ) -> Option<OrderRow> {
-        let (placed, lines) = match placed {
-            Some((order, mut lines)) => {
-                // In the order the database answers them.
-                lines.sort_by(|a, b| a.sku.cmp(&b.sku));
-                (Some(order), Some(lines))
-            }
-            None => (None, None),
-        };
+        let (placed, lines) = placed.unzip();
         let mut waits = 0;
         // The order as this task last moved it: read again only after a retry.
         let mut cached: Option<OrderRow> = placed;
