@@ -120,6 +120,9 @@ pub struct HttpSettings {
     /// The least the limit goes down to under overload that stands (at most
     /// `concurrency_floor`).
     pub concurrency_min: usize,
+    /// How much longer than without load a route's requests may take on
+    /// average (besides twice as long) before the limit reads it as queueing.
+    pub concurrency_slack_ms: u64,
     /// Largest request body accepted, in bytes.
     pub body_limit_bytes: usize,
     /// How long in-flight requests may finish after shutdown starts.
@@ -142,6 +145,7 @@ impl Default for HttpSettings {
             concurrency_floor: 64,
             concurrency_burst_ms: 2_000,
             concurrency_min: 8,
+            concurrency_slack_ms: 10,
             body_limit_bytes: 64 * 1024,
             grace_period_ms: 5_000,
             honour_caller_timeout: true,

@@ -6,7 +6,7 @@
 //! each window (at least 100 ms and 20 requests, or 1 s) compares its average
 //! latency with the latency without load (the lowest window average of the last
 //! one to two minutes). When requests take more than twice that and at least
-//! 20 ms more, they are queueing (for the CPU, a pool, a dependency): the limit
+//! 10 ms more, they are queueing (for the CPU, a pool, a dependency): the limit
 //! drops at once to what was in flight times the ratio (at most halving it). A
 //! few milliseconds of queueing is how a busy server works, and refusing work for
 //! it would only turn good answers into 503s. Otherwise, while the limit is what
@@ -51,8 +51,9 @@ use emporium_telemetry::metrics;
 
 /// Window latency over the no-load latency beyond which the limit shrinks...
 const TOLERANCE: f64 = 2.0;
-/// ...if it is also this much longer (seconds).
-const QUEUE_SLACK: f64 = 0.020;
+/// ...if it is also this much longer (seconds), unless the settings say
+/// otherwise (`http.concurrency_slack_ms`).
+const QUEUE_SLACK: f64 = 0.010;
 /// Weight of a growing estimate (the gradient limit's smoothing).
 const SMOOTHING: f64 = 0.2;
 /// How long one block of the no-load latency lasts: the lowest window of this
@@ -93,6 +94,9 @@ pub struct Bounds {
     floor: usize,
     ceiling: usize,
     burst: Duration,
+    /// How much longer than without load (seconds) requests may take before
+    /// they count as queueing (besides twice as long).
+    slack: f64,
 }
 
 impl Bounds {
@@ -107,6 +111,17 @@ impl Bounds {
             floor,
             ceiling,
             burst: burst.max(WINDOW_MAX),
+            slack: QUEUE_SLACK,
+        }
+    }
+
+    /// These bounds with `slack` as the latency over the one without load
+    /// that is not yet queueing.
+    #[must_use]
+    pub fn with_slack(self, slack: Duration) -> Self {
+        Self {
+            slack: slack.as_secs_f64(),
+            ..self
         }
     }
 
@@ -284,7 +299,7 @@ impl Gradient {
             self.block_low = self.block_low.min(short);
         }
         let baseline = self.block_low.min(self.last_block_low);
-        let threshold = (TOLERANCE * baseline).max(baseline + QUEUE_SLACK);
+        let threshold = (TOLERANCE * baseline).max(baseline + bounds.slack);
         let gradient = (threshold / short).clamp(0.5, 1.0);
         self.calm_down(bounds, now);
         if gradient < 1.0 {
@@ -485,6 +500,7 @@ mod tests {
         floor: 20,
         ceiling: 1024,
         burst: Duration::ZERO,
+        slack: QUEUE_SLACK,
     };
 
     /// A service that can work on `capacity` requests at once, each taking
@@ -577,6 +593,27 @@ mod tests {
         assert!(g.estimate >= 64.0, "back at the floor: {}", g.estimate);
         windows(&mut g, &bounds, &mut at, 4.0, 19);
         assert_eq!(g.estimate, 64.0, "the next burst");
+    }
+
+    #[test]
+    fn the_slack_sets_how_much_longer_than_unloaded_is_still_not_queueing() {
+        let after = |bounds: Bounds| {
+            let mut g = Gradient::new(1024.0);
+            let mut at = Instant::now();
+            g.observe(0.005, 10, &bounds, at);
+            at += Duration::from_millis(100);
+            // 17 ms longer than without load, 500 in flight.
+            g.observe(0.022, 500, &bounds, at);
+            g.estimate
+        };
+        let bounds = Bounds::new(8, 64, 1024, Duration::from_secs(2));
+        let wider = bounds.with_slack(Duration::from_millis(20));
+        assert_eq!(after(wider), 1024.0, "within 20 ms of slack");
+        let default = after(bounds);
+        assert!(
+            (64.0..500.0).contains(&default),
+            "queueing past the default 10 ms of slack: {default}"
+        );
     }
 
     #[test]

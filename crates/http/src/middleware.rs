@@ -83,7 +83,8 @@ pub fn stack(router: Router, settings: &HttpSettings, chassis: Chassis) -> Route
         settings.concurrency_floor,
         settings.concurrency_limit,
         Duration::from_millis(settings.concurrency_burst_ms),
-    );
+    )
+    .with_slack(Duration::from_millis(settings.concurrency_slack_ms));
     let stack = Arc::new(Stack {
         deadlines: Deadlines::new(settings),
         chassis,

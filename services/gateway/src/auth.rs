@@ -7,10 +7,21 @@
 //! tokens get 503 (we cannot tell), not 401. Each fetch replaces the key set: the JWKS
 //! is the truth, so a key users withdrew stops verifying. Only EdDSA is accepted: a token with
 //! `alg: none`, an HMAC algorithm or anything else fails before any key is looked at.
+//!
+//! A token that verified is remembered, by its exact text, until it expires
+//! (Envoy's `jwt_cache_config` does the same): a shopper sends the same token with
+//! every request, and checking an Ed25519 signature was a fifth of the gateway's
+//! CPU under load (`docs/benchmarks.md`). Remembering changes no answer: the entry
+//! is used only while the token's `exp` has not passed, when checking it again
+//! would pass too (its signature, its key and its other claims do not change),
+//! and every entry is forgotten when the key set changes, so a withdrawn key stops
+//! verifying at once. Tokens that fail are not remembered. The table is bounded
+//! (`gateway.token_cache_entries`): when full, expired entries go, and if none
+//! had, all of them (only verified tokens get in, so nobody fills it with junk).
 
 use std::collections::HashMap;
 use std::sync::RwLock;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use emporium_client::ServiceClient;
 use emporium_contracts::auth::{AUDIENCE, AccessClaims, ISSUER, TOKEN_TYPE};
@@ -29,10 +40,34 @@ pub struct Verifier {
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
     refetch_interval: Duration,
     validation: Validation,
+    /// Tokens that verified, by their text, with when they expire.
+    remembered: RwLock<HashMap<Box<str>, Remembered>>,
+    /// The most tokens remembered (0: none).
+    capacity: usize,
+}
+
+/// A token that verified: who it names, and its `exp` (seconds since the epoch).
+struct Remembered {
+    caller: Verified,
+    expires: u64,
+}
+
+/// Seconds since the epoch now.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Verifier {
-    pub fn new(users: ServiceClient, refetch_interval: Duration, leeway_secs: u64) -> Self {
+    /// A verifier fetching keys through `users`, remembering up to `capacity`
+    /// verified tokens.
+    pub fn new(
+        users: ServiceClient,
+        refetch_interval: Duration,
+        leeway_secs: u64,
+        capacity: usize,
+    ) -> Self {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
@@ -45,12 +80,18 @@ impl Verifier {
             last_fetch: tokio::sync::Mutex::new(None),
             refetch_interval,
             validation,
+            remembered: RwLock::new(HashMap::new()),
+            capacity,
         }
     }
 
     /// Verifies a bearer token: the signature, `alg`, `typ`, `iss`, `aud`, `exp`,
     /// `nbf`, `sub` (RFC 8725).
     pub async fn verify(&self, token: &str) -> Result<Verified, ApiError> {
+        let now = unix_now();
+        if let Some(caller) = self.recall(token, now) {
+            return Ok(caller);
+        }
         let invalid = |why: &str| ApiError::unauthorized(format!("invalid access token: {why}"));
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed"))?;
         if header.alg != Algorithm::EdDSA {
@@ -73,11 +114,45 @@ impl Verifier {
             },
         )?;
         let user_id = Uuid::parse_str(&data.claims.sub).map_err(|_| invalid("bad subject"))?;
-        Ok(Verified {
+        let caller = Verified {
             user_id,
             roles: data.claims.roles,
             email_verified: data.claims.email_verified,
-        })
+        };
+        self.remember(token, &caller, data.claims.exp, now);
+        Ok(caller)
+    }
+
+    /// Who `token` names, if it verified before and has not expired.
+    fn recall(&self, token: &str, now: u64) -> Option<Verified> {
+        let remembered = self.remembered.read().ok()?;
+        remembered
+            .get(token)
+            .filter(|r| now < r.expires)
+            .map(|r| r.caller.clone())
+    }
+
+    /// Remembers a token that verified, until `expires`.
+    fn remember(&self, token: &str, caller: &Verified, expires: u64, now: u64) {
+        if self.capacity == 0 || expires <= now {
+            return;
+        }
+        let Ok(mut remembered) = self.remembered.write() else {
+            return;
+        };
+        if remembered.len() >= self.capacity {
+            remembered.retain(|_, r| now < r.expires);
+            if remembered.len() >= self.capacity {
+                remembered.clear();
+            }
+        }
+        remembered.insert(
+            token.into(),
+            Remembered {
+                caller: caller.clone(),
+                expires,
+            },
+        );
     }
 
     /// The key for `kid`, fetching the JWKS when it is unknown (rate-limited).
@@ -121,6 +196,10 @@ impl Verifier {
         if let Ok(mut keys) = self.keys.write() {
             *keys = fresh;
         }
+        // A token remembered may have been signed with a key withdrawn now.
+        if let Ok(mut remembered) = self.remembered.write() {
+            remembered.clear();
+        }
         Ok(())
     }
 }
@@ -145,15 +224,25 @@ mod tests {
 
     /// A verifier that knows one key, `kid` "k1", and a signer with it.
     fn verifier() -> (Verifier, EncodingKey) {
+        remembering(0)
+    }
+
+    /// The same, remembering up to `capacity` tokens, its users serving a JWKS
+    /// without any key (users withdrew them all).
+    fn remembering(capacity: usize) -> (Verifier, EncodingKey) {
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).expect("key");
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("key");
+        let jwks = axum::Router::new().route(
+            "/.well-known/jwks.json",
+            axum::routing::get(|| async { axum::Json(json!({"keys": []})) }),
+        );
         let users = ServiceClient::new(
             "users",
-            Arc::new(emporium_client::LocalTransport::new()),
+            Arc::new(emporium_client::LocalTransport::new().with("users", jwks)),
             Duration::from_secs(1),
         );
-        let v = Verifier::new(users, Duration::from_secs(60), 0);
+        let v = Verifier::new(users, Duration::from_secs(60), 0, capacity);
         v.keys.write().expect("keys").insert(
             "k1".into(),
             DecodingKey::from_ed_der(pair.public_key().as_ref()),
@@ -218,6 +307,55 @@ mod tests {
             let e = v.verify(&token).await.expect_err(what);
             assert_eq!(e.status(), http::StatusCode::UNAUTHORIZED, "{what}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_verified_token_is_remembered_until_it_expires_or_the_keys_change() {
+        let (v, key) = remembering(16);
+        let good = sign(&key, Some(TOKEN_TYPE), &claims());
+        let expired = sign(&key, Some(TOKEN_TYPE), &{
+            let mut c = claims();
+            c["exp"] = json!(1_000);
+            c
+        });
+        assert!(v.verify(&expired).await.is_err());
+        assert!(v.verify(&good).await.is_ok());
+        // Its key gone from the table (not through a refresh), the token is
+        // still known: its signature is not checked again.
+        v.keys.write().expect("keys").clear();
+        let again = v.verify(&good).await.expect("remembered");
+        assert_eq!(again.user_id, Uuid::nil());
+        assert_eq!(again.roles, ["customer"]);
+        assert_eq!(
+            v.remembered.read().expect("remembered").len(),
+            1,
+            "a token that failed is not remembered"
+        );
+        // Not past its expiry, though.
+        let exp = claims()["exp"].as_u64().expect("exp");
+        assert!(v.recall(&good, exp - 1).is_some());
+        assert!(v.recall(&good, exp).is_none());
+        // The key set fetched again (without its key): forgotten, and refused.
+        v.refresh().await.expect("jwks");
+        let e = v.verify(&good).await.expect_err("withdrawn key");
+        assert_eq!(e.status(), http::StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn remembering_is_bounded_and_can_be_off() {
+        let (v, key) = remembering(2);
+        for n in 0..5 {
+            let mut c = claims();
+            c["jti"] = json!(format!("j{n}"));
+            let token = sign(&key, Some(TOKEN_TYPE), &c);
+            assert!(v.verify(&token).await.is_ok());
+            assert!(v.remembered.read().expect("remembered").len() <= 2);
+        }
+        let (off, key) = remembering(0);
+        let good = sign(&key, Some(TOKEN_TYPE), &claims());
+        assert!(off.verify(&good).await.is_ok());
+        off.keys.write().expect("keys").clear();
+        assert!(off.verify(&good).await.is_err(), "nothing remembered");
     }
 
     #[test]

@@ -72,6 +72,10 @@ pub struct GatewaySettings {
     pub jwks_refetch_interval_ms: u64,
     /// Clock skew tolerated when checking a token's expiry.
     pub jwt_leeway_secs: u64,
+    /// Access tokens remembered after they verified, until they expire, so a
+    /// shopper's signature is checked once rather than on every request
+    /// (0: every request checks it; see `auth.rs`).
+    pub token_cache_entries: usize,
     /// Proxies in front of the gateway (CIDRs or addresses): only from these are
     /// `X-Forwarded-For`, `-Host` and `-Proto` believed (the client's address
     /// for rate limits, the host the storefront checks origins against).
@@ -190,6 +194,7 @@ impl Default for GatewaySettings {
             upstream_timeout_ms: 10_000,
             jwks_refetch_interval_ms: 5_000,
             jwt_leeway_secs: 30,
+            token_cache_entries: 10_000,
             trusted_proxies: Vec::new(),
             tls: None,
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
@@ -250,6 +255,7 @@ fn router(
             host.client(USERS, upstream_timeout),
             Duration::from_millis(settings.jwks_refetch_interval_ms),
             settings.jwt_leeway_secs,
+            settings.token_cache_entries,
         ),
         table,
         clients,

@@ -54,10 +54,23 @@ async fn route(gw: &Shared, routed: Route<'_>, req: Request) -> Result<Response,
     let (service, public) = match routed {
         Route::Service {
             service, public, ..
-        } => (service.to_string(), public),
+        } => (service, public),
         Route::NotFound => return Err(ApiError::not_found("no such resource")),
         Route::Malformed => return Err(ApiError::bad_request("malformed path")),
     };
+    // Refused at the edge under overload before anything is spent on it, the
+    // token's signature included (a request refused here gets 503 whether or
+    // not it would have been authorized).
+    if let Some(brownout) = &gw.brownout
+        && !brownout.admits(req.method(), req.uri().path())
+    {
+        return Err(
+            ApiError::unavailable("the shop is busy finishing orders; try again shortly")
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+                .with_header(names::SHED, HeaderValue::from_static("1"))
+                .quiet(),
+        );
+    }
     // Where a refresh token is the credential, an access token sent along (a client
     // that adds its last one, expired, to every call) is ignored, not refused:
     // else that client could never refresh.
@@ -78,21 +91,14 @@ async fn route(gw: &Shared, routed: Route<'_>, req: Request) -> Result<Response,
         None => return Err(ApiError::unauthorized("sign in to do this")),
     };
     limit_user(gw, verified.as_ref())?;
-    let Some(brownout) = &gw.brownout else {
-        return forward(gw, &service, req, verified.as_ref()).await;
+    let Some(brownout) = gw
+        .brownout
+        .as_ref()
+        .filter(|b| b.protects(req.method(), req.uri().path()))
+    else {
+        return forward(gw, service, req, verified.as_ref()).await;
     };
-    if !brownout.admits(req.method(), req.uri().path()) {
-        return Err(
-            ApiError::unavailable("the shop is busy finishing orders; try again shortly")
-                .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
-                .with_header(names::SHED, HeaderValue::from_static("1"))
-                .quiet(),
-        );
-    }
-    if !brownout.protects(req.method(), req.uri().path()) {
-        return forward(gw, &service, req, verified.as_ref()).await;
-    }
-    let answered = forward(gw, &service, req, verified.as_ref()).await;
+    let answered = forward(gw, service, req, verified.as_ref()).await;
     // Only answers of the service count as answered or shed: the gateway's own
     // failures (no instance, an open circuit, a body too large, a timeout, its
     // bulkhead full) are not the service's shedding, though the last two may

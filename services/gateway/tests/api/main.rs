@@ -740,6 +740,28 @@ async fn while_orders_sheds_checkouts_the_gateway_refuses_new_adds_to_the_cart()
         10 + 20 - refused,
         "a refused add never reaches cart"
     );
+    // Refused before anything is spent on them, the token's check included: an
+    // add with a token that would fail it is refused all the same.
+    let mut shed = 0;
+    for _ in 0..10 {
+        let r = client()
+            .post(shop.at("/api/cart/items"))
+            .bearer_auth("not-a-token")
+            .json(&json!({"sku": "BEA-00001", "quantity": 1}))
+            .send()
+            .await
+            .expect("send");
+        match r.status().as_u16() {
+            503 => shed += 1,
+            401 => {}
+            other => panic!("an add with a bad token answered {other}"),
+        }
+    }
+    assert!(
+        shed >= 3,
+        "{shed} of 10 refused before the token was checked"
+    );
+    assert_eq!(carts.load(Ordering::SeqCst), 10 + 20 - refused);
     // Another request, even from the same shopper, is not refused.
     let r = client()
         .get(shop.at("/api/cart"))

@@ -42,7 +42,7 @@ async fn access_tokens_are_checked_against_the_keys_users_publishes() {
                 &["/keys/0/kty", "/keys/0/crv", "/keys/0/alg", "/keys/0/use"],
             ),
     );
-    let verifier = Verifier::new(pact.client(), Duration::from_secs(60), 0);
+    let verifier = Verifier::new(pact.client(), Duration::from_secs(60), 0, 0);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
