@@ -11,16 +11,20 @@
 //! A token that verified is remembered, by its exact text, until it expires
 //! (Envoy's `jwt_cache_config` does the same): a shopper sends the same token with
 //! every request, and checking an Ed25519 signature was a fifth of the gateway's
-//! CPU under load (`docs/benchmarks.md`). Remembering changes no answer: the entry
-//! is used only while the token's `exp` has not passed, when checking it again
-//! would pass too (its signature, its key and its other claims do not change),
-//! and every entry is forgotten when the key set changes, so a withdrawn key stops
-//! verifying at once. Tokens that fail are not remembered. The table is bounded
-//! (`gateway.token_cache_entries`): when full, expired entries go, and if none
-//! had, all of them (only verified tokens get in, so nobody fills it with junk).
+//! CPU under overload (`docs/benchmarks.md`). Remembering changes no answer: the
+//! entry is used only while the token's `exp` has not passed (and for at most
+//! [`REMEMBER_AT_MOST`]), when checking it again would pass too (its signature,
+//! its key and its other claims do not change), and every entry is forgotten when
+//! the key set is fetched again, so a withdrawn key stops verifying then. A check
+//! that was under way while the keys changed is not remembered (a generation
+//! count, compared under the table's lock), nor is a token that failed. The
+//! table is bounded (`gateway.token_cache_entries`): when full, expired entries
+//! go, and if that leaves it more than three quarters full, all of them (only
+//! verified tokens get in, so nobody fills it with junk).
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use emporium_client::ServiceClient;
@@ -44,7 +48,14 @@ pub struct Verifier {
     remembered: RwLock<HashMap<Box<str>, Remembered>>,
     /// The most tokens remembered (0: none).
     capacity: usize,
+    /// How many times the key set was fetched: a check that began under an
+    /// older key set is not remembered. Changed with `remembered` locked.
+    generation: AtomicU64,
 }
+
+/// The longest a token is remembered, whatever its `exp` (one signed with a far
+/// expiry is checked again now and then all the same).
+const REMEMBER_AT_MOST: u64 = 300;
 
 /// A token that verified: who it names, and its `exp` (seconds since the epoch).
 struct Remembered {
@@ -82,6 +93,7 @@ impl Verifier {
             validation,
             remembered: RwLock::new(HashMap::new()),
             capacity,
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -92,6 +104,7 @@ impl Verifier {
         if let Some(caller) = self.recall(token, now) {
             return Ok(caller);
         }
+        let generation = self.generation.load(Ordering::Acquire);
         let invalid = |why: &str| ApiError::unauthorized(format!("invalid access token: {why}"));
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed"))?;
         if header.alg != Algorithm::EdDSA {
@@ -119,7 +132,7 @@ impl Verifier {
             roles: data.claims.roles,
             email_verified: data.claims.email_verified,
         };
-        self.remember(token, &caller, data.claims.exp, now);
+        self.remember(token, &caller, data.claims.exp, now, generation);
         Ok(caller)
     }
 
@@ -132,17 +145,22 @@ impl Verifier {
             .map(|r| r.caller.clone())
     }
 
-    /// Remembers a token that verified, until `expires`.
-    fn remember(&self, token: &str, caller: &Verified, expires: u64, now: u64) {
+    /// Remembers a token that verified with the keys of `generation`, until
+    /// `expires` (at most [`REMEMBER_AT_MOST`] from `now`), unless the keys
+    /// were fetched again since.
+    fn remember(&self, token: &str, caller: &Verified, expires: u64, now: u64, generation: u64) {
         if self.capacity == 0 || expires <= now {
             return;
         }
         let Ok(mut remembered) = self.remembered.write() else {
             return;
         };
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
         if remembered.len() >= self.capacity {
             remembered.retain(|_, r| now < r.expires);
-            if remembered.len() >= self.capacity {
+            if remembered.len() > self.capacity / 4 * 3 {
                 remembered.clear();
             }
         }
@@ -150,7 +168,7 @@ impl Verifier {
             token.into(),
             Remembered {
                 caller: caller.clone(),
-                expires,
+                expires: expires.min(now + REMEMBER_AT_MOST),
             },
         );
     }
@@ -196,8 +214,10 @@ impl Verifier {
         if let Ok(mut keys) = self.keys.write() {
             *keys = fresh;
         }
-        // A token remembered may have been signed with a key withdrawn now.
+        // A token remembered may have been signed with a key withdrawn now, and
+        // one being checked with the old keys is not remembered after this.
         if let Ok(mut remembered) = self.remembered.write() {
+            self.generation.fetch_add(1, Ordering::AcqRel);
             remembered.clear();
         }
         Ok(())
@@ -312,9 +332,12 @@ mod tests {
     #[tokio::test]
     async fn a_verified_token_is_remembered_until_it_expires_or_the_keys_change() {
         let (v, key) = remembering(16);
-        let good = sign(&key, Some(TOKEN_TYPE), &claims());
+        // Expiring sooner than a token is remembered at most.
+        let mut claims = claims();
+        claims["exp"] = json!(claims["iat"].as_u64().expect("iat") + 120);
+        let good = sign(&key, Some(TOKEN_TYPE), &claims);
         let expired = sign(&key, Some(TOKEN_TYPE), &{
-            let mut c = claims();
+            let mut c = claims.clone();
             c["exp"] = json!(1_000);
             c
         });
@@ -332,9 +355,25 @@ mod tests {
             "a token that failed is not remembered"
         );
         // Not past its expiry, though.
-        let exp = claims()["exp"].as_u64().expect("exp");
+        let exp = claims["exp"].as_u64().expect("exp");
         assert!(v.recall(&good, exp - 1).is_some());
         assert!(v.recall(&good, exp).is_none());
+        // A check that began before the keys were fetched again is not
+        // remembered after it.
+        let before = v.generation.load(Ordering::Acquire);
+        v.refresh().await.expect("jwks");
+        let caller = again.clone();
+        v.remember(&good, &caller, exp, exp - 600, before);
+        assert!(
+            v.recall(&good, exp - 600).is_none(),
+            "remembered after a refresh"
+        );
+        v.remember(&good, &caller, exp, exp - 600, before + 1);
+        assert!(v.recall(&good, exp - 600).is_some());
+        // Nor for longer than the most, whatever the expiry.
+        v.remember("far", &caller, u64::MAX, 1_000, before + 1);
+        assert!(v.recall("far", 1_000 + REMEMBER_AT_MOST - 1).is_some());
+        assert!(v.recall("far", 1_000 + REMEMBER_AT_MOST).is_none());
         // The key set fetched again (without its key): forgotten, and refused.
         v.refresh().await.expect("jwks");
         let e = v.verify(&good).await.expect_err("withdrawn key");
@@ -349,7 +388,8 @@ mod tests {
             c["jti"] = json!(format!("j{n}"));
             let token = sign(&key, Some(TOKEN_TYPE), &c);
             assert!(v.verify(&token).await.is_ok());
-            assert!(v.remembered.read().expect("remembered").len() <= 2);
+            let held = v.remembered.read().expect("remembered").len();
+            assert!((1..=2).contains(&held), "{held} remembered");
         }
         let (off, key) = remembering(0);
         let good = sign(&key, Some(TOKEN_TYPE), &claims());
