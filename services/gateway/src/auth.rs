@@ -104,6 +104,8 @@ impl Verifier {
         if let Some(caller) = self.recall(token, now) {
             return Ok(caller);
         }
+        // Read before the keys are looked up: a refresh after this point
+        // makes `remember` drop what these keys verify.
         let generation = self.generation.load(Ordering::Acquire);
         let invalid = |why: &str| ApiError::unauthorized(format!("invalid access token: {why}"));
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed"))?;
@@ -160,7 +162,7 @@ impl Verifier {
         }
         if remembered.len() >= self.capacity {
             remembered.retain(|_, r| now < r.expires);
-            if remembered.len() > self.capacity / 4 * 3 {
+            if remembered.len() > self.capacity - self.capacity.div_ceil(4) {
                 remembered.clear();
             }
         }
@@ -168,7 +170,7 @@ impl Verifier {
             token.into(),
             Remembered {
                 caller: caller.clone(),
-                expires: expires.min(now + REMEMBER_AT_MOST),
+                expires: expires.min(now.saturating_add(REMEMBER_AT_MOST)),
             },
         );
     }
@@ -250,12 +252,26 @@ mod tests {
     /// The same, remembering up to `capacity` tokens, its users serving a JWKS
     /// without any key (users withdrew them all).
     fn remembering(capacity: usize) -> (Verifier, EncodingKey) {
+        with_jwks(capacity, false)
+    }
+
+    /// A verifier remembering up to `capacity` tokens and a signer with key
+    /// "k1": known from the start and withdrawn from users' JWKS, or (`served`)
+    /// unknown until the JWKS is fetched, which has it.
+    fn with_jwks(capacity: usize, served: bool) -> (Verifier, EncodingKey) {
+        use base64::Engine as _;
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).expect("key");
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("key");
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key());
+        let set = if served {
+            json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "k1", "alg": "EdDSA", "use": "sig"}]})
+        } else {
+            json!({"keys": []})
+        };
         let jwks = axum::Router::new().route(
             "/.well-known/jwks.json",
-            axum::routing::get(|| async { axum::Json(json!({"keys": []})) }),
+            axum::routing::get(move || async move { axum::Json(set) }),
         );
         let users = ServiceClient::new(
             "users",
@@ -263,10 +279,12 @@ mod tests {
             Duration::from_secs(1),
         );
         let v = Verifier::new(users, Duration::from_secs(60), 0, capacity);
-        v.keys.write().expect("keys").insert(
-            "k1".into(),
-            DecodingKey::from_ed_der(pair.public_key().as_ref()),
-        );
+        if !served {
+            v.keys.write().expect("keys").insert(
+                "k1".into(),
+                DecodingKey::from_ed_der(pair.public_key().as_ref()),
+            );
+        }
         (v, EncodingKey::from_ed_der(pkcs8.as_ref()))
     }
 
@@ -381,6 +399,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_check_that_fetched_the_keys_is_not_remembered_but_the_next_is() {
+        let (v, key) = with_jwks(16, true);
+        let good = sign(&key, Some(TOKEN_TYPE), &claims());
+        let held = || v.remembered.read().expect("remembered").len();
+        // Its unknown key id fetched the JWKS while it was checked: the key set
+        // it began under is gone, so it is not remembered.
+        assert!(v.verify(&good).await.is_ok());
+        assert_eq!(held(), 0);
+        assert!(v.verify(&good).await.is_ok());
+        assert_eq!(held(), 1);
+    }
+
+    #[tokio::test]
     async fn remembering_is_bounded_and_can_be_off() {
         let (v, key) = remembering(2);
         for n in 0..5 {
@@ -391,6 +422,21 @@ mod tests {
             let held = v.remembered.read().expect("remembered").len();
             assert!((1..=2).contains(&held), "{held} remembered");
         }
+        // Full with one expired entry: clearing that one would leave the table
+        // as full at the next insert, so everything goes.
+        let (v, _) = remembering(8);
+        let caller = Verified {
+            user_id: Uuid::nil(),
+            roles: Vec::new(),
+            email_verified: false,
+        };
+        v.remember("expiring", &caller, 1_001, 1_000, 0);
+        for n in 0..7 {
+            v.remember(&format!("t{n}"), &caller, 2_000, 1_000, 0);
+        }
+        assert_eq!(v.remembered.read().expect("remembered").len(), 8);
+        v.remember("next", &caller, 2_000, 1_001, 0);
+        assert_eq!(v.remembered.read().expect("remembered").len(), 1);
         let (off, key) = remembering(0);
         let good = sign(&key, Some(TOKEN_TYPE), &claims());
         assert!(off.verify(&good).await.is_ok());
