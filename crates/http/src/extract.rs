@@ -60,7 +60,9 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
 ///
 /// A number with a zero fraction (`5.0`) is an integer in JSON Schema, and so in the
 /// API's documents; serde refuses it for an integer field, so a body that fails on
-/// one is read again with such numbers made integers.
+/// one is read again with such numbers made integers. (serde_json parses floats
+/// exactly, its `float_roundtrip` feature: its fast parsing could read a large
+/// integral number as one with a fraction.)
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
@@ -212,6 +214,14 @@ mod tests {
         let e = parse_json::<Body>(br#"{"email":"a@b.c","age":7.5}"#).expect_err("7.5");
         assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(e.problem().errors[0].field, "age");
+        // A large one too, read exactly (serde_json's fast float parsing read
+        // this one as ...161.5, a fraction: schemathesis found it).
+        #[derive(Debug, Deserialize)]
+        struct Version {
+            version: i64,
+        }
+        let v: Version = parse_json(br#"{"version":3998637223904162.0}"#).expect("integral");
+        assert_eq!(v.version, 3_998_637_223_904_162);
     }
 
     #[test]
