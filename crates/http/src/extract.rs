@@ -7,7 +7,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use bytes::Bytes;
 use http::request::Parts;
 use http::{StatusCode, header};
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, Deserializer, Unexpected, Visitor};
 
 use crate::problem::{ApiError, FieldError};
 
@@ -65,7 +65,11 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
 /// integral number as one with a fraction.)
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    let array = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let result: Result<T, _> = serde_path_to_error::deserialize(ObjectsOnly {
+        inner: &mut de,
+        array,
+    });
     let value = match result {
         Ok(value) => value,
         Err(e)
@@ -76,7 +80,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             let mut json: serde_json::Value =
                 serde_json::from_slice(bytes).map_err(|e| json_problem(".", e))?;
             integral_floats_to_integers(&mut json);
-            return serde_path_to_error::deserialize(json)
+            let array = json.is_array();
+            return serde_path_to_error::deserialize(ObjectsOnly { inner: json, array })
                 .map_err(|e| json_problem(&e.path().to_string(), e.into_inner()));
         }
         Err(e) => return Err(json_problem(&e.path().to_string(), e.into_inner())),
@@ -89,6 +94,118 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ))
     })?;
     Ok(value)
+}
+
+/// The body's value, read as a struct only from a JSON object: serde's derive
+/// also reads a struct from an array, its fields in order (`["t"]` as
+/// `{"refresh_token": "t"}`), which no document of the API allows (schemathesis
+/// found a sign-out answering 204 to one). Every other way of reading passes
+/// through.
+struct ObjectsOnly<D> {
+    inner: D,
+    /// Whether the body is an array.
+    array: bool,
+}
+
+macro_rules! pass_through {
+    ($($method:ident),* $(,)?) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+            self.inner.$method(visitor)
+        }
+    )*};
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for ObjectsOnly<D> {
+    type Error = D::Error;
+
+    pass_through!(
+        deserialize_any,
+        deserialize_bool,
+        deserialize_i8,
+        deserialize_i16,
+        deserialize_i32,
+        deserialize_i64,
+        deserialize_i128,
+        deserialize_u8,
+        deserialize_u16,
+        deserialize_u32,
+        deserialize_u64,
+        deserialize_u128,
+        deserialize_f32,
+        deserialize_f64,
+        deserialize_char,
+        deserialize_str,
+        deserialize_string,
+        deserialize_bytes,
+        deserialize_byte_buf,
+        deserialize_option,
+        deserialize_unit,
+        deserialize_seq,
+        deserialize_map,
+        deserialize_identifier,
+        deserialize_ignored_any,
+    );
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.inner.deserialize_unit_struct(name, visitor)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.inner.deserialize_newtype_struct(name, visitor)
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.inner.deserialize_tuple(len, visitor)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.inner.deserialize_tuple_struct(name, len, visitor)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.inner.deserialize_enum(name, variants, visitor)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        if self.array {
+            return Err(serde::de::Error::invalid_type(
+                Unexpected::Seq,
+                &"a JSON object",
+            ));
+        }
+        self.inner.deserialize_struct(name, fields, visitor)
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.inner.is_human_readable()
+    }
 }
 
 /// A problem for serde's error at `path`: 400 for malformed JSON, 422 naming the
@@ -222,6 +339,16 @@ mod tests {
         }
         let v: Version = parse_json(br#"{"version":3998637223904162.0}"#).expect("integral");
         assert_eq!(v.version, 3_998_637_223_904_162);
+    }
+
+    #[test]
+    fn a_body_is_an_object_not_an_array_of_its_fields() {
+        let e = parse_json::<Address>(br#" ["Oslo"]"#).expect_err("an array");
+        assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let e = parse_json::<Body>(br#"["a@b.c", 7.0]"#).expect_err("an array, reread");
+        assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let list: Vec<u8> = parse_json(b"[1, 2]").expect("a list is read as one");
+        assert_eq!(list, [1, 2]);
     }
 
     #[test]
