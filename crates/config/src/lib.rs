@@ -60,6 +60,7 @@ pub struct Common {
     pub log: LogSettings,
     pub http: HttpSettings,
     pub events: EventsSettings,
+    pub store: StoreSettings,
     pub identity: IdentitySettings,
     /// How this process calls the others (`[client.default]`, `[client.<target>]`).
     pub client: ClientSettings,
@@ -80,6 +81,7 @@ impl Default for Common {
             log: LogSettings::default(),
             http: HttpSettings::default(),
             events: EventsSettings::default(),
+            store: StoreSettings::default(),
             identity: IdentitySettings::default(),
             client: ClientSettings::default(),
             heap_trim_ms: 5_000,
@@ -294,6 +296,24 @@ impl Default for EventsSettings {
             nats_url: None,
             retention_ms: 7 * 24 * 3_600_000,
             prune_every_ms: 600_000,
+        }
+    }
+}
+
+/// How services write to their databases (the `[store]` table).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// On SQLite, at most this many writes waiting for the file's write slot share
+    /// one transaction (group commit), each undone alone if it fails; 1: every
+    /// write a transaction of its own. PostgreSQL's writers do not take turns.
+    pub write_group_max: usize,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            write_group_max: 32,
         }
     }
 }

@@ -153,7 +153,8 @@ impl Process {
         let build = async {
             let db = match S::MIGRATIONS {
                 Some(migrations) => {
-                    Some(open_db(&host, database_url.as_deref(), migrations).await?)
+                    let db = open_db(&host, database_url.as_deref(), migrations).await?;
+                    Some(db.with_write_groups(common.store.write_group_max))
                 }
                 None => None,
             };

@@ -225,7 +225,7 @@ fn has_separator(sql: &str) -> bool {
 
 /// Appends `sql` to `out` with every `$N` outside quotes raised by `offset`;
 /// returns the highest `N` it saw.
-fn renumber(sql: &str, offset: usize, out: &mut String) -> usize {
+pub(crate) fn renumber(sql: &str, offset: usize, out: &mut String) -> usize {
     let mut highest = 0;
     let mut quoted = false;
     let mut chars = sql.char_indices().peekable();

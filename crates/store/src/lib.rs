@@ -38,6 +38,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 mod batch;
 mod clock;
+mod group;
 mod queue;
 mod tx;
 mod write;
@@ -110,7 +111,13 @@ pub struct Db {
     writer: Option<Arc<queue::WriteQueue>>,
     /// SQLite: the connection [`Db::write`] keeps between writes (write.rs).
     kept: Option<Arc<write::KeptConnection>>,
+    /// SQLite: the writes waiting for the slot, run together (group.rs).
+    group: Option<Arc<group::Group>>,
 }
+
+/// How many queued [`Db::write`]s at most share one transaction on SQLite, unless
+/// [`Db::with_write_groups`] says otherwise.
+pub const WRITE_GROUP_MAX: usize = 32;
 
 impl Db {
     /// Opens the database of `service`: `url` when given (on PostgreSQL, in the
@@ -181,6 +188,7 @@ impl Db {
             backend: Backend::Sqlite,
             writer: Some(Arc::new(queue::WriteQueue::new())),
             kept: Some(Arc::default()),
+            group: Some(Arc::new(group::Group::new(WRITE_GROUP_MAX))),
         })
     }
 
@@ -235,6 +243,7 @@ impl Db {
             backend: Backend::Postgres,
             writer: None,
             kept: None,
+            group: None,
         })
     }
 
@@ -261,6 +270,16 @@ impl Db {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// On SQLite, at most `max` writes waiting for the write slot share one
+    /// transaction (group.rs); 1: each write is a transaction of its own. No
+    /// effect on PostgreSQL, whose writers do not take turns.
+    pub fn with_write_groups(mut self, max: usize) -> Self {
+        if self.group.is_some() {
+            self.group = Some(Arc::new(group::Group::new(max)));
+        }
+        self
     }
 
     /// The connection pool.
@@ -340,7 +359,7 @@ mod tests {
     use super::*;
 
     /// A fresh `demo` database in a temporary folder, with one table made by `ddl`.
-    async fn demo_db(ddl: &'static str) -> (tempfile::TempDir, Db) {
+    pub(crate) async fn demo_db(ddl: &'static str) -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Db::open_service("demo", dir.path(), None)
             .await

@@ -1,4 +1,5 @@
-//! [`Db::write`]: a [`Batch`] as a transaction of its own — on SQLite `BEGIN
+//! [`Db::write`]: a [`Batch`] as a transaction (on SQLite, shared with the writes
+//! waiting beside it: group.rs) — on SQLite `BEGIN
 //! IMMEDIATE`, the statements and `COMMIT` in one round trip.
 //!
 //! A [`crate::Tx`] makes at least three trips to the connection's thread while it
@@ -33,9 +34,11 @@ use sqlx::error::ErrorKind;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AssertSqlSafe, Either, Executor};
 
-use crate::batch::{GUARD_CLEAR, Parts};
+use crate::batch::{GUARD_CLEAR, Parts, renumber};
+use crate::group::{Job, Outcome};
 use crate::tx::TxSpan;
 use crate::{Batch, Db};
+use sqlx::any::AnyArguments;
 
 /// What a committed [`Db::write`] did.
 #[derive(Debug)]
@@ -50,6 +53,9 @@ pub struct Written {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Answer {
     Begin,
+    /// A write's savepoint in a group, and its release.
+    Savepoint,
+    Release,
     Statement,
     /// The check after a statement that must change one row.
     Guard,
@@ -63,10 +69,11 @@ impl Db {
         Batch::new(self.backend)
     }
 
-    /// Runs `batch` as a transaction of its own and commits it; or, when a statement
-    /// it requires to change one row ([`Batch::require_one`]) did not, undoes it all
+    /// Runs `batch` as a transaction and commits it; or, when a statement it
+    /// requires to change one row ([`Batch::require_one`]) did not, undoes it all
     /// and answers `None`. On SQLite it waits its turn for the write slot, as
-    /// [`Db::begin`] does, and holds it for one round trip.
+    /// [`Db::begin`] does, and holds it for one round trip — together with the
+    /// other writes waiting then, each undone or committed as if alone (group.rs).
     pub async fn write(&self, mut batch: Batch) -> Result<Option<Written>, sqlx::Error> {
         let published = std::mem::take(&mut batch.published);
         let changed = match batch.into_parts()? {
@@ -75,7 +82,7 @@ impl Db {
                 args,
                 statements,
                 required,
-            } => self.write_joined(sql, args, statements, &required).await?,
+            } => self.write_joined(sql, args, statements, required).await?,
             Parts::Each {
                 statements,
                 required,
@@ -101,102 +108,216 @@ impl Db {
         sql: String,
         args: sqlx::any::AnyArguments,
         statements: usize,
-        required: &[usize],
+        required: Vec<usize>,
     ) -> Result<Option<Vec<u64>>, sqlx::Error> {
-        let mut answers = Vec::with_capacity(statements + required.len() + 3);
-        answers.push(Answer::Begin);
-        for at in 0..statements {
-            answers.push(Answer::Statement);
-            if required.contains(&at) {
-                answers.push(Answer::Guard);
-            }
-        }
-        let mut text = String::with_capacity(sql.len() + 64);
-        text.push_str("BEGIN IMMEDIATE;\n");
-        text.push_str(&sql);
-        if !required.is_empty() {
-            answers.push(Answer::ClearGuards);
-            text.push_str(";\n");
-            text.push_str(GUARD_CLEAR);
-        }
-        answers.push(Answer::Commit);
-        text.push_str(";\nCOMMIT");
-
-        let _turn = match &self.writer {
-            Some(queue) => queue.turn().await,
-            None => None,
+        let job = Job {
+            sql,
+            args,
+            statements,
+            required,
         };
         let mut span = TxSpan::start(self.backend);
+        let outcome = match (&self.writer, &self.group) {
+            (Some(queue), Some(group)) if group.max > 1 => {
+                self.write_in_group(queue, group, job).await
+            }
+            (queue, _) => {
+                let _turn = match queue {
+                    Some(queue) => queue.turn().await,
+                    None => None,
+                };
+                self.run_jobs(vec![job])
+                    .await
+                    .pop()
+                    .unwrap_or_else(|| Err(sqlx::Error::Protocol("a write not run".into())))
+            }
+        };
+        span.end(match &outcome {
+            Ok(Some(_)) => Ok("commit"),
+            Ok(None) => Ok("rollback"),
+            Err(e) => Err(e.to_string()),
+        });
+        outcome
+    }
+
+    /// Runs `jobs` in one transaction (the caller holds the write slot) and answers
+    /// each, in order. Several jobs: each in a savepoint, so one that fails or whose
+    /// required statement moved no row is undone alone and the rest go on (in a
+    /// further trip, since SQLite stops the string at the failure).
+    pub(crate) async fn run_jobs(&self, jobs: Vec<Job>) -> Vec<Outcome> {
+        let n = jobs.len();
+        let mut outcomes: Vec<Option<Outcome>> = (0..n).map(|_| None).collect();
+        let savepoints = n > 1;
         let kept = self.kept.as_ref().and_then(|kept| kept.take());
         let conn = match kept {
-            Some(conn) => conn,
-            None => self.pool.acquire().await?,
+            Some(conn) => Ok(conn),
+            None => self.pool.acquire().await,
         };
-        let mut open = Open {
-            conn: Some(conn),
-            released: false,
-            kept: self.kept.clone(),
+        let mut open = match conn {
+            Ok(conn) => Open {
+                conn: Some(conn),
+                released: false,
+                kept: self.kept.clone(),
+            },
+            Err(e) => return fail_rest(outcomes, e),
         };
-        let mut changed = Vec::with_capacity(statements);
-        let mut answered = 0;
-        let failure = {
-            let query = sqlx::query_with(AssertSqlSafe(text), args);
-            let mut stream = open.conn()?.fetch_many(query);
-            loop {
-                match stream.try_next().await {
-                    Ok(Some(Either::Left(done))) => {
-                        if answers.get(answered) == Some(&Answer::Statement) {
-                            changed.push(done.rows_affected());
+        let guarded = jobs.iter().any(|job| !job.required.is_empty());
+        let mut changed: Vec<Vec<u64>> = jobs
+            .iter()
+            .map(|job| Vec::with_capacity(job.statements))
+            .collect();
+        let mut next = 0;
+        let mut begun = false;
+        loop {
+            let (text, args, answers) = trip(&jobs[next..], next, begun, savepoints, guarded);
+            let mut answered = 0;
+            let failure = {
+                let query = sqlx::query_with(AssertSqlSafe(text), args).persistent(!savepoints);
+                let conn = match open.conn() {
+                    Ok(conn) => conn,
+                    Err(e) => return fail_rest(outcomes, e),
+                };
+                let mut stream = conn.fetch_many(query);
+                loop {
+                    match stream.try_next().await {
+                        Ok(Some(Either::Left(done))) => {
+                            if let Some((job, Answer::Statement)) = answers.get(answered) {
+                                changed[*job].push(done.rows_affected());
+                            }
+                            answered += 1;
                         }
-                        answered += 1;
+                        Ok(Some(Either::Right(_row))) => {}
+                        Ok(None) => break None,
+                        Err(e) => break Some(e),
                     }
-                    Ok(Some(Either::Right(_row))) => {}
-                    Ok(None) => break None,
-                    Err(e) => break Some(e),
                 }
-            }
-        };
-        match failure {
-            None if answered == answers.len() => {
-                span.end(Ok("commit"));
-                open.release();
-                Ok(Some(changed))
-            }
-            // Fewer answers than statements: sqlx ran only part of the string, and
-            // the transaction may be open. Closing the connection ends it.
-            None => {
-                span.end(Err("a joined write ran in part".into()));
-                Err(sqlx::Error::Protocol(format!(
+            };
+            let Some(e) = failure else {
+                if answered == answers.len() {
+                    open.release();
+                    for (outcome, changed) in outcomes.iter_mut().zip(changed) {
+                        outcome.get_or_insert(Ok(Some(changed)));
+                    }
+                    return outcomes.into_iter().flatten().collect();
+                }
+                // Fewer answers than statements: sqlx ran only part of the string,
+                // and the transaction may be open. Closing the connection ends it.
+                let e = sqlx::Error::Protocol(format!(
                     "a joined write of {} statements answered for {answered}",
                     answers.len()
-                )))
-            }
-            // BEGIN failed (the database stayed busy): the connection is closed,
-            // not pooled, in case what failed it was a transaction left open.
-            Some(e) if answered == 0 => {
-                span.end(Err(e.to_string()));
-                Err(e)
-            }
-            Some(e) => {
-                // Stopped by the check after a required statement, and by nothing
-                // else (a missing table or no memory there is a failure).
-                let guard = answers.get(answered) == Some(&Answer::Guard)
-                    && e.as_database_error().map(|d| d.kind()) == Some(ErrorKind::CheckViolation);
-                if open.conn()?.execute("ROLLBACK").await.is_err() {
-                    span.end(Err(e.to_string()));
-                    return Err(e);
+                ));
+                return fail_rest(outcomes, e);
+            };
+            match answers.get(answered) {
+                // A job's own statement (or its savepoint) failed: that job is undone.
+                Some(&(job, what)) if job < n => {
+                    // Stopped by the check after a required statement, and by nothing
+                    // else (a missing table or no memory there is a failure).
+                    let guard = what == Answer::Guard
+                        && e.as_database_error().map(|d| d.kind())
+                            == Some(ErrorKind::CheckViolation);
+                    let undo = match savepoints {
+                        true => "ROLLBACK TO emporium_write; RELEASE emporium_write",
+                        false => "ROLLBACK",
+                    };
+                    let undone = match open.conn() {
+                        Ok(conn) => conn.execute(undo).await.is_ok(),
+                        Err(_) => false,
+                    };
+                    if !undone {
+                        // The transaction's state is unknown (SQLite may have rolled
+                        // it all back): no write of the group is answered committed.
+                        return fail_rest(outcomes, e);
+                    }
+                    outcomes[job] = Some(if guard { Ok(None) } else { Err(e) });
+                    if !savepoints {
+                        open.release();
+                        return outcomes.into_iter().flatten().collect();
+                    }
+                    next = job + 1;
+                    begun = true;
                 }
-                open.release();
-                if guard {
-                    span.end(Ok("rollback"));
-                    Ok(None)
-                } else {
-                    span.end(Err(e.to_string()));
-                    Err(e)
+                // BEGIN failed (the database stayed busy): the connection is closed,
+                // not pooled, in case what failed it was a transaction left open.
+                Some((_, Answer::Begin)) | None => return fail_rest(outcomes, e),
+                // The guards' clearing or COMMIT: nothing of the group is written.
+                Some(_) => {
+                    if let Ok(conn) = open.conn()
+                        && conn.execute("ROLLBACK").await.is_ok()
+                    {
+                        open.release();
+                    }
+                    return fail_rest(outcomes, e);
                 }
             }
         }
     }
+}
+
+/// One trip of a group: `BEGIN` on the first, the jobs from `first` on (each in a
+/// savepoint when `savepoints`), the guards' clearing, `COMMIT`; with each answer's
+/// job (its index in the group; past the jobs for the group's own statements).
+fn trip(
+    jobs: &[Job],
+    first: usize,
+    begun: bool,
+    savepoints: bool,
+    guarded: bool,
+) -> (String, AnyArguments, Vec<(usize, Answer)>) {
+    let group = usize::MAX;
+    let mut text = String::with_capacity(jobs.iter().map(|j| j.sql.len() + 64).sum::<usize>() + 64);
+    let mut args = AnyArguments::default();
+    let mut answers = Vec::new();
+    if !begun {
+        text.push_str("BEGIN IMMEDIATE;\n");
+        answers.push((group, Answer::Begin));
+    }
+    for (at, job) in jobs.iter().enumerate() {
+        let index = first + at;
+        if job.statements == 0 {
+            continue;
+        }
+        if savepoints {
+            text.push_str("SAVEPOINT emporium_write;\n");
+            answers.push((index, Answer::Savepoint));
+        }
+        renumber(&job.sql, args.values.0.len(), &mut text);
+        text.push_str(";\n");
+        args.values.0.extend(job.args.values.0.iter().cloned());
+        for statement in 0..job.statements {
+            answers.push((index, Answer::Statement));
+            if job.required.contains(&statement) {
+                answers.push((index, Answer::Guard));
+            }
+        }
+        if savepoints {
+            text.push_str("RELEASE emporium_write;\n");
+            answers.push((index, Answer::Release));
+        }
+    }
+    if guarded {
+        text.push_str(GUARD_CLEAR);
+        text.push_str(";\n");
+        answers.push((group, Answer::ClearGuards));
+    }
+    text.push_str("COMMIT");
+    answers.push((group, Answer::Commit));
+    (text, args, answers)
+}
+
+/// Every write not answered yet gets the error (the first one `e` itself).
+fn fail_rest(outcomes: Vec<Option<Outcome>>, e: sqlx::Error) -> Vec<Outcome> {
+    let mut e = Some(e);
+    outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            Some(outcome) => outcome,
+            None => Err(match e.take() {
+                Some(e) => e,
+                None => sqlx::Error::Protocol("the write's group failed to commit".into()),
+            }),
+        })
+        .collect()
 }
 
 /// A pooled connection that may hold a transaction sqlx does not know of: kept for
