@@ -13,8 +13,11 @@
 //! answered by it. Each write is a savepoint of that transaction: one whose
 //! required statement moved no row ([`crate::Batch::require_one`]) or whose
 //! statement failed is rolled back to its savepoint and answered as it would be
-//! alone, and the rest go on. No write is answered as committed before the
-//! group's `COMMIT` is; when that fails, every write of the group gets the error.
+//! alone, and the rest go on. No write is answered before the group ends, and none
+//! as committed before the group's `COMMIT` is; when the group fails as a whole
+//! (its `COMMIT`, or a failure that leaves its state unknown), every write of it
+//! gets an error, also one that was undone on its own: what it met may have been
+//! an earlier write of the group, now not written.
 //!
 //! A group of several runs in a task of its own, so a caller that gives up (a
 //! request past its deadline) cannot stop the others' writes half way; a write
@@ -161,9 +164,12 @@ impl Db {
                 // The slot (or, past the queue's wait, none: this write alone).
                 let max = if turn.is_some() { group.max } else { 1 };
                 let mut entries = group.take(own, max);
-                metrics::histogram!("emporium_store_write_group_size").record(entries.len() as f64);
-                #[cfg(test)]
-                group.led.lock().expect("sizes").push(entries.len());
+                if !entries.is_empty() {
+                    metrics::histogram!("emporium_store_write_group_size")
+                        .record(entries.len() as f64);
+                    #[cfg(test)]
+                    group.led.lock().expect("sizes").push(entries.len());
+                }
                 if entries.len() == 1
                     && let Some(entry) = entries.pop()
                 {
@@ -296,6 +302,42 @@ mod tests {
         assert_eq!(seen[1].0, expected, "one by one");
         assert_eq!(seen[0].1, [5], "one group of five");
         assert!(seen[1].1.is_empty(), "no groups when off");
+    }
+
+    /// A group whose `COMMIT` fails (here a deferred foreign key) writes nothing,
+    /// and no write of it keeps the answer it met inside it: the second write's
+    /// duplicate key was the first write's, which is not there now.
+    #[tokio::test]
+    async fn a_group_that_fails_to_commit_answers_every_write_with_an_error() {
+        let (_dir, db) = demo_db(TABLE).await;
+        sqlx::query(
+            "CREATE TABLE c (id INTEGER PRIMARY KEY, \
+             k TEXT REFERENCES t (k) DEFERRABLE INITIALLY DEFERRED)",
+        )
+        .execute(db.pool())
+        .await
+        .expect("create");
+        let held = db.begin().await.expect("the slot");
+        let mut orphan = db.batch();
+        orphan.push("INSERT INTO c (id, k) VALUES (1, 'nobody')");
+        let mut writes = Vec::new();
+        for batch in [insert(&db, "k"), insert(&db, "k"), orphan] {
+            let db = db.clone();
+            writes.push(tokio::spawn(async move { db.write(batch).await }));
+            settle().await;
+        }
+        held.rollback().await.expect("let go of the slot");
+        for (at, w) in writes.into_iter().enumerate() {
+            let e = w.await.expect("join").expect_err("nothing committed");
+            assert!(!is_unique_violation(&e), "write {at}: {e}");
+        }
+        assert_eq!(led(&db), [3]);
+        assert!(rows(&db).await.is_empty());
+        // The connection serves the next write.
+        db.write(insert(&db, "k"))
+            .await
+            .expect("write")
+            .expect("committed");
     }
 
     /// A group runs to its end when the caller that led it goes away, and a write

@@ -116,20 +116,23 @@ impl Db {
             statements,
             required,
         };
-        let mut span = TxSpan::start(self.backend);
-        let outcome = match (&self.writer, &self.group) {
+        // The span of a grouped write covers its wait in the list; of one alone,
+        // as of a `Tx`, the transaction from when it has the slot.
+        let (outcome, mut span) = match (&self.writer, &self.group) {
             (Some(queue), Some(group)) if group.max > 1 => {
-                self.write_in_group(queue, group, job).await
+                let span = TxSpan::start(self.backend);
+                (self.write_in_group(queue, group, job).await, span)
             }
             (queue, _) => {
                 let _turn = match queue {
                     Some(queue) => queue.turn().await,
                     None => None,
                 };
-                self.run_jobs(vec![job])
-                    .await
-                    .pop()
-                    .unwrap_or_else(|| Err(sqlx::Error::Protocol("a write not run".into())))
+                let span = TxSpan::start(self.backend);
+                let outcome = self.run_jobs(vec![job]).await.pop();
+                let outcome =
+                    outcome.unwrap_or_else(|| Err(sqlx::Error::Protocol("a write not run".into())));
+                (outcome, span)
             }
         };
         span.end(match &outcome {
@@ -159,7 +162,7 @@ impl Db {
                 released: false,
                 kept: self.kept.clone(),
             },
-            Err(e) => return fail_rest(outcomes, e),
+            Err(e) => return fail_group(n, None, e),
         };
         let guarded = jobs.iter().any(|job| !job.required.is_empty());
         let mut changed: Vec<Vec<u64>> = jobs
@@ -175,7 +178,7 @@ impl Db {
                 let query = sqlx::query_with(AssertSqlSafe(text), args).persistent(!savepoints);
                 let conn = match open.conn() {
                     Ok(conn) => conn,
-                    Err(e) => return fail_rest(outcomes, e),
+                    Err(e) => return fail_group(n, None, e),
                 };
                 let mut stream = conn.fetch_many(query);
                 loop {
@@ -206,9 +209,15 @@ impl Db {
                     "a joined write of {} statements answered for {answered}",
                     answers.len()
                 ));
-                return fail_rest(outcomes, e);
+                return fail_group(n, None, e);
             };
             match answers.get(answered) {
+                // Only an error of the database says that SQLite stopped the string
+                // at this statement; any other (a value it could not convert) may
+                // come after it ran further, even past COMMIT: nothing is known.
+                Some(&(job, _)) if e.as_database_error().is_none() => {
+                    return fail_group(n, Some(job).filter(|&job| job < n), e);
+                }
                 // A job's own statement (or its savepoint) failed: that job is undone.
                 Some(&(job, what)) if job < n => {
                     // Stopped by the check after a required statement, and by nothing
@@ -227,7 +236,7 @@ impl Db {
                     if !undone {
                         // The transaction's state is unknown (SQLite may have rolled
                         // it all back): no write of the group is answered committed.
-                        return fail_rest(outcomes, e);
+                        return fail_group(n, Some(job), e);
                     }
                     outcomes[job] = Some(if guard { Ok(None) } else { Err(e) });
                     if !savepoints {
@@ -239,7 +248,7 @@ impl Db {
                 }
                 // BEGIN failed (the database stayed busy): the connection is closed,
                 // not pooled, in case what failed it was a transaction left open.
-                Some((_, Answer::Begin)) | None => return fail_rest(outcomes, e),
+                Some((_, Answer::Begin)) | None => return fail_group(n, None, e),
                 // The guards' clearing or COMMIT: nothing of the group is written.
                 Some(_) => {
                     if let Ok(conn) = open.conn()
@@ -247,7 +256,7 @@ impl Db {
                     {
                         open.release();
                     }
-                    return fail_rest(outcomes, e);
+                    return fail_group(n, None, e);
                 }
             }
         }
@@ -305,17 +314,25 @@ fn trip(
     (text, args, answers)
 }
 
-/// Every write not answered yet gets the error (the first one `e` itself).
-fn fail_rest(outcomes: Vec<Option<Outcome>>, e: sqlx::Error) -> Vec<Outcome> {
+/// The group failed as a whole (its `BEGIN` or `COMMIT`, or a failure that left its
+/// transaction's state unknown): nothing of it is written, so every write gets an
+/// error, also one already undone or failed on its own (what it met may have been
+/// an earlier write of the group: a duplicate of a key that is now not there).
+/// `culprit`, the write whose statement failed, gets that error; the others an
+/// error naming it. A write alone gets the error as it is.
+fn fail_group(n: usize, culprit: Option<usize>, e: sqlx::Error) -> Vec<Outcome> {
+    let text = e.to_string();
     let mut e = Some(e);
-    outcomes
-        .into_iter()
-        .map(|outcome| match outcome {
-            Some(outcome) => outcome,
-            None => Err(match e.take() {
-                Some(e) => e,
-                None => sqlx::Error::Protocol("the write's group failed to commit".into()),
-            }),
+    (0..n)
+        .map(|job| {
+            if (n == 1 || culprit == Some(job))
+                && let Some(e) = e.take()
+            {
+                return Err(e);
+            }
+            Err(sqlx::Error::Protocol(format!(
+                "the write's group failed, nothing of it written: {text}"
+            )))
         })
         .collect()
 }
