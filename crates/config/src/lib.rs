@@ -308,12 +308,16 @@ pub struct StoreSettings {
     /// one transaction (group commit), each undone alone if it fails; 1: every
     /// write a transaction of its own. PostgreSQL's writers do not take turns.
     pub write_group_max: usize,
+    /// On SQLite, the WAL is checkpointed every this many milliseconds by a task
+    /// of its own; 0: by SQLite, in the writer whose commit filled it.
+    pub checkpoint_ms: u64,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
         Self {
             write_group_max: 32,
+            checkpoint_ms: 100,
         }
     }
 }

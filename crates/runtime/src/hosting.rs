@@ -153,7 +153,8 @@ impl Process {
         let build = async {
             let db = match S::MIGRATIONS {
                 Some(migrations) => {
-                    let db = open_db(&host, database_url.as_deref(), migrations).await?;
+                    let db =
+                        open_db(&host, database_url.as_deref(), &common.store, migrations).await?;
                     Some(db.with_write_groups(common.store.write_group_max))
                 }
                 None => None,
@@ -235,12 +236,15 @@ impl Process {
 async fn open_db(
     host: &emporium_client::Host,
     url: Option<&str>,
+    store: &emporium_config::StoreSettings,
     migrations: &emporium_store::Migrations,
 ) -> anyhow::Result<emporium_store::Db> {
     let service = host.service;
-    let db = emporium_store::Db::open_service(service, &host.data_dir(), url)
-        .await
-        .with_context(|| format!("opening the {service} database"))?;
+    let checkpoints = (store.checkpoint_ms > 0).then(|| Duration::from_millis(store.checkpoint_ms));
+    let db =
+        emporium_store::Db::open_service_checkpointing(service, &host.data_dir(), url, checkpoints)
+            .await
+            .with_context(|| format!("opening the {service} database"))?;
     db.migrate_all(migrations)
         .await
         .with_context(|| format!("migrating the {service} database"))?;
