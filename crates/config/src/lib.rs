@@ -308,8 +308,9 @@ pub struct StoreSettings {
     /// one transaction (group commit), each undone alone if it fails; 1: every
     /// write a transaction of its own. PostgreSQL's writers do not take turns.
     pub write_group_max: usize,
-    /// On SQLite, the WAL is checkpointed every this many milliseconds by a task
-    /// of its own; 0: by SQLite, in the writer whose commit filled it.
+    /// On SQLite, the WAL is checkpointed every this many milliseconds (at least
+    /// 10) by a task of its own, and by a writer only past 16 MB; 0: by SQLite,
+    /// in the writer whose commit took it past 4 MB.
     pub checkpoint_ms: u64,
 }
 

@@ -121,6 +121,11 @@ pub struct Db {
 /// the settings say otherwise (`store.checkpoint_ms`).
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
+/// With background checkpoints, the WAL's size (pages of 4 KiB) at which a writer
+/// checkpoints it all the same (see `Db::open_sqlite`): it bounds the WAL at
+/// about 16 MB under a steady stream of commits.
+pub const WAL_BACKSTOP_PAGES: u32 = 4000;
+
 /// SQLite: the background checkpoints of one database (see [`Db::open_sqlite`]);
 /// dropped with the last clone of the [`Db`], which stops them.
 #[derive(Debug)]
@@ -157,19 +162,15 @@ impl Db {
         checkpoints: Option<Duration>,
     ) -> Result<Self, StoreError> {
         match url {
-            Some(url) => Self::open_in(url, Some(service)).await,
+            Some(url) => Self::open_url(url, Some(service), checkpoints).await,
             None => {
                 std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
                     path: dir.display().to_string(),
                     source,
                 })?;
                 let file = dir.join(format!("{service}.db"));
-                sqlx::any::install_default_drivers();
-                Self::open_sqlite(
-                    &format!("sqlite://{}?mode=rwc", file.display()),
-                    checkpoints,
-                )
-                .await
+                let url = format!("sqlite://{}?mode=rwc", file.display());
+                Self::open_url(&url, None, checkpoints).await
             }
         }
     }
@@ -181,9 +182,17 @@ impl Db {
 
     /// Opens a database by URL; on PostgreSQL every connection works in `schema`.
     pub async fn open_in(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
+        Self::open_url(url, schema, Some(CHECKPOINT_EVERY)).await
+    }
+
+    async fn open_url(
+        url: &str,
+        schema: Option<&str>,
+        checkpoints: Option<Duration>,
+    ) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         if url.starts_with("sqlite:") {
-            Self::open_sqlite(url, Some(CHECKPOINT_EVERY)).await
+            Self::open_sqlite(url, checkpoints).await
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Self::open_postgres(url, schema).await
         } else {
@@ -191,18 +200,23 @@ impl Db {
         }
     }
 
-    /// Opens a SQLite file. With `checkpoints`, no writer checkpoints the WAL
-    /// (`wal_autocheckpoint = 0`): a task does, every so often, on a connection of
-    /// its own. SQLite's automatic checkpoint runs in the connection whose commit
-    /// took the WAL past 1,000 pages, before that commit returns: copying up to
-    /// 4 MB into the database file and syncing both, while that writer holds this
-    /// process's write slot (orders wrote 34 MB/s of WAL at checkout saturation,
-    /// a checkpoint every eighth of a second). A passive checkpoint takes no write
-    /// lock, so the writers go on while it runs.
+    /// Opens a SQLite file. With `checkpoints`, a task checkpoints the WAL every so
+    /// often on a pooled connection, and the writers do only past a backstop
+    /// ([`WAL_BACKSTOP_PAGES`]). SQLite's automatic checkpoint runs in the
+    /// connection whose commit took the WAL past 1,000 pages, before that commit
+    /// returns: copying up to 4 MB into the database file and syncing both, while
+    /// that writer holds this process's write slot (orders wrote 34 MB/s of WAL at
+    /// checkout saturation, a checkpoint every eighth of a second). A passive
+    /// checkpoint takes no write lock, so the writers go on while it runs — and
+    /// under a steady stream of commits it never copies the last ones, so the WAL
+    /// never starts over from its beginning: past the backstop a writer
+    /// checkpoints as before, holding the slot, so that one completes and the WAL
+    /// is reused (what is left to copy then is the little the task has not).
     async fn open_sqlite(url: &str, checkpoints: Option<Duration>) -> Result<Self, StoreError> {
         let options = AnyConnectOptions::from_str(url)?;
         let autocheckpoint: &'static str = match checkpoints {
-            Some(_) => "PRAGMA wal_autocheckpoint = 0",
+            // WAL_BACKSTOP_PAGES, as a pragma string.
+            Some(_) => "PRAGMA wal_autocheckpoint = 4000",
             None => "PRAGMA wal_autocheckpoint = 1000",
         };
         let pool = AnyPoolOptions::new()
@@ -710,7 +724,14 @@ mod tests {
                 .fetch_one(db.pool())
                 .await
                 .expect("pragma");
-            assert_eq!(automatic, if checkpoints.is_some() { 0 } else { 1000 });
+            assert_eq!(
+                automatic,
+                if checkpoints.is_some() {
+                    i64::from(WAL_BACKSTOP_PAGES)
+                } else {
+                    1000
+                }
+            );
             sqlx::query("CREATE TABLE b (x BLOB NOT NULL)")
                 .execute(db.pool())
                 .await
