@@ -153,9 +153,7 @@ impl Process {
         let build = async {
             let db = match S::MIGRATIONS {
                 Some(migrations) => {
-                    let db =
-                        open_db(&host, database_url.as_deref(), &common.store, migrations).await?;
-                    Some(db.with_write_groups(common.store.write_group_max))
+                    Some(open_db(&host, database_url.as_deref(), &common.store, migrations).await?)
                 }
                 None => None,
             };
@@ -231,8 +229,8 @@ impl Process {
 }
 
 /// Opens the service's database (its own URL, else the shared one, else a SQLite
-/// file in its data folder), applies its migrations, and makes `/readyz` depend on
-/// reaching it.
+/// file in its data folder) with the `[store]` settings, applies its migrations,
+/// and makes `/readyz` depend on reaching it.
 async fn open_db(
     host: &emporium_client::Host,
     url: Option<&str>,
@@ -244,7 +242,8 @@ async fn open_db(
     let db =
         emporium_store::Db::open_service_checkpointing(service, &host.data_dir(), url, checkpoints)
             .await
-            .with_context(|| format!("opening the {service} database"))?;
+            .with_context(|| format!("opening the {service} database"))?
+            .with_write_groups(store.write_group_max);
     db.migrate_all(migrations)
         .await
         .with_context(|| format!("migrating the {service} database"))?;
