@@ -238,12 +238,14 @@ async fn open_db(
     migrations: &emporium_store::Migrations,
 ) -> anyhow::Result<emporium_store::Db> {
     let service = host.service;
-    let checkpoints = (store.checkpoint_ms > 0).then(|| Duration::from_millis(store.checkpoint_ms));
-    let db =
-        emporium_store::Db::open_service_checkpointing(service, &host.data_dir(), url, checkpoints)
-            .await
-            .with_context(|| format!("opening the {service} database"))?
-            .with_write_groups(store.write_group_max);
+    let options = emporium_store::SqliteOptions {
+        checkpoint_every: (store.checkpoint_ms > 0)
+            .then(|| Duration::from_millis(store.checkpoint_ms)),
+        write_group_max: store.write_group_max,
+    };
+    let db = emporium_store::Db::open_service_with(service, &host.data_dir(), url, options)
+        .await
+        .with_context(|| format!("opening the {service} database"))?;
     db.migrate_all(migrations)
         .await
         .with_context(|| format!("migrating the {service} database"))?;

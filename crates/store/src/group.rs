@@ -203,8 +203,8 @@ fn lost() -> sqlx::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::demo_db;
-    use crate::{Written, is_unique_violation};
+    use crate::tests::{demo_db, demo_db_with};
+    use crate::{SqliteOptions, Written, is_unique_violation};
 
     const TABLE: &str = "CREATE TABLE t (k TEXT PRIMARY KEY, v BIGINT NOT NULL)";
 
@@ -284,8 +284,11 @@ mod tests {
     async fn queued_writes_share_one_transaction_and_each_is_undone_alone() {
         let mut seen = Vec::new();
         for max in [32, 1] {
-            let (_dir, db) = demo_db(TABLE).await;
-            let db = db.with_write_groups(max);
+            let options = SqliteOptions {
+                write_group_max: max,
+                ..SqliteOptions::default()
+            };
+            let (_dir, db) = demo_db_with(TABLE, options).await;
             let (answers, rows) = five_queued_writes(&db).await;
             let [b, c, d, e, f] = answers.try_into().expect("five answers");
             assert_eq!(b.expect("b").expect("committed").changed, [1]);

@@ -138,8 +138,30 @@ impl Drop for Checkpoints {
 }
 
 /// How many queued [`Db::write`]s at most share one transaction on SQLite, unless
-/// [`Db::with_write_groups`] says otherwise.
+/// the settings say otherwise (`store.write_group_max`).
 pub const WRITE_GROUP_MAX: usize = 32;
+
+/// How a SQLite database is written (the `[store]` settings); no effect on
+/// PostgreSQL, whose writers neither take turns nor share a WAL file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// How often the WAL is checkpointed in the background (see
+    /// [`Db::open_sqlite`]); `None`: by SQLite itself, in the writer whose commit
+    /// fills it.
+    pub checkpoint_every: Option<Duration>,
+    /// At most this many writes waiting for the write slot share one
+    /// transaction (group.rs); 1: each write is a transaction of its own.
+    pub write_group_max: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            checkpoint_every: Some(CHECKPOINT_EVERY),
+            write_group_max: WRITE_GROUP_MAX,
+        }
+    }
+}
 
 impl Db {
     /// Opens the database of `service`: `url` when given (on PostgreSQL, in the
@@ -150,19 +172,18 @@ impl Db {
         dir: &Path,
         url: Option<&str>,
     ) -> Result<Self, StoreError> {
-        Self::open_service_checkpointing(service, dir, url, Some(CHECKPOINT_EVERY)).await
+        Self::open_service_with(service, dir, url, SqliteOptions::default()).await
     }
 
-    /// [`Db::open_service`], with SQLite's WAL checkpointed every `checkpoints` in
-    /// the background, or (`None`) by SQLite itself in the writer that fills it.
-    pub async fn open_service_checkpointing(
+    /// [`Db::open_service`], written on SQLite as `options` say.
+    pub async fn open_service_with(
         service: &str,
         dir: &Path,
         url: Option<&str>,
-        checkpoints: Option<Duration>,
+        options: SqliteOptions,
     ) -> Result<Self, StoreError> {
         match url {
-            Some(url) => Self::open_url(url, Some(service), checkpoints).await,
+            Some(url) => Self::open_url(url, Some(service), options).await,
             None => {
                 std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
                     path: dir.display().to_string(),
@@ -170,7 +191,7 @@ impl Db {
                 })?;
                 let file = dir.join(format!("{service}.db"));
                 let url = format!("sqlite://{}?mode=rwc", file.display());
-                Self::open_url(&url, None, checkpoints).await
+                Self::open_url(&url, None, options).await
             }
         }
     }
@@ -182,17 +203,17 @@ impl Db {
 
     /// Opens a database by URL; on PostgreSQL every connection works in `schema`.
     pub async fn open_in(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
-        Self::open_url(url, schema, Some(CHECKPOINT_EVERY)).await
+        Self::open_url(url, schema, SqliteOptions::default()).await
     }
 
     async fn open_url(
         url: &str,
         schema: Option<&str>,
-        checkpoints: Option<Duration>,
+        options: SqliteOptions,
     ) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         if url.starts_with("sqlite:") {
-            Self::open_sqlite(url, checkpoints).await
+            Self::open_sqlite(url, options).await
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Self::open_postgres(url, schema).await
         } else {
@@ -200,8 +221,8 @@ impl Db {
         }
     }
 
-    /// Opens a SQLite file. With `checkpoints`, a task checkpoints the WAL every so
-    /// often on a pooled connection, and the writers do only past a backstop
+    /// Opens a SQLite file. With `options.checkpoint_every`, a task checkpoints the
+    /// WAL every so often on a pooled connection, and the writers do only past a backstop
     /// ([`WAL_BACKSTOP_PAGES`]). SQLite's automatic checkpoint runs in the
     /// connection whose commit took the WAL past 1,000 pages, before that commit
     /// returns: copying up to 4 MB into the database file and syncing both, while
@@ -212,9 +233,9 @@ impl Db {
     /// never starts over from its beginning: past the backstop a writer
     /// checkpoints as before, holding the slot, so that one completes and the WAL
     /// is reused (what is left to copy then is the little the task has not).
-    async fn open_sqlite(url: &str, checkpoints: Option<Duration>) -> Result<Self, StoreError> {
+    async fn open_sqlite(url: &str, sqlite: SqliteOptions) -> Result<Self, StoreError> {
         let options = AnyConnectOptions::from_str(url)?;
-        let autocheckpoint: &'static str = match checkpoints {
+        let autocheckpoint: &'static str = match sqlite.checkpoint_every {
             // WAL_BACKSTOP_PAGES, as a pragma string.
             Some(_) => "PRAGMA wal_autocheckpoint = 4000",
             None => "PRAGMA wal_autocheckpoint = 1000",
@@ -243,7 +264,7 @@ impl Db {
             .connect_with(options)
             .await?;
         pool.execute("PRAGMA journal_mode = WAL").await?;
-        let checkpoints = checkpoints.map(|every| {
+        let checkpoints = sqlite.checkpoint_every.map(|every| {
             let pool = pool.clone();
             Arc::new(Checkpoints(tokio::spawn(checkpoint(pool, every))))
         });
@@ -252,7 +273,7 @@ impl Db {
             backend: Backend::Sqlite,
             writer: Some(Arc::new(queue::WriteQueue::new())),
             kept: Some(Arc::default()),
-            group: Some(Arc::new(group::Group::new(WRITE_GROUP_MAX))),
+            group: Some(Arc::new(group::Group::new(sqlite.write_group_max))),
             _checkpoints: checkpoints,
         })
     }
@@ -336,16 +357,6 @@ impl Db {
                 Err(e) => return Err(e.into()),
             }
         }
-    }
-
-    /// On SQLite, at most `max` writes waiting for the write slot share one
-    /// transaction (group.rs); 1: each write is a transaction of its own. No
-    /// effect on PostgreSQL, whose writers do not take turns.
-    pub fn with_write_groups(mut self, max: usize) -> Self {
-        if self.group.is_some() {
-            self.group = Some(Arc::new(group::Group::new(max)));
-        }
-        self
     }
 
     /// The connection pool.
@@ -443,8 +454,15 @@ mod tests {
 
     /// A fresh `demo` database in a temporary folder, with one table made by `ddl`.
     pub(crate) async fn demo_db(ddl: &'static str) -> (tempfile::TempDir, Db) {
+        demo_db_with(ddl, SqliteOptions::default()).await
+    }
+
+    pub(crate) async fn demo_db_with(
+        ddl: &'static str,
+        options: SqliteOptions,
+    ) -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = Db::open_service("demo", dir.path(), None)
+        let db = Db::open_service_with("demo", dir.path(), None, options)
             .await
             .expect("open");
         sqlx::query(ddl).execute(db.pool()).await.expect("create");
@@ -717,7 +735,11 @@ mod tests {
     async fn the_wal_is_checkpointed_in_the_background() {
         for checkpoints in [Some(Duration::from_millis(20)), None] {
             let dir = tempfile::tempdir().expect("tempdir");
-            let db = Db::open_service_checkpointing("demo", dir.path(), None, checkpoints)
+            let options = SqliteOptions {
+                checkpoint_every: checkpoints,
+                ..SqliteOptions::default()
+            };
+            let db = Db::open_service_with("demo", dir.path(), None, options)
                 .await
                 .expect("open");
             let (automatic,): (i64,) = sqlx::query_as("PRAGMA wal_autocheckpoint")
