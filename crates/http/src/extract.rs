@@ -7,8 +7,9 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use bytes::Bytes;
 use http::request::Parts;
 use http::{StatusCode, header};
-use serde::de::{DeserializeOwned, Deserializer, Unexpected, Visitor};
+use serde::de::DeserializeOwned;
 
+use crate::objects::Objects;
 use crate::problem::{ApiError, FieldError};
 
 /// A JSON body: `Content-Type: application/json` (or `+json`), at most the configured
@@ -56,7 +57,8 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
     }
 }
 
-/// Parses JSON, mapping serde's error to a problem that names the field.
+/// Parses JSON, mapping serde's error to a problem that names the field. A struct
+/// is read only from a JSON object, at any depth (`objects.rs`).
 ///
 /// A number with a zero fraction (`5.0`) is an integer in JSON Schema, and so in the
 /// API's documents; serde refuses it for an integer field, so a body that fails on
@@ -65,11 +67,7 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
 /// integral number as one with a fraction.)
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let array = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
-    let result: Result<T, _> = serde_path_to_error::deserialize(ObjectsOnly {
-        inner: &mut de,
-        array,
-    });
+    let result: Result<T, _> = serde_path_to_error::deserialize(Objects(&mut de));
     let value = match result {
         Ok(value) => value,
         Err(e)
@@ -80,8 +78,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             let mut json: serde_json::Value =
                 serde_json::from_slice(bytes).map_err(|e| json_problem(".", e))?;
             integral_floats_to_integers(&mut json);
-            let array = json.is_array();
-            return serde_path_to_error::deserialize(ObjectsOnly { inner: json, array })
+            return serde_path_to_error::deserialize(Objects(json))
                 .map_err(|e| json_problem(&e.path().to_string(), e.into_inner()));
         }
         Err(e) => return Err(json_problem(&e.path().to_string(), e.into_inner())),
@@ -94,118 +91,6 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ))
     })?;
     Ok(value)
-}
-
-/// The body's value, read as a struct only from a JSON object: serde's derive
-/// also reads a struct from an array, its fields in order (`["t"]` as
-/// `{"refresh_token": "t"}`), which no document of the API allows (schemathesis
-/// found a sign-out answering 204 to one). Every other way of reading passes
-/// through.
-struct ObjectsOnly<D> {
-    inner: D,
-    /// Whether the body is an array.
-    array: bool,
-}
-
-macro_rules! pass_through {
-    ($($method:ident),* $(,)?) => {$(
-        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-            self.inner.$method(visitor)
-        }
-    )*};
-}
-
-impl<'de, D: Deserializer<'de>> Deserializer<'de> for ObjectsOnly<D> {
-    type Error = D::Error;
-
-    pass_through!(
-        deserialize_any,
-        deserialize_bool,
-        deserialize_i8,
-        deserialize_i16,
-        deserialize_i32,
-        deserialize_i64,
-        deserialize_i128,
-        deserialize_u8,
-        deserialize_u16,
-        deserialize_u32,
-        deserialize_u64,
-        deserialize_u128,
-        deserialize_f32,
-        deserialize_f64,
-        deserialize_char,
-        deserialize_str,
-        deserialize_string,
-        deserialize_bytes,
-        deserialize_byte_buf,
-        deserialize_option,
-        deserialize_unit,
-        deserialize_seq,
-        deserialize_map,
-        deserialize_identifier,
-        deserialize_ignored_any,
-    );
-
-    fn deserialize_unit_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, Self::Error> {
-        self.inner.deserialize_unit_struct(name, visitor)
-    }
-
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, Self::Error> {
-        self.inner.deserialize_newtype_struct(name, visitor)
-    }
-
-    fn deserialize_tuple<V: Visitor<'de>>(
-        self,
-        len: usize,
-        visitor: V,
-    ) -> Result<V::Value, Self::Error> {
-        self.inner.deserialize_tuple(len, visitor)
-    }
-
-    fn deserialize_tuple_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        len: usize,
-        visitor: V,
-    ) -> Result<V::Value, Self::Error> {
-        self.inner.deserialize_tuple_struct(name, len, visitor)
-    }
-
-    fn deserialize_enum<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        variants: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, Self::Error> {
-        self.inner.deserialize_enum(name, variants, visitor)
-    }
-
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, Self::Error> {
-        if self.array {
-            return Err(serde::de::Error::invalid_type(
-                Unexpected::Seq,
-                &"a JSON object",
-            ));
-        }
-        self.inner.deserialize_struct(name, fields, visitor)
-    }
-
-    fn is_human_readable(&self) -> bool {
-        self.inner.is_human_readable()
-    }
 }
 
 /// A problem for serde's error at `path`: 400 for malformed JSON, 422 naming the
@@ -349,6 +234,40 @@ mod tests {
         assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
         let list: Vec<u8> = parse_json(b"[1, 2]").expect("a list is read as one");
         assert_eq!(list, [1, 2]);
+    }
+
+    #[test]
+    fn a_struct_inside_is_an_object_not_an_array_either() {
+        // Under a field, an option, and reread for an integral float.
+        for body in [
+            br#"{"email":"a@b.c","age":3,"address":["Oslo"]}"#.as_slice(),
+            br#"{"email":"a@b.c","age":3.0,"address":["Oslo"]}"#,
+        ] {
+            let e = parse_json::<Body>(body).expect_err("a nested array");
+            assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
+            assert_eq!(e.problem().errors[0].field, "address");
+        }
+        // In a list, and in an enum's variant.
+        let e = parse_json::<Vec<Address>>(br#"[{"city":"Oslo"},["Bergen"]]"#)
+            .expect_err("an array in a list");
+        assert_eq!(e.problem().errors[0].field, "[1]");
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        enum Ship {
+            To(Address),
+            Pickup { store: String },
+        }
+        assert!(parse_json::<Ship>(br#"{"To":["Oslo"]}"#).is_err());
+        assert!(parse_json::<Ship>(br#"{"Pickup":["Main St"]}"#).is_err());
+        // The same written as objects passes; lists and tuples stay lists.
+        let b: Body =
+            parse_json(br#"{"email":"a@b.c","age":3,"address":{"city":"Oslo"}}"#).expect("objects");
+        assert_eq!(b.address.map(|a| a.city).as_deref(), Some("Oslo"));
+        let ships: Vec<Ship> = parse_json(br#"[{"To":{"city":"Oslo"}},{"Pickup":{"store":"x"}}]"#)
+            .expect("variants as objects");
+        assert_eq!(ships.len(), 2);
+        let pairs: Vec<(String, u8)> = parse_json(br#"[["a",1]]"#).expect("tuples");
+        assert_eq!(pairs, [("a".to_string(), 1)]);
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod identity;
 pub mod limit;
 pub mod middleware;
 pub mod names;
+mod objects;
 pub mod openapi;
 pub mod problem;
 pub mod server;
