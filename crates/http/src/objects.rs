@@ -8,6 +8,12 @@
 //! variants), so that a struct asked of a sequence is a type error wherever it
 //! sits. Everything else passes through. (serde_path_to_error wraps the same way
 //! to learn the path; no crate offers this check.)
+//!
+//! Except inside what serde buffers before reading it (`#[serde(flatten)]` fields,
+//! untagged and internally tagged enums): those are read again from serde's
+//! private buffer, which cannot be wrapped from outside, and there a struct still
+//! takes an array. No request body of the API uses them; one that does should
+//! not rely on this check.
 
 use std::fmt;
 
