@@ -145,9 +145,8 @@ pub const WRITE_GROUP_MAX: usize = 32;
 /// PostgreSQL, whose writers neither take turns nor share a WAL file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SqliteOptions {
-    /// How often the WAL is checkpointed in the background (see
-    /// [`Db::open_sqlite`]); `None`: by SQLite itself, in the writer whose commit
-    /// fills it.
+    /// How often the WAL is checkpointed in the background (see `open_sqlite`);
+    /// `None`: by SQLite itself, in the writer whose commit fills it.
     pub checkpoint_every: Option<Duration>,
     /// At most this many writes waiting for the write slot share one
     /// transaction (group.rs); 1: each write is a transaction of its own.
