@@ -253,7 +253,8 @@ impl Up {
                 let lines = self.lines.lock().expect("lock");
                 let last = lines.len().saturating_sub(30);
                 panic!(
-                    "no line with {needle:?} in time; the last lines:\n{}",
+                    "no line with {needle:?} in time; the errors:\n{}\nthe last lines:\n{}",
+                    errors(&lines).join("\n"),
                     lines[last..].join("\n")
                 );
             }
@@ -809,4 +810,51 @@ fn a_gateway_port_in_use_fails_fast_and_leaves_nothing_behind() {
         leftovers(data.path()).is_empty(),
         "the services started so far are stopped"
     );
+}
+
+/// The lines of a shop's output that say what went wrong (a process's error and
+/// its causes, error and warning log lines, panics), at most 60: a process that
+/// exits while starting prints its error long before the last lines.
+fn errors(lines: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    // The process whose causes follow, and how many of its lines are still kept.
+    let mut causes: Option<(&str, usize)> = None;
+    for line in lines {
+        let process = line.split(" | ").next().unwrap_or_default();
+        let wanted = line.contains("Error")
+            || line.contains("\"level\":\"ERROR\"")
+            || line.contains("\"level\":\"WARN\"")
+            || line.contains("panicked");
+        if line.contains("Caused by") {
+            causes = Some((process, 5));
+        } else if let Some((from, left)) =
+            causes.filter(|(from, left)| *from == process && *left > 0)
+        {
+            causes = Some((from, left - 1));
+        } else if !wanted {
+            continue;
+        }
+        out.push(line.clone());
+        if out.len() == 60 {
+            break;
+        }
+    }
+    out
+}
+
+#[test]
+fn a_failed_start_shows_the_process_error_and_not_every_line() {
+    let lines = [
+        "orders-1 | Error: migrating the orders database",
+        "orders-1 | ",
+        "orders-1 | Caused by:",
+        "orders-1 |     database is locked",
+        r#"    cart | {"level":"INFO","message":"listening"}"#,
+        r#"    cart | {"level":"WARN","message":"could not deregister"}"#,
+    ]
+    .map(String::from);
+    let shown = errors(&lines);
+    assert!(shown.iter().any(|l| l.contains("database is locked")));
+    assert!(shown.iter().any(|l| l.contains("could not deregister")));
+    assert!(!shown.iter().any(|l| l.contains("listening")));
 }
