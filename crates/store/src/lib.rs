@@ -234,11 +234,15 @@ impl Db {
     /// is reused (what is left to copy then is the little the task has not).
     async fn open_sqlite(url: &str, sqlite: SqliteOptions) -> Result<Self, StoreError> {
         let options = AnyConnectOptions::from_str(url)?;
-        let autocheckpoint: &'static str = match sqlite.checkpoint_every {
-            // WAL_BACKSTOP_PAGES, as a pragma string.
-            Some(_) => "PRAGMA wal_autocheckpoint = 4000",
-            None => "PRAGMA wal_autocheckpoint = 1000",
+        // SQLite's own threshold without background checkpoints (its default).
+        let pages = match sqlite.checkpoint_every {
+            Some(_) => WAL_BACKSTOP_PAGES,
+            None => 1000,
         };
+        // One string per pool for the life of the process, as the connect hook
+        // needs it for every connection.
+        let autocheckpoint: &'static str =
+            String::leak(format!("PRAGMA wal_autocheckpoint = {pages}"));
         let pool = AnyPoolOptions::new()
             .max_connections(8)
             .min_connections(1)
