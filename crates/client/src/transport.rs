@@ -194,7 +194,7 @@ impl HttpTransport {
         let target = self.policies.target(&service);
         let _slot = target.enter()?;
         target.called();
-        let routes = self.discovery.routes(&service).await?;
+        let mut routes = self.discovery.routes(&service).await?;
         let http = self.clients.to(&service)?;
         let scheme = self.clients.uri_scheme();
         let deadline = request.extensions().get::<Deadline>().map(|d| d.0);
@@ -260,7 +260,15 @@ impl HttpTransport {
                     None => None,
                 };
                 if let Some(admit) = admitted {
-                    let route = routes[n % routes.len()].clone();
+                    // A retry reads the instances again: one that came up since the
+                    // call began (a restarted service at a new address) is there.
+                    if n > 0
+                        && let Ok(fresh) = self.discovery.routes(&service).await
+                    {
+                        routes = fresh;
+                    }
+                    let route = untried(&routes, &attempts.launched)
+                        .unwrap_or_else(|| routes[n % routes.len()].clone());
                     let mut req = Request::new(Body::from(body.clone()));
                     *req.method_mut() = parts.method.clone();
                     *req.uri_mut() = at_address(&service, scheme, &route.address, &path)?;
@@ -456,6 +464,14 @@ impl Drop for Attempts<'_> {
             }
         }
     }
+}
+
+/// The first of `routes` (best first) that no attempt of this call has gone to.
+fn untried(routes: &[Route], launched: &[(Route, Admit, Instant, bool)]) -> Option<Route> {
+    routes
+        .iter()
+        .find(|r| launched.iter().all(|(l, ..)| l.address != r.address))
+        .cloned()
 }
 
 /// A request's path and query, `/` when it has none (shared with the request's

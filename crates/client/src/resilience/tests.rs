@@ -95,6 +95,10 @@ async fn closed_port() -> String {
 
 fn client(addresses: Vec<String>, policy: CallPolicyOverrides) -> ServiceClient {
     let discovery = Arc::new(Discovery::new(None).with_fixed("svc", addresses));
+    client_through(discovery, policy)
+}
+
+fn client_through(discovery: Arc<Discovery>, policy: CallPolicyOverrides) -> ServiceClient {
     let settings = ClientSettings([("svc".to_string(), policy)].into_iter().collect());
     let transport = HttpTransport::new(
         discovery,
@@ -214,6 +218,103 @@ async fn a_refused_connection_is_retried_whatever_the_method() {
             .expect("the request never reached the closed port, so it may go elsewhere");
     }
     assert_eq!(hits(&good), 10);
+}
+
+/// A registry listing `svc` at the addresses `listed` holds (with the index of
+/// their change), answering a long poll once they change; its URL.
+async fn registry(listed: tokio::sync::watch::Sender<(u64, Vec<String>)>) -> String {
+    use emporium_contracts::registry::{BASE, Instance, Snapshot};
+    let app = Router::new().route(
+        &format!("{BASE}/services/svc"),
+        axum::routing::get(
+            move |axum::extract::Query(query): axum::extract::Query<
+                std::collections::HashMap<String, String>,
+            >| {
+                let mut changes = listed.subscribe();
+                async move {
+                    let number = |k: &str| query.get(k).and_then(|v| v.parse::<u64>().ok());
+                    if let (Some(after), Some(wait)) = (number("index"), number("wait_ms")) {
+                        let changed = changes.wait_for(|(index, _)| *index > after);
+                        let _ = tokio::time::timeout(Duration::from_millis(wait), changed).await;
+                    }
+                    let (index, addresses) = changes.borrow().clone();
+                    let instances = addresses
+                        .into_iter()
+                        .map(|address| Instance {
+                            service: "svc".into(),
+                            instance_id: address.clone(),
+                            address,
+                            version: "0".into(),
+                            metadata: Default::default(),
+                            healthy: true,
+                            registered_at_ms: 0,
+                            last_heartbeat_ms: 0,
+                        })
+                        .collect();
+                    axum::Json(Snapshot {
+                        epoch: "e".into(),
+                        index,
+                        instances,
+                    })
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}")
+}
+
+#[tokio::test]
+async fn a_retry_goes_to_an_instance_that_came_up_during_the_call() {
+    let listed = tokio::sync::watch::Sender::new((1, Vec::new()));
+    let registry = registry(listed.clone()).await;
+    let discovery = Arc::new(Discovery::new(Some(crate::RegistryClient::new(
+        &registry,
+        Clients::plain(),
+    ))));
+    let good = instance(Behaviour::Ok).await;
+    // The only instance the call knows when it starts fails it, but first a new
+    // one comes up and the caller hears of it.
+    let (watching, new, publish) = (discovery.clone(), good.address.clone(), listed.clone());
+    let app = Router::new().route(
+        "/{*path}",
+        any(move || {
+            let (discovery, new, publish) = (watching.clone(), new.clone(), publish.clone());
+            async move {
+                let mut both = Vec::new();
+                publish.send_modify(|(index, addresses)| {
+                    addresses.push(new.clone());
+                    *index += 1;
+                    both = addresses.clone();
+                });
+                for _ in 0..100 {
+                    let known = discovery.candidates("svc").await.expect("candidates");
+                    if known.len() == both.len() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let failing = listener.local_addr().expect("address").to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    listed.send_replace((1, vec![failing]));
+
+    let c = client_through(discovery, Default::default());
+    let answer: String = c
+        .get_json("/x")
+        .await
+        .expect("the retry went to the instance that came up");
+    assert_eq!((answer.as_str(), hits(&good)), ("ok", 1));
 }
 
 #[tokio::test]

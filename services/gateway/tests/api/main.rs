@@ -899,7 +899,27 @@ async fn a_new_signing_key_is_fetched_when_its_first_token_arrives() {
     shop.users.take().expect("users").crash();
     std::fs::remove_dir_all(shop.env.dir.path().join("users")).expect("wipe users data");
     let settings = shop.env.settings::<UsersSettings>(Some(&shop.registry));
-    shop.users = Some(shop.env.spawn(emporium_users::Users, settings).await);
+    let users = shop.env.spawn(emporium_users::Users, settings).await;
+    // Through the gateway once it has heard of the new instance (the registry
+    // still lists the dead one until its lease runs out).
+    let keys: Value = client()
+        .get(users.at("/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("jwks");
+    shop.users = Some(users);
+    emporium_testkit::eventually("the gateway reaches the new users", || async {
+        let r = client()
+            .get(shop.at("/.well-known/jwks.json"))
+            .send()
+            .await
+            .ok()?;
+        (r.json::<Value>().await.ok()? == keys).then_some(())
+    })
+    .await;
     let (_, second) = shop.account("second@example.com").await;
     let kid = |t: &str| jsonwebtoken_kid(t);
     assert_ne!(kid(&first), kid(&second), "a new key");
