@@ -593,6 +593,21 @@ async fn every_service_serves_metrics_that_move_with_a_checkout() {
         ),
         1.0
     );
+    // Each saga's steps (a step retried counts again), and its writes as waited for.
+    for (step, at_least) in [
+        ("reserve", 2.0),
+        ("authorize", 2.0),
+        ("complete", 1.0),
+        ("compensate", 1.0),
+    ] {
+        let took = moved(
+            "orders",
+            "emporium_saga_step_duration_seconds_count",
+            &[("step", step)],
+        );
+        assert!(took >= at_least, "{step}: {took}");
+    }
+    assert!(moved("orders", "emporium_store_write_seconds_count", &[]) >= 4.0);
     assert_eq!(moved("cart", "emporium_cart_items_added_total", &[]), 2.0);
     assert!(
         moved("notifications", "emporium_mails_sent_total", &[]) >= 1.0,

@@ -74,7 +74,19 @@ impl Db {
     /// and answers `None`. On SQLite it waits its turn for the write slot, as
     /// [`Db::begin`] does, and holds it for one round trip — together with the
     /// other writes waiting then, each undone or committed as if alone (group.rs).
-    pub async fn write(&self, mut batch: Batch) -> Result<Option<Written>, sqlx::Error> {
+    pub async fn write(&self, batch: Batch) -> Result<Option<Written>, sqlx::Error> {
+        let started = std::time::Instant::now();
+        let written = self.write_now(batch).await;
+        let class = match emporium_telemetry::context::is_admitted() {
+            true => "admitted",
+            false => "public",
+        };
+        emporium_telemetry::metrics::histogram!("emporium_store_write_seconds", "class" => class)
+            .record(started.elapsed().as_secs_f64());
+        written
+    }
+
+    async fn write_now(&self, mut batch: Batch) -> Result<Option<Written>, sqlx::Error> {
         let published = std::mem::take(&mut batch.published);
         let changed = match batch.into_parts()? {
             Parts::Joined {

@@ -87,9 +87,14 @@ fn describe_common() {
         "Faults a fault rule injected into this process's calls, by target and kind."
     );
     describe_histogram!(
+        "emporium_store_write_seconds",
+        Unit::Seconds,
+        "Time a write (a batch in one transaction) took as its caller waited for it, the queue and its group included, by class (admitted work or a public request)."
+    );
+    describe_histogram!(
         "emporium_store_write_wait_seconds",
         Unit::Seconds,
-        "Time a SQLite write transaction waited for the database's write slot, by class (admitted work or a public request)."
+        "Time a SQLite writer that took the database's write slot waited for it, by class (admitted work or a public request)."
     );
     describe_counter!(
         "emporium_store_write_wait_timeouts_total",

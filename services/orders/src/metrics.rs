@@ -38,6 +38,11 @@ pub fn describe() {
         Unit::Seconds,
         "Time from placing an order to its saga's outcome."
     );
+    describe_histogram!(
+        "emporium_saga_step_duration_seconds",
+        Unit::Seconds,
+        "Time a saga step took (its calls and the writes it made), by the step the order was at; a failed step is counted too."
+    );
     describe_counter!(
         "emporium_saga_step_failures_total",
         "Saga steps that failed and will be retried."
@@ -72,6 +77,24 @@ pub fn cancelled(reason: Option<&str>, created_ms: i64, now_ms: i64) {
 
 pub fn step_failed() {
     counter!("emporium_saga_step_failures_total").increment(1);
+}
+
+/// The label of the step an order is at (a fixed set; anything else `other`).
+pub fn step_name(at: &str) -> &'static str {
+    use crate::store::step;
+    [
+        step::RESERVE,
+        step::AUTHORIZE,
+        step::COMPLETE,
+        step::COMPENSATE,
+    ]
+    .into_iter()
+    .find(|known| *known == at)
+    .unwrap_or("other")
+}
+
+pub fn step_took(step: &'static str, took: std::time::Duration) {
+    histogram!("emporium_saga_step_duration_seconds", "step" => step).record(took.as_secs_f64());
 }
 
 fn saga_took(outcome: &'static str, created_ms: i64, now_ms: i64) {

@@ -336,9 +336,15 @@ impl Saga {
                 }
             }
         };
-        let (next, order) = self
+        let (started, at) = (
+            std::time::Instant::now(),
+            crate::metrics::step_name(&order.step),
+        );
+        let taken = self
             .step_from(order, unwritten, captured, card, lines)
-            .await?;
+            .await;
+        crate::metrics::step_took(at, started.elapsed());
+        let (next, order) = taken?;
         *cached = order;
         Ok(next)
     }
