@@ -250,7 +250,19 @@ impl HttpTransport {
             {
                 next = None;
                 let n = attempts.launched.len();
-                let allowed = n == 0 || target.retry(reason);
+                // A retry reads the instances again: one that came up since the
+                // call began (a restarted service at a new address) is there. A
+                // hedge goes only to an instance this call has not tried.
+                if n > 0
+                    && let Ok(fresh) = self.discovery.routes(&service).await
+                {
+                    routes = fresh;
+                }
+                let route = match reason {
+                    "hedge" => untried(&routes, &attempts.launched),
+                    _ => least_recently_tried(&routes, &attempts.launched),
+                };
+                let allowed = route.is_some() && (n == 0 || target.retry(reason));
                 let admitted = match allowed.then(|| target.admit()) {
                     Some(Ok(admit)) => Some(admit),
                     Some(Err(open)) => {
@@ -259,16 +271,7 @@ impl HttpTransport {
                     }
                     None => None,
                 };
-                if let Some(admit) = admitted {
-                    // A retry reads the instances again: one that came up since the
-                    // call began (a restarted service at a new address) is there.
-                    if n > 0
-                        && let Ok(fresh) = self.discovery.routes(&service).await
-                    {
-                        routes = fresh;
-                    }
-                    let route = untried(&routes, &attempts.launched)
-                        .unwrap_or_else(|| routes[n % routes.len()].clone());
+                if let (Some(admit), Some(route)) = (admitted, route) {
                     let mut req = Request::new(Body::from(body.clone()));
                     *req.method_mut() = parts.method.clone();
                     *req.uri_mut() = at_address(&service, scheme, &route.address, &path)?;
@@ -333,6 +336,12 @@ impl HttpTransport {
             };
             attempts.ended(n, failed, matches!(ended, Ended::Refused(_)), declined);
             let n = attempts.launched.len();
+            // Whether another instance can take a retry at once: one this call
+            // has not tried, among the instances known now.
+            if failed && let Ok(fresh) = self.discovery.routes(&service).await {
+                routes = fresh;
+            }
+            let other = untried(&routes, &attempts.launched).is_some();
             let (retry_reason, wait) = match &ended {
                 // Told to come back to this instance later than a backoff would
                 // (it sheds load, or its own dependency failed): another instance
@@ -343,7 +352,7 @@ impl HttpTransport {
                         wait > Duration::from_millis(policy.backoff_max_ms)
                     }) =>
                 {
-                    if idempotent && retry::retryable(r.status()) && n < routes.len() {
+                    if idempotent && retry::retryable(r.status()) && other {
                         (Some("status"), Duration::ZERO)
                     } else {
                         (None, Duration::ZERO)
@@ -354,7 +363,7 @@ impl HttpTransport {
                     (Some("status"), backoff(n).max(wait))
                 }
                 Ended::Answered(_) => (None, Duration::ZERO),
-                Ended::Refused(_) if n < routes.len() => (Some("refused"), Duration::ZERO),
+                Ended::Refused(_) if other => (Some("refused"), Duration::ZERO),
                 Ended::Refused(_) => (Some("refused"), backoff(n)),
                 Ended::Broken(_) if idempotent => (Some("reset"), backoff(n)),
                 Ended::Broken(_) => (None, Duration::ZERO),
@@ -472,6 +481,21 @@ fn untried(routes: &[Route], launched: &[(Route, Admit, Instant, bool)]) -> Opti
         .iter()
         .find(|r| launched.iter().all(|(l, ..)| l.address != r.address))
         .cloned()
+}
+
+/// The first of `routes` (best first) that no attempt of this call has gone to;
+/// when every one has, the one whose latest attempt went longest ago, so the
+/// retries go round the instances in turn.
+fn least_recently_tried(
+    routes: &[Route],
+    launched: &[(Route, Admit, Instant, bool)],
+) -> Option<Route> {
+    let latest = |route: &Route| {
+        launched
+            .iter()
+            .rposition(|(l, ..)| l.address == route.address)
+    };
+    routes.iter().min_by_key(|route| latest(route)).cloned()
 }
 
 /// A request's path and query, `/` when it has none (shared with the request's

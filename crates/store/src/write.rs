@@ -49,6 +49,34 @@ pub struct Written {
     pub published: Vec<&'static str>,
 }
 
+/// Records how long a [`Db::write`] took as its caller waited for it when dropped:
+/// when it is answered, or when the caller gives up on it (a request past its
+/// deadline, the case that matters under overload).
+struct Timed {
+    started: std::time::Instant,
+    class: &'static str,
+}
+
+impl Timed {
+    fn start() -> Self {
+        let class = match emporium_telemetry::context::is_admitted() {
+            true => "admitted",
+            false => "public",
+        };
+        Self {
+            started: std::time::Instant::now(),
+            class,
+        }
+    }
+}
+
+impl Drop for Timed {
+    fn drop(&mut self) {
+        emporium_telemetry::metrics::histogram!("emporium_store_write_seconds", "class" => self.class)
+            .record(self.started.elapsed().as_secs_f64());
+    }
+}
+
 /// One answer of a joined write, in the order SQLite gives them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Answer {
@@ -75,15 +103,8 @@ impl Db {
     /// [`Db::begin`] does, and holds it for one round trip — together with the
     /// other writes waiting then, each undone or committed as if alone (group.rs).
     pub async fn write(&self, batch: Batch) -> Result<Option<Written>, sqlx::Error> {
-        let started = std::time::Instant::now();
-        let written = self.write_now(batch).await;
-        let class = match emporium_telemetry::context::is_admitted() {
-            true => "admitted",
-            false => "public",
-        };
-        emporium_telemetry::metrics::histogram!("emporium_store_write_seconds", "class" => class)
-            .record(started.elapsed().as_secs_f64());
-        written
+        let _timed = Timed::start();
+        self.write_now(batch).await
     }
 
     async fn write_now(&self, mut batch: Batch) -> Result<Option<Written>, sqlx::Error> {

@@ -94,7 +94,7 @@ fn describe_common() {
     describe_histogram!(
         "emporium_store_write_wait_seconds",
         Unit::Seconds,
-        "Time a SQLite writer that took the database's write slot waited for it, by class (admitted work or a public request)."
+        "Time a SQLite writer waited for the database's write slot itself (until it took it, or gave up after the queue's limit), by class (admitted work or a public request)."
     );
     describe_counter!(
         "emporium_store_write_wait_timeouts_total",

@@ -280,10 +280,13 @@ async fn a_retry_goes_to_an_instance_that_came_up_during_the_call() {
     // The only instance the call knows when it starts fails it, but first a new
     // one comes up and the caller hears of it.
     let (watching, new, publish) = (discovery.clone(), good.address.clone(), listed.clone());
+    let failed = Arc::new(AtomicUsize::new(0));
+    let counted = failed.clone();
     let app = Router::new().route(
         "/{*path}",
         any(move || {
             let (discovery, new, publish) = (watching.clone(), new.clone(), publish.clone());
+            counted.fetch_add(1, Ordering::SeqCst);
             async move {
                 let mut both = Vec::new();
                 publish.send_modify(|(index, addresses)| {
@@ -291,7 +294,8 @@ async fn a_retry_goes_to_an_instance_that_came_up_during_the_call() {
                     *index += 1;
                     both = addresses.clone();
                 });
-                for _ in 0..100 {
+                // Within the call's deadline (5 s).
+                for _ in 0..400 {
                     let known = discovery.candidates("svc").await.expect("candidates");
                     if known.len() == both.len() {
                         break;
@@ -314,7 +318,11 @@ async fn a_retry_goes_to_an_instance_that_came_up_during_the_call() {
         .get_json("/x")
         .await
         .expect("the retry went to the instance that came up");
-    assert_eq!((answer.as_str(), hits(&good)), ("ok", 1));
+    assert_eq!(
+        (answer.as_str(), hits(&good), failed.load(Ordering::SeqCst)),
+        ("ok", 1, 1),
+        "the retry went to the new instance, not back to the one that failed"
+    );
 }
 
 #[tokio::test]
