@@ -477,10 +477,8 @@ impl Drop for Attempts<'_> {
 
 /// The first of `routes` (best first) that no attempt of this call has gone to.
 fn untried(routes: &[Route], launched: &[(Route, Admit, Instant, bool)]) -> Option<Route> {
-    routes
-        .iter()
-        .find(|r| launched.iter().all(|(l, ..)| l.address != r.address))
-        .cloned()
+    least_recently_tried(routes, launched)
+        .filter(|r| launched.iter().all(|(l, ..)| l.address != r.address))
 }
 
 /// The first of `routes` (best first) that no attempt of this call has gone to;

@@ -79,7 +79,7 @@ impl WriteQueue {
             _permit: permit,
             since: Instant::now(),
         });
-        let class = if admitted { "admitted" } else { "public" };
+        let class = class(admitted);
         metrics::histogram!("emporium_store_write_wait_seconds", "class" => class)
             .record(started.elapsed().as_secs_f64());
         if turn.is_none() {
@@ -90,6 +90,11 @@ impl WriteQueue {
         }
         turn
     }
+}
+
+/// The `class` label of a writer's metrics: admitted work or a public request.
+pub(crate) fn class(admitted: bool) -> &'static str {
+    if admitted { "admitted" } else { "public" }
 }
 
 /// A writer's hold on the write slot, given back when dropped (with the

@@ -59,13 +59,9 @@ struct Timed {
 
 impl Timed {
     fn start() -> Self {
-        let class = match emporium_telemetry::context::is_admitted() {
-            true => "admitted",
-            false => "public",
-        };
         Self {
             started: std::time::Instant::now(),
-            class,
+            class: crate::queue::class(emporium_telemetry::context::is_admitted()),
         }
     }
 }
