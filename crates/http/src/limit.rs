@@ -15,8 +15,9 @@
 //! overloaded behaves as with a fixed limit.
 //!
 //! How low it goes tells a burst from overload, as CoDel tells a good queue from a
-//! standing one: while windows have shown queueing for less than the burst time
-//! (2 s), the limit stops at the floor (64), so a burst of checkouts queues for a
+//! standing one: while queueing has lasted less than the burst time (2 s; dips
+//! shorter than a second of windows without queueing do not end it), the limit
+//! stops at the floor (64), so a burst of checkouts queues for a
 //! moment and is served rather than half refused; once queueing has stood that
 //! long, the limit follows latency down to the minimum (8), where admitted
 //! requests take about what they take without load and the rest get 503 at once.
@@ -328,7 +329,17 @@ impl Gradient {
                 .min(self.estimate)
                 .clamp(lower, ceiling);
         } else {
-            self.queueing_since = None;
+            // A burst is over after a second of windows without queueing, not at
+            // the first one: under a standing overload a window or two dips below
+            // the threshold whenever the gateway's brownout holds journeys back
+            // for a moment, and a burst timer started afresh at each dip kept the
+            // limit at the floor, and admitted requests queueing, for seconds.
+            if self
+                .last_queueing
+                .is_none_or(|at| now.duration_since(at) >= WINDOW_MAX)
+            {
+                self.queueing_since = None;
+            }
             if peak as f64 >= self.estimate / 2.0 {
                 let proposed = self.estimate + self.estimate.sqrt();
                 self.estimate =
@@ -614,6 +625,23 @@ mod tests {
             (64.0..500.0).contains(&default),
             "queueing past the default 10 ms of slack: {default}"
         );
+    }
+
+    #[test]
+    fn a_dip_in_queueing_does_not_start_the_burst_time_again() {
+        // A second of queueing, then 300 ms of windows without (the gateway held
+        // journeys back for a moment), then queueing again: it has stood past
+        // the burst time, and the limit goes below the floor.
+        let (mut g, bounds, mut at) = overload(10);
+        windows(&mut g, &bounds, &mut at, 5_000.0, 3);
+        windows(&mut g, &bounds, &mut at, 4.0, 12);
+        assert!(g.standing && g.estimate < 64.0, "{}", g.estimate);
+        // A whole second without queueing ends the burst: the next is served
+        // down to the floor again.
+        let (mut g, bounds, mut at) = overload(10);
+        windows(&mut g, &bounds, &mut at, 5_000.0, 11);
+        windows(&mut g, &bounds, &mut at, 4.0, 12);
+        assert!(!g.standing && g.estimate >= 64.0, "{}", g.estimate);
     }
 
     #[test]
