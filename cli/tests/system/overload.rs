@@ -6,14 +6,15 @@
 //! the release build reaches. Here, on a debug build sharing two cores with the
 //! load generator, the bounds are looser (0.4 of the peak, the lower of one
 //! measured before and one after, forty times the unloaded p99: runs here gave
-//! 0.55–1.05 and 6–21 times) but still ones a collapse cannot meet: with
+//! 0.63–1.02 and 5.8–10.3 times) but still ones a collapse cannot meet: with
 //! every limit fixed at its ceiling and no brownout
 //! (`EMPORIUM__HTTP__ADAPTIVE_CONCURRENCY=false
 //! EMPORIUM__GATEWAY__BROWNOUT__ENABLED=false`) the same run confirms as many, but
 //! its admitted checkouts wait 8 s at the median and 15 s at the p99 (778 times
-//! the unloaded), where the shop as shipped answers in 85 and 260 ms. The
-//! gateway's brownout is checked to have taken part, as it is what keeps the
-//! goodput up (without it: 0.60 of the peak, where the bound alone would pass).
+//! the unloaded), where the shop as shipped answers in 85 and 260 ms (both
+//! measured with a 2 s warm-up and one peak). The gateway's brownout is checked
+//! to have taken part, as it is what keeps the goodput up (without it: 0.60 of
+//! the peak, where the bound alone would pass).
 
 use serde_json::Value;
 
@@ -46,10 +47,10 @@ async fn at_three_times_its_capacity_the_shop_still_confirms_checkouts_quickly()
     };
     // The peak: shoppers without think time, each back as soon as answered.
     let peak = || checkout(&["--users", "64", "--seconds", "6", "--warmup", "2"]);
-    let before = peak();
-    let (capacity, _, _) = confirmed(&before);
-    assert!(capacity > 5.0, "{before}");
-    let rate = |x: f64| format!("{:.1}", capacity * x);
+    let first = peak();
+    let (before, _, _) = confirmed(&first);
+    assert!(before > 5.0, "{first}");
+    let rate = |x: f64| format!("{:.1}", before * x);
     let unloaded = checkout(&["--users", "16", "--rate", &rate(0.1), "--seconds", "6"]);
     let (_, _, unloaded_p99) = confirmed(&unloaded);
     let gateway_admin = up.addr("gateway/admin");
@@ -80,18 +81,23 @@ async fn at_three_times_its_capacity_the_shop_still_confirms_checkouts_quickly()
     // The peak again: what this shared machine gets through moves by half
     // between minutes (other work on the host), and a run at 3x in a slow
     // minute set against a peak measured in a fast one read as a loss the shop
-    // did not make. The bound is on the lower of the two, which a shop that
-    // refuses too much still misses.
-    let (after, _, _) = confirmed(&peak());
-    let summary = format!("peaks {capacity:.1}/s before and {after:.1}/s after; ");
-    let capacity = capacity.min(after);
+    // did not make. The bound is on the lower of the two. A shop left refusing
+    // too much after an overload would bring both down together, so the second
+    // is held to the first with the same margin as the goodput.
+    let second = peak();
+    let (after, _, _) = confirmed(&second);
+    let capacity = before.min(after);
     let summary = format!(
-        "{summary}at 3x {goodput:.1}/s ({:.2} of the peak), \
+        "peaks {before:.1}/s before and {after:.1}/s after; at 3x {goodput:.1}/s ({:.2} of the lower), \
          admitted p50 {p50:.0} ms, p99 {p99:.0} ms ({:.1}x the unloaded {unloaded_p99:.0} ms)",
         goodput / capacity,
         p99 / unloaded_p99,
     );
     eprintln!("{summary}");
+    assert!(
+        after >= 0.4 * before,
+        "{summary}: the shop got through less after the overload\n{second}"
+    );
     assert!(goodput >= 0.4 * capacity, "{summary}\n{over}");
     assert!(p99 <= 40.0 * unloaded_p99, "{summary}\n{over}");
     // The gateway's brownout took part: adds refused at the edge while orders

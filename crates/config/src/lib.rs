@@ -115,7 +115,8 @@ pub struct HttpSettings {
     /// shares).
     pub concurrency_floor: usize,
     /// How long requests may queue before the limit goes below
-    /// `concurrency_floor`: queueing that stands longer is overload. The
+    /// `concurrency_floor`: queueing that stands longer is overload (a dip of
+    /// less than a second without queueing does not end it). The
     /// overload is over when for as long no request queued or was refused.
     /// At least 1000 (the longest window the limit measures).
     pub concurrency_burst_ms: u64,

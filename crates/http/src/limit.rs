@@ -15,18 +15,23 @@
 //! overloaded behaves as with a fixed limit.
 //!
 //! How low it goes tells a burst from overload, as CoDel tells a good queue from a
-//! standing one: while queueing has lasted less than the burst time (2 s; dips
-//! shorter than a second of windows without queueing do not end it), the limit
-//! stops at the floor (64), so a burst of checkouts queues for a
+//! standing one: while queueing has lasted less than the burst time (2 s), the
+//! limit stops at the floor (64), so a burst of checkouts queues for a
 //! moment and is served rather than half refused; once queueing has stood that
 //! long, the limit follows latency down to the minimum (8), where admitted
 //! requests take about what they take without load and the rest get 503 at once.
 //! The overload is over when for the burst time no window has queued and no
 //! request was refused (a limit that holds latency down by refusing is still
 //! working): the next window, or the next request the low limit would refuse,
-//! puts the limit back at the floor for the next burst. Queueing after more than
-//! two seconds without a window (windows close only as requests finish) counts as
-//! a new burst.
+//! puts the limit back at the floor for the next burst. A burst ends when a
+//! window without queueing closes a second (the longest window, whatever the
+//! burst time) or more after the last window that queued, or when queueing comes
+//! back after more than two seconds without one (windows close only as requests
+//! finish); shorter dips do not end it. Under standing overload the gateway's
+//! brownout makes such dips (it holds journeys back for a moment), and a burst
+//! timer that started over at each one kept the limit at the floor, and
+//! checkouts waiting, for seconds. So queueing windows less than a second apart
+//! are one overload, even with calm windows between them.
 //!
 //! Each route (method and path template) has a limit of its own ([`Limits`]): a
 //! checkout that takes 10 ms and a read that takes 0.3 ms have different latencies
@@ -240,7 +245,8 @@ struct Gradient {
     block_low: f64,
     last_block_low: f64,
     block_start: Instant,
-    /// When the windows began to show queueing, if the last one did.
+    /// When the queueing of this burst began: kept through windows without
+    /// queueing for less than [`WINDOW_MAX`] after the last one that queued.
     queueing_since: Option<Instant>,
     /// The last window that showed queueing.
     last_queueing: Option<Instant>,
