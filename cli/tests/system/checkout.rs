@@ -117,8 +117,10 @@ impl Shopper {
         let r = self
             .checkout(up, Some(&key()), &body(card, "Springfield"))
             .await;
-        assert_eq!(r.status(), 202);
-        let order: Value = r.json().await.expect("json");
+        let status = r.status();
+        let answer = r.text().await.unwrap_or_default();
+        assert_eq!(status, 202, "{answer}");
+        let order: Value = serde_json::from_str(&answer).expect("json");
         self.settled(up, order["id"].as_str().expect("id"), timeout)
             .await
     }
