@@ -38,8 +38,8 @@ start() {
         sleep 0.05
     done
     URL[$1]=$(grep -o "Open http://[0-9.:]*" "$WORK/$1.log" | head -1 | cut -d' ' -f2)
-    GW[$1]=$(awk '$1 == "gateway" {print $3; exit}' "$WORK/$1.log")
-    CAT[$1]=$(awk '$1 == "catalog" {print $3; exit}' "$WORK/$1.log")
+    GW[$1]=$(awk '$1 == "gateway" && $3 ~ /^[0-9]+$/ {print $3; exit}' "$WORK/$1.log")
+    CAT[$1]=$(awk '$1 == "catalog" && $3 ~ /^[0-9]+$/ {print $3; exit}' "$WORK/$1.log")
     ID[$1]=$(curl -s "${URL[$1]}/api/catalog/products?limit=1" | sed -E 's/.*"id":"([^"]+)".*/\1/' | head -c 36)
 }
 cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }

@@ -140,6 +140,11 @@ FLOOR_PORT=$((NGINX_PORT + 2))
 target/release/hyper-floor "127.0.0.1:$FLOOR_PORT" "$CATALOG" &
 PIDS+=("$!")
 FLOOR_PID=$!
+# The same floor speaking HTTP/2 to catalog (h2c: every request of a thread on one
+# connection, many in flight at once).
+target/release/hyper-floor "127.0.0.1:$((FLOOR_PORT + 1))" "$CATALOG" h2 &
+PIDS+=("$!")
+FLOOR_H2_PID=$!
 declare -A URL=(
   [direct]="http://$CATALOG/api/catalog/products/$ID"
   [nginx]="http://127.0.0.1:$NGINX_PORT/api/catalog/products/$ID"
@@ -147,8 +152,9 @@ declare -A URL=(
   [nginx-mtls]="http://127.0.0.1:$NGINX_MTLS_PORT/api/catalog/products/$ID_MTLS"
   [gateway-mtls]="http://$GATEWAY_MTLS/api/catalog/products/$ID_MTLS"
   [floor]="http://127.0.0.1:$FLOOR_PORT/api/catalog/products/$ID"
+  [floor-h2]="http://127.0.0.1:$((FLOOR_PORT + 1))/api/catalog/products/$ID"
 )
-TARGETS=(direct nginx gateway nginx-mtls gateway-mtls floor)
+TARGETS=(direct nginx gateway nginx-mtls gateway-mtls floor floor-h2)
 for t in "${TARGETS[@]}"; do
   for _ in $(seq 100); do curl -sf "${URL[$t]}" >/dev/null && continue 2; sleep 0.05; done
   echo "$t does not answer ${URL[$t]}"; cat "$n/error.log"; exit 1
@@ -163,10 +169,12 @@ declare -A PROXY=(
   [nginx-mtls]="nginx"
   [gateway-mtls]="$GATEWAY_MTLS_PID"
   [floor]="$FLOOR_PID"
+  [floor-h2]="$FLOOR_H2_PID"
 )
 declare -A BEHIND=(
   [direct]="$CATALOG_PID" [nginx]="$CATALOG_PID" [gateway]="$CATALOG_PID"
   [nginx-mtls]="$CATALOG_MTLS_PID" [gateway-mtls]="$CATALOG_MTLS_PID" [floor]="$CATALOG_PID"
+  [floor-h2]="$CATALOG_PID"
 )
 pids_of() {
   if [ "$1" = nginx ]; then echo "$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')"; else echo "$1"; fi
@@ -223,3 +231,5 @@ pnm=$(mean1 "${PROXY_US[nginx-mtls]}"); pgm=$(mean1 "${PROXY_US[gateway-mtls]}")
 echo "Proxy CPU per request (µs): plain nginx $pn, gateway $pg ($(ratio "$pg" "$pn")×); over mTLS nginx $pnm, gateway $pgm ($(ratio "$pgm" "$pnm")×)."
 f=$(mean "${RPS[floor]}"); pf=$(mean1 "${PROXY_US[floor]}")
 echo "The floor (hyper-floor: hyper and tokio served the gateway's way, no features): $f req/s, floor/nginx $(ratio "$f" "$n"), gateway/floor $(ratio "$g" "$f"); proxy CPU per request $pf µs ($(ratio "$pf" "$pn")× nginx's; the gateway $(ratio "$pg" "$pf")× the floor's)."
+f2=$(mean "${RPS[floor-h2]}"); pf2=$(mean1 "${PROXY_US[floor-h2]}")
+echo "The floor over HTTP/2 to catalog: $f2 req/s, floor-h2/nginx $(ratio "$f2" "$n"), floor-h2/floor $(ratio "$f2" "$f"); proxy CPU per request $pf2 µs."

@@ -25,9 +25,14 @@ type Upstream = Client<HttpConnector, Incoming>;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: hyper-floor LISTEN UPSTREAM (host:port each)";
+    let usage = "usage: hyper-floor LISTEN UPSTREAM [h2] (host:port each; h2: HTTP/2 upstream)";
     let listen: SocketAddr = args.next().context(usage)?.parse().context(usage)?;
     let upstream = args.next().context(usage)?;
+    let h2 = match args.next().as_deref() {
+        None => false,
+        Some("h2") => true,
+        Some(_) => anyhow::bail!(usage),
+    };
     let listener = std::net::TcpListener::bind(listen)?;
     listener.set_nonblocking(true)?;
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
@@ -35,7 +40,7 @@ fn main() -> anyhow::Result<()> {
     for _ in 0..threads {
         let listener = listener.try_clone()?;
         let upstream = upstream.clone();
-        running.push(std::thread::spawn(move || serve(listener, upstream)));
+        running.push(std::thread::spawn(move || serve(listener, upstream, h2)));
     }
     for thread in running {
         thread
@@ -46,7 +51,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// One event loop: accepts connections and proxies their requests to `upstream`.
-fn serve(listener: std::net::TcpListener, upstream: String) -> anyhow::Result<()> {
+fn serve(listener: std::net::TcpListener, upstream: String, h2: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -57,6 +62,7 @@ fn serve(listener: std::net::TcpListener, upstream: String) -> anyhow::Result<()
         connector.set_nodelay(true);
         let client: Upstream = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(256)
+            .http2_only(h2)
             .build(connector);
         loop {
             let (stream, _) = listener.accept().await?;

@@ -117,12 +117,26 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl From<hyper_util::client::legacy::Error> for Ended {
     fn from(e: hyper_util::client::legacy::Error) -> Self {
-        if e.is_connect() {
+        if e.is_connect() || refused_stream(&e) {
             Ended::Refused(e.into())
         } else {
             Ended::Broken(e.into())
         }
     }
+}
+
+/// Whether an HTTP/2 server declined the stream before processing it
+/// (`REFUSED_STREAM`, as when it goes away while the call was on its way: RFC
+/// 9113 §8.7): like a refused connection, it never reached the service.
+fn refused_stream(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(e) = source {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// What a fault rule does to one call.
@@ -771,5 +785,35 @@ impl Transport for InProcess {
             }
             call_router(router, service, peer, request).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refused_stream;
+
+    /// An error wrapping another, as hyper's wrap h2's.
+    #[derive(Debug)]
+    struct Wrapped(h2::Error);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("wrapped")
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_refused_stream_never_reached_the_service_and_other_resets_may_have() {
+        let refused = Wrapped(h2::Error::from(h2::Reason::REFUSED_STREAM));
+        assert!(refused_stream(&refused));
+        let cancelled = Wrapped(h2::Error::from(h2::Reason::CANCEL));
+        assert!(!refused_stream(&cancelled));
+        assert!(!refused_stream(&std::io::Error::other("reset")));
     }
 }

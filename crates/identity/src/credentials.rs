@@ -99,7 +99,9 @@ impl Credentials {
             .context("TLS versions")?
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(Arc::new(Presenting(self.clone())));
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // HTTP/2 for the services' own clients (they offer it first), HTTP/1.1
+        // for anyone else.
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
 

@@ -348,6 +348,26 @@ async fn internal_and_unknown_paths_are_never_routed() {
     );
 }
 
+#[tokio::test]
+async fn a_request_target_past_12_kib_is_refused_at_the_gateway() {
+    let shop = shop(|_, _| {}).await;
+    let upstream = any_answer_upstream(&shop, "reviews").await;
+    let target = |len: usize| {
+        let path = "/api/reviews/x?q=";
+        format!("{path}{}", "a".repeat(len - path.len()))
+    };
+    // The longest the gateway forwards reaches the service (over HTTP/2, whose
+    // server takes 16 KiB of headers).
+    assert_eq!(raw_get(shop.gateway.addr, &target(12 * 1024)).await, 200);
+    let before = upstream.load(Ordering::SeqCst);
+    assert_eq!(
+        raw_get(shop.gateway.addr, &target(12 * 1024 + 1)).await,
+        414
+    );
+    assert_eq!(raw_get(shop.gateway.addr, &target(20 * 1024)).await, 414);
+    assert_eq!(upstream.load(Ordering::SeqCst), before);
+}
+
 /// Registers an instance of `service` that answers 200 to any request,
 /// counting them.
 async fn any_answer_upstream(shop: &Shop, service: &'static str) -> Arc<AtomicUsize> {
