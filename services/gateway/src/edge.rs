@@ -151,10 +151,12 @@ pub async fn https_only(
     next: Next,
 ) -> Response {
     if !over_tls(&req) {
+        // An HTTP/2 client names the host in the URI, not in a header.
         let host = req
             .headers()
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))
             .unwrap_or_default();
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
         return match HeaderValue::from_str(&format!("https://{host}{path}")) {

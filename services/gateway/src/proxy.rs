@@ -32,7 +32,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// gets 414 here (nginx's default is 8 KiB). The services are called over
 /// HTTP/2, whose servers take 16 KiB of headers (hyper's default), the path
 /// among them: this leaves the rest 4 KiB, and a request whose headers take more
-/// gets the service's 431.
+/// gets 431 from the service's HTTP/2 layer.
 const MAX_TARGET: usize = 12 * 1024;
 
 /// Exchanging a refresh token, and signing out with one.
@@ -192,6 +192,16 @@ async fn forward(
     let client_ip = gw.proxies.client_ip(&req);
     let tls = crate::edge::over_tls(&req);
     let (mut parts, body) = req.into_parts();
+    // An HTTP/2 client names the host in the URI, not in a header.
+    if !parts.headers.contains_key(header::HOST)
+        && let Some(host) = parts
+            .uri
+            .authority()
+            .map(|a| HeaderValue::from_str(a.as_str()))
+        && let Ok(host) = host
+    {
+        parts.headers.insert(header::HOST, host);
+    }
     // X-Forwarded-For/-Host/-Proto: kept and extended behind a trusted proxy,
     // replaced from anyone else (the storefront checks form origins against the
     // host, so a client must not pick it for a victim's requests either way).

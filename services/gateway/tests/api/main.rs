@@ -368,6 +368,39 @@ async fn a_request_target_past_12_kib_is_refused_at_the_gateway() {
     assert_eq!(upstream.load(Ordering::SeqCst), before);
 }
 
+#[tokio::test]
+async fn an_http2_client_is_served_and_the_host_it_named_is_forwarded() {
+    use http_body_util::BodyExt;
+    let shop = shop(|_, _| {}).await;
+    // The storefront checks form posts' origins against the forwarded host.
+    let app = axum::Router::new().fallback(|headers: http::HeaderMap| async move {
+        headers
+            .get("x-forwarded-host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("(none)")
+            .to_string()
+    });
+    serve_fake(&shop, "storefront", app).await;
+    // HTTP/2 from the first byte (h2c): the host is in the URI, not in a header.
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<axum::body::Body>();
+    let authority = shop.gateway.addr.to_string();
+    let request = http::Request::get(format!("http://{authority}/cart"))
+        .body(axum::body::Body::empty())
+        .expect("request");
+    let response = client.request(request).await.expect("answer");
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    assert_eq!(String::from_utf8_lossy(&body), authority);
+}
+
 /// Registers an instance of `service` that answers 200 to any request,
 /// counting them.
 async fn any_answer_upstream(shop: &Shop, service: &'static str) -> Arc<AtomicUsize> {
