@@ -126,8 +126,9 @@ impl From<hyper_util::client::legacy::Error> for Ended {
 }
 
 /// Whether an HTTP/2 server declined the stream before processing it
-/// (`REFUSED_STREAM`, as when it goes away while the call was on its way: RFC
-/// 9113 §8.7): like a refused connection, it never reached the service.
+/// (`REFUSED_STREAM`, RFC 9113 §8.7): like a refused connection, it never
+/// reached the service. A stream failed by the server going away (`GOAWAY`) is
+/// not counted: h2 reports the same error for streams it was still serving.
 fn refused_stream(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(e);
     while let Some(e) = source {
