@@ -2,17 +2,20 @@
 //! no Nagle delay, a short connect timeout; plain HTTP, or mutual TLS as this
 //! process's principal with one pool per service called.
 //!
-//! Calls between Emporium processes ([`Clients`]) speak HTTP/2: every server of
-//! the chassis serves it (over mTLS it is chosen by ALPN, on plain HTTP spoken
-//! from the first byte), and one connection per instance then carries all of a
-//! pool's calls at once, so a busy caller's requests and their answers share
-//! reads and writes instead of costing a system call each on both sides (the
-//! gateway spent 8–10% and catalog 9–14% less CPU per product page:
-//! `docs/benchmarks.md`, "HTTP/2 between services"). A connection that carries
-//! calls is pinged every 10 s, and closed when a ping goes 10 s unanswered: a
-//! peer that vanished without a reset (its host gone, a partition) would
-//! otherwise keep every new call waiting on it. [`http_client`], for anything
-//! else (probes, other servers), speaks HTTP/1.1.
+//! Calls speak HTTP/1.1 unless the [`Clients`] were made for HTTP/2
+//! ([`Version::Http2`], `http.http2_calls`: the gateway's). Every server of the
+//! chassis serves both (over mTLS HTTP/2 is chosen by ALPN, on plain HTTP spoken
+//! from the first byte). HTTP/2 pays where one caller has many calls in flight to
+//! the same instances: one connection per instance carries them all, so requests
+//! and answers share reads and writes instead of costing a system call each on
+//! both sides (the gateway spent 8–10% and catalog 9–14% less CPU per product
+//! page). Where calls go one after another (a checkout's saga) it costs more per
+//! call than HTTP/1.1 (6–9% more CPU per checkout): `docs/benchmarks.md`,
+//! "HTTP/2 between services". An HTTP/2 connection that carries calls is pinged
+//! every 10 s, and closed when a ping goes 10 s unanswered: a peer that vanished
+//! without a reset (its host gone, a partition) would otherwise keep every new
+//! call waiting on it. [`http_client`], for anything else (probes, other
+//! servers), speaks HTTP/1.1.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -42,15 +45,27 @@ pub fn http_client() -> HttpClient {
 }
 
 /// Which HTTP a pool speaks.
-#[derive(Clone, Copy, PartialEq)]
-enum Version {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
     Http1,
-    /// HTTP/2 from the first byte (prior knowledge): only to the chassis'
-    /// servers, on plain HTTP.
+    /// HTTP/2: from the first byte on plain HTTP (prior knowledge: only to the
+    /// chassis' servers), offered first by ALPN over TLS.
     Http2,
 }
 
+impl Version {
+    /// HTTP/2 when `http2`, else HTTP/1.1.
+    pub fn http2_if(http2: bool) -> Self {
+        if http2 { Self::Http2 } else { Self::Http1 }
+    }
+}
+
 fn plain_client(version: Version) -> HttpClient {
+    plain_client_pinging(version, H2_PING)
+}
+
+/// [`plain_client`], its HTTP/2 connections pinged every `ping`.
+fn plain_client_pinging(version: Version, ping: Duration) -> HttpClient {
     // Never used for TLS: no roots, so an https:// URL would fail to verify.
     let config = rustls::ClientConfig::builder_with_provider(emporium_identity::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -62,21 +77,35 @@ fn plain_client(version: Version) -> HttpClient {
         .https_or_http()
         .enable_http1()
         .wrap_connector(tcp());
-    pooled(connector, version)
+    pooled(connector, version, ping)
 }
 
-/// A pooled client over TLS with `config`, checking that the server is `name`:
-/// HTTP/2 where the server offers it (ALPN), else HTTP/1.1.
+/// A pooled HTTP/1.1 client over TLS with `config`, checking that the server
+/// is `name`.
 pub fn tls_client(config: rustls::ClientConfig, name: &str) -> anyhow::Result<HttpClient> {
+    versioned_tls_client(config, name, Version::Http1)
+}
+
+/// [`tls_client`] speaking `version`: for HTTP/1.1 only that is offered (ALPN);
+/// for HTTP/2 it is offered first, and HTTP/1.1 taken where the server offers
+/// only that.
+fn versioned_tls_client(
+    config: rustls::ClientConfig,
+    name: &str,
+    version: Version,
+) -> anyhow::Result<HttpClient> {
     let name = rustls::pki_types::ServerName::try_from(name.to_string())
         .map_err(|_| anyhow::anyhow!("{name} is not a valid server name"))?;
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_only()
-        .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
-        .enable_all_versions()
-        .wrap_connector(tcp());
-    Ok(pooled(connector, Version::Http1))
+        .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    let connector = match version {
+        Version::Http1 => builder.enable_http1().wrap_connector(tcp()),
+        Version::Http2 => builder.enable_all_versions().wrap_connector(tcp()),
+    };
+    // Over TLS the version is what ALPN chose: never HTTP/2 without asking.
+    Ok(pooled(connector, Version::Http1, H2_PING))
 }
 
 fn tcp() -> Tcp {
@@ -92,14 +121,15 @@ fn tcp() -> Tcp {
 /// an answer may take before it is closed.
 const H2_PING: Duration = Duration::from_secs(10);
 
-/// The pool over `connector`; `Version::Http1` still takes HTTP/2 where TLS
-/// negotiated it.
-fn pooled(connector: HttpsConnector<Tcp>, version: Version) -> HttpClient {
+/// The pool over `connector`, pinging HTTP/2 connections that carry calls every
+/// `ping` (closed when an answer takes as long); `Version::Http1` still takes
+/// HTTP/2 where TLS negotiated it.
+fn pooled(connector: HttpsConnector<Tcp>, version: Version, ping: Duration) -> HttpClient {
     Client::builder(TokioExecutor::new())
         .http2_only(version == Version::Http2)
         .timer(hyper_util::rt::TokioTimer::new())
-        .http2_keep_alive_interval(H2_PING)
-        .http2_keep_alive_timeout(H2_PING)
+        .http2_keep_alive_interval(ping)
+        .http2_keep_alive_timeout(ping)
         // Without a timer the idle timeout is only checked when a connection is
         // taken: a quiet pool (a serving thread's own) would keep its idle
         // connections open for good. The reaper runs on the runtime that first
@@ -207,6 +237,7 @@ pub fn own_pools() {
 #[derive(Clone)]
 pub struct Clients {
     inner: Arc<Inner>,
+    version: Version,
     /// Names this principal's pools on threads with pools of their own (an
     /// address could be reused by another principal's).
     id: u64,
@@ -224,23 +255,44 @@ enum Inner {
 }
 
 impl Clients {
-    /// Plain HTTP (HTTP/2 from the first byte): service identity is off.
+    /// Plain HTTP/1.1: service identity is off.
     pub fn plain() -> Self {
+        Self::new(None, Version::Http1)
+    }
+
+    /// Mutual TLS as `credentials`' principal, HTTP/1.1.
+    pub fn mtls(credentials: Arc<Credentials>) -> Self {
+        Self::new(Some(credentials), Version::Http1)
+    }
+
+    /// Mutual TLS as `credentials`' principal, or plain HTTP without them,
+    /// speaking `version`.
+    pub fn new(credentials: Option<Arc<Credentials>>, version: Version) -> Self {
+        let inner = match credentials {
+            None => Inner::Plain(Box::new(plain_client(version))),
+            Some(credentials) => Inner::Mtls {
+                credentials,
+                pools: RwLock::new(HashMap::new()),
+            },
+        };
         Self {
-            inner: Arc::new(Inner::Plain(Box::new(plain_client(Version::Http2)))),
+            inner: Arc::new(inner),
+            version,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 
-    /// Mutual TLS as `credentials`' principal.
-    pub fn mtls(credentials: Arc<Credentials>) -> Self {
-        Self {
-            inner: Arc::new(Inner::Mtls {
-                credentials,
-                pools: RwLock::new(HashMap::new()),
-            }),
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+    /// These clients' principal speaking `version`: themselves if they do, else
+    /// new clients with pools of their own.
+    pub fn speaking(&self, version: Version) -> Self {
+        if self.version == version {
+            return self.clone();
         }
+        let credentials = match &*self.inner {
+            Inner::Plain(_) => None,
+            Inner::Mtls { credentials, .. } => Some(credentials.clone()),
+        };
+        Self::new(credentials, version)
     }
 
     /// The scheme of URIs this principal's calls take.
@@ -283,8 +335,8 @@ impl Clients {
             return Ok(client);
         }
         let client = match &*self.inner {
-            Inner::Plain(_) => plain_client(Version::Http2),
-            Inner::Mtls { credentials, .. } => Self::mtls_client(credentials, service)?,
+            Inner::Plain(_) => plain_client(self.version),
+            Inner::Mtls { credentials, .. } => self.mtls_client(credentials, service)?,
         };
         POOLS.with(|pools| {
             pools
@@ -306,7 +358,7 @@ impl Clients {
         {
             return Ok(client.clone());
         }
-        let client = Self::mtls_client(credentials, service)?;
+        let client = self.mtls_client(credentials, service)?;
         if let Ok(mut clients) = pools.write() {
             clients
                 .entry(service.to_string())
@@ -316,12 +368,14 @@ impl Clients {
     }
 
     fn mtls_client(
+        &self,
         credentials: &Arc<Credentials>,
         service: &str,
     ) -> Result<HttpClient, ClientError> {
+        let name = emporium_identity::server_name(service);
         credentials
             .client_config()
-            .and_then(|config| tls_client(config, &emporium_identity::server_name(service)))
+            .and_then(|config| versioned_tls_client(config, &name, self.version))
             .map_err(|e| ClientError::Transport {
                 service: service.to_string(),
                 source: e.into(),
@@ -419,7 +473,9 @@ mod tests {
         done: Done,
     ) -> Vec<String> {
         let clients = clients.clone();
-        tokio::task::spawn_blocking(move || {
+        // A thread never used before: `own_pools` lasts as long as its thread,
+        // and tokio's blocking threads are reused.
+        let thread = std::thread::spawn(move || {
             if own {
                 own_pools();
             }
@@ -432,15 +488,21 @@ mod tests {
                 tokio::time::sleep(PAUSE).await;
                 ports
             })
-        })
-        .await
-        .expect("thread")
+        });
+        tokio::task::spawn_blocking(move || thread.join().expect("thread"))
+            .await
+            .expect("joined")
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_thread_with_pools_of_its_own_keeps_its_own_connections() {
         let server = peer_port_server().await;
-        let clients = Clients::plain();
+        for version in [Version::Http1, Version::Http2] {
+            own_pools_kept(Clients::new(None, version), server).await;
+        }
+    }
+
+    async fn own_pools_kept(clients: Clients, server: SocketAddr) {
         // Every connection the shared pool has had.
         let mut shared = HashSet::from([port(&clients, server).await]);
         let ports = calls_until(&clients, server, on_one_of(&shared)).await;
@@ -502,11 +564,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn calls_between_services_speak_http2_and_other_calls_http1() {
+    async fn clients_made_for_http2_speak_it_and_every_other_call_http1() {
         let plain = version_server(None).await;
         let url = format!("http://{plain}/version");
-        let services = Clients::plain().to("catalog").expect("client");
-        assert_eq!(version(&services, url.clone()).await, "HTTP/2.0");
+        let h2 = Clients::new(None, Version::Http2)
+            .to("catalog")
+            .expect("client");
+        assert_eq!(version(&h2, url.clone()).await, "HTTP/2.0");
+        let h1 = Clients::plain().to("catalog").expect("client");
+        assert_eq!(version(&h1, url.clone()).await, "HTTP/1.1");
         assert_eq!(version(&http_client(), url).await, "HTTP/1.1");
 
         let ca = emporium_identity::Ca::generate().expect("CA");
@@ -522,23 +588,135 @@ mod tests {
         let catalog = mint("catalog");
         let tls = version_server(Some(catalog.server_config().expect("config"))).await;
         let url = format!("https://{tls}/version");
-        let services = Clients::mtls(mint("cart")).to("catalog").expect("client");
-        assert_eq!(version(&services, url.clone()).await, "HTTP/2.0");
-        // A client that offers only HTTP/1.1 (curl --http1.1, an operator's tool)
-        // gets it.
-        let config = mint("cart").client_config().expect("config");
-        let name =
-            rustls::pki_types::ServerName::try_from(emporium_identity::server_name("catalog"))
-                .expect("name");
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(config)
-            .https_only()
-            .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
-            .enable_http1()
-            .wrap_connector(tcp());
-        assert_eq!(
-            version(&pooled(connector, Version::Http1), url).await,
-            "HTTP/1.1"
+        let h2 = Clients::new(Some(mint("cart")), Version::Http2)
+            .to("catalog")
+            .expect("client");
+        assert_eq!(version(&h2, url.clone()).await, "HTTP/2.0");
+        // A client that offers only HTTP/1.1 (these, curl --http1.1, an
+        // operator's tool) gets it.
+        let h1 = Clients::mtls(mint("cart")).to("catalog").expect("client");
+        assert_eq!(version(&h1, url).await, "HTTP/1.1");
+    }
+
+    /// A TCP proxy in front of a server whose open connections can be frozen:
+    /// they stay open and forward nothing more (a peer gone without a reset).
+    struct FreezingProxy {
+        addr: SocketAddr,
+        /// Connections accepted so far (numbered from 1).
+        accepted: Arc<AtomicU64>,
+        /// Connections numbered below this are frozen.
+        frozen_below: Arc<AtomicU64>,
+    }
+
+    impl FreezingProxy {
+        async fn start(upstream: SocketAddr) -> Self {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let proxy = Self {
+                addr: listener.local_addr().expect("address"),
+                accepted: Arc::new(AtomicU64::new(0)),
+                frozen_below: Arc::new(AtomicU64::new(0)),
+            };
+            let (accepted, frozen_below) = (proxy.accepted.clone(), proxy.frozen_below.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Ok((client, _)) = listener.accept().await else {
+                        return;
+                    };
+                    let n = accepted.fetch_add(1, Ordering::SeqCst) + 1;
+                    let Ok(server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
+                    tokio::spawn(Self::relay(
+                        n,
+                        client_read,
+                        server_write,
+                        frozen_below.clone(),
+                    ));
+                    tokio::spawn(Self::relay(
+                        n,
+                        server_read,
+                        client_write,
+                        frozen_below.clone(),
+                    ));
+                }
+            });
+            proxy
+        }
+
+        /// Copies `from` to `to` until either ends, or stops forwarding for good
+        /// once connection `n` is frozen.
+        async fn relay(
+            n: u64,
+            mut from: impl tokio::io::AsyncRead + Unpin,
+            mut to: impl tokio::io::AsyncWrite + Unpin,
+            frozen_below: Arc<AtomicU64>,
+        ) {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut buf = vec![0; 16 * 1024];
+            loop {
+                let Ok(read) = from.read(&mut buf).await else {
+                    return;
+                };
+                if n < frozen_below.load(Ordering::SeqCst) {
+                    // Held open, never answered.
+                    std::future::pending::<()>().await;
+                }
+                if read == 0 || to.write_all(&buf[..read]).await.is_err() {
+                    return;
+                }
+            }
+        }
+
+        /// Freezes every connection open now; later ones are forwarded.
+        fn freeze_open(&self) {
+            let open = self.accepted.load(Ordering::SeqCst);
+            self.frozen_below.store(open + 1, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_http2_connection_whose_peer_stops_answering_is_closed_by_its_pings() {
+        let server = peer_port_server().await;
+        let proxy = FreezingProxy::start(server).await;
+        let addr = proxy.addr;
+        let ping = Duration::from_millis(500);
+        let client = plain_client_pinging(Version::Http2, ping);
+        let call = || {
+            let request = http::Request::get(format!("http://{addr}/port"))
+                .body(Body::empty())
+                .expect("request");
+            let client = client.clone();
+            async move {
+                let response = client.request(request).await?;
+                let body = response.into_body().collect().await?;
+                anyhow::Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())
+            }
+        };
+        let first = call().await.expect("answered");
+        assert_eq!(call().await.expect("answered"), first, "one connection");
+        // The connection open now swallows what it is sent.
+        proxy.freeze_open();
+        let started = std::time::Instant::now();
+        // Without pings it would wait for good (the pool's default pings come
+        // every 10 s): within 8 s, the call fails.
+        let stuck = tokio::time::timeout(Duration::from_secs(8), call()).await;
+        assert!(
+            matches!(stuck, Ok(Err(_))),
+            "a call on the dead connection should fail once a ping goes unanswered: {stuck:?}"
         );
+        // A ping due `ping` after the call started, the connection closed `ping`
+        // later: the rest is slack for a busy machine.
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        // The pool dropped it: the next call opens a new connection.
+        let next = call().await.expect("answered on a new connection");
+        assert_ne!(next, first);
     }
 }

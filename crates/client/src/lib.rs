@@ -42,7 +42,7 @@ pub use discovery::{Discovery, Route};
 pub use error::ClientError;
 pub use faults::Faults;
 pub use host::{Host, instance_id};
-pub use http_client::{Clients, HttpClient, http_client, own_pools, tls_client};
+pub use http_client::{Clients, HttpClient, Version, http_client, own_pools, tls_client};
 pub use registry::RegistryClient;
 pub use resilience::Policies;
 pub use service_client::ServiceClient;

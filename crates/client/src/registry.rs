@@ -45,8 +45,12 @@ impl std::fmt::Debug for RegistryClient {
 
 impl RegistryClient {
     /// The registry at `url` (`host:port`, or a URL whose scheme is replaced by
-    /// the one `clients` speak: https with identity on, else http).
+    /// the one `clients` speak: https with identity on, else http), called as
+    /// `clients`' principal over HTTP/1.1 whatever version `clients` speak to
+    /// services: heartbeats and long polls, a few calls a second, gain nothing
+    /// from sharing a connection.
     pub fn new(url: &str, clients: Clients) -> Self {
+        let clients = clients.speaking(crate::Version::Http1);
         Self {
             base: format!("{}://{}", clients.scheme(), authority(url)),
             clients,

@@ -137,6 +137,11 @@ pub struct HttpSettings {
     /// Off at the gateway: a request from the public starts a new trace, linked to
     /// the caller's, so nobody outside picks trace ids or forces sampling.
     pub honour_caller_trace: bool,
+    /// Calls to other services speak HTTP/2 (else HTTP/1.1): it pays where many
+    /// calls are in flight at once to the same instances, one connection
+    /// carrying them all, and costs more per call where they go one after
+    /// another. Unset: the gateway's do, no other service's.
+    pub http2_calls: Option<bool>,
 }
 
 impl Default for HttpSettings {
@@ -153,6 +158,7 @@ impl Default for HttpSettings {
             grace_period_ms: 5_000,
             honour_caller_timeout: true,
             honour_caller_trace: true,
+            http2_calls: None,
         }
     }
 }

@@ -99,8 +99,8 @@ impl Credentials {
             .context("TLS versions")?
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(Arc::new(Presenting(self.clone())));
-        // HTTP/2 for the services' own clients (they offer it first), HTTP/1.1
-        // for anyone else.
+        // HTTP/2 for clients that offer it (the gateway's calls to the
+        // services), HTTP/1.1 for anyone else.
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }

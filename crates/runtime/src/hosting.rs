@@ -111,9 +111,10 @@ impl Process {
             );
         }
         let credentials = emporium_client::identity::credentials(name, &common).await?;
-        let clients = credentials
-            .clone()
-            .map_or_else(Clients::plain, Clients::mtls);
+        let clients = Clients::new(
+            credentials.clone(),
+            emporium_client::Version::http2_if(common.http.http2_calls.unwrap_or(false)),
+        );
         let policies = self.live.policies(name, &common.client);
         let mut host =
             emporium_client::Host::new(name, &common, clients.clone()).with_policies(policies);

@@ -145,7 +145,10 @@ pub fn current_traceparent() -> Option<String> {
 }
 
 /// Runs `f` as the work of `span`: same request as now (if any), new trace parent.
-pub async fn in_span<F: Future>(span: &crate::trace::Span, f: F) -> F::Output {
+pub fn in_span<F: Future>(
+    span: &crate::trace::Span,
+    f: F,
+) -> impl Future<Output = F::Output> + use<F> {
     let ctx = match current() {
         Some(mut ctx) => {
             ctx.trace = Some(span.context().clone());
@@ -153,12 +156,13 @@ pub async fn in_span<F: Future>(span: &crate::trace::Span, f: F) -> F::Output {
         }
         None => RequestContext::unbounded(span.trace_id(), Some(span.context().clone())),
     };
-    scope(ctx, f).await
+    scope(ctx, f)
 }
 
-/// Runs `f` with `ctx` as the current request context.
-pub async fn scope<F: Future>(ctx: RequestContext, f: F) -> F::Output {
-    CONTEXT.scope(ctx, f).await
+/// Runs `f` with `ctx` as the current request context (not an `async fn`, for
+/// the size of the future: see [`crate::identity::scope`]).
+pub fn scope<F: Future>(ctx: RequestContext, f: F) -> impl Future<Output = F::Output> {
+    CONTEXT.scope(ctx, f)
 }
 
 #[cfg(test)]

@@ -54,8 +54,13 @@ pub fn scoped() -> Option<Arc<Identity>> {
 }
 
 /// Runs `f` as the work of `identity`.
-pub async fn scope<F: Future>(identity: Arc<Identity>, f: F) -> F::Output {
-    CURRENT.scope(identity, f).await
+///
+/// A plain function returning tokio's scoped future, not an `async fn`: an
+/// `async fn` would keep `f` as its argument beside the scoped future that holds
+/// it once running, twice the size, and every layer of a request's future around
+/// it (copied whole whenever it is boxed) with it.
+pub fn scope<F: Future>(identity: Arc<Identity>, f: F) -> impl Future<Output = F::Output> {
+    CURRENT.scope(identity, f)
 }
 
 /// `f`, run with the identity that is current now (for a future run elsewhere).

@@ -75,7 +75,7 @@ impl Postgres {
             .prefix("emporium-pg-")
             .tempdir()
             .map_err(|e| Unavailable(format!("temp dir: {e}")))?;
-        let pg = Self {
+        let mut pg = Self {
             dir,
             bin,
             port: free_port(),
@@ -111,8 +111,24 @@ impl Postgres {
                 .arg(&data),
             true,
         )?;
-        pg.start_server()?;
-        Ok(pg)
+        // The port was free when picked, but anything on the machine may take
+        // it before the server binds it (a test's outgoing connection, another
+        // server picking the same way): then again on another.
+        let mut attempts = 1;
+        loop {
+            match pg.start_server() {
+                Ok(()) => return Ok(pg),
+                Err(e) if attempts < 3 => {
+                    eprintln!(
+                        "PostgreSQL did not start on port {} ({e}); another port",
+                        pg.port
+                    );
+                    attempts += 1;
+                    pg.port = free_port();
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn data(&self) -> PathBuf {
@@ -148,7 +164,18 @@ impl Postgres {
         }
     }
 
+    /// Starts the server on `self.port`; on failure, the end of its log says why.
     fn start_server(&self) -> Result<(), Unavailable> {
+        let log = self.dir.path().join("server.log");
+        self.start_logging_to(&log).map_err(|Unavailable(e)| {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(10)..].join("\n");
+            Unavailable(format!("{e}\nthe end of {}:\n{tail}", log.display()))
+        })
+    }
+
+    fn start_logging_to(&self, log: &Path) -> Result<(), Unavailable> {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=400 \
              -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
@@ -161,7 +188,7 @@ impl Postgres {
                 .arg("-D")
                 .arg(self.data())
                 .arg("-l")
-                .arg(self.dir.path().join("server.log"))
+                .arg(log)
                 .args(["-w", "-t", "60", "-o", &options, "start"]),
             true,
         )

@@ -29,8 +29,8 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 /// Longest request target (path and query) the gateway forwards; a longer one
-/// gets 414 here (nginx's default is 8 KiB). The services are called over
-/// HTTP/2, whose servers take 16 KiB of headers (hyper's default), the path
+/// gets 414 here (nginx's default is 8 KiB). The gateway calls the services
+/// over HTTP/2, whose servers take 16 KiB of headers (hyper's default), the path
 /// among them: this leaves the rest 4 KiB, and a request whose headers take more
 /// gets 431 from the service's HTTP/2 layer.
 const MAX_TARGET: usize = 12 * 1024;
