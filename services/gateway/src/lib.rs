@@ -302,7 +302,9 @@ impl Service for Gateway {
         common.http.adaptive_concurrency = false;
         // Hundreds of calls in flight to the same few instances: HTTP/2 carries
         // them on one connection each (8-10% less CPU per product page here and
-        // 9-14% in catalog, docs/benchmarks.md), unless the operator said no.
+        // 9-14% in catalog on the machine it was measured on; on one with cheaper
+        // syscalls HTTP/1.1 was 13% faster: docs/benchmarks.md), unless the
+        // operator said no.
         common.http.http2_calls.get_or_insert(true);
     }
 
