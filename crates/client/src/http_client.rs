@@ -573,7 +573,12 @@ mod tests {
         assert_eq!(version(&h2, url.clone()).await, "HTTP/2.0");
         let h1 = Clients::plain().to("catalog").expect("client");
         assert_eq!(version(&h1, url.clone()).await, "HTTP/1.1");
-        assert_eq!(version(&http_client(), url).await, "HTTP/1.1");
+        assert_eq!(version(&http_client(), url.clone()).await, "HTTP/1.1");
+        // The registry is called over HTTP/1.1 whatever its principal's clients speak.
+        let registry =
+            crate::RegistryClient::new(&plain.to_string(), Clients::new(None, Version::Http2));
+        let to_registry = registry.clients().to("registry").expect("client");
+        assert_eq!(version(&to_registry, url).await, "HTTP/1.1");
 
         let ca = emporium_identity::Ca::generate().expect("CA");
         let mint = |name| {
