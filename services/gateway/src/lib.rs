@@ -28,6 +28,7 @@ mod routes;
 pub mod share;
 
 use http::HeaderValue;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -222,12 +223,13 @@ pub(crate) struct GatewayState {
 }
 
 impl GatewayState {
-    /// The client for `service`.
-    pub fn client(&self, service: &str) -> ServiceClient {
-        self.clients
-            .get(service)
-            .cloned()
-            .unwrap_or_else(|| self.host.client(service, self.upstream_timeout))
+    /// The client for `service`: borrowed, as every service the gateway calls
+    /// has one made at start (cloning it would copy its name on every request).
+    pub fn client(&self, service: &str) -> Cow<'_, ServiceClient> {
+        match self.clients.get(service) {
+            Some(client) => Cow::Borrowed(client),
+            None => Cow::Owned(self.host.client(service, self.upstream_timeout)),
+        }
     }
 }
 
