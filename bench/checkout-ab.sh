@@ -22,7 +22,9 @@
 # saturation figure then counts the limiter's shedding too. To compare capacity
 # with a revision before that, export EMPORIUM__HTTP__CONCURRENCY_MIN=64 in this
 # tree's bench_env (a revision that does not know the setting would not start).
-# Usage: [FLOOR=N] bench/checkout-ab.sh REV [rounds, default 2] [seconds, default 15]
+# OLD_BIN=PATH skips the build and runs that binary as REV's side, with REV's
+# settings (a build of REV made another way, e.g. with other profile settings).
+# Usage: [FLOOR=N] [OLD_BIN=PATH] bench/checkout-ab.sh REV [rounds, default 2] [seconds, default 15]
 #        [shoppers, default 64]
 # Traffic goes to 127.0.0.1 only; every process started here is stopped on exit.
 set -euo pipefail
@@ -40,9 +42,13 @@ if [ ! -d "$OLD_SRC" ]; then
   git archive "$COMMIT" | tar -x -C "$OLD_SRC.tmp"
   mv "$OLD_SRC.tmp" "$OLD_SRC"
 fi
-echo "## building $REV ($COMMIT) in $OLD_SRC" >&2
-(cd "$OLD_SRC" && CARGO_TARGET_DIR=../target cargo build --release -p emporium >/dev/null)
-OLD_BIN=target/bench-rev/target/release/emporium
+if [ -n "${OLD_BIN:-}" ]; then
+  echo "## $REV ($COMMIT): its settings, the binary $OLD_BIN" >&2
+else
+  echo "## building $REV ($COMMIT) in $OLD_SRC" >&2
+  (cd "$OLD_SRC" && CARGO_TARGET_DIR=../target cargo build --release -p emporium >/dev/null)
+  OLD_BIN=target/bench-rev/target/release/emporium
+fi
 
 source bench/lib.sh
 bench_setup
