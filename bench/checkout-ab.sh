@@ -46,7 +46,10 @@ if [ -n "${OLD_BIN:-}" ]; then
   echo "## $REV ($COMMIT): its settings, the binary $OLD_BIN" >&2
 else
   echo "## building $REV ($COMMIT) in $OLD_SRC" >&2
-  (cd "$OLD_SRC" && CARGO_TARGET_DIR=../target cargo build --release -p emporium >/dev/null)
+  # With this tree's release settings (fat LTO, one codegen unit since d2704de),
+  # so that an older revision's build differs in its code only.
+  (cd "$OLD_SRC" && CARGO_TARGET_DIR=../target CARGO_PROFILE_RELEASE_LTO=fat \
+    CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 cargo build --release -p emporium >/dev/null)
   OLD_BIN=target/bench-rev/target/release/emporium
 fi
 

@@ -11,7 +11,9 @@
 # (A B, then B A) and average.
 # Usage: bench/gateway-ab.sh BIN_A BIN_B [rounds, default 6] [seconds, default 8]
 # (build the old revision elsewhere, e.g. `git worktree add /tmp/old REV && cargo
-# build --release` there, and pass both binaries).
+# build --release` there, and pass both binaries; a revision before d2704de builds
+# without LTO unless given CARGO_PROFILE_RELEASE_LTO=fat
+# CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1).
 # Traffic goes to 127.0.0.1 only; every process started here is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
