@@ -29,8 +29,9 @@ need nginx nginx
 need openssl openssl
 
 source bench/lib.sh
-cargo build --release -p emporium >/dev/null
-cargo build --release -p emporium-bench --bin hyper-floor >/dev/null
+# One build of both packages: built alone, emporium-bench (hyper-floor) would unify
+# its dependencies' features differently and rebuild a share of them each time.
+cargo build --release -p emporium -p emporium-bench >/dev/null
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
