@@ -46,10 +46,19 @@ if [ -n "${OLD_BIN:-}" ]; then
   echo "## $REV ($COMMIT): its settings, the binary $OLD_BIN" >&2
 else
   echo "## building $REV ($COMMIT) in $OLD_SRC" >&2
-  # With this tree's release settings (fat LTO, one codegen unit since d2704de),
-  # so that an older revision's build differs in its code only.
-  (cd "$OLD_SRC" && CARGO_TARGET_DIR=../target CARGO_PROFILE_RELEASE_LTO=fat \
-    CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 cargo build --release -p emporium >/dev/null)
+  # With this tree's release settings (read from its Cargo.toml: LTO and codegen
+  # units since d2704de), so that an older revision's build differs in its code only.
+  release_setting() {
+    awk -v key="$1" '/^\[/ { in_release = ($0 == "[profile.release]") }
+      in_release && $1 == key { gsub(/"/, "", $3); print $3 }' Cargo.toml
+  }
+  profile=()
+  lto=$(release_setting lto)
+  units=$(release_setting codegen-units)
+  if [ -n "$lto" ]; then profile+=("CARGO_PROFILE_RELEASE_LTO=$lto"); fi
+  if [ -n "$units" ]; then profile+=("CARGO_PROFILE_RELEASE_CODEGEN_UNITS=$units"); fi
+  (cd "$OLD_SRC" && env CARGO_TARGET_DIR=../target "${profile[@]}" \
+    cargo build --release -p emporium >/dev/null)
   OLD_BIN=target/bench-rev/target/release/emporium
 fi
 
