@@ -234,9 +234,12 @@ pub async fn drive(args: &LoadArgs, shop: &Arc<Shop>, tokens: &[String], length:
                             // than a loop of instant failures against a shop that is
                             // down, and as long as the shop asked when it shed the
                             // request (within the run).
+                            // Spread, so shoppers refused together do not return
+                            // together (see `shopper::spread`).
                             let pause = failure.retry_after.unwrap_or(FAILURE_PAUSE);
+                            let pause = shopper::spread(pause.max(FAILURE_PAUSE), dice.unit());
                             let left = end.saturating_duration_since(Instant::now());
-                            tokio::time::sleep(pause.max(FAILURE_PAUSE).min(left)).await;
+                            tokio::time::sleep(pause.min(left)).await;
                         }
                         let pause = dice.between(think.0, think.1);
                         if pause > 0 {
