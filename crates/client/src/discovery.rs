@@ -48,6 +48,8 @@ struct Entry {
     health: RwLock<HashMap<Arc<str>, Arc<Health>>>,
     /// Held while deciding an ejection, so two cannot both take the last share.
     ejecting: Mutex<()>,
+    /// Woken whenever the registry's list changes.
+    changed: tokio::sync::Notify,
 }
 
 /// One instance a call may go to.
@@ -114,6 +116,16 @@ impl Entry {
             Ok(mut health) => health.entry(address.clone()).or_default().clone(),
             Err(_) => Arc::new(Health::default()),
         }
+    }
+
+    /// Takes the registry's new list, forgets the health of instances no longer
+    /// on it, and wakes the callers waiting for an instance.
+    fn update(&self, snapshot: Snapshot) {
+        if let Ok(mut state) = self.state.write() {
+            state.apply(snapshot);
+        }
+        self.prune();
+        self.changed.notify_waiters();
     }
 
     /// Forgets the health of instances no longer listed.
@@ -207,6 +219,32 @@ impl Discovery {
             routes[..=pick].rotate_right(1);
         }
         Ok(routes.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// Returns once `service` has an instance listed, or after `at_most`: at
+    /// once if it has one, as soon as the registry lists one if not. For a
+    /// caller that found none and would retry after `at_most` anyway (an
+    /// event reader whose producer is still starting): it retries the moment
+    /// there is somewhere to go. Without a registry to ask, it waits `at_most`.
+    pub async fn until_listed(self: &Arc<Self>, service: &str, at_most: Duration) {
+        let deadline = tokio::time::Instant::now() + at_most;
+        if self.fixed.contains_key(service) {
+            return;
+        }
+        let Ok(entry) = self.entry(service).await else {
+            tokio::time::sleep_until(deadline).await;
+            return;
+        };
+        loop {
+            let changed = entry.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the list is read, so a change in between wakes it.
+            changed.as_mut().enable();
+            let listed = entry.state.read().is_ok_and(|s| !s.current().is_empty());
+            if listed || tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Records how a call to `route` went: a failure counts towards its ejection
@@ -333,13 +371,9 @@ async fn watch(
                     .read()
                     .ok()
                     .and_then(|e| e.get(&service).cloned());
-                if let Some(entry) = entry
-                    && let Ok(mut state) = entry.state.write()
-                {
+                if let Some(entry) = entry {
                     tracing::debug!(%service, instances = snapshot.instances.len(), "instances changed");
-                    state.apply(snapshot);
-                    drop(state);
-                    entry.prune();
+                    entry.update(snapshot);
                 }
             }
             Err(error) => {
@@ -479,6 +513,37 @@ mod tests {
             None,
             "a second ejection would pass 50% of three"
         );
+    }
+
+    #[tokio::test]
+    async fn a_caller_waiting_for_an_instance_goes_the_moment_one_is_listed() {
+        let d = Arc::new(Discovery::new(None));
+        let entry = d.entry_for_fixed("catalog");
+        let waiting = {
+            let d = d.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                d.until_listed("catalog", Duration::from_secs(30)).await;
+                started.elapsed()
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // A change without an instance: still waiting.
+        entry.update(snapshot("e1", 0, &[]));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished());
+        entry.update(snapshot("e1", 1, &["c:1"]));
+        let waited = tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("went before the 30 s were up")
+            .expect("joined");
+        assert!(waited >= Duration::from_millis(200), "{waited:?}");
+        // Listed already: at once; never listed, with nobody to ask: the whole wait.
+        let started = Instant::now();
+        d.until_listed("catalog", Duration::from_secs(30)).await;
+        assert!(started.elapsed() < Duration::from_secs(1));
+        d.until_listed("orders", Duration::from_millis(300)).await;
+        assert!(started.elapsed() >= Duration::from_millis(300));
     }
 
     #[tokio::test]

@@ -76,6 +76,12 @@ impl ServiceClient {
         self.transport.check(&self.service).await
     }
 
+    /// Returns once the service has an instance listed, or after `at_most`
+    /// ([`Transport::until_listed`]).
+    pub async fn until_listed(&self, at_most: Duration) {
+        self.transport.until_listed(&self.service, at_most).await;
+    }
+
     pub fn service(&self) -> &str {
         &self.service
     }

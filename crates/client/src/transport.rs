@@ -43,6 +43,14 @@ pub trait Transport: Send + Sync + 'static {
         let _ = service;
         Box::pin(async { Ok(()) })
     }
+
+    /// Returns once `service` has an instance listed, or after `at_most`: for a
+    /// caller that found none and would try again after `at_most` anyway. A
+    /// transport that cannot tell waits `at_most`.
+    fn until_listed(&self, service: &str, at_most: Duration) -> BoxFuture<'static, ()> {
+        let _ = service;
+        Box::pin(tokio::time::sleep(at_most))
+    }
 }
 
 /// The deadline of a call, which [`crate::ServiceClient`] hands to the transport in
@@ -82,6 +90,12 @@ impl HttpTransport {
 }
 
 impl Transport for HttpTransport {
+    fn until_listed(&self, service: &str, at_most: Duration) -> BoxFuture<'static, ()> {
+        let discovery = self.discovery.clone();
+        let service = service.to_string();
+        Box::pin(async move { discovery.until_listed(&service, at_most).await })
+    }
+
     fn send(
         &self,
         service: &str,
@@ -730,6 +744,15 @@ impl Transport for InProcess {
         match (&self.remote, self.local.contains_key(service)) {
             (Some(remote), false) => remote.check(service),
             _ => Box::pin(async { Ok(()) }),
+        }
+    }
+
+    fn until_listed(&self, service: &str, at_most: Duration) -> BoxFuture<'static, ()> {
+        match (&self.remote, self.local.contains_key(service)) {
+            (Some(remote), false) => remote.until_listed(service, at_most),
+            // A call to a service hosted here waits for it to be mounted.
+            (_, true) => Box::pin(async {}),
+            (None, false) => Box::pin(tokio::time::sleep(at_most)),
         }
     }
 

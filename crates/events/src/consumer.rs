@@ -583,6 +583,27 @@ pub(crate) async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool
     }
 }
 
+/// Like [`pause`] after a call to a producer failed with `error`: when the
+/// producer had no instance listed (it is still starting), over as soon as one
+/// is, so a reader starting beside it does not sit out a whole backoff.
+pub(crate) async fn pause_after(
+    client: &emporium_client::ServiceClient,
+    error: &emporium_client::ClientError,
+    d: Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    if !matches!(error, emporium_client::ClientError::NoInstances(_)) {
+        return pause(d, stop).await;
+    }
+    if *stop.borrow() {
+        return false;
+    }
+    tokio::select! {
+        () = client.until_listed(d) => true,
+        _ = stop.changed() => false,
+    }
+}
+
 pub(crate) async fn load_cursor(db: &Db, name: &str) -> Result<i64, sqlx::Error> {
     Ok(cursor_of(db, name).await?.unwrap_or(0))
 }

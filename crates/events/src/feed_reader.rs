@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::consumer::{Consumer, Subscription, cursor_of, pause};
+use crate::consumer::{Consumer, Subscription, cursor_of, pause, pause_after};
 use crate::envelope::FeedPage;
 use crate::lease::Lease;
 use crate::snapshot;
@@ -164,7 +164,7 @@ pub(crate) async fn read(
                     if sub.connected.swap(false, Ordering::Relaxed) || failures == 1 {
                         tracing::warn!(subscription = %sub.name, error = %e, "feed unreachable; retrying");
                     }
-                    if !pause(consumer.backoff(failures), &mut stop).await {
+                    if !pause_after(&client, &e, consumer.backoff(failures), &mut stop).await {
                         return;
                     }
                     continue;

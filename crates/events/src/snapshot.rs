@@ -29,7 +29,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::consumer::{Consumer, Subscription, pause, save_cursor};
+use crate::consumer::{Consumer, Subscription, pause, pause_after, save_cursor};
 use crate::envelope::Envelope;
 
 pub const MAX_LIMIT: u32 = 1_000;
@@ -195,7 +195,7 @@ pub(crate) async fn load(
                     if failures <= 3 || failures % 20 == 0 {
                         tracing::warn!(subscription = %sub.name, error = %e, "snapshot unreachable; retrying");
                     }
-                    if !pause(consumer.backoff(failures), stop).await {
+                    if !pause_after(client, &e, consumer.backoff(failures), stop).await {
                         return None;
                     }
                     continue;
