@@ -27,6 +27,7 @@ sample() {
   load_pid=$!
   sleep 16
   gen=$(pgrep -f -n "$BIN load --base $BASE" || true)
+  [ -n "$gen" ] || echo "warning: the load generator's process not found; its cores read 0" >&2
   up_processes >"$WORK/names"
   t0=$(date +%s%N)
   { ticks $gen | awk '{print "load", $1}'; while read -r svc _ pid; do echo "$svc $(ticks "$pid")"; done <"$WORK/names"; } >"$WORK/$name.0"

@@ -16,7 +16,8 @@ trap 'up_stop; rm -rf "$WORK"' EXIT
 bench_env
 echo "machine: $(machine)"
 
-# one BIN: milliseconds from start to banner on a fresh data dir.
+# one BIN: appends to RUN_MS the milliseconds from start to banner on a fresh data dir
+# (not in a subshell, so the exit trap can stop the shop it started).
 one() {
   local t0 t1 data
   data=$WORK/data-$RANDOM
@@ -28,13 +29,14 @@ one() {
   t1=$(date +%s%N)
   up_stop
   rm -rf "$data"
-  echo $(((t1 - t0) / 1000000))
+  RUN_MS=$(((t1 - t0) / 1000000))
 }
 a=() b=()
 for i in $(seq "$RUNS"); do
-  if [ $((i % 2)) = 1 ]; then a+=("$(one "$A")"); b+=("$(one "$B")")
-  else b+=("$(one "$B")"); a+=("$(one "$A")"); fi
+  if [ $((i % 2)) = 1 ]; then one "$A"; a+=("$RUN_MS"); one "$B"; b+=("$RUN_MS")
+  else one "$B"; b+=("$RUN_MS"); one "$A"; a+=("$RUN_MS"); fi
 done
+# The middle run; of an even count, the lower of the two middle ones.
 median() { printf '%s\n' "$@" | sort -n | awk '{x[NR]=$1} END {print x[int((NR+1)/2)]}'; }
 echo "A $A: median $(median "${a[@]}") ms (runs: ${a[*]})"
 echo "B $B: median $(median "${b[@]}") ms (runs: ${b[*]})"

@@ -210,7 +210,8 @@ pub async fn prepare(args: &LoadArgs) -> anyhow::Result<(Arc<Report>, Arc<Shop>,
 }
 
 /// How long a closed-loop shopper waits after a failed journey, unless the shop
-/// asked for longer with `Retry-After` (a shed request does).
+/// asked for longer with `Retry-After` (a shed request does); either is spread
+/// to up to twice as long (`shopper::spread`).
 const FAILURE_PAUSE: Duration = Duration::from_millis(250);
 
 /// Makes journeys for `length`, in the loop the arguments ask for.

@@ -190,7 +190,7 @@ fn retry_after_secs(r: &reqwest::Response) -> Option<u64> {
 /// each waited exactly that came back together, and the server, at its lowest
 /// limit, admitted a few of the herd and sent the rest away again for another
 /// second: after an overload, 64 shoppers without think time confirmed 31–47
-/// checkouts a second against 232–282 before it, and 158–169 with the wait
+/// checkouts a second against 232–282 before it, and 137–169 with the wait
 /// spread (AWS's "Exponential Backoff and Jitter" makes the same case).
 pub fn spread(asked: Duration, unit: f64) -> Duration {
     asked + asked.mul_f64(unit.clamp(0.0, 1.0))
@@ -657,12 +657,12 @@ impl Dice {
         (self.next() % n as u64) as usize
     }
 
-    /// A number in `min..=max`.
     /// A number drawn uniformly from [0, 1).
     pub fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// A number in `min..=max`.
     pub fn between(&mut self, min: u64, max: u64) -> u64 {
         min + self.next() % (max - min + 1)
     }

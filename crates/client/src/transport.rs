@@ -748,11 +748,22 @@ impl Transport for InProcess {
     }
 
     fn until_listed(&self, service: &str, at_most: Duration) -> BoxFuture<'static, ()> {
-        match (&self.remote, self.local.contains_key(service)) {
-            (Some(remote), false) => remote.until_listed(service, at_most),
-            // A call to a service hosted here waits for it to be mounted.
-            (_, true) => Box::pin(async {}),
-            (None, false) => Box::pin(tokio::time::sleep(at_most)),
+        // Hosted here: until it serves (a stopped one, shutting down, answers
+        // no call again, so its callers wait the whole time rather than spin).
+        if let Some(slot) = self.local.get(service) {
+            let mut slot = slot.subscribe();
+            return Box::pin(async move {
+                let deadline = tokio::time::Instant::now() + at_most;
+                let serving = slot.wait_for(|s| matches!(s, Slot::Serving(_)));
+                let gone = matches!(tokio::time::timeout_at(deadline, serving).await, Ok(Err(_)));
+                if gone {
+                    tokio::time::sleep_until(deadline).await;
+                }
+            });
+        }
+        match &self.remote {
+            Some(remote) => remote.until_listed(service, at_most),
+            None => Box::pin(tokio::time::sleep(at_most)),
         }
     }
 
@@ -839,5 +850,34 @@ mod tests {
         let cancelled = Wrapped(h2::Error::from(h2::Reason::CANCEL));
         assert!(!refused_stream(&cancelled));
         assert!(!refused_stream(&std::io::Error::other("reset")));
+    }
+}
+
+#[cfg(test)]
+mod in_process_tests {
+    use std::time::{Duration, Instant};
+
+    use super::{InProcess, Transport};
+
+    #[tokio::test]
+    async fn a_caller_waiting_for_a_hosted_service_goes_when_it_serves_and_not_while_it_is_stopped()
+    {
+        let host = InProcess::new(["catalog"]);
+        let started = Instant::now();
+        let waiting = tokio::spawn(host.until_listed("catalog", Duration::from_secs(30)));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished(), "still starting");
+        host.mount("catalog", axum::Router::new());
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("went once it served")
+            .expect("joined");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // Stopped (shutting down): the whole wait, so a reader does not spin on it.
+        host.unmount("catalog");
+        let started = Instant::now();
+        host.until_listed("catalog", Duration::from_millis(300))
+            .await;
+        assert!(started.elapsed() >= Duration::from_millis(300));
     }
 }
