@@ -9,7 +9,9 @@
 //! the same instances: one connection per instance carries them all, so requests
 //! and answers share reads and writes instead of costing a system call each on
 //! both sides (the gateway spent 8–10% and catalog 9–14% less CPU per product
-//! page). Where calls go one after another (a checkout's saga) it costs more per
+//! page, built without LTO, twentieth session; on a later machine, with the
+//! LTO build, HTTP/1.1 read 5% more requests/s through the gateway, and the
+//! default waits for more machines: `docs/benchmarks.md`, twenty-third session). Where calls go one after another (a checkout's saga) it costs more per
 //! call than HTTP/1.1 (6–9% more CPU per checkout): `docs/benchmarks.md`,
 //! "HTTP/2 between services". An HTTP/2 connection that carries calls is pinged
 //! every 10 s, and closed when a ping goes 10 s unanswered: a peer that vanished

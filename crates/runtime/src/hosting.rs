@@ -239,14 +239,14 @@ async fn open_db(
     migrations: &emporium_store::Migrations,
 ) -> anyhow::Result<emporium_store::Db> {
     let service = host.service;
-    let options = emporium_store::SqliteOptions {
-        checkpoint_every: (store.checkpoint_ms > 0)
-            .then(|| Duration::from_millis(store.checkpoint_ms)),
-        write_group_max: store.write_group_max,
-    };
-    let db = emporium_store::Db::open_service_with(service, &host.data_dir(), url, options)
-        .await
-        .with_context(|| format!("opening the {service} database"))?;
+    let db = emporium_store::Db::open_service_with(
+        service,
+        &host.data_dir(),
+        url,
+        sqlite_options(store),
+    )
+    .await
+    .with_context(|| format!("opening the {service} database"))?;
     db.migrate_all(migrations)
         .await
         .with_context(|| format!("migrating the {service} database"))?;
@@ -536,11 +536,30 @@ pub fn advertised(local: SocketAddr, host: Option<&str>) -> String {
     }
 }
 
+/// How the `[store]` settings write a SQLite database.
+fn sqlite_options(store: &emporium_config::StoreSettings) -> emporium_store::SqliteOptions {
+    emporium_store::SqliteOptions {
+        checkpoint_every: (store.checkpoint_ms > 0)
+            .then(|| Duration::from_millis(store.checkpoint_ms)),
+        write_group_max: store.write_group_max,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::Json;
     use axum::routing::get;
+
+    #[test]
+    fn the_store_settings_default_to_the_stores_own_defaults() {
+        // The settings crate cannot name the store's constants (it sits below
+        // it); this keeps the two from drifting apart.
+        assert_eq!(
+            sqlite_options(&emporium_config::StoreSettings::default()),
+            emporium_store::SqliteOptions::default()
+        );
+    }
 
     /// Answers with the service whose work the request is.
     struct Echo;
