@@ -11,8 +11,9 @@
 //! both sides (the gateway spent 8–10% and catalog 9–14% less CPU per product
 //! page, built without LTO, twentieth session; on a later machine, with the
 //! LTO build, HTTP/1.1 read 5% more requests/s through the gateway, and the
-//! default waits for more machines: `docs/benchmarks.md`, twenty-third session). Where calls go one after another (a checkout's saga) it costs more per
-//! call than HTTP/1.1 (6–9% more CPU per checkout): `docs/benchmarks.md`,
+//! default waits for more machines: `docs/benchmarks.md`, twenty-third
+//! session). Where calls go one after another (a checkout's saga) it costs more
+//! per call than HTTP/1.1 (6–9% more CPU per checkout): `docs/benchmarks.md`,
 //! "HTTP/2 between services". An HTTP/2 connection that carries calls is pinged
 //! every 10 s, and closed when a ping goes 10 s unanswered: a peer that vanished
 //! without a reset (its host gone, a partition) would otherwise keep every new
