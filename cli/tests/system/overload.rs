@@ -20,7 +20,7 @@
 //! once and twice what was asked (`shopper::spread`). Waiting exactly the
 //! whole second asked, the 64 refused together came back together, orders
 //! admitted a few of the herd at its lowest limit and refused the rest again,
-//! and the peak after the overload read 0.11–0.18 of the one before (three runs
+//! and the peak after the overload read 0.11–0.20 of the one before (three runs
 //! on a fast machine in December, and the stop's CI run); spread, 0.75–0.78.
 
 use serde_json::Value;
