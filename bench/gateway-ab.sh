@@ -44,7 +44,6 @@ start() {
     CAT[$1]=$(awk '$1 == "catalog" && $3 ~ /^[0-9]+$/ {print $3; exit}' "$WORK/$1.log")
     ID[$1]=$(curl -s "${URL[$1]}/api/catalog/products?limit=1" | sed -E 's/.*"id":"([^"]+)".*/\1/' | head -c 36)
 }
-cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 # per_request TICKS REQUESTS: microseconds of CPU per request.
 per_request() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}'; }
 # run SIDE SECONDS: "REQUESTS_PER_S GATEWAY_CPU_US_PER_REQUEST CATALOG_CPU_US_PER_REQUEST"

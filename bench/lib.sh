@@ -41,19 +41,25 @@ bench_setup() {
   trap 'up_stop; rm -rf "$WORK"' EXIT
 }
 
-# up_start LOG DATA_DIR [up args...]: starts `emporium up` on a free gateway port
-# and waits for its banner. Sets UP_PID, UP_LOG and BASE (the gateway's URL).
-up_start() {
+# up_launch LOG DATA_DIR [up args...]: starts `emporium up` on a free gateway port
+# and waits for its banner (every service ready). Sets UP_PID, UP_LOG and BASE.
+up_launch() {
   UP_LOG=$1
   local data=$2
-  # `emporium load` confirms its shoppers' addresses as this shop's operator.
-  export EMPORIUM_LOAD_DATA_DIR=$data
   shift 2
   "$BIN" up --port 0 --data-dir "$data" "$@" >"$UP_LOG" 2>&1 &
   UP_PID=$!
   up_wait
+}
+
+# up_start LOG DATA_DIR [up args...]: up_launch, then the shop set up for the load
+# generator. Sets UP_PID, UP_LOG and BASE (the gateway's URL).
+up_start() {
+  # `emporium load` confirms its shoppers' addresses as this shop's operator.
+  export EMPORIUM_LOAD_DATA_DIR=$2
+  up_launch "$@"
   # The admin the load generator stocks products with (it registers later).
-  "$BIN" admin grant bench-admin@example.com --data-dir "$data" >/dev/null
+  "$BIN" admin grant bench-admin@example.com --data-dir "$2" >/dev/null
 }
 
 # Waits for the banner of the `emporium up` at UP_PID logging to UP_LOG (its log is
@@ -78,16 +84,24 @@ up_stop() {
 # several services, the monolith, once).
 up_processes() { awk '$1 ~ /^[a-z0-9-]+$/ && $2 ~ /^127\.0\.0\.1:/ && !seen[$3]++ {print $1, $2, $3}' "$UP_LOG"; }
 
+# cpu_ticks PID: the user + system clock ticks of one process so far.
+cpu_ticks() {
+  # Fields after the command name: utime and stime are the 12th and 13th.
+  sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
+}
+
 # CPU seconds (user + system) of every process of the running `emporium up`, but
 # the one named EXCEPT if given: cpu_seconds [EXCEPT].
 cpu_seconds() {
   local except=${1:-}
   up_processes | while read -r name _ pid; do
     [ "$name" = "$except" ] && continue
-    # Fields after the command name: utime and stime are the 12th and 13th.
-    sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}'
+    cpu_ticks "$pid"
   done | awk -v hz="$(getconf CLK_TCK)" '{t += $1} END {printf "%.2f", t / hz}'
 }
+
+# median N...: the middle one; of an even count, the lower of the two middle ones.
+median() { printf '%s\n' "$@" | sort -n | awk '{x[NR]=$1} END {print x[int((NR+1)/2)]}'; }
 
 # checkout_load ARGS...: closed-loop (or --rate) checkouts through the gateway with
 # `emporium load`, as one JSON line (checkouts_per_s, p50_ms, p99_ms, errors, ...).

@@ -15,8 +15,13 @@ echo "machine: $(machine); load generator on the same cores"
 up_start "$WORK/up.log" "$WORK/data"
 checkout_load --users 16 --seconds 2 --warmup 1 >/dev/null
 
-# ticks PID...: their CPU time so far, in clock ticks.
-ticks() { for p in "$@"; do sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}'; done; }
+# ticks_of FILE: "NAME TICKS" of the load generator ($gen) and each process in $WORK/names.
+ticks_of() {
+  {
+    if [ -n "$gen" ]; then echo "load $(cpu_ticks "$gen")"; fi
+    while read -r svc _ pid; do echo "$svc $(cpu_ticks "$pid")"; done <"$WORK/names"
+  } >"$1"
+}
 
 # sample NAME ARGS...: a 24 s run with ARGS, sampled from 16 to 21 s (after the
 # shoppers' sign-ups; checked below).
@@ -30,10 +35,10 @@ sample() {
   [ -n "$gen" ] || echo "warning: the load generator's process not found; its cores read 0" >&2
   up_processes >"$WORK/names"
   t0=$(date +%s%N)
-  { ticks $gen | awk '{print "load", $1}'; while read -r svc _ pid; do echo "$svc $(ticks "$pid")"; done <"$WORK/names"; } >"$WORK/$name.0"
+  ticks_of "$WORK/$name.0"
   sleep 5
   t1=$(date +%s%N)
-  { ticks $gen | awk '{print "load", $1}'; while read -r svc _ pid; do echo "$svc $(ticks "$pid")"; done <"$WORK/names"; } >"$WORK/$name.1"
+  ticks_of "$WORK/$name.1"
   wait "$load_pid"
   python3 - "$name" "$WORK/$name.0" "$WORK/$name.1" "$WORK/$name.json" "$(((t1 - t0) / 1000000))" "$(getconf CLK_TCK)" <<'PY'
 import json, sys

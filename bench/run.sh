@@ -66,7 +66,6 @@ for i in $(seq "$STARTUP_RUNS"); do
   start_up "$d"; fresh+=("$READY_MS"); up_stop
   start_up "$d"; warm+=("$READY_MS"); up_stop
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "- fresh data dir (migrations, 1,200-product seed, key generation): median $(median "${fresh[@]}") ms (runs: ${fresh[*]})"
 echo "- existing data dir: median $(median "${warm[@]}") ms (runs: ${warm[*]})"
 fi
@@ -183,7 +182,7 @@ pids_of() {
 # ticks PID...: user + system clock ticks of the processes, summed.
 ticks() {
   local p
-  for p in "$@"; do sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}'; done | awk '{t += $1} END {print t + 0}'
+  for p in "$@"; do cpu_ticks "$p"; done | awk '{t += $1} END {print t + 0}'
 }
 per_request() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN {if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "-"}'; }
 

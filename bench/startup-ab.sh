@@ -21,11 +21,8 @@ echo "machine: $(machine)"
 one() {
   local t0 t1 data
   data=$WORK/data-$RANDOM
-  UP_LOG=$WORK/up.log
   t0=$(date +%s%N)
-  "$1" up --port 0 --data-dir "$data" >"$UP_LOG" 2>&1 &
-  UP_PID=$!
-  up_wait
+  BIN=$1 up_launch "$WORK/up.log" "$data"
   t1=$(date +%s%N)
   up_stop
   rm -rf "$data"
@@ -36,7 +33,6 @@ for i in $(seq "$RUNS"); do
   if [ $((i % 2)) = 1 ]; then one "$A"; a+=("$RUN_MS"); one "$B"; b+=("$RUN_MS")
   else one "$B"; b+=("$RUN_MS"); one "$A"; a+=("$RUN_MS"); fi
 done
-# The middle run; of an even count, the lower of the two middle ones.
-median() { printf '%s\n' "$@" | sort -n | awk '{x[NR]=$1} END {print x[int((NR+1)/2)]}'; }
+# (median: the lower of the two middle runs of an even count.)
 echo "A $A: median $(median "${a[@]}") ms (runs: ${a[*]})"
 echo "B $B: median $(median "${b[@]}") ms (runs: ${b[*]})"
